@@ -1,0 +1,97 @@
+"""Score recommendation lists of a prepared dataset the same way for every component.
+
+Glue between :mod:`scripts.core.prepared` and the pure functions of
+:mod:`scripts.core.metrics`: which users are evaluated, against which part, and with which
+training statistics (popularity, catalogue, item features) the beyond-accuracy metrics use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scripts.core import metrics
+from scripts.core.prepared import PreparedData, Stage
+
+
+def lists_from_frame(frame: pd.DataFrame, users: np.ndarray, k: int) -> np.ndarray:
+    """Long (user, item, rank) table -> ``(len(users), k)`` item array, -1 padded.
+
+    ``rank`` starts at 1; rows of users not in ``users`` and ranks above ``k`` are ignored.
+    """
+    lists = np.full((len(users), k), -1, dtype=np.int64)
+    row_of_user = np.full(int(max(users.max(initial=0), frame["user"].max() if len(frame) else 0)) + 1, -1)
+    row_of_user[users] = np.arange(len(users))
+    rows = row_of_user[frame["user"].to_numpy()]
+    ranks = frame["rank"].to_numpy() - 1
+    keep = (rows >= 0) & (ranks < k)
+    lists[rows[keep], ranks[keep]] = frame["item"].to_numpy()[keep]
+    return lists
+
+
+def frame_from_lists(users: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """``(n, N)`` id/score arrays (-1 padded) -> long table user, item, score, rank (from 1)."""
+    n, width = ids.shape
+    valid = ids >= 0
+    return pd.DataFrame({
+        "user": np.repeat(users.astype(np.int32), width)[valid.ravel()],
+        "item": ids[valid].astype(np.int32),
+        "score": scores[valid].astype(np.float32),
+        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), n)[valid.ravel()],
+    })
+
+
+@dataclass
+class Evaluator:
+    """Evaluates lists for the users of the part a ``stage`` fit is scored against.
+
+    ``stage="train"`` evaluates on test (the headline numbers); ``stage="base"`` on the
+    ranker target part.
+    """
+
+    prepared: PreparedData
+    stage: Stage
+    ks: tuple[int, ...]
+
+    @cached_property
+    def users(self) -> np.ndarray:
+        return self.prepared.eval_users(self.stage)
+
+    @cached_property
+    def relevant(self) -> sp.csr_matrix:
+        return self.prepared.relevant(self.stage)[self.users]
+
+    @cached_property
+    def _train(self) -> sp.csr_matrix:
+        return self.prepared.user_items(self.stage)
+
+    @cached_property
+    def item_user_counts(self) -> np.ndarray:
+        return np.asarray((self._train > 0).sum(axis=0)).ravel()
+
+    @cached_property
+    def item_features(self) -> sp.csr_matrix | None:
+        features = self.prepared.item_features(self.stage)
+        return features if features.nnz else None
+
+    def evaluate(self, lists: np.ndarray) -> dict[str, float]:
+        """All metrics at every k for ``(len(users), K)`` lists aligned with :attr:`users`."""
+        return metrics.evaluate(
+            lists, self.relevant, self.ks,
+            item_user_counts=self.item_user_counts,
+            n_train_users=int(np.diff(self._train.indptr).astype(bool).sum()),
+            train_items=np.flatnonzero(self.item_user_counts),
+            item_features=self.item_features,
+        )
+
+    def per_user(self, lists: np.ndarray, metric: str) -> np.ndarray:
+        """Per-user values of ``metric`` ("ndcg@10") for paired comparisons."""
+        name, _, k = metric.partition("@")
+        return metrics.per_user_metric(lists, self.relevant, name, int(k))
+
+    def candidate_recall(self, lists: np.ndarray) -> float:
+        return metrics.candidate_recall(lists, self.relevant)

@@ -1,0 +1,253 @@
+"""Ranker features for (user, item) candidate pairs, all vectorised.
+
+Everything here is computed from what one *stage* may see (``base`` for the ranker's
+training rows, ``train`` for test rows): that stage's interaction matrix, its leak-free
+item tags, its fitted generator models. Labels never enter a feature.
+
+Feature groups (switchable with ``components.ranker.features``):
+
+``generator``  per generator g: ``g_score`` (g's own score of the pair, for every candidate,
+               proposed by g or not), ``g_zscore`` (score standardised over the user's
+               candidates), ``g_rank`` (rank in g's list, NaN when not proposed),
+               ``g_proposed``, ``g_cosine`` (user/item factor cosine, factor models);
+               ``n_generators`` proposing the pair and its ``best_rank``.
+``user``       ``user_n_items``, ``user_total_plays``, ``user_mean_log_plays``,
+               ``user_tag_breadth`` (distinct tags over the user's items); with
+               timestamps ``user_days_since_last`` and ``user_history_days``.
+``item``       ``item_listeners``, ``item_total_plays``, ``item_mean_log_plays``,
+               ``item_n_tags``; with timestamps ``item_days_since_last`` and ``item_age_days``.
+``user_item``  ``tag_cosine`` (user tag profile vs item tags, TF-IDF), ``colisten_top_max`` /
+               ``colisten_top_mean`` (co-listening cosine of the item to the user's three
+               most-played items).
+``social``     ``friends_listening`` (friends who play the item), ``friends_share``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from scripts.core.recommenders import Recommender
+
+CHUNK = 200_000
+"""Pairs handled per chunk in sparse row-wise products (bounds temporary memory)."""
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass
+class StageData:
+    """What one stage may see. Matrices: ``user_items`` (n_users, n_items) play counts,
+    ``item_features`` (n_items, n_tags), ``social`` (n_users, n_users), ``timestamps``
+    (n_users, n_items) last-play unix seconds."""
+
+    user_items: sp.csr_matrix
+    item_features: sp.csr_matrix
+    models: Mapping[str, Recommender]
+    candidates: Mapping[str, pd.DataFrame]
+    social: sp.csr_matrix | None = None
+    timestamps: sp.csr_matrix | None = None
+
+    @property
+    def n_items(self) -> int:
+        return self.user_items.shape[1]
+
+
+# --------------------------------------------------------------------------- helpers
+def pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    return users.astype(np.int64) * n_items + items.astype(np.int64)
+
+
+def lookup_pairs(keys: np.ndarray, table_keys: np.ndarray, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """Values of ``table_keys`` at ``keys`` (``fill`` where absent); vectorised join."""
+    order = np.argsort(table_keys, kind="stable")
+    sorted_keys = table_keys[order]
+    pos = np.clip(np.searchsorted(sorted_keys, keys), 0, max(len(sorted_keys) - 1, 0))
+    found = (sorted_keys[pos] == keys) if len(sorted_keys) else np.zeros(len(keys), bool)
+    out = np.full(len(keys), fill, dtype=np.float64)
+    out[found] = values[order][pos[found]]
+    return out
+
+
+def segment_starts(users: np.ndarray) -> np.ndarray:
+    """Start offsets of runs of equal values in a sorted ``users`` array."""
+    return np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+
+
+def within_user_zscore(users: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(value - user mean) / user std over the user's rows; rows sorted by user."""
+    starts = segment_starts(users)
+    counts = np.diff(np.r_[starts, len(users)])
+    mean = np.repeat(np.add.reduceat(values, starts) / counts, counts)
+    var = np.repeat(np.add.reduceat((values - mean) ** 2, starts) / counts, counts)
+    return (values - mean) / np.sqrt(var + 1e-12)
+
+
+def rowwise_dot(a: sp.csr_matrix, a_rows: np.ndarray, b: sp.csr_matrix, b_rows: np.ndarray) -> np.ndarray:
+    """``sum(a[a_rows[j]] * b[b_rows[j]])`` for every j, chunked sparse products."""
+    out = np.empty(len(a_rows), dtype=np.float64)
+    for start in range(0, len(a_rows), CHUNK):
+        stop = start + CHUNK
+        out[start:stop] = np.asarray(a[a_rows[start:stop]].multiply(b[b_rows[start:stop]]).sum(axis=1)).ravel()
+    return out
+
+
+def sparse_lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``matrix[rows[j], cols[j]]`` for every j, without densifying."""
+    coo = matrix.tocoo()
+    keys = pair_keys(coo.row, coo.col, matrix.shape[1])
+    return lookup_pairs(pair_keys(rows, cols, matrix.shape[1]), keys, coo.data.astype(np.float64), fill=0.0)
+
+
+# --------------------------------------------------------------------------- candidates
+def merge_candidates(candidates: Mapping[str, pd.DataFrame], users: np.ndarray) -> pd.DataFrame:
+    """Union of every generator's (user, item) candidates for ``users``, sorted by user then item."""
+    frames = [frame.loc[frame["user"].isin(users), ["user", "item"]] for frame in candidates.values()]
+    merged = pd.concat(frames, ignore_index=True).drop_duplicates()
+    return merged.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- feature groups
+def generator_features(pairs: pd.DataFrame, data: StageData) -> dict[str, np.ndarray]:
+    users = pairs["user"].to_numpy(np.int64)
+    items = pairs["item"].to_numpy(np.int64)
+    keys = pair_keys(users, items, data.n_items)
+    feats: dict[str, np.ndarray] = {}
+    ranks = []
+    for name, model in data.models.items():
+        score = np.asarray(model.score_pairs(users, items, data.user_items), dtype=np.float64)
+        score = np.where(np.isfinite(score), score, np.nan)
+        listed = data.candidates[name]
+        rank = lookup_pairs(keys, pair_keys(listed["user"].to_numpy(), listed["item"].to_numpy(), data.n_items),
+                            listed["rank"].to_numpy(np.float64))
+        feats[f"{name}_score"] = score
+        feats[f"{name}_zscore"] = within_user_zscore(users, np.nan_to_num(score))
+        feats[f"{name}_rank"] = rank
+        feats[f"{name}_proposed"] = (~np.isnan(rank)).astype(np.float64)
+        if hasattr(model, "user_factors") and hasattr(model, "item_factors"):
+            user_factors = normalize(np.asarray(model.user_factors))
+            item_factors = normalize(np.asarray(model.item_factors))
+            feats[f"{name}_cosine"] = np.einsum("ij,ij->i", user_factors[users], item_factors[items])
+        ranks.append(rank)
+    stacked = np.vstack(ranks)
+    feats["n_generators"] = (~np.isnan(stacked)).sum(axis=0).astype(np.float64)
+    feats["best_rank"] = np.where(feats["n_generators"] > 0, np.nanmin(np.where(
+        np.isnan(stacked), np.inf, stacked), axis=0), np.nan)
+    return feats
+
+
+def user_features(users: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+    x = data.user_items
+    n_items = np.diff(x.indptr).astype(np.float64)
+    total = np.asarray(x.sum(axis=1)).ravel()
+    log_total = np.asarray(x.log1p().sum(axis=1)).ravel()
+    breadth = np.diff(((x > 0).astype(np.float32) @ (data.item_features > 0).astype(np.float32)).tocsr().indptr)
+    feats = {
+        "user_n_items": n_items,
+        "user_total_plays": total,
+        "user_mean_log_plays": log_total / np.maximum(n_items, 1),
+        "user_tag_breadth": breadth.astype(np.float64),
+    }
+    if data.timestamps is not None:
+        ts = data.timestamps
+        now = ts.data.max() if ts.nnz else 0.0
+        last = _row_reduce(ts, np.maximum, np.nan)
+        first = _row_reduce(ts, np.minimum, np.nan)
+        feats["user_days_since_last"] = (now - last) / SECONDS_PER_DAY
+        feats["user_history_days"] = (last - first) / SECONDS_PER_DAY
+    return {name: values[users] for name, values in feats.items()}
+
+
+def item_features(items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+    x = data.user_items.tocsc()
+    listeners = np.diff(x.indptr).astype(np.float64)
+    feats = {
+        "item_listeners": listeners,
+        "item_total_plays": np.asarray(x.sum(axis=0)).ravel(),
+        "item_mean_log_plays": np.asarray(x.log1p().sum(axis=0)).ravel() / np.maximum(listeners, 1),
+        "item_n_tags": np.diff(data.item_features.tocsr().indptr).astype(np.float64),
+    }
+    if data.timestamps is not None:
+        ts = data.timestamps.tocsc()
+        now = ts.data.max() if ts.nnz else 0.0
+        feats["item_days_since_last"] = (now - _row_reduce(ts.T.tocsr(), np.maximum, np.nan)) / SECONDS_PER_DAY
+        feats["item_age_days"] = (now - _row_reduce(ts.T.tocsr(), np.minimum, np.nan)) / SECONDS_PER_DAY
+    return {name: values[items] for name, values in feats.items()}
+
+
+def _row_reduce(matrix: sp.csr_matrix, ufunc: np.ufunc, empty: float) -> np.ndarray:
+    """Per-row reduction over stored values (``empty`` for rows without any)."""
+    counts = np.diff(matrix.indptr)
+    out = np.full(matrix.shape[0], empty, dtype=np.float64)
+    nonempty = counts > 0
+    if matrix.nnz:
+        out[nonempty] = ufunc.reduceat(matrix.data.astype(np.float64), matrix.indptr[:-1][nonempty])
+    return out
+
+
+def top_played_items(user_items: sp.csr_matrix, n: int) -> np.ndarray:
+    """``(n_users, n)`` most-played items per user, -1 padded; vectorised over the CSR rows."""
+    coo = user_items.tocoo()
+    order = np.lexsort((-coo.data, coo.row))
+    rows, cols = coo.row[order], coo.col[order]
+    position = np.arange(len(rows)) - np.repeat(user_items.indptr[:-1], np.diff(user_items.indptr))
+    top = np.full((user_items.shape[0], n), -1, dtype=np.int64)
+    keep = position < n
+    top[rows[keep], position[keep]] = cols[keep]
+    return top
+
+
+def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+    x = data.user_items
+    # Tag profile: TF-IDF item tags, users as the log-play-weighted sum of their items'.
+    tags = data.item_features.tocsr().astype(np.float64)
+    idf = np.log((1 + tags.shape[0]) / (1 + np.diff(tags.tocsc().indptr))) + 1
+    item_tags = normalize(tags @ sp.diags(idf))
+    profiles = normalize(x.log1p().astype(np.float64) @ item_tags)
+    feats = {"tag_cosine": rowwise_dot(profiles.tocsr(), users, item_tags.tocsr(), items)}
+    # Co-listening cosine between the candidate and the user's most-played items.
+    listeners = normalize((x > 0).astype(np.float64).T.tocsr())
+    top = top_played_items(x, 3)[users]
+    sims = np.full(top.shape, np.nan)
+    for j in range(top.shape[1]):  # three columns, not a per-user loop
+        has = top[:, j] >= 0
+        sims[has, j] = rowwise_dot(listeners, top[has, j], listeners, items[has])
+    feats["colisten_top_max"] = np.nan_to_num(np.nanmax(np.where(np.isnan(sims), -np.inf, sims), axis=1),
+                                              neginf=0.0)
+    feats["colisten_top_mean"] = np.nan_to_num(np.nanmean(sims, axis=1)) if np.isfinite(sims).any() else \
+        np.zeros(len(users))
+    return feats
+
+
+def social_features(users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+    if data.social is None:
+        return {}
+    social = (data.social > 0).astype(np.float32)
+    listening = (social @ (data.user_items > 0).astype(np.float32)).tocsr()
+    n_friends = np.asarray(social.sum(axis=1)).ravel()[users]
+    count = sparse_lookup(listening, users, items)
+    return {"friends_listening": count, "friends_share": count / np.maximum(n_friends, 1)}
+
+
+def build_features(pairs: pd.DataFrame, data: StageData, groups: list[str]) -> pd.DataFrame:
+    """Feature table aligned with ``pairs`` (rows sorted by user)."""
+    users = pairs["user"].to_numpy(np.int64)
+    items = pairs["item"].to_numpy(np.int64)
+    feats: dict[str, np.ndarray] = {}
+    if "generator" in groups:
+        feats |= generator_features(pairs, data)
+    if "user" in groups:
+        feats |= user_features(users, data)
+    if "item" in groups:
+        feats |= item_features(items, data)
+    if "user_item" in groups:
+        feats |= user_item_features(users, items, data)
+    if "social" in groups:
+        feats |= social_features(users, items, data)
+    if not feats:
+        raise ValueError("components.ranker.features: no feature group selected")
+    return pd.DataFrame({name: values.astype(np.float32) for name, values in feats.items()})

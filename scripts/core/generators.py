@@ -1,0 +1,128 @@
+"""What every candidate-generator component does, written once.
+
+For each stage (``base``: fit on base, candidates for ranker-target users; ``train``: refit
+on base + target, candidates for every user, scored on test) a generator component fits its
+model, writes per-user top-N candidates and saves the model; from the ``train`` fit it also
+writes the similar-items table and evaluates its lists on test.
+
+Files written (Parquet): ``candidates_base``, ``candidates_train`` (user, item, score, rank),
+``similar_items`` (item, similar_item, score, rank); models ``model_base.npz`` /
+``model_train.npz``; ``metrics.json`` and ``metrics_vs_k.png``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scripts.core import metrics
+from scripts.core.config import ConfigError, EncoreConfig, GeneratorConfig
+from scripts.core.evaluation import Evaluator, frame_from_lists
+from scripts.core.io import write_json, write_parquet
+from scripts.core.prepared import STAGES, PreparedData, Stage
+from scripts.core.recommenders import RECOMMENDERS, Recommender
+from scripts.core.runner import Context, Result
+
+log = logging.getLogger(__name__)
+
+_SHARED_KEYS = set(GeneratorConfig.model_fields)
+
+
+def generator_config(config: EncoreConfig, name: str) -> GeneratorConfig:
+    return getattr(config.components, name)
+
+
+def build_recommender(config: EncoreConfig, name: str) -> Recommender:
+    """The model of generator ``name`` with its hyper-parameters and the experiment seed."""
+    cls = RECOMMENDERS[name]
+    params = generator_config(config, name).model_dump(exclude=_SHARED_KEYS)
+    if "random_state" in inspect.signature(cls).parameters:
+        params["random_state"] = config.experiment.seed
+    return cls(**params)
+
+
+def fit_recommender(model: Recommender, name: str, prepared: PreparedData, stage: Stage) -> Recommender:
+    """Fit on what ``stage`` may see, with the side data the model needs."""
+    user_items = prepared.user_items(stage)
+    if name == "item2item":
+        return model.fit(user_items, item_features=prepared.item_features(stage))
+    if name == "friends":
+        social = prepared.social()
+        if social is None:
+            raise ConfigError(
+                "components.friends.enabled: this dataset has no social links; set it to false"
+            )
+        return model.fit(user_items, social=social)
+    if name == "popular":
+        return model.fit(user_items, timestamps=prepared.timestamps(stage))
+    return model.fit(user_items)
+
+
+def candidate_users(prepared: PreparedData, stage: Stage) -> np.ndarray:
+    """Ranker-target users for the base fit; every user for the train fit (serving + test)."""
+    if stage == "base":
+        return prepared.eval_users("base")
+    return np.arange(prepared.n_users, dtype=np.int64)
+
+
+def load_model(name: str, path: Path) -> Recommender:
+    return RECOMMENDERS[name].load(path)
+
+
+def run_generator(name: str, config: EncoreConfig, ctx: Context) -> Result:
+    section = generator_config(config, name)
+    ks = config.evaluation.ks
+    if section.n_candidates < max(ks):
+        raise ConfigError(
+            f"components.{name}.n_candidates ({section.n_candidates}) must be at least the largest "
+            f"evaluation k ({max(ks)})"
+        )
+    prepared = PreparedData(ctx.inputs["prepare"])
+    out = ctx.output
+    timings: dict[str, float] = {}
+    extra: dict[str, float] = {}
+    for stage in STAGES:
+        model = build_recommender(config, name)
+        started = time.perf_counter()
+        fit_recommender(model, name, prepared, stage)
+        timings[f"fit_{stage}_seconds"] = time.perf_counter() - started
+
+        users = candidate_users(prepared, stage)
+        started = time.perf_counter()
+        ids, scores = model.recommend(users, prepared.user_items(stage), section.n_candidates,
+                                      filter_already_liked_items=True, batch_size=section.batch_size)
+        timings[f"recommend_{stage}_seconds"] = time.perf_counter() - started
+        write_parquet(frame_from_lists(users, ids, scores), out / f"candidates_{stage}.parquet")
+        model.save(out / f"model_{stage}.npz")
+        if stage == "base":
+            target = Evaluator(prepared, "base", tuple(ks))
+            extra["target_candidate_recall"] = target.candidate_recall(ids[np.searchsorted(users, target.users)])
+            continue
+
+        started = time.perf_counter()
+        items = np.arange(prepared.n_items, dtype=np.int64)
+        similar_ids, similar_scores = model.similar_items(items, section.n_similar)
+        similar = frame_from_lists(items, similar_ids, similar_scores).rename(
+            columns={"user": "item", "item": "similar_item"})
+        write_parquet(similar, out / "similar_items.parquet")
+        timings["similar_items_seconds"] = time.perf_counter() - started
+
+        test = Evaluator(prepared, "train", tuple(ks))
+        lists = ids[test.users]
+        scores_at_k = test.evaluate(lists[:, : max(ks)])
+        extra["candidate_recall"] = test.candidate_recall(lists)
+        if hasattr(model, "items_without_features_"):
+            extra["items_without_features"] = float(np.size(model.items_without_features_))
+    results = scores_at_k | extra | timings
+    write_json(out / "metrics.json", results)
+    metrics.plot_metric_vs_k({name: scores_at_k}, "ndcg", out / "metrics_vs_k.png")
+    log.info("%s: ndcg@10 %.4f, candidate recall@%d %.3f on test",
+             name, scores_at_k.get("ndcg@10", float("nan")), section.n_candidates, extra["candidate_recall"])
+    return Result(
+        metrics=results,
+        artifacts=["candidates_train.parquet", "similar_items.parquet", "metrics.json", "metrics_vs_k.png"],
+    )

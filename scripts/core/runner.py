@@ -1,0 +1,231 @@
+"""How components are run: output folders, reuse, tracking and the shared CLI.
+
+A component is a module in ``scripts/components/`` exposing ``NAME``, ``DEPENDS_ON`` and a
+pure function ``run(config, ctx) -> Result``. This module gives each one a fingerprinted
+output folder under ``outputs/<experiment>/<component>-<fingerprint>/``, skips work whose
+output is already complete for the same fingerprint, writes atomically, and logs a nested
+MLflow run either way (tagged ``encore.reused`` when nothing was recomputed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import logging
+import logging.config
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scripts.core.config import REPO_ROOT, ConfigError, EncoreConfig, load_config
+from scripts.core.data.types import DataError
+from scripts.core.io import atomic_dir, is_complete, read_json, write_json
+
+log = logging.getLogger("encore")
+
+PIPELINE: tuple[str, ...] = (
+    "prepare", "popular", "als", "bpr", "item2item", "itemknn", "ease", "friends", "ranker", "evaluate",
+)
+"""Default order; ``register`` and ``promote`` run only when asked for."""
+GENERATORS: tuple[str, ...] = ("popular", "als", "bpr", "item2item", "itemknn", "ease", "friends")
+ALL_COMPONENTS: tuple[str, ...] = (*PIPELINE, "register", "promote")
+DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "lastfm2k.yaml"
+
+
+@dataclass
+class Result:
+    """What a component reports: metrics to log and files (in its output folder) to attach."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    parent_metrics: dict[str, float] = field(default_factory=dict)
+    """Logged on the pipeline's parent run too (the headline numbers compared in the UI)."""
+
+
+@dataclass
+class Context:
+    """Where a component writes, and where its upstream components wrote."""
+
+    config: EncoreConfig
+    output: Path
+    inputs: dict[str, Path]
+
+
+def component_module(name: str) -> Any:
+    if name not in ALL_COMPONENTS:
+        raise ConfigError(f"unknown component '{name}'; known: {', '.join(ALL_COMPONENTS)}")
+    return importlib.import_module(f"scripts.components.{name}")
+
+
+def enabled(config: EncoreConfig, name: str) -> bool:
+    section = getattr(config.components, name, None)
+    return section is None or bool(getattr(section, "enabled", True))
+
+
+def dependencies(config: EncoreConfig, name: str) -> list[str]:
+    deps = component_module(name).DEPENDS_ON
+    return [d for d in (deps(config) if callable(deps) else deps) if enabled(config, d)]
+
+
+def fingerprint(config: EncoreConfig, name: str) -> str:
+    """Hash of everything a component's output depends on, upstream outputs included."""
+    own = getattr(config.components, name, None)
+    parts = {
+        "component": name,
+        "own": own.model_dump(mode="json") if own is not None else None,
+        "seed": config.experiment.seed,
+        "evaluation": config.evaluation.model_dump(mode="json"),
+        "upstream": {dep: fingerprint(config, dep) for dep in dependencies(config, name)},
+    }
+    if name == "prepare":
+        parts["data"] = config.fingerprint("dataset", "split")
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def output_dir(config: EncoreConfig, name: str) -> Path:
+    return config.run_dir / f"{name}-{fingerprint(config, name)}"
+
+
+def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Result:
+    """Run (or reuse) one component inside its own nested MLflow run."""
+    import mlflow
+
+    from scripts.core import tracking
+
+    module = component_module(name)
+    inputs = {dep: output_dir(config, dep) for dep in dependencies(config, name)}
+    for dep, path in inputs.items():
+        if not is_complete(path, fingerprint(config, dep)):
+            raise ConfigError(
+                f"component '{name}' needs the output of '{dep}' for this configuration ({path}); "
+                f"run it first, e.g. scripts/pipeline/run.sh --components {dep},{name}"
+            )
+    out = output_dir(config, name)
+    fp = fingerprint(config, name)
+    with tracking.component_run(config, name) as run:
+        started = time.perf_counter()
+        reused = not force and getattr(module, "REUSABLE", True) and is_complete(out, fp)
+        if reused:
+            log.info("%s: reusing %s", name, out)
+            result = Result(**{k: v for k, v in read_json(out / "result.json").items()})
+        else:
+            log.info("%s: running, output %s", name, out)
+            with atomic_dir(out, fp, component=name) as tmp:
+                result = module.run(config, Context(config=config, output=tmp, inputs=inputs))
+                write_json(tmp / "result.json", result.__dict__)
+        seconds = time.perf_counter() - started
+        mlflow.set_tags({"encore.reused": str(reused).lower(), "encore.output_dir": str(out)} | result.tags)
+        _tag_data_hashes(config, run)
+        own = getattr(config.components, name, None)
+        tracking.log_params((own.model_dump(mode="json") if own is not None else {}) | result.params)
+        tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds})
+        for artifact in result.artifacts:
+            mlflow.log_artifact(str(out / artifact))
+        parent_id = run.data.tags.get("mlflow.parentRunId")
+        if parent_id and result.parent_metrics:
+            client = mlflow.MlflowClient()
+            for key, value in result.parent_metrics.items():
+                client.log_metric(parent_id, tracking.metric_key(key), float(value))
+            for artifact in result.artifacts:
+                client.log_artifact(parent_id, str(out / artifact), artifact_path="evaluation")
+        result.tags["encore.run_id"] = run.info.run_id
+    log.info("%s: done in %.1f s%s", name, seconds, " (reused)" if reused else "")
+    return result
+
+
+def _tag_data_hashes(config: EncoreConfig, run: Any) -> None:
+    """Record the data files' SHA-256 (known once prepare ran) on the run and its parent."""
+    import mlflow
+
+    prepared = output_dir(config, "prepare")
+    if not is_complete(prepared, fingerprint(config, "prepare")):
+        return
+    tags = {f"encore.data_sha256.{role}": digest
+            for role, digest in read_json(prepared / "summary.json")["data_sha256"].items()}
+    mlflow.set_tags(tags)
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if parent_id:
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_tag(parent_id, key, value)
+
+
+def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequence[str] = ()) -> dict[str, Result]:
+    """Run components in pipeline order under one parent MLflow run."""
+    from scripts.core import tracking
+
+    wanted = [c for c in ALL_COMPONENTS if c in components]
+    for name in components:
+        component_module(name)  # unknown names fail before any work
+    skipped = [c for c in wanted if not enabled(config, c)]
+    if skipped:
+        log.info("disabled in the config, not run: %s", ", ".join(skipped))
+    results: dict[str, Result] = {}
+    with tracking.pipeline_run(config):
+        for name in (c for c in wanted if enabled(config, c)):
+            try:
+                results[name] = run_component(config, name, force=name in force)
+            except Exception as exc:
+                raise ComponentFailed(name, exc) from exc
+    return results
+
+
+class ComponentFailed(RuntimeError):
+    def __init__(self, component: str, cause: BaseException):
+        super().__init__(f"component '{component}' failed: {cause}")
+        self.component = component
+
+
+def setup_logging() -> None:
+    path = REPO_ROOT / "config" / "logger_config.yaml"
+    logging.config.dictConfig(yaml.safe_load(path.read_text()))
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--experiment", "-e", type=Path, default=DEFAULT_EXPERIMENT,
+                        help="experiment file overriding config/components.yaml (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set components.als.factors=128 (repeatable)")
+    return parser
+
+
+def cli_main(body: Callable[[argparse.Namespace, EncoreConfig], None], parser: argparse.ArgumentParser,
+             argv: Sequence[str] | None = None) -> int:
+    """Parse, load the config, run ``body``; known failures become one clear line and exit 2."""
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        config = load_config(args.experiment, args.overrides)
+        body(args, config)
+    except (ConfigError, DataError, ComponentFailed) as exc:
+        cause = exc.__cause__ if isinstance(exc, ComponentFailed) else None
+        if cause is not None and not isinstance(cause, (ConfigError, DataError)):
+            log.exception("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def component_main(name: str, argv: Sequence[str] | None = None) -> int:
+    """CLI of one component: ``python -m scripts.components.<name>``."""
+    module = component_module(name)
+    parser = base_parser((module.__doc__ or name).strip().splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="recompute even if a complete output exists")
+
+    def body(args: argparse.Namespace, config: EncoreConfig) -> None:
+        try:
+            run_component(config, name, force=args.force)
+        except Exception as exc:
+            raise ComponentFailed(name, exc) from exc
+
+    return cli_main(body, parser, argv)

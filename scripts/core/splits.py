@@ -1,0 +1,141 @@
+"""Explicit three-part splits for two-stage training.
+
+``base``   — what the candidate generators train on while the ranker learns;
+``target`` — the pairs the ranker learns its labels from;
+``test``   — the final evaluation; generators are refit on ``train = base + target``
+             before they propose candidates for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from scripts.core.config import ConfigError, PerUserSplit, SplitConfig, TimeSplit
+
+PARTS = ("base", "target", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Three disjoint interaction tables with the canonical columns (user, item, weight[, timestamp])."""
+
+    base: pd.DataFrame
+    target: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def train(self) -> pd.DataFrame:
+        """Everything the generators may see when they are refit for test."""
+        return pd.concat([self.base, self.target], ignore_index=True)
+
+    def summary(self) -> dict[str, int]:
+        train = self.train
+        train_users = np.unique(train["user"].to_numpy())
+        train_items = np.unique(train["item"].to_numpy())
+        test_users = np.unique(self.test["user"].to_numpy())
+        test_items = self.test["item"].to_numpy()
+        cold_item_rows = ~np.isin(test_items, train_items)
+        return {
+            "base_rows": len(self.base),
+            "target_rows": len(self.target),
+            "test_rows": len(self.test),
+            "target_users": int(self.target["user"].nunique()),
+            "test_users": len(test_users),
+            "test_users_cold": int((~np.isin(test_users, train_users)).sum()),
+            "test_users_warm": int(np.isin(test_users, train_users).sum()),
+            "test_items": int(np.unique(test_items).size),
+            "test_items_cold": int(np.unique(test_items[cold_item_rows]).size),
+            "test_rows_cold_item": int(cold_item_rows.sum()),
+        }
+
+
+def split_interactions(interactions: pd.DataFrame, config: SplitConfig, *, seed: int) -> Split:
+    """Split canonical interactions by the configured rule."""
+    if isinstance(config, PerUserSplit):
+        return per_user_split(interactions, config, seed=seed)
+    return time_split(interactions, config)
+
+
+def per_user_split(interactions: pd.DataFrame, config: PerUserSplit, *, seed: int) -> Split:
+    """Seeded per-user holdout (see :class:`PerUserSplit`); vectorised, no per-user loop."""
+    users = interactions["user"].to_numpy()
+    n = len(users)
+    rng = np.random.default_rng(seed)
+    # Position of every row in a random order within its user: sort by (user, random key).
+    order = np.lexsort((rng.random(n), users))
+    sorted_users = users[order]
+    counts = np.bincount(users)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n) - starts[sorted_users]
+
+    per_row_count = counts[users]
+    eligible = per_row_count >= config.min_user_items
+    n_test = np.maximum(1, np.floor(config.test_fraction * per_row_count + 0.5)).astype(np.int64)
+    remaining = per_row_count - n_test
+    n_target = np.clip(np.floor(config.target_fraction * remaining + 0.5), 1, remaining - 1).astype(np.int64)
+
+    is_test = eligible & (position < n_test)
+    is_target = eligible & ~is_test & (position < n_test + n_target)
+    if not is_test.any():
+        raise ConfigError(
+            f"split.min_user_items: no user has {config.min_user_items} or more items, so the test part is empty"
+        )
+    return _parts(interactions, is_target, is_test)
+
+
+def time_split(interactions: pd.DataFrame, config: TimeSplit) -> Split:
+    """Global time split at ``target_start`` and ``test_start`` (dates or fractions of the range)."""
+    if "timestamp" not in interactions.columns:
+        raise ConfigError("split.kind: 'time' needs timestamps, and this dataset has none; use 'per_user'")
+    ts = interactions["timestamp"]
+    first, last = ts.min(), ts.max()
+
+    def cut(value: float | datetime) -> pd.Timestamp:
+        if isinstance(value, float):
+            return first + (last - first) * value
+        return pd.Timestamp(value, tz=ts.dt.tz) if ts.dt.tz is not None else pd.Timestamp(value)
+
+    target_start, test_start = cut(config.target_start), cut(config.test_start)
+    is_base = (ts < target_start).to_numpy()
+    is_test = (ts >= test_start).to_numpy()
+    is_target = ~is_base & ~is_test
+    windows = (("base", "split.target_start", is_base), ("target", "split.target_start", is_target),
+               ("test", "split.test_start", is_test))
+    for name, key, mask in windows:
+        if not mask.any():
+            raise ConfigError(f"{key}: the cut points leave the {name} window empty (data spans {first} to {last})")
+    return _parts(interactions, is_target, is_test)
+
+
+def _parts(interactions: pd.DataFrame, is_target: np.ndarray, is_test: np.ndarray) -> Split:
+    is_base = ~(is_target | is_test)
+    return Split(
+        base=interactions[is_base].reset_index(drop=True),
+        target=interactions[is_target].reset_index(drop=True),
+        test=interactions[is_test].reset_index(drop=True),
+    )
+
+
+def pair_mask(side: pd.DataFrame, pairs: pd.DataFrame, n_items: int) -> np.ndarray:
+    """Rows of ``side`` whose (user, item) pair appears in ``pairs``."""
+    side_keys = side["user"].to_numpy(np.int64) * n_items + side["item"].to_numpy(np.int64)
+    pair_keys = pairs["user"].to_numpy(np.int64) * n_items + pairs["item"].to_numpy(np.int64)
+    return np.isin(side_keys, pair_keys)
+
+
+def split_pair_side_data(side: pd.DataFrame, split: Split, n_items: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split side data keyed by (user, item) — e.g. users' own tags — with the interactions.
+
+    Returns ``(side_base, side_train)``: rows of test pairs are removed from both (a user's
+    tag on a held-out artist would reveal it), rows of ranker-target pairs from base too.
+    """
+    in_test = pair_mask(side, split.test, n_items)
+    in_target = pair_mask(side, split.target, n_items)
+    side_train = side[~in_test].reset_index(drop=True)
+    side_base = side[~(in_test | in_target)].reset_index(drop=True)
+    return side_base, side_train

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run Encore pipeline components in order under one MLflow parent run.
+#
+#   scripts/pipeline/run.sh [--experiment FILE] [--components a,b,c] [--force a,b] [--set key=value ...]
+#
+# Components (default order): prepare, popular, als, bpr, item2item, itemknn, ease, friends,
+# ranker, evaluate; register and promote run only when named. Outputs of components already
+# done for the same configuration are reused. Fails fast, naming the failing component.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  echo
+fi
+
+python="${ENCORE_PYTHON:-}"
+if [[ -z "$python" ]]; then
+  if [[ -x "$root/.venv/bin/python" ]]; then python="$root/.venv/bin/python"; else python="python3"; fi
+fi
+
+cd "$root"
+exec "$python" -m scripts.pipeline.runner "$@"
