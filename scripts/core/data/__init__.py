@@ -1,0 +1,62 @@
+"""The data layer: every source becomes one :class:`MusicDataset`.
+
+``load_dataset(cfg, data_dir=...)`` dispatches on ``cfg.kind``; bad input raises
+:class:`DataError` naming the file, column and row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scripts.core.data.config import (
+    DatasetConfig,
+    Lastfm1kConfig,
+    Lastfm2kConfig,
+    Lastfm360kConfig,
+    SyntheticConfig,
+    TabularConfig,
+    YandexConfig,
+)
+from scripts.core.data.types import DataError, MusicDataset
+
+__all__ = ["DataError", "DatasetConfig", "MusicDataset", "load_dataset"]
+
+
+def load_dataset(cfg: DatasetConfig, *, data_dir: Path) -> MusicDataset:
+    """Load the dataset ``cfg`` describes.
+
+    ``data_dir`` is the repository's git-ignored ``data/`` folder, where Last.fm 2K is
+    looked for (after ``cfg.path`` and ``$ENCORE_DATA_DIR``) and downloaded to.
+    """
+    # Imports are local so that importing the package stays cheap.
+    if isinstance(cfg, Lastfm2kConfig):
+        from scripts.core.data.lastfm2k import load_lastfm2k, resolve_lastfm2k_dir
+
+        return load_lastfm2k(resolve_lastfm2k_dir(cfg, Path(data_dir)))
+    if isinstance(cfg, Lastfm1kConfig):
+        from scripts.core.data.lastfm1k import load_lastfm1k
+
+        return load_lastfm1k(cfg.path, item=cfg.item, max_rows=cfg.max_rows)
+    if isinstance(cfg, Lastfm360kConfig):
+        from scripts.core.data.lastfm360k import load_lastfm360k
+
+        return load_lastfm360k(cfg.path, max_rows=cfg.max_rows)
+    if isinstance(cfg, YandexConfig):
+        from scripts.core.data.yandex import load_yandex
+
+        return load_yandex(cfg.interactions, cfg.tracks, cfg.catalog_names)
+    if isinstance(cfg, TabularConfig):
+        from scripts.core.data.tabular import load_tabular
+
+        return load_tabular(
+            cfg.interactions,
+            cfg.columns,
+            item_features=cfg.item_features,
+            item_features_columns=cfg.item_features_columns,
+            sep=cfg.sep,
+        )
+    if isinstance(cfg, SyntheticConfig):
+        from scripts.core.data.synthetic import generate_synthetic
+
+        return generate_synthetic(cfg)
+    raise TypeError(f"unknown dataset config {type(cfg).__name__}")

@@ -1,0 +1,171 @@
+"""HetRec 2011 Last.fm 2K: 1,892 users, 17,632 artists, play counts, tags and friends.
+
+Files (tab-separated, with a header row):
+
+============================  ==========================================  ==================
+file                          columns                                      becomes
+============================  ==========================================  ==================
+user_artists.dat              userID artistID weight                       interactions
+artists.dat                   id name url pictureURL                       items, item_names
+tags.dat                      tagID tagValue                               tag_names
+user_taggedartists.dat        userID artistID tagID day month year         user_item_tags
+user_friends.dat              userID friendID                              social (as given;
+                                                                           both directions)
+============================  ==========================================  ==================
+
+What the real files contain (checked against the official archive):
+
+* All files are UTF-8. artists.dat has real non-Latin names (Hebrew, Cyrillic ...);
+  tags.dat is valid UTF-8 but 8 tag names already hold U+FFFD replacement characters
+  (``rock fran\\ufffdais``) from a lossy conversion upstream - kept as they are.
+* user_taggedartists.dat has 1,538 tag assignments (390 distinct artists) whose artist is
+  not in artists.dat. The artist catalogue is artists.dat, so those rows are dropped and
+  counted in ``stats["user_item_tags_dropped_unknown_item"]`` (184,941 of 186,479 kept).
+  Every other reference (users, tags, friends, listened artists) resolves; an unknown one
+  is a DataError naming file, column and row.
+* There are no duplicate rows; if a copy had any, duplicate (user, artist) rows would be
+  aggregated (weights summed) and counted.
+
+Items are all artists of artists.dat (all 17,632 are listened to), plus any artist of
+user_artists.dat missing from it (none in the real data; kept, named by its id).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from scripts.core.data.common import (
+    SideTable,
+    build_dataset,
+    check_positive_weights,
+    check_unique,
+    read_table,
+    to_id_column,
+)
+from scripts.core.data.config import Lastfm2kConfig
+from scripts.core.data.download import LASTFM2K_DIRNAME, download_lastfm2k
+from scripts.core.data.types import DataError, MusicDataset
+
+log = logging.getLogger(__name__)
+
+FILES = {
+    "interactions": "user_artists.dat",
+    "artists": "artists.dat",
+    "tags": "tags.dat",
+    "user_tags": "user_taggedartists.dat",
+    "friends": "user_friends.dat",
+}
+"""Role -> file name inside the dataset folder."""
+
+ENV_DATA_DIR = "ENCORE_DATA_DIR"
+
+
+class DatasetNotFound(DataError):
+    """The dataset folder is nowhere to be found and downloading is off."""
+
+
+def resolve_lastfm2k_dir(cfg: Lastfm2kConfig, data_dir: Path) -> Path:
+    """Find the Last.fm 2K folder, downloading it if allowed.
+
+    Order: ``cfg.path``; ``$ENCORE_DATA_DIR/hetrec2011-lastfm-2k``;
+    ``<data_dir>/hetrec2011-lastfm-2k``; else download into ``data_dir`` if
+    ``cfg.download``; else raise :class:`DatasetNotFound` saying how to get it.
+    """
+    if cfg.path is not None:
+        if Path(cfg.path).is_dir():
+            return Path(cfg.path)
+        raise DatasetNotFound(
+            cfg.path, "dataset.path does not exist or is not a folder (it must hold user_artists.dat etc.)"
+        )
+    candidates: list[Path] = []
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        candidates.append(Path(env) / LASTFM2K_DIRNAME)
+    candidates.append(Path(data_dir) / LASTFM2K_DIRNAME)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    if cfg.download:
+        log.info("Last.fm 2K not found in %s; downloading %s", ", ".join(map(str, candidates)), cfg.url)
+        return download_lastfm2k(cfg.url, Path(data_dir))
+    raise DatasetNotFound(
+        LASTFM2K_DIRNAME,
+        f"not found (looked in {', '.join(map(str, candidates))}); get it by setting {ENV_DATA_DIR} to a folder "
+        f"holding {LASTFM2K_DIRNAME}/, by unzipping {cfg.url} into {Path(data_dir) / LASTFM2K_DIRNAME}, or by "
+        "setting dataset.download: true / running `python -m scripts.components.download`",
+    )
+
+
+def load_lastfm2k(folder: str | Path) -> MusicDataset:
+    """Load the HetRec 2011 Last.fm 2K folder (see the module docstring for the rules)."""
+    folder = Path(folder)
+    paths = {role: folder / name for role, name in FILES.items()}
+
+    # Interactions: user, artist, play count.
+    ua = read_table(paths["interactions"], columns=["userID", "artistID", "weight"], role="interactions")
+    file = FILES["interactions"]
+    interactions = pd.DataFrame(
+        {
+            "user": to_id_column(ua, "userID", file=file, integer=True),
+            "item": to_id_column(ua, "artistID", file=file, integer=True),
+            "weight": check_positive_weights(ua, "weight", file=file),
+        }
+    )
+
+    # Artist catalogue (only id and name matter; url/pictureURL are not needed).
+    artists = read_table(paths["artists"], columns=["id", "name"], role="artists")
+    artist_ids = to_id_column(artists, "id", file=FILES["artists"], integer=True)
+    check_unique(artists.assign(id=artist_ids), "id", file=FILES["artists"])
+    names = pd.Series(artists["name"].to_numpy(object), index=pd.Index(artist_ids.to_numpy()))
+
+    tags = read_table(paths["tags"], columns=["tagID", "tagValue"], role="tags")
+    tag_ids = to_id_column(tags, "tagID", file=FILES["tags"], integer=True)
+    check_unique(tags.assign(tagID=tag_ids), "tagID", file=FILES["tags"])
+    tag_catalog = pd.Series(tags["tagValue"].to_numpy(object), index=pd.Index(tag_ids.to_numpy()))
+
+    uta = read_table(paths["user_tags"], columns=["userID", "artistID", "tagID"], role="user tag assignments")
+    file = FILES["user_tags"]
+    user_item_tags = SideTable(
+        pd.DataFrame(
+            {
+                "user": to_id_column(uta, "userID", file=file, integer=True),
+                "item": to_id_column(uta, "artistID", file=file, integer=True),
+                "tag": to_id_column(uta, "tagID", file=file, integer=True),
+            }
+        ),
+        file=file,
+        source_columns={"user": "userID", "item": "artistID", "tag": "tagID"},
+        # The real file tags 390 artists that artists.dat lacks (1,538 rows): drop, count.
+        drop_unknown={"item"},
+    )
+
+    uf = read_table(paths["friends"], columns=["userID", "friendID"], role="friends")
+    file = FILES["friends"]
+    social = SideTable(
+        pd.DataFrame(
+            {
+                "user": to_id_column(uf, "userID", file=file, integer=True),
+                "friend": to_id_column(uf, "friendID", file=file, integer=True),
+            }
+        ),
+        file=file,
+        source_columns={"user": "userID", "friend": "friendID"},
+    )
+
+    return build_dataset(
+        "lastfm2k",
+        interactions,
+        interactions_file=FILES["interactions"],
+        item_catalog=names.index,
+        item_catalog_file=FILES["artists"],
+        item_names=names,
+        tag_catalog=tag_catalog,
+        tag_catalog_file=FILES["tags"],
+        user_item_tags=user_item_tags,
+        social=social,
+        files=paths,
+    )
