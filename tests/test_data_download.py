@@ -117,3 +117,21 @@ def test_network_failure_is_one_readable_line(tmp_path: Path) -> None:
     assert str(exc.value).startswith("cannot download http://127.0.0.1:9/hetrec.zip: ")
     assert "\n" not in str(exc.value)
     assert list((tmp_path / "data").iterdir()) == []
+
+
+@pytest.mark.realdata
+def test_download_cli_fetches_from_a_local_zip(tmp_path: Path, real_files: dict[str, bytes]) -> None:
+    """``python -m scripts.components.download`` against a local file:// archive."""
+    import subprocess
+    import sys
+
+    url = make_zip(tmp_path / "lastfm.zip", real_files)
+    dest = tmp_path / "dest"
+    done = subprocess.run([sys.executable, "-m", "scripts.components.download", "--url", url,
+                           "--dest", str(dest)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (dest / "hetrec2011-lastfm-2k" / "user_artists.dat").is_file()
+    bad = subprocess.run([sys.executable, "-m", "scripts.components.download", "--url",
+                          (tmp_path / "missing.zip").as_uri(), "--dest", str(tmp_path / "d2")],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "error:" in bad.stderr
