@@ -216,10 +216,10 @@ def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData) ->
     for j in range(top.shape[1]):  # three columns, not a per-user loop
         has = top[:, j] >= 0
         sims[has, j] = rowwise_dot(listeners, top[has, j], listeners, items[has])
-    feats["colisten_top_max"] = np.nan_to_num(np.nanmax(np.where(np.isnan(sims), -np.inf, sims), axis=1),
-                                              neginf=0.0)
-    feats["colisten_top_mean"] = np.nan_to_num(np.nanmean(sims, axis=1)) if np.isfinite(sims).any() else \
-        np.zeros(len(users))
+    present = ~np.isnan(sims)
+    filled = np.where(present, sims, 0.0)
+    feats["colisten_top_max"] = np.where(present, sims, -np.inf).max(axis=1).clip(min=0.0)
+    feats["colisten_top_mean"] = filled.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
     return feats
 
 
