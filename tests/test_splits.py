@@ -76,7 +76,7 @@ def test_time_split_respects_cut_points_and_counts_cold_users() -> None:
 
 def test_time_split_rejects_an_empty_window() -> None:
     data = interactions()
-    with pytest.raises(ConfigError, match="split.test_start"):
+    with pytest.raises(ConfigError, match=r"split\.test_start"):
         time_split(data, TimeSplit(target_start=pd.Timestamp("2020-06-01").to_pydatetime(),
                                    test_start=pd.Timestamp("2030-01-01").to_pydatetime()))
 

@@ -1,0 +1,47 @@
+"""Shared fixtures: isolated output folders and MLflow stores, the real Last.fm 2K folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.core.config import EncoreConfig, MachineSettings, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LASTFM2K_DIR = Path(os.environ.get("ENCORE_LASTFM2K_DIR", REPO_ROOT.parent / "shared/datasets/hetrec2011-lastfm-2k"))
+
+TINY_SYNTHETIC = {
+    "experiment": {"name": "tiny", "seed": 3},
+    "dataset": {"kind": "synthetic", "n_users": 300, "n_items": 600, "n_interactions": 9000, "n_tags": 60,
+                "n_clusters": 8, "random_state": 3},
+    "split": {"kind": "per_user"},
+    "components": {"ranker": {"iterations": 60, "early_stopping_rounds": 20},
+                   "bpr": {"iterations": 20}, "als": {"iterations": 5}},
+}
+
+
+@pytest.fixture
+def lastfm2k_dir() -> Path:
+    """The real dataset; a missing folder fails the test (CI must never skip real-data tests)."""
+    assert (LASTFM2K_DIR / "user_artists.dat").is_file(), (
+        f"HetRec 2011 Last.fm 2K not found at {LASTFM2K_DIR}: set ENCORE_LASTFM2K_DIR to the unzipped "
+        "hetrec2011-lastfm-2k folder (see README, 'Data')"
+    )
+    return LASTFM2K_DIR
+
+
+def make_config(tmp_path: Path, experiment: dict, overrides: list[str] | None = None) -> EncoreConfig:
+    """A config whose outputs and MLflow store live in ``tmp_path``."""
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                               encore_output_dir=tmp_path / "outputs", encore_data_dir=tmp_path / "data")
+    return load_config(path, overrides, settings=settings)
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> EncoreConfig:
+    return make_config(tmp_path, TINY_SYNTHETIC)

@@ -1,0 +1,114 @@
+"""The whole pipeline on tiny synthetic data: MLflow layout, reuse, atomic outputs, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from scripts.core import runner
+from scripts.core.config import EncoreConfig
+from scripts.core.runner import ALL_COMPONENTS, GENERATORS, PIPELINE, output_dir, run_pipeline
+from scripts.core.tracking import experiment_name, tracking_uri
+from tests.conftest import REPO_ROOT
+
+KS = (5, 10, 20, 50)
+
+
+def runs_of(config: EncoreConfig) -> pd.DataFrame:
+    mlflow.set_tracking_uri(tracking_uri(config))
+    return mlflow.search_runs(experiment_names=[experiment_name(config)])
+
+
+def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: EncoreConfig) -> None:
+    results = run_pipeline(tiny_config, PIPELINE)
+    assert set(results) == set(PIPELINE)
+    runs = runs_of(tiny_config)
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parents) == 1
+    parent_id = parents["run_id"].iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent_id]
+    assert sorted(children["tags.encore.component"]) == sorted(PIPELINE)
+
+    parent = parents.iloc[0]
+    for tag in ("git_commit", "config_hash", "split_hash", "version.implicit", "version.catboost"):
+        assert parent[f"tags.encore.{tag}"], tag
+    assert parent["params.components.als.factors"] == "64"
+    assert parent["metrics.ndcg_at_10"] == pytest.approx(results["ranker"].metrics["ndcg@10"])
+    assert "metrics.uplift_vs_best_generator_ci_low" in parents.columns
+
+    client = mlflow.MlflowClient()
+    for _, child in children[children["tags.encore.component"].isin(GENERATORS)].iterrows():
+        for metric in ("ndcg", "recall", "precision", "map", "hit_rate", "mrr"):
+            for k in KS:
+                assert pd.notna(child[f"metrics.{metric}_at_{k}"])
+        assert pd.notna(child["metrics.candidate_recall"])
+        artifacts = {a.path for a in client.list_artifacts(child["run_id"])}
+        assert {"candidates_train.parquet", "metrics_vs_k.png", "metrics.json"} <= artifacts
+
+
+def test_second_run_reuses_every_output(tiny_config: EncoreConfig) -> None:
+    first = run_pipeline(tiny_config, ["prepare", "popular", "als"])
+    second = run_pipeline(tiny_config, ["prepare", "popular", "als"])
+    assert first["als"].metrics["ndcg@10"] == second["als"].metrics["ndcg@10"]
+    runs = runs_of(tiny_config)
+    latest_parent = runs[runs["tags.mlflow.parentRunId"].isna()]["run_id"].iloc[0]
+    latest = runs[runs["tags.mlflow.parentRunId"] == latest_parent]
+    assert set(latest["tags.encore.reused"]) == {"true"}
+
+
+def test_same_seed_gives_same_metrics_in_a_fresh_output_folder(tmp_path: Path, tiny_config: EncoreConfig) -> None:
+    first = run_pipeline(tiny_config, ["prepare", "bpr", "item2item"])
+    again = tiny_config.model_copy(update={"output_dir": tmp_path / "elsewhere"})
+    second = run_pipeline(again, ["prepare", "bpr", "item2item"])
+    for name in ("bpr", "item2item"):
+        assert first[name].metrics["ndcg@10"] == second[name].metrics["ndcg@10"]
+
+
+def test_a_failing_component_leaves_no_output_and_is_named(tiny_config: EncoreConfig, monkeypatch) -> None:
+    run_pipeline(tiny_config, ["prepare"])
+
+    def explode(config, ctx):
+        (ctx.output / "partial.parquet").write_text("half")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner.component_module("als"), "run", explode)
+    with pytest.raises(runner.ComponentFailed, match="component 'als' failed: boom"):
+        run_pipeline(tiny_config, ["prepare", "als"])
+    out = output_dir(tiny_config, "als")
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".als")]
+
+
+def test_component_without_its_inputs_says_what_to_run(tiny_config: EncoreConfig) -> None:
+    with pytest.raises(runner.ComponentFailed, match="run it first"):
+        run_pipeline(tiny_config, ["als"])
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO_ROOT / "scripts/pipeline/run.sh"), *args], capture_output=True, text=True,
+                          check=False, env=env)
+
+
+def test_run_sh_help_and_unknown_component() -> None:
+    assert "--components" in cli("--help").stdout
+    done = cli("--components", "prepare,nonsense")
+    assert done.returncode == 2
+    assert "unknown component(s) nonsense" in done.stderr
+
+
+def test_bad_config_exits_non_zero_naming_the_key() -> None:
+    done = cli("--components", "prepare", "--set", "components.als.factors=-1")
+    assert done.returncode == 2
+    assert "components.als.factors" in done.stderr
+
+
+def test_every_component_runs_alone_as_a_module(tiny_config: EncoreConfig, tmp_path: Path) -> None:
+    assert set(ALL_COMPONENTS) <= {p.stem for p in (REPO_ROOT / "scripts/components").glob("*.py")}
+    done = subprocess.run([sys.executable, "-m", "scripts.components.popular", "--help"], capture_output=True,
+                          text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0 and "--experiment" in done.stdout
