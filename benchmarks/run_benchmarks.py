@@ -1,0 +1,189 @@
+"""Encore's benchmarks: generator overhead over ``implicit``, and the whole pipeline.
+
+    python -m benchmarks.run_benchmarks [--only generators|pipeline] [--datasets lastfm2k,synthetic_1m]
+
+1. Generators: each generator's fit + batched top-100 recommendation for every user on
+   the training matrix, through Encore's wrapper and, for ALS, BPR and item-kNN, by
+   calling ``implicit`` directly on the same matrix with the same parameters. The ratio
+   wrapper / direct is the framework's overhead (target < 1.2). Best of ``--repeats``.
+2. Pipeline: ``scripts/pipeline/run.sh`` (prepare to evaluate, fresh output folder and
+   MLflow store) in a child process: wall time, peak memory (max RSS of the child) and
+   each component's time as logged in MLflow.
+
+Results are printed and written to ``benchmarks/results/<name>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from scripts.core.config import REPO_ROOT, MachineSettings, load_config
+from scripts.core.generators import build_recommender, fit_recommender
+from scripts.core.prepared import PreparedData
+from scripts.core.runner import GENERATORS, fingerprint, is_complete, output_dir, run_component
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+EXPERIMENTS = {"lastfm2k": REPO_ROOT / "experiments/lastfm2k.yaml",
+               "synthetic_1m": REPO_ROOT / "experiments/synthetic_1m.yaml"}
+N = 100
+
+
+def best_time(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def direct_implicit(name: str, model: Any, user_items: sp.csr_matrix) -> Callable[[], Any] | None:
+    """The same fit + recommend by calling implicit itself, or None for non-implicit models."""
+    from implicit.als import AlternatingLeastSquares
+    from implicit.bpr import BayesianPersonalizedRanking
+    from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender, bm25_weight
+    from threadpoolctl import threadpool_limits
+
+    users = np.arange(user_items.shape[0])
+    if name == "als":
+        assert model.weighting == "bm25", "the direct ALS call reproduces the default bm25 weighting"
+
+        def als() -> Any:
+            with threadpool_limits(1, "blas"):
+                direct = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
+                                                 alpha=model.alpha, iterations=model.iterations,
+                                                 num_threads=model.num_threads, random_state=model.random_state)
+                direct.fit(bm25_weight(user_items, K1=model.bm25_K1, B=model.bm25_B).tocsr(), show_progress=False)
+                return direct.recommend(users, user_items, N=N, filter_already_liked_items=True)
+        return als
+    if name == "bpr":
+        def bpr() -> Any:
+            with threadpool_limits(1, "blas"):
+                direct = BayesianPersonalizedRanking(factors=model.factors, learning_rate=model.learning_rate,
+                                                     regularization=model.regularization,
+                                                     iterations=model.iterations, num_threads=model.num_threads,
+                                                     random_state=model.random_state)
+                direct.fit(user_items, show_progress=False)
+                return direct.recommend(users, user_items, N=N, filter_already_liked_items=True)
+        return bpr
+    if name == "itemknn":
+        cls = {"cosine": CosineRecommender, "bm25": BM25Recommender, "tfidf": TFIDFRecommender}[model.similarity]
+
+        def knn() -> Any:
+            direct = cls(K=model.K, num_threads=model.num_threads)
+            direct.fit(user_items, show_progress=False)
+            return direct.recommend(users, user_items, N=N, filter_already_liked_items=True)
+        return knn
+    return None
+
+
+def prepared_for(experiment: Path, workdir: Path) -> tuple[Any, PreparedData]:
+    settings = MachineSettings(mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                               encore_output_dir=workdir / "outputs")
+    config = load_config(experiment, settings=settings)
+    if not is_complete(output_dir(config, "prepare"), fingerprint(config, "prepare")):
+        run_component(config, "prepare")
+    return config, PreparedData(output_dir(config, "prepare"))
+
+
+def bench_generators(name: str, workdir: Path, repeats: int) -> dict[str, Any]:
+    config, prepared = prepared_for(EXPERIMENTS[name], workdir)
+    user_items = prepared.user_items("train")
+    users = np.arange(prepared.n_users)
+    rows = {}
+    for generator in GENERATORS:
+        model = build_recommender(config, generator)
+
+        def wrapped(generator: str = generator, model: Any = model) -> Any:
+            fit_recommender(model, generator, prepared, "train")
+            return model.recommend(users, user_items, N, filter_already_liked_items=True)
+
+        row = {"encore_seconds": best_time(wrapped, repeats)}
+        direct = direct_implicit(generator, model, user_items)
+        if direct is not None:
+            row["implicit_seconds"] = best_time(direct, repeats)
+            row["overhead_ratio"] = row["encore_seconds"] / row["implicit_seconds"]
+        rows[generator] = row
+        print(f"  {name:13s} {generator:10s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+    return {"users": prepared.n_users, "items": prepared.n_items, "train_interactions": int(user_items.nnz),
+            "generators": rows}
+
+
+def bench_pipeline(name: str, workdir: Path) -> dict[str, Any]:
+    import mlflow
+
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'pipeline.db'}",
+                        "ENCORE_OUTPUT_DIR": str(workdir / "pipeline-outputs")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run([str(REPO_ROOT / "scripts/pipeline/run.sh"), "--experiment", str(EXPERIMENTS[name])],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=[load_config(EXPERIMENTS[name]).experiment.name])
+    components = runs[runs["tags.encore.component"].notna()]
+    seconds = dict(zip(components["tags.encore.component"], components["metrics.time_run_seconds"], strict=True))
+    ndcg = runs[runs["tags.mlflow.parentRunId"].isna()]["metrics.ndcg_at_10"].iloc[0]
+    print(f"  {name}: pipeline {wall:.1f} s, peak RSS {peak_mb:.0f} MB, ranker ndcg@10 {ndcg:.4f}", flush=True)
+    return {"wall_seconds": wall, "peak_rss_mb": peak_mb, "component_seconds": seconds, "ndcg@10": ndcg}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"Machine: {results['machine']}", ""]
+    for name, data in results.get("generators", {}).items():
+        lines += [f"Generators on {name} ({data['users']} users, {data['items']} items, "
+                  f"{data['train_interactions']} training interactions; fit + top-{N} for every user, best of "
+                  f"{results['repeats']}):", "",
+                  "| generator | Encore (s) | implicit direct (s) | overhead ratio |", "|---|---|---|---|"]
+        for generator, row in data["generators"].items():
+            direct = f"{row['implicit_seconds']:.2f}" if "implicit_seconds" in row else "–"
+            ratio = f"{row['overhead_ratio']:.3f}" if "overhead_ratio" in row else "–"
+            lines.append(f"| {generator} | {row['encore_seconds']:.2f} | {direct} | {ratio} |")
+        lines.append("")
+    for name, data in results.get("pipeline", {}).items():
+        parts = ", ".join(f"{c} {s:.1f}" for c, s in data["component_seconds"].items())
+        lines += [f"Pipeline on {name}: {data['wall_seconds']:.1f} s wall, peak RSS {data['peak_rss_mb']:.0f} MB, "
+                  f"ranker NDCG@10 {data['ndcg@10']:.4f}; per component (s): {parts}", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--only", choices=["generators", "pipeline"])
+    parser.add_argument("--datasets", default="lastfm2k,synthetic_1m")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="benchmark", help="results file name")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                                          f"Python {platform.python_version()}", "repeats": args.repeats}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for name in args.datasets.split(","):
+            if args.only in (None, "generators"):
+                results.setdefault("generators", {})[name] = bench_generators(name, workdir, args.repeats)
+            if args.only in (None, "pipeline"):
+                results.setdefault("pipeline", {})[name] = bench_pipeline(name, workdir)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float))
+    (RESULTS / f"{args.name}.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
