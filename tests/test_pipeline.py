@@ -112,3 +112,27 @@ def test_every_component_runs_alone_as_a_module(tiny_config: EncoreConfig, tmp_p
     done = subprocess.run([sys.executable, "-m", "scripts.components.popular", "--help"], capture_output=True,
                           text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0 and "--experiment" in done.stdout
+
+
+def test_register_then_promote_only_a_better_model(tiny_config: EncoreConfig) -> None:
+    components = [*PIPELINE, "register", "promote"]
+    first = run_pipeline(tiny_config, components)
+    assert first["promote"].tags["encore.promotion.decision"] == "promoted"
+    second = run_pipeline(tiny_config, components)  # same data and seed: equal, so not better
+    assert second["promote"].tags["encore.promotion.decision"] == "rejected"
+
+    client = mlflow.MlflowClient()
+    name = tiny_config.tracking.registered_model_name
+    model = client.get_registered_model(name)
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "1", "challenger": "2"}
+    version = client.get_model_version(name, "2")
+    assert version.tags["encore.promotion.decision"] == "rejected"
+    significance = client.get_run(version.run_id).data.tags["encore.significance.ndcg_at_10"]
+    assert significance.startswith("paired over") and "diff +0.0000" in significance
+
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    known = pd.read_parquet(output_dir(tiny_config, "prepare") / "users.parquet")["raw_id"].iloc[0]
+    out = champion.predict(pd.DataFrame({"user_id": [known, "nobody"], "k": [5, 5]}))
+    assert len(out) == 10
+    assert set(out[out["user_id"] == "nobody"]["source"]) == {"popular"}
+    assert set(out[out["user_id"] == known]["source"]) == {"ranker"}

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from scripts.core import metrics
+from scripts.core import metrics, serving_model
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.evaluation import Evaluator, frame_from_lists, lists_from_frame
 from scripts.core.features import StageData, build_features, merge_candidates, pair_keys
@@ -94,29 +94,26 @@ def recommend(trained: TrainedRanker, pairs: pd.DataFrame, features: pd.DataFram
 
 
 def write_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, recs: pd.DataFrame) -> None:
-    """The serving bundle: offline lists, popularity fallback and similar items, by raw ids."""
-    bundle = ctx.output / "bundle"
-    bundle.mkdir()
-    user_raw = prepared.users["raw_id"].to_numpy()
+    """The serving bundle (:mod:`scripts.core.serving_model`): lists, popularity, similar items."""
     item_raw = prepared.items["raw_id"].to_numpy()
-    write_parquet(pd.DataFrame({"user_id": user_raw[recs["user"]], "item_id": item_raw[recs["item"]],
-                                "rank": recs["rank"], "score": recs["score"].fillna(0.0)}),
-                  bundle / "recommendations.parquet")
     listeners = np.diff(prepared.user_items("train").tocsc().indptr)
     order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
-    write_parquet(pd.DataFrame({"item_id": item_raw[order], "score": listeners[order].astype(np.float64)}),
-                  bundle / "popular.parquet")
     source = config.components.ranker.similar_items_from
     if source not in ctx.inputs:
         source = next(g for g in ("ease", "itemknn", "als", "item2item", "bpr", "popular") if g in ctx.inputs)
     similar = pd.read_parquet(ctx.inputs[source] / "similar_items.parquet")
-    write_parquet(pd.DataFrame({"item_id": item_raw[similar["item"]],
-                                "similar_item_id": item_raw[similar["similar_item"]],
-                                "score": similar["score"].astype(np.float64), "rank": similar["rank"]}),
-                  bundle / "similar_items.parquet")
-    write_parquet(pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
-                  bundle / "items.parquet")
-    write_json(bundle / "info.json", {"similar_items_from": source, "top_k": config.components.ranker.top_k})
+    serving_model.write_bundle(
+        ctx.output / "bundle",
+        recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
+                                      "item_id": item_raw[recs["item"]], "rank": recs["rank"],
+                                      "score": recs["score"].fillna(0.0).astype(np.float64)}),
+        popular=pd.DataFrame({"item_id": item_raw[order], "score": listeners[order].astype(np.float64)}),
+        similar_items=pd.DataFrame({"item_id": item_raw[similar["item"]],
+                                    "similar_item_id": item_raw[similar["similar_item"]],
+                                    "score": similar["score"].astype(np.float64), "rank": similar["rank"]}),
+        items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
+    )
+    write_json(ctx.output / "bundle" / "info.json", {"similar_items_from": source})
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:

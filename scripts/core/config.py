@@ -101,37 +101,40 @@ class PopularConfig(GeneratorConfig):
 
 class ALSConfig(GeneratorConfig):
     factors: PositiveInt = 64
-    regularization: NonNegativeFloat = 0.01
+    regularization: NonNegativeFloat = 20.0
     alpha: PositiveFloat = 1.0
     iterations: PositiveInt = 15
-    weighting: Literal["bm25", "log1p", "none"] = "bm25"
+    weighting: Literal["bm25", "log1p", "none"] = "log1p"
     num_threads: PositiveInt = 1
 
 
 class BPRConfig(GeneratorConfig):
     factors: PositiveInt = 64
-    learning_rate: PositiveFloat = 0.05
+    learning_rate: PositiveFloat = 0.01
     regularization: NonNegativeFloat = 0.01
     iterations: PositiveInt = 100
     num_threads: PositiveInt = 1
 
 
 class Item2ItemConfig(GeneratorConfig):
-    n_components: PositiveInt = 64
+    n_components: PositiveInt = 256
     n_neighbors: PositiveInt = 50
-    weighting: Literal["tfidf", "bm25"] = "tfidf"
+    weighting: Literal["tfidf", "bm25", "none"] = "bm25"
 
 
 class ItemKNNConfig(GeneratorConfig):
     similarity: Literal["cosine", "bm25", "tfidf"] = "bm25"
-    K: PositiveInt = 100
+    K: PositiveInt = 200
+    K1: PositiveFloat = 10.0
+    B: Annotated[float, Field(ge=0, le=1)] = 0.75
+    weighting: Literal["bm25", "log1p", "none"] = "bm25"
     num_threads: PositiveInt = 1
 
 
 class EASEConfig(GeneratorConfig):
     l2: PositiveFloat = 3000.0
     weighting: Literal["log1p", "none"] = "log1p"
-    min_item_users: PositiveInt = 1
+    min_item_users: PositiveInt = 2
 
 
 class FriendsConfig(GeneratorConfig):
@@ -162,6 +165,14 @@ class RankerConfig(Strict):
     similar_items_from: str = "ease"
 
 
+class PromoteConfig(Strict):
+    """When ``promote`` moves the ``champion`` alias (README, "Promotion")."""
+
+    metric: str | None = None
+    margin: NonNegativeFloat = 0.0
+    force: bool = False
+
+
 class ComponentsConfig(Strict):
     popular: PopularConfig = PopularConfig()
     als: ALSConfig = ALSConfig()
@@ -171,6 +182,7 @@ class ComponentsConfig(Strict):
     ease: EASEConfig = EASEConfig()
     friends: FriendsConfig = FriendsConfig()
     ranker: RankerConfig = RankerConfig()
+    promote: PromoteConfig = PromoteConfig()
 
 
 class EvaluationConfig(Strict):

@@ -248,7 +248,7 @@ def write_env_file(path: Path, pg: Postgres, store: S3, mlflow_port: int, **over
         "AWS_DEFAULT_REGION": "us-east-1",
         "MLFLOW_HOST": "127.0.0.1",
         "MLFLOW_PORT": str(mlflow_port),
-        "MLFLOW_WORKERS": "1",  # 2-core machines: one worker is plenty for the tests
+        "MLFLOW_WORKERS": "2",  # several worker processes, so stop.sh must take them all down
     }
     values.update(overrides)
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))

@@ -382,20 +382,28 @@ except Exception as exc:
     assert "Max retries exceeded" in message or "Connection refused" in message
 
 
-def test_clean_removes_deleted_run_and_its_artifacts(mlflow_server: MlflowServer) -> None:
+def test_clean_removes_deleted_run_and_its_artifacts(mlflow_server: MlflowServer, tmp_path: Path) -> None:
     client = MlflowClient(mlflow_server.url)
     exp_id = client.create_experiment("encore-gc")
     run = client.create_run(exp_id)
     client.log_text(run.info.run_id, "to be collected", "junk/data.txt")
+    # An MLflow 3 logged model lives outside the run's folder and is deleted on its own.
+    model = client.create_logged_model(exp_id, name="junk-model", source_run_id=run.info.run_id)
+    (tmp_path / "weights.txt").write_text("w")
+    client.log_model_artifact(model.model_id, str(tmp_path / "weights.txt"))
     client.set_terminated(run.info.run_id)
-    prefix = f"{mlflow_server.s3.prefix}/{exp_id}/{run.info.run_id}/"
-    assert mlflow_server.s3.keys(prefix)
+    run_prefix = f"{mlflow_server.s3.prefix}/{exp_id}/{run.info.run_id}/"
+    model_prefix = f"{mlflow_server.s3.prefix}/{exp_id}/models/{model.model_id}/"
+    assert mlflow_server.s3.keys(run_prefix) and mlflow_server.s3.keys(model_prefix)
     client.delete_run(run.info.run_id)
+    client.delete_logged_model(model.model_id)
 
     result = mlflow_server.run_script("clean.sh")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Run with ID {run.info.run_id} has been permanently deleted" in result.stdout
-    assert mlflow_server.s3.keys(prefix) == []
+    assert mlflow_server.postgres.password not in result.stdout + result.stderr
+    assert mlflow_server.s3.keys(run_prefix) == []
+    assert mlflow_server.s3.keys(model_prefix) == []
     with pytest.raises(MlflowException):
         client.get_run(run.info.run_id)
 
@@ -403,7 +411,8 @@ def test_clean_removes_deleted_run_and_its_artifacts(mlflow_server: MlflowServer
 def test_stop_leaves_no_orphans(mlflow_server: MlflowServer) -> None:
     """Runs last: stops the session's server (the fixture's own stop.sh is then a no-op)."""
     pgid = _pgid(mlflow_server)
-    assert live_group_members(pgid)
+    members = live_group_members(pgid)
+    assert sum("multiprocessing.spawn" in args for args in members) == 2, members  # the 2 uvicorn workers
     result = mlflow_server.run_script("stop.sh", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert live_group_members(pgid) == []

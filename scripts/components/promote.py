@@ -1,0 +1,129 @@
+"""promote: move alias ``champion`` to the registered version if it beats the current champion.
+
+In the pipeline (``run.sh --components ...,register,promote``) this promotes the version
+the register step just created, with ``components.promote`` settings (metric, margin,
+force); before deciding it pairs the candidate's per-user test values with the
+champion's (same dataset and split, so the same users) and records the paired t-test and
+bootstrap interval of the difference as the version's significance.
+
+Alone, it promotes any version::
+
+    python -m scripts.components.promote --model-name encore-recommender            # the challenger
+    python -m scripts.components.promote --model-name encore-recommender --version 3 \\
+        --metric ndcg_at_10 --margin 0.002
+    python -m scripts.components.promote --model-name encore-recommender --version 2 --force
+
+Exit status: 0 promoted, 3 not promoted (rejected or refused), 1 error. The decision is
+printed and recorded as ``encore.promotion.*`` tags on the version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from scripts.core import metrics
+from scripts.core.config import EncoreConfig
+from scripts.core.io import read_json, write_json
+from scripts.core.registry import CHALLENGER, CHAMPION, SIGNIFICANCE_TAG, current_alias_version, promote
+from scripts.core.runner import Context, Result
+from scripts.core.tracking import metric_key
+
+EXIT_NOT_PROMOTED = 3
+NAME = "promote"
+DEPENDS_ON = ("register",)
+REUSABLE = False  # the registry changes between calls
+
+
+def per_user_values(client: MlflowClient, run_id: str) -> pd.Series:
+    """A register run's per-user test values of the primary metric, by raw user id."""
+    from scripts.components.register import PER_USER_FILE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, PER_USER_FILE, tmp)
+        frame = pd.read_parquet(Path(path))
+    return frame.set_index("user_id")["value"]
+
+
+def paired_significance(client: MlflowClient, candidate_run: str, champion_run: str, metric: str,
+                        config: EncoreConfig) -> str:
+    """Paired t-test + bootstrap CI of candidate minus champion over their common test users."""
+    candidate, champion = per_user_values(client, candidate_run), per_user_values(client, champion_run)
+    common = candidate.index.intersection(champion.index)
+    result = metrics.paired_comparison(champion[common].to_numpy(), candidate[common].to_numpy(), metric=metric,
+                                       n_resamples=config.evaluation.n_bootstrap,
+                                       confidence=config.evaluation.confidence, random_state=config.experiment.seed)
+    return (f"paired over {result.n_users} users: diff {result.diff:+.4f} "
+            f"({100 * result.confidence:.0f}% CI {result.ci_low:+.4f} .. {result.ci_high:+.4f}), "
+            f"t-test p={result.p_value:.3g}")
+
+
+def run(config: EncoreConfig, ctx: Context) -> Result:
+    registered = read_json(ctx.inputs["register"] / "registered.json")
+    settings = config.components.promote
+    metric = metric_key(settings.metric or config.evaluation.primary_metric)
+    client = MlflowClient()
+    name, version = registered["model_name"], registered["version"]
+    champion = current_alias_version(client, name, CHAMPION)
+    if champion is not None and champion.run_id and champion.run_id != registered["run_id"]:
+        try:
+            text = paired_significance(client, registered["run_id"], champion.run_id,
+                                       settings.metric or config.evaluation.primary_metric, config)
+            client.set_tag(registered["run_id"], f"{SIGNIFICANCE_TAG}.{metric}", text)
+        except (OSError, KeyError, ValueError) as exc:  # e.g. a champion registered outside the pipeline
+            client.set_tag(registered["run_id"], f"{SIGNIFICANCE_TAG}.{metric}", f"not computed: {exc}")
+    decision = promote(name, version, metric=metric, margin=settings.margin, force=settings.force, client=client)
+    write_json(ctx.output / "decision.json", decision.as_dict())
+    print(f"{name} version {decision.version}: {decision.decision.upper()} - {decision.reason}")
+    return Result(metrics={"promoted": float(decision.promoted)}, artifacts=["decision.json"],
+                  tags={"encore.promotion.decision": decision.decision})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: decide, print the decision, exit 0 / 3."""
+    parser = argparse.ArgumentParser(prog="python -m scripts.components.promote", description=__doc__.split("\n")[0])
+    parser.add_argument("--model-name", required=True, help="registered model name")
+    parser.add_argument("--version", help=f"version to promote (default: the '{CHALLENGER}' alias)")
+    parser.add_argument("--metric", default="ndcg_at_10", help="run metric to compare (default ndcg_at_10)")
+    parser.add_argument("--margin", type=float, default=0.0, help="required improvement (default 0)")
+    parser.add_argument("--lower-is-better", action="store_true", help="the metric is a loss")
+    parser.add_argument("--force", action="store_true", help="promote regardless of metric and split")
+    parser.add_argument("--json", action="store_true", help="print the decision as JSON")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI (empty = local store)")
+    args = parser.parse_args(argv)
+
+    client = MlflowClient(tracking_uri=args.tracking_uri) if args.tracking_uri else MlflowClient()
+    version = args.version
+    if version is None:
+        challenger = current_alias_version(client, args.model_name, CHALLENGER)
+        if challenger is None:
+            print(f"error: {args.model_name} has no '{CHALLENGER}' alias; pass --version", file=sys.stderr)
+            return 1
+        version = challenger.version
+    decision = promote(
+        args.model_name,
+        version,
+        metric=args.metric,
+        margin=args.margin,
+        force=args.force,
+        greater_is_better=not args.lower_is_better,
+        client=client,
+    )
+    if args.json:
+        print(json.dumps(decision.as_dict(), indent=2))
+    else:
+        print(f"{args.model_name} version {decision.version}: {decision.decision.upper()} - {decision.reason}")
+        if decision.significance:
+            print(f"significance: {decision.significance}")
+    return 0 if decision.promoted else EXIT_NOT_PROMOTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
