@@ -1,4 +1,4 @@
-"""evaluate: every generator and the ranker on the same test users, side by side.
+"""evaluate: every generator, feature model and the ranker on the same test users, side by side.
 
 Scores each model's lists with the same :class:`~scripts.core.evaluation.Evaluator`,
 writes the comparison table (every metric at every k), a metric-vs-k plot, and paired
@@ -39,6 +39,9 @@ def model_lists(ctx: Context, users: np.ndarray, k: int) -> dict[str, np.ndarray
             lists[name] = lists_from_frame(pd.read_parquet(path / "candidates_train.parquet"), users, k)
         elif name == "ranker":
             lists[name] = lists_from_frame(pd.read_parquet(path / "recommendations.parquet"), users, k)
+            baselines = pd.read_parquet(path / "feature_models.parquet")
+            for model, frame in baselines.groupby("model", sort=False):
+                lists[str(model)] = lists_from_frame(frame, users, k)
     return lists
 
 
@@ -77,8 +80,9 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                              ctx.output / "metrics_vs_k.png")
 
     primary = config.evaluation.primary_metric
-    generators = [name for name in lists if name in GENERATORS]
-    best = max(generators, key=lambda name: results[name][primary])
+    # The ranker is measured against the best of every single model: generators and feature models.
+    baselines = [name for name in lists if name != "ranker"]
+    best = max(baselines, key=lambda name: results[name][primary])
     headline_model = "ranker" if "ranker" in lists else best
     parent = {f"{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
     parent[primary] = results[headline_model][primary]

@@ -7,6 +7,11 @@ features computed from base only, train the ranker. For test, the generators ref
 again, features are computed from train, and the ranker orders them. Lists are completed
 with popular items so every user gets ``top_k``; seen items are never recommended.
 
+Feature models (``components.ranker.feature_models``) are extra scorers fit here on the
+same stages; their scores are features, they propose nothing, and their own top-k lists
+are written as baselines (``feature_models.parquet``) that ``evaluate`` reports beside the
+generators.
+
 Writes ``recommendations.parquet`` (user, item, score, rank for every user),
 ``model.cbm``, ``feature_importance.csv/.png``, ``metrics.json`` and ``bundle/`` (the
 serving bundle: raw ids, popularity fallback, similar items).
@@ -25,9 +30,9 @@ from scripts.core import metrics, serving_model
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.evaluation import Evaluator, frame_from_lists, lists_from_frame
 from scripts.core.features import StageData, build_features, merge_candidates, pair_keys
-from scripts.core.generators import load_model
+from scripts.core.generators import fit_recommender, load_model, make_recommender
 from scripts.core.io import write_json, write_parquet
-from scripts.core.prepared import PreparedData, Stage
+from scripts.core.prepared import EVAL_PART, PreparedData, Stage
 from scripts.core.ranker import TrainedRanker, complete_with_popular, top_k, train_ranker
 from scripts.core.runner import GENERATORS, Context, Result, component_main, enabled
 
@@ -66,20 +71,32 @@ def stage_data(config: EncoreConfig, ctx: Context, prepared: PreparedData, stage
             ids, scores = models[name].recommend(users, user_items, ranker.candidates_per_generator)
             frame = frame_from_lists(users, ids, scores)
         candidates[name] = frame
+    for name, spec in ranker.feature_models.items():
+        model = make_recommender(spec.kind, spec.generator_config(), config.experiment.seed)
+        models[name] = fit_recommender(model, spec.kind, prepared, model_stage)
     return StageData(user_items=user_items, item_features=prepared.item_features(stage), models=models,
                      candidates=candidates, social=prepared.social(), timestamps=prepared.timestamps(stage))
 
 
-def labelled_candidates(config: EncoreConfig, ctx: Context, prepared: PreparedData, stage: Stage,
-                        users: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+def labelled_candidates(data: StageData, prepared: PreparedData, stage: Stage, users: np.ndarray,
+                        groups: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Candidate pairs of ``users``, their features, and labels from the stage's eval part."""
-    data = stage_data(config, ctx, prepared, stage, users)
     pairs = merge_candidates(data.candidates, users)
-    features = build_features(pairs, data, list(config.components.ranker.features))
-    relevant = prepared.part("target" if stage == "base" else "test")
+    features = build_features(pairs, data, groups)
+    relevant = prepared.part(EVAL_PART[stage])
     keys = pair_keys(pairs["user"].to_numpy(), pairs["item"].to_numpy(), prepared.n_items)
     y = np.isin(keys, pair_keys(relevant["user"].to_numpy(), relevant["item"].to_numpy(), prepared.n_items))
     return pairs, features, y.astype(np.int8)
+
+
+def feature_model_lists(config: EncoreConfig, data: StageData, users: np.ndarray, k: int) -> pd.DataFrame:
+    """Top-k of every feature model for ``users`` (model, user, item, score, rank): baselines."""
+    frames = []
+    for name in config.components.ranker.feature_models:
+        ids, scores = data.models[name].recommend(users, data.user_items, k)
+        frames.append(frame_from_lists(users, ids, scores).assign(model=name))
+    columns = ["model", "user", "item", "score", "rank"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def recommend(trained: TrainedRanker, pairs: pd.DataFrame, features: pd.DataFrame, prepared: PreparedData,
@@ -98,10 +115,15 @@ def write_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, rec
     item_raw = prepared.items["raw_id"].to_numpy()
     listeners = np.diff(prepared.user_items("train").tocsc().indptr)
     order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
+    tables = {name: path / "similar_items.parquet" for name, path in ctx.inputs.items()
+              if (path / "similar_items.parquet").exists()}
+    if not tables:
+        raise ConfigError("components.*.n_similar: no generator wrote a similar-items table to serve")
     source = config.components.ranker.similar_items_from
-    if source not in ctx.inputs:
-        source = next(g for g in ("ease", "itemknn", "als", "item2item", "bpr", "popular") if g in ctx.inputs)
-    similar = pd.read_parquet(ctx.inputs[source] / "similar_items.parquet")
+    if source not in tables:
+        source = next(iter(tables))
+        log.warning("components.ranker.similar_items_from: no table from that generator; serving %s's", source)
+    similar = pd.read_parquet(tables[source])
     serving_model.write_bundle(
         ctx.output / "bundle",
         recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
@@ -125,9 +147,11 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     seed = config.experiment.seed
     timings: dict[str, float] = {}
 
+    groups = list(ranker.features)
     started = time.perf_counter()
     train_users = prepared.eval_users("base")
-    pairs, features, y = labelled_candidates(config, ctx, prepared, "base", train_users)
+    data = stage_data(config, ctx, prepared, "base", train_users)
+    pairs, features, y = labelled_candidates(data, prepared, "base", train_users, groups)
     timings["features_train_seconds"] = time.perf_counter() - started
     target_recall = float(y.sum() / len(prepared.part("target")))
 
@@ -138,7 +162,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
     started = time.perf_counter()
     all_users = np.arange(prepared.n_users, dtype=np.int64)
-    pairs, features, y_test = labelled_candidates(config, ctx, prepared, "train", all_users)
+    data = stage_data(config, ctx, prepared, "train", all_users)
+    pairs, features, y_test = labelled_candidates(data, prepared, "train", all_users, groups)
     timings["features_test_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     recs = recommend(trained, pairs, features, prepared, all_users, ranker.top_k)
@@ -147,6 +172,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
     test = Evaluator(prepared, "train", ks)
     scores = test.evaluate(lists_from_frame(recs, test.users, max(ks)))
+    write_parquet(feature_model_lists(config, data, test.users, max(ks)), ctx.output / "feature_models.parquet")
     test_pairs = np.isin(pairs["user"].to_numpy(), test.users)
     candidate_recall = float(y_test[test_pairs].sum() / len(prepared.part("test")))
 

@@ -90,7 +90,7 @@ class GeneratorConfig(Strict):
 
     enabled: bool = True
     n_candidates: PositiveInt = 100
-    n_similar: PositiveInt = 20
+    n_similar: Annotated[int, Field(ge=0)] = 20
     batch_size: PositiveInt = 1024
 
 
@@ -138,7 +138,45 @@ class EASEConfig(GeneratorConfig):
 
 
 class FriendsConfig(GeneratorConfig):
+    n_similar: Annotated[int, Field(ge=0)] = 0  # friends say nothing about item similarity
     weighting: Literal["log1p", "none"] = "log1p"
+
+
+GENERATOR_CONFIGS: dict[str, type[GeneratorConfig]] = {
+    "popular": PopularConfig, "als": ALSConfig, "bpr": BPRConfig, "item2item": Item2ItemConfig,
+    "itemknn": ItemKNNConfig, "ease": EASEConfig, "friends": FriendsConfig,
+}
+
+
+class FeatureModelConfig(Strict):
+    """An extra scorer fit inside the ranker stage: its scores become ranker features, it
+    proposes no candidates, and it is evaluated beside the generators as a baseline."""
+
+    kind: Literal["popular", "als", "bpr", "item2item", "itemknn", "ease", "friends"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _params_are_valid(self) -> FeatureModelConfig:
+        try:
+            GENERATOR_CONFIGS[self.kind].model_validate(self.params)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"params for kind '{self.kind}': {problems}") from None
+        return self
+
+    def generator_config(self) -> GeneratorConfig:
+        return GENERATOR_CONFIGS[self.kind].model_validate(self.params)
+
+
+def _default_feature_models() -> dict[str, FeatureModelConfig]:
+    # Variants of the strongest generators: measured +0.003 NDCG@10 on Last.fm 2K (README).
+    return {
+        "als128": FeatureModelConfig(kind="als", params={"factors": 128}),
+        "als32": FeatureModelConfig(kind="als", params={"factors": 32}),
+        "bpr128": FeatureModelConfig(kind="bpr", params={"factors": 128}),
+        "ease500": FeatureModelConfig(kind="ease", params={"l2": 500.0}),
+        "knncos": FeatureModelConfig(kind="itemknn", params={"similarity": "cosine"}),
+    }
 
 
 class RankerConfig(Strict):
@@ -146,13 +184,14 @@ class RankerConfig(Strict):
 
     enabled: bool = True
     generators: list[str] | None = None
-    candidates_per_generator: PositiveInt = 50
+    candidates_per_generator: PositiveInt = 40
+    feature_models: dict[str, FeatureModelConfig] = Field(default_factory=_default_feature_models)
     loss: Literal["Logloss", "YetiRank"] = "Logloss"
     iterations: PositiveInt = 300
-    learning_rate: PositiveFloat = 0.05
+    learning_rate: PositiveFloat = 0.02
     depth: PositiveInt = 6
     l2_leaf_reg: PositiveFloat = 3.0
-    early_stopping: bool = True
+    early_stopping: bool = False
     early_stopping_rounds: PositiveInt = 50
     validation_fraction: Fraction = 0.2
     negatives_per_positive: PositiveInt | None = None
@@ -163,6 +202,14 @@ class RankerConfig(Strict):
     thread_count: PositiveInt = 2
     top_k: PositiveInt = 50
     similar_items_from: str = "ease"
+
+    @field_validator("feature_models")
+    @classmethod
+    def _feature_model_names(cls, models: dict[str, FeatureModelConfig]) -> dict[str, FeatureModelConfig]:
+        clash = sorted(set(models) & set(GENERATOR_CONFIGS))
+        if clash:
+            raise ValueError(f"feature model names {clash} clash with generator names; choose others")
+        return models
 
 
 class PromoteConfig(Strict):

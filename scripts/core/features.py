@@ -6,11 +6,12 @@ item tags, its fitted generator models. Labels never enter a feature.
 
 Feature groups (switchable with ``components.ranker.features``):
 
-``generator``  per generator g: ``g_score`` (g's own score of the pair, for every candidate,
-               proposed by g or not), ``g_zscore`` (score standardised over the user's
-               candidates), ``g_rank`` (rank in g's list, NaN when not proposed),
-               ``g_proposed``, ``g_cosine`` (user/item factor cosine, factor models);
-               ``n_generators`` proposing the pair and its ``best_rank``.
+``generator``  per generator or feature model g: ``g_score`` (g's own score of the pair,
+               for every candidate, proposed by g or not), ``g_zscore`` (score standardised
+               over the user's candidates), ``g_cosine`` (user/item factor cosine, factor
+               models); per generator also ``g_rank`` (rank in g's list, NaN when not
+               proposed) and ``g_proposed``; ``n_generators`` proposing the pair and its
+               ``best_rank``.
 ``user``       ``user_n_items``, ``user_total_plays``, ``user_mean_log_plays``,
                ``user_tag_breadth`` (distinct tags over the user's items); with
                timestamps ``user_days_since_last`` and ``user_history_days``.
@@ -96,6 +97,30 @@ def rowwise_dot(a: sp.csr_matrix, a_rows: np.ndarray, b: sp.csr_matrix, b_rows: 
     return out
 
 
+def sorted_pairs_dot(users: np.ndarray, items: np.ndarray, left: sp.csr_matrix, right: sp.csr_matrix,
+                     batch: int = 512) -> np.ndarray:
+    """``left[users[j]] . right[items[j]]`` for pairs sorted by user.
+
+    Densifies ``batch`` rows of ``left`` at a time and expands each pair into the stored
+    entries of its ``right`` row, so the cost is the number of those entries — much
+    cheaper than sparse row-by-row products when ``left`` rows are long (user profiles).
+    """
+    out = np.zeros(len(users), dtype=np.float64)
+    unique = np.unique(users)
+    for first in range(0, len(unique), batch):
+        block_users = unique[first:first + batch]
+        lo, hi = np.searchsorted(users, block_users[0]), np.searchsorted(users, block_users[-1], side="right")
+        block = left[block_users].toarray()
+        local = np.searchsorted(block_users, users[lo:hi])
+        starts = right.indptr[items[lo:hi]]
+        lengths = right.indptr[items[lo:hi] + 1] - starts
+        pair = np.repeat(np.arange(hi - lo), lengths)
+        offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+        values = right.data[offsets] * block[local[pair], right.indices[offsets]]
+        out[lo:hi] = np.bincount(pair, weights=values, minlength=hi - lo)
+    return out
+
+
 def sparse_lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``matrix[rows[j], cols[j]]`` for every j, without densifying."""
     coo = matrix.tocoo()
@@ -121,17 +146,19 @@ def generator_features(pairs: pd.DataFrame, data: StageData) -> dict[str, np.nda
     for name, model in data.models.items():
         score = np.asarray(model.score_pairs(users, items, data.user_items), dtype=np.float64)
         score = np.where(np.isfinite(score), score, np.nan)
-        listed = data.candidates[name]
-        rank = lookup_pairs(keys, pair_keys(listed["user"].to_numpy(), listed["item"].to_numpy(), data.n_items),
-                            listed["rank"].to_numpy(np.float64))
         feats[f"{name}_score"] = score
         feats[f"{name}_zscore"] = within_user_zscore(users, np.nan_to_num(score))
-        feats[f"{name}_rank"] = rank
-        feats[f"{name}_proposed"] = (~np.isnan(rank)).astype(np.float64)
         if hasattr(model, "user_factors") and hasattr(model, "item_factors"):
             user_factors = normalize(np.asarray(model.user_factors))
             item_factors = normalize(np.asarray(model.item_factors))
             feats[f"{name}_cosine"] = np.einsum("ij,ij->i", user_factors[users], item_factors[items])
+        if name not in data.candidates:  # a feature model: scores only, it proposes nothing
+            continue
+        listed = data.candidates[name]
+        rank = lookup_pairs(keys, pair_keys(listed["user"].to_numpy(), listed["item"].to_numpy(), data.n_items),
+                            listed["rank"].to_numpy(np.float64))
+        feats[f"{name}_rank"] = rank
+        feats[f"{name}_proposed"] = (~np.isnan(rank)).astype(np.float64)
         ranks.append(rank)
     stacked = np.vstack(ranks)
     feats["n_generators"] = (~np.isnan(stacked)).sum(axis=0).astype(np.float64)
@@ -208,7 +235,7 @@ def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData) ->
     idf = np.log((1 + tags.shape[0]) / (1 + np.diff(tags.tocsc().indptr))) + 1
     item_tags = normalize(tags @ sp.diags(idf))
     profiles = normalize(x.log1p().astype(np.float64) @ item_tags)
-    feats = {"tag_cosine": rowwise_dot(profiles.tocsr(), users, item_tags.tocsr(), items)}
+    feats = {"tag_cosine": sorted_pairs_dot(users, items, profiles.tocsr(), item_tags.tocsr())}
     # Co-listening cosine between the candidate and the user's most-played items.
     listeners = normalize((x > 0).astype(np.float64).T.tocsr())
     top = top_played_items(x, 3)[users]

@@ -6,7 +6,7 @@ model, writes per-user top-N candidates and saves the model; from the ``train`` 
 writes the similar-items table and evaluates its lists on test.
 
 Files written (Parquet): ``candidates_base``, ``candidates_train`` (user, item, score, rank),
-``similar_items`` (item, similar_item, score, rank); models ``model_base.npz`` /
+``similar_items`` (item, similar_item, score, rank; when ``n_similar`` > 0); models ``model_base.npz`` /
 ``model_train.npz``; ``metrics.json`` and ``metrics_vs_k.png``.
 """
 
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from scripts.core import metrics
 from scripts.core.config import ConfigError, EncoreConfig, GeneratorConfig
@@ -36,28 +37,33 @@ def generator_config(config: EncoreConfig, name: str) -> GeneratorConfig:
     return getattr(config.components, name)
 
 
-def build_recommender(config: EncoreConfig, name: str) -> Recommender:
-    """The model of generator ``name`` with its hyper-parameters and the experiment seed."""
-    cls = RECOMMENDERS[name]
-    params = generator_config(config, name).model_dump(exclude=_SHARED_KEYS)
+def make_recommender(kind: str, section: GeneratorConfig, seed: int) -> Recommender:
+    """A model of ``kind`` with the hyper-parameters of ``section`` and the experiment seed."""
+    cls = RECOMMENDERS[kind]
+    params = section.model_dump(exclude=_SHARED_KEYS)
     if "random_state" in inspect.signature(cls).parameters:
-        params["random_state"] = config.experiment.seed
+        params["random_state"] = seed
     return cls(**params)
 
 
-def fit_recommender(model: Recommender, name: str, prepared: PreparedData, stage: Stage) -> Recommender:
-    """Fit on what ``stage`` may see, with the side data the model needs."""
+def build_recommender(config: EncoreConfig, name: str) -> Recommender:
+    """The model of generator ``name``."""
+    return make_recommender(name, generator_config(config, name), config.experiment.seed)
+
+
+def fit_recommender(model: Recommender, kind: str, prepared: PreparedData, stage: Stage) -> Recommender:
+    """Fit a model of ``kind`` on what ``stage`` may see, with the side data it needs."""
     user_items = prepared.user_items(stage)
-    if name == "item2item":
+    if kind == "item2item":
         return model.fit(user_items, item_features=prepared.item_features(stage))
-    if name == "friends":
+    if kind == "friends":
         social = prepared.social()
         if social is None:
             raise ConfigError(
                 "components.friends.enabled: this dataset has no social links; set it to false"
             )
         return model.fit(user_items, social=social)
-    if name == "popular":
+    if kind == "popular":
         return model.fit(user_items, timestamps=prepared.timestamps(stage))
     return model.fit(user_items)
 
@@ -71,6 +77,16 @@ def candidate_users(prepared: PreparedData, stage: Stage) -> np.ndarray:
 
 def load_model(name: str, path: Path) -> Recommender:
     return RECOMMENDERS[name].load(path)
+
+
+def similar_items(model: Recommender, n_items: int, n_similar: int, batch_size: int) -> pd.DataFrame:
+    """Every item's ``n_similar`` most similar items (item, similar_item, score, rank), in item batches."""
+    frames = []
+    for start in range(0, n_items, batch_size * 4):  # batches bound the dense (batch, n_items) blocks
+        items = np.arange(start, min(start + batch_size * 4, n_items), dtype=np.int64)
+        ids, scores = model.similar_items(items, n_similar)
+        frames.append(frame_from_lists(items, ids, scores))
+    return pd.concat(frames, ignore_index=True).rename(columns={"user": "item", "item": "similar_item"})
 
 
 def run_generator(name: str, config: EncoreConfig, ctx: Context) -> Result:
@@ -103,13 +119,11 @@ def run_generator(name: str, config: EncoreConfig, ctx: Context) -> Result:
             extra["target_candidate_recall"] = target.candidate_recall(ids[np.searchsorted(users, target.users)])
             continue
 
-        started = time.perf_counter()
-        items = np.arange(prepared.n_items, dtype=np.int64)
-        similar_ids, similar_scores = model.similar_items(items, section.n_similar)
-        similar = frame_from_lists(items, similar_ids, similar_scores).rename(
-            columns={"user": "item", "item": "similar_item"})
-        write_parquet(similar, out / "similar_items.parquet")
-        timings["similar_items_seconds"] = time.perf_counter() - started
+        if section.n_similar:
+            started = time.perf_counter()
+            write_parquet(similar_items(model, prepared.n_items, section.n_similar, section.batch_size),
+                          out / "similar_items.parquet")
+            timings["similar_items_seconds"] = time.perf_counter() - started
 
         test = Evaluator(prepared, "train", tuple(ks))
         lists = ids[test.users]
@@ -122,7 +136,5 @@ def run_generator(name: str, config: EncoreConfig, ctx: Context) -> Result:
     metrics.plot_metric_vs_k({name: scores_at_k}, "ndcg", out / "metrics_vs_k.png")
     log.info("%s: ndcg@10 %.4f, candidate recall@%d %.3f on test",
              name, scores_at_k.get("ndcg@10", float("nan")), section.n_candidates, extra["candidate_recall"])
-    return Result(
-        metrics=results,
-        artifacts=["candidates_train.parquet", "similar_items.parquet", "metrics.json", "metrics_vs_k.png"],
-    )
+    artifacts = ["candidates_train.parquet", "metrics.json", "metrics_vs_k.png"]
+    return Result(metrics=results, artifacts=[*artifacts, "similar_items.parquet"] if section.n_similar else artifacts)

@@ -124,12 +124,16 @@ class EASERecommender(Recommender):
         self._check_fitted()
         item_ids = as_ids(item_ids)
         local = self._local[item_ids]
-        block = np.full((len(item_ids), self.n_items_), -np.inf, dtype=np.float32)
+        ids = np.full((len(item_ids), N), -1, dtype=np.int64)
+        scores = np.full((len(item_ids), N), -np.inf, dtype=np.float32)
         has = local >= 0
-        sub = self.B_[local[has]]
-        sub[np.arange(len(sub)), local[has]] = -np.inf  # self (diag is 0, not -inf)
-        block[np.ix_(np.flatnonzero(has), self.items_)] = sub
-        return topk(block, N)
+        if has.any():
+            # Top-N over the m modelled columns only, then back to global item ids.
+            sub = self.B_[local[has]]
+            sub[np.arange(len(sub)), local[has]] = -np.inf  # self (diag is 0, not -inf)
+            local_ids, scores[has] = topk(sub, N)
+            ids[has] = np.where(local_ids >= 0, self.items_[np.maximum(local_ids, 0)], -1)
+        return ids, scores
 
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"B": self.B_, "items": self.items_, **self.weighter_.get_state()}
