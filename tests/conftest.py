@@ -23,7 +23,7 @@ TINY_SYNTHETIC = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def lastfm2k_dir() -> Path:
     """The real dataset; a missing folder fails the test (CI must never skip real-data tests)."""
     assert (LASTFM2K_DIR / "user_artists.dat").is_file(), (
