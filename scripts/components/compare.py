@@ -19,6 +19,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from scripts.core.tracking import cli_client
+
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 
@@ -124,7 +126,7 @@ def diff_runs(client: MlflowClient, run_a: str, run_b: str, *, include_equal: bo
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: print the leaderboard or the diff."""
     parser = argparse.ArgumentParser(prog="python -m scripts.components.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI (empty = local store)")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else the local store mlruns/mlflow.db")
     parser.add_argument("--experiment", help="experiment name")
     parser.add_argument("--metric", default="ndcg_at_10", help="metric to rank by (default ndcg_at_10)")
     parser.add_argument("--top", type=int, default=20, help="rows to show (default 20)")
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), help="params/metrics that differ")
     args = parser.parse_args(argv)
 
-    client = MlflowClient(tracking_uri=args.tracking_uri) if args.tracking_uri else MlflowClient()
+    client = cli_client(args.tracking_uri)
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
         if args.diff:
             table = diff_runs(client, *args.diff)

@@ -34,7 +34,7 @@ from scripts.core.config import EncoreConfig
 from scripts.core.io import read_json, write_json
 from scripts.core.registry import CHALLENGER, CHAMPION, SIGNIFICANCE_TAG, current_alias_version, promote
 from scripts.core.runner import Context, Result
-from scripts.core.tracking import metric_key
+from scripts.core.tracking import cli_client, metric_key
 
 EXIT_NOT_PROMOTED = 3
 NAME = "promote"
@@ -96,10 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lower-is-better", action="store_true", help="the metric is a loss")
     parser.add_argument("--force", action="store_true", help="promote regardless of metric and split")
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
-    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI (empty = local store)")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else the local store mlruns/mlflow.db")
     args = parser.parse_args(argv)
 
-    client = MlflowClient(tracking_uri=args.tracking_uri) if args.tracking_uri else MlflowClient()
+    client = cli_client(args.tracking_uri)
     version = args.version
     if version is None:
         challenger = current_alias_version(client, args.model_name, CHALLENGER)

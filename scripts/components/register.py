@@ -30,7 +30,7 @@ from scripts.core.prepared import PreparedData
 from scripts.core.registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
 from scripts.core.runner import Context, Result
 from scripts.core.serving_model import log_serving_model
-from scripts.core.tracking import metric_key
+from scripts.core.tracking import cli_client, metric_key
 
 NAME = "register"
 DEPENDS_ON = ("prepare", "ranker", "evaluate")
@@ -70,10 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-name", required=True, help="registered model name")
     parser.add_argument("--artifact-path", default="model", help="name the model was logged under (default model)")
     parser.add_argument("--alias", default=CHALLENGER, help=f"alias to set (default {CHALLENGER}; '' for none)")
-    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI (empty = local store)")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else the local store mlruns/mlflow.db")
     args = parser.parse_args(argv)
 
-    client = MlflowClient(tracking_uri=args.tracking_uri) if args.tracking_uri else MlflowClient()
+    client = cli_client(args.tracking_uri)
     version = register_run_model(
         args.run_id, args.model_name, client=client, artifact_path=args.artifact_path, alias=args.alias
     )

@@ -28,11 +28,30 @@ KEY_PACKAGES = ("implicit", "catboost", "scikit-learn", "mlflow", "pandas", "num
 PARENT_RUN_ENV = "ENCORE_PARENT_RUN_ID"
 
 
+LOCAL_TRACKING_URI = f"sqlite:///{LOCAL_STORE_DIR / 'mlflow.db'}"
+
+
 def tracking_uri(config: EncoreConfig) -> str:
     """The configured URI, or the embedded SQLite store."""
-    if config.tracking.tracking_uri:
-        return config.tracking.tracking_uri
-    return f"sqlite:///{LOCAL_STORE_DIR / 'mlflow.db'}"
+    return config.tracking.tracking_uri or LOCAL_TRACKING_URI
+
+
+def cli_client(uri: str | None = None) -> Any:
+    """An MlflowClient for the CLIs: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI`` (environment
+    or ``.env``), else the embedded local store the pipeline writes to by default."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from scripts.core.config import MachineSettings
+
+    uri = uri or MachineSettings().mlflow_tracking_uri or LOCAL_TRACKING_URI
+    if uri.startswith(("http://", "https://")):
+        from scripts.core.server import client_fail_fast_env
+
+        for key, value in client_fail_fast_env().items():
+            os.environ.setdefault(key, value)
+    mlflow.set_tracking_uri(uri)  # also for models:/ URIs resolved by the registry helpers
+    return MlflowClient(tracking_uri=uri)
 
 
 def experiment_name(config: EncoreConfig) -> str:
