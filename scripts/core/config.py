@@ -135,6 +135,7 @@ class EASEConfig(GeneratorConfig):
     l2: PositiveFloat = 3000.0
     weighting: Literal["log1p", "none"] = "log1p"
     min_item_users: PositiveInt = 2
+    max_items: PositiveInt | None = 8000
 
 
 class FriendsConfig(GeneratorConfig):

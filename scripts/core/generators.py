@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from scripts.core.evaluation import Evaluator, frame_from_lists
 from scripts.core.io import write_json, write_parquet
 from scripts.core.prepared import STAGES, PreparedData, Stage
 from scripts.core.recommenders import RECOMMENDERS, Recommender
-from scripts.core.runner import Context, Result
+from scripts.core.runner import Context, Result, component_main
 
 log = logging.getLogger(__name__)
 
@@ -138,3 +139,16 @@ def run_generator(name: str, config: EncoreConfig, ctx: Context) -> Result:
              name, scores_at_k.get("ndcg@10", float("nan")), section.n_candidates, extra["candidate_recall"])
     artifacts = ["candidates_train.parquet", "metrics.json", "metrics_vs_k.png"]
     return Result(metrics=results, artifacts=[*artifacts, "similar_items.parquet"] if section.n_similar else artifacts)
+
+
+def generator_component(name: str) -> tuple[str, tuple[str, ...], Callable[[EncoreConfig, Context], Result],
+                                             Callable[[], int]]:
+    """``NAME, DEPENDS_ON, run, main`` of a generator component module (they differ by name only)."""
+
+    def run(config: EncoreConfig, ctx: Context) -> Result:
+        return run_generator(name, config, ctx)
+
+    def main() -> int:
+        return component_main(name)
+
+    return name, ("prepare",), run, main

@@ -34,6 +34,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from scripts.core.data.lastfm2k import FILES as LASTFM2K_FILES
 from scripts.core.runner import ALL_COMPONENTS, GENERATORS
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,7 @@ COMMON = (
     "dataset.download=false",
     f"tracking.registered_model_name={MODEL_NAME}",
     "components.bpr.iterations=30",
+    "components.ranker.feature_models.bpr128.params.iterations=30",
 )
 STRONG = (*COMMON, "components.ranker.iterations=60")
 WEAK = (*COMMON, "components.ranker.iterations=5", "components.ranker.learning_rate=0.01")
@@ -173,7 +175,11 @@ def story(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory,
     client = MlflowClient(mlflow_server.url)
     strong = _pipeline(client, env, STRONG)
     weak = _pipeline(client, env, WEAK)
-    print(f"pipeline runs: strong {strong.seconds:.0f} s, weak {weak.seconds:.0f} s", file=sys.stderr)
+    for label, run in (("strong", strong), ("weak", weak)):
+        times = {name: next((v for k, v in child.data.metrics.items() if k.startswith("time_")), 0.0)
+                 for name, child in run.children.items()}
+        print(f"{label} pipeline run: {run.seconds:.0f} s; "
+              + ", ".join(f"{name} {times[name]:.1f}" for name in ALL_COMPONENTS), file=sys.stderr)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     return Story(strong, weak, experiment.experiment_id, client, no_aws_credentials)
 
@@ -208,7 +214,8 @@ def test_parent_carries_reproducibility_tags_and_params(story: Story) -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", tags["encore.split_hash"])
     assert tags["encore.dataset"] == "lastfm2k"
     assert tags["encore.seed"] == "42"
-    for role, name in (("user_artists", "user_artists.dat"), ("artists", "artists.dat")):
+    # One tag per input file, named by its role (interactions = user_artists.dat, ...).
+    for role, name in LASTFM2K_FILES.items():
         digest = hashlib.sha256((LASTFM2K_DIR / name).read_bytes()).hexdigest()
         assert tags[f"encore.data_sha256.{role}"] == digest, role
         assert story.strong.children["prepare"].data.tags[f"encore.data_sha256.{role}"] == digest
@@ -231,7 +238,7 @@ def test_parent_carries_reproducibility_tags_and_params(story: Story) -> None:
     assert weak_params["components.ranker.learning_rate"] == "0.01"
     # Same data and split (so promotion may compare them), different configuration.
     assert weak_tags["encore.split_hash"] == tags["encore.split_hash"]
-    assert weak_tags["encore.data_sha256.user_artists"] == tags["encore.data_sha256.user_artists"]
+    assert weak_tags["encore.data_sha256.interactions"] == tags["encore.data_sha256.interactions"]
     assert weak_tags["encore.config_hash"] != tags["encore.config_hash"]
 
 
