@@ -18,8 +18,8 @@ Feature groups (switchable with ``components.ranker.features``):
 ``item``       ``item_listeners``, ``item_total_plays``, ``item_mean_log_plays``,
                ``item_n_tags``; with timestamps ``item_days_since_last`` and ``item_age_days``.
 ``user_item``  ``tag_cosine`` (user tag profile vs item tags, TF-IDF), ``colisten_top_max`` /
-               ``colisten_top_mean`` (co-listening cosine of the item to the user's three
-               most-played items).
+               ``colisten_top_mean`` (co-listening similarity of the item to the user's three
+               most-played items, in a 64-d SVD embedding of listener vectors).
 ``social``     ``friends_listening`` (friends who play the item), ``friends_share``.
 """
 
@@ -31,12 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import normalize
 
 from scripts.core.recommenders import Recommender
 
-CHUNK = 200_000
-"""Pairs handled per chunk in sparse row-wise products (bounds temporary memory)."""
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -86,15 +85,6 @@ def within_user_zscore(users: np.ndarray, values: np.ndarray) -> np.ndarray:
     mean = np.repeat(np.add.reduceat(values, starts) / counts, counts)
     var = np.repeat(np.add.reduceat((values - mean) ** 2, starts) / counts, counts)
     return (values - mean) / np.sqrt(var + 1e-12)
-
-
-def rowwise_dot(a: sp.csr_matrix, a_rows: np.ndarray, b: sp.csr_matrix, b_rows: np.ndarray) -> np.ndarray:
-    """``sum(a[a_rows[j]] * b[b_rows[j]])`` for every j, chunked sparse products."""
-    out = np.empty(len(a_rows), dtype=np.float64)
-    for start in range(0, len(a_rows), CHUNK):
-        stop = start + CHUNK
-        out[start:stop] = np.asarray(a[a_rows[start:stop]].multiply(b[b_rows[start:stop]]).sum(axis=1)).ravel()
-    return out
 
 
 def sorted_pairs_dot(users: np.ndarray, items: np.ndarray, left: sp.csr_matrix, right: sp.csr_matrix,
@@ -228,6 +218,14 @@ def top_played_items(user_items: sp.csr_matrix, n: int) -> np.ndarray:
     return top
 
 
+def colistening_embeddings(user_items: sp.csr_matrix, n_components: int = 64) -> np.ndarray:
+    """L2-normalised ``(n_items, d)`` SVD embedding of the items' normalised listener vectors,
+    so that dot products approximate co-listening cosines (seeded: deterministic)."""
+    listeners = normalize((user_items > 0).astype(np.float32).T.tocsr())
+    d = max(1, min(n_components, min(listeners.shape) - 1))
+    return normalize(TruncatedSVD(n_components=d, random_state=0).fit_transform(listeners))
+
+
 def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
     x = data.user_items
     # Tag profile: TF-IDF item tags, users as the log-play-weighted sum of their items'.
@@ -236,13 +234,15 @@ def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData) ->
     item_tags = normalize(tags @ sp.diags(idf))
     profiles = normalize(x.log1p().astype(np.float64) @ item_tags)
     feats = {"tag_cosine": sorted_pairs_dot(users, items, profiles.tocsr(), item_tags.tocsr())}
-    # Co-listening cosine between the candidate and the user's most-played items.
-    listeners = normalize((x > 0).astype(np.float64).T.tocsr())
+    # Co-listening similarity of the candidate to the user's most-played items, in a 64-d
+    # SVD embedding of the items' listener vectors: exact sparse cosines cost O(listeners)
+    # per pair, which does not scale to millions of candidate pairs.
+    embeddings = colistening_embeddings(x)
     top = top_played_items(x, 3)[users]
     sims = np.full(top.shape, np.nan)
     for j in range(top.shape[1]):  # three columns, not a per-user loop
         has = top[:, j] >= 0
-        sims[has, j] = rowwise_dot(listeners, top[has, j], listeners, items[has])
+        sims[has, j] = np.einsum("ij,ij->i", embeddings[top[has, j]], embeddings[items[has]])
     present = ~np.isnan(sims)
     filled = np.where(present, sims, 0.0)
     feats["colisten_top_max"] = np.where(present, sims, -np.inf).max(axis=1).clip(min=0.0)

@@ -54,6 +54,10 @@ COMMON = (
     f"tracking.registered_model_name={MODEL_NAME}",
     "components.bpr.iterations=30",
     "components.ranker.feature_models.bpr128.params.iterations=30",
+    # EASE inverts a dense max_items x max_items Gram matrix: 20 s at 8000 items, < 1 s at 2000.
+    "components.ease.max_items=2000",
+    "components.ranker.feature_models.ease500.params.max_items=2000",
+    "components.item2item.n_components=64",
 )
 STRONG = (*COMMON, "components.ranker.iterations=60")
 WEAK = (*COMMON, "components.ranker.iterations=5", "components.ranker.learning_rate=0.01")
@@ -81,8 +85,12 @@ def no_aws_credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    """A child's environment: no AWS/MLflow/Encore settings of this machine, plus ``extra``."""
-    return clean_env(HOME=str(home), ENCORE_PYTHON=sys.executable, **extra)
+    """A child's environment: no AWS/MLflow/Encore settings of this machine, plus ``extra``.
+
+    OpenBLAS runs single-threaded (what implicit recommends): on a busy 2-core CI machine its
+    threaded Cholesky inverse (EASE) is up to 40x slower than one thread (10 s vs 0.25 s).
+    """
+    return clean_env(HOME=str(home), ENCORE_PYTHON=sys.executable, OPENBLAS_NUM_THREADS="1", **extra)
 
 
 def _run_sh(env: dict[str, str], components: tuple[str, ...], overrides: tuple[str, ...],
@@ -176,10 +184,12 @@ def story(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory,
     strong = _pipeline(client, env, STRONG)
     weak = _pipeline(client, env, WEAK)
     for label, run in (("strong", strong), ("weak", weak)):
-        times = {name: next((v for k, v in child.data.metrics.items() if k.startswith("time_")), 0.0)
+        # Per component: its own work / its whole MLflow run (tracking calls included).
+        times = {name: (next((v for k, v in child.data.metrics.items() if k.startswith("time_")), 0.0),
+                        (child.info.end_time - child.info.start_time) / 1000)
                  for name, child in run.children.items()}
         print(f"{label} pipeline run: {run.seconds:.0f} s; "
-              + ", ".join(f"{name} {times[name]:.1f}" for name in ALL_COMPONENTS), file=sys.stderr)
+              + ", ".join(f"{n} {times[n][0]:.1f}/{times[n][1]:.1f}" for n in ALL_COMPONENTS), file=sys.stderr)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     return Story(strong, weak, experiment.experiment_id, client, no_aws_credentials)
 
@@ -250,10 +260,12 @@ def test_generator_and_ranker_runs_log_every_metric_at_every_k(story: Story) -> 
                 key = f"{metric}_at_{k}"
                 assert key in metrics, f"{name}: {key} missing"
                 assert 0.0 <= metrics[key] <= 1.0, f"{name}: {key}={metrics[key]}"
-            assert metrics[f"user_coverage_at_{k}"] == pytest.approx(1.0), name
+            assert 0.5 <= metrics[f"user_coverage_at_{k}"] <= 1.0, name  # friends: users with friends
         # Recall grows with k, and a useful model finds something.
         assert [metrics[f"recall_at_{k}"] for k in KS] == sorted(metrics[f"recall_at_{k}"] for k in KS), name
         assert metrics["ndcg_at_10"] > 0.01, name
+    # The ranker completes every list from popularity.
+    assert {story.strong.children["ranker"].data.metrics[f"user_coverage_at_{k}"] for k in KS} == {1.0}
     assert story.strong.children["ranker"].data.metrics["trees"] == 60
     assert story.weak.children["ranker"].data.metrics["trees"] == 5
 
@@ -316,9 +328,9 @@ def test_artifacts_live_in_s3_behind_the_proxy(story: Story, mlflow_server: Mlfl
     model_id = version.source.removeprefix("models:/")
     model_keys = {k.removeprefix(f"{base}/models/{model_id}/artifacts/") for k in keys
                   if k.startswith(f"{base}/models/{model_id}/artifacts/")}
-    assert {"MLmodel", "python_model.pkl" if "python_model.pkl" in model_keys else "serving_model.py"} <= model_keys
-    for table in ("recommendations.parquet", "popular.parquet", "similar_items.parquet", "items.parquet"):
-        assert any(k.endswith(f"/{table}") for k in model_keys), f"{table} missing from {sorted(model_keys)}"
+    tables = ("recommendations.parquet", "popular.parquet", "similar_items.parquet", "items.parquet")
+    expected_model = {"MLmodel", "serving_model.py", "requirements.txt", *(f"artifacts/bundle/{t}" for t in tables)}
+    assert not expected_model - model_keys, sorted(model_keys)
 
     # This process has no AWS credentials: the download goes through the server's proxy.
     assert not [k for k in os.environ if k.startswith("AWS_")]
@@ -450,4 +462,8 @@ def test_compare_cli_lists_both_runs_best_first(story: Story, mlflow_server: Mlf
     assert len(lines) == 3, result.stdout  # header + the two parent runs, no component runs
     assert "ndcg_at_10" in lines[0] and "params.components.ranker.iterations" in lines[0]
     assert lines[1].startswith(strong_id) and lines[2].startswith(weak_id), result.stdout
-    assert f"{story.strong.parent.data.metrics['ndcg_at_10']:.6f}"[:6] in lines[1]
+    # run_id, run_name, ndcg_at_10, ...: the printed metric is each parent run's.
+    printed = [float(line.split()[2]) for line in lines[1:]]
+    assert printed == pytest.approx([story.strong.parent.data.metrics["ndcg_at_10"],
+                                     story.weak.parent.data.metrics["ndcg_at_10"]], abs=1e-6)
+    assert printed[0] > printed[1]
