@@ -27,6 +27,7 @@ import yaml
 from scripts.core.config import REPO_ROOT, ConfigError, EncoreConfig, load_config
 from scripts.core.data.types import DataError
 from scripts.core.io import atomic_dir, is_complete, read_json, write_json
+from scripts.core.server import TrackingServerUnreachable
 
 log = logging.getLogger("encore")
 
@@ -124,7 +125,7 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
                 write_json(tmp / "result.json", result.__dict__)
         seconds = time.perf_counter() - started
         mlflow.set_tags({"encore.reused": str(reused).lower(), "encore.output_dir": str(out)} | result.tags)
-        _tag_data_hashes(config, run)
+        mlflow.set_tags(data_hash_tags(config))
         own = getattr(config.components, name, None)
         tracking.log_params((own.model_dump(mode="json") if own is not None else {}) | result.params)
         tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds})
@@ -133,8 +134,7 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
         parent_id = run.data.tags.get("mlflow.parentRunId")
         if parent_id and result.parent_metrics:
             client = mlflow.MlflowClient()
-            for key, value in result.parent_metrics.items():
-                client.log_metric(parent_id, tracking.metric_key(key), float(value))
+            tracking.log_batch(client, parent_id, metrics=result.parent_metrics)
             for artifact in result.artifacts:
                 client.log_artifact(parent_id, str(out / artifact), artifact_path="evaluation")
         result.tags["encore.run_id"] = run.info.run_id
@@ -142,21 +142,13 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     return result
 
 
-def _tag_data_hashes(config: EncoreConfig, run: Any) -> None:
-    """Record the data files' SHA-256 (known once prepare ran) on the run and its parent."""
-    import mlflow
-
+def data_hash_tags(config: EncoreConfig) -> dict[str, str]:
+    """``encore.data_sha256.<file>`` tags, known once prepare has run (else empty)."""
     prepared = output_dir(config, "prepare")
     if not is_complete(prepared, fingerprint(config, "prepare")):
-        return
-    tags = {f"encore.data_sha256.{role}": digest
+        return {}
+    return {f"encore.data_sha256.{role}": digest
             for role, digest in read_json(prepared / "summary.json")["data_sha256"].items()}
-    mlflow.set_tags(tags)
-    parent_id = run.data.tags.get("mlflow.parentRunId")
-    if parent_id:
-        client = mlflow.MlflowClient()
-        for key, value in tags.items():
-            client.set_tag(parent_id, key, value)
 
 
 def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequence[str] = ()) -> dict[str, Result]:
@@ -170,12 +162,17 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequ
     if skipped:
         log.info("disabled in the config, not run: %s", ", ".join(skipped))
     results: dict[str, Result] = {}
-    with tracking.pipeline_run(config):
-        for name in (c for c in wanted if enabled(config, c)):
-            try:
-                results[name] = run_component(config, name, force=name in force)
-            except Exception as exc:
-                raise ComponentFailed(name, exc) from exc
+    with tracking.pipeline_run(config) as parent:
+        try:
+            for name in (c for c in wanted if enabled(config, c)):
+                try:
+                    results[name] = run_component(config, name, force=name in force)
+                except Exception as exc:
+                    raise ComponentFailed(name, exc) from exc
+        finally:
+            import mlflow
+
+            tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id, tags=data_hash_tags(config))
     return results
 
 
@@ -207,9 +204,9 @@ def cli_main(body: Callable[[argparse.Namespace, EncoreConfig], None], parser: a
     try:
         config = load_config(args.experiment, args.overrides)
         body(args, config)
-    except (ConfigError, DataError, ComponentFailed) as exc:
+    except (ConfigError, DataError, TrackingServerUnreachable, ComponentFailed) as exc:
         cause = exc.__cause__ if isinstance(exc, ComponentFailed) else None
-        if cause is not None and not isinstance(cause, (ConfigError, DataError)):
+        if cause is not None and not isinstance(cause, ConfigError | DataError | TrackingServerUnreachable):
             log.exception("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2

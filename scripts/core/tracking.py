@@ -151,6 +151,22 @@ def log_metrics(metrics: Mapping[str, float], prefix: str = "") -> None:
     mlflow.log_metrics({prefix + metric_key(k): float(v) for k, v in metrics.items()})
 
 
+def log_batch(client: Any, run_id: str, *, metrics: Mapping[str, float] | None = None,
+              tags: Mapping[str, str] | None = None) -> None:
+    """Metrics and tags on another run (a parent) in few requests, not one per value."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metric_list = [Metric(metric_key(k), float(v), now, 0) for k, v in (metrics or {}).items()]
+    tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for start in range(0, len(metric_list), 1000):  # MLflow's per-request limits
+        client.log_batch(run_id, metrics=metric_list[start:start + 1000])
+    for start in range(0, len(tag_list), 100):
+        client.log_batch(run_id, tags=tag_list[start:start + 100])
+
+
 def log_params(params: Mapping[str, Any]) -> None:
     import mlflow
 
