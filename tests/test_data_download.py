@@ -135,3 +135,17 @@ def test_download_cli_fetches_from_a_local_zip(tmp_path: Path, real_files: dict[
                           (tmp_path / "missing.zip").as_uri(), "--dest", str(tmp_path / "d2")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "error:" in bad.stderr
+
+
+def test_failed_download_says_in_one_message_how_to_get_the_data(tmp_path: Path, monkeypatch) -> None:
+    from scripts.core.data.config import Lastfm2kConfig
+    from scripts.core.data.lastfm2k import DatasetNotFound, resolve_lastfm2k_dir
+
+    monkeypatch.delenv("ENCORE_DATA_DIR", raising=False)
+    config = Lastfm2kConfig(url=(tmp_path / "missing.zip").as_uri())
+    with pytest.raises(DatasetNotFound) as info:
+        resolve_lastfm2k_dir(config, tmp_path / "data")
+    message = str(info.value)
+    assert "cannot download" in message and "ENCORE_DATA_DIR" in message
+    assert "python -m scripts.components.download" in message
+    assert not (tmp_path / "data" / "hetrec2011-lastfm-2k").exists()

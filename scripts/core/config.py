@@ -292,7 +292,7 @@ class EncoreConfig(Strict):
 class MachineSettings(BaseSettings):
     """Settings that belong to a machine rather than to an experiment (read from ``.env``)."""
 
-    model_config = SettingsConfigDict(env_file=REPO_ROOT / ".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=REPO_ROOT / ".env", extra="ignore", env_ignore_empty=True)
 
     mlflow_tracking_uri: str | None = None
     encore_data_dir: Path | None = None

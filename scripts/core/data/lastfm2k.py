@@ -47,7 +47,7 @@ from scripts.core.data.common import (
     to_id_column,
 )
 from scripts.core.data.config import Lastfm2kConfig
-from scripts.core.data.download import LASTFM2K_DIRNAME, download_lastfm2k
+from scripts.core.data.download import LASTFM2K_DIRNAME, DownloadError, download_lastfm2k
 from scripts.core.data.types import DataError, MusicDataset
 
 log = logging.getLogger(__name__)
@@ -89,15 +89,16 @@ def resolve_lastfm2k_dir(cfg: Lastfm2kConfig, data_dir: Path) -> Path:
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
+    how = (f"get it by setting {ENV_DATA_DIR} to a folder holding {LASTFM2K_DIRNAME}/, by unzipping "
+           f"{cfg.url} into {Path(data_dir) / LASTFM2K_DIRNAME}, or by running `python -m scripts.components.download`")
+    looked = ", ".join(map(str, candidates))
     if cfg.download:
-        log.info("Last.fm 2K not found in %s; downloading %s", ", ".join(map(str, candidates)), cfg.url)
-        return download_lastfm2k(cfg.url, Path(data_dir))
-    raise DatasetNotFound(
-        LASTFM2K_DIRNAME,
-        f"not found (looked in {', '.join(map(str, candidates))}); get it by setting {ENV_DATA_DIR} to a folder "
-        f"holding {LASTFM2K_DIRNAME}/, by unzipping {cfg.url} into {Path(data_dir) / LASTFM2K_DIRNAME}, or by "
-        "setting dataset.download: true / running `python -m scripts.components.download`",
-    )
+        log.info("Last.fm 2K not found in %s; downloading %s", looked, cfg.url)
+        try:
+            return download_lastfm2k(cfg.url, Path(data_dir))
+        except DownloadError as exc:
+            raise DatasetNotFound(LASTFM2K_DIRNAME, f"not found (looked in {looked}) and {exc}; {how}") from exc
+    raise DatasetNotFound(LASTFM2K_DIRNAME, f"not found (looked in {looked}); {how} (dataset.download is false)")
 
 
 def load_lastfm2k(folder: str | Path) -> MusicDataset:
