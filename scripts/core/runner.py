@@ -117,15 +117,15 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
         reused = not force and getattr(module, "REUSABLE", True) and is_complete(out, fp)
         if reused:
             log.info("%s: reusing %s", name, out)
-            result = Result(**{k: v for k, v in read_json(out / "result.json").items()})
+            result = Result(**read_json(out / "result.json"))
         else:
             log.info("%s: running, output %s", name, out)
             with atomic_dir(out, fp, component=name) as tmp:
                 result = module.run(config, Context(config=config, output=tmp, inputs=inputs))
                 write_json(tmp / "result.json", result.__dict__)
         seconds = time.perf_counter() - started
-        mlflow.set_tags({"encore.reused": str(reused).lower(), "encore.output_dir": str(out)} | result.tags)
-        mlflow.set_tags(data_hash_tags(config))
+        mlflow.set_tags({"encore.reused": str(reused).lower(), "encore.output_dir": str(out)} | result.tags
+                        | data_hash_tags(config))
         own = getattr(config.components, name, None)
         tracking.log_params((own.model_dump(mode="json") if own is not None else {}) | result.params)
         tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds})
