@@ -19,6 +19,8 @@ from scripts.core.features import pair_keys, segment_starts
 
 log = logging.getLogger(__name__)
 
+VALIDATION_METRIC = "NDCG:top=10;type=Base"
+
 
 @dataclass
 class TrainedRanker:
@@ -36,7 +38,8 @@ class TrainedRanker:
         return self.model.predict(features[self.feature_names])
 
     def importance(self) -> pd.DataFrame:
-        values = self.model.get_feature_importance()
+        # PredictionValuesChange needs no data, for either loss (YetiRank's default would).
+        values = self.model.get_feature_importance(type="PredictionValuesChange")
         return (pd.DataFrame({"feature": self.feature_names, "importance": values})
                 .sort_values("importance", ascending=False, ignore_index=True))
 
@@ -53,7 +56,7 @@ def _new_model(config: RankerConfig, iterations: int, seed: int, early_stopping:
         "allow_writing_files": False,
     }
     if early_stopping:
-        params |= {"early_stopping_rounds": config.early_stopping_rounds, "eval_metric": "NDCG:top=10;type=Base",
+        params |= {"early_stopping_rounds": config.early_stopping_rounds, "eval_metric": VALIDATION_METRIC,
                    "use_best_model": True}
     if config.loss == "YetiRank":
         return CatBoostRanker(loss_function="YetiRank", **params)
@@ -97,7 +100,8 @@ def train_ranker(features: pd.DataFrame, y: np.ndarray, users: np.ndarray, confi
         model.fit(Pool(x[~is_val], y[~is_val], group_id=users[~is_val]),
                   eval_set=Pool(x[is_val], y[is_val], group_id=users[is_val]))
         iterations = int(model.get_best_iteration()) + 1
-        validation_ndcg = float(model.get_best_score()["validation"]["NDCG:top=10;type=Base"])
+        # From the per-iteration history: get_best_score() is empty for YetiRank.
+        validation_ndcg = float(model.get_evals_result()["validation"][VALIDATION_METRIC][iterations - 1])
         log.info("ranker: early stopping chose %d trees (validation NDCG@10 %.4f)", iterations, validation_ndcg)
     model = _new_model(config, iterations, seed, early_stopping=False)
     model.fit(Pool(x, y, group_id=users))
