@@ -104,12 +104,12 @@ def prepared_for(experiment: Path, workdir: Path) -> tuple[Any, PreparedData]:
     return config, PreparedData(output_dir(config, "prepare"))
 
 
-def bench_generators(name: str, workdir: Path, repeats: int) -> dict[str, Any]:
+def bench_generators(name: str, workdir: Path, repeats: int, only: list[str] | None = None) -> dict[str, Any]:
     config, prepared = prepared_for(EXPERIMENTS[name], workdir)
     user_items = prepared.user_items("train")
     users = np.arange(prepared.n_users)
     rows = {}
-    for generator in GENERATORS:
+    for generator in only or GENERATORS:
         model = build_recommender(config, generator)
 
         def wrapped(generator: str = generator, model: Any = model) -> Any:
@@ -171,6 +171,7 @@ def main() -> int:
     parser.add_argument("--only", choices=["generators", "pipeline"])
     parser.add_argument("--datasets", default="lastfm2k,synthetic_1m")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--generators", help="comma-separated subset of generators to time (default: all)")
     parser.add_argument("--name", default="benchmark", help="results file name")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -179,7 +180,8 @@ def main() -> int:
         workdir = Path(tmp)
         for name in args.datasets.split(","):
             if args.only in (None, "generators"):
-                results.setdefault("generators", {})[name] = bench_generators(name, workdir, args.repeats)
+                only = args.generators.split(",") if args.generators else None
+                results.setdefault("generators", {})[name] = bench_generators(name, workdir, args.repeats, only)
             if args.only in (None, "pipeline"):
                 results.setdefault("pipeline", {})[name] = bench_pipeline(name, workdir)
     RESULTS.mkdir(parents=True, exist_ok=True)
