@@ -110,9 +110,16 @@ class ItemKNNRecommender(Recommender):
 
     def _set_model(self, model: ItemItemRecommender) -> None:
         self.model_ = model
-        sim = csr_matrix(model.similarity, dtype=np.float32)
-        sim.sort_indices()
-        self.similarity_ = sim
+        self._similarity: csr_matrix | None = None
+
+    @property
+    def similarity_(self) -> csr_matrix:
+        """``(n_items, n_items)`` float32 CSR, built on first use: ``recommend`` never needs it."""
+        if self._similarity is None:
+            sim = csr_matrix(self.model_.similarity, dtype=np.float32)
+            sim.sort_indices()
+            self._similarity = sim
+        return self._similarity
 
     def score(self, user_ids: np.ndarray, user_items: csr_matrix) -> np.ndarray:
         """``(user_items[user_ids] @ similarity_)`` as dense float32 ``(n, n_items)``."""
