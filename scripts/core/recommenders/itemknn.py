@@ -165,7 +165,10 @@ class ItemKNNRecommender(Recommender):
         ids = ids.astype(np.int64, copy=False)
         invalid = scores <= _IMPLICIT_FILTERED
         if filter_already_liked_items:
-            invalid |= is_seen(rows, ids)
+            # Only padded rows (a score <= 0 appears) can hold own items: test just those.
+            padded = np.flatnonzero((scores <= 0).any(axis=1))
+            if len(padded):
+                invalid[padded] |= is_seen(rows[padded], ids[padded])
         return compact(ids, scores, invalid, N)
 
     def similar_items(self, item_ids: np.ndarray, N: int, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
