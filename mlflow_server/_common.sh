@@ -40,7 +40,7 @@ running_server_pid() {
     pid="$(tr -dc '0-9' <"$PID_FILE")"
     [[ -n "$pid" ]] || return 0
     # Why check the command line: after a reboot the PID may belong to something else.
-    if ps -o args= -p "$pid" 2>/dev/null | grep -q "mlflow"; then
+    if ps -ww -o args= -p "$pid" 2>/dev/null | grep -q "mlflow"; then
         echo "$pid"
     fi
 }

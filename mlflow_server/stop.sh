@@ -39,7 +39,7 @@ if group_alive "$pgid"; then
 fi
 if group_alive "$pgid"; then
     echo "Processes of group $pgid survived SIGKILL:" >&2
-    ps -o pid=,stat=,args= -g "$pgid" >&2 || true
+    ps -ww -o pid=,stat=,args= -g "$pgid" >&2 || true
     exit 1
 fi
 rm -f "$PID_FILE"

@@ -76,9 +76,9 @@ def wait_for_port(port: int, timeout: float, what: str, log: Path | None = None)
 
 
 def processes() -> list[tuple[int, int, str, str]]:
-    """(pid, pgid, stat, args) of every process, from ps (no psutil dependency)."""
+    """(pid, pgid, stat, args) of every process, from ps (no psutil dependency; -ww: never truncate args)."""
     out = subprocess.run(
-        ["ps", "-e", "-o", "pid=,pgid=,stat=,args="], capture_output=True, text=True, check=True
+        ["ps", "-ww", "-e", "-o", "pid=,pgid=,stat=,args="], capture_output=True, text=True, check=True
     ).stdout
     rows = []
     for line in out.splitlines():
