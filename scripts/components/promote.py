@@ -8,10 +8,10 @@ bootstrap interval of the difference as the version's significance.
 
 Alone, it promotes any version::
 
-    python -m scripts.components.promote --model-name encore-recommender            # the challenger
-    python -m scripts.components.promote --model-name encore-recommender --version 3 \\
+    python -m scripts.components.promote --model-name encore-ranker            # the challenger
+    python -m scripts.components.promote --model-name encore-ranker --version 3 \\
         --metric ndcg_at_10 --margin 0.002
-    python -m scripts.components.promote --model-name encore-recommender --version 2 --force
+    python -m scripts.components.promote --model-name encore-ranker --version 2 --force
 
 Exit status: 0 promoted, 3 not promoted (rejected or refused), 1 error. The decision is
 printed and recorded as ``encore.promotion.*`` tags on the version.
