@@ -53,9 +53,16 @@ class PreparedData:
 
     path: Path
     summary: dict[str, Any] = field(init=False)
+    _cache: dict[str, Any] = field(init=False, default_factory=dict, repr=False)
+    """Parts and matrices read once per instance; callers must not modify them in place."""
 
     def __post_init__(self) -> None:
         self.summary = read_json(self.path / "summary.json")
+
+    def _cached(self, key: str, load: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]
 
     @property
     def n_users(self) -> int:
@@ -89,12 +96,12 @@ class PreparedData:
     def part(self, name: str) -> pd.DataFrame:
         """``base``, ``target``, ``test`` or ``train`` (= base + target) interactions."""
         if name == "train":
-            return pd.concat([self.part("base"), self.part("target")], ignore_index=True)
-        return pd.read_parquet(self.path / f"{name}.parquet")
+            return self._cached(name, lambda: pd.concat([self.part("base"), self.part("target")], ignore_index=True))
+        return self._cached(name, lambda: pd.read_parquet(self.path / f"{name}.parquet"))
 
     def user_items(self, stage: Stage) -> sp.csr_matrix:
         """Play weights a model fit on ``stage`` may see, shape (n_users, n_items)."""
-        return sp.load_npz(self.path / f"{stage}.npz").tocsr()
+        return self._cached(f"{stage}.npz", lambda: sp.load_npz(self.path / f"{stage}.npz").tocsr())
 
     def relevant(self, stage: Stage) -> sp.csr_matrix:
         """Binary matrix of the part a ``stage`` fit is scored against (target or test)."""
