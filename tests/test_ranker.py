@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scripts.core.arrays import pair_keys
 from scripts.core.config import RankerConfig
-from scripts.core.features import pair_keys, sorted_pairs_dot, within_user_zscore
+from scripts.core.features import sorted_pairs_dot, within_user_zscore
 from scripts.core.ranker import complete_with_popular, select_training_rows, top_k, train_ranker
 
 

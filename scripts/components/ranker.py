@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from scripts.core import metrics, serving_model
+from scripts.core.arrays import pair_keys
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.evaluation import Evaluator, frame_from_lists, lists_from_frame
-from scripts.core.features import StageData, build_features, merge_candidates, pair_keys
+from scripts.core.features import StageData, build_features, merge_candidates
 from scripts.core.generators import fit_recommender, load_model, make_recommender
 from scripts.core.io import write_json, write_parquet
 from scripts.core.prepared import EVAL_PART, PreparedData, Stage

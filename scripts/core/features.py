@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import normalize
 
+from scripts.core.arrays import lookup_pairs, pair_keys, positions_by_key, segment_starts
 from scripts.core.recommenders import Recommender
 
 SECONDS_PER_DAY = 86_400.0
@@ -58,26 +59,6 @@ class StageData:
 
 
 # --------------------------------------------------------------------------- helpers
-def pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
-    return users.astype(np.int64) * n_items + items.astype(np.int64)
-
-
-def lookup_pairs(keys: np.ndarray, table_keys: np.ndarray, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
-    """Values of ``table_keys`` at ``keys`` (``fill`` where absent); vectorised join."""
-    order = np.argsort(table_keys, kind="stable")
-    sorted_keys = table_keys[order]
-    pos = np.clip(np.searchsorted(sorted_keys, keys), 0, max(len(sorted_keys) - 1, 0))
-    found = (sorted_keys[pos] == keys) if len(sorted_keys) else np.zeros(len(keys), bool)
-    out = np.full(len(keys), fill, dtype=np.float64)
-    out[found] = values[order][pos[found]]
-    return out
-
-
-def segment_starts(users: np.ndarray) -> np.ndarray:
-    """Start offsets of runs of equal values in a sorted ``users`` array."""
-    return np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-
-
 def within_user_zscore(users: np.ndarray, values: np.ndarray) -> np.ndarray:
     """(value - user mean) / user std over the user's rows; rows sorted by user."""
     starts = segment_starts(users)
@@ -209,12 +190,10 @@ def _row_reduce(matrix: sp.csr_matrix, ufunc: np.ufunc, empty: float) -> np.ndar
 def top_played_items(user_items: sp.csr_matrix, n: int) -> np.ndarray:
     """``(n_users, n)`` most-played items per user, -1 padded; vectorised over the CSR rows."""
     coo = user_items.tocoo()
-    order = np.lexsort((-coo.data, coo.row))
-    rows, cols = coo.row[order], coo.col[order]
-    position = np.arange(len(rows)) - np.repeat(user_items.indptr[:-1], np.diff(user_items.indptr))
+    position = positions_by_key(coo.row, -coo.data)
     top = np.full((user_items.shape[0], n), -1, dtype=np.int64)
     keep = position < n
-    top[rows[keep], position[keep]] = cols[keep]
+    top[coo.row[keep], position[keep]] = coo.col[keep]
     return top
 
 

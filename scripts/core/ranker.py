@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRanker, Pool
 
+from scripts.core.arrays import pair_keys, positions_by_key, positions_in_groups, segment_starts
 from scripts.core.config import RankerConfig
-from scripts.core.features import pair_keys, segment_starts
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,7 @@ def select_training_rows(users: np.ndarray, y: np.ndarray, config: RankerConfig,
     if config.negatives_per_positive is not None:
         rng = np.random.default_rng(seed)
         # Random order of each user's negatives; keep the first N x positives of them.
-        key = np.where(y == 1, -1.0, rng.random(len(y)))
-        order = np.lexsort((key, users))
-        position = np.empty(len(y), dtype=np.int64)
-        position[order] = np.arange(len(y)) - np.repeat(starts, counts)
+        position = positions_by_key(users, np.where(y == 1, -1.0, rng.random(len(y))))
         quota = np.repeat(positives * (1 + config.negatives_per_positive), counts)
         keep &= (y == 1) | (position < quota)
     return keep
@@ -114,8 +111,7 @@ def top_k(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int) -> p
     """Best ``k`` items per user by score: long table user, item, score, rank (from 1)."""
     order = np.lexsort((-scores, users))
     users, items, scores = users[order], items[order], scores[order]
-    starts = segment_starts(users)
-    position = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    position = positions_in_groups(users)
     keep = position < k
     return pd.DataFrame({"user": users[keep].astype(np.int32), "item": items[keep].astype(np.int32),
                          "score": scores[keep].astype(np.float32), "rank": (position[keep] + 1).astype(np.int32)})
@@ -140,8 +136,7 @@ def complete_with_popular(recs: pd.DataFrame, users: np.ndarray, popular: np.nda
     taken = pair_keys(recs["user"].to_numpy(), recs["item"].to_numpy(), n_items)
     ok = ~np.isin(keys, seen_keys) & ~np.isin(keys, taken)
     fill_users, fill_items = fill_users[ok], fill_items[ok]
-    starts = segment_starts(fill_users) if len(fill_users) else np.array([], dtype=np.int64)
-    position = np.arange(len(fill_users)) - np.repeat(starts, np.diff(np.r_[starts, len(fill_users)]))
+    position = positions_in_groups(fill_users)
     base = pd.Series(have, index=users).reindex(fill_users).to_numpy()
     rank = base + position + 1
     keep = rank <= k

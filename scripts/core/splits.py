@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from scripts.core.arrays import pair_keys, positions_by_key
 from scripts.core.config import ConfigError, PerUserSplit, SplitConfig, TimeSplit
 
 PARTS = ("base", "target", "test")
@@ -65,13 +66,9 @@ def per_user_split(interactions: pd.DataFrame, config: PerUserSplit, *, seed: in
     users = interactions["user"].to_numpy()
     n = len(users)
     rng = np.random.default_rng(seed)
-    # Position of every row in a random order within its user: sort by (user, random key).
-    order = np.lexsort((rng.random(n), users))
-    sorted_users = users[order]
+    # Position of every row in a random order within its user.
+    position = positions_by_key(users, rng.random(n))
     counts = np.bincount(users)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n) - starts[sorted_users]
 
     per_row_count = counts[users]
     eligible = per_row_count >= config.min_user_items
@@ -123,9 +120,8 @@ def _parts(interactions: pd.DataFrame, is_target: np.ndarray, is_test: np.ndarra
 
 def pair_mask(side: pd.DataFrame, pairs: pd.DataFrame, n_items: int) -> np.ndarray:
     """Rows of ``side`` whose (user, item) pair appears in ``pairs``."""
-    side_keys = side["user"].to_numpy(np.int64) * n_items + side["item"].to_numpy(np.int64)
-    pair_keys = pairs["user"].to_numpy(np.int64) * n_items + pairs["item"].to_numpy(np.int64)
-    return np.isin(side_keys, pair_keys)
+    return np.isin(pair_keys(side["user"].to_numpy(), side["item"].to_numpy(), n_items),
+                   pair_keys(pairs["user"].to_numpy(), pairs["item"].to_numpy(), n_items))
 
 
 def split_pair_side_data(side: pd.DataFrame, split: Split, n_items: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,44 @@
+"""Vectorised building blocks for (user, item) pairs and grouped rows, shared by splits,
+features and the ranker. Groups are runs of equal values; nothing here loops per group."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """One int64 key per (user, item) pair: ``user * n_items + item``."""
+    return users.astype(np.int64) * n_items + items.astype(np.int64)
+
+
+def lookup_pairs(keys: np.ndarray, table_keys: np.ndarray, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """Values of ``table_keys`` at ``keys`` (``fill`` where absent); vectorised join."""
+    order = np.argsort(table_keys, kind="stable")
+    sorted_keys = table_keys[order]
+    pos = np.clip(np.searchsorted(sorted_keys, keys), 0, max(len(sorted_keys) - 1, 0))
+    found = (sorted_keys[pos] == keys) if len(sorted_keys) else np.zeros(len(keys), bool)
+    out = np.full(len(keys), fill, dtype=np.float64)
+    out[found] = values[order][pos[found]]
+    return out
+
+
+def segment_starts(groups: np.ndarray) -> np.ndarray:
+    """Start offsets of the runs of equal values in a grouped (e.g. sorted) array."""
+    if len(groups) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+
+
+def positions_in_groups(groups: np.ndarray) -> np.ndarray:
+    """0-based position of every element within its run, for a grouped ``groups`` array."""
+    starts = segment_starts(groups)
+    return np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+
+
+def positions_by_key(groups: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Position of every row within its group once each group is ordered by ``key``
+    (ascending), returned in the original row order; ``groups`` need not be sorted."""
+    order = np.lexsort((key, groups))
+    position = np.empty(len(groups), dtype=np.int64)
+    position[order] = positions_in_groups(groups[order])
+    return position
