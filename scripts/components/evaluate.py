@@ -19,11 +19,12 @@ import pandas as pd
 from scripts.core import metrics
 from scripts.core.config import EncoreConfig
 from scripts.core.evaluation import Evaluator, lists_from_frame
-from scripts.core.io import write_json
+from scripts.core.io import write_json, write_parquet
 from scripts.core.prepared import PreparedData
 from scripts.core.runner import GENERATORS, Context, Result, component_main, enabled
 
 NAME = "evaluate"
+PER_USER_FILE = "per_user.parquet"
 log = logging.getLogger(__name__)
 
 
@@ -54,14 +55,13 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(evaluator: Evaluator, lists: dict[str, np.ndarray], primary: str, *, challenger: str,
-            n_resamples: int, confidence: float, seed: int) -> dict[str, metrics.PairedComparison]:
-    """Paired comparisons of ``challenger`` against every other model on ``primary``."""
-    values = {name: evaluator.per_user(model, primary) for name, model in lists.items()}
+def compare(values: pd.DataFrame, primary: str, *, challenger: str, n_resamples: int, confidence: float,
+            seed: int) -> dict[str, metrics.PairedComparison]:
+    """Paired comparisons of ``challenger`` against every other model (columns of ``values``)."""
     return {
-        name: metrics.paired_comparison(values[name], values[challenger], metric=primary,
+        name: metrics.paired_comparison(values[name].to_numpy(), values[challenger].to_numpy(), metric=primary,
                                         n_resamples=n_resamples, confidence=confidence, random_state=seed)
-        for name in values if name != challenger
+        for name in values.columns if name not in (challenger, "user_id")
     }
 
 
@@ -80,6 +80,10 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                              ctx.output / "metrics_vs_k.png")
 
     primary = config.evaluation.primary_metric
+    # Per-user values of the primary metric by raw user id: paired tests here, and at promotion.
+    per_user = pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[evaluator.users]}
+                            | {name: evaluator.per_user(model, primary) for name, model in lists.items()})
+    write_parquet(per_user, ctx.output / PER_USER_FILE)
     # The ranker is measured against the best of every single model: generators and feature models.
     baselines = [name for name in lists if name != "ranker"]
     best = max(baselines, key=lambda name: results[name][primary])
@@ -89,7 +93,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     summary: dict = {"primary_metric": primary, "best_generator": best, "headline_model": headline_model,
                      "n_test_users": len(evaluator.users)}
     if "ranker" in lists:
-        comparisons = compare(evaluator, lists, primary, challenger="ranker", n_resamples=config.evaluation.n_bootstrap,
+        comparisons = compare(per_user, primary, challenger="ranker", n_resamples=config.evaluation.n_bootstrap,
                               confidence=config.evaluation.confidence, seed=config.experiment.seed)
         summary["comparisons"] = {name: c.to_dict() for name, c in comparisons.items()}
         vs_best = comparisons[best]
@@ -106,7 +110,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         float_format=lambda v: f"{v:.4f}"))
     return Result(
         metrics=parent,
-        artifacts=["comparison.csv", "comparison.md", "significance.json", "metrics_vs_k.png"],
+        artifacts=["comparison.csv", "comparison.md", "significance.json", "metrics_vs_k.png", PER_USER_FILE],
         tags={"encore.best_generator": best, "encore.headline_model": headline_model},
         parent_metrics=parent,
     )

@@ -105,7 +105,7 @@ def recommend(trained: TrainedRanker, pairs: pd.DataFrame, features: pd.DataFram
     """Ranker top-k for ``users``, completed with train-popular items they have not seen."""
     recs = top_k(pairs["user"].to_numpy(), pairs["item"].to_numpy(), trained.score(features), k)
     train = prepared.user_items("train")
-    popular = np.argsort(-np.diff(train.tocsc().indptr), kind="stable")
+    popular = np.argsort(-prepared.item_listeners("train"), kind="stable")
     coo = train.tocoo()
     seen = pair_keys(coo.row, coo.col, prepared.n_items)
     return complete_with_popular(recs, users, popular, seen, prepared.n_items, k)
@@ -114,7 +114,7 @@ def recommend(trained: TrainedRanker, pairs: pd.DataFrame, features: pd.DataFram
 def write_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, recs: pd.DataFrame) -> None:
     """The serving bundle (:mod:`scripts.core.serving_model`): lists, popularity, similar items."""
     item_raw = prepared.items["raw_id"].to_numpy()
-    listeners = np.diff(prepared.user_items("train").tocsc().indptr)
+    listeners = prepared.item_listeners("train")
     order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
     tables = {name: path / "similar_items.parquet" for name, path in ctx.inputs.items()
               if (path / "similar_items.parquet").exists()}

@@ -23,17 +23,16 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from scripts.components.evaluate import PER_USER_FILE as EVALUATE_PER_USER_FILE
 from scripts.core.config import EncoreConfig
-from scripts.core.evaluation import Evaluator, lists_from_frame
 from scripts.core.io import read_json, write_json, write_parquet
-from scripts.core.prepared import PreparedData
 from scripts.core.registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
 from scripts.core.runner import Context, Result
 from scripts.core.serving_model import log_serving_model
 from scripts.core.tracking import cli_client, metric_key
 
 NAME = "register"
-DEPENDS_ON = ("prepare", "ranker", "evaluate")
+DEPENDS_ON = ("ranker", "evaluate")
 REUSABLE = False  # every call registers a new version
 PER_USER_FILE = "per_user_metric.parquet"
 
@@ -42,13 +41,10 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     primary = config.evaluation.primary_metric
     ranker_metrics = read_json(ctx.inputs["ranker"] / "metrics.json")
     significance = read_json(ctx.inputs["evaluate"] / "significance.json")
-    # Per-user values by raw user id, so promotion can pair this run with the champion's.
-    prepared = PreparedData(ctx.inputs["prepare"])
-    test = Evaluator(prepared, "train", tuple(config.evaluation.ks))
-    recs = pd.read_parquet(ctx.inputs["ranker"] / "recommendations.parquet")
-    values = test.per_user(lists_from_frame(recs, test.users, max(config.evaluation.ks)), primary)
-    write_parquet(pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[test.users], "value": values}),
-                  ctx.output / PER_USER_FILE)
+    # The ranker's per-user values (from evaluate) travel with the model, so promotion can pair
+    # this run with the champion's.
+    per_user = pd.read_parquet(ctx.inputs["evaluate"] / EVALUATE_PER_USER_FILE, columns=["user_id", "ranker"])
+    write_parquet(per_user.rename(columns={"ranker": "value"}), ctx.output / PER_USER_FILE)
 
     info = log_serving_model(ctx.inputs["ranker"] / "bundle", k=min(10, config.components.ranker.top_k))
     run_id = mlflow.active_run().info.run_id

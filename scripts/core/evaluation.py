@@ -71,7 +71,7 @@ class Evaluator:
 
     @cached_property
     def item_user_counts(self) -> np.ndarray:
-        return np.asarray((self._train > 0).sum(axis=0)).ravel()
+        return self.prepared.item_listeners(self.stage)
 
     @cached_property
     def item_features(self) -> sp.csr_matrix | None:

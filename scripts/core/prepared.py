@@ -103,6 +103,12 @@ class PreparedData:
         """Play weights a model fit on ``stage`` may see, shape (n_users, n_items)."""
         return self._cached(f"{stage}.npz", lambda: sp.load_npz(self.path / f"{stage}.npz").tocsr())
 
+    def item_listeners(self, stage: Stage) -> np.ndarray:
+        """Listeners of every item in what ``stage`` may see, shape (n_items,): the popularity
+        behind the fallback lists, the served popular table and the popularity metrics."""
+        return self._cached(f"{stage}.listeners",
+                            lambda: np.bincount(self.user_items(stage).indices, minlength=self.n_items))
+
     def relevant(self, stage: Stage) -> sp.csr_matrix:
         """Binary matrix of the part a ``stage`` fit is scored against (target or test)."""
         return to_csr(self.part(EVAL_PART[stage]), (self.n_users, self.n_items), value=None)
