@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from scripts.core import server
 from scripts.core.server import (
-    ConfigError,
+    ServerConfigError,
     ServerSettings,
     TrackingServerUnreachable,
     artifacts_destination,
@@ -85,7 +85,7 @@ def test_backend_store_uri_percent_encodes_user_and_password() -> None:
 
 def test_backend_store_uri_brackets_ipv6_and_requires_keys() -> None:
     assert "@[::1]:5433/" in backend_store_uri(settings(postgres_host="::1"))
-    with pytest.raises(ConfigError, match="POSTGRES_HOST"):
+    with pytest.raises(ServerConfigError, match="POSTGRES_HOST"):
         backend_store_uri(settings(postgres_host=""))
 
 
@@ -103,7 +103,7 @@ def test_artifacts_destination(bucket: str, prefix: str, expected: str) -> None:
 
 
 def test_artifacts_destination_requires_bucket() -> None:
-    with pytest.raises(ConfigError, match="S3_BUCKET"):
+    with pytest.raises(ServerConfigError, match="S3_BUCKET"):
         artifacts_destination(settings(s3_bucket=""))
 
 
@@ -157,13 +157,13 @@ def test_shell_exports_quote_secrets_safely() -> None:
     ],
 )
 def test_default_artifact_root_is_refused(args: list[str]) -> None:
-    with pytest.raises(ConfigError, match="--default-artifact-root must not be combined with --serve-artifacts"):
+    with pytest.raises(ServerConfigError, match="--default-artifact-root must not be combined with --serve-artifacts"):
         validate_server_args(args, environ={})
 
 
 def test_default_artifact_root_env_var_is_refused() -> None:
     # `mlflow server` reads MLFLOW_DEFAULT_ARTIFACT_ROOT as --default-artifact-root.
-    with pytest.raises(ConfigError, match="MLFLOW_DEFAULT_ARTIFACT_ROOT"):
+    with pytest.raises(ServerConfigError, match="MLFLOW_DEFAULT_ARTIFACT_ROOT"):
         validate_server_args([], environ={"MLFLOW_DEFAULT_ARTIFACT_ROOT": "s3://x"})
 
 

@@ -41,7 +41,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from scripts.core.config import REPO_ROOT, ConfigError
+
 DEFAULT_ENV_FILE = REPO_ROOT / ".env"
 MASK = "****"
 
@@ -86,8 +87,9 @@ _FORBIDDEN_SERVER_ARGS: dict[str, str] = {
 }
 
 
-class ConfigError(RuntimeError):
-    """The server configuration is unusable; the message says what to change."""
+class ServerConfigError(ConfigError):
+    """The server configuration is unusable; the message says what to change (a
+    :class:`~scripts.core.config.ConfigError`, so every CLI reports it the same way)."""
 
 
 class TrackingServerUnreachable(ConnectionError):
@@ -177,7 +179,7 @@ def backend_store_uri(settings: ServerSettings) -> str:
     """
     missing = [k for k in ("POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER") if not _value(settings, k)]
     if missing:
-        raise ConfigError(f"cannot build the backend store URI: {', '.join(missing)} not set")
+        raise ServerConfigError(f"cannot build the backend store URI: {', '.join(missing)} not set")
     user = quote(settings.postgres_user, safe="")
     password = quote(settings.postgres_password.get_secret_value(), safe="")
     credentials = f"{user}:{password}" if password else user
@@ -190,7 +192,7 @@ def artifacts_destination(settings: ServerSettings) -> str:
     """``s3://bucket/prefix`` (or ``s3://bucket`` for an empty prefix)."""
     bucket = settings.s3_bucket.strip().removeprefix("s3://").strip("/")
     if not bucket:
-        raise ConfigError("cannot build the artifact destination: S3_BUCKET not set")
+        raise ServerConfigError("cannot build the artifact destination: S3_BUCKET not set")
     prefix = settings.s3_prefix.strip().strip("/")
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
@@ -257,7 +259,7 @@ def validate_server_args(args: Sequence[str], environ: Mapping[str, str] | None 
             "which bypasses the artifact proxy enabled by --serve-artifacts; unset it"
         )
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ServerConfigError("\n".join(problems))
 
 
 _AWS_KEY_ID = re.compile(r"^(AKIA|ASIA|AIDA|AROA|ANPA|AGPA|AIPA)[A-Z0-9]{16}$")
@@ -464,7 +466,7 @@ def upgrade_schema_if_needed(settings: ServerSettings) -> str:
     if status.state == "current":
         return f"database schema is current (revision {status.head})"
     if status.state == "unknown":
-        raise ConfigError(
+        raise ServerConfigError(
             f"database schema revision {status.current} is unknown to this MLflow (head {status.head}): "
             "it was probably upgraded by a newer MLflow; install that version instead of downgrading"
         )
@@ -474,7 +476,7 @@ def upgrade_schema_if_needed(settings: ServerSettings) -> str:
     upgrade.main(args=[uri], prog_name="mlflow db upgrade", standalone_mode=False)
     after = schema_status(uri)
     if after.state != "current":
-        raise ConfigError(f"mlflow db upgrade left the schema at {after.current}, expected {after.head}")
+        raise ServerConfigError(f"mlflow db upgrade left the schema at {after.current}, expected {after.head}")
     return f"database schema upgraded to revision {after.head}"
 
 
@@ -614,7 +616,7 @@ def run_gc(settings: ServerSettings, extra_args: Sequence[str]) -> None:
     try:
         check_tracking_server(url)
     except TrackingServerUnreachable as exc:
-        raise ConfigError(
+        raise ServerConfigError(
             f"MLflow server at {url} is not reachable ({exc.reason}): mlflow gc deletes proxied artifacts "
             "through the running server; start it first with mlflow_server/start.sh"
         ) from exc
@@ -658,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             findings = preflight(settings, timeout=args.timeout, for_start=args.for_start)
             try:
                 validate_server_args(extra, environ={})
-            except ConfigError as exc:
+            except ServerConfigError as exc:
                 findings += [Finding("error", line) for line in str(exc).splitlines()]
             for finding in findings:
                 print(finding)
@@ -683,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "show":
             print(json.dumps(describe(settings), indent=2))
             return 0
-    except (ConfigError, TrackingServerUnreachable, TimeoutError, RuntimeError) as exc:
+    except (ServerConfigError, TrackingServerUnreachable, TimeoutError, RuntimeError) as exc:
         print(f"ERROR   {redact(str(exc), _secrets(settings))}", file=sys.stderr)
         return 1
     except Exception as exc:  # the driver/mlflow message, but never a secret
