@@ -1,6 +1,6 @@
 # The two commands of the quickstart:
 #   make run    set up the virtualenv and run the main experiment (Last.fm 2K, every component)
-#   make test   set up the virtualenv (and PostgreSQL where missing) and run lint + the whole test suite
+#   make test   set up the virtualenv (and PostgreSQL, Java where missing) and run lint + the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXPERIMENT ?= experiments/lastfm2k.yaml
@@ -24,7 +24,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: setup lint
-	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_system_deps.sh
 	$(PY) -m pytest
 
 benchmark: setup

@@ -18,5 +18,7 @@ setup(
     packages=find_packages(include=["scripts", "scripts.*"]),
     python_requires=">=3.11",
     install_requires=requirements,
+    # The Spark preprocessing engine (dataset.engine: spark) also needs a Java 17+ runtime.
+    extras_require={"spark": ["pyspark==4.1.1"]},
     license="Apache-2.0",
 )

@@ -297,6 +297,7 @@ class MachineSettings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     encore_data_dir: Path | None = None
     encore_output_dir: Path | None = None
+    encore_spark_config: Path | None = None  # Spark session settings (default config/spark_config.yaml)
 
 
 # --------------------------------------------------------------------------- resolution

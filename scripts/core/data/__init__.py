@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scripts.core.data.config import (
     DatasetConfig,
@@ -19,16 +20,26 @@ from scripts.core.data.config import (
 )
 from scripts.core.data.types import DataError, MusicDataset
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from scripts.core.spark import SparkSettings
+
 __all__ = ["DataError", "DatasetConfig", "MusicDataset", "load_dataset"]
 
 
-def load_dataset(cfg: DatasetConfig, *, data_dir: Path) -> MusicDataset:
+def load_dataset(
+    cfg: DatasetConfig, *, data_dir: Path, spark_settings: SparkSettings | None = None
+) -> MusicDataset:
     """Load the dataset ``cfg`` describes.
 
     ``data_dir`` is the repository's git-ignored ``data/`` folder, where Last.fm 2K is
     looked for (after ``cfg.path`` and ``$ENCORE_DATA_DIR``) and downloaded to.
+    Sources with ``engine: spark`` run in the process's Spark session, started from
+    ``spark_settings`` (default: ``config/spark_config.yaml`` or ``$ENCORE_SPARK_CONFIG``).
     """
     # Imports are local so that importing the package stays cheap.
+    spark = _spark(spark_settings) if getattr(cfg, "engine", "pandas") == "spark" else None
     if isinstance(cfg, Lastfm2kConfig):
         from scripts.core.data.lastfm2k import load_lastfm2k, resolve_lastfm2k_dir
 
@@ -36,15 +47,15 @@ def load_dataset(cfg: DatasetConfig, *, data_dir: Path) -> MusicDataset:
     if isinstance(cfg, Lastfm1kConfig):
         from scripts.core.data.lastfm1k import load_lastfm1k
 
-        return load_lastfm1k(cfg.path, item=cfg.item, max_rows=cfg.max_rows)
+        return load_lastfm1k(cfg.path, item=cfg.item, max_rows=cfg.max_rows, spark=spark)
     if isinstance(cfg, Lastfm360kConfig):
         from scripts.core.data.lastfm360k import load_lastfm360k
 
-        return load_lastfm360k(cfg.path, max_rows=cfg.max_rows)
+        return load_lastfm360k(cfg.path, max_rows=cfg.max_rows, spark=spark)
     if isinstance(cfg, YandexConfig):
         from scripts.core.data.yandex import load_yandex
 
-        return load_yandex(cfg.interactions, cfg.tracks, cfg.catalog_names)
+        return load_yandex(cfg.interactions, cfg.tracks, cfg.catalog_names, spark=spark)
     if isinstance(cfg, TabularConfig):
         from scripts.core.data.tabular import load_tabular
 
@@ -54,9 +65,16 @@ def load_dataset(cfg: DatasetConfig, *, data_dir: Path) -> MusicDataset:
             item_features=cfg.item_features,
             item_features_columns=cfg.item_features_columns,
             sep=cfg.sep,
+            spark=spark,
         )
     if isinstance(cfg, SyntheticConfig):
         from scripts.core.data.synthetic import generate_synthetic
 
         return generate_synthetic(cfg)
     raise TypeError(f"unknown dataset config {type(cfg).__name__}")
+
+
+def _spark(settings: SparkSettings | None) -> SparkSession:
+    from scripts.core.spark import load_spark_settings, spark_session
+
+    return spark_session(settings if settings is not None else load_spark_settings())

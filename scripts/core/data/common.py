@@ -157,17 +157,21 @@ def _read_text(
         if columns is not None and any(c not in found for c in columns):
             raise _missing_columns_error(name, columns, found, role)
         wanted = list(columns) if columns is not None else found
-        types: dict[str, Any] = dict.fromkeys(wanted, str)
+        types: dict[str, Any] = dict.fromkeys(found, str)
         types.update({k: v for k, v in (dtype or {}).items() if k in types})
-        return pd.read_csv(
+        # Every field is parsed (no usecols): only then does a line with too many fields fail
+        # as malformed instead of being read shifted.
+        frame = pd.read_csv(
             path,
             header=0 if header else None,
             names=None if header else list(names or []),
-            usecols=wanted,
             dtype=types,
             nrows=max_rows,
             **options,
         )
+        return frame[wanted]
+    except DataError:
+        raise
     except UnicodeDecodeError as exc:
         raise _decode_error(path, exc, encoding=encoding, sep=sep, header=header, names=names) from exc
     except pd.errors.EmptyDataError as exc:
@@ -499,6 +503,7 @@ def build_dataset(
     files: Mapping[str, Path] | None = None,
     stats: Mapping[str, int] | None = None,
     aggregate_stat: str = "duplicate_rows_aggregated",
+    source_rows: int | None = None,
 ) -> MusicDataset:
     """Encode validated raw-id tables into a :class:`MusicDataset`.
 
@@ -512,6 +517,8 @@ def build_dataset(
     Duplicates
         Repeated (user, item) rows are aggregated: weights summed, timestamp = latest.
         Their number (rows removed) goes to ``stats[aggregate_stat]`` and to an info log.
+        ``source_rows``: the number of source rows ``interactions`` stands for when an
+        engine aggregated them already (Spark), so the counts are the same as without.
         Repeated side rows are dropped (item tags keep the largest weight).
     References
         Side-table ids that reference nothing raise DataError naming the file, column and
@@ -522,7 +529,7 @@ def build_dataset(
     """
     stats_out: dict[str, int] = dict(stats or {})
     frame = interactions
-    stats_out["interaction_rows_read"] = len(frame)
+    stats_out["interaction_rows_read"] = len(frame) if source_rows is None else source_rows
 
     # factorize(sort=True): sorted unique raw ids and codes in one hash pass.
     user_codes, users = pd.factorize(frame["user"], sort=True)
@@ -546,7 +553,7 @@ def build_dataset(
     order = np.argsort(key, kind="stable")
     key = key[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    n_dup = len(key) - len(starts)
+    n_dup = stats_out["interaction_rows_read"] - len(starts)
     weights = frame["weight"].to_numpy(np.float64)[order]
     weights = np.add.reduceat(weights, starts) if len(key) else weights
     out = pd.DataFrame(

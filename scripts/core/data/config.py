@@ -20,6 +20,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Engine = Literal["pandas", "spark"]
+"""How an event source is read and aggregated: pandas in this process, or Spark with the
+session of ``config/spark_config.yaml`` (same dataset, same errors; README, "Spark")."""
+
+
 class Lastfm2kConfig(_Strict):
     """HetRec 2011 Last.fm 2K. Without ``path`` the folder is looked up (ENCORE_DATA_DIR,
     then ``data/``) and downloaded from ``url`` if ``download``."""
@@ -37,6 +42,7 @@ class Lastfm1kConfig(_Strict):
     path: Path
     item: Literal["artist", "track"] = "artist"
     max_rows: PositiveInt | None = None
+    engine: Engine = "pandas"
 
 
 class Lastfm360kConfig(_Strict):
@@ -45,6 +51,7 @@ class Lastfm360kConfig(_Strict):
     kind: Literal["lastfm360k"] = "lastfm360k"
     path: Path
     max_rows: PositiveInt | None = None
+    engine: Engine = "pandas"
 
 
 class YandexConfig(_Strict):
@@ -54,6 +61,7 @@ class YandexConfig(_Strict):
     interactions: Path
     tracks: Path
     catalog_names: Path | None = None
+    engine: Engine = "pandas"
 
 
 class ColumnMapping(_Strict):
@@ -96,6 +104,7 @@ class TabularConfig(_Strict):
     item_features: Path | None = None
     item_features_columns: FeatureColumnMapping = FeatureColumnMapping()
     sep: str = Field(default=",", min_length=1, max_length=1)
+    engine: Engine = "pandas"
 
 
 class SyntheticConfig(_Strict):

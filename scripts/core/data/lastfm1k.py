@@ -12,18 +12,24 @@ pair is its number of plays and its timestamp the last play: events are aggregat
 same rule as duplicates everywhere (weights summed, latest timestamp), counted in
 ``stats["play_events_aggregated"]``. Item names are the first name seen for each key.
 There are no tags (``item_tags`` is None).
+
+With a Spark session (``dataset.engine: spark``) the events are read and aggregated by
+Spark (:mod:`scripts.core.data.spark_events`): same dataset, same errors.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from scripts.core.data.common import build_dataset, is_missing, read_table, to_id_column, to_timestamp_column
 from scripts.core.data.types import DataError, MusicDataset
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 COLUMNS = ("userid", "timestamp", "artist_mbid", "artist_name", "track_mbid", "track_name")
 
@@ -41,30 +47,50 @@ def fallback_key(frame: pd.DataFrame, mbid: str, name: str, *, file: str) -> pd.
 
 
 def load_lastfm1k(
-    path: str | Path, *, item: Literal["artist", "track"] = "artist", max_rows: int | None = None
+    path: str | Path,
+    *,
+    item: Literal["artist", "track"] = "artist",
+    max_rows: int | None = None,
+    spark: SparkSession | None = None,
 ) -> MusicDataset:
     """Load the Last.fm 1K events file; see the module docstring for the rules."""
     path = Path(path)
     file = path.name
-    events = read_table(path, names=COLUMNS, header=False, max_rows=max_rows, role="listening events")
-    user = to_id_column(events, "userid", file=file, integer=False)
-    timestamp = to_timestamp_column(events, "timestamp", file=file)
-    if item == "artist":
-        key = fallback_key(events, "artist_mbid", "artist_name", file=file)
-        name = events["artist_name"]
+    if spark is not None:
+        from scripts.core.data.spark_events import EventSource, aggregate_events
+
+        label = ("artist_name",) if item == "artist" else ("artist_name", "track_name")
+        events = aggregate_events(
+            EventSource(
+                path, "listening events", user="userid", item=f"{item}_mbid", item_label=label,
+                label_column="artist_name" if item == "artist" else "track_label", timestamp="timestamp",
+                names=COLUMNS, sep="\t", max_rows=max_rows, checks=("user", "timestamp", "item"),
+            ),
+            spark,
+        )
+        interactions = events.pairs.assign(user=to_id_column(events.pairs, "user", file=file, integer=False))
+        item_names, source_rows = events.item_names, events.n_rows
     else:
-        labels = events["artist_name"].fillna("") + " - " + events["track_name"].fillna("")
-        key = fallback_key(events.assign(track_label=labels), "track_mbid", "track_label", file=file)
-        name = labels
-    interactions = pd.DataFrame(
-        {"user": user, "item": key, "weight": np.float64(1.0), "timestamp": timestamp}
-    )
-    first = ~key.duplicated()
+        events_frame = read_table(path, names=COLUMNS, header=False, max_rows=max_rows, role="listening events")
+        user = to_id_column(events_frame, "userid", file=file, integer=False)
+        timestamp = to_timestamp_column(events_frame, "timestamp", file=file)
+        if item == "artist":
+            key = fallback_key(events_frame, "artist_mbid", "artist_name", file=file)
+            name = events_frame["artist_name"]
+        else:
+            labels = events_frame["artist_name"].fillna("") + " - " + events_frame["track_name"].fillna("")
+            key = fallback_key(events_frame.assign(track_label=labels), "track_mbid", "track_label", file=file)
+            name = labels
+        interactions = pd.DataFrame({"user": user, "item": key, "weight": np.float64(1.0), "timestamp": timestamp})
+        first = ~key.duplicated()
+        item_names = pd.Series(name[first].to_numpy(object), index=pd.Index(key[first].to_numpy()))
+        source_rows = None
     return build_dataset(
         f"lastfm1k-{item}",
         interactions,
         interactions_file=file,
-        item_names=pd.Series(name[first].to_numpy(object), index=pd.Index(key[first].to_numpy())),
+        item_names=item_names,
         files={"interactions": path},
         aggregate_stat="play_events_aggregated",
+        source_rows=source_rows,
     )

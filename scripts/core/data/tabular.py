@@ -12,11 +12,16 @@
 
 Ids that are all canonical integers (``"42"``, not ``"007"``) are read as integers, so
 they sort numerically; others stay strings.
+
+With a Spark session (``dataset.engine: spark``) the interactions are read and aggregated
+by Spark (:mod:`scripts.core.data.spark_events`): same dataset, same errors; the item
+features file is read with pandas either way.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +37,9 @@ from scripts.core.data.common import (
 from scripts.core.data.config import ColumnMapping, FeatureColumnMapping
 from scripts.core.data.types import MusicDataset
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 
 def load_tabular(
     interactions: str | Path,
@@ -40,23 +48,36 @@ def load_tabular(
     item_features: str | Path | None = None,
     item_features_columns: FeatureColumnMapping | None = None,
     sep: str = ",",
+    spark: SparkSession | None = None,
 ) -> MusicDataset:
     """Load a generic interactions table (+ item features); see the module docstring."""
     interactions = Path(interactions)
     file = interactions.name
-    wanted = [c for c in (columns.user, columns.item, columns.weight, columns.timestamp) if c is not None]
-    table = read_table(interactions, columns=wanted, sep=sep, role="interactions")
-    frame = pd.DataFrame(
-        {
-            "user": to_id_column(table, columns.user, file=file),
-            "item": to_id_column(table, columns.item, file=file),
-            "weight": (
-                check_positive_weights(table, columns.weight, file=file) if columns.weight else np.float64(1.0)
-            ),
-        }
-    )
-    if columns.timestamp:
-        frame["timestamp"] = to_timestamp_column(table, columns.timestamp, file=file)
+    source_rows = None
+    if spark is not None:
+        from scripts.core.data.spark_events import EventSource, aggregate_events
+
+        aggregated = aggregate_events(
+            EventSource(interactions, "interactions", user=columns.user, item=columns.item, weight=columns.weight,
+                        timestamp=columns.timestamp, sep=sep),
+            spark,
+        )
+        pairs, source_rows = aggregated.pairs, aggregated.n_rows
+        frame = pairs.assign(user=to_id_column(pairs, "user", file=file), item=to_id_column(pairs, "item", file=file))
+    else:
+        wanted = [c for c in (columns.user, columns.item, columns.weight, columns.timestamp) if c is not None]
+        table = read_table(interactions, columns=wanted, sep=sep, role="interactions")
+        frame = pd.DataFrame(
+            {
+                "user": to_id_column(table, columns.user, file=file),
+                "item": to_id_column(table, columns.item, file=file),
+                "weight": (
+                    check_positive_weights(table, columns.weight, file=file) if columns.weight else np.float64(1.0)
+                ),
+            }
+        )
+        if columns.timestamp:
+            frame["timestamp"] = to_timestamp_column(table, columns.timestamp, file=file)
     files: dict[str, Path] = {"interactions": interactions}
 
     item_tags = None
@@ -82,4 +103,5 @@ def load_tabular(
         interactions_file=file,
         item_tags=item_tags,
         files=files,
+        source_rows=source_rows,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,9 @@ from scripts.core.data.common import (
 )
 from scripts.core.data.types import DataError, MusicDataset
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 log = logging.getLogger(__name__)
 
 FEATURES = {"genres": "genre", "artists": "artist", "albums": "album"}
@@ -44,21 +48,41 @@ FEATURES = {"genres": "genre", "artists": "artist", "albums": "album"}
 CATALOG_TYPES = ("track", "artist", "album", "genre")
 
 
-def load_yandex(interactions: str | Path, tracks: str | Path, catalog_names: str | Path | None = None) -> MusicDataset:
+def load_yandex(
+    interactions: str | Path,
+    tracks: str | Path,
+    catalog_names: str | Path | None = None,
+    *,
+    spark: SparkSession | None = None,
+) -> MusicDataset:
     """Load Yandex-style Parquet files; see the module docstring for the rules."""
     interactions, tracks = Path(interactions), Path(tracks)
     files: dict[str, Path] = {"interactions": interactions, "tracks": tracks}
 
-    events = read_table(interactions, columns=["user_id", "track_id", "started_at"], role="interactions")
     ifile = interactions.name
-    frame = pd.DataFrame(
-        {
-            "user": to_id_column(events, "user_id", file=ifile),
-            "item": to_id_column(events, "track_id", file=ifile),
-            "weight": np.float64(1.0),
-            "timestamp": to_timestamp_column(events, "started_at", file=ifile),
-        }
-    )
+    source_rows = None
+    if spark is not None:
+        from scripts.core.data.spark_events import EventSource, aggregate_events
+
+        aggregated = aggregate_events(
+            EventSource(interactions, "interactions", user="user_id", item="track_id", timestamp="started_at",
+                        checks=("user", "item", "timestamp")),
+            spark,
+        )
+        events, source_rows = aggregated.pairs, aggregated.n_rows
+        frame = events.assign(
+            user=to_id_column(events, "user", file=ifile), item=to_id_column(events, "item", file=ifile)
+        )
+    else:
+        events = read_table(interactions, columns=["user_id", "track_id", "started_at"], role="interactions")
+        frame = pd.DataFrame(
+            {
+                "user": to_id_column(events, "user_id", file=ifile),
+                "item": to_id_column(events, "track_id", file=ifile),
+                "weight": np.float64(1.0),
+                "timestamp": to_timestamp_column(events, "started_at", file=ifile),
+            }
+        )
     listened = pd.Index(pd.unique(frame["item"]))
 
     meta = read_table(tracks, role="tracks")
@@ -132,4 +156,5 @@ def load_yandex(interactions: str | Path, tracks: str | Path, catalog_names: str
         files=files,
         stats=stats,
         aggregate_stat="listen_events_aggregated",
+        source_rows=source_rows,
     )

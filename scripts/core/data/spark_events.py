@@ -1,0 +1,439 @@
+"""The Spark engine of the event sources: read raw events, validate them, aggregate to pairs.
+
+``dataset.engine: spark`` (lastfm1k, lastfm360k, yandex, tabular) runs the heavy part of
+loading - reading millions of listening events and reducing them to one row per
+(user, item) - in Spark, and hands the much smaller aggregate to the same
+:func:`~scripts.core.data.common.build_dataset` as the pandas engine. The two engines give
+the same dataset (tested on every loader's files, and on the real Last.fm 2K) and the same
+errors: the same checks run in the same order, and a bad value is reported with its file,
+column and 1-based data row, found without collecting the events:
+
+* every record gets ``monotonically_increasing_id()`` as it is read, i.e.
+  ``partition << 33 | position in partition``; a file's partitions are in file order, so
+  the row of a record is the number of records in earlier partitions plus its position
+  plus one (a per-partition count, computed only when a row number is needed);
+* each check is a conditional ``min`` of that id over the bad records, all in one pass.
+
+Only a single file is read (a text file or a Parquet file, as in the pandas engine).
+Timestamps are kept to the microsecond (Spark's precision).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from scripts.core.data.common import (
+    PARQUET_SUFFIXES,
+    _decode_error,
+    _find_undecodable,
+    _missing_columns_error,
+    show,
+)
+from scripts.core.data.types import DataError
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+_POSITION_BITS = 33  # monotonically_increasing_id(): partition id in the upper 31 bits
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
+_BLANK = r"(?U)^\s+|\s+$"  # leading/trailing (Unicode) whitespace, as str.strip()
+_MONO, _PID, _CORRUPT = "_encore_mono", "_encore_pid", "_encore_corrupt"
+# The range of datetime64[ns] (MusicDataset's timestamp dtype), as in the pandas engine.
+_TS_MIN_US = int(pd.Timestamp("1678-01-01").value // 1000)
+_TS_MAX_US = int(pd.Timestamp("2262-01-01").value // 1000)
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """What to read from one events file and how (the Spark twin of a pandas loader).
+
+    Attributes
+    ----------
+    path, role:
+        The file (text by default, Parquet by suffix) and what it is, for messages.
+    user, item:
+        Raw id columns. Where ``item_label`` is given, ``item`` is an optional id
+        (a MusicBrainz id) and the label is the key of records without one.
+    item_label:
+        Columns joined by ``" - "`` into the item's label (missing parts as ``""``): the
+        item's name (its first label in file order) and its fallback key.
+    label_column:
+        The label's name in messages (``artist_name``; ``track_label`` for a derived one).
+    weight, timestamp:
+        Optional columns: weights are summed per pair (1.0 per record without one),
+        the latest timestamp is kept.
+    names:
+        Every field of a headerless text file, in order (None: the file has a header).
+    sep:
+        Field separator of a text file; tab-separated files are read without quoting.
+    max_rows:
+        Read only the first ``max_rows`` data rows.
+    drop_zero_weights:
+        Zero weights are allowed and their records dropped (counted), negative ones are errors.
+    checks:
+        The order in which the fields are checked, as the pandas loader checks them, so
+        that both engines report the same first error.
+    """
+
+    path: Path
+    role: str
+    user: str
+    item: str
+    item_label: tuple[str, ...] = ()
+    label_column: str | None = None
+    weight: str | None = None
+    timestamp: str | None = None
+    names: tuple[str, ...] | None = None
+    sep: str = ","
+    max_rows: int | None = None
+    drop_zero_weights: bool = False
+    checks: tuple[str, ...] = ("user", "item", "weight", "timestamp")
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+    @property
+    def is_parquet(self) -> bool:
+        return self.path.suffix.lower() in PARQUET_SUFFIXES
+
+    def columns(self) -> list[str]:
+        wanted = [self.user, self.item, *self.item_label, self.weight, self.timestamp]
+        return list(dict.fromkeys(c for c in wanted if c is not None))
+
+
+@dataclass(frozen=True)
+class AggregatedEvents:
+    """One row per (user, item): ``pairs`` has ``user``, ``item`` (raw ids), ``weight``
+    (float64, summed) and, with a timestamp column, ``timestamp`` (datetime64[ns], latest);
+    ``item_names`` maps raw item ids to their first label (with ``item_label``)."""
+
+    pairs: pd.DataFrame
+    item_names: pd.Series | None
+    n_rows: int
+    n_zero_weight: int
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One validation rule: records where ``bad`` holds fail with ``message(raw value)``."""
+
+    column: str
+    bad: Column
+    message: Callable[[Any], str]
+    shown: str | None = None  # column whose raw value the message shows (default: ``column``)
+    mode: str | None = None  # a timestamp rule's check: applies only when that rule is chosen
+
+
+def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEvents:
+    """Read, validate and aggregate ``source`` with ``spark``; DataError as the pandas engine."""
+    from pyspark.sql import functions as F
+
+    frame, n_fields = _read(source, spark)
+    if source.max_rows is not None:
+        frame = frame.filter(_row_number(frame) <= source.max_rows)
+    checks, weight, timestamps = _checks(source, dict(frame.dtypes))
+
+    # One pass: the count, the first record failing each check, what the timestamp rules need.
+    aggs = [F.count(F.lit(1)).alias("n")]
+    aggs += [F.min(F.when(check.bad, F.col(_MONO))).alias(f"check{i}") for i, check in enumerate(checks)]
+    if source.weight is not None and source.drop_zero_weights:
+        aggs.append(F.sum(F.when(weight == 0, 1).otherwise(0)).alias("zero"))
+    if timestamps is not None:
+        aggs += timestamps.aggregates()
+    if not source.is_parquet:
+        corrupt = F.col(_CORRUPT)
+        too_many = corrupt.isNotNull() & (F.size(F.split(corrupt, re.escape(source.sep))) > n_fields)
+        aggs.append(F.min(F.when(too_many, F.col(_MONO))).alias("malformed"))
+        text = [F.coalesce(F.col(c).contains("\ufffd"), F.lit(False)) for c in source.columns()]
+        aggs.append(F.max(F.greatest(*text) if len(text) > 1 else text[0]).alias("replaced"))
+    found = frame.agg(*aggs).first().asDict()
+
+    if found["n"] == 0:
+        raise DataError(source.file, f"no data rows (empty {source.role} file)")
+    if found.get("malformed") is not None:
+        # Records with too few fields get missing values instead, in both engines, and fail the checks.
+        row = _row_of(frame, found["malformed"])
+        raise DataError(source.file, f"malformed line (expected {n_fields} fields, saw more)", row=row)
+    if found.get("replaced"):
+        _raise_if_undecodable(source)
+    mode = timestamps.mode(found) if timestamps is not None else None
+    for i, check in enumerate(checks):
+        mono = found[f"check{i}"]
+        if mono is not None and check.mode in (None, mode):
+            value = frame.filter(F.col(_MONO) == mono).select(check.shown or check.column).first()[0]
+            raise DataError(source.file, check.message(value), column=check.column, row=_row_of(frame, mono))
+
+    n_zero = int(found.get("zero") or 0)
+    if n_zero:
+        log.info("%s: dropped %d rows with 0 %s", source.file, n_zero, source.weight)
+        if n_zero == found["n"]:
+            raise DataError(source.file, "no rows with a positive value", column=source.weight)
+        frame = frame.filter(weight > 0)
+    micros = timestamps.micros(mode) if timestamps is not None else None
+    return _aggregate(source, frame, weight, micros, n_rows=found["n"] - n_zero, n_zero=n_zero)
+
+
+# --------------------------------------------------------------------------- reading
+def _read(source: EventSource, spark: SparkSession) -> tuple[DataFrame, int]:
+    """The wanted columns, record ids (and the corrupt-record column of text files), and the
+    number of fields a record has."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    path = source.path
+    if not path.is_file():
+        raise DataError(source.file, f"{source.role} file not found: {path}")
+    if source.is_parquet:
+        try:
+            frame = spark.read.parquet(str(path))
+            found = frame.columns
+        except Exception as exc:  # Spark raises several wrapper types for the JVM's errors
+            raise DataError(source.file, f"not a readable Parquet {source.role} file ({_first_line(exc)})") from exc
+    else:
+        if path.stat().st_size == 0:
+            raise DataError(source.file, f"no data rows (empty {source.role} file)")
+        found = list(source.names) if source.names else _header(source)
+        schema = T.StructType([T.StructField(c, T.StringType()) for c in found]
+                              + [T.StructField(_CORRUPT, T.StringType())])
+        frame = spark.read.csv(
+            str(path), schema=schema, sep=source.sep, header=source.names is None, encoding="UTF-8",
+            # As the pandas engine: no quoting in tab-separated files (Last.fm names hold stray quotes),
+            # minimal CSV quoting ("" inside quotes) otherwise.
+            quote="" if source.sep == "\t" else '"', escape='"',
+            mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT,
+        )
+    wanted = source.columns()
+    if any(c not in found for c in wanted):
+        raise _missing_columns_error(source.file, wanted, found, source.role)
+    keep = wanted + ([] if source.is_parquet else [_CORRUPT])
+    # Record ids are taken right at the scan, before anything can reorder records.
+    frame = frame.select(*keep).withColumn(_MONO, F.monotonically_increasing_id())
+    return frame.withColumn(_PID, F.spark_partition_id()), len(found)
+
+
+def _header(source: EventSource) -> list[str]:
+    with source.path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        first = fh.readline().rstrip("\r\n")
+    if source.sep == "\t":
+        return first.split("\t")
+    return next(csv.reader([first], delimiter=source.sep))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _raise_if_undecodable(source: EventSource) -> None:
+    """Spark replaces undecodable bytes with U+FFFD; find the first one as the pandas engine does."""
+    offset, _, _ = _find_undecodable(source.path, "utf-8-sig", source.sep)
+    if offset is not None:  # else the file really holds U+FFFD characters: fine
+        exc = UnicodeDecodeError("utf-8", b"", 0, 1, "invalid start byte")
+        raise _decode_error(source.path, exc, encoding="utf-8-sig", sep=source.sep,
+                            header=source.names is None, names=source.names)
+
+
+# --------------------------------------------------------------------------- row numbers
+def _partition_offsets(frame: DataFrame) -> dict[int, int]:
+    """Data rows before each partition of the scan (a file's partitions follow file order)."""
+    from pyspark.sql import functions as F
+
+    counts = dict(frame.groupBy(_PID).agg(F.count(F.lit(1))).collect())
+    offsets, total = {}, 0
+    for pid in sorted(counts):
+        offsets[pid] = total
+        total += counts[pid]
+    return offsets
+
+
+def _row_of(frame: DataFrame, mono: int) -> int:
+    """1-based data row of the record with id ``mono`` (``frame`` unfiltered since the scan)."""
+    offsets = _partition_offsets(frame)
+    return offsets[mono >> _POSITION_BITS] + (mono & _POSITION_MASK) + 1
+
+
+def _row_number(frame: DataFrame) -> Column:
+    """1-based data row of every record (one extra pass counts the partitions)."""
+    from pyspark.sql import functions as F
+
+    offsets = _partition_offsets(frame)
+    lookup = F.create_map(*[F.lit(x) for pid, offset in sorted(offsets.items()) for x in (pid, offset)])
+    return F.element_at(lookup, F.col(_PID)) + F.col(_MONO).bitwiseAND(_POSITION_MASK) + 1
+
+
+# --------------------------------------------------------------------------- checks
+def _missing(column: Column, dtype: str) -> Column:
+    """Null, or (text) empty after stripping whitespace: the pandas engine's ``is_missing``."""
+    from pyspark.sql import functions as F
+
+    if dtype != "string":
+        return column.isNull()
+    return column.isNull() | (F.regexp_replace(column, _BLANK, "") == "")
+
+
+def _number(column: Column, dtype: str) -> Column:
+    return column.try_cast("double") if dtype == "string" else column.cast("double")
+
+
+def _checks(
+    source: EventSource, dtypes: dict[str, str]
+) -> tuple[list[_Check], Column, _Timestamps | None]:
+    """The loader's checks in its order, the weight column and the timestamp rules."""
+    from pyspark.sql import functions as F
+
+    by_field: dict[str, list[_Check]] = {}
+    counted: Column = F.lit(True)
+    weight: Column = F.lit(1.0)
+    if source.weight is not None:
+        name = source.weight
+        raw = F.col(name)
+        weight = _number(raw, dtypes[name])
+        missing = _missing(raw, dtypes[name])
+        finite = ~missing & weight.isNotNull() & ~F.isnan(weight) & (F.abs(weight) != float("inf"))
+        by_field["weight"] = [
+            _Check(name, missing, lambda v: "empty value"),
+            _Check(name, ~missing & (weight.isNull() | F.isnan(weight)), lambda v: f"{show(v)} is not a number"),
+            _Check(name, F.abs(weight) == float("inf"), lambda v: f"{show(v)} is not a finite number"),
+            _Check(name, finite & ((weight < 0) if source.drop_zero_weights else (weight <= 0)),
+                   lambda v: f"{show(v)} is " + ("negative" if float(v) < 0 else "zero (weights must be > 0)")),
+        ]
+        if source.drop_zero_weights:
+            counted = weight > 0  # zero-weight records are dropped before their ids are checked
+
+    by_field["user"] = [_Check(source.user, counted & _missing(F.col(source.user), dtypes[source.user]),
+                               lambda v: "empty id")]
+    if source.item_label:
+        label = source.label_column or source.item_label[0]
+        by_field["item"] = [_Check(label, counted & _missing(_item_key(source), "string"),
+                                   lambda v: f"neither {source.item} nor {label} is given", shown=source.item)]
+    else:
+        by_field["item"] = [_Check(source.item, counted & _missing(F.col(source.item), dtypes[source.item]),
+                                   lambda v: "empty id")]
+    timestamps = None
+    if source.timestamp is not None:
+        timestamps = _Timestamps(source.timestamp, dtypes[source.timestamp])
+        by_field["timestamp"] = timestamps.checks()
+    return [check for name in source.checks for check in by_field.get(name, [])], weight, timestamps
+
+
+def _item_key(source: EventSource) -> Column:
+    """The id where present, else the label (the pandas engine's ``fallback_key``)."""
+    from pyspark.sql import functions as F
+
+    ident = F.regexp_replace(F.coalesce(F.col(source.item).cast("string"), F.lit("")), _BLANK, "")
+    return F.when(ident != "", ident).otherwise(_label(source))
+
+
+def _label(source: EventSource) -> Column:
+    from pyspark.sql import functions as F
+
+    parts = [F.coalesce(F.col(c).cast("string"), F.lit("")) for c in source.item_label]
+    return parts[0] if len(parts) == 1 else F.concat_ws(" - ", *parts)
+
+
+class _Timestamps:
+    """A timestamp column parsed to epoch microseconds by the pandas engine's rules.
+
+    Datetime columns are taken as they are; numbers, or text that is all numbers, are
+    Unix epoch seconds, or milliseconds when the largest magnitude exceeds 1e11; other
+    text is ISO 8601 (UTC unless a zone is given). Which rule applies needs the whole
+    column, so the checks of every rule are computed in the one validation pass and
+    :meth:`mode` picks the rule's checks afterwards.
+    """
+
+    def __init__(self, name: str, dtype: str) -> None:
+        from pyspark.sql import functions as F
+
+        self.name = name
+        self.raw = F.col(name)
+        self.missing = _missing(self.raw, dtype)
+        self.number = None if dtype.startswith("timestamp") or dtype == "date" else _number(self.raw, dtype)
+
+    def modes(self) -> tuple[str, ...]:
+        return ("datetime",) if self.number is None else ("iso", "seconds", "milliseconds")
+
+    def mode(self, found: dict[str, Any]) -> str:
+        if self.number is None:
+            return "datetime"
+        if found["ts_not_numbers"]:
+            return "iso"
+        return "milliseconds" if (found["ts_max_abs"] or 0) > 1e11 else "seconds"
+
+    def aggregates(self) -> list[Column]:
+        from pyspark.sql import functions as F
+
+        if self.number is None:
+            return []
+        return [
+            F.sum(F.when(~self.missing & (self.number.isNull() | F.isnan(self.number)), 1).otherwise(0))
+            .alias("ts_not_numbers"),
+            F.max(F.abs(self.number)).alias("ts_max_abs"),
+        ]
+
+    def micros(self, mode: str) -> Column:
+        from pyspark.sql import functions as F
+
+        if mode == "datetime":
+            return F.unix_micros(self.raw.cast("timestamp"))
+        if mode == "iso":
+            return F.unix_micros(F.try_to_timestamp(self.raw.cast("string")))
+        scaled = self.number * F.lit(1e3 if mode == "milliseconds" else 1e6)
+        return F.when(F.abs(scaled) < F.lit(9.2e18), scaled.cast("long"))
+
+    def checks(self) -> list[_Check]:
+        from pyspark.sql import functions as F
+
+        def unparsable(v: Any) -> str:
+            return f"{show(v)} is not a timestamp (ISO 8601 or Unix epoch expected)"
+
+        def out_of_range(v: Any) -> str:
+            return f"{show(v)} is out of the supported range 1678-2261"
+
+        checks = [_Check(self.name, self.missing, lambda v: "empty timestamp")]
+        for mode in self.modes():
+            micros = self.micros(mode)
+            bad = ~self.missing & micros.isNull()
+            beyond = ~self.missing & ((micros < F.lit(_TS_MIN_US)) | (micros >= F.lit(_TS_MAX_US)))
+            checks += [_Check(self.name, bad, unparsable, mode=mode),
+                       _Check(self.name, beyond, out_of_range, mode=mode)]
+        return checks
+
+
+# --------------------------------------------------------------------------- aggregation
+def _aggregate(
+    source: EventSource, frame: DataFrame, weight: Column, micros: Column | None, *, n_rows: int, n_zero: int
+) -> AggregatedEvents:
+    from pyspark.sql import functions as F
+
+    events = frame.select(
+        F.col(source.user).alias("user"),
+        (_item_key(source) if source.item_label else F.col(source.item)).alias("item"),
+        weight.alias("weight"),
+        *([micros.alias("micros")] if micros is not None else []),
+        *([_label(source).alias("label")] if source.item_label else []),
+        F.col(_MONO),
+    )
+    sums = [F.sum("weight").alias("weight")] + ([F.max("micros").alias("micros")] if micros is not None else [])
+    pairs = events.groupBy("user", "item").agg(*sums).toArrow().to_pandas()
+    pairs["weight"] = pairs["weight"].astype(np.float64)
+    if micros is not None:
+        pairs["timestamp"] = pd.to_datetime(pairs.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
+
+    item_names = None
+    if source.item_label:
+        # Each item's first label in file order, as the pandas engine keeps.
+        first = events.groupBy("item").agg(F.min_by("label", F.col(_MONO)).alias("label")).toArrow().to_pandas()
+        item_names = pd.Series(first["label"].to_numpy(object), index=pd.Index(first["item"].to_numpy(object)))
+    return AggregatedEvents(pairs=pairs, item_names=item_names, n_rows=int(n_rows), n_zero_weight=n_zero)
