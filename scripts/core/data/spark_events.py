@@ -137,30 +137,83 @@ class _Check:
 
 
 def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEvents:
-    """Read, validate and aggregate ``source`` with ``spark``; DataError as the pandas engine."""
+    """Read, validate and aggregate ``source`` with ``spark``; DataError as the pandas engine.
+
+    One scan of the events: the group-by that sums plays per (user, item) also carries, per
+    pair, the first record failing each check and what the timestamp rules need; the
+    (much smaller, cached) pairs then answer the global questions before being collected.
+    """
     from pyspark.sql import functions as F
 
     frame, n_fields = _read(source, spark)
     if source.max_rows is not None:
         frame = frame.filter(_row_number(frame) <= source.max_rows)
     checks, weight, timestamps = _checks(source, dict(frame.dtypes))
+    mono = F.col(_MONO)
+    kept = (weight > 0) if source.drop_zero_weights else F.lit(True)
 
-    # One pass: the count, the first record failing each check, what the timestamp rules need.
-    aggs = [F.count(F.lit(1)).alias("n")]
-    aggs += [F.min(F.when(check.bad, F.col(_MONO))).alias(f"check{i}") for i, check in enumerate(checks)]
-    if source.weight is not None and source.drop_zero_weights:
-        aggs.append(F.sum(F.when(weight == 0, 1).otherwise(0)).alias("zero"))
+    per_pair = [
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.when(kept, 1).otherwise(0)).alias("n_kept"),
+        F.sum(F.when(kept, weight)).alias("weight"),
+        *[F.min(F.when(check.bad, mono)).alias(f"check{i}") for i, check in enumerate(checks)],
+    ]
+    totals = [F.sum("n").alias("n"), F.sum("n_kept").alias("n_kept"),
+              *[F.min(f"check{i}").alias(f"check{i}") for i in range(len(checks))]]
     if timestamps is not None:
-        aggs += timestamps.aggregates()
+        per_pair += [F.max(F.when(kept, timestamps.micros(mode))).alias(f"ts_{mode}") for mode in timestamps.modes()]
+        per_pair += timestamps.aggregates()
+        totals += timestamps.totals()
     if not source.is_parquet:
         corrupt = F.col(_CORRUPT)
         too_many = corrupt.isNotNull() & (F.size(F.split(corrupt, re.escape(source.sep))) > n_fields)
-        aggs.append(F.min(F.when(too_many, F.col(_MONO))).alias("malformed"))
         text = [F.coalesce(F.col(c).contains("\ufffd"), F.lit(False)) for c in source.columns()]
-        aggs.append(F.max(F.greatest(*text) if len(text) > 1 else text[0]).alias("replaced"))
-    found = frame.agg(*aggs).first().asDict()
+        per_pair += [F.min(F.when(too_many, mono)).alias("malformed"),
+                     F.max(F.greatest(*text) if len(text) > 1 else text[0]).alias("replaced")]
+        totals += [F.min("malformed").alias("malformed"), F.max("replaced").alias("replaced")]
+    if source.item_label:
+        first = F.when(kept, mono).otherwise(F.lit(2**63 - 1))
+        per_pair += [F.min(first).alias("first"), F.min_by(_label(source), first).alias("label")]
 
-    if found["n"] == 0:
+    item = _item_key(source) if source.item_label else F.col(source.item)
+    pairs = frame.groupBy(F.col(source.user).alias("user"), item.alias("item")).agg(*per_pair).persist()
+    try:
+        found = pairs.agg(*totals).first().asDict()
+        mode = _validate(source, frame, found, checks, timestamps, n_fields)
+        n_zero = int(found["n"] - found["n_kept"])
+        if n_zero:
+            log.info("%s: dropped %d rows with 0 %s", source.file, n_zero, source.weight)
+            if found["n_kept"] == 0:
+                raise DataError(source.file, "no rows with a positive value", column=source.weight)
+        kept_pairs = pairs.filter(F.col("n_kept") > 0)
+        columns = ["user", "item", "weight"] + ([F.col(f"ts_{mode}").alias("micros")] if mode else [])
+        collected = kept_pairs.select(*columns).toArrow().to_pandas()
+        item_names = None
+        if source.item_label:
+            # Each item's first label in file order, as the pandas engine keeps.
+            names = kept_pairs.groupBy("item").agg(F.min_by("label", "first").alias("label")).toArrow().to_pandas()
+            item_names = pd.Series(names["label"].to_numpy(object), index=pd.Index(names["item"].to_numpy(object)))
+    finally:
+        pairs.unpersist()
+
+    collected["weight"] = collected["weight"].astype(np.float64)
+    if mode:
+        collected["timestamp"] = pd.to_datetime(collected.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
+    return AggregatedEvents(pairs=collected, item_names=item_names, n_rows=int(found["n_kept"]), n_zero_weight=n_zero)
+
+
+def _validate(
+    source: EventSource,
+    frame: DataFrame,
+    found: dict[str, Any],
+    checks: list[_Check],
+    timestamps: _Timestamps | None,
+    n_fields: int,
+) -> str | None:
+    """Raise the pandas engine's first error, if any; return the timestamp rule (or None)."""
+    from pyspark.sql import functions as F
+
+    if not found["n"]:
         raise DataError(source.file, f"no data rows (empty {source.role} file)")
     if found.get("malformed") is not None:
         # Records with too few fields get missing values instead, in both engines, and fail the checks.
@@ -174,15 +227,7 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
         if mono is not None and check.mode in (None, mode):
             value = frame.filter(F.col(_MONO) == mono).select(check.shown or check.column).first()[0]
             raise DataError(source.file, check.message(value), column=check.column, row=_row_of(frame, mono))
-
-    n_zero = int(found.get("zero") or 0)
-    if n_zero:
-        log.info("%s: dropped %d rows with 0 %s", source.file, n_zero, source.weight)
-        if n_zero == found["n"]:
-            raise DataError(source.file, "no rows with a positive value", column=source.weight)
-        frame = frame.filter(weight > 0)
-    micros = timestamps.micros(mode) if timestamps is not None else None
-    return _aggregate(source, frame, weight, micros, n_rows=found["n"] - n_zero, n_zero=n_zero)
+    return mode
 
 
 # --------------------------------------------------------------------------- reading
@@ -372,6 +417,7 @@ class _Timestamps:
         return "milliseconds" if (found["ts_max_abs"] or 0) > 1e11 else "seconds"
 
     def aggregates(self) -> list[Column]:
+        """Per pair: how many values are not numbers, and the largest magnitude."""
         from pyspark.sql import functions as F
 
         if self.number is None:
@@ -381,6 +427,13 @@ class _Timestamps:
             .alias("ts_not_numbers"),
             F.max(F.abs(self.number)).alias("ts_max_abs"),
         ]
+
+    def totals(self) -> list[Column]:
+        from pyspark.sql import functions as F
+
+        if self.number is None:
+            return []
+        return [F.sum("ts_not_numbers").alias("ts_not_numbers"), F.max("ts_max_abs").alias("ts_max_abs")]
 
     def micros(self, mode: str) -> Column:
         from pyspark.sql import functions as F
@@ -409,31 +462,3 @@ class _Timestamps:
             checks += [_Check(self.name, bad, unparsable, mode=mode),
                        _Check(self.name, beyond, out_of_range, mode=mode)]
         return checks
-
-
-# --------------------------------------------------------------------------- aggregation
-def _aggregate(
-    source: EventSource, frame: DataFrame, weight: Column, micros: Column | None, *, n_rows: int, n_zero: int
-) -> AggregatedEvents:
-    from pyspark.sql import functions as F
-
-    events = frame.select(
-        F.col(source.user).alias("user"),
-        (_item_key(source) if source.item_label else F.col(source.item)).alias("item"),
-        weight.alias("weight"),
-        *([micros.alias("micros")] if micros is not None else []),
-        *([_label(source).alias("label")] if source.item_label else []),
-        F.col(_MONO),
-    )
-    sums = [F.sum("weight").alias("weight")] + ([F.max("micros").alias("micros")] if micros is not None else [])
-    pairs = events.groupBy("user", "item").agg(*sums).toArrow().to_pandas()
-    pairs["weight"] = pairs["weight"].astype(np.float64)
-    if micros is not None:
-        pairs["timestamp"] = pd.to_datetime(pairs.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
-
-    item_names = None
-    if source.item_label:
-        # Each item's first label in file order, as the pandas engine keeps.
-        first = events.groupBy("item").agg(F.min_by("label", F.col(_MONO)).alias("label")).toArrow().to_pandas()
-        item_names = pd.Series(first["label"].to_numpy(object), index=pd.Index(first["item"].to_numpy(object)))
-    return AggregatedEvents(pairs=pairs, item_names=item_names, n_rows=int(n_rows), n_zero_weight=n_zero)
