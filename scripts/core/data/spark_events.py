@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 _POSITION_BITS = 33  # monotonically_increasing_id(): partition id in the upper 31 bits
 _POSITION_MASK = (1 << _POSITION_BITS) - 1
-_BLANK = r"(?U)^\s+|\s+$"  # leading/trailing (Unicode) whitespace, as str.strip()
+# Every character str.strip() removes (str.isspace()): btrim with this set strips exactly as Python does.
+_WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 _MONO, _PID, _CORRUPT = "_encore_mono", "_encore_pid", "_encore_corrupt"
 # The range of datetime64[ns] (MusicDataset's timestamp dtype), as in the pandas engine.
 _TS_MIN_US = int(pd.Timestamp("1678-01-01").value // 1000)
@@ -172,8 +173,7 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
                      F.max(F.greatest(*text) if len(text) > 1 else text[0]).alias("replaced")]
         totals += [F.min("malformed").alias("malformed"), F.max("replaced").alias("replaced")]
     if source.item_label:
-        first = F.when(kept, mono).otherwise(F.lit(2**63 - 1))
-        per_pair += [F.min(first).alias("first"), F.min_by(_label(source), first).alias("label")]
+        per_pair.append(F.min(F.when(kept, mono)).alias("first"))
 
     item = _item_key(source) if source.item_label else F.col(source.item)
     pairs = frame.groupBy(F.col(source.user).alias("user"), item.alias("item")).agg(*per_pair).persist()
@@ -190,8 +190,12 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
         collected = kept_pairs.select(*columns).toArrow().to_pandas()
         item_names = None
         if source.item_label:
-            # Each item's first label in file order, as the pandas engine keeps.
-            names = kept_pairs.groupBy("item").agg(F.min_by("label", "first").alias("label")).toArrow().to_pandas()
+            # Each item's first label in file order, as the pandas engine keeps: the label of the
+            # record that is first among the first records of the item's pairs (a join on ids,
+            # cheaper than carrying a string through the aggregation).
+            firsts = kept_pairs.groupBy("item").agg(F.min("first").alias(_MONO))
+            labelled = frame.select(mono, _label(source).alias("label")).join(firsts, on=_MONO)
+            names = labelled.select("item", "label").toArrow().to_pandas()
             item_names = pd.Series(names["label"].to_numpy(object), index=pd.Index(names["item"].to_numpy(object)))
     finally:
         pairs.unpersist()
@@ -321,11 +325,16 @@ def _row_number(frame: DataFrame) -> Column:
 # --------------------------------------------------------------------------- checks
 def _missing(column: Column, dtype: str) -> Column:
     """Null, or (text) empty after stripping whitespace: the pandas engine's ``is_missing``."""
-    from pyspark.sql import functions as F
 
     if dtype != "string":
         return column.isNull()
-    return column.isNull() | (F.regexp_replace(column, _BLANK, "") == "")
+    return column.isNull() | (_strip(column) == "")
+
+
+def _strip(column: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.btrim(column, F.lit(_WHITESPACE))
 
 
 def _number(column: Column, dtype: str) -> Column:
@@ -377,7 +386,7 @@ def _item_key(source: EventSource) -> Column:
     """The id where present, else the label (the pandas engine's ``fallback_key``)."""
     from pyspark.sql import functions as F
 
-    ident = F.regexp_replace(F.coalesce(F.col(source.item).cast("string"), F.lit("")), _BLANK, "")
+    ident = _strip(F.coalesce(F.col(source.item).cast("string"), F.lit("")))
     return F.when(ident != "", ident).otherwise(_label(source))
 
 
