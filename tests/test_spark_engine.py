@@ -202,8 +202,9 @@ def test_tabular_same_timestamp_encoding_and_missing_file_errors(tmp_path: Path,
     assert "none.csv: interactions file not found" in message
 
 
-def test_malformed_line_names_the_row(tmp_path: Path, spark: SparkSession) -> None:
-    (tmp_path / "plays.csv").write_text("user,item,weight\n1,2,3\n1,3,4,5\n")
+@pytest.mark.parametrize("line", ["1,3,4,5", "1,3,4,", "1,3,4,5,6,7"])
+def test_malformed_line_names_the_row(tmp_path: Path, spark: SparkSession, line: str) -> None:
+    (tmp_path / "plays.csv").write_text(f"user,item,weight\n1,2,3\n{line}\n1,4,1\n")
     for engine in (None, spark):
         with pytest.raises(DataError, match=r"plays.csv, row 2: malformed line"):
             load_tabular(tmp_path / "plays.csv", ColumnMapping(weight="weight"), spark=engine)

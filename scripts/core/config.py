@@ -336,7 +336,8 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; ConfigError names the file otherwise."""
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
@@ -348,8 +349,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+def format_validation_error(exc: ValidationError, source: str, what: str = "configuration") -> str:
+    """One line per problem, each with its key path: ``invalid <what> (<source>):``."""
+    lines = [f"invalid {what} ({source}):"]
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         lines.append(f"  {path}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err else ""))
@@ -368,10 +370,10 @@ def load_config(
     Relative paths in the experiment (dataset files, output/data folders) are resolved
     against the repository root, so components work from any working directory.
     """
-    raw = _read_yaml(defaults_file)
+    raw = read_yaml(defaults_file)
     source = str(defaults_file)
     if experiment_file is not None:
-        raw = deep_merge(raw, _read_yaml(Path(experiment_file)))
+        raw = deep_merge(raw, read_yaml(Path(experiment_file)))
         source = str(experiment_file)
     settings = settings if settings is not None else MachineSettings()
     machine: dict[str, Any] = {}
@@ -387,7 +389,7 @@ def load_config(
     try:
         config = EncoreConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from exc
+        raise ConfigError(format_validation_error(exc, source)) from exc
     return _resolve_paths(config)
 
 

@@ -14,10 +14,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scripts.core.config import REPO_ROOT, ConfigError
+from scripts.core.config import REPO_ROOT, ConfigError, format_validation_error, read_yaml
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -74,17 +73,9 @@ def load_spark_settings(path: Path | None = None) -> SparkSettings:
     if not path.is_file():
         raise ConfigError(f"{path}: Spark settings file not found (set ENCORE_SPARK_CONFIG or restore it)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return SparkSettings.model_validate(data)
+        return SparkSettings.model_validate(read_yaml(path))
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" + (f" (got {e['input']!r})" if "input" in e else "")
-            for e in exc.errors()
-        )
-        raise ConfigError(f"invalid Spark settings ({path}):\n{problems}") from None
+        raise ConfigError(format_validation_error(exc, str(path), what="Spark settings")) from None
 
 
 def _check_java() -> None:

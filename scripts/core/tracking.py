@@ -24,7 +24,7 @@ from scripts.core.config import REPO_ROOT, EncoreConfig
 log = logging.getLogger(__name__)
 
 LOCAL_STORE_DIR = REPO_ROOT / "mlruns"
-KEY_PACKAGES = ("implicit", "catboost", "scikit-learn", "mlflow", "pandas", "numpy", "scipy", "pydantic")
+KEY_PACKAGES = ("implicit", "catboost", "scikit-learn", "mlflow", "pandas", "numpy", "scipy", "pydantic", "pyspark")
 PARENT_RUN_ENV = "ENCORE_PARENT_RUN_ID"
 
 

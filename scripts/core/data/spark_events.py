@@ -140,9 +140,10 @@ class _Check:
 def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEvents:
     """Read, validate and aggregate ``source`` with ``spark``; DataError as the pandas engine.
 
-    One scan of the events: the group-by that sums plays per (user, item) also carries, per
-    pair, the first record failing each check and what the timestamp rules need; the
-    (much smaller, cached) pairs then answer the global questions before being collected.
+    One scan of the events validates and aggregates: the group-by that sums plays per
+    (user, item) also carries, per pair, the first record failing each check and what the
+    timestamp rules need; the (much smaller, cached) pairs then answer the global questions
+    before being collected. Item names take a second scan (a join on first-record ids).
     """
     from pyspark.sql import functions as F
 
