@@ -98,7 +98,7 @@ def read_table(
     return frame.reset_index(drop=True)
 
 
-def _missing_columns_error(name: str, wanted: Sequence[str], found: Sequence[str], role: str) -> DataError:
+def missing_columns_error(name: str, wanted: Sequence[str], found: Sequence[str], role: str) -> DataError:
     missing = [c for c in wanted if c not in found]
     found_text = ", ".join(repr(str(c)) for c in found) or "none"
     return DataError(
@@ -117,7 +117,7 @@ def _read_parquet(path: Path, columns: Sequence[str] | None, *, role: str) -> pd
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(path.name, f"not a readable Parquet {role} file ({exc})") from exc
     if columns is not None and any(c not in found for c in columns):
-        raise _missing_columns_error(path.name, columns, found, role)
+        raise missing_columns_error(path.name, columns, found, role)
     try:
         return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -155,7 +155,7 @@ def _read_text(
     try:
         found = list(pd.read_csv(path, nrows=0, **options).columns) if header else list(names or [])
         if columns is not None and any(c not in found for c in columns):
-            raise _missing_columns_error(name, columns, found, role)
+            raise missing_columns_error(name, columns, found, role)
         wanted = list(columns) if columns is not None else found
         types: dict[str, Any] = dict.fromkeys(found, str)
         types.update({k: v for k, v in (dtype or {}).items() if k in types})
@@ -173,7 +173,7 @@ def _read_text(
     except DataError:
         raise
     except UnicodeDecodeError as exc:
-        raise _decode_error(path, exc, encoding=encoding, sep=sep, header=header, names=names) from exc
+        raise decode_error(path, exc, encoding=encoding, sep=sep, header=header, names=names) from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(name, f"no data rows (empty {role} file)") from exc
     except pd.errors.ParserError as exc:
@@ -189,11 +189,11 @@ def _parser_error(name: str, exc: Exception, *, header: bool) -> DataError:
     return DataError(name, f"malformed line ({text})", row=row)
 
 
-def _decode_error(
+def decode_error(
     path: Path, exc: UnicodeDecodeError, *, encoding: str, sep: str, header: bool, names: Sequence[str] | None
 ) -> DataError:
     """Locate the first undecodable byte by scanning the file in line-aligned chunks."""
-    offset, line, column = _find_undecodable(path, encoding, sep)
+    offset, line, column = find_undecodable(path, encoding, sep)
     if offset is None:  # not reproducible chunk-wise (e.g. a multi-byte encoding); say what we know
         return DataError(path.name, f"cannot be decoded as {encoding}: {exc.reason}")
     col_name: str | None = None
@@ -221,7 +221,7 @@ def _decode_error(
     )
 
 
-def _find_undecodable(path: Path, encoding: str, sep: str) -> tuple[int | None, int, int]:
+def find_undecodable(path: Path, encoding: str, sep: str) -> tuple[int | None, int, int]:
     """Return (byte offset, 1-based line, 0-based field) of the first undecodable byte.
 
     Chunks are cut after the last newline so that ``\\n`` (never part of a multi-byte

@@ -65,11 +65,11 @@ def load_lastfm1k(
                 path, "listening events", user="userid", item=f"{item}_mbid", item_label=label,
                 label_column="artist_name" if item == "artist" else "track_label", timestamp="timestamp",
                 names=COLUMNS, sep="\t", max_rows=max_rows, checks=("user", "timestamp", "item"),
+                integer_ids=False,
             ),
             spark,
         )
-        interactions = events.pairs.assign(user=to_id_column(events.pairs, "user", file=file, integer=False))
-        item_names, source_rows = events.item_names, events.n_rows
+        interactions, item_names, source_rows = events.pairs, events.item_names, events.n_rows
     else:
         events_frame = read_table(path, names=COLUMNS, header=False, max_rows=max_rows, role="listening events")
         user = to_id_column(events_frame, "userid", file=file, integer=False)

@@ -49,12 +49,12 @@ def load_lastfm360k(
             EventSource(
                 path, "play counts", user="user_sha1", item="artist_mbid", item_label=("artist_name",),
                 weight="plays", names=COLUMNS, sep="\t", max_rows=max_rows, drop_zero_weights=True,
-                checks=("weight", "item", "user"),
+                checks=("weight", "item", "user"), integer_ids=False,
             ),
             spark,
         )
-        interactions = events.pairs.assign(user=to_id_column(events.pairs, "user", file=file, integer=False))
-        item_names, n_zero, source_rows = events.item_names, events.n_zero_weight, events.n_rows
+        interactions, item_names, source_rows = events.pairs, events.item_names, events.n_rows
+        n_zero = events.n_zero_weight
     else:
         rows = read_table(path, names=COLUMNS, header=False, max_rows=max_rows, role="play counts")
         plays = check_positive_weights(rows, "plays", file=file, allow_zero=True)

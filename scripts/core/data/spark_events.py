@@ -33,10 +33,11 @@ import pandas as pd
 
 from scripts.core.data.common import (
     PARQUET_SUFFIXES,
-    _decode_error,
-    _find_undecodable,
-    _missing_columns_error,
+    decode_error,
+    find_undecodable,
+    missing_columns_error,
     show,
+    to_id_column,
 )
 from scripts.core.data.types import DataError
 
@@ -85,6 +86,9 @@ class EventSource:
     checks:
         The order in which the fields are checked, as the pandas loader checks them, so
         that both engines report the same first error.
+    integer_ids:
+        How raw user ids (and item ids without a label) are typed, as ``to_id_column``'s
+        ``integer``: None = integers when every id is a canonical integer, False = strings.
     """
 
     path: Path
@@ -100,6 +104,7 @@ class EventSource:
     max_rows: int | None = None
     drop_zero_weights: bool = False
     checks: tuple[str, ...] = ("user", "item", "weight", "timestamp")
+    integer_ids: bool | None = None
 
     @property
     def file(self) -> str:
@@ -116,7 +121,8 @@ class EventSource:
 
 @dataclass(frozen=True)
 class AggregatedEvents:
-    """One row per (user, item): ``pairs`` has ``user``, ``item`` (raw ids), ``weight``
+    """One row per (user, item): ``pairs`` has ``user``, ``item`` (raw ids, typed as the
+    pandas engine types them), ``weight``
     (float64, summed) and, with a timestamp column, ``timestamp`` (datetime64[ns], latest);
     ``item_names`` maps raw item ids to their first label (with ``item_label``)."""
 
@@ -201,6 +207,9 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
     finally:
         pairs.unpersist()
 
+    collected["user"] = to_id_column(collected, "user", file=source.file, integer=source.integer_ids)
+    if not source.item_label:  # labelled keys are text, as the pandas engine's fallback keys
+        collected["item"] = to_id_column(collected, "item", file=source.file, integer=source.integer_ids)
     collected["weight"] = collected["weight"].astype(np.float64)
     if mode:
         collected["timestamp"] = pd.to_datetime(collected.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
@@ -266,7 +275,7 @@ def _read(source: EventSource, spark: SparkSession) -> tuple[DataFrame, int]:
         )
     wanted = source.columns()
     if any(c not in found for c in wanted):
-        raise _missing_columns_error(source.file, wanted, found, source.role)
+        raise missing_columns_error(source.file, wanted, found, source.role)
     keep = wanted + ([] if source.is_parquet else [_CORRUPT])
     # Record ids are taken right at the scan, before anything can reorder records.
     frame = frame.select(*keep).withColumn(_MONO, F.monotonically_increasing_id())
@@ -288,10 +297,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _raise_if_undecodable(source: EventSource) -> None:
     """Spark replaces undecodable bytes with U+FFFD; find the first one as the pandas engine does."""
-    offset, _, _ = _find_undecodable(source.path, "utf-8-sig", source.sep)
+    offset, _, _ = find_undecodable(source.path, "utf-8-sig", source.sep)
     if offset is not None:  # else the file really holds U+FFFD characters: fine
         exc = UnicodeDecodeError("utf-8", b"", 0, 1, "invalid start byte")
-        raise _decode_error(source.path, exc, encoding="utf-8-sig", sep=source.sep,
+        raise decode_error(source.path, exc, encoding="utf-8-sig", sep=source.sep,
                             header=source.names is None, names=source.names)
 
 
@@ -309,7 +318,7 @@ def _partition_offsets(frame: DataFrame) -> dict[int, int]:
 
 
 def _row_of(frame: DataFrame, mono: int) -> int:
-    """1-based data row of the record with id ``mono`` (``frame`` unfiltered since the scan)."""
+    """1-based data row of the record with id ``mono`` (``frame``: as scanned, or its first rows)."""
     offsets = _partition_offsets(frame)
     return offsets[mono >> _POSITION_BITS] + (mono & _POSITION_MASK) + 1
 
@@ -326,7 +335,6 @@ def _row_number(frame: DataFrame) -> Column:
 # --------------------------------------------------------------------------- checks
 def _missing(column: Column, dtype: str) -> Column:
     """Null, or (text) empty after stripping whitespace: the pandas engine's ``is_missing``."""
-
     if dtype != "string":
         return column.isNull()
     return column.isNull() | (_strip(column) == "")

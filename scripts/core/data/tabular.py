@@ -62,8 +62,7 @@ def load_tabular(
                         timestamp=columns.timestamp, sep=sep),
             spark,
         )
-        pairs, source_rows = aggregated.pairs, aggregated.n_rows
-        frame = pairs.assign(user=to_id_column(pairs, "user", file=file), item=to_id_column(pairs, "item", file=file))
+        frame, source_rows = aggregated.pairs, aggregated.n_rows
     else:
         wanted = [c for c in (columns.user, columns.item, columns.weight, columns.timestamp) if c is not None]
         table = read_table(interactions, columns=wanted, sep=sep, role="interactions")

@@ -69,10 +69,7 @@ def load_yandex(
                         checks=("user", "item", "timestamp")),
             spark,
         )
-        events, source_rows = aggregated.pairs, aggregated.n_rows
-        frame = events.assign(
-            user=to_id_column(events, "user", file=ifile), item=to_id_column(events, "item", file=ifile)
-        )
+        frame, source_rows = aggregated.pairs, aggregated.n_rows
     else:
         events = read_table(interactions, columns=["user_id", "track_id", "started_at"], role="interactions")
         frame = pd.DataFrame(
