@@ -94,6 +94,16 @@ def test_lastfm1k_same_dataset(tmp_path: Path, spark: SparkSession) -> None:
     assert ds.stats["interaction_rows_read"] == 9
 
 
+@pytest.mark.parametrize("line", ["u\tm\tn\t-4\n", "u\tm\tn\tlots\n", "u\t\t\t4\n", "\tm\tn\t4\n", "\t\t\t0\n"])
+def test_lastfm360k_same_errors(tmp_path: Path, spark: SparkSession, line: str) -> None:
+    path = tmp_path / "plays.tsv"
+    path.write_text(LASTFM360K + line + LASTFM360K, encoding="utf-8")
+    if line.endswith("\t0\n"):  # a zero-play row is dropped before its ids are checked: no error
+        both_engines(lambda s: load_lastfm360k(path, spark=s), spark)
+    else:
+        assert "plays.tsv, column '" in same_error(lambda s: load_lastfm360k(path, spark=s), spark)
+
+
 def test_lastfm360k_same_dataset(tmp_path: Path, spark: SparkSession) -> None:
     path = tmp_path / "plays.tsv"
     path.write_text(LASTFM360K * 5, encoding="utf-8")
