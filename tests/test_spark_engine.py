@@ -215,9 +215,14 @@ def test_tabular_same_timestamp_encoding_and_missing_file_errors(tmp_path: Path,
 @pytest.mark.parametrize("line", ["1,3,4,5", "1,3,4,", "1,3,4,5,6,7"])
 def test_malformed_line_names_the_row(tmp_path: Path, spark: SparkSession, line: str) -> None:
     (tmp_path / "plays.csv").write_text(f"user,item,weight\n1,2,3\n{line}\n1,4,1\n")
-    for engine in (None, spark):
-        with pytest.raises(DataError, match=r"plays.csv, row 2: malformed line"):
-            load_tabular(tmp_path / "plays.csv", ColumnMapping(weight="weight"), spark=engine)
+    message = same_error(lambda s: load_tabular(tmp_path / "plays.csv", ColumnMapping(weight="weight"), spark=s),
+                         spark)
+    assert message.startswith("plays.csv, row 2: malformed line (Expected 3 fields in line 3, saw")
+    tabbed = line.replace(",", "\t")
+    (tmp_path / "plays.tsv").write_text(f"user\titem\tweight\n\n1\t2\t3\n{tabbed}\n")
+    message = same_error(lambda s: load_tabular(tmp_path / "plays.tsv", ColumnMapping(weight="weight"), sep="\t",
+                                                spark=s), spark)
+    assert "malformed line (Expected 3 fields in line 4, saw" in message  # the blank line counts as a line
 
 
 def test_row_numbers_deep_in_a_many_partition_file(tmp_path: Path, spark: SparkSession) -> None:
@@ -231,6 +236,64 @@ def test_row_numbers_deep_in_a_many_partition_file(tmp_path: Path, spark: SparkS
     assert spark.read.csv(str(tmp_path / "plays.csv")).rdd.getNumPartitions() > 100
 
 
+@pytest.mark.parametrize(
+    ("column", "values", "expected"),
+    [
+        ("w", [1.0, float("nan"), 2.0], "column 'w', row 2: empty value"),
+        ("u", pa.array([1, None, 2], pa.int64()), "column 'u', row 2: empty value"),
+        ("u", [1.0, 2.5, 3.0], "column 'u', row 2: 2.5 is not an integer"),
+        ("i", [1.0, float("inf"), 3.0], "column 'i', row 2: inf is not a finite number"),
+        ("t", [1.6e9, float("nan"), 1.6e9], "column 't', row 2: empty timestamp"),
+        ("t", ["2020-01-01", "12:00:00", "2020-01-02"], "column 't', row 2: '12:00:00' is not a timestamp"),
+        ("t", ["2020-01-01", "2020-01-02T00:00 Europe/Paris", "x"], "column 't', row 2: '2020-01-02T00:00 Europe"),
+        # Not all numbers: ISO 8601 text, which the numbers are not (both engines).
+        ("t", ["1600000000", "1600000001d", "1600000002"], "column 't', row 1: '1600000000' is not a timestamp"),
+        ("w", ["1", "3d", "2"], "column 'w', row 2: '3d' is not a number"),
+        ("w", ["1", "-2f", "2"], "column 'w', row 2: '-2f' is not a number"),
+    ],
+)
+def test_parquet_values_same_errors(tmp_path: Path, spark: SparkSession, column: str, values: list,
+                                    expected: str) -> None:
+    table = {"u": [1, 2, 3], "i": [10, 20, 30], "w": [1.0, 1.0, 1.0], "t": [1.6e9, 1.6e9 + 1, 1.6e9 + 2]}
+    table[column] = values
+    pq.write_table(pa.table(table), tmp_path / "x.parquet")
+    cols = ColumnMapping(user="u", item="i", weight="w", timestamp="t")
+    assert f"x.parquet, {expected}" in same_error(lambda s: load_tabular(tmp_path / "x.parquet", cols, spark=s),
+                                                  spark)
+
+
+def test_timestamps_same_to_the_microsecond(tmp_path: Path, spark: SparkSession) -> None:
+    ns = pd.to_datetime(["2020-01-01 00:00:00.123456789", "1969-12-31 23:59:59.999999999", "2021-06-01"],
+                        format="ISO8601")
+    pd.DataFrame({"u": [1, 1, 2], "i": [1, 1, 2], "t": ns}).to_parquet(tmp_path / "ns.parquet")
+    cols = ColumnMapping(user="u", item="i", timestamp="t")
+    ds = both_engines(lambda s: load_tabular(tmp_path / "ns.parquet", cols, spark=s), spark)
+    assert ds.interactions.timestamp.iloc[0] == pd.Timestamp("2020-01-01 00:00:00.123456")  # floored, both engines
+    (tmp_path / "t.csv").write_text("u,i,t\n1,1,2009-05-04T23:08:57.1234567Z\n2,2,2009-05-04 23:08\n3,3,2009-5-4\n"
+                                    "4,4,2009-05-04T23:08:57+0200\n5,5,2009-05\n")
+    both_engines(lambda s: load_tabular(tmp_path / "t.csv", cols, spark=s), spark)
+
+
+def test_blank_lines_and_lines_of_tabs(tmp_path: Path, spark: SparkSession) -> None:
+    # pandas skips empty lines and lines of spaces, but a line of tabs is a row of empty fields.
+    (tmp_path / "ok.tsv").write_text("\n  \nuser\titem\n1\t2\n\n   \n1\t3\n")
+    both_engines(lambda s: load_tabular(tmp_path / "ok.tsv", ColumnMapping(), sep="\t", spark=s), spark)
+    (tmp_path / "ok.csv").write_text("\nuser,item\n1,2\n\n1,3\n")
+    both_engines(lambda s: load_tabular(tmp_path / "ok.csv", ColumnMapping(), spark=s), spark)
+    (tmp_path / "tabs.tsv").write_text("user\titem\n1\t2\n\t\n1\t3\n")
+    message = same_error(lambda s: load_tabular(tmp_path / "tabs.tsv", ColumnMapping(), sep="\t", spark=s), spark)
+    assert "tabs.tsv, column 'user', row 2: empty id" in message
+
+
+def test_undecodable_byte_in_a_column_the_loader_does_not_use(tmp_path: Path, spark: SparkSession) -> None:
+    path = tmp_path / "events.tsv"
+    path.write_bytes(LASTFM1K.encode() + b"user_000003\t2009-05-04T23:08:57Z\tx\tA\t\tCaf\xe9\n")
+    message = same_error(lambda s: load_lastfm1k(path, spark=s), spark)  # artists: track names are not used
+    assert "events.tsv, column 'track_name', row 7: byte 0xe9" in message
+    (tmp_path / "bom.tsv").write_bytes(b"\xef\xbb\xbf" + LASTFM1K.encode())
+    both_engines(lambda s: load_lastfm1k(tmp_path / "bom.tsv", spark=s), spark)
+
+
 def test_yandex_same_errors(tmp_path: Path, spark: SparkSession) -> None:
     bad_ts = pa.table({"user_id": [1, 2, 3], "track_id": [100, 100, 200],
                        "started_at": ["2023-01-01", "2023-01-02", "later"]})
@@ -242,8 +305,9 @@ def test_yandex_same_errors(tmp_path: Path, spark: SparkSession) -> None:
     message = same_error(lambda s: load_yandex(events, tracks, names, spark=s), spark)
     assert "interactions.parquet, column 'user_id': missing" in message
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
-    with pytest.raises(DataError, match=r"broken.parquet: not a readable Parquet interactions file"):
-        load_yandex(tmp_path / "broken.parquet", tracks, spark=spark)
+    for engine in (None, spark):
+        with pytest.raises(DataError, match=r"broken.parquet: not a readable Parquet interactions file"):
+            load_yandex(tmp_path / "broken.parquet", tracks, spark=engine)
 
 
 # --------------------------------------------------------------------------- configuration

@@ -48,6 +48,8 @@ class SparkSettings(BaseModel):
             "spark.sql.shuffle.partitions": self.shuffle_partitions,
             # Naive timestamps are UTC, as in the pandas engine; results must not depend on the machine's zone.
             "spark.sql.session.timeZone": "UTC",
+            # Parquet nanosecond timestamps (pandas writes them) as int64 instead of an unreadable column.
+            "spark.sql.legacy.parquet.nanosAsLong": "true",
         }
         if self.master.startswith("local"):
             # A local session talks to itself only: bind the driver to loopback, not to whatever

@@ -343,7 +343,7 @@ def to_id_column(
 
 
 def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -> pd.Series:
-    """Parse ``frame[column]`` into naive UTC ``datetime64[ns]``.
+    """Parse ``frame[column]`` into naive UTC ``datetime64[ns]``, floored to the microsecond.
 
     Accepted: datetime columns (tz-aware ones are converted to UTC), ISO 8601 strings
     (``2009-05-04T23:08:57Z``, ``2009-05-04 23:08``, ``2009-05-04``) and Unix epoch
@@ -385,7 +385,8 @@ def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -
         row, pos = _row_of(raw, bad)
         message = f"{show(raw.iloc[pos])} is out of the supported range 1678-2261"
         raise DataError(file, message, column=column, row=row)
-    return parsed.astype("datetime64[ns]")
+    # Microseconds, as every engine keeps them (Spark has no finer timestamps).
+    return parsed.astype("datetime64[ns]").dt.floor("us")
 
 
 def check_positive_weights(

@@ -69,7 +69,7 @@ def load_lastfm1k(
             ),
             spark,
         )
-        interactions, item_names, source_rows = events.pairs, events.item_names, events.n_rows
+        interactions, item_names, source_rows = events.pairs, events.item_names, events.n_rows_kept
     else:
         events_frame = read_table(path, names=COLUMNS, header=False, max_rows=max_rows, role="listening events")
         user = to_id_column(events_frame, "userid", file=file, integer=False)

@@ -53,7 +53,7 @@ def load_lastfm360k(
             ),
             spark,
         )
-        interactions, item_names, source_rows = events.pairs, events.item_names, events.n_rows
+        interactions, item_names, source_rows = events.pairs, events.item_names, events.n_rows_kept
         n_zero = events.n_zero_weight
     else:
         rows = read_table(path, names=COLUMNS, header=False, max_rows=max_rows, role="play counts")

@@ -24,7 +24,7 @@ import csv
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _POSITION_BITS = 33  # monotonically_increasing_id(): partition id in the upper 31 bits
-_POSITION_MASK = (1 << _POSITION_BITS) - 1
 # Every character str.strip() removes (str.isspace()): btrim with this set strips exactly as Python does.
 _WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
-_MONO, _PID, _CORRUPT = "_encore_mono", "_encore_pid", "_encore_corrupt"
+_MONO, _CORRUPT = "_encore_mono", "_encore_corrupt"
+_FIELDS, _REPLACED = "_encore_fields", "_encore_replaced"
 # The range of datetime64[ns] (MusicDataset's timestamp dtype), as in the pandas engine.
 _TS_MIN_US = int(pd.Timestamp("1678-01-01").value // 1000)
 _TS_MAX_US = int(pd.Timestamp("2262-01-01").value // 1000)
@@ -128,7 +128,7 @@ class AggregatedEvents:
 
     pairs: pd.DataFrame
     item_names: pd.Series | None
-    n_rows: int
+    n_rows_kept: int  # data rows the pairs stand for (zero-weight rows dropped)
     n_zero_weight: int
 
 
@@ -153,10 +153,9 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
     """
     from pyspark.sql import functions as F
 
-    frame, n_fields = _read(source, spark)
-    if source.max_rows is not None:
-        frame = frame.filter(_row_number(frame) <= source.max_rows)
-    checks, weight, timestamps = _checks(source, dict(frame.dtypes))
+    scan = _read(source, spark)
+    frame = scan.frame if source.max_rows is None else _first_rows(scan.frame, source.max_rows)
+    checks, weight, timestamps = _checks(source, {**dict(frame.dtypes), **scan.dtypes})
     mono = F.col(_MONO)
     kept = (weight > 0) if source.drop_zero_weights else F.lit(True)
 
@@ -173,11 +172,8 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
         per_pair += timestamps.aggregates()
         totals += timestamps.totals()
     if not source.is_parquet:
-        corrupt = F.col(_CORRUPT)
-        too_many = corrupt.isNotNull() & (F.size(F.split(corrupt, re.escape(source.sep))) > n_fields)
-        text = [F.coalesce(F.col(c).contains("\ufffd"), F.lit(False)) for c in source.columns()]
-        per_pair += [F.min(F.when(too_many, mono)).alias("malformed"),
-                     F.max(F.greatest(*text) if len(text) > 1 else text[0]).alias("replaced")]
+        per_pair += [F.min(F.when(F.col(_FIELDS) > scan.n_fields, mono)).alias("malformed"),
+                     F.max(_REPLACED).alias("replaced")]
         totals += [F.min("malformed").alias("malformed"), F.max("replaced").alias("replaced")]
     if source.item_label:
         per_pair.append(F.min(F.when(kept, mono)).alias("first"))
@@ -186,7 +182,7 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
     pairs = frame.groupBy(F.col(source.user).alias("user"), item.alias("item")).agg(*per_pair).persist()
     try:
         found = pairs.agg(*totals).first().asDict()
-        mode = _validate(source, frame, found, checks, timestamps, n_fields)
+        mode = _validate(source, scan, frame, found, checks, timestamps)
         n_zero = int(found["n"] - found["n_kept"])
         if n_zero:
             log.info("%s: dropped %d rows with 0 %s", source.file, n_zero, source.weight)
@@ -213,16 +209,17 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
     collected["weight"] = collected["weight"].astype(np.float64)
     if mode:
         collected["timestamp"] = pd.to_datetime(collected.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
-    return AggregatedEvents(pairs=collected, item_names=item_names, n_rows=int(found["n_kept"]), n_zero_weight=n_zero)
+    return AggregatedEvents(pairs=collected, item_names=item_names, n_rows_kept=int(found["n_kept"]),
+                            n_zero_weight=n_zero)
 
 
 def _validate(
     source: EventSource,
+    scan: _Scan,
     frame: DataFrame,
     found: dict[str, Any],
     checks: list[_Check],
     timestamps: _Timestamps | None,
-    n_fields: int,
 ) -> str | None:
     """Raise the pandas engine's first error, if any; return the timestamp rule (or None)."""
     from pyspark.sql import functions as F
@@ -230,9 +227,13 @@ def _validate(
     if not found["n"]:
         raise DataError(source.file, f"no data rows (empty {source.role} file)")
     if found.get("malformed") is not None:
-        # Records with too few fields get missing values instead, in both engines, and fail the checks.
-        row = _row_of(frame, found["malformed"])
-        raise DataError(source.file, f"malformed line (expected {n_fields} fields, saw more)", row=row)
+        # Lines with too few fields get missing values instead, in both engines, and fail the checks.
+        mono = found["malformed"]
+        # Every column: Spark fills the CSV corrupt-record column only when it parses every field.
+        n_found = frame.filter(F.col(_MONO) == mono).select("*").first()[_FIELDS]
+        line = scan.line_of(mono)
+        raise DataError(source.file, f"malformed line (Expected {scan.n_fields} fields in line {line}, saw {n_found})",
+                        row=line - scan.header_lines)
     if found.get("replaced"):
         _raise_if_undecodable(source)
     mode = timestamps.mode(found) if timestamps is not None else None
@@ -240,54 +241,140 @@ def _validate(
         mono = found[f"check{i}"]
         if mono is not None and check.mode in (None, mode):
             value = frame.filter(F.col(_MONO) == mono).select(check.shown or check.column).first()[0]
-            raise DataError(source.file, check.message(value), column=check.column, row=_row_of(frame, mono))
+            raise DataError(source.file, check.message(value), column=check.column, row=scan.row_of(mono))
     return mode
 
 
 # --------------------------------------------------------------------------- reading
-def _read(source: EventSource, spark: SparkSession) -> tuple[DataFrame, int]:
-    """The wanted columns, record ids (and the corrupt-record column of text files), and the
-    number of fields a record has."""
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
+@dataclass(frozen=True)
+class _Scan:
+    """The data records of a file, each with its record id (``_MONO``, in file order).
 
+    Text files also carry ``_FIELDS`` (how many fields the line has) and ``_REPLACED``
+    (whether the line holds bytes that are not UTF-8: Spark reads them as U+FFFD or raw).
+    ``lines`` (tab-separated files) are all physical lines, for pandas-style line numbers.
+    """
+
+    frame: DataFrame
+    n_fields: int
+    header_lines: int
+    lines: DataFrame | None = None
+    dtypes: dict[str, str] = field(default_factory=dict)  # overrides of Spark's types (e.g. "nanos")
+
+    def row_of(self, mono: int) -> int:
+        """1-based data row of the record ``mono``: data records up to it (header and blank
+        lines are not records), as the pandas engine numbers rows. One count, on error only."""
+        from pyspark.sql import functions as F
+
+        return self.frame.filter(F.col(_MONO) <= mono).count()
+
+    def line_of(self, mono: int) -> int:
+        """1-based physical line of the record ``mono`` (blank lines and the header counted)."""
+        from pyspark.sql import functions as F
+
+        if self.lines is None:
+            return self.row_of(mono) + self.header_lines
+        return self.lines.filter(F.col(_MONO) <= mono).count()
+
+
+def _read(source: EventSource, spark: SparkSession) -> _Scan:
     path = source.path
     if not path.is_file():
         raise DataError(source.file, f"{source.role} file not found: {path}")
     if source.is_parquet:
-        try:
-            frame = spark.read.parquet(str(path))
-            found = frame.columns
-        except Exception as exc:  # Spark raises several wrapper types for the JVM's errors
-            raise DataError(source.file, f"not a readable Parquet {source.role} file ({_first_line(exc)})") from exc
-    else:
-        if path.stat().st_size == 0:
-            raise DataError(source.file, f"no data rows (empty {source.role} file)")
-        found = list(source.names) if source.names else _header(source)
-        schema = T.StructType([T.StructField(c, T.StringType()) for c in found]
-                              + [T.StructField(_CORRUPT, T.StringType())])
-        frame = spark.read.csv(
-            str(path), schema=schema, sep=source.sep, header=source.names is None, encoding="UTF-8",
-            # As the pandas engine: no quoting in tab-separated files (Last.fm names hold stray quotes),
-            # minimal CSV quoting ("" inside quotes) otherwise.
-            quote="" if source.sep == "\t" else '"', escape='"',
-            mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT,
-        )
+        return _read_parquet(source, spark)
+    if path.stat().st_size == 0:
+        raise DataError(source.file, f"no data rows (empty {source.role} file)")
+    if source.sep == "\t":
+        return _read_tsv(source, spark)
+    return _read_csv(source, spark)
+
+
+def _check_columns(source: EventSource, found: list[str]) -> list[str]:
     wanted = source.columns()
     if any(c not in found for c in wanted):
         raise missing_columns_error(source.file, wanted, found, source.role)
-    keep = wanted + ([] if source.is_parquet else [_CORRUPT])
-    # Record ids are taken right at the scan, before anything can reorder records.
-    frame = frame.select(*keep).withColumn(_MONO, F.monotonically_increasing_id())
-    return frame.withColumn(_PID, F.spark_partition_id()), len(found)
+    return wanted
 
 
-def _header(source: EventSource) -> list[str]:
+def _read_parquet(source: EventSource, spark: SparkSession) -> _Scan:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    try:
+        schema = pq.read_schema(source.path)
+        frame = spark.read.parquet(str(source.path))
+    except Exception as exc:  # pyarrow and Spark raise several types for an unreadable file
+        raise DataError(source.file, f"not a readable Parquet {source.role} file ({_first_line(exc)})") from exc
+    wanted = _check_columns(source, list(schema.names))
+    # Nanosecond timestamps arrive as int64 nanoseconds (spark.sql.legacy.parquet.nanosAsLong).
+    nanos = {c: "nanos" for c in wanted
+             if pa.types.is_timestamp(schema.field(c).type) and schema.field(c).type.unit == "ns"}
+    return _Scan(frame.select(*wanted).withColumn(_MONO, F.monotonically_increasing_id()), len(schema.names), 0,
+                 dtypes=nanos)
+
+
+def _read_tsv(source: EventSource, spark: SparkSession) -> _Scan:
+    """Tab-separated files have no quoting (as in the pandas engine): lines are split here,
+    which keeps lines of empty fields (Spark's CSV reader would drop a line of tabs) and
+    counts every line's fields exactly."""
+    from pyspark.sql import functions as F
+
+    found, blank_before_header = (list(source.names), 0) if source.names else _header(source)
+    wanted = _check_columns(source, found)
+    lines = spark.read.text(str(source.path)).select("value", F.monotonically_increasing_id().alias(_MONO))
+    # A UTF-8 byte-order mark is not data (the pandas engine reads with utf-8-sig).
+    value = F.when(F.col(_MONO) == 0, F.regexp_replace("value", "^\ufeff", "")).otherwise(F.col("value"))
+    lines = lines.select(value.alias("value"), _MONO)
+    # pandas skips lines of spaces only; the header is the first other line (in the first partition).
+    blank = F.btrim(F.col("value"), F.lit(" \r\x0b\x0c")) == ""
+    records = lines.filter(~blank)
+    if not source.names:
+        records = records.filter(F.col(_MONO) != blank_before_header)
+    fields = F.split(F.col("value"), "\t", -1)
+    columns = [F.try_element_at(fields, F.lit(found.index(c) + 1)).alias(c) for c in wanted]
+    frame = records.select(*columns, F.size(fields).alias(_FIELDS),
+                           (~F.is_valid_utf8(F.col("value"))).alias(_REPLACED), F.col(_MONO))
+    return _Scan(frame, len(found), 0 if source.names else 1, lines=lines.select(_MONO))
+
+
+def _read_csv(source: EventSource, spark: SparkSession) -> _Scan:
+    """Delimited files with minimal CSV quoting (``""`` inside quotes), by Spark's CSV reader.
+
+    Quoted fields with line breaks are not supported (the reader splits files by line).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    found, _ = _header(source)
+    _check_columns(source, found)
+    schema = T.StructType([T.StructField(c, T.StringType()) for c in [*found, _CORRUPT]])
+    frame = spark.read.csv(str(source.path), schema=schema, sep=source.sep, header=True, encoding="UTF-8",
+                           quote='"', escape='"', mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT)
+    corrupt = F.col(_CORRUPT)
+    n_fields = F.when(corrupt.isNull(), F.lit(len(found))).otherwise(F.size(F.split(corrupt, re.escape(source.sep))))
+    replaced = [F.coalesce(F.col(c).contains("\ufffd"), F.lit(False)) for c in found]
+    # Every field is kept (it is parsed anyway, to count fields), so no query prunes the corrupt column.
+    frame = frame.select(*found, n_fields.alias(_FIELDS),
+                         (F.greatest(*replaced) if len(replaced) > 1 else replaced[0]).alias(_REPLACED))
+    return _Scan(frame.withColumn(_MONO, F.monotonically_increasing_id()), len(found), 1)
+
+
+def _header(source: EventSource) -> tuple[list[str], int]:
+    """The header's fields, and how many blank lines come before it (pandas skips them)."""
+    skipped = 0
     with source.path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
-        first = fh.readline().rstrip("\r\n")
+        for line in fh:
+            text = line.rstrip("\r\n")
+            if text.strip(" \r\x0b\x0c"):
+                break
+            skipped += 1
+        else:
+            raise DataError(source.file, f"no data rows (empty {source.role} file)")
     if source.sep == "\t":
-        return first.split("\t")
-    return next(csv.reader([first], delimiter=source.sep))
+        return text.split("\t"), skipped
+    return next(csv.reader([text], delimiter=source.sep)), skipped
 
 
 def _first_line(exc: BaseException) -> str:
@@ -296,48 +383,48 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _raise_if_undecodable(source: EventSource) -> None:
-    """Spark replaces undecodable bytes with U+FFFD; find the first one as the pandas engine does."""
+    """Spark reads undecodable bytes on; find the first one as the pandas engine does."""
     offset, _, _ = find_undecodable(source.path, "utf-8-sig", source.sep)
     if offset is not None:  # else the file really holds U+FFFD characters: fine
         exc = UnicodeDecodeError("utf-8", b"", 0, 1, "invalid start byte")
         raise decode_error(source.path, exc, encoding="utf-8-sig", sep=source.sep,
-                            header=source.names is None, names=source.names)
+                           header=source.names is None, names=source.names)
 
 
-# --------------------------------------------------------------------------- row numbers
-def _partition_offsets(frame: DataFrame) -> dict[int, int]:
-    """Data rows before each partition of the scan (a file's partitions follow file order)."""
+def _first_rows(frame: DataFrame, n: int) -> DataFrame:
+    """The first ``n`` data records in file order (records carry ids, not row numbers, so
+    each scan partition's records are numbered in a window and offset by earlier partitions)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    counts = dict(frame.groupBy(_PID).agg(F.count(F.lit(1))).collect())
+    partition = F.shiftright(F.col(_MONO), _POSITION_BITS)
+    counts = dict(frame.groupBy(partition.alias("p")).count().collect())
     offsets, total = {}, 0
     for pid in sorted(counts):
-        offsets[pid] = total
-        total += counts[pid]
-    return offsets
-
-
-def _row_of(frame: DataFrame, mono: int) -> int:
-    """1-based data row of the record with id ``mono`` (``frame``: as scanned, or its first rows)."""
-    offsets = _partition_offsets(frame)
-    return offsets[mono >> _POSITION_BITS] + (mono & _POSITION_MASK) + 1
-
-
-def _row_number(frame: DataFrame) -> Column:
-    """1-based data row of every record (one extra pass counts the partitions)."""
-    from pyspark.sql import functions as F
-
-    offsets = _partition_offsets(frame)
+        offsets[pid], total = total, total + counts[pid]
     lookup = F.create_map(*[F.lit(x) for pid, offset in sorted(offsets.items()) for x in (pid, offset)])
-    return F.element_at(lookup, F.col(_PID)) + F.col(_MONO).bitwiseAND(_POSITION_MASK) + 1
+    row = F.element_at(lookup, partition) + F.row_number().over(Window.partitionBy(partition).orderBy(_MONO))
+    return frame.withColumn("_encore_row", row).filter(F.col("_encore_row") <= n).drop("_encore_row")
 
 
 # --------------------------------------------------------------------------- checks
+# What the pandas engine accepts as a number (pd.to_numeric) and as ISO 8601 text: Spark's
+# own casts also take Java forms ("3d", "2f") and its timestamp parser time-only values and
+# zone names, so text must match these first.
+_NUMBER = r"^\s*[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|(?i:inf|infinity|nan))\s*$"
+_ISO_8601 = r"^\d{4}(-\d{1,2}(-\d{1,2}([T ]\d{1,2}:\d{1,2}(:\d{1,2}(\.\d+)?)?)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+_FLOATS = {"double", "float"}
+
+
 def _missing(column: Column, dtype: str) -> Column:
-    """Null, or (text) empty after stripping whitespace: the pandas engine's ``is_missing``."""
-    if dtype != "string":
-        return column.isNull()
-    return column.isNull() | (_strip(column) == "")
+    """The pandas engine's ``is_missing``: null, NaN, or text that is empty once stripped."""
+    if dtype == "string":
+        return column.isNull() | (_strip(column) == "")
+    if dtype in _FLOATS:
+        from pyspark.sql import functions as F
+
+        return column.isNull() | F.isnan(column)
+    return column.isNull()
 
 
 def _strip(column: Column) -> Column:
@@ -347,7 +434,29 @@ def _strip(column: Column) -> Column:
 
 
 def _number(column: Column, dtype: str) -> Column:
-    return column.try_cast("double") if dtype == "string" else column.cast("double")
+    """The column as a double; text that pandas would not read as a number is null."""
+    from pyspark.sql import functions as F
+
+    if dtype == "string":
+        return F.when(column.rlike(_NUMBER), column.try_cast("double"))
+    return column.cast("double")
+
+
+def _id_checks(name: str, dtype: str, counted: Column) -> list[_Check]:
+    """``to_id_column``: text ids must not be empty; numeric ids must be finite integers."""
+    from pyspark.sql import functions as F
+
+    raw = F.col(name)
+    missing = counted & _missing(raw, dtype)
+    if dtype == "string":
+        return [_Check(name, missing, lambda v: "empty id")]
+    value = raw.cast("double")
+    return [
+        _Check(name, missing, lambda v: "empty value"),
+        _Check(name, counted & (F.abs(value) == float("inf")), lambda v: f"{show(v)} is not a finite number"),
+        _Check(name, counted & ~missing & ((value != F.floor(value)) | (F.abs(value) > float(2**53))),
+               lambda v: f"{show(v)} is not an integer"),
+    ]
 
 
 def _checks(
@@ -364,26 +473,26 @@ def _checks(
         raw = F.col(name)
         weight = _number(raw, dtypes[name])
         missing = _missing(raw, dtypes[name])
-        finite = ~missing & weight.isNotNull() & ~F.isnan(weight) & (F.abs(weight) != float("inf"))
+        parsed = ~missing & weight.isNotNull() & ~F.isnan(weight)
+        finite = parsed & (F.abs(weight) != float("inf"))
+        negative = weight < 0
         by_field["weight"] = [
             _Check(name, missing, lambda v: "empty value"),
-            _Check(name, ~missing & (weight.isNull() | F.isnan(weight)), lambda v: f"{show(v)} is not a number"),
-            _Check(name, F.abs(weight) == float("inf"), lambda v: f"{show(v)} is not a finite number"),
-            _Check(name, finite & ((weight < 0) if source.drop_zero_weights else (weight <= 0)),
+            _Check(name, ~missing & ~parsed, lambda v: f"{show(v)} is not a number"),
+            _Check(name, parsed & ~finite, lambda v: f"{show(v)} is not a finite number"),
+            _Check(name, finite & (negative if source.drop_zero_weights else (weight <= 0)),
                    lambda v: f"{show(v)} is " + ("negative" if float(v) < 0 else "zero (weights must be > 0)")),
         ]
         if source.drop_zero_weights:
             counted = weight > 0  # zero-weight records are dropped before their ids are checked
 
-    by_field["user"] = [_Check(source.user, counted & _missing(F.col(source.user), dtypes[source.user]),
-                               lambda v: "empty id")]
+    by_field["user"] = _id_checks(source.user, dtypes[source.user], counted)
     if source.item_label:
         label = source.label_column or source.item_label[0]
         by_field["item"] = [_Check(label, counted & _missing(_item_key(source), "string"),
                                    lambda v: f"neither {source.item} nor {label} is given", shown=source.item)]
     else:
-        by_field["item"] = [_Check(source.item, counted & _missing(F.col(source.item), dtypes[source.item]),
-                                   lambda v: "empty id")]
+        by_field["item"] = _id_checks(source.item, dtypes[source.item], counted)
     timestamps = None
     if source.timestamp is not None:
         timestamps = _Timestamps(source.timestamp, dtypes[source.timestamp])
@@ -407,13 +516,13 @@ def _label(source: EventSource) -> Column:
 
 
 class _Timestamps:
-    """A timestamp column parsed to epoch microseconds by the pandas engine's rules.
+    """A timestamp column parsed to epoch microseconds (floored) by the pandas engine's rules.
 
-    Datetime columns are taken as they are; numbers, or text that is all numbers, are
-    Unix epoch seconds, or milliseconds when the largest magnitude exceeds 1e11; other
-    text is ISO 8601 (UTC unless a zone is given). Which rule applies needs the whole
-    column, so the checks of every rule are computed in the one validation pass and
-    :meth:`mode` picks the rule's checks afterwards.
+    Datetime columns are taken as they are (Parquet nanoseconds arrive as int64, ``nanos``);
+    numbers, or text that is all numbers, are Unix epoch seconds, or milliseconds when the
+    largest magnitude exceeds 1e11; other text is ISO 8601 (UTC unless a zone is given).
+    Which rule applies needs the whole column, so the checks of every rule are computed in
+    the one validation pass and :meth:`mode` picks the rule's checks afterwards.
     """
 
     def __init__(self, name: str, dtype: str) -> None:
@@ -421,8 +530,10 @@ class _Timestamps:
 
         self.name = name
         self.raw = F.col(name)
+        self.dtype = dtype
         self.missing = _missing(self.raw, dtype)
-        self.number = None if dtype.startswith("timestamp") or dtype == "date" else _number(self.raw, dtype)
+        fixed = dtype.startswith("timestamp") or dtype in {"date", "nanos"}
+        self.number = None if fixed else _number(self.raw, dtype)
 
     def modes(self) -> tuple[str, ...]:
         return ("datetime",) if self.number is None else ("iso", "seconds", "milliseconds")
@@ -457,11 +568,14 @@ class _Timestamps:
         from pyspark.sql import functions as F
 
         if mode == "datetime":
+            if self.dtype == "nanos":  # exact floor division (pmod is never negative)
+                return F.expr(f"(`{self.name}` - pmod(`{self.name}`, 1000)) div 1000")
             return F.unix_micros(self.raw.cast("timestamp"))
         if mode == "iso":
-            return F.unix_micros(F.try_to_timestamp(self.raw.cast("string")))
+            text = self.raw.cast("string")
+            return F.when(text.rlike(_ISO_8601), F.unix_micros(F.try_to_timestamp(text)))
         scaled = self.number * F.lit(1e3 if mode == "milliseconds" else 1e6)
-        return F.when(F.abs(scaled) < F.lit(9.2e18), scaled.cast("long"))
+        return F.when(F.abs(scaled) < F.lit(9.2e18), F.floor(scaled))
 
     def checks(self) -> list[_Check]:
         from pyspark.sql import functions as F

@@ -62,7 +62,7 @@ def load_tabular(
                         timestamp=columns.timestamp, sep=sep),
             spark,
         )
-        frame, source_rows = aggregated.pairs, aggregated.n_rows
+        frame, source_rows = aggregated.pairs, aggregated.n_rows_kept
     else:
         wanted = [c for c in (columns.user, columns.item, columns.weight, columns.timestamp) if c is not None]
         table = read_table(interactions, columns=wanted, sep=sep, role="interactions")

@@ -69,7 +69,7 @@ def load_yandex(
                         checks=("user", "item", "timestamp")),
             spark,
         )
-        frame, source_rows = aggregated.pairs, aggregated.n_rows
+        frame, source_rows = aggregated.pairs, aggregated.n_rows_kept
     else:
         events = read_table(interactions, columns=["user_id", "track_id", "started_at"], role="interactions")
         frame = pd.DataFrame(
