@@ -4,18 +4,23 @@
 loading - reading millions of listening events and reducing them to one row per
 (user, item) - in Spark, and hands the much smaller aggregate to the same
 :func:`~scripts.core.data.common.build_dataset` as the pandas engine. The two engines give
-the same dataset (tested on every loader's files, and on the real Last.fm 2K) and the same
-errors: the same checks run in the same order, and a bad value is reported with its file,
-column and 1-based data row, found without collecting the events:
+the same dataset and the same errors (tests/test_spark_engine.py runs every loader's files,
+the bad-input cases and the real Last.fm 2K through both): the same checks run in the same
+order, with the pandas engine's rules for what is a number, a timestamp or a missing value,
+and a bad value is reported with its file, column and 1-based data row, found without
+collecting the events:
 
-* every record gets ``monotonically_increasing_id()`` as it is read, i.e.
-  ``partition << 33 | position in partition``; a file's partitions are in file order, so
-  the row of a record is the number of records in earlier partitions plus its position
-  plus one (a per-partition count, computed only when a row number is needed);
-* each check is a conditional ``min`` of that id over the bad records, all in one pass.
+* every record gets ``monotonically_increasing_id()`` as it is read; the ids of a file's
+  records increase in file order (partition << 33 | position), so a record's data row is
+  the number of data records whose id is not larger (one count, only on error);
+* each check is a conditional ``min`` of that id over the failing records, carried along
+  the one scan that aggregates the pairs.
 
-Only a single file is read (a text file or a Parquet file, as in the pandas engine).
-Timestamps are kept to the microsecond (Spark's precision).
+Tab-separated files (no quoting) are split here, line by line; other delimited files go
+through Spark's CSV reader. Known differences, none silent: a quoted CSV field with a line
+break is not supported (Spark splits files by line: the line fails its checks); a CSV line
+of only whitespace is skipped by Spark's reader. Only a single file is read, as in the
+pandas engine. Timestamps are microseconds in both engines.
 """
 
 from __future__ import annotations
