@@ -19,7 +19,8 @@ collecting the events:
 Tab-separated files (no quoting) are split here, line by line; other delimited files go
 through Spark's CSV reader. Known differences, none silent: a quoted CSV field with a line
 break is not supported (Spark splits files by line: the line fails its checks); a CSV line
-of only whitespace is skipped by Spark's reader. Only a single file is read, as in the
+of only whitespace is skipped by Spark's reader; an ISO basic-format date (``20090504``) in
+a timestamp column that is not all numbers is an error here. Only a single file is read, as in the
 pandas engine. Timestamps are microseconds in both engines.
 """
 
