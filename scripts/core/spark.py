@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scripts.core.config import REPO_ROOT, ConfigError, format_validation_error, read_yaml
+from scripts.core.config import REPO_ROOT, ConfigError, MachineSettings, format_validation_error, read_yaml
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,8 +63,6 @@ class SparkSettings(BaseModel):
 
 def spark_config_file() -> Path:
     """``$ENCORE_SPARK_CONFIG`` if set, else ``config/spark_config.yaml``."""
-    from scripts.core.config import MachineSettings
-
     configured = MachineSettings().encore_spark_config
     return Path(configured) if configured else DEFAULT_SPARK_CONFIG
 

@@ -190,12 +190,21 @@ def _parser_error(name: str, exc: Exception, *, header: bool) -> DataError:
 
 
 def decode_error(
-    path: Path, exc: UnicodeDecodeError, *, encoding: str, sep: str, header: bool, names: Sequence[str] | None
+    path: Path,
+    exc: UnicodeDecodeError | None,
+    *,
+    encoding: str,
+    sep: str,
+    header: bool,
+    names: Sequence[str] | None,
+    location: tuple[int | None, int, int] | None = None,
 ) -> DataError:
-    """Locate the first undecodable byte by scanning the file in line-aligned chunks."""
-    offset, line, column = find_undecodable(path, encoding, sep)
+    """The error for the first undecodable byte, located by ``find_undecodable`` (or at
+    ``location``, when the caller has scanned already)."""
+    offset, line, column = location if location is not None else find_undecodable(path, encoding, sep)
     if offset is None:  # not reproducible chunk-wise (e.g. a multi-byte encoding); say what we know
-        return DataError(path.name, f"cannot be decoded as {encoding}: {exc.reason}")
+        reason = exc.reason if exc is not None else "undecodable bytes"
+        return DataError(path.name, f"cannot be decoded as {encoding}: {reason}")
     col_name: str | None = None
     if header:
         try:

@@ -12,25 +12,20 @@ spellings) are aggregated: plays summed, counted in ``stats["duplicate_rows_aggr
 No timestamps, no tags.
 
 With a Spark session (``dataset.engine: spark``) the file is read and aggregated by Spark
-(:mod:`scripts.core.data.spark_events`): same dataset, same errors.
+(:mod:`scripts.core.data.events`): same dataset, same errors.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from scripts.core.data.common import build_dataset, check_positive_weights, read_table, to_id_column
-from scripts.core.data.lastfm1k import fallback_key
-from scripts.core.data.types import DataError, MusicDataset
+from scripts.core.data.common import build_dataset
+from scripts.core.data.events import EventSource, read_events
+from scripts.core.data.types import MusicDataset
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-log = logging.getLogger(__name__)
 
 COLUMNS = ("user_sha1", "artist_mbid", "artist_name", "plays")
 
@@ -40,43 +35,20 @@ def load_lastfm360k(
 ) -> MusicDataset:
     """Load the Last.fm 360K play-count file; see the module docstring for the rules."""
     path = Path(path)
-    file = path.name
-    source_rows = None
-    if spark is not None:
-        from scripts.core.data.spark_events import EventSource, aggregate_events
-
-        events = aggregate_events(
-            EventSource(
-                path, "play counts", user="user_sha1", item="artist_mbid", item_label=("artist_name",),
-                weight="plays", names=COLUMNS, sep="\t", max_rows=max_rows, drop_zero_weights=True,
-                checks=("weight", "item", "user"), integer_ids=False,
-            ),
-            spark,
-        )
-        interactions, item_names, source_rows = events.pairs, events.item_names, events.n_rows_kept
-        n_zero = events.n_zero_weight
-    else:
-        rows = read_table(path, names=COLUMNS, header=False, max_rows=max_rows, role="play counts")
-        plays = check_positive_weights(rows, "plays", file=file, allow_zero=True)
-        keep = (plays > 0).to_numpy()
-        n_zero = int((~keep).sum())
-        if n_zero:
-            log.info("%s: dropped %d rows with 0 plays", file, n_zero)
-            rows, plays = rows.loc[keep], plays.loc[keep]
-            if rows.empty:
-                raise DataError(file, "no rows with a positive value", column="plays")
-        key = fallback_key(rows, "artist_mbid", "artist_name", file=file)
-        interactions = pd.DataFrame(
-            {"user": to_id_column(rows, "user_sha1", file=file, integer=False), "item": key, "weight": plays}
-        )
-        first = ~key.duplicated()
-        item_names = pd.Series(rows["artist_name"][first].to_numpy(object), index=pd.Index(key[first].to_numpy()))
+    events = read_events(
+        EventSource(
+            path, "play counts", user="user_sha1", item="artist_mbid", item_label=("artist_name",),
+            weight="plays", names=COLUMNS, sep="\t", max_rows=max_rows, drop_zero_weights=True,
+            checks=("weight", "item", "user"), integer_ids=False,
+        ),
+        spark,
+    )
     return build_dataset(
         "lastfm360k",
-        interactions,
-        interactions_file=file,
-        item_names=item_names,
+        events.interactions,
+        interactions_file=path.name,
+        item_names=events.item_names,
         files={"interactions": path},
-        stats={"zero_play_rows_dropped": n_zero},
-        source_rows=source_rows,
+        stats={"zero_play_rows_dropped": events.n_zero_weight},
+        source_rows=events.source_rows,
     )

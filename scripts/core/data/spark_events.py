@@ -31,20 +31,19 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from scripts.core.data.common import (
-    PARQUET_SUFFIXES,
     decode_error,
     find_undecodable,
     missing_columns_error,
     show,
     to_id_column,
 )
+from scripts.core.data.events import Events, EventSource
 from scripts.core.data.types import DataError
 
 if TYPE_CHECKING:
@@ -63,82 +62,6 @@ _TS_MAX_US = int(pd.Timestamp("2262-01-01").value // 1000)
 
 
 @dataclass(frozen=True)
-class EventSource:
-    """What to read from one events file and how (the Spark twin of a pandas loader).
-
-    Attributes
-    ----------
-    path, role:
-        The file (text by default, Parquet by suffix) and what it is, for messages.
-    user, item:
-        Raw id columns. Where ``item_label`` is given, ``item`` is an optional id
-        (a MusicBrainz id) and the label is the key of records without one.
-    item_label:
-        Columns joined by ``" - "`` into the item's label (missing parts as ``""``): the
-        item's name (its first label in file order) and its fallback key.
-    label_column:
-        The label's name in messages (``artist_name``; ``track_label`` for a derived one).
-    weight, timestamp:
-        Optional columns: weights are summed per pair (1.0 per record without one),
-        the latest timestamp is kept.
-    names:
-        Every field of a headerless text file, in order (None: the file has a header).
-    sep:
-        Field separator of a text file; tab-separated files are read without quoting.
-    max_rows:
-        Read only the first ``max_rows`` data rows.
-    drop_zero_weights:
-        Zero weights are allowed and their records dropped (counted), negative ones are errors.
-    checks:
-        The order in which the fields are checked, as the pandas loader checks them, so
-        that both engines report the same first error.
-    integer_ids:
-        How raw user ids (and item ids without a label) are typed, as ``to_id_column``'s
-        ``integer``: None = integers when every id is a canonical integer, False = strings.
-    """
-
-    path: Path
-    role: str
-    user: str
-    item: str
-    item_label: tuple[str, ...] = ()
-    label_column: str | None = None
-    weight: str | None = None
-    timestamp: str | None = None
-    names: tuple[str, ...] | None = None
-    sep: str = ","
-    max_rows: int | None = None
-    drop_zero_weights: bool = False
-    checks: tuple[str, ...] = ("user", "item", "weight", "timestamp")
-    integer_ids: bool | None = None
-
-    @property
-    def file(self) -> str:
-        return self.path.name
-
-    @property
-    def is_parquet(self) -> bool:
-        return self.path.suffix.lower() in PARQUET_SUFFIXES
-
-    def columns(self) -> list[str]:
-        wanted = [self.user, self.item, *self.item_label, self.weight, self.timestamp]
-        return list(dict.fromkeys(c for c in wanted if c is not None))
-
-
-@dataclass(frozen=True)
-class AggregatedEvents:
-    """One row per (user, item): ``pairs`` has ``user``, ``item`` (raw ids, typed as the
-    pandas engine types them), ``weight``
-    (float64, summed) and, with a timestamp column, ``timestamp`` (datetime64[ns], latest);
-    ``item_names`` maps raw item ids to their first label (with ``item_label``)."""
-
-    pairs: pd.DataFrame
-    item_names: pd.Series | None
-    n_rows_kept: int  # data rows the pairs stand for (zero-weight rows dropped)
-    n_zero_weight: int
-
-
-@dataclass(frozen=True)
 class _Check:
     """One validation rule: records where ``bad`` holds fail with ``message(raw value)``."""
 
@@ -149,7 +72,7 @@ class _Check:
     mode: str | None = None  # a timestamp rule's check: applies only when that rule is chosen
 
 
-def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEvents:
+def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
     """Read, validate and aggregate ``source`` with ``spark``; DataError as the pandas engine.
 
     One scan of the events validates and aggregates: the group-by that sums plays per
@@ -215,8 +138,8 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> AggregatedEven
     collected["weight"] = collected["weight"].astype(np.float64)
     if mode:
         collected["timestamp"] = pd.to_datetime(collected.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
-    return AggregatedEvents(pairs=collected, item_names=item_names, n_rows_kept=int(found["n_kept"]),
-                            n_zero_weight=n_zero)
+    return Events(interactions=collected, item_names=item_names, source_rows=int(found["n_kept"]),
+                  n_zero_weight=n_zero)
 
 
 def _validate(
@@ -390,11 +313,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _raise_if_undecodable(source: EventSource) -> None:
     """Spark reads undecodable bytes on; find the first one as the pandas engine does."""
-    offset, _, _ = find_undecodable(source.path, "utf-8-sig", source.sep)
-    if offset is not None:  # else the file really holds U+FFFD characters: fine
-        exc = UnicodeDecodeError("utf-8", b"", 0, 1, "invalid start byte")
-        raise decode_error(source.path, exc, encoding="utf-8-sig", sep=source.sep,
-                           header=source.names is None, names=source.names)
+    location = find_undecodable(source.path, "utf-8-sig", source.sep)
+    if location[0] is not None:  # else the file really holds U+FFFD characters: fine
+        raise decode_error(source.path, None, encoding="utf-8-sig", sep=source.sep,
+                           header=source.names is None, names=source.names, location=location)
 
 
 def _first_rows(frame: DataFrame, n: int) -> DataFrame:
@@ -494,7 +416,7 @@ def _checks(
 
     by_field["user"] = _id_checks(source.user, dtypes[source.user], counted)
     if source.item_label:
-        label = source.label_column or source.item_label[0]
+        label = source.label_name
         by_field["item"] = [_Check(label, counted & _missing(_item_key(source), "string"),
                                    lambda v: f"neither {source.item} nor {label} is given", shown=source.item)]
     else:

@@ -14,7 +14,7 @@ Ids that are all canonical integers (``"42"``, not ``"007"``) are read as intege
 they sort numerically; others stay strings.
 
 With a Spark session (``dataset.engine: spark``) the interactions are read and aggregated
-by Spark (:mod:`scripts.core.data.spark_events`): same dataset, same errors; the item
+by Spark (:mod:`scripts.core.data.events`): same dataset, same errors; the item
 features file is read with pandas either way.
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from scripts.core.data.common import (
@@ -32,9 +31,9 @@ from scripts.core.data.common import (
     check_positive_weights,
     read_table,
     to_id_column,
-    to_timestamp_column,
 )
 from scripts.core.data.config import ColumnMapping, FeatureColumnMapping
+from scripts.core.data.events import EventSource, read_events
 from scripts.core.data.types import MusicDataset
 
 if TYPE_CHECKING:
@@ -53,30 +52,12 @@ def load_tabular(
     """Load a generic interactions table (+ item features); see the module docstring."""
     interactions = Path(interactions)
     file = interactions.name
-    source_rows = None
-    if spark is not None:
-        from scripts.core.data.spark_events import EventSource, aggregate_events
-
-        aggregated = aggregate_events(
-            EventSource(interactions, "interactions", user=columns.user, item=columns.item, weight=columns.weight,
-                        timestamp=columns.timestamp, sep=sep),
-            spark,
-        )
-        frame, source_rows = aggregated.pairs, aggregated.n_rows_kept
-    else:
-        wanted = [c for c in (columns.user, columns.item, columns.weight, columns.timestamp) if c is not None]
-        table = read_table(interactions, columns=wanted, sep=sep, role="interactions")
-        frame = pd.DataFrame(
-            {
-                "user": to_id_column(table, columns.user, file=file),
-                "item": to_id_column(table, columns.item, file=file),
-                "weight": (
-                    check_positive_weights(table, columns.weight, file=file) if columns.weight else np.float64(1.0)
-                ),
-            }
-        )
-        if columns.timestamp:
-            frame["timestamp"] = to_timestamp_column(table, columns.timestamp, file=file)
+    events = read_events(
+        EventSource(interactions, "interactions", user=columns.user, item=columns.item, weight=columns.weight,
+                    timestamp=columns.timestamp, sep=sep),
+        spark,
+    )
+    frame = events.interactions
     files: dict[str, Path] = {"interactions": interactions}
 
     item_tags = None
@@ -102,5 +83,5 @@ def load_tabular(
         interactions_file=file,
         item_tags=item_tags,
         files=files,
-        source_rows=source_rows,
+        source_rows=events.source_rows,
     )

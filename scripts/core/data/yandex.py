@@ -33,8 +33,8 @@ from scripts.core.data.common import (
     read_table,
     to_id_column,
     to_numeric_column,
-    to_timestamp_column,
 )
+from scripts.core.data.events import EventSource, read_events
 from scripts.core.data.types import DataError, MusicDataset
 
 if TYPE_CHECKING:
@@ -60,26 +60,12 @@ def load_yandex(
     files: dict[str, Path] = {"interactions": interactions, "tracks": tracks}
 
     ifile = interactions.name
-    source_rows = None
-    if spark is not None:
-        from scripts.core.data.spark_events import EventSource, aggregate_events
-
-        aggregated = aggregate_events(
-            EventSource(interactions, "interactions", user="user_id", item="track_id", timestamp="started_at",
-                        checks=("user", "item", "timestamp")),
-            spark,
-        )
-        frame, source_rows = aggregated.pairs, aggregated.n_rows_kept
-    else:
-        events = read_table(interactions, columns=["user_id", "track_id", "started_at"], role="interactions")
-        frame = pd.DataFrame(
-            {
-                "user": to_id_column(events, "user_id", file=ifile),
-                "item": to_id_column(events, "track_id", file=ifile),
-                "weight": np.float64(1.0),
-                "timestamp": to_timestamp_column(events, "started_at", file=ifile),
-            }
-        )
+    events = read_events(
+        EventSource(interactions, "interactions", user="user_id", item="track_id", timestamp="started_at",
+                    checks=("user", "item", "timestamp")),
+        spark,
+    )
+    frame = events.interactions
     listened = pd.Index(pd.unique(frame["item"]))
 
     meta = read_table(tracks, role="tracks")
@@ -153,5 +139,5 @@ def load_yandex(
         files=files,
         stats=stats,
         aggregate_stat="listen_events_aggregated",
-        source_rows=source_rows,
+        source_rows=events.source_rows,
     )
