@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -57,9 +58,8 @@ def write_events(path: Path, n_events: int, *, seed: int = 0) -> None:
 
 
 CHILD = """
-import json, os, sys, time
+import hashlib, json, os, sys, time
 from pathlib import Path
-import hashlib
 from scripts.core.data.lastfm1k import load_lastfm1k
 
 engine, path = sys.argv[1], Path(sys.argv[2])
@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--engines", default="pandas,spark")
     parser.add_argument("--name", default="prepare_engines", help="results file name")
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
+    results: dict[str, Any] = {"machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} "
                                           f"cores, Python {platform.python_version()}", "runs": []}
     with tempfile.TemporaryDirectory(prefix="encore-engines-") as tmp:
         for n_events in (int(x) for x in args.events.split(",")):
