@@ -33,8 +33,9 @@ import scipy.sparse as sp
 
 from scripts.core.config import REPO_ROOT, MachineSettings, load_config
 from scripts.core.generators import build_recommender, fit_recommender
+from scripts.core.io import is_complete
 from scripts.core.prepared import PreparedData
-from scripts.core.runner import GENERATORS, fingerprint, is_complete, output_dir, run_component
+from scripts.core.runner import GENERATORS, fingerprint, output_dir, run_component
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 EXPERIMENTS = {"lastfm2k": REPO_ROOT / "experiments/lastfm2k.yaml",

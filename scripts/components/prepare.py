@@ -14,17 +14,25 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scripts.core.config import EncoreConfig
-from scripts.core.data import MusicDataset, load_dataset
-from scripts.core.data.download import sha256_file
+from scripts.core.data import MusicDataset, dataset_files, load_dataset
+from scripts.core.data.types import DataError
 from scripts.core.io import write_json, write_parquet
+from scripts.core.lineage import file_digests
 from scripts.core.prepared import to_csr
-from scripts.core.runner import Context, Result, component_main
+from scripts.core.runner import Context, Result, component_main, input_digests
 from scripts.core.splits import Split, split_interactions, split_pair_side_data
 
 NAME = "prepare"
 DEPENDS_ON: tuple[str, ...] = ()
+CONFIG_SECTIONS = ("dataset", "split")
+"""The config sections its output depends on (beside the seed): reuse is keyed on them."""
 
 log = logging.getLogger(__name__)
+
+
+def input_files(config: EncoreConfig) -> dict[str, Path]:
+    """The data files this component reads: reuse is keyed on their content (SHA-256)."""
+    return dataset_files(config.dataset, data_dir=config.data_dir)
 
 
 def prepare(dataset: MusicDataset, split: Split, out: Path, *, data_sha256: dict[str, str]) -> dict:
@@ -71,8 +79,12 @@ def prepare(dataset: MusicDataset, split: Split, out: Path, *, data_sha256: dict
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
+    declared = input_digests(config, NAME)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir)
-    data_sha256 = {role: sha256_file(path) for role, path in sorted(dataset.files.items())}
+    data_sha256 = file_digests(dataset.files)
+    changed = sorted(role for role, digest in declared.items() if data_sha256.get(role, digest) != digest)
+    if changed:  # the output would be keyed on content it does not hold
+        raise DataError(str(dataset.files[changed[0]]), "changed while it was being read; run again")
     split = split_interactions(dataset.interactions, config.split, seed=config.experiment.seed)
     summary = prepare(dataset, split, ctx.output, data_sha256=data_sha256)
     log.info(
@@ -87,7 +99,6 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     return Result(
         metrics=counts,
         artifacts=["summary.json"],
-        tags={f"encore.data_sha256.{role}": digest for role, digest in data_sha256.items()},
     )
 
 

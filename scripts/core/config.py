@@ -204,6 +204,14 @@ class RankerConfig(Strict):
     top_k: PositiveInt = 50
     similar_items_from: str = "ease"
 
+    @field_validator("generators")
+    @classmethod
+    def _generators_not_empty(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and not names:
+            raise ValueError("an empty list gives the ranker no candidates; leave the key out (null) to take "
+                             "every enabled generator, or name the generators to use")
+        return names
+
     @field_validator("feature_models")
     @classmethod
     def _feature_model_names(cls, models: dict[str, FeatureModelConfig]) -> dict[str, FeatureModelConfig]:
@@ -384,11 +392,23 @@ def load_config(
     if settings.encore_data_dir:
         machine["data_dir"] = str(settings.encore_data_dir)
     raw = deep_merge(raw, machine)
+    overridden = raw
     for text in overrides or []:
-        raw = deep_merge(raw, parse_override(text))
+        overridden = deep_merge(overridden, parse_override(text))
     try:
-        config = EncoreConfig.model_validate(raw)
+        config = EncoreConfig.model_validate(overridden)
     except ValidationError as exc:
+        # Name the source of the problem: the files alone, or the --set overrides on top of them.
+        if overrides:
+            try:
+                EncoreConfig.model_validate(raw)
+                locs = [".".join(str(p) for p in err["loc"]) for err in exc.errors()]
+                named = [text for text in overrides
+                         if any(loc.startswith(key) or key.startswith(loc) for loc in locs
+                                for key in [text.partition("=")[0]])]
+                source = " ".join(f"--set {text}" for text in named or overrides)
+            except ValidationError:
+                pass
         raise ConfigError(format_validation_error(exc, source)) from exc
     return _resolve_paths(config)
 

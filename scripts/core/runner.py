@@ -26,7 +26,16 @@ import yaml
 
 from scripts.core.config import REPO_ROOT, ConfigError, EncoreConfig, load_config
 from scripts.core.data.types import DataError
-from scripts.core.io import atomic_dir, is_complete, read_json, write_json
+from scripts.core.io import (
+    atomic_dir,
+    completion_problem,
+    output_lock,
+    read_json,
+    read_marker,
+    remove_debris,
+    write_json,
+)
+from scripts.core.lineage import code_digest, file_digests, git_commit, package_versions
 from scripts.core.server import TrackingServerUnreachable
 
 log = logging.getLogger("encore")
@@ -78,18 +87,36 @@ def dependencies(config: EncoreConfig, name: str) -> list[str]:
 
 
 def fingerprint(config: EncoreConfig, name: str) -> str:
-    """Hash of everything a component's output depends on, upstream outputs included."""
+    """Hash of everything a component's output depends on: its settings, the code that computes it
+    (its module and the ``scripts.*`` modules it imports, the key packages' versions), the content
+    of the files it reads, and the fingerprints of its upstream outputs."""
+    module = component_module(name)
     own = getattr(config.components, name, None)
+    sections = getattr(module, "CONFIG_SECTIONS", ())
     parts = {
         "component": name,
         "own": own.model_dump(mode="json") if own is not None else None,
+        "config": config.fingerprint(*sections) if sections else None,
         "seed": config.experiment.seed,
         "evaluation": config.evaluation.model_dump(mode="json"),
+        "code": code_digest(module.__name__),
+        "packages": package_versions(),
+        "data": input_digests(config, name),
         "upstream": {dep: fingerprint(config, dep) for dep in dependencies(config, name)},
     }
-    if name == "prepare":
-        parts["data"] = config.fingerprint("dataset", "split")
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def input_files(config: EncoreConfig, name: str) -> dict[str, Path]:
+    """The files a component declares it reads (its module's ``input_files(config)``), by role."""
+    declared = getattr(component_module(name), "input_files", None)
+    return dict(declared(config)) if declared is not None else {}
+
+
+def input_digests(config: EncoreConfig, name: str) -> dict[str, str]:
+    """``{role: sha256}`` of :func:`input_files` (cached by size and modification time)."""
+    files = input_files(config, name)
+    return file_digests(files, config.output_dir / ".file-digests.json") if files else {}
 
 
 def output_dir(config: EncoreConfig, name: str) -> Path:
@@ -97,7 +124,11 @@ def output_dir(config: EncoreConfig, name: str) -> Path:
 
 
 def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Result:
-    """Run (or reuse) one component inside its own nested MLflow run."""
+    """Run (or reuse) one component inside its own nested MLflow run.
+
+    The output folder is locked while it is checked and computed, so a second run of the same
+    experiment waits for the first and then reuses its output instead of computing it again.
+    """
     import mlflow
 
     from scripts.core import tracking
@@ -105,33 +136,39 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     module = component_module(name)
     inputs = {dep: output_dir(config, dep) for dep in dependencies(config, name)}
     for dep, path in inputs.items():
-        if not is_complete(path, fingerprint(config, dep)):
+        problem = completion_problem(path, fingerprint(config, dep))
+        if problem is not None:
             raise ConfigError(
-                f"component '{name}' needs the output of '{dep}' for this configuration ({path}); "
+                f"component '{name}' needs the output of '{dep}' for this configuration ({path}: {problem}); "
                 f"run it first, e.g. scripts/pipeline/run.sh --components {dep},{name}"
             )
     out = output_dir(config, name)
     fp = fingerprint(config, name)
-    with tracking.component_run(config, name) as run:
+    remove_debris(out.parent)
+    with tracking.component_run(config, name) as run, output_lock(out, what=name):
         started = time.perf_counter()
-        reused = not force and getattr(module, "REUSABLE", True) and is_complete(out, fp)
+        reused = not force and getattr(module, "REUSABLE", True) and _reusable(out, fp, name)
         if reused:
             log.info("%s: reusing %s", name, out)
             result = Result(**read_json(out / "result.json"))
         else:
             log.info("%s: running, output %s", name, out)
-            with atomic_dir(out, fp, component=name) as tmp:
+            with atomic_dir(out, fp, component=name, git_commit=git_commit()) as tmp:
                 result = module.run(config, Context(config=config, output=tmp, inputs=inputs))
                 write_json(tmp / "result.json", result.__dict__)
         seconds = time.perf_counter() - started
-        mlflow.set_tags({"encore.reused": str(reused).lower(), "encore.output_dir": str(out)} | result.tags
-                        | data_hash_tags(config))
+        mlflow.set_tags({"encore.reused": str(reused).lower(), "encore.output_dir": str(out),
+                         "encore.output_commit": str(read_marker(out).get("git_commit", "unknown"))}
+                        | result.tags | data_hash_tags(config, [name]))
         own = getattr(config.components, name, None)
         tracking.log_params((own.model_dump(mode="json") if own is not None else {}) | result.params)
         tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds})
         for artifact in result.artifacts:
             mlflow.log_artifact(str(out / artifact))
         parent_id = run.data.tags.get("mlflow.parentRunId")
+        files = input_files(config, name)
+        if files:
+            tracking.log_data_inputs([run.info.run_id, parent_id], files, input_digests(config, name))
         if parent_id and result.parent_metrics:
             client = mlflow.MlflowClient()
             tracking.log_batch(client, parent_id, metrics=result.parent_metrics)
@@ -142,17 +179,31 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     return result
 
 
-def data_hash_tags(config: EncoreConfig) -> dict[str, str]:
-    """``encore.data_sha256.<file>`` tags, known once prepare has run (else empty)."""
-    prepared = output_dir(config, "prepare")
-    if not is_complete(prepared, fingerprint(config, "prepare")):
-        return {}
-    return {f"encore.data_sha256.{role}": digest
-            for role, digest in read_json(prepared / "summary.json")["data_sha256"].items()}
+def _reusable(out: Path, fp: str, name: str) -> bool:
+    """A complete, intact output whose result can be read; anything else is recomputed (and said)."""
+    problem = completion_problem(out, fp)
+    if problem is None:
+        try:
+            Result(**read_json(out / "result.json"))
+            return True
+        except (OSError, ValueError, TypeError) as exc:
+            problem = f"result.json is unreadable ({exc})"
+    if out.exists():
+        log.warning("%s: not reusing %s: %s; recomputing", name, out, problem)
+    return False
 
 
-def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequence[str] = ()) -> dict[str, Result]:
-    """Run components in pipeline order under one parent MLflow run."""
+def data_hash_tags(config: EncoreConfig, names: Sequence[str]) -> dict[str, str]:
+    """``encore.data_sha256.<role>`` tags: the content of the files these components read."""
+    tags: dict[str, str] = {}
+    for name in names:
+        tags |= {f"encore.data_sha256.{role}": digest for role, digest in input_digests(config, name).items()}
+    return tags
+
+
+def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequence[str] = (),
+                 note: str | None = None) -> dict[str, Result]:
+    """Run components in pipeline order under one parent MLflow run (named with ``note``)."""
     from scripts.core import tracking
 
     wanted = [c for c in ALL_COMPONENTS if c in components]
@@ -161,10 +212,14 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequ
     skipped = [c for c in wanted if not enabled(config, c)]
     if skipped:
         log.info("disabled in the config, not run: %s", ", ".join(skipped))
+    to_run = [c for c in wanted if enabled(config, c)]
+    for name in to_run:
+        dependencies(config, name)  # a component that cannot run with this config fails before any work
+    remove_debris(config.run_dir)
     results: dict[str, Result] = {}
-    with tracking.pipeline_run(config) as parent:
+    with tracking.pipeline_run(config, note=note) as parent:
         try:
-            for name in (c for c in wanted if enabled(config, c)):
+            for name in to_run:
                 try:
                     results[name] = run_component(config, name, force=name in force)
                 except Exception as exc:
@@ -172,7 +227,7 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequ
         finally:
             import mlflow
 
-            tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id, tags=data_hash_tags(config))
+            tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id, tags=data_hash_tags(config, wanted))
     return results
 
 

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-from collections.abc import Iterator, Mapping
+import socket
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from scripts.core.config import REPO_ROOT, EncoreConfig
+from scripts.core.config import REPO_ROOT, ConfigError, EncoreConfig
+from scripts.core.lineage import git_commit, package_versions
 
 log = logging.getLogger(__name__)
 
 LOCAL_STORE_DIR = REPO_ROOT / "mlruns"
-KEY_PACKAGES = ("implicit", "catboost", "scikit-learn", "mlflow", "pandas", "numpy", "scipy", "pydantic", "pyspark")
 PARENT_RUN_ENV = "ENCORE_PARENT_RUN_ID"
+DATASET_DIGEST_CHARS = 32  # MLflow stores dataset digests in 36 characters
 
 
 LOCAL_TRACKING_URI = f"sqlite:///{LOCAL_STORE_DIR / 'mlflow.db'}"
@@ -58,6 +58,42 @@ def experiment_name(config: EncoreConfig) -> str:
     return config.tracking.experiment_name or config.experiment.name
 
 
+TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks")
+SQLITE_HEADER = b"SQLite format 3\x00"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""Tells MLflow's UI to open the model-training view of an experiment, not the GenAI one."""
+
+
+class TrackingStoreError(ConfigError):
+    """The tracking store cannot be used; the message names the URI or file and what to do."""
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Reject what MLflow would misread: a bare path or an unknown scheme becomes MLflow's
+    deprecated file store with a misleading "maintenance mode" message; a damaged local
+    database fails deep inside SQLAlchemy."""
+    from scripts.core.server import mask_uri
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if "://" in uri or uri.startswith("file:") else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise TrackingStoreError(
+            f"tracking URI {mask_uri(uri)!r} (MLFLOW_TRACKING_URI or tracking.tracking_uri) is not one MLflow can use: "
+            "give http(s)://host:port for a tracking server, sqlite:///path/to/mlflow.db for a local store, "
+            "or leave it unset for the embedded store under mlruns/"
+        )
+    if scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///"))
+        if path.is_file() and path.stat().st_size > 0:
+            with path.open("rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+            if header != SQLITE_HEADER:
+                raise TrackingStoreError(
+                    f"{path}: the local MLflow store is not an SQLite database (damaged or overwritten); "
+                    f"move it aside (mv {path} {path}.bad) and run again to start a new store"
+                )
+
+
 def setup_tracking(config: EncoreConfig) -> str:
     """Point MLflow at the configured store and return the experiment id.
 
@@ -67,6 +103,7 @@ def setup_tracking(config: EncoreConfig) -> str:
     import mlflow
 
     uri = tracking_uri(config)
+    check_tracking_uri(uri)
     if uri.startswith(("http://", "https://")):
         from scripts.core.server import check_tracking_server, client_fail_fast_env
 
@@ -77,40 +114,26 @@ def setup_tracking(config: EncoreConfig) -> str:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     name = experiment_name(config)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        # Local store: keep artifacts beside the database, not in the working directory.
-        location = (LOCAL_STORE_DIR / "artifacts").as_uri() if uri.startswith("sqlite:") else None
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
-
-
-def git_commit() -> str:
-    """Current commit, with ``-dirty`` when the work tree has uncommitted changes."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            # Local store: keep artifacts beside the database, not in the working directory.
+            location = (LOCAL_STORE_DIR / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+            experiment_id = mlflow.create_experiment(name, artifact_location=location,
+                                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        else:
+            experiment_id = experiment.experiment_id
+            if EXPERIMENT_KIND_TAG not in experiment.tags:
+                mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        mlflow.set_experiment(experiment_id=experiment_id)
+    except TrackingStoreError:
+        raise
+    except Exception as exc:  # any store failure here is one line naming the store
+        from scripts.core.server import mask_uri
 
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in KEY_PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingStoreError(f"tracking store {mask_uri(uri)} cannot be used: {first}") from exc
+    return experiment_id
 
 
 def run_tags(config: EncoreConfig, data_sha256: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -173,14 +196,80 @@ def log_params(params: Mapping[str, Any]) -> None:
     mlflow.log_params({k: "None" if v is None else v for k, v in flatten(params).items()})
 
 
+def log_data_inputs(run_ids: Sequence[str | None], files: Mapping[str, Path], digests: Mapping[str, str]) -> None:
+    """Log the data files a component read as MLflow dataset inputs of each run in ``run_ids``
+    (the UI's Dataset column and lineage), digested by the same SHA-256 that keys reuse."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for role, path in sorted(files.items()):
+        digest = digests.get(role, "missing")
+        dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())), name=f"{role}:{Path(path).name}",
+                              digest=digest[:DATASET_DIGEST_CHARS])
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[
+            InputTag("mlflow.data.context", role), InputTag("encore.sha256", digest)]))
+    client = mlflow.MlflowClient()
+    for run_id in (r for r in run_ids if r):
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: lets a later run tell a killed run from a live one."""
+    from scripts.core.io import process_start_time
+
+    return {"encore.host": socket.gethostname(), "encore.pid": str(os.getpid()),
+            "encore.pid_started": f"{process_start_time(os.getpid()) or 0.0:.0f}"}
+
+
+def mark_stale_runs(experiment_id: str) -> int:
+    """Mark this machine's runs still RUNNING whose process is gone as KILLED; return how many.
+
+    A run killed with ``kill -9`` (or by a crash) never ends itself; its process tags say it is
+    dead when no process with that id runs, or the one that does started at another time.
+    Runs of other machines are left alone: their processes cannot be seen from here.
+    """
+    import mlflow
+    from mlflow.entities import RunStatus
+
+    from scripts.core.io import process_start_time
+
+    client = mlflow.MlflowClient()
+    host = socket.gethostname().replace("'", "")
+    stale = []
+    for run in client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and "
+                                  f"tags.`encore.host` = '{host}'", max_results=1000):
+        pid, started = run.data.tags.get("encore.pid", ""), run.data.tags.get("encore.pid_started", "")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        now_started = process_start_time(int(pid))
+        if now_started is None or (now_started and started and abs(now_started - float(started)) > 2):
+            stale.append(run.info.run_id)
+    for run_id in stale:
+        client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.KILLED))
+    if stale:
+        log.info("marked %d run(s) of interrupted pipelines on this machine as KILLED", len(stale))
+    return len(stale)
+
+
+def parent_run_name(config: EncoreConfig, note: str | None = None) -> str:
+    """``<experiment>-<config hash>[-<note>]``: parent runs told apart in the runs table."""
+    return "-".join(p for p in (config.experiment.name, config.fingerprint()[:8], note) if p)
+
+
 @contextmanager
-def pipeline_run(config: EncoreConfig, *, run_name: str | None = None) -> Iterator[Any]:
+def pipeline_run(config: EncoreConfig, *, note: str | None = None) -> Iterator[Any]:
     """The parent run of one pipeline execution (also exported for nested component runs)."""
     import mlflow
 
-    setup_tracking(config)
-    with mlflow.start_run(run_name=run_name or config.experiment.name) as run:
-        mlflow.set_tags(run_tags(config))
+    experiment_id = setup_tracking(config)
+    mark_stale_runs(experiment_id)
+    tags = run_tags(config) | process_tags()
+    if note:
+        tags |= {"encore.note": note, "mlflow.note.content": note}
+    with mlflow.start_run(run_name=parent_run_name(config, note), tags=tags) as run:
         log_params(config.model_dump(mode="json", exclude={"tracking", "output_dir", "data_dir"}))
         previous = os.environ.get(PARENT_RUN_ENV)
         os.environ[PARENT_RUN_ENV] = run.info.run_id
@@ -200,9 +289,9 @@ def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
 
     parent = mlflow.active_run()
     if parent is None:
-        setup_tracking(config)
+        mark_stale_runs(setup_tracking(config))
     parent_id = parent.info.run_id if parent is not None else os.environ.get(PARENT_RUN_ENV)
-    tags = run_tags(config) | {"encore.component": component}
+    tags = run_tags(config) | process_tags() | {"encore.component": component}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     with mlflow.start_run(run_name=component, nested=parent is not None, tags=tags) as run:

@@ -30,10 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated components to run, in pipeline order (default: %(default)s)")
     parser.add_argument("--force", default="",
                         help="comma-separated components to recompute even when a complete output exists")
+    parser.add_argument("--note", default=None,
+                        help="a few words naming this run in the MLflow UI (appended to the run name)")
 
     def body(args: argparse.Namespace, config: EncoreConfig) -> None:
         results = run_pipeline(config, parse_components(args.components),
-                               force=parse_components(args.force) if args.force else ())
+                               force=parse_components(args.force) if args.force else (), note=args.note)
         for name, result in results.items():
             headline = {k: round(v, 4) for k, v in result.metrics.items() if k in {"ndcg@10", "recall@10"}}
             log.info("%-10s %s", name, headline or "")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from scripts.core.spark import SparkSettings
 
-__all__ = ["DataError", "DatasetConfig", "MusicDataset", "load_dataset"]
+__all__ = ["DataError", "DatasetConfig", "MusicDataset", "dataset_files", "load_dataset"]
 
 
 def load_dataset(
@@ -72,6 +72,26 @@ def load_dataset(
 
         return generate_synthetic(cfg)
     raise TypeError(f"unknown dataset config {type(cfg).__name__}")
+
+
+def dataset_files(cfg: DatasetConfig, *, data_dir: Path) -> dict[str, Path]:
+    """The files loading ``cfg`` reads, by role (the roles of ``MusicDataset.files``), found
+    without reading them: what keys the reuse of prepared data on the data's content.
+    Synthetic data has none; Last.fm 2K has none until its folder exists (downloaded by prepare).
+    """
+    if isinstance(cfg, Lastfm2kConfig):
+        from scripts.core.data.lastfm2k import lastfm2k_files
+
+        return lastfm2k_files(cfg, Path(data_dir))
+    if isinstance(cfg, Lastfm1kConfig | Lastfm360kConfig):
+        return {"interactions": Path(cfg.path)}
+    if isinstance(cfg, YandexConfig):
+        files = {"interactions": Path(cfg.interactions), "tracks": Path(cfg.tracks)}
+        return files | ({"catalog_names": Path(cfg.catalog_names)} if cfg.catalog_names is not None else {})
+    if isinstance(cfg, TabularConfig):
+        files = {"interactions": Path(cfg.interactions)}
+        return files | ({"item_features": Path(cfg.item_features)} if cfg.item_features is not None else {})
+    return {}
 
 
 def _spark(settings: SparkSettings | None) -> SparkSession:

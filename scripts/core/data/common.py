@@ -218,13 +218,16 @@ def decode_error(
         col_name = names[column]
     row = line - int(header)
     with path.open("rb") as fh:
+        head = fh.read(65536)
         fh.seek(offset)
         byte = fh.read(1)
     codec = encoding.removesuffix("-sig")
+    # Why: Encore reads text as UTF-8 only; a binary file needs another file, not a conversion.
+    hint = ("the file looks binary, not text: is it the right file?" if b"\x00" in head
+            else f"the file is in another encoding: convert it to {codec} (e.g. iconv -f latin1 -t utf-8)")
     return DataError(
         path.name,
-        f"byte 0x{byte.hex()} at byte offset {offset} (line {line}) is not valid {codec}"
-        " - the file has another encoding (try encoding='latin-1')",
+        f"byte 0x{byte.hex()} at byte offset {offset} (line {line}) is not valid {codec} - {hint}",
         column=col_name,
         row=row if row >= 1 else None,
     )
@@ -342,6 +345,14 @@ def to_id_column(
         row, _ = _row_of(raw, missing)
         raise DataError(Path(file).name, "empty id", column=column, row=row)
     text = raw.astype(str)
+    stripped = text.str.strip()
+    padded = (stripped != text).to_numpy()
+    if padded.any():
+        # Why: " 2" and "2" are one user to every person reading the file; kept apart they
+        # would silently split a user's history in two.
+        log.warning("%s: stripped surrounding whitespace from ids in column %s (e.g. %s)",
+                    Path(file).name, column, show(text.iloc[int(np.flatnonzero(padded)[0])]))
+        text = stripped
     if integer is None and text.iloc[0].lstrip("-").isdigit():
         numbers = pd.to_numeric(text, errors="coerce")
         if not numbers.isna().any() and (numbers.abs() < 2**62).all():

@@ -68,6 +68,25 @@ class DatasetNotFound(DataError):
     """The dataset folder is nowhere to be found and downloading is off."""
 
 
+def _candidate_dirs(data_dir: Path) -> list[Path]:
+    env = os.environ.get(ENV_DATA_DIR)
+    return ([Path(env) / LASTFM2K_DIRNAME] if env else []) + [Path(data_dir) / LASTFM2K_DIRNAME]
+
+
+def find_lastfm2k_dir(cfg: Lastfm2kConfig, data_dir: Path) -> Path | None:
+    """The Last.fm 2K folder that would be read (``cfg.path``, else the first existing candidate
+    folder), or None when there is none yet; never downloads."""
+    if cfg.path is not None:
+        return Path(cfg.path)
+    return next((candidate for candidate in _candidate_dirs(data_dir) if candidate.is_dir()), None)
+
+
+def lastfm2k_files(cfg: Lastfm2kConfig, data_dir: Path) -> dict[str, Path]:
+    """The files :func:`load_lastfm2k` would read, by role (none while the folder is not found)."""
+    folder = find_lastfm2k_dir(cfg, data_dir)
+    return {} if folder is None else {role: folder / name for role, name in FILES.items()}
+
+
 def resolve_lastfm2k_dir(cfg: Lastfm2kConfig, data_dir: Path) -> Path:
     """Find the Last.fm 2K folder, downloading it if allowed.
 
@@ -75,20 +94,14 @@ def resolve_lastfm2k_dir(cfg: Lastfm2kConfig, data_dir: Path) -> Path:
     ``<data_dir>/hetrec2011-lastfm-2k``; else download into ``data_dir`` if
     ``cfg.download``; else raise :class:`DatasetNotFound` saying how to get it.
     """
-    if cfg.path is not None:
-        if Path(cfg.path).is_dir():
-            return Path(cfg.path)
+    if cfg.path is not None and not Path(cfg.path).is_dir():
         raise DatasetNotFound(
             cfg.path, "dataset.path does not exist or is not a folder (it must hold user_artists.dat etc.)"
         )
-    candidates: list[Path] = []
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        candidates.append(Path(env) / LASTFM2K_DIRNAME)
-    candidates.append(Path(data_dir) / LASTFM2K_DIRNAME)
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
+    found = find_lastfm2k_dir(cfg, data_dir)
+    if found is not None:
+        return found
+    candidates = _candidate_dirs(data_dir)
     how = (f"get it by setting {ENV_DATA_DIR} to a folder holding {LASTFM2K_DIRNAME}/, by unzipping "
            f"{cfg.url} into {Path(data_dir) / LASTFM2K_DIRNAME}, or by running `python -m scripts.components.download`")
     looked = ", ".join(map(str, candidates))

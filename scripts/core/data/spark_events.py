@@ -107,8 +107,15 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
     if source.item_label:
         per_pair.append(F.min(F.when(kept, mono)).alias("first"))
 
-    item = _item_key(source) if source.item_label else F.col(source.item)
-    pairs = frame.groupBy(F.col(source.user).alias("user"), item.alias("item")).agg(*per_pair).persist()
+    dtypes = {**dict(frame.dtypes), **scan.dtypes}
+    padded = [c for c in (source.user, None if source.item_label else source.item) if c and dtypes.get(c) == "string"]
+    per_pair += [F.max(F.when(F.col(c) != _strip(F.col(c)), F.col(c))).alias(f"padded{i}")
+                 for i, c in enumerate(padded)]
+    totals += [F.max(f"padded{i}").alias(f"padded{i}") for i in range(len(padded))]
+    user = _strip(F.col(source.user)) if source.user in padded else F.col(source.user)
+    item = (_item_key(source) if source.item_label
+            else _strip(F.col(source.item)) if source.item in padded else F.col(source.item))
+    pairs = frame.groupBy(user.alias("user"), item.alias("item")).agg(*per_pair).persist()
     try:
         found = pairs.agg(*totals).first().asDict()
         mode = _validate(source, scan, frame, found, checks, timestamps)
@@ -117,6 +124,10 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
             log.info("%s: dropped %d rows with 0 %s", source.file, n_zero, source.weight)
             if found["n_kept"] == 0:
                 raise DataError(source.file, "no rows with a positive value", column=source.weight)
+        for i, column in enumerate(padded):
+            if found[f"padded{i}"] is not None:  # as to_id_column says in the pandas engine
+                log.warning("%s: stripped surrounding whitespace from ids in column %s (e.g. %s)",
+                            source.file, column, show(found[f"padded{i}"]))
         kept_pairs = pairs.filter(F.col("n_kept") > 0)
         columns = ["user", "item", "weight"] + ([F.col(f"ts_{mode}").alias("micros")] if mode else [])
         collected = kept_pairs.select(*columns).toArrow().to_pandas()
