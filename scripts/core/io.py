@@ -154,10 +154,10 @@ def remove_debris(folder: Path) -> list[Path]:
 
 
 @contextmanager
-def output_lock(path: Path, *, what: str = "") -> Iterator[None]:
-    """Hold an exclusive lock on output ``path`` (a file in ``.locks/`` beside it).
+def path_lock(path: Path, *, waiting: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a file in ``.locks/`` beside it) for the block.
 
-    A second process computing the same output waits here and then finds it complete. The
+    A second process asking for the same lock waits here (logging ``waiting``, if given). The
     lock is an ``flock``: the kernel releases it when its holder dies, so a crashed holder
     never blocks later runs.
     """
@@ -169,10 +169,12 @@ def output_lock(path: Path, *, what: str = "") -> Iterator[None]:
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            log.info("%swaiting for another run that is computing %s", f"{what}: " if what else "", path)
+            if waiting:
+                log.info("%s", waiting)
             started = time.monotonic()
             fcntl.flock(fh, fcntl.LOCK_EX)
-            log.info("%sgot %s after %.1f s", f"{what}: " if what else "", path.name, time.monotonic() - started)
+            if waiting:
+                log.info("waited %.1f s", time.monotonic() - started)
         try:
             yield
         finally:

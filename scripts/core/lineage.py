@@ -123,16 +123,23 @@ def _is_module(name: str) -> bool:
 def _imports(module: str) -> set[str]:
     """The ``scripts.*`` modules ``module`` imports (parents included: importing
     ``scripts.core.data.common`` runs ``scripts/core/data/__init__.py`` too)."""
+    spec = find_spec(module)
+    is_package = spec is not None and spec.submodule_search_locations is not None
+    package = module if is_package else module.rpartition(".")[0]
     tree = ast.parse(_source(module))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # ``from .als import X`` inside a package
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module or ""
+            names.add(source)
             # ``from scripts.core import tracking``: the imported name may be a module itself.
-            names |= {f"{node.module}.{alias.name}" for alias in node.names
-                      if _is_module(f"{node.module}.{alias.name}")}
+            names |= {f"{source}.{alias.name}" for alias in node.names if _is_module(f"{source}.{alias.name}")}
     found: set[str] = set()
     for name in names:
         if not name.startswith("scripts."):

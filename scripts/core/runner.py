@@ -29,7 +29,7 @@ from scripts.core.data.types import DataError
 from scripts.core.io import (
     atomic_dir,
     completion_problem,
-    output_lock,
+    path_lock,
     read_json,
     read_marker,
     remove_debris,
@@ -145,7 +145,8 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     out = output_dir(config, name)
     fp = fingerprint(config, name)
     remove_debris(out.parent)
-    with tracking.component_run(config, name) as run, output_lock(out, what=name):
+    waiting = f"{name}: waiting for another run that is computing {out}"
+    with tracking.component_run(config, name) as run, path_lock(out, waiting=waiting):
         started = time.perf_counter()
         reused = not force and getattr(module, "REUSABLE", True) and _reusable(out, fp, name)
         if reused:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from scripts.core.config import REPO_ROOT, ConfigError, EncoreConfig
+from scripts.core.io import path_lock, process_start_time
 from scripts.core.lineage import git_commit, package_versions
 
 log = logging.getLogger(__name__)
@@ -110,9 +112,16 @@ def setup_tracking(config: EncoreConfig) -> str:
         for key, value in client_fail_fast_env().items():
             os.environ.setdefault(key, value)
         check_tracking_server(uri, timeout=5.0)
-    elif uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
+    # Two runs starting at once on a new local store would both create its tables and one fails.
+    lock = path_lock(Path(uri.removeprefix("sqlite:///"))) if uri.startswith("sqlite:///") else nullcontext()
+    with lock:
+        return _experiment_id(config, uri)
+
+
+def _experiment_id(config: EncoreConfig, uri: str) -> str:
+    import mlflow
+
     name = experiment_name(config)
     try:
         experiment = mlflow.get_experiment_by_name(name)
@@ -207,8 +216,10 @@ def log_data_inputs(run_ids: Sequence[str | None], files: Mapping[str, Path], di
     inputs = []
     for role, path in sorted(files.items()):
         digest = digests.get(role, "missing")
-        dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())), name=f"{role}:{Path(path).name}",
-                              digest=digest[:DATASET_DIGEST_CHARS])
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both ways are the local file
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(Path(path).resolve().as_uri())
+        dataset = MetaDataset(source, name=f"{role}:{Path(path).name}", digest=digest[:DATASET_DIGEST_CHARS])
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[
             InputTag("mlflow.data.context", role), InputTag("encore.sha256", digest)]))
     client = mlflow.MlflowClient()
@@ -218,8 +229,6 @@ def log_data_inputs(run_ids: Sequence[str | None], files: Mapping[str, Path], di
 
 def process_tags() -> dict[str, str]:
     """Which process owns a run: lets a later run tell a killed run from a live one."""
-    from scripts.core.io import process_start_time
-
     return {"encore.host": socket.gethostname(), "encore.pid": str(os.getpid()),
             "encore.pid_started": f"{process_start_time(os.getpid()) or 0.0:.0f}"}
 
@@ -233,8 +242,6 @@ def mark_stale_runs(experiment_id: str) -> int:
     """
     import mlflow
     from mlflow.entities import RunStatus
-
-    from scripts.core.io import process_start_time
 
     client = mlflow.MlflowClient()
     host = socket.gethostname().replace("'", "")

@@ -22,4 +22,9 @@ if [[ -z "$python" ]]; then
 fi
 
 cd "$root"
+# A fresh clone has no .venv yet: say what to do instead of an ImportError traceback.
+if ! "$python" -c 'import mlflow, pandas, pydantic, yaml' >/dev/null 2>&1; then
+  echo "error: $python lacks Encore's packages: run \`make setup\` first (it creates .venv with Encore's packages)" >&2
+  exit 2
+fi
 exec "$python" -m scripts.pipeline.runner "$@"
