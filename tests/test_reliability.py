@@ -7,6 +7,7 @@ before reuse; killed runs leave nothing that a later run trusts; concurrent runs
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -167,7 +168,7 @@ def test_ids_with_surrounding_spaces_are_one_user(tmp_path: Path, caplog) -> Non
     with caplog.at_level("WARNING"):
         run_pipeline(padded, ["prepare"])
     run_pipeline(clean, ["prepare"])
-    assert "p.csv: stripped surrounding whitespace from ids in column user (e.g. ' 0 ')" in caplog.text
+    assert "p.csv: stripped surrounding whitespace from ids in column user" in caplog.text
     for part in ("users", "base", "test"):
         a = pd.read_parquet(output_dir(padded, "prepare") / f"{part}.parquet")
         b = pd.read_parquet(output_dir(clean, "prepare") / f"{part}.parquet")
@@ -252,14 +253,14 @@ def test_a_killed_run_is_marked_killed_and_its_debris_removed(tmp_path: Path, ti
 
 
 def test_two_runs_at_once_share_the_work(tmp_path: Path, tiny_config: EncoreConfig) -> None:
-    procs = [start_pipeline(tmp_path, "--components", "prepare,als,bpr") for _ in range(2)]
+    procs = [start_pipeline(tmp_path, "--components", "prepare,popular,als") for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
     runs = runs_of(tiny_config)
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
     computed = children[children["tags.encore.reused"] == "false"]
-    assert sorted(computed["tags.encore.component"]) == ["als", "bpr", "prepare"]  # each once
+    assert sorted(computed["tags.encore.component"]) == ["als", "popular", "prepare"]  # each once
     assert len(children) == 6
     metrics = children.groupby("tags.encore.component")["metrics.ndcg_at_10"].nunique(dropna=True)
     assert (metrics <= 1).all()
@@ -347,9 +348,9 @@ def test_undecodable_bytes_get_an_honest_hint(tmp_path: Path) -> None:
     text.write_bytes("user,item\n1,Mörcheeba\n".encode("latin-1"))
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"user,item\n1,\x00\x9f\x00\n")
-    with pytest.raises(DataError, match="convert it to utf-8 \\(e.g. iconv -f latin1 -t utf-8\\)$"):
+    with pytest.raises(DataError, match=re.escape("convert it to utf-8 (e.g. iconv -f latin1 -t utf-8)") + "$"):
         read_table(text, columns=["user", "item"])
-    with pytest.raises(DataError, match="the file looks binary, not text: is it the right file\\?$"):
+    with pytest.raises(DataError, match=re.escape("the file looks binary, not text: is it the right file?") + "$"):
         read_table(binary, columns=["user", "item"])
 
 

@@ -146,6 +146,19 @@ def test_tabular_same_dataset(tmp_path: Path, spark: SparkSession) -> None:
     assert ds.interactions.timestamp.max() == pd.Timestamp("2020-01-03 10:00")
 
 
+def test_ids_with_surrounding_spaces_are_stripped_by_both_engines(tmp_path: Path, spark: SparkSession,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    rows = ["user,item,plays"] + [f"{' 2' if i % 2 else '2'},{i % 4} ,{1 + i}" for i in range(20)] + ["3,1,4"]
+    (tmp_path / "padded.csv").write_text("\n".join(rows) + "\n")
+    cols = ColumnMapping(user="user", item="item", weight="plays")
+    with caplog.at_level("WARNING"):
+        ds = both_engines(lambda s: load_tabular(tmp_path / "padded.csv", cols, spark=s), spark)
+    assert ds.user_ids.tolist() == [2, 3] and ds.item_ids.tolist() == [0, 1, 2, 3]
+    said = [r.getMessage() for r in caplog.records if "stripped surrounding whitespace" in r.getMessage()]
+    assert said == ["padded.csv: stripped surrounding whitespace from ids in column user",
+                    "padded.csv: stripped surrounding whitespace from ids in column item"] * 2
+
+
 @pytest.mark.realdata
 def test_real_lastfm2k_plays_same_dataset(lastfm2k_dir: Path, spark: SparkSession) -> None:
     cols = ColumnMapping(user="userID", item="artistID", weight="weight")

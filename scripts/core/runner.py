@@ -263,6 +263,12 @@ def cli_main(body: Callable[[argparse.Namespace, EncoreConfig], None], parser: a
     except (ConfigError, DataError, TrackingServerUnreachable, ComponentFailed) as exc:
         cause = exc.__cause__ if isinstance(exc, ComponentFailed) else None
         if cause is not None and not isinstance(cause, ConfigError | DataError | TrackingServerUnreachable):
+            from scripts.core.tracking import service_failure, tracking_uri
+
+            failure = service_failure(cause, tracking_uri(config))
+            if failure is not None:
+                print(f"error: component '{exc.component}' stopped: {failure}", file=sys.stderr)
+                return 2
             log.exception("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2

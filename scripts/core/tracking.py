@@ -303,3 +303,35 @@ def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
         tags["mlflow.parentRunId"] = parent_id
     with mlflow.start_run(run_name=component, nested=parent is not None, tags=tags) as run:
         yield run
+
+
+_SERVICE_SIGNS = (
+    ("PostgreSQL, the tracking server's database",
+     ("psycopg2", "postgresql", "connection to server", "server closed the connection", "operationalerror")),
+    ("S3, the tracking server's artifact store", ("botocore", "endpointconnectionerror", "could not connect to the "
+                                                   "endpoint url", "s3", "nosuchbucket")),
+)
+
+
+def service_failure(exc: BaseException, uri: str) -> str | None:
+    """One line naming the service behind a tracking failure (its database, its artifact store,
+    or the server itself), or None when ``exc`` is not a tracking failure."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    from scripts.core.server import mask_uri
+
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    failures = [e for e in chain if isinstance(e, MlflowException | RequestException | ConnectionError)]
+    if not failures:
+        return None
+    text = " ".join(str(e) for e in chain).lower()
+    service = next((name for name, signs in _SERVICE_SIGNS if any(sign in text for sign in signs)),
+                   "the MLflow tracking server")
+    detail = " ".join(str(failures[0]).split())
+    detail = detail if len(detail) <= 240 else detail[:237] + "..."
+    return (f"{service} failed while logging to {mask_uri(uri)}: {detail}; once it is back, run again: "
+            "complete outputs are reused and the interrupted runs are marked KILLED")

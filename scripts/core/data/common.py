@@ -350,8 +350,7 @@ def to_id_column(
     if padded.any():
         # Why: " 2" and "2" are one user to every person reading the file; kept apart they
         # would silently split a user's history in two.
-        log.warning("%s: stripped surrounding whitespace from ids in column %s (e.g. %s)",
-                    Path(file).name, column, show(text.iloc[int(np.flatnonzero(padded)[0])]))
+        log.warning("%s: stripped surrounding whitespace from ids in column %s", Path(file).name, column)
         text = stripped
     if integer is None and text.iloc[0].lstrip("-").isdigit():
         numbers = pd.to_numeric(text, errors="coerce")

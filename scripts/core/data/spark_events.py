@@ -126,8 +126,7 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
                 raise DataError(source.file, "no rows with a positive value", column=source.weight)
         for i, column in enumerate(padded):
             if found[f"padded{i}"] is not None:  # as to_id_column says in the pandas engine
-                log.warning("%s: stripped surrounding whitespace from ids in column %s (e.g. %s)",
-                            source.file, column, show(found[f"padded{i}"]))
+                log.warning("%s: stripped surrounding whitespace from ids in column %s", source.file, column)
         kept_pairs = pairs.filter(F.col("n_kept") > 0)
         columns = ["user", "item", "weight"] + ([F.col(f"ts_{mode}").alias("micros")] if mode else [])
         collected = kept_pairs.select(*columns).toArrow().to_pandas()
