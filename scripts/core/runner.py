@@ -10,6 +10,7 @@ MLflow run either way (tagged ``encore.reused`` when nothing was recomputed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import json
@@ -218,17 +219,18 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str], *, force: Sequ
         dependencies(config, name)  # a component that cannot run with this config fails before any work
     remove_debris(config.run_dir)
     results: dict[str, Result] = {}
-    with tracking.pipeline_run(config, note=note) as parent:
-        try:
-            for name in to_run:
-                try:
-                    results[name] = run_component(config, name, force=name in force)
-                except Exception as exc:
-                    raise ComponentFailed(name, exc) from exc
-        finally:
-            import mlflow
+    import mlflow
 
-            tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id, tags=data_hash_tags(config, wanted))
+    with tracking.pipeline_run(config, note=note) as parent:
+        for name in to_run:
+            try:
+                results[name] = run_component(config, name, force=name in force)
+            except Exception as exc:
+                with contextlib.suppress(Exception):  # the store may be what failed; keep the real error
+                    tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id,
+                                       tags=data_hash_tags(config, list(results)))
+                raise ComponentFailed(name, exc) from exc
+        tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id, tags=data_hash_tags(config, wanted))
     return results
 
 
@@ -257,19 +259,29 @@ def cli_main(body: Callable[[argparse.Namespace, EncoreConfig], None], parser: a
     """Parse, load the config, run ``body``; known failures become one clear line and exit 2."""
     args = parser.parse_args(argv)
     setup_logging()
+    config: EncoreConfig | None = None
     try:
         config = load_config(args.experiment, args.overrides)
         body(args, config)
-    except (ConfigError, DataError, TrackingServerUnreachable, ComponentFailed) as exc:
-        cause = exc.__cause__ if isinstance(exc, ComponentFailed) else None
-        if cause is not None and not isinstance(cause, ConfigError | DataError | TrackingServerUnreachable):
-            from scripts.core.tracking import service_failure, tracking_uri
+    except (ConfigError, DataError, TrackingServerUnreachable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from scripts.core.tracking import service_failure, tracking_uri
 
-            failure = service_failure(cause, tracking_uri(config))
-            if failure is not None:
-                print(f"error: component '{exc.component}' stopped: {failure}", file=sys.stderr)
-                return 2
-            log.exception("%s", exc)
+        component = exc.component if isinstance(exc, ComponentFailed) else None
+        cause = exc.__cause__ if component and exc.__cause__ is not None else exc
+        if isinstance(cause, ConfigError | DataError | TrackingServerUnreachable):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        failure = service_failure(cause, tracking_uri(config)) if config is not None else None
+        if failure is not None:
+            where = f"component '{component}' stopped: " if component else ""
+            print(f"error: {where}{failure}", file=sys.stderr)
+            return 2
+        if component is None:
+            raise
+        log.exception("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

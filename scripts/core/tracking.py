@@ -276,7 +276,7 @@ def pipeline_run(config: EncoreConfig, *, note: str | None = None) -> Iterator[A
     tags = run_tags(config) | process_tags()
     if note:
         tags |= {"encore.note": note, "mlflow.note.content": note}
-    with mlflow.start_run(run_name=parent_run_name(config, note), tags=tags) as run:
+    with active_run(mlflow.start_run(run_name=parent_run_name(config, note), tags=tags)) as run:
         log_params(config.model_dump(mode="json", exclude={"tracking", "output_dir", "data_dir"}))
         previous = os.environ.get(PARENT_RUN_ENV)
         os.environ[PARENT_RUN_ENV] = run.info.run_id
@@ -287,6 +287,24 @@ def pipeline_run(config: EncoreConfig, *, note: str | None = None) -> Iterator[A
                 os.environ.pop(PARENT_RUN_ENV, None)
             else:
                 os.environ[PARENT_RUN_ENV] = previous
+
+
+@contextmanager
+def active_run(run: Any) -> Iterator[Any]:
+    """End ``run`` FINISHED, or FAILED when the block raises. When ending it fails too (the
+    store may be what failed), the block's own error is kept: the run stays RUNNING and the
+    next run marks it KILLED (:func:`mark_stale_runs`)."""
+    import mlflow
+
+    try:
+        yield run
+    except BaseException:
+        try:
+            mlflow.end_run("FAILED")
+        except Exception as exc:  # the original error says more
+            log.warning("could not mark run %s FAILED: %s", run.info.run_id, str(exc).splitlines()[0])
+        raise
+    mlflow.end_run()
 
 
 @contextmanager
@@ -301,7 +319,7 @@ def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
     tags = run_tags(config) | process_tags() | {"encore.component": component}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    with mlflow.start_run(run_name=component, nested=parent is not None, tags=tags) as run:
+    with active_run(mlflow.start_run(run_name=component, nested=parent is not None, tags=tags)) as run:
         yield run
 
 
@@ -309,7 +327,7 @@ _SERVICE_SIGNS = (
     ("PostgreSQL, the tracking server's database",
      ("psycopg2", "postgresql", "connection to server", "server closed the connection", "operationalerror")),
     ("S3, the tracking server's artifact store", ("botocore", "endpointconnectionerror", "could not connect to the "
-                                                   "endpoint url", "s3", "nosuchbucket")),
+                                                   "endpoint url", "nosuchbucket")),
 )
 
 
@@ -329,9 +347,30 @@ def service_failure(exc: BaseException, uri: str) -> str | None:
     if not failures:
         return None
     text = " ".join(str(e) for e in chain).lower()
-    service = next((name for name, signs in _SERVICE_SIGNS if any(sign in text for sign in signs)),
-                   "the MLflow tracking server")
+    service = next((name for name, signs in _SERVICE_SIGNS if any(sign in text for sign in signs)), None)
+    if service is None and uri.startswith(("http://", "https://")):
+        service = _probe_server(uri)  # a 5xx after retries says nothing: ask the server once
+    service = service or "the MLflow tracking server"
     detail = " ".join(str(failures[0]).split())
     detail = detail if len(detail) <= 240 else detail[:237] + "..."
     return (f"{service} failed while logging to {mask_uri(uri)}: {detail}; once it is back, run again: "
             "complete outputs are reused and the interrupted runs are marked KILLED")
+
+
+def _probe_server(uri: str) -> str | None:
+    """Which of the server's services fails one unretried request: a request that needs its
+    database, then one that needs its artifact store (their 5xx bodies do not say why)."""
+    import requests
+
+    auth = None
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    for service, path, params in ((_SERVICE_SIGNS[0][0], "api/2.0/mlflow/experiments/search", {"max_results": 1}),
+                                  (_SERVICE_SIGNS[1][0], "api/2.0/mlflow-artifacts/artifacts", {"path": ""})):
+        try:
+            response = requests.get(f"{uri.rstrip('/')}/{path}", params=params, timeout=10, auth=auth)
+        except requests.RequestException:
+            return None  # the server itself is not answering
+        if response.status_code >= 500:
+            return service
+    return None

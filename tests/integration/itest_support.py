@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -289,3 +290,135 @@ def http_ok(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------- services as context managers
+
+
+@dataclass
+class PostgresCluster:
+    """A running throwaway cluster and how to stop and start it again (same port, same data)."""
+
+    pg: Postgres
+    base: Path
+    data: Path
+    log: Path
+    options: str
+    prefix: list[str]
+
+    def pg_ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.prefix, pg_bin("pg_ctl"), "-D", str(self.data), *args], cwd=self.base,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def stop(self) -> None:
+        done = self.pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+        assert done.returncode == 0, done.stderr
+
+    def start(self) -> None:
+        done = self.pg_ctl("-l", str(self.log), "-w", "-t", "60", "-o", self.options, "start")
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """Start a private PostgreSQL cluster (initdb + pg_ctl) with role PG_USER / database PG_DB.
+
+    PostgreSQL refuses to run as root: as root, the cluster is created and run as the
+    ``postgres`` system user (``nobody`` without it), in a /tmp folder chowned to that user.
+    """
+    from psycopg2 import sql
+
+    prefix, user = as_pg_user()
+    # /tmp, not pytest's tmp_path: that one sits below a root-only 0700 folder the
+    # unprivileged postgres user cannot enter.
+    base = Path(tempfile.mkdtemp(prefix="encore-pg-"))
+    data, sock, log = base / "data", base / "sock", base / "postgres.log"
+    data.mkdir(mode=0o700)
+    sock.mkdir(mode=0o755)
+    if user is not None:
+        info = pwd.getpwnam(user)
+        for path in (base, data, sock):
+            os.chown(path, info.pw_uid, info.pw_gid)
+    port = free_port()
+    cluster = PostgresCluster(Postgres(port, str(sock), PG_USER, PG_PASSWORD, PG_DB, PG_ADMIN), base, data, log,
+                              f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", prefix)
+    # Socket logins (the fixture's admin) are trusted; TCP logins (MLflow) must use the password.
+    auth = ["--auth-local=trust", "--auth-host=scram-sha-256"]
+    result = subprocess.run([*prefix, pg_bin("initdb"), "-D", str(data), "-U", PG_ADMIN, "-E", "UTF8", "--no-locale",
+                             "--no-sync", *auth], cwd=base, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    try:
+        try:
+            cluster.start()
+        except AssertionError as exc:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            pytest.fail(f"pg_ctl start failed:\n{exc}\n{tail}")
+        pg = cluster.pg
+        with contextlib.closing(pg.admin_connect()) as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(PG_USER),
+                                                                           sql.Literal(PG_PASSWORD)))
+            cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(PG_DB), sql.Identifier(PG_USER)))
+        yield cluster
+    finally:
+        cluster.pg_ctl("-m", "immediate", "-w", "-t", "30", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class MotoS3:
+    """A running moto_server and how to stop and start it again on the same port."""
+
+    store: S3
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        moto = Path(sys.executable).with_name("moto_server")
+        if not moto.exists():
+            found = shutil.which("moto_server")
+            if not found:
+                pytest.fail("moto_server not found: pip install 'moto[server]' (see requirements-dev.txt)")
+            moto = Path(found)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.port)], stdout=out,
+                                         stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True)
+        wait_for_port(self.port, 30, "moto_server", self.log)
+        self.store.client().create_bucket(Bucket=self.store.bucket)  # moto keeps objects in memory only
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
+            self.proc = None
+
+
+@contextlib.contextmanager
+def moto_s3(log_dir: Path) -> Iterator[MotoS3]:
+    """moto_server on a free port with bucket S3_BUCKET created through boto3."""
+    port = free_port()
+    moto = MotoS3(S3(f"http://127.0.0.1:{port}", S3_BUCKET, S3_PREFIX, S3_KEY, S3_SECRET), port, log_dir / "moto.log")
+    moto.start()
+    try:
+        yield moto
+    finally:
+        moto.stop()
+
+
+@contextlib.contextmanager
+def mlflow_server_started(pg: Postgres, store: S3, base: Path, **env_overrides: str) -> Iterator[MlflowServer]:
+    """The MLflow server, started with start.sh and stopped with stop.sh afterwards."""
+    port = free_port()
+    env_file = write_env_file(base / "server.env", pg, store, port, **env_overrides)
+    server = MlflowServer(f"http://127.0.0.1:{port}", port, env_file, base / "run", pg, store)
+    started = server.run_script("start.sh")
+    if started.returncode != 0:
+        server.run_script("stop.sh", timeout=60)
+        pytest.fail(f"start.sh failed ({started.returncode}):\n{started.stdout}\n{started.stderr}")
+    try:
+        yield server
+    finally:
+        stopped = server.run_script("stop.sh", timeout=60)
+        if stopped.returncode != 0:
+            print(f"stop.sh failed at teardown:\n{stopped.stdout}\n{stopped.stderr}", file=sys.stderr)
