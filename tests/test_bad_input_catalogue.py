@@ -23,12 +23,10 @@ written into the test's folder and then broken one way each. The environment poi
 output folder, the data folder and the MLflow store into temporary folders, and the
 repository's ``.env`` is switched off, so a developer's settings cannot change the result.
 
-Adding a case is one entry in :data:`CASES`. A case that Encore handles badly today (a
-traceback, or bad input accepted) carries ``xfail`` with the defect: it runs as a strict
-xfail, so the fix makes it pass loudly and the mark must then go. Known defects being fixed elsewhere are left
-out on purpose (ids with surrounding spaces, undecodable bytes - their message is changing -,
-a bad ``--set`` key or value reported with the experiment file as its source, all generators
-disabled, ``components.ranker.generators: []``, tracking URI problems).
+Adding a case is one entry in :data:`CASES`. A case that Encore handles badly (a
+traceback, or bad input accepted) may carry ``xfail`` with the defect: it runs as a strict
+xfail, so the fix makes it pass loudly and the mark must then go. Ids with surrounding spaces
+are not an error (they are stripped, with a warning: tests/test_reliability.py).
 """
 
 from __future__ import annotations
@@ -292,7 +290,7 @@ CASES: list[Case] = [
     Case("unknown-force", lastfm2k(), f"unknown component(s) prepar; known: {KNOWN}", argv=("--force", "prepar")),
     Case("component-without-its-input", lastfm2k(),
          "component 'als' failed: component 'als' needs the output of 'prepare' for this configuration "
-         "({prepare}); run it first, e.g. scripts/pipeline/run.sh "
+         "({prepare}: no complete output); run it first, e.g. scripts/pipeline/run.sh "
          "--components prepare,als",
          lastfm2k={}, components="als"),
     # ----- tabular files (CSV and Parquet)
@@ -321,9 +319,7 @@ CASES: list[Case] = [
          files={"data/plays.csv": plays("u2,s1,3,extra")}),
     Case("tabular-too-many-fields-in-first-row", tabular(),
          PREPARE + "plays.csv, row 1: malformed line (Expected 3 fields in line 2, saw 4)",
-         files={"data/plays.csv": "user,item,weight\nu1,s1,3,9\n" + GOOD_PLAYS.split("\n", 1)[1]},
-         xfail="common._read_text reads with index_col=False: pandas drops the extra field of the FIRST data "
-               "row with only a ParserWarning (data loss), while the same line further down is malformed"),
+         files={"data/plays.csv": "user,item,weight\nu1,s1,3,9\n" + GOOD_PLAYS.split("\n", 1)[1]}),
     Case("tabular-empty-user-id", tabular(), PREPARE + "plays.csv, column 'user', row 3: empty id",
          files={"data/plays.csv": plays(",s1,3")}),
     Case("tabular-empty-file", tabular(), PREPARE + "plays.csv: no data rows (empty interactions file)",
@@ -407,16 +403,46 @@ CASES: list[Case] = [
     Case("lastfm2k-broken-after-a-good-run", lastfm2k(),
          PREPARE + "user_artists.dat, column 'weight', row 2: 'x' is not a number",
          lastfm2k={"user_artists.dat": set_field(2, 2, "x")}, prepared_before=True),
-    # ----- handled badly today (strict xfail: a fix makes these pass, and then they must lose the mark)
+    # ----- found by the probe of issue #9, fixed
+    Case("tracking-uri-garbage", tabular(),
+         "tracking URI 'garbage' (MLFLOW_TRACKING_URI or tracking.tracking_uri) is not one MLflow can use: give "
+         "http(s)://host:port for a tracking server, sqlite:///path/to/mlflow.db for a local store, or leave it "
+         "unset for the embedded store under mlruns/",
+         files={"data/plays.csv": GOOD_PLAYS}, argv=("--set", "tracking.tracking_uri=garbage")),
+    Case("tracking-store-not-sqlite", tabular(),
+         "{tmp}/junk.db: the local MLflow store is not an SQLite database (damaged or overwritten); move it aside "
+         "(mv {tmp}/junk.db {tmp}/junk.db.bad) and run again to start a new store",
+         files={"data/plays.csv": GOOD_PLAYS, "junk.db": b"\x89PNG\r\n" + bytes(200)},
+         argv=("--set", "tracking.tracking_uri=sqlite:///{tmp}/junk.db")),
+    Case("set-unknown-key-names-the-override", tabular(),
+         "invalid configuration (--set components.als.factorz=3):\n"
+         "  components.als.factorz: Extra inputs are not permitted (got 3)",
+         files={"data/plays.csv": GOOD_PLAYS}, argv=("--set", "components.als.factorz=3")),
+    Case("every-generator-disabled", with_(tabular(), components={
+        name: {"enabled": False} for name in ("popular", "als", "bpr", "item2item", "itemknn", "ease", "friends")}),
+         "components.ranker.generators: no enabled generator to take candidates from",
+         files={"data/plays.csv": GOOD_PLAYS}, components="prepare,ranker"),
+    Case("ranker-generators-empty-list", with_(tabular(), components={"ranker": {"generators": []}}),
+         "invalid configuration ({tmp}/experiment.yaml):\n  components.ranker.generators: Value error, an empty "
+         "list gives the ranker no candidates; leave the key out (null) to take every enabled generator, or name "
+         "the generators to use (got [])",
+         files={"data/plays.csv": GOOD_PLAYS}),
+    Case("tabular-latin1-text", tabular(),
+         PREPARE + "plays.csv, column 'item', row 2: byte 0xf6 at byte offset 29 (line 3) is not valid utf-8 - the "
+         "file is in another encoding: convert it to utf-8 (e.g. iconv -f latin1 -t utf-8)",
+         files={"data/plays.csv": "user,item,weight\nu1,s1,1\nu1,M\xf6r,2\n".encode("latin-1")}),
+    Case("tabular-binary-file", tabular(),
+         PREPARE + "plays.csv, column 'user', row 1: byte 0x89 at byte offset 17 (line 2) is not valid utf-8 - "
+         "the file looks binary, not text: is it the right file?",
+         files={"data/plays.csv": b"user,item,weight\n\x89PNG\x00\x00\x1a,1,2\n"}),
+    Case("experiment-path-is-a-folder", None, "{tmp}/data: is a folder, not a YAML file",
+         files={"data/plays.csv": GOOD_PLAYS}, argv=("--experiment", "{tmp}/data")),
+    # ----- found by this catalogue, fixed
     Case("set-value-not-valid-yaml", lastfm2k(),
          "override 'components.als.factors=[1': the value is not valid YAML",
-         argv=("--set", "components.als.factors=[1"),
-         xfail="config.parse_override calls yaml.safe_load unguarded: a yaml.YAMLError escapes cli_main as a "
-               "traceback (the expected text is a proposal)"),
+         argv=("--set", "components.als.factors=[1")),
     Case("experiment-file-not-utf8", b"experiment:\n  name: catalogu\xe9\n",
-         "{tmp}/experiment.yaml: not valid UTF-8 (byte 0xe9 at byte offset 31)",
-         xfail="config.read_yaml uses Path.read_text(): a UnicodeDecodeError escapes cli_main as a traceback "
-               "(the expected text is a proposal)"),
+         "{tmp}/experiment.yaml: not valid UTF-8 (byte 0xe9 at byte offset 28)"),
 ]
 
 
@@ -537,11 +563,16 @@ def case_argv(case: Case, tmp: Path) -> list[str]:
             *subst(case.argv, tmp)]
 
 
+BOOKKEEPING = (".locks", ".file-digests.json")
+"""Not outputs: the lock files of output folders and the cache of data-file digests."""
+
+
 def snapshot(root: Path) -> dict[Path, str]:
-    """Every path under ``root`` with its content hash ("" for folders)."""
+    """Every output path under ``root`` with its content hash ("" for folders), bookkeeping left out."""
     if not root.exists():
         return {}
-    return {p: "" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))}
+    return {p: "" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if not set(p.relative_to(root).parts) & set(BOOKKEEPING)}
 
 
 def error_block(stderr: str) -> str:
@@ -592,7 +623,8 @@ def test_bad_input(case: Case, isolated: Path, small_lastfm2k: dict[str, bytes],
     outputs = tmp / "outputs"
     if case.prepared_before:
         run_good_prepare(tmp, small_lastfm2k, capsys)
-        assert [p.name.split("-")[0] for p in (outputs / EXPERIMENT_NAME).iterdir()] == ["prepare"]
+        assert [p.name.split("-")[0] for p in (outputs / EXPERIMENT_NAME).iterdir()
+                if p.name not in BOOKKEEPING] == ["prepare"]
     write_case_files(case, tmp, small_lastfm2k)
     before = snapshot(outputs)
 
@@ -606,7 +638,8 @@ def test_bad_input(case: Case, isolated: Path, small_lastfm2k: dict[str, bytes],
     temporary = [str(p) for p in after if ".tmp-" in p.name]
     assert not temporary, f"temporary output folder left behind: {temporary}"
     # New empty folders (outputs/<experiment>/, made before any work) are all a failure may leave.
-    leftovers = [p for p in after.keys() - before.keys() if not (p.is_dir() and not any(p.iterdir()))]
+    leftovers = [p for p in after.keys() - before.keys()
+                 if not (p.is_dir() and not any(q.name not in BOOKKEEPING for q in p.iterdir()))]
     assert not leftovers, f"left behind: {sorted(map(str, leftovers))}"
     assert not [p for p in after.keys() - before.keys() if p.name == "_SUCCESS.json"]
     assert {p: h for p, h in after.items() if p in before} == before, "a complete earlier output changed"

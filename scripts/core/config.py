@@ -338,7 +338,10 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override '{text}' must look like section.key=value")
-    value: Any = yaml.safe_load(raw) if raw else None
+    try:
+        value: Any = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{text}': the value is not valid YAML") from None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
@@ -346,10 +349,15 @@ def parse_override(text: str) -> dict[str, Any]:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML file whose top level is a mapping; ConfigError names the file otherwise."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte offset "
+                          f"{exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import logging
 import re
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,14 +163,26 @@ def _read_text(
         types.update({k: v for k, v in (dtype or {}).items() if k in types})
         # Every field is parsed (no usecols): only then does a line with too many fields fail
         # as malformed instead of being read shifted.
-        frame = pd.read_csv(
-            path,
-            header=0 if header else None,
-            names=None if header else list(names or []),
-            dtype=types,
-            nrows=max_rows,
-            **options,
-        )
+        with warnings.catch_warnings():
+            # Why: pandas only *warns* when the first data row has more fields than the header,
+            # and then drops the extra one; any later row with too many fields is an error.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:
+                frame = pd.read_csv(
+                    path,
+                    header=0 if header else None,
+                    names=None if header else list(names or []),
+                    dtype=types,
+                    nrows=max_rows,
+                    **options,
+                )
+            except pd.errors.ParserWarning:
+                line = int(header) + 1
+                with path.open(encoding=encoding, newline="") as fh:
+                    first = next(itertools.islice(fh, line - 1, None), "").rstrip("\r\n")
+                saw = len(next(csv.reader([first], delimiter=sep, quoting=options["quoting"]), []))
+                raise DataError(name, f"malformed line (Expected {len(found)} fields in line {line}, saw {saw})",
+                                row=1) from None
         return frame[wanted]
     except DataError:
         raise
