@@ -166,7 +166,8 @@ class PostgresEventStore:
             return [row[0] for row in cur.fetchall()]
 
     def close(self) -> None:
-        self._pool.closeall()
+        if not self._pool.closed:  # idempotent: the app's shutdown and its owner may both close
+            self._pool.closeall()
 
 
 def open_store(uri: str, sqlite_path: Path | None, history_size: int) -> EventStore:
