@@ -134,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=30.0, help="time per scenario (bound)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    import mlflow
+
     from scripts.core.tracking import cli_client
 
     client = cli_client(args.tracking_uri)
-    uri = client.tracking_uri if hasattr(client, "tracking_uri") else args.tracking_uri
-    import mlflow
+    uri = mlflow.get_tracking_uri()  # what cli_client resolved (flag, MLFLOW_TRACKING_URI or the local store)
 
     champion = client.get_model_version_by_alias(args.model_name, "champion")
     tables = mlflow.pyfunc.load_model(f"models:/{args.model_name}/{champion.version}").unwrap_python_model()
