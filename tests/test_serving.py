@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from scripts.core.registry import CHAMPION, register_run_model
 from scripts.core.runner import PIPELINE, output_dir, run_pipeline
 from scripts.serving.app import create_app
 from scripts.serving.blend import Ranked, interleave, neighbour_scores
+from scripts.serving.events import Listen, SQLiteEventStore
 from scripts.serving.settings import ServingSettings, load_serving_settings
 from tests.conftest import REPO_ROOT, make_config
 
@@ -220,8 +222,6 @@ def test_events_survive_a_restart_and_history_is_bounded(registry: Registry, tmp
         response = client.get("/recommendations/42", params={"k": 50})
         assert response.json()["recent_listens"] == 5
         assert not set(items_of(response)) & set(items[3:])  # the 5 newest are excluded...
-    import sqlite3
-
     with sqlite3.connect(tmp_path / "events.db") as conn:
         stored = [row[0] for row in conn.execute("SELECT item_id FROM encore_listen_events ORDER BY ts")]
     assert stored == items[3:]  # ...and only they are kept
@@ -389,6 +389,37 @@ def test_real_uvicorn_server_on_loopback(registry: Registry, tmp_path: Path) -> 
         log.close()
     # uvicorn shuts down gracefully, then re-raises the signal so the parent sees it
     assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in (tmp_path / "server.log").read_text()
+
+
+# ------------------------------------------------------------------ the SQLite store
+
+
+def test_sqlite_group_commit_keeps_every_batch_and_fails_a_bad_one_alone(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db", history_size=1000)
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        for n in range(30):
+            try:
+                if worker == 0 and n == 7:  # one bad batch among concurrent good ones
+                    store.add([Listen("shared", "ok-but-rolled-back", 1.0), Listen("shared", None, 2.0)])  # type: ignore[arg-type]
+                else:
+                    store.add([Listen("shared", f"w{worker}-{n}", float(n))])
+            except sqlite3.IntegrityError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    stored = store.recent("shared", 1000)
+    store.close()
+    assert len(errors) == 1
+    assert len(stored) == 6 * 30 - 1 and "ok-but-rolled-back" not in stored
+    reopened = SQLiteEventStore(tmp_path / "events.db", history_size=1000)
+    assert len(reopened.recent("shared", 1000)) == 179
+    reopened.close()
 
 
 # ------------------------------------------------------------------ the blend, unit level

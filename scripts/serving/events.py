@@ -4,7 +4,8 @@ Two backends with one contract (:class:`EventStore`):
 
 * :class:`SQLiteEventStore` (default): one file, WAL journal (readers never block the
   writer), ``synchronous=FULL`` (a commit is on disk when it returns), one connection per
-  thread (sqlite3 connections must not be shared across threads without care).
+  thread (sqlite3 connections must not be shared across threads without care), and group
+  commit (concurrent requests share one transaction and one fsync; see ``add``).
 * :class:`PostgresEventStore` (``ENCORE_SERVING_EVENT_STORE=postgresql://...``): the same
   database family as the tracking server, a small thread-safe psycopg2 pool.
 
@@ -19,7 +20,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -53,6 +54,15 @@ _TRIM = ("DELETE FROM {t} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() O
 _RECENT = "SELECT item_id FROM {t} WHERE user_id = {p} ORDER BY ts DESC, id DESC LIMIT {p}"
 
 
+@dataclass
+class _Ticket:
+    """One request's batch waiting for a group commit."""
+
+    events: list[Listen]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
 class SQLiteEventStore:
     """SQLite store (see the module docstring)."""
 
@@ -63,6 +73,9 @@ class SQLiteEventStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._pending: list[_Ticket] = []
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(
@@ -84,18 +97,55 @@ class SQLiteEventStore:
         return conn
 
     def add(self, events: Sequence[Listen]) -> None:
+        """Store ``events`` durably (all or none), returning after the commit.
+
+        Group commit: each commit waits for an fsync (``synchronous=FULL``), so one transaction
+        per request would cap writes at the disk's fsync rate. Requests that arrive while a
+        commit is running queue their batch; the next writer commits every queued batch in one
+        transaction (each in its own savepoint, so a bad batch fails alone) and wakes their
+        requests only after COMMIT returned.
+        """
+        ticket = _Ticket(list(events))
+        with self._pending_lock:
+            self._pending.append(ticket)
+        with self._write_lock:
+            if not ticket.done.is_set():
+                with self._pending_lock:
+                    group, self._pending = self._pending, []
+                self._commit(group)
+        ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _commit(self, group: list[_Ticket]) -> None:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(f"INSERT INTO {TABLE} (user_id, item_id, ts) VALUES (?, ?, ?)",
-                             [(e.user_id, e.item_id, e.timestamp) for e in events])
-            users = json.dumps(sorted({e.user_id for e in events}))
-            conn.execute(_TRIM.format(t=TABLE, p="?", users="user_id IN (SELECT value FROM json_each(?))"),
-                         (users, self.history_size))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for ticket in group:
+                    conn.execute("SAVEPOINT batch")
+                    try:
+                        conn.executemany(f"INSERT INTO {TABLE} (user_id, item_id, ts) VALUES (?, ?, ?)",
+                                         [(e.user_id, e.item_id, e.timestamp) for e in ticket.events])
+                        conn.execute("RELEASE batch")
+                    except Exception as exc:  # this batch only: the others of the group still commit
+                        conn.execute("ROLLBACK TO batch")
+                        conn.execute("RELEASE batch")
+                        ticket.error = exc
+                users = json.dumps(sorted({e.user_id for t in group if t.error is None for e in t.events}))
+                conn.execute(_TRIM.format(t=TABLE, p="?", users="user_id IN (SELECT value FROM json_each(?))"),
+                             (users, self.history_size))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for ticket in group:
+                ticket.error = ticket.error or exc
             raise
+        finally:
+            for ticket in group:
+                ticket.done.set()
 
     def recent(self, user_id: str, limit: int) -> list[str]:
         rows = self._conn().execute(_RECENT.format(t=TABLE, p="?"), (user_id, limit)).fetchall()
