@@ -5,7 +5,7 @@
 
 Starts ``python -m scripts.serving`` (uvicorn, one process) on a free 127.0.0.1 port with a
 fresh SQLite event store, waits (bounded) until ``/ready``, then this process is the client:
-4 threads with keep-alive connections send requests on an open-loop schedule (request ``i``
+8 threads with keep-alive connections send requests on an open-loop schedule (request ``i``
 is due at ``t0 + i / rate``); latency is measured from the time a request was *due*, so a
 server that falls behind is charged for the queueing it causes. Each scenario sends at most
 ``--requests`` requests and stops after ``--max-seconds``:
@@ -42,7 +42,7 @@ import numpy as np
 from scripts.core.config import REPO_ROOT
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-THREADS = 4
+THREADS = 8
 
 
 def _free_port() -> int:
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     results: dict[str, Any] = {}
+    load_before = round(os.getloadavg()[0], 2)  # other processes on the machine skew the figures
     try:
         wait_ready(port, proc, timeout=180)
         n = args.requests
@@ -177,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
             proc.wait(timeout=10)
         log.close()
-    meta = {"rate": args.rate, "threads": THREADS, "cores": os.cpu_count(), "python": platform.python_version(),
+    meta = {"load_average_1m_after": round(os.getloadavg()[0], 2), "load_average_1m_before": load_before,
+            "rate": args.rate, "threads": THREADS, "cores": os.cpu_count(), "python": platform.python_version(),
             "model": f"{args.model_name}/{champion.version}"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_load.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = [f"Target {args.rate:.0f} req/s, {THREADS} client threads, {os.cpu_count()} cores "
-             "(server and client share them)",
+             f"(server and client share them); 1-min load average {load_before} before, "
+             f"{meta['load_average_1m_after']} after",
              "", "| scenario | requests | errors | requests/s | p50 (ms) | p99 (ms) | max (ms) |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['sent']} | {r['errors']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
