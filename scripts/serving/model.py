@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,7 +65,6 @@ class ServedModel:
     sim_items: np.ndarray
     sim_scores: np.ndarray
     popular: Ranked
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_tables(cls, model: EncoreServingModel, *, name: str, version: str, run_id: str | None,
@@ -159,6 +158,8 @@ def load_version(name: str, version: str, run_id: str | None) -> ServedModel:
     """Load exactly ``models:/<name>/<version>`` and index it."""
     import mlflow
 
+    # models:/ URIs resolve against the process's registry URI, which ModelHolder.client set
+    # (cli_client): one service process serves one registry.
     started = time.perf_counter()
     uri = f"models:/{name}/{version}"
     try:
