@@ -271,6 +271,18 @@ def test_settings_reject_unknown_keys_and_bad_values(tmp_path: Path) -> None:
     assert settings.port == 8123 and settings.admin_token is None
 
 
+def test_an_unreachable_event_store_is_one_clear_error_without_the_password(capsys: pytest.CaptureFixture[str],
+                                                                            tmp_path: Path) -> None:
+    from scripts.serving.__main__ import main
+
+    port = _free_port()  # nothing listens there
+    code = main(["--env-file", str(tmp_path / "none.env"),
+                 "--event-store", f"postgresql://svc:pa%40ss-w0rd@127.0.0.1:{port}/events"])
+    err = capsys.readouterr().err
+    assert code == 2 and "ENCORE_SERVING_EVENT_STORE postgresql://svc:****@127.0.0.1" in err
+    assert "pa%40ss-w0rd" not in err and "pa@ss-w0rd" not in err
+
+
 # ------------------------------------------------------------------ reload
 
 

@@ -38,11 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    from urllib.parse import urlsplit
+
     import uvicorn
 
+    from scripts.core.server import mask_uri, redact
     from scripts.serving.app import create_app
+    from scripts.serving.events import open_store
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
+    shown = mask_uri(settings.event_store)
+    try:  # before uvicorn: a store that cannot be opened is one clear error, not a traceback
+        store = open_store(settings.event_store, settings.sqlite_path(), settings.history_size)
+    except Exception as exc:  # sqlite3 / psycopg2 errors: the message says what failed
+        password = urlsplit(settings.event_store).password or ""
+        print(f"error: ENCORE_SERVING_EVENT_STORE {shown}: {redact(str(exc).strip(), [password])}", file=sys.stderr)
+        return 2
+    logging.getLogger("encore.serving").info("event store %s", shown)
+    uvicorn.run(create_app(settings, store=store), host=settings.host, port=settings.port, workers=1,
                 access_log=args.access_log, log_level="info")
     return 0
 
