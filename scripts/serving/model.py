@@ -152,6 +152,8 @@ def resolve_version(client: Any, name: str, alias: str) -> Any:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise ModelLoadError(f"models:/{name}@{alias}: {exc.message}") from exc
+    except Exception as exc:  # an unreachable server surfaces as requests/urllib3 errors
+        raise ModelLoadError(f"models:/{name}@{alias}: {type(exc).__name__}: {exc}") from exc
 
 
 def load_version(name: str, version: str, run_id: str | None) -> ServedModel:
