@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 EXPERIMENT ?= experiments/lastfm2k.yaml
 COMPONENTS ?=
 
-.PHONY: setup run test lint benchmark server clean-outputs
+.PHONY: setup run test lint benchmark server serve clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ test: setup lint
 
 benchmark: setup
 	$(PY) -m benchmarks.run_benchmarks
+
+serve: setup
+	$(PY) -m scripts.serving
 
 clean-outputs:
 	rm -rf outputs mlruns
