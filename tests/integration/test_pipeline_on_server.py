@@ -195,9 +195,11 @@ def story(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory,
 
 
 def test_each_run_is_one_parent_with_a_nested_run_per_component(story: Story) -> None:
+    assert story.strong.parent.info.run_name != story.weak.parent.info.run_name
     for run in (story.strong, story.weak):
         assert run.parent.info.status == "FINISHED"
-        assert run.parent.info.run_name == EXPERIMENT
+        # <experiment>-<config hash>: the strong and the weak run are told apart in the runs table
+        assert run.parent.info.run_name == f"{EXPERIMENT}-{run.parent.data.tags['encore.config_hash'][:8]}"
         assert sorted(run.children) == sorted(ALL_COMPONENTS)
         for name, child in run.children.items():
             assert child.info.status == "FINISHED", name
