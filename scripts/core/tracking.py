@@ -46,9 +46,10 @@ def cli_client(uri: str | None = None) -> Any:
 
     uri = uri or MachineSettings().mlflow_tracking_uri or LOCAL_TRACKING_URI
     if uri.startswith(("http://", "https://")):
-        from scripts.core.server import client_fail_fast_env
+        from scripts.core.server import client_env
 
-        for key, value in client_fail_fast_env().items():
+        # Fail-fast HTTP settings and MLFLOW_TRACKING_USERNAME/PASSWORD from .env (environment wins).
+        for key, value in client_env().items():
             os.environ.setdefault(key, value)
     mlflow.set_tracking_uri(uri)  # also for models:/ URIs resolved by the registry helpers
     return MlflowClient(tracking_uri=uri)
@@ -68,11 +69,12 @@ def setup_tracking(config: EncoreConfig) -> str:
 
     uri = tracking_uri(config)
     if uri.startswith(("http://", "https://")):
-        from scripts.core.server import check_tracking_server, client_fail_fast_env
+        from scripts.core.server import check_tracking_server, client_env
 
-        for key, value in client_fail_fast_env().items():
+        # Credentials travel only in the environment MLflow's HTTP client reads, never in params or tags.
+        for key, value in client_env().items():
             os.environ.setdefault(key, value)
-        check_tracking_server(uri, timeout=5.0)
+        check_tracking_server(uri, timeout=5.0)  # a wrong password fails here, in one line
     elif uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -178,8 +180,10 @@ def pipeline_run(config: EncoreConfig, *, run_name: str | None = None) -> Iterat
     """The parent run of one pipeline execution (also exported for nested component runs)."""
     import mlflow
 
+    from scripts.core.server_auth import readable_auth_errors
+
     setup_tracking(config)
-    with mlflow.start_run(run_name=run_name or config.experiment.name) as run:
+    with readable_auth_errors(), mlflow.start_run(run_name=run_name or config.experiment.name) as run:
         mlflow.set_tags(run_tags(config))
         log_params(config.model_dump(mode="json", exclude={"tracking", "output_dir", "data_dir"}))
         previous = os.environ.get(PARENT_RUN_ENV)
@@ -205,5 +209,8 @@ def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
     tags = run_tags(config) | {"encore.component": component}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    with mlflow.start_run(run_name=component, nested=parent is not None, tags=tags) as run:
+    from scripts.core.server_auth import readable_auth_errors
+
+    # A refused permission (HTTP 403) becomes one line naming the user and the request.
+    with readable_auth_errors(), mlflow.start_run(run_name=component, nested=parent is not None, tags=tags) as run:
         yield run
