@@ -355,3 +355,33 @@ def test_auth_config_escapes_percent_and_is_private(tmp_path: Path) -> None:
     url = make_url(parsed["mlflow"]["database_uri"])
     assert url.password == "p%w:d" and url.username == "u@x"
     assert url.query["options"] == "-csearch_path=mlflow_auth"
+
+
+def test_release_user_says_who_may_promote(tmp_path: Path) -> None:
+    from scripts.core.server_auth import release_user
+
+    none = str(tmp_path / "none.env")
+    pipeline = {"ENV_FILE": none, "MLFLOW_TRACKING_USERNAME": "encore-pipeline"}
+    with pytest.raises(server.TrackingServerAuthError) as info:
+        release_user("encore-ranker", pipeline)
+    assert "only the release user" in str(info.value) and "'encore-pipeline' may not" in str(info.value)
+    assert release_user("encore-ranker", pipeline, required=False) is None
+    assert release_user("encore-ranker", {"ENV_FILE": none}) is None  # no authentication: nothing to switch
+    (tmp_path / "rel.env").write_text("ENCORE_RELEASE_PASSWORD='r #secret-pw'\n")
+    assert release_user("encore-ranker", {**pipeline, "ENV_FILE": str(tmp_path / "rel.env")}) == (
+        "encore-release", "r #secret-pw")
+
+
+def test_auth_error_message_names_user_and_request() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from scripts.core.server_auth import auth_error_message
+
+    exc = MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
+                          "Response body: 'Permission denied'")
+    message = auth_error_message(exc, environ={"MLFLOW_TRACKING_USERNAME": "alice"})
+    assert message == ("MLflow server refused user 'alice' for request /api/2.0/mlflow/runs/create (HTTP 403): "
+                       "Permission denied")
+    exc = MlflowException("API request to endpoint /x failed with error code 401 != 200. Response body: 'no'")
+    assert "refused user '(anonymous)'" in auth_error_message(exc, environ={})
+    assert auth_error_message(MlflowException("RESOURCE_DOES_NOT_EXIST: no run"), environ={}) is None

@@ -39,7 +39,7 @@ from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.io import read_json, write_json
 from scripts.core.registry import CHALLENGER, CHAMPION, SIGNIFICANCE_TAG, current_alias_version, promote
 from scripts.core.runner import Context, Result
-from scripts.core.server_auth import readable_auth_errors, release_credentials
+from scripts.core.server_auth import readable_auth_errors, release_credentials, release_user
 from scripts.core.tracking import cli_client, metric_key
 
 EXIT_NOT_PROMOTED = 3
@@ -77,8 +77,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     metric = metric_key(settings.metric or config.evaluation.primary_metric)
     client = MlflowClient()
     name, version = registered["model_name"], registered["version"]
-    with release_credentials(name):  # refuses before anything is written when no release user is set
-        pass
+    release_user(name)  # refuses, saying who may promote, before anything is written
     champion = current_alias_version(client, name, CHAMPION)
     if champion is not None and champion.run_id and champion.run_id != registered["run_id"]:
         try:

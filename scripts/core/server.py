@@ -14,6 +14,10 @@ through its CLI::
     python -m scripts.core.server wait-health      # bounded wait for GET /health
     python -m scripts.core.server gc [gc args]     # `mlflow gc` with the configured stores
     python -m scripts.core.server show             # settings with secrets masked
+    python -m scripts.core.server auth-prepare     # auth schema + 0600 auth config (start.sh)
+
+Authentication (MLflow's basic-auth app, Encore's roles) lives in
+:mod:`scripts.core.server_auth`.
 
 The lead's tracking module uses :func:`client_fail_fast_env` and
 :func:`check_tracking_server` so that a pipeline pointed at a dead server fails in
@@ -158,6 +162,8 @@ class ServerSettings(BaseSettings):
     encore_release_username: str = "encore-release"
     encore_release_password: SecretStr = SecretStr("")
     encore_registered_models: str = "encore-ranker"
+    # Seconds a worker trusts a verified (user, password) pair (MLflow's auth_cache_ttl_seconds).
+    encore_auth_cache_seconds: int = 30
 
 
 def resolve_env_file(env_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:

@@ -17,8 +17,9 @@ cannot express: setting or deleting a protected alias (``champion``) needs MANAG
 
 Roles (``python -m scripts.core.server_auth setup``, as the admin):
 
-* pipeline user: EDIT on every experiment (create runs, log, tag; no deletes) and EDIT on the
-  registered models (register versions, set ``challenger``; not ``champion``);
+* pipeline user: EDIT on every experiment (create runs, log, tag; deletes only in the experiments
+  it created, which MLflow gives their creator MANAGE on) and EDIT on the registered models
+  (register versions, set ``challenger``; not ``champion``);
 * release user: READ on every experiment, MANAGE on the registered models: alone may move
   ``champion``;
 * viewers (``add-viewer NAME``): READ on every experiment and registered model.
@@ -106,6 +107,9 @@ def auth_config_text(settings: ServerSettings) -> str:
         "admin_password": settings.encore_auth_admin_password.get_secret_value().replace("%", "%%"),
         "authorization_function": AUTH_FUNCTION,
         "grant_default_workspace_access": "false",
+        # Why a cache: without it every request re-hashes the password (PBKDF2), several times
+        # per request; a password change or deleted user reaches the other workers within the TTL.
+        "auth_cache_ttl_seconds": str(max(0, settings.encore_auth_cache_seconds)),
     }
     out = io.StringIO()
     config.write(out)
@@ -225,42 +229,63 @@ def client_uses_auth(environ: Mapping[str, str] | None = None) -> bool:
     return bool(environ.get("MLFLOW_TRACKING_USERNAME"))
 
 
-@contextmanager
-def release_credentials(
-    model_name: str, environ: dict[str, str] | None = None, *, required: bool = True
-) -> Iterator[str | None]:
-    """Run the block as the release user (``ENCORE_RELEASE_USERNAME`` / ``_PASSWORD``).
+def release_user(
+    model_name: str, environ: Mapping[str, str] | None = None, *, required: bool = True
+) -> tuple[str, str] | None:
+    """``(username, password)`` of the release user (``ENCORE_RELEASE_USERNAME`` / ``_PASSWORD``).
 
-    Yields the user name (None when nothing changes: no authentication, or ``required=False``
-    and no release password, i.e. the CLI run by the release user in person). With
-    ``required`` it refuses, naming who may promote, when the client authenticates but no
-    release password is configured: the pipeline user cannot move ``champion``.
+    None when there is nothing to switch to: no authentication, or ``required=False`` and no
+    release password (the CLI run by the release user in person). With ``required`` it raises,
+    naming who may promote, when the client authenticates as someone else and no release
+    password is configured: the pipeline user cannot move ``champion``.
     """
     environ = os.environ if environ is None else environ
     password = _env_value("ENCORE_RELEASE_PASSWORD", environ)
     username = _env_value("ENCORE_RELEASE_USERNAME", environ) or "encore-release"
-    if not password:
-        if required and client_uses_auth(environ) and environ["MLFLOW_TRACKING_USERNAME"] != username:
-            raise TrackingServerAuthError(
-                f"promote moves alias 'champion' of registered model '{model_name}', which only the release "
-                f"user (MANAGE on the model, e.g. '{username}') may do; user "
-                f"'{environ['MLFLOW_TRACKING_USERNAME']}' may not. Set ENCORE_RELEASE_USERNAME and "
-                "ENCORE_RELEASE_PASSWORD in .env, or run promote as the release user"
-            )
-        with readable_auth_errors(environ=environ):
-            yield None
-        return
+    if password:
+        return username, password
+    current = environ.get("MLFLOW_TRACKING_USERNAME")
+    if required and client_uses_auth(environ) and current != username:
+        raise TrackingServerAuthError(
+            f"promote moves alias 'champion' of registered model '{model_name}', which only the release "
+            f"user (MANAGE on the model, e.g. '{username}') may do; user '{current}' may not. Set "
+            "ENCORE_RELEASE_USERNAME and ENCORE_RELEASE_PASSWORD in .env, or run promote as the release user"
+        )
+    return None
+
+
+@contextmanager
+def _as_user(username: str, password: str, environ: dict[str, str] | None = None) -> Iterator[None]:
+    """MLflow's HTTP client (which reads these variables per request) acts as ``username`` inside."""
+    environ = os.environ if environ is None else environ
     saved = {k: environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     environ["MLFLOW_TRACKING_USERNAME"], environ["MLFLOW_TRACKING_PASSWORD"] = username, password
     try:
-        with readable_auth_errors(environ=environ):
-            yield username
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 environ.pop(key, None)
             else:
                 environ[key] = value
+
+
+@contextmanager
+def release_credentials(
+    model_name: str, environ: dict[str, str] | None = None, *, required: bool = True
+) -> Iterator[str | None]:
+    """Run the block as the release user (see :func:`release_user`); yields its name or None.
+
+    A 401/403 inside becomes one line naming the user and the refused request.
+    """
+    environ = os.environ if environ is None else environ
+    user = release_user(model_name, environ, required=required)
+    if user is None:
+        with readable_auth_errors(environ=environ):
+            yield None
+        return
+    with _as_user(*user, environ=environ), readable_auth_errors(environ=environ):
+        yield user[0]
 
 
 def auth_error_message(exc: BaseException, action: str = "", environ: Mapping[str, str] | None = None) -> str | None:
@@ -303,18 +328,6 @@ def readable_auth_errors(action: str = "", environ: Mapping[str, str] | None = N
 # ------------------------------------------------------------------- users and grants (admin)
 
 
-@contextmanager
-def _as_user(username: str, password: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = username, password
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _upsert_user(client: Any, username: str, password: str) -> str:
@@ -380,7 +393,7 @@ def setup_roles(settings: ServerSettings, uri: str) -> list[str]:
                          f"{release} MANAGE (champion)")
         client.grant_user_permission(pipeline, "experiment", "*", "EDIT")
         client.grant_user_permission(release, "experiment", "*", "READ")
-        lines.append(f"every experiment: {pipeline} EDIT (runs, no deletes), {release} READ")
+        lines.append(f"every experiment: {pipeline} EDIT (runs; deletes only in its own), {release} READ")
     return lines
 
 

@@ -222,15 +222,23 @@ def _refused(call, *args, **kwargs) -> str:
 class PipelineOutcome:
     result: subprocess.CompletedProcess[str]
     seconds: float
+    aliases_after: dict[str, str]  # right after the pipeline user's run
+    version_tags_after: dict[str, str]
     promote: subprocess.CompletedProcess[str]
+    promote_seconds: float
     outputs: Path
 
 
-def _run_sh(env: dict[str, str], components: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _run_sh(env: dict[str, str], components: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     cmd = [str(RUN_SH), "--experiment", str(REPO_ROOT / "experiments" / "lastfm2k.yaml"), "--components", components]
     for override in COMMON:
         cmd += ["--set", override]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+    try:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stderr or b"")[-4000:]
+        pytest.fail(f"run.sh --components {components} did not finish in {timeout:.0f} s:\n"
+                    f"{tail.decode(errors='replace') if isinstance(tail, bytes) else tail}")
 
 
 def _client_env(auth_server: AuthServer, home: Path, outputs: Path, **extra: str) -> dict[str, str]:
@@ -251,10 +259,16 @@ def pipeline(auth_server: AuthServer, tmp_path_factory: pytest.TempPathFactory) 
     started = time.monotonic()
     result = _run_sh(env, "prepare,popular,als,bpr,item2item,itemknn,ease,friends,ranker,evaluate,register,promote")
     seconds = time.monotonic() - started
+    with as_user("admin", ADMIN_PW):
+        admin = MlflowClient(auth_server.url)
+        aliases = dict(admin.get_registered_model(MODEL).aliases)
+        tags = dict(admin.get_model_version(MODEL, "1").tags) if aliases else {}
     # The release user's password only in a .env file: clients read it from there.
     (home / "none.env").write_text(f"ENCORE_RELEASE_USERNAME=encore-release\nENCORE_RELEASE_PASSWORD={RELEASE_PW}\n")
+    started = time.monotonic()
     promote = _run_sh(env, "promote")
-    return PipelineOutcome(result, seconds, promote, outputs)
+    print(f"auth pipeline run {seconds:.0f} s, promote-only run {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return PipelineOutcome(result, seconds, aliases, tags, promote, time.monotonic() - started, outputs)
 
 
 def test_pipeline_user_runs_pipeline_and_registers_but_cannot_promote(
@@ -268,21 +282,20 @@ def test_pipeline_user_runs_pipeline_and_registers_but_cannot_promote(
     assert "only the release user" in errors[0] and "'encore-pipeline' may not" in errors[0]
     assert "ENCORE_RELEASE_USERNAME" in errors[0]
     assert "Traceback" not in result.stderr
-    admin = MlflowClient(auth_server.url)
-    with as_user("admin", ADMIN_PW):
-        model = admin.get_registered_model(MODEL)
-        assert model.aliases.get("challenger") == "1"  # register ran as the pipeline user
-        assert "champion" not in model.aliases
-        version = admin.get_model_version(MODEL, "1")
-        assert "encore.promotion.decision" not in version.tags  # promote wrote nothing
-    # The pipeline user holds EDIT on the model (it registers versions), yet cannot move champion.
+    assert pipeline.aliases_after == {"challenger": "1"}  # register ran as the pipeline user; no champion
+    assert "encore.promotion.decision" not in pipeline.version_tags_after  # promote wrote nothing
     client = MlflowClient(auth_server.url)
+    with as_user("admin", ADMIN_PW):  # a teammate's experiment: the pipeline holds EDIT there, not MANAGE
+        team_run = client.create_run(client.create_experiment("team-experiment")).info.run_id
+    # The pipeline user holds EDIT on the model (it registers versions), yet cannot move champion.
     with as_user("encore-pipeline", PIPELINE_PW):
         message = _refused(client.set_registered_model_alias, MODEL, "champion", "1")
         assert "user 'encore-pipeline' may not move alias 'champion'" in message
-        _refused(client.delete_run, version.run_id)
+        _refused(client.delete_registered_model_alias, MODEL, "champion")
         _refused(client.create_registered_model, "some-new-model")
         client.set_registered_model_alias(MODEL, "challenger", "1")  # its own alias: allowed
+        client.log_metric(team_run, "pipeline_metric", 1.0)  # EDIT on every experiment
+        _refused(client.delete_run, team_run)  # but no deletes outside the experiments it created
 
 
 def test_release_user_promotes(auth_server: AuthServer, pipeline: PipelineOutcome) -> None:
@@ -370,3 +383,20 @@ def test_no_credential_in_run_data_artifacts_or_output(auth_server: AuthServer, 
               and p.suffix in (".json", ".txt", ".log", ".yaml", ".csv")]
     for secret in SECRETS:
         assert not [t[:200] for t in texts if secret in t], secret
+
+
+def test_clean_runs_as_the_admin(auth_server: AuthServer) -> None:
+    client = MlflowClient(auth_server.url)
+    with as_user("admin", ADMIN_PW):
+        exp_id = client.create_experiment("auth-gc")
+        run = client.create_run(exp_id)
+        client.log_text(run.info.run_id, "to be collected", "junk/data.txt")
+        client.set_terminated(run.info.run_id)
+        client.delete_run(run.info.run_id)
+    prefix = f"mlflow-auth/{exp_id}/{run.info.run_id}/"
+    assert auth_server.srv.s3.keys(prefix)
+    result = auth_server.srv.run_script("clean.sh", "--run-ids", run.info.run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Run with ID {run.info.run_id} has been permanently deleted" in result.stdout
+    assert auth_server.srv.s3.keys(prefix) == []
+    assert ADMIN_PW not in result.stdout + result.stderr
