@@ -27,7 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from itest_support import REPO_ROOT, S3, MlflowServer, Postgres, clean_env, free_port, processes, write_env_file
+from itest_support import (
+    REPO_ROOT,
+    S3,
+    MlflowServer,
+    Postgres,
+    clean_env,
+    free_port,
+    processes,
+    server_leftovers,
+    write_env_file,
+)
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -400,3 +410,12 @@ def test_clean_runs_as_the_admin(auth_server: AuthServer) -> None:
     assert f"Run with ID {run.info.run_id} has been permanently deleted" in result.stdout
     assert auth_server.srv.s3.keys(prefix) == []
     assert ADMIN_PW not in result.stdout + result.stderr
+
+
+def test_stop_leaves_nothing_and_removes_the_auth_config(auth_server: AuthServer) -> None:
+    """Last in this module: stops the shared auth server (the fixture's stop.sh is then a no-op)."""
+    pgid = int(auth_server.srv.pid_file.read_text().strip())
+    result = auth_server.srv.run_script("stop.sh", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert server_leftovers(pgid, auth_server.srv.port) == []
+    assert not (auth_server.srv.run_dir / "auth").exists()  # the admin password does not outlive the server
