@@ -35,6 +35,17 @@ eval "$(encore_server shell-env)"
 # the workers start). Behind: `mlflow db upgrade`, because the server refuses an old schema.
 encore_server db-upgrade
 
+# Authentication (ENCORE_SERVER_AUTH; on by default off loopback): MLflow's basic-auth app with
+# its user store in its own schema of the same database. auth-prepare writes the config (admin
+# password, store URI) 0600 under $RUN_DIR/auth and exports only its path.
+auth_args=()
+if [[ "$ENCORE_AUTH" == "on" ]]; then
+    unset MLFLOW_AUTH_CONFIG_PATH
+    eval "$(encore_server auth-prepare --run-dir "$RUN_DIR")"
+    [[ -n "${MLFLOW_AUTH_CONFIG_PATH:-}" ]] || { echo "could not prepare the auth config" >&2; exit 1; }
+    auth_args=(--app-name basic-auth)
+fi
+
 # No huey job-runner processes: Encore uses no server-side jobs (judges, scorers, trace
 # rollups), and the consumer would otherwise run beside the web workers.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
@@ -44,7 +55,7 @@ export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"
 [[ -f "$LOG_FILE" ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
 echo "Starting: mlflow server --backend-store-uri $ENCORE_BACKEND_STORE_URI_MASKED" \
     "--serve-artifacts --artifacts-destination $ENCORE_ARTIFACTS_DESTINATION" \
-    "--host $MLFLOW_HOST --port $MLFLOW_PORT --workers $MLFLOW_WORKERS $*"
+    "--host $MLFLOW_HOST --port $MLFLOW_PORT --workers $MLFLOW_WORKERS ${auth_args[*]} $*"
 # setsid: the server, its uvicorn workers and any helper share one new process group that
 # stop.sh can signal as a whole; the PID written below is that group's id.
 setsid "$PYTHON" -m mlflow server \
@@ -53,6 +64,7 @@ setsid "$PYTHON" -m mlflow server \
     --host "$MLFLOW_HOST" \
     --port "$MLFLOW_PORT" \
     --workers "$MLFLOW_WORKERS" \
+    "${auth_args[@]}" \
     "$@" >"$LOG_FILE" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$PID_FILE"
@@ -64,6 +76,9 @@ if ! encore_server wait-health --timeout "$HEALTH_TIMEOUT" --pid "$pid"; then
     exit 1
 fi
 
-echo "MLflow server running (PID $pid, log $LOG_FILE)"
+echo "MLflow server running (PID $pid, log $LOG_FILE, authentication $ENCORE_AUTH)"
 echo "UI:        $ENCORE_TRACKING_URL"
 echo "Clients:   export MLFLOW_TRACKING_URI=$ENCORE_TRACKING_URL"
+if [[ "$ENCORE_AUTH" == "on" ]]; then
+    echo "Users:     python -m scripts.core.server_auth setup   (pipeline + release users, grants)"
+fi

@@ -43,4 +43,6 @@ if group_alive "$pgid"; then
     exit 1
 fi
 rm -f "$PID_FILE"
+# The auth config holds the admin and database passwords: it lives only while the server runs.
+rm -rf "$RUN_DIR/auth"
 echo "MLflow server stopped; no process of group $pgid left"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
 import shlex
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow.environment_variables as mlflow_env
@@ -266,3 +270,118 @@ def test_check_tracking_server_fails_fast_on_closed_port() -> None:
     message = str(info.value)
     assert f"MLflow server at http://127.0.0.1:{port} is not reachable" in message
     assert "mlflow_server/start.sh" in message and "unset MLFLOW_TRACKING_URI" in message
+
+
+class _BasicAuthHandler(http.server.BaseHTTPRequestHandler):
+    """/health open; /api/2.0/mlflow/users/current wants basic auth alice:s3cret (a basic-auth server)."""
+
+    def do_GET(self) -> None:
+        expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+        if self.path == "/health":
+            code = 200
+        elif self.path == "/api/2.0/mlflow/users/current":
+            code = 200 if self.headers.get("Authorization") == expected else 401
+        else:
+            code = 404
+        self.send_response(code)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def basic_auth_server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BasicAuthHandler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_check_tracking_server_accepts_credentials_in_uri_or_environment(basic_auth_server: str) -> None:
+    """Issue #9 item 6: ``http://user:pw@host:port`` failed with 'Name or service not known'."""
+    check_tracking_server(f"http://alice:s3cret@{basic_auth_server}", timeout=2, environ={})
+    check_tracking_server(f"http://{basic_auth_server}", timeout=2,
+                          environ={"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret"})
+    # percent-encoded userinfo is decoded before it is sent
+    with pytest.raises(server.TrackingServerAuthError) as info:
+        check_tracking_server(f"http://alice:wr%40ng@{basic_auth_server}", timeout=2, environ={})
+    assert "refused user 'alice'" in str(info.value) and "wr%40ng" not in str(info.value)
+    assert "wr@ng" not in str(info.value) and "alice:****@" in str(info.value)
+    with pytest.raises(server.TrackingServerAuthError, match="requires authentication"):
+        check_tracking_server(f"http://{basic_auth_server}", timeout=2, environ={})
+
+
+def test_client_env_reads_credentials_and_refuses_insecure_tls(tmp_path: Path) -> None:
+    env_file = tmp_path / "client.env"
+    env_file.write_text("MLFLOW_TRACKING_USERNAME=bob\nMLFLOW_TRACKING_PASSWORD='p #w'\n"
+                        "MLFLOW_TRACKING_SERVER_CERT_PATH=/etc/ca.pem\n")
+    env = server.client_env(env_file, environ={"MLFLOW_TRACKING_USERNAME": "carol"})
+    assert env["MLFLOW_TRACKING_USERNAME"] == "carol"  # the environment wins
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "p #w"
+    assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == "/etc/ca.pem"
+    with pytest.raises(ServerConfigError, match="MLFLOW_TRACKING_INSECURE_TLS"):
+        server.client_env(env_file, environ={"MLFLOW_TRACKING_INSECURE_TLS": "true"})
+
+
+def test_network_bind_needs_auth_unless_overridden() -> None:
+    open_net = ServerSettings(mlflow_host="0.0.0.0", encore_server_auth="off")
+    assert [f.level for f in server.auth_findings(open_net)] == ["error"]
+    assert server.auth_findings(open_net.model_copy(update={"encore_allow_unauthenticated_network": True})) == []
+    auto = ServerSettings(mlflow_host="0.0.0.0", encore_auth_admin_password="short")
+    assert server.auth_enabled(auto) and not server.auth_enabled(ServerSettings(mlflow_host="127.0.0.1"))
+    messages = [f.message for f in server.auth_findings(auto, ["--allowed-hosts", "mlflow.example.com"])]
+    assert messages == ["ENCORE_AUTH_ADMIN_PASSWORD is shorter than 12 characters: MLflow refuses such passwords"]
+
+
+def test_auth_config_escapes_percent_and_is_private(tmp_path: Path) -> None:
+    import configparser
+    import stat
+
+    from scripts.core.server_auth import write_auth_config
+
+    settings = ServerSettings(postgres_host="db", postgres_db="mlflow", postgres_user="u@x",
+                              postgres_password="p%w:d", encore_auth_admin_password="adm%in #secret")
+    path = write_auth_config(settings, tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    parsed = configparser.ConfigParser()
+    parsed.read(path)  # with %-interpolation, as MLflow reads it
+    assert parsed["mlflow"]["admin_password"] == "adm%in #secret"
+    assert parsed["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+    url = make_url(parsed["mlflow"]["database_uri"])
+    assert url.password == "p%w:d" and url.username == "u@x"
+    assert url.query["options"] == "-csearch_path=mlflow_auth"
+
+
+def test_release_user_says_who_may_promote(tmp_path: Path) -> None:
+    from scripts.core.server_auth import release_user
+
+    none = str(tmp_path / "none.env")
+    pipeline = {"ENV_FILE": none, "MLFLOW_TRACKING_USERNAME": "encore-pipeline"}
+    with pytest.raises(server.TrackingServerAuthError) as info:
+        release_user("encore-ranker", pipeline)
+    assert "only the release user" in str(info.value) and "'encore-pipeline' may not" in str(info.value)
+    assert release_user("encore-ranker", pipeline, required=False) is None
+    assert release_user("encore-ranker", {"ENV_FILE": none}) is None  # no authentication: nothing to switch
+    (tmp_path / "rel.env").write_text("ENCORE_RELEASE_PASSWORD='r #secret-pw'\n")
+    assert release_user("encore-ranker", {**pipeline, "ENV_FILE": str(tmp_path / "rel.env")}) == (
+        "encore-release", "r #secret-pw")
+
+
+def test_auth_error_message_names_user_and_request() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from scripts.core.server_auth import auth_error_message
+
+    exc = MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
+                          "Response body: 'Permission denied'")
+    message = auth_error_message(exc, environ={"MLFLOW_TRACKING_USERNAME": "alice"})
+    assert message == ("MLflow server refused user 'alice' for request /api/2.0/mlflow/runs/create (HTTP 403): "
+                       "Permission denied")
+    exc = MlflowException("API request to endpoint /x failed with error code 401 != 200. Response body: 'no'")
+    assert "refused user '(anonymous)'" in auth_error_message(exc, environ={})
+    assert auth_error_message(MlflowException("RESOURCE_DOES_NOT_EXIST: no run"), environ={}) is None

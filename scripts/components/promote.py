@@ -15,6 +15,11 @@ Alone, it promotes any version::
 
 Exit status: 0 promoted, 3 not promoted (rejected or refused), 1 error. The decision is
 printed and recorded as ``encore.promotion.*`` tags on the version.
+
+On a server with authentication only the release user may move ``champion``: the registry
+calls run as ``ENCORE_RELEASE_USERNAME`` / ``ENCORE_RELEASE_PASSWORD`` when they are set
+(environment or .env); otherwise a client that authenticates as someone else stops with one
+line saying who may promote.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from scripts.core import metrics
-from scripts.core.config import EncoreConfig
+from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.io import read_json, write_json
 from scripts.core.registry import CHALLENGER, CHAMPION, SIGNIFICANCE_TAG, current_alias_version, promote
 from scripts.core.runner import Context, Result
+from scripts.core.server_auth import readable_auth_errors, release_credentials, release_user
 from scripts.core.tracking import cli_client, metric_key
 
 EXIT_NOT_PROMOTED = 3
@@ -71,6 +77,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     metric = metric_key(settings.metric or config.evaluation.primary_metric)
     client = MlflowClient()
     name, version = registered["model_name"], registered["version"]
+    release_user(name)  # refuses, saying who may promote, before anything is written
     champion = current_alias_version(client, name, CHAMPION)
     if champion is not None and champion.run_id and champion.run_id != registered["run_id"]:
         try:
@@ -79,7 +86,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
             client.set_tag(registered["run_id"], f"{SIGNIFICANCE_TAG}.{metric}", text)
         except (OSError, KeyError, ValueError) as exc:  # e.g. a champion registered outside the pipeline
             client.set_tag(registered["run_id"], f"{SIGNIFICANCE_TAG}.{metric}", f"not computed: {exc}")
-    decision = promote(name, version, metric=metric, margin=settings.margin, force=settings.force, client=client)
+    with release_credentials(name):
+        decision = promote(name, version, metric=metric, margin=settings.margin, force=settings.force, client=client)
     write_json(ctx.output / "decision.json", decision.as_dict())
     print(f"{name} version {decision.version}: {decision.decision.upper()} - {decision.reason}")
     return Result(metrics={"promoted": float(decision.promoted)}, artifacts=["decision.json"],
@@ -101,21 +109,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     client = cli_client(args.tracking_uri)
     version = args.version
-    if version is None:
-        challenger = current_alias_version(client, args.model_name, CHALLENGER)
-        if challenger is None:
-            print(f"error: {args.model_name} has no '{CHALLENGER}' alias; pass --version", file=sys.stderr)
-            return 1
-        version = challenger.version
-    decision = promote(
-        args.model_name,
-        version,
-        metric=args.metric,
-        margin=args.margin,
-        force=args.force,
-        greater_is_better=not args.lower_is_better,
-        client=client,
-    )
+    try:
+        with readable_auth_errors():
+            if version is None:
+                challenger = current_alias_version(client, args.model_name, CHALLENGER)
+                if challenger is None:
+                    print(f"error: {args.model_name} has no '{CHALLENGER}' alias; pass --version", file=sys.stderr)
+                    return 1
+                version = challenger.version
+        with release_credentials(args.model_name, required=False):
+            decision = promote(
+                args.model_name,
+                version,
+                metric=args.metric,
+                margin=args.margin,
+                force=args.force,
+                greater_is_better=not args.lower_is_better,
+                client=client,
+            )
+    except ConfigError as exc:  # wrong password, refused permission, no release user
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(decision.as_dict(), indent=2))
     else:

@@ -14,6 +14,10 @@ through its CLI::
     python -m scripts.core.server wait-health      # bounded wait for GET /health
     python -m scripts.core.server gc [gc args]     # `mlflow gc` with the configured stores
     python -m scripts.core.server show             # settings with secrets masked
+    python -m scripts.core.server auth-prepare     # auth schema + 0600 auth config (start.sh)
+
+Authentication (MLflow's basic-auth app, Encore's roles) lives in
+:mod:`scripts.core.server_auth`.
 
 The lead's tracking module uses :func:`client_fail_fast_env` and
 :func:`check_tracking_server` so that a pipeline pointed at a dead server fails in
@@ -84,12 +88,24 @@ _FORBIDDEN_SERVER_ARGS: dict[str, str] = {
     "--host": "--host comes from MLFLOW_HOST",
     "--port": "--port comes from MLFLOW_PORT",
     "--workers": "--workers comes from MLFLOW_WORKERS",
+    "--app-name": "--app-name comes from ENCORE_SERVER_AUTH (basic-auth when authentication is on)",
 }
+
+#: Hosts a server may bind to without authentication: only this machine can reach them.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class ServerConfigError(ConfigError):
     """The server configuration is unusable; the message says what to change (a
     :class:`~scripts.core.config.ConfigError`, so every CLI reports it the same way)."""
+
+
+class TrackingServerAuthError(ConfigError):
+    """The tracking server refused the client's credentials (HTTP 401) or the action (403).
+
+    A :class:`~scripts.core.config.ConfigError` (the fix is a setting or a grant), so every
+    CLI reports it as one line, without a traceback.
+    """
 
 
 class TrackingServerUnreachable(ConnectionError):
@@ -135,6 +151,19 @@ class ServerSettings(BaseSettings):
     # Only read to refuse it: `mlflow server` picks this variable up as --default-artifact-root.
     mlflow_default_artifact_root: str = ""
     encore_data_dir: str = "data"
+    # Authentication (MLflow's basic-auth app); see scripts/core/server_auth.py.
+    encore_server_auth: Literal["auto", "on", "off"] = "auto"
+    encore_allow_unauthenticated_network: bool = False
+    encore_auth_schema: str = "mlflow_auth"
+    encore_auth_admin_username: str = "admin"
+    encore_auth_admin_password: SecretStr = SecretStr("")
+    encore_pipeline_username: str = "encore-pipeline"
+    encore_pipeline_password: SecretStr = SecretStr("")
+    encore_release_username: str = "encore-release"
+    encore_release_password: SecretStr = SecretStr("")
+    encore_registered_models: str = "encore-ranker"
+    # Seconds a worker trusts a verified (user, password) pair (MLflow's auth_cache_ttl_seconds).
+    encore_auth_cache_seconds: int = 30
 
 
 def resolve_env_file(env_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -237,7 +266,22 @@ def _secrets(settings: ServerSettings) -> list[str]:
     return [
         settings.postgres_password.get_secret_value(),
         settings.aws_secret_access_key.get_secret_value(),
+        settings.encore_auth_admin_password.get_secret_value(),
+        settings.encore_pipeline_password.get_secret_value(),
+        settings.encore_release_password.get_secret_value(),
     ]
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach a server bound to ``host``."""
+    return host.strip().lower() in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def auth_enabled(settings: ServerSettings) -> bool:
+    """Whether start.sh runs the basic-auth app: ``on``/``off``, or ``auto`` = on off loopback."""
+    if settings.encore_server_auth == "auto":
+        return not is_loopback(settings.mlflow_host)
+    return settings.encore_server_auth == "on"
 
 
 def validate_server_args(args: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
@@ -352,6 +396,47 @@ def check_bucket(settings: ServerSettings, timeout: float = 5.0) -> Finding:
     return Finding("ok", f"bucket '{bucket}' reachable at {endpoint}")
 
 
+def auth_findings(settings: ServerSettings, server_args: Sequence[str] = ()) -> list[Finding]:
+    """Authentication checks: never an open server on the network, never a blank admin password."""
+    findings = []
+    host = settings.mlflow_host
+    if not auth_enabled(settings):
+        if not is_loopback(host) and not settings.encore_allow_unauthenticated_network:
+            findings.append(
+                Finding(
+                    "error",
+                    f"MLFLOW_HOST={host} reaches beyond this machine but ENCORE_SERVER_AUTH=off: anyone who "
+                    "can reach the port could delete runs or move 'champion'. Set ENCORE_SERVER_AUTH=on (or "
+                    "auto), or ENCORE_ALLOW_UNAUTHENTICATED_NETWORK=true if another layer authenticates",
+                )
+            )
+        return findings
+    if not settings.encore_auth_admin_password.get_secret_value():
+        findings.append(
+            Finding("error", "ENCORE_AUTH_ADMIN_PASSWORD is not set (authentication is on; see .env_template)")
+        )
+    for key in ("ENCORE_AUTH_ADMIN_PASSWORD", "ENCORE_PIPELINE_PASSWORD", "ENCORE_RELEASE_PASSWORD"):
+        value = _value(settings, key)
+        if value and len(value) < 12:  # MLflow's password policy (mlflow.utils.validation)
+            findings.append(Finding("error", f"{key} is shorter than 12 characters: MLflow refuses such passwords"))
+    if not settings.encore_auth_admin_username.strip():
+        findings.append(Finding("error", "ENCORE_AUTH_ADMIN_USERNAME is empty (authentication is on)"))
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", settings.encore_auth_schema):
+        findings.append(
+            Finding("error", f"ENCORE_AUTH_SCHEMA '{settings.encore_auth_schema}' must be a plain lower-case name")
+        )
+    allowed = any(a.split("=", 1)[0] == "--allowed-hosts" for a in server_args)
+    if not is_loopback(host) and not allowed and not os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS"):
+        findings.append(
+            Finding(
+                "warning",
+                f"MLFLOW_HOST={host} without --allowed-hosts: pass the names clients use, e.g. "
+                "mlflow_server/start.sh --allowed-hosts mlflow.example.com (DNS-rebinding protection)",
+            )
+        )
+    return findings
+
+
 def _port_in_use(host: str, port: int) -> bool:
     """True when something already accepts connections on host:port."""
     host = "127.0.0.1" if host in ("", "0.0.0.0") else host
@@ -368,6 +453,7 @@ def preflight(
     timeout: float = 5.0,
     environ: Mapping[str, str] | None = None,
     for_start: bool = False,
+    server_args: Sequence[str] = (),
 ) -> list[Finding]:
     """Every check start.sh needs, one finding per line; secrets never appear."""
     environ = os.environ if environ is None else environ
@@ -401,6 +487,7 @@ def preflight(
                 "S3-compatible store set MLFLOW_S3_ENDPOINT_URL, or artifacts go to real AWS S3",
             )
         )
+    findings += auth_findings(settings, server_args)
     if all(_value(settings, k) for k in ("POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER")):
         findings.append(check_database(settings, timeout))
     if settings.s3_bucket:
@@ -503,25 +590,116 @@ def client_fail_fast_env(
     return result
 
 
-def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
-    """Raise :class:`TrackingServerUnreachable` unless ``GET <uri>/health`` answers 200.
+#: Client settings read from the environment or .env and handed to MLflow's HTTP client:
+#: basic-auth credentials and the CA bundle of a TLS reverse proxy.
+CLIENT_AUTH_KEYS: tuple[str, ...] = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)
 
-    One attempt, no retries: the point is to fail fast with a message that says what to do.
+
+def client_env(env_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:func:`client_fail_fast_env` plus the credentials and CA bundle set in the environment or .env.
+
+    Refuses ``MLFLOW_TRACKING_INSECURE_TLS=true``: it turns certificate checks off, so a
+    password sent over TLS could go to anyone in the middle.
     """
-    url = uri.rstrip("/") + "/health"
+    from dotenv import dotenv_values
+
+    environ = os.environ if environ is None else environ
+    path = resolve_env_file(env_file, environ)
+    file_values = dotenv_values(path) if path.is_file() else {}
+    insecure = environ.get("MLFLOW_TRACKING_INSECURE_TLS") or file_values.get("MLFLOW_TRACKING_INSECURE_TLS") or ""
+    if insecure.strip().lower() in ("1", "true", "yes", "on"):
+        raise ServerConfigError(
+            "MLFLOW_TRACKING_INSECURE_TLS is on: certificate checks would be skipped and credentials could be "
+            "intercepted; unset it and point MLFLOW_TRACKING_SERVER_CERT_PATH at your CA bundle instead"
+        )
+    result = client_fail_fast_env(env_file, environ)
+    for key in CLIENT_AUTH_KEYS:
+        value = environ.get(key) or file_values.get(key)
+        if value:
+            result[key] = value
+    return result
+
+
+def split_credentials(uri: str, environ: Mapping[str, str] | None = None) -> tuple[str, str | None, str | None]:
+    """``(uri without userinfo, username, password)``.
+
+    Credentials in the URI (``http://user:pw@host``, percent-decoded) win; otherwise
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, the variables MLflow's own
+    client sends as HTTP basic auth. urllib cannot open a URL with userinfo at all ("Name or
+    service not known"), hence the split.
+    """
+    from urllib.parse import unquote
+
+    environ = os.environ if environ is None else environ
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri, environ.get("MLFLOW_TRACKING_USERNAME") or None, environ.get("MLFLOW_TRACKING_PASSWORD") or None
+    hostinfo = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit(parts._replace(netloc=hostinfo))
+    return bare, unquote(parts.username or ""), unquote(parts.password or "") or None
+
+
+def _get(url: str, timeout: float, username: str | None = None, password: str | None = None) -> int:
+    """HTTP status of ``GET url`` (basic auth when a username is given); OSError when unreachable."""
+    import base64
+
+    request = urllib.request.Request(url)
+    if username is not None:
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def check_tracking_server(
+    uri: str, timeout: float = 5.0, *, authenticate: bool = True, environ: Mapping[str, str] | None = None
+) -> None:
+    """Raise unless ``GET <uri>/health`` answers 200 and the server accepts the client's credentials.
+
+    One attempt each, no retries: the point is to fail fast with a message that says what to
+    do. :class:`TrackingServerUnreachable` when the server does not answer;
+    :class:`TrackingServerAuthError` when it requires authentication and the credentials (from
+    the URI or ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``) are missing or
+    wrong. Neither message ever contains the password. ``authenticate=False`` checks
+    ``/health`` only (start.sh waiting for its own server).
+    """
+    bare, username, password = split_credentials(uri, environ)
+    shown = mask_uri(uri)
+    base = bare.rstrip("/")
     hint = "start it with mlflow_server/start.sh or unset MLFLOW_TRACKING_URI to use the local store"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
+        status = _get(base + "/health", timeout)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingServerUnreachable(f"MLflow server at {mask_uri(uri)} is not reachable: {reason}; {hint}") from exc
+        reason = redact(str(getattr(exc, "reason", exc)), [password or ""])
+        raise TrackingServerUnreachable(f"MLflow server at {shown} is not reachable: {reason}; {hint}") from exc
     if status != 200:
         raise TrackingServerUnreachable(
-            f"MLflow server at {mask_uri(uri)} is not reachable: GET /health returned HTTP {status}; {hint}",
+            f"MLflow server at {shown} is not reachable: GET /health returned HTTP {status}; {hint}",
             f"GET /health returned HTTP {status}",
+        )
+    if not authenticate:
+        return
+    # Who am I: 401 on a basic-auth server without valid credentials, 404 on a server without auth.
+    try:
+        status = _get(base + "/api/2.0/mlflow/users/current", timeout, username, password)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise TrackingServerUnreachable(f"MLflow server at {shown} stopped answering: {exc}; {hint}") from exc
+    if status == 401:
+        if username is None:
+            raise TrackingServerAuthError(
+                f"MLflow server at {shown} requires authentication: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (in .env or the environment); ask the server's admin for a user"
+            )
+        raise TrackingServerAuthError(
+            f"MLflow server at {shown} refused user '{username}': wrong username or password (HTTP 401); "
+            "check MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
         )
 
 
@@ -551,7 +729,7 @@ def wait_for_health(url: str, timeout: float = 60.0, pid: int | None = None) -> 
     start = time.monotonic()
     while True:
         try:
-            check_tracking_server(url, timeout=2.0)
+            check_tracking_server(url, timeout=2.0, authenticate=False)
             return time.monotonic() - start
         except TrackingServerUnreachable as exc:
             last = exc.reason
@@ -581,6 +759,8 @@ def shell_exports(settings: ServerSettings) -> str:
         "MLFLOW_PORT": str(settings.mlflow_port),
         "MLFLOW_WORKERS": str(settings.mlflow_workers),
         "AWS_DEFAULT_REGION": settings.aws_default_region,
+        # on: start.sh runs `mlflow server --app-name basic-auth` (see scripts/core/server_auth.py).
+        "ENCORE_AUTH": "on" if auth_enabled(settings) else "off",
     }
     # The server proxies artifacts, so it (and only it) needs the S3 endpoint and keys.
     optional = {
@@ -613,6 +793,11 @@ def run_gc(settings: ServerSettings, extra_args: Sequence[str]) -> None:
     from mlflow.cli import gc
 
     url = tracking_url(settings)
+    if auth_enabled(settings):
+        # gc deletes proxied artifacts through the server: as the admin, who may delete anything.
+        # In-process environment only, never argv.
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.encore_auth_admin_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.encore_auth_admin_password.get_secret_value()
     try:
         check_tracking_server(url)
     except TrackingServerUnreachable as exc:
@@ -644,6 +829,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_check.add_argument("--timeout", type=float, default=5.0)
     p_check.add_argument("server_args", nargs=argparse.REMAINDER, help="extra `mlflow server` args to vet")
     sub.add_parser("shell-env", help="print export lines for the shell scripts (contains secrets)")
+    p_auth = sub.add_parser("auth-prepare", help="create the user-store schema, write the 0600 auth config")
+    p_auth.add_argument("--run-dir", required=True, help="folder of server.pid; the config goes to <run-dir>/auth/")
     sub.add_parser("db-upgrade", help="run `mlflow db upgrade` only when the schema is behind")
     p_wait = sub.add_parser("wait-health", help="wait for GET /health")
     p_wait.add_argument("--timeout", type=float, default=60.0)
@@ -657,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             extra = [a for a in args.server_args if a != "--"]
-            findings = preflight(settings, timeout=args.timeout, for_start=args.for_start)
+            findings = preflight(settings, timeout=args.timeout, for_start=args.for_start, server_args=extra)
             try:
                 validate_server_args(extra, environ={})
             except ServerConfigError as exc:
@@ -671,6 +858,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if errors else 0
         if args.command == "shell-env":
             sys.stdout.write(shell_exports(settings))
+            return 0
+        if args.command == "auth-prepare":
+            from scripts.core.server_auth import prepare_exports
+
+            exports = prepare_exports(settings, Path(args.run_dir))
+            sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items()))
             return 0
         if args.command == "db-upgrade":
             print(upgrade_schema_if_needed(settings))

@@ -48,9 +48,10 @@ def cli_client(uri: str | None = None) -> Any:
 
     uri = uri or MachineSettings().mlflow_tracking_uri or LOCAL_TRACKING_URI
     if uri.startswith(("http://", "https://")):
-        from scripts.core.server import client_fail_fast_env
+        from scripts.core.server import client_env
 
-        for key, value in client_fail_fast_env().items():
+        # Fail-fast HTTP settings and MLFLOW_TRACKING_USERNAME/PASSWORD from .env (environment wins).
+        for key, value in client_env().items():
             os.environ.setdefault(key, value)
     mlflow.set_tracking_uri(uri)  # also for models:/ URIs resolved by the registry helpers
     return MlflowClient(tracking_uri=uri)
@@ -107,11 +108,12 @@ def setup_tracking(config: EncoreConfig) -> str:
     uri = tracking_uri(config)
     check_tracking_uri(uri)
     if uri.startswith(("http://", "https://")):
-        from scripts.core.server import check_tracking_server, client_fail_fast_env
+        from scripts.core.server import check_tracking_server, client_env
 
-        for key, value in client_fail_fast_env().items():
+        # Credentials travel only in the environment MLflow's HTTP client reads, never in params or tags.
+        for key, value in client_env().items():
             os.environ.setdefault(key, value)
-        check_tracking_server(uri, timeout=5.0)
+        check_tracking_server(uri, timeout=5.0)  # a wrong password fails here, in one line
     mlflow.set_tracking_uri(uri)
     # Two runs starting at once on a new local store would both create its tables and one fails.
     lock = path_lock(Path(uri.removeprefix("sqlite:///"))) if uri.startswith("sqlite:///") else nullcontext()
@@ -271,12 +273,15 @@ def pipeline_run(config: EncoreConfig, *, note: str | None = None) -> Iterator[A
     """The parent run of one pipeline execution (also exported for nested component runs)."""
     import mlflow
 
+    from scripts.core.server_auth import readable_auth_errors
+
     experiment_id = setup_tracking(config)
-    mark_stale_runs(experiment_id)
+    with readable_auth_errors():
+        mark_stale_runs(experiment_id)
     tags = run_tags(config) | process_tags()
     if note:
         tags |= {"encore.note": note, "mlflow.note.content": note}
-    with active_run(mlflow.start_run(run_name=parent_run_name(config, note), tags=tags)) as run:
+    with readable_auth_errors(), active_run(mlflow.start_run(run_name=parent_run_name(config, note), tags=tags)) as run:
         log_params(config.model_dump(mode="json", exclude={"tracking", "output_dir", "data_dir"}))
         previous = os.environ.get(PARENT_RUN_ENV)
         os.environ[PARENT_RUN_ENV] = run.info.run_id
@@ -319,7 +324,11 @@ def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
     tags = run_tags(config) | process_tags() | {"encore.component": component}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    with active_run(mlflow.start_run(run_name=component, nested=parent is not None, tags=tags)) as run:
+    from scripts.core.server_auth import readable_auth_errors
+
+    # A refused permission (HTTP 403) becomes one line naming the user and the request.
+    with readable_auth_errors(), active_run(mlflow.start_run(run_name=component, nested=parent is not None,
+                                                             tags=tags)) as run:
         yield run
 
 

@@ -94,6 +94,33 @@ def live_group_members(pgid: int) -> list[str]:
     return [args for _, g, stat, args in processes() if g == pgid and not stat.startswith("Z")]
 
 
+#: Command-line marks of MLflow's job runner (huey consumer), which Encore's server must not start.
+JOB_RUNNER_MARKS = ("huey_consumer", "jobs._job_runner")
+
+
+def server_leftovers(pgid: int, port: int) -> list[str]:
+    """Live processes the server started with start.sh that are still around.
+
+    Only the server's own process group and session (start.sh runs it under ``setsid``, so
+    both ids equal the server's PID, and a child that called setpgid still shares the
+    session), plus anything serving its port. Never every ``huey_consumer`` on the machine:
+    a user's own ``mlflow ui`` elsewhere is not ours (issue #9, item 8).
+    """
+    out = subprocess.run(
+        ["ps", "-ww", "-e", "-o", "pid=,pgid=,sid=,stat=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    port_flag = f"--port {port}"
+    leftovers = []
+    for line in out.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) != 5 or parts[3].startswith("Z"):
+            continue
+        group, session, args = int(parts[1]), int(parts[2]), parts[4]
+        if group == pgid or session == pgid or port_flag in args:
+            leftovers.append(args)
+    return leftovers
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import mlflow
 import pytest
 from itest_support import (
+    JOB_RUNNER_MARKS,
     MlflowServer,
     clean_env,
     free_port,
@@ -26,6 +27,7 @@ from itest_support import (
     live_group_members,
     processes,
     run_python,
+    server_leftovers,
     tracking_uri,
     write_env_file,
 )
@@ -63,8 +65,9 @@ def test_server_is_healthy_without_job_runner_or_leaked_password(mlflow_server: 
     group = live_group_members(_pgid(mlflow_server))
     assert any("mlflow server" in args for args in group)
     assert any("uvicorn" in args for args in group)
-    # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: no huey job runner / consumer processes.
-    assert not [args for args in group if "huey" in args or "jobs._job_runner" in args], group
+    # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: no huey job runner / consumer processes of its own.
+    own = server_leftovers(_pgid(mlflow_server), mlflow_server.port)
+    assert not [args for args in own if any(mark in args for mark in JOB_RUNNER_MARKS)], own
     # The password is neither on a command line (it travels in MLFLOW_BACKEND_STORE_URI)
     # nor in the log.
     password = mlflow_server.postgres.password
@@ -408,6 +411,26 @@ def test_clean_removes_deleted_run_and_its_artifacts(mlflow_server: MlflowServer
         client.get_run(run.info.run_id)
 
 
+def test_orphan_check_ignores_job_runners_of_other_servers() -> None:
+    """Issue #9 item 8: a huey_consumer of someone's own `mlflow ui` is not the server's orphan."""
+    import os
+    import signal
+
+    stranger = subprocess.Popen(["bash", "-c", "exec -a huey_consumer sleep 60"], start_new_session=True)
+    ours = subprocess.Popen(["bash", "-c", "exec -a huey_consumer sleep 60"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while not [a for _, _, _, a in processes() if a.startswith("huey_consumer")] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # `ours` stands for a job runner left in the server's own session; `stranger` is elsewhere.
+        leftovers = server_leftovers(ours.pid, free_port())
+        assert leftovers == ["huey_consumer 60"], leftovers
+    finally:
+        for proc in (stranger, ours):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 def test_stop_leaves_no_orphans(mlflow_server: MlflowServer) -> None:
     """Runs last: stops the session's server (the fixture's own stop.sh is then a no-op)."""
     pgid = _pgid(mlflow_server)
@@ -416,13 +439,7 @@ def test_stop_leaves_no_orphans(mlflow_server: MlflowServer) -> None:
     result = mlflow_server.run_script("stop.sh", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert live_group_members(pgid) == []
-    port_flag = f"--port {mlflow_server.port}"
-    leftovers = [
-        args
-        for _, _, stat, args in processes()
-        if not stat.startswith("Z") and (port_flag in args or "huey_consumer" in args or "jobs._job_runner" in args)
-    ]
-    assert leftovers == []
+    assert server_leftovers(pgid, mlflow_server.port) == []
     assert not mlflow_server.pid_file.exists()
     assert not http_ok(f"{mlflow_server.url}/health")
     again = mlflow_server.run_script("stop.sh", timeout=30)
