@@ -367,19 +367,21 @@ def service_failure(exc: BaseException, uri: str) -> str | None:
 
 
 def _probe_server(uri: str) -> str | None:
-    """Which of the server's services fails one unretried request: a request that needs its
-    database, then one that needs its artifact store (their 5xx bodies do not say why)."""
+    """Which of the server's services fails: one unretried request that needs its database and
+    one that needs its artifact store (a 5xx body does not say why). The service whose request
+    fails (an error or no answer in 5 s) while the other's works is named; None otherwise."""
     import requests
 
     auth = None
     if os.environ.get("MLFLOW_TRACKING_USERNAME"):
         auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    failing = []
     for service, path, params in ((_SERVICE_SIGNS[0][0], "api/2.0/mlflow/experiments/search", {"max_results": 1}),
                                   (_SERVICE_SIGNS[1][0], "api/2.0/mlflow-artifacts/artifacts", {"path": ""})):
         try:
-            response = requests.get(f"{uri.rstrip('/')}/{path}", params=params, timeout=10, auth=auth)
+            ok = requests.get(f"{uri.rstrip('/')}/{path}", params=params, timeout=5, auth=auth).status_code < 500
         except requests.RequestException:
-            return None  # the server itself is not answering
-        if response.status_code >= 500:
-            return service
-    return None
+            ok = False
+        if not ok:
+            failing.append(service)
+    return failing[0] if len(failing) == 1 else None
