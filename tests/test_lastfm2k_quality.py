@@ -23,8 +23,9 @@ from scripts.core.evaluation import Evaluator, lists_from_frame
 from scripts.core.io import read_json
 from scripts.core.prepared import PreparedData
 from scripts.core.ranker import train_ranker
-from scripts.core.runner import PIPELINE, Context, dependencies, output_dir, run_pipeline
 from scripts.core.splits import pair_mask
+from scripts.pipeline.component import Context
+from scripts.pipeline.runner import dependencies, output_dir, run_pipeline
 from tests.conftest import REPO_ROOT, make_config
 
 pytestmark = pytest.mark.realdata
@@ -37,7 +38,7 @@ def lastfm_run(tmp_path_factory: pytest.TempPathFactory, lastfm2k_dir: Path) -> 
     experiment = {"experiment": {"name": "lastfm2k", "seed": 42}, "dataset": {"kind": "lastfm2k", "path": str(lastfm2k),
                                                                            "download": False}}
     config = make_config(tmp, experiment)
-    run_pipeline(config, PIPELINE)
+    run_pipeline(config)
     return config
 
 

@@ -26,6 +26,8 @@ import numpy as np
 import threadpoolctl
 from scipy.sparse import csc_matrix, csr_matrix, issparse
 
+from .spec import GeneratorConfig, SideData, SideDataMissing, StageView
+
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 
 _PAIR_CHUNK = 65_536
@@ -328,7 +330,17 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str] = "base"
-    """Registry key, also written into saved files."""
+    """The kind: registry key, also written into saved files. A class that does not set it (a
+    user's own generator) is named by its import path ``module:Class``."""
+
+    config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    """The settings model of this kind (hyper-parameters = constructor arguments, with defaults)."""
+
+    side_data: ClassVar[tuple[SideData, ...]] = ()
+    """The parts of a :class:`StageView` beside ``user_items`` that :meth:`fit` takes, by keyword."""
+
+    required_side_data: ClassVar[tuple[SideData, ...]] = ()
+    """Side data without which the kind cannot fit (:meth:`fit_stage` fails with a clear error)."""
 
     zero_means_unscored: ClassVar[bool] = False
     """True for sparse-score models (e.g. friends) whose 0 means "no evidence": the default
@@ -336,6 +348,30 @@ class Recommender(ABC):
 
     n_users_: int
     n_items_: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def from_config(cls, section: GeneratorConfig, seed: int | None = None) -> Self:
+        """A model with the hyper-parameters of ``section``; ``seed`` becomes ``random_state``
+        when the constructor takes one (one experiment seed drives every model)."""
+        import inspect
+
+        params = section.params()
+        if seed is not None and "random_state" in inspect.signature(cls).parameters:
+            params["random_state"] = seed
+        return cls(**params)
+
+    def fit_stage(self, view: StageView) -> Self:
+        """Fit on one stage view: ``user_items`` plus the side data this kind declares."""
+        missing = [name for name in self.required_side_data if getattr(view, name) is None]
+        if missing:
+            raise SideDataMissing(f"kind '{self.name}' needs {' and '.join(missing)}, which this dataset "
+                                  "does not have")
+        return self.fit(view.user_items, **{name: getattr(view, name) for name in self.side_data})
 
     # -- hyper-parameters -------------------------------------------------------------
 
@@ -490,9 +526,9 @@ class Recommender(ABC):
         params = json.loads(str(files.pop("__params__")))
         meta = json.loads(str(files.pop("__meta__")))
         if cls.name == "base":  # Recommender.load(path): dispatch on the saved name
-            from . import RECOMMENDERS
+            from .registry import recommender_class
 
-            model_cls = RECOMMENDERS[saved]
+            model_cls = recommender_class(saved)
         else:
             model_cls = cls
         model = model_cls(**params)
