@@ -373,11 +373,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """The config key of a pydantic error location, without validator and union-tag parts."""
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", KIND_TAG)))
+
+
 def format_validation_error(exc: ValidationError, source: str, what: str = "configuration") -> str:
     """One line per problem, each with its key path: ``invalid <what> (<source>):``."""
     lines = [f"invalid {what} ({source}):"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", KIND_TAG)))
+        path = key_path(err["loc"])
         shown = repr(err["input"]) if "input" in err else ""
         # A whole section as the input says nothing the message does not: leave long ones out.
         lines.append(f"  {path}: {err['msg']}" + (f" (got {shown})" if shown and len(shown) <= 300 else ""))
@@ -420,7 +425,7 @@ def load_config(
         if overrides:
             try:
                 EncoreConfig.model_validate(raw)
-                locs = [".".join(str(p) for p in err["loc"]) for err in exc.errors()]
+                locs = [key_path(err["loc"]) for err in exc.errors()]
                 named = [text for text in overrides
                          if any(loc.startswith(key) or key.startswith(loc) for loc in locs
                                 for key in [text.partition("=")[0]])]
