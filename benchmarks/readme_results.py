@@ -21,7 +21,7 @@ from pathlib import Path
 
 from scripts.core.config import REPO_ROOT, load_config
 from scripts.core.io import is_complete, read_json
-from scripts.core.runner import fingerprint, output_dir
+from scripts.pipeline.runner import fingerprint, output_dir
 
 
 def machine() -> str:

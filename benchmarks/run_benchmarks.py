@@ -35,7 +35,7 @@ from scripts.core.config import REPO_ROOT, MachineSettings, load_config
 from scripts.core.generators import build_recommender, fit_recommender
 from scripts.core.io import is_complete
 from scripts.core.prepared import PreparedData
-from scripts.core.runner import GENERATORS, fingerprint, output_dir, run_component
+from scripts.pipeline.runner import fingerprint, generator_names, output_dir, run_component
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 EXPERIMENTS = {"lastfm2k": REPO_ROOT / "experiments/lastfm2k.yaml",
@@ -110,11 +110,11 @@ def bench_generators(name: str, workdir: Path, repeats: int, only: list[str] | N
     user_items = prepared.user_items("train")
     users = np.arange(prepared.n_users)
     rows = {}
-    for generator in only or GENERATORS:
+    for generator in only or [g for g in generator_names(config) if config.components.generator(g).propose]:
         model = build_recommender(config, generator)
 
         def wrapped(generator: str = generator, model: Any = model) -> Any:
-            fit_recommender(model, generator, prepared, "train")
+            fit_recommender(model, prepared, "train", name=generator)
             return model.recommend(users, user_items, N, filter_already_liked_items=True)
 
         row = {"encore_seconds": best_time(wrapped, repeats)}

@@ -46,11 +46,12 @@ import yaml
 
 from scripts.core import tracking
 from scripts.core.config import MachineSettings, load_config
-from scripts.core.runner import ALL_COMPONENTS, output_dir
+from scripts.core.recommenders import KINDS
 from scripts.pipeline import runner
+from scripts.pipeline.runner import all_components, output_dir
 from tests.conftest import LASTFM2K_DIR
 
-KNOWN = ", ".join(ALL_COMPONENTS)
+KNOWN = ", ".join(all_components(load_config(None, settings=MachineSettings(_env_file=None))))
 EXPERIMENT_NAME = "catalogue"
 LASTFM2K_USERS = 20
 """Users of the small Last.fm 2K copy: the first 20 by id have 1,000 plays and 2 friendships."""
@@ -191,11 +192,6 @@ INVALID = "invalid configuration ({tmp}/experiment.yaml):\n  "
 PREPARE = "component 'prepare' failed: "
 """How a data error starts: the component it stopped, then the loader's message."""
 NOT_PERMITTED = "Extra inputs are not permitted"
-DEFAULT_FEATURE_MODELS = (
-    "{'als128': {'kind': 'als', 'params': {'factors': 128}}, 'als32': {'kind': 'als', 'params': {'factors': 32}}, "
-    "'bpr128': {'kind': 'bpr', 'params': {'factors': 128}}, 'ease500': {'kind': 'ease', 'params': {'l2': 500.0}}, "
-    "'knncos': {'kind': 'itemknn', 'params': {'similarity': 'cosine'}}"
-)
 LASTFM2K_URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
 
 CASES: list[Case] = [
@@ -229,11 +225,9 @@ CASES: list[Case] = [
          INVALID + f"components.als.factor: {NOT_PERMITTED} (got 10)"),
     Case("unknown-key-depth-4", tabular(columns={"user": "user", "iten": "song"}),
          INVALID + f"dataset.tabular.columns.iten: {NOT_PERMITTED} (got 'song')"),
-    Case("unknown-key-in-feature-model-params",
-         with_(lastfm2k(), components={"ranker": {"feature_models": {"als8": {"kind": "als",
-                                                                             "params": {"factor": 8}}}}}),
-         INVALID + f"components.ranker.feature_models.als8: Value error, params for kind 'als': factor: "
-         f"{NOT_PERMITTED} (got {{'kind': 'als', 'params': {{'factor': 8}}}})"),
+    Case("unknown-key-in-a-named-instance",
+         with_(lastfm2k(), components={"als8": {"kind": "als", "factor": 8}}),
+         INVALID + f"components.als8.factor: {NOT_PERMITTED} (got 8)"),
     Case("key-of-another-dataset-kind", lastfm2k(interactions="x.csv"),
          INVALID + f"dataset.lastfm2k.interactions: {NOT_PERMITTED} (got 'x.csv')"),
     Case("required-key-missing", {"experiment": {"name": EXPERIMENT_NAME}, "dataset": {"kind": "tabular"}},
@@ -248,7 +242,8 @@ CASES: list[Case] = [
          INVALID + "components.ease.enabled: Input should be a valid boolean, unable to interpret input "
          "(got 'sometimes')"),
     Case("number-for-a-section", with_(lastfm2k(), components={"popular": 5}),
-         INVALID + "components.popular: Input should be a valid dictionary or instance of PopularConfig (got 5)"),
+         INVALID + "components.popular: a generator instance is a mapping with a `kind`: a built-in kind (popular, "
+         "als, bpr, item2item, itemknn, ease, friends, userknn) or 'package.module:ClassName' (got 5)"),
     Case("test-fraction-above-one", with_(lastfm2k(), split={"kind": "per_user", "test_fraction": 1.5}),
          INVALID + "split.per_user.test_fraction: Input should be less than 1 (got 1.5)"),
     Case("time-split-reversed", with_(lastfm2k(), split={"kind": "time", "target_start": 0.8, "test_start": 0.5}),
@@ -272,10 +267,26 @@ CASES: list[Case] = [
     Case("tabular-columns-not-distinct", tabular(columns={"user": "user", "item": "user"}),
          INVALID + "dataset.tabular.columns: Value error, columns must be distinct, got ['user', 'user'] "
          "(got {'user': 'user', 'item': 'user'})"),
-    Case("feature-model-named-like-a-generator",
-         with_(lastfm2k(), components={"ranker": {"feature_models": {"als": {"kind": "als"}}}}),
-         INVALID + "components.ranker.feature_models: Value error, feature model names ['als'] clash with "
-         f"generator names; choose others (got {DEFAULT_FEATURE_MODELS}, 'als': {{'kind': 'als'}}}})"),
+    Case("old-feature-models-key",
+         with_(lastfm2k(), components={"ranker": {"feature_models": {"als8": {"kind": "als"}}}}),
+         INVALID + "components.ranker: Value error, components.ranker.feature_models was removed: a feature "
+         "model is now an ordinary generator instance with `propose: false` (its scores are ranker features, "
+         "it proposes no candidates, it is evaluated beside the others). Rewrite `ranker: {feature_models: "
+         "{als128: {kind: als, params: {factors: 128}}}}` as `components: {als128: {kind: als, factors: 128, "
+         "propose: false}}` (the params move up one level)"),
+    Case("instance-without-a-kind", with_(lastfm2k(), components={"mine": {"factors": 8}}),
+         INVALID + "components.mine: a generator instance is a mapping with a `kind`: a built-in kind (popular, "
+         "als, bpr, item2item, itemknn, ease, friends, userknn) or 'package.module:ClassName' (got {'factors': 8})"),
+    Case("instance-kind-not-importable", with_(lastfm2k(), components={"mine": {"kind": "nope.mod:X"}}),
+         INVALID + "components.mine: Value error, kind 'nope.mod:X': cannot import module 'nope.mod' (No module "
+         "named 'nope') (got {'kind': 'nope.mod:X'})"),
+    Case("instance-kind-not-a-recommender",
+         with_(lastfm2k(), components={"mine": {"kind": "scripts.core.io:write_json"}}),
+         INVALID + "components.mine: Value error, kind 'scripts.core.io:write_json': write_json is not a subclass "
+         "of scripts.core.recommenders.base.Recommender (got {'kind': 'scripts.core.io:write_json'})"),
+    Case("instance-named-like-a-component", with_(lastfm2k(), components={"evaluate": {"kind": "als"}}),
+         INVALID + "components: Value error, components.evaluate: 'evaluate' is a pipeline component, not a "
+         "generator instance; choose another name"),
     Case("separator-of-two-characters", tabular(sep="::"),
          INVALID + "dataset.tabular.sep: String should have at most 1 character (got '::')"),
     # ----- --set (a bad key or value via --set is left out: its source is being fixed)
@@ -419,7 +430,7 @@ CASES: list[Case] = [
          "  components.als.factorz: Extra inputs are not permitted (got 3)",
          files={"data/plays.csv": GOOD_PLAYS}, argv=("--set", "components.als.factorz=3")),
     Case("every-generator-disabled", with_(tabular(), components={
-        name: {"enabled": False} for name in ("popular", "als", "bpr", "item2item", "itemknn", "ease", "friends")}),
+        name: {"enabled": False} for name in KINDS}),  # every default instance that proposes
          "components.ranker.generators: no enabled generator to take candidates from",
          files={"data/plays.csv": GOOD_PLAYS}, components="prepare,ranker"),
     Case("ranker-generators-empty-list", with_(tabular(), components={"ranker": {"generators": []}}),

@@ -19,6 +19,7 @@ from scripts.core.config import (
     load_config,
     parse_override,
 )
+from scripts.core.recommenders import KINDS
 
 EXPERIMENTS = sorted((REPO_ROOT / "experiments").glob("*.yaml"))
 NO_ENV = MachineSettings(_env_file=None, mlflow_tracking_uri=None, encore_data_dir=None, encore_output_dir=None)
@@ -39,7 +40,15 @@ def test_every_shipped_experiment_validates(experiment: Path) -> None:
 def test_defaults_file_matches_model_defaults() -> None:
     """components.yaml documents the defaults; it must not drift from the model's."""
     raw = yaml.safe_load(DEFAULTS_FILE.read_text())
-    assert ComponentsConfig.model_validate(raw["components"]) == ComponentsConfig()
+    components = ComponentsConfig.model_validate(raw["components"])
+    assert (components.ranker, components.promote) == (ComponentsConfig().ranker, ComponentsConfig().promote)
+    for kind, cls in KINDS.items():
+        # Every built-in kind has a default instance of its own name listing every key, at the
+        # defaults of the kind's declaration (config_class next to the recommender).
+        assert set(raw["components"][kind]) == set(cls.config_class.model_fields), kind
+        assert components.generators[kind] == cls.config_class(), kind
+    for name, section in components.generators.items():
+        assert type(section) is KINDS[section.kind].config_class, name
     assert EvaluationConfig.model_validate(raw["evaluation"]) == EvaluationConfig()
     assert PerUserSplit.model_validate(raw["split"]) == PerUserSplit()
 
@@ -79,7 +88,7 @@ def test_precedence_defaults_experiment_environment_cli(tmp_path: Path) -> None:
     env = MachineSettings(_env_file=None, mlflow_tracking_uri="http://from-env:5000")
     config = load_config(path, ["components.als.factors=16"], settings=env)
     assert config.components.als.factors == 16
-    assert config.components.als.iterations == ComponentsConfig().als.iterations
+    assert config.components.als.iterations == KINDS["als"].config_class().iterations
     assert config.tracking.tracking_uri == "http://from-env:5000"
 
 

@@ -21,10 +21,12 @@ from scripts.components import ranker as ranker_component
 from scripts.core.config import EncoreConfig
 from scripts.core.evaluation import Evaluator, lists_from_frame
 from scripts.core.io import read_json
+from scripts.core.outputs import GeneratorOutput, RankerOutput
 from scripts.core.prepared import PreparedData
 from scripts.core.ranker import train_ranker
-from scripts.core.runner import PIPELINE, Context, dependencies, output_dir, run_pipeline
 from scripts.core.splits import pair_mask
+from scripts.pipeline.component import Context
+from scripts.pipeline.runner import dependencies, output_dir, run_pipeline
 from tests.conftest import REPO_ROOT, make_config
 
 pytestmark = pytest.mark.realdata
@@ -37,7 +39,7 @@ def lastfm_run(tmp_path_factory: pytest.TempPathFactory, lastfm2k_dir: Path) -> 
     experiment = {"experiment": {"name": "lastfm2k", "seed": 42}, "dataset": {"kind": "lastfm2k", "path": str(lastfm2k),
                                                                            "download": False}}
     config = make_config(tmp, experiment)
-    run_pipeline(config, PIPELINE)
+    run_pipeline(config)
     return config
 
 
@@ -54,6 +56,7 @@ def test_generators_match_the_public_reference(comparison: pd.DataFrame) -> None
     assert ndcg["itemknn"] >= 0.22
     assert ndcg["bpr"] >= 0.15
     assert ndcg["item2item"] >= 0.11
+    assert ndcg["userknn"] >= 0.20
 
 
 def test_ranker_beats_every_single_model_with_a_confident_margin(lastfm_run: EncoreConfig,
@@ -72,13 +75,13 @@ def test_ranker_beats_every_single_model_with_a_confident_margin(lastfm_run: Enc
 def test_every_list_is_best_first_and_never_repeats_history(lastfm_run: EncoreConfig) -> None:
     prepared = PreparedData(output_dir(lastfm_run, "prepare"))
     train = prepared.part("train")
-    for name in ("item2item", "als", "ease"):
-        candidates = pd.read_parquet(output_dir(lastfm_run, name) / "candidates_train.parquet")
+    for name in ("item2item", "als", "ease", "userknn"):
+        candidates = GeneratorOutput(output_dir(lastfm_run, name)).candidates("train")
         ordered = candidates.sort_values(["user", "rank"])
         drops = ordered.groupby("user")["score"].diff().dropna()
         assert (drops <= 1e-6).all(), f"{name}: scores must not increase with rank"
         assert not pair_mask(candidates, train, prepared.n_items).any(), f"{name} recommends seen items"
-    recs = pd.read_parquet(output_dir(lastfm_run, "ranker") / "recommendations.parquet")
+    recs = RankerOutput(output_dir(lastfm_run, "ranker")).recommendations()
     assert not pair_mask(recs, train, prepared.n_items).any()
 
 

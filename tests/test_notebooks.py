@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from scripts.core.config import EncoreConfig
-from scripts.core.runner import PIPELINE, run_pipeline
+from scripts.pipeline.runner import run_pipeline
 from tests.conftest import REPO_ROOT
 
 
 def test_compare_notebook_runs(tiny_config: EncoreConfig, monkeypatch, tmp_path: Path) -> None:
-    run_pipeline(tiny_config, PIPELINE)
-    run_pipeline(tiny_config, PIPELINE)
+    run_pipeline(tiny_config)
+    run_pipeline(tiny_config)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_config.tracking.tracking_uri)
     notebook = json.loads((REPO_ROOT / "notebooks/compare_runs.ipynb").read_text())
     namespace: dict = {"display": lambda obj: namespace.setdefault("shown", []).append(obj)}

@@ -10,10 +10,10 @@ import mlflow
 import pandas as pd
 import pytest
 
-from scripts.core import runner
 from scripts.core.config import EncoreConfig
-from scripts.core.runner import ALL_COMPONENTS, GENERATORS, PIPELINE, output_dir, run_pipeline
 from scripts.core.tracking import experiment_name, tracking_uri
+from scripts.pipeline import runner
+from scripts.pipeline.runner import generator_names, output_dir, pipeline_components, run_pipeline
 from tests.conftest import REPO_ROOT
 
 KS = (5, 10, 20, 50)
@@ -25,14 +25,14 @@ def runs_of(config: EncoreConfig) -> pd.DataFrame:
 
 
 def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: EncoreConfig) -> None:
-    results = run_pipeline(tiny_config, PIPELINE)
-    assert set(results) == set(PIPELINE)
+    results = run_pipeline(tiny_config)
+    assert set(results) == set(pipeline_components(tiny_config))
     runs = runs_of(tiny_config)
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     assert len(parents) == 1
     parent_id = parents["run_id"].iloc[0]
     children = runs[runs["tags.mlflow.parentRunId"] == parent_id]
-    assert sorted(children["tags.encore.component"]) == sorted(PIPELINE)
+    assert sorted(children["tags.encore.component"]) == sorted(pipeline_components(tiny_config))
 
     parent = parents.iloc[0]
     for tag in ("git_commit", "config_hash", "split_hash", "version.implicit", "version.catboost"):
@@ -42,7 +42,7 @@ def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: Encore
     assert "metrics.uplift_vs_best_generator_ci_low" in parents.columns
 
     client = mlflow.MlflowClient()
-    for _, child in children[children["tags.encore.component"].isin(GENERATORS)].iterrows():
+    for _, child in children[children["tags.encore.component"].isin(generator_names(tiny_config))].iterrows():
         for metric in ("ndcg", "recall", "precision", "map", "hit_rate", "mrr"):
             for k in KS:
                 assert pd.notna(child[f"metrics.{metric}_at_{k}"])
@@ -76,7 +76,7 @@ def test_a_failing_component_leaves_no_output_and_is_named(tiny_config: EncoreCo
         (ctx.output / "partial.parquet").write_text("half")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(runner.component_module("als"), "run", explode)
+    monkeypatch.setattr(runner.component_module(tiny_config, "als"), "run", explode)
     with pytest.raises(runner.ComponentFailed, match="component 'als' failed: boom"):
         run_pipeline(tiny_config, ["prepare", "als"])
     out = output_dir(tiny_config, "als")
@@ -108,14 +108,16 @@ def test_bad_config_exits_non_zero_naming_the_key() -> None:
 
 
 def test_every_component_runs_alone_as_a_module(tiny_config: EncoreConfig, tmp_path: Path) -> None:
-    assert set(ALL_COMPONENTS) <= {p.stem for p in (REPO_ROOT / "scripts/components").glob("*.py")}
-    done = subprocess.run([sys.executable, "-m", "scripts.components.popular", "--help"], capture_output=True,
-                          text=True, check=False, cwd=tmp_path)
-    assert done.returncode == 0 and "--experiment" in done.stdout
+    fixed = {*runner.FIRST, *runner.LAST, *runner.ON_DEMAND}
+    assert fixed <= {p.stem for p in (REPO_ROOT / "scripts/components").glob("*.py")}
+    for module in ("scripts.components.prepare", runner.GENERATOR_MODULE):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                              text=True, check=False, cwd=tmp_path)
+        assert done.returncode == 0 and "--experiment" in done.stdout
 
 
 def test_register_then_promote_only_a_better_model(tiny_config: EncoreConfig) -> None:
-    components = [*PIPELINE, "register", "promote"]
+    components = [*pipeline_components(tiny_config), "register", "promote"]
     first = run_pipeline(tiny_config, components)
     assert first["promote"].tags["encore.promotion.decision"] == "promoted"
     second = run_pipeline(tiny_config, components)  # same data and seed: equal, so not better

@@ -67,6 +67,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "itemknn": ({"K": 15}, {}),
     "ease": ({"l2": 5.0, "min_item_users": 1}, {}),
     "friends": ({}, {"social": make_social()}),
+    "userknn": ({"K": 10}, {}),
 }
 
 
@@ -95,7 +96,7 @@ def seen_sets(user_items: sp.csr_matrix, users: np.ndarray) -> list[set[int]]:
 
 
 def test_registry_lists_every_model() -> None:
-    assert set(RECOMMENDERS) == {"als", "bpr", "item2item", "popular", "itemknn", "ease", "friends"}
+    assert set(RECOMMENDERS) == {"als", "bpr", "item2item", "popular", "itemknn", "ease", "friends", "userknn"}
     for name, cls in RECOMMENDERS.items():
         assert issubclass(cls, Recommender) and cls.name == name
 
@@ -240,7 +241,7 @@ def test_recommend_without_filter_may_return_seen(fitted: Recommender, user_item
     users = np.arange(N_USERS)
     ids, _ = fitted.recommend(users, user_items, N=N_ITEMS, filter_already_liked_items=False)
     seen = seen_sets(user_items, users)
-    if fitted.name not in ("friends", "itemknn", "ease"):
+    if fitted.name not in ("friends", "itemknn", "ease", "userknn"):
         # models with a score for every item rank every item
         assert np.all(ids >= 0)
     assert any(set(row[row >= 0].tolist()) & s for row, s in zip(ids, seen, strict=True))

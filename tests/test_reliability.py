@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.core import lineage, runner
-from scripts.core.config import EncoreConfig
+from scripts.core import lineage
+from scripts.core.config import EncoreConfig, load_config
 from scripts.core.io import MARKER, path_lock, read_marker, remove_debris
-from scripts.core.runner import fingerprint, output_dir, run_pipeline
 from scripts.core.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, experiment_name, tracking_uri
+from scripts.pipeline import runner
+from scripts.pipeline.runner import fingerprint, output_dir, run_pipeline
 from scripts.pipeline.runner import main as pipeline_main
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 
@@ -121,9 +122,12 @@ def test_unchanged_files_are_not_hashed_again(tmp_path: Path, monkeypatch) -> No
 # ----------------------------------------------------------------------- 2. code
 def test_a_code_change_changes_the_fingerprint_of_what_it_computes_only(tiny_config: EncoreConfig,
                                                                        monkeypatch) -> None:
-    assert "scripts.core.recommenders.als" in lineage.module_closure("scripts.components.als")
-    assert "scripts.components.ranker" not in lineage.module_closure("scripts.components.als")
-    before = {name: fingerprint(tiny_config, name) for name in ("prepare", "als", "ranker")}
+    # An instance's reuse key covers the template and its recommender's module, not the other models'.
+    assert "scripts.core.recommenders.als" not in lineage.module_closure(runner.GENERATOR_MODULE)
+    als_code = lineage.code_digest("scripts.core.recommenders.als")
+    assert runner.code_digests(tiny_config, "als")["recommender"] == als_code
+    assert "scripts.components.ranker" not in lineage.module_closure(runner.GENERATOR_MODULE)
+    before = {name: fingerprint(tiny_config, name) for name in ("prepare", "popular", "als", "ranker")}
     source = lineage._source
 
     def edited(module: str) -> bytes:
@@ -133,11 +137,11 @@ def test_a_code_change_changes_the_fingerprint_of_what_it_computes_only(tiny_con
     lineage.code_digest.cache_clear()
     lineage.module_closure.cache_clear()
     try:
-        after = {name: fingerprint(tiny_config, name) for name in ("prepare", "als", "ranker")}
+        after = {name: fingerprint(tiny_config, name) for name in ("prepare", "popular", "als", "ranker")}
     finally:
         lineage.code_digest.cache_clear()
         lineage.module_closure.cache_clear()
-    assert after["prepare"] == before["prepare"]
+    assert after["prepare"] == before["prepare"] and after["popular"] == before["popular"]
     assert after["als"] != before["als"] and after["ranker"] != before["ranker"]
 
 
@@ -327,7 +331,7 @@ def test_a_bad_set_key_names_the_override(tmp_path: Path, tiny_file: Path, capsy
 
 
 def test_every_generator_disabled_is_rejected_before_any_work(tmp_path: Path, tiny_file: Path, capsys) -> None:
-    off = [f"components.{name}.enabled=false" for name in runner.GENERATORS]
+    off = [f"components.{name}.enabled=false" for name in runner.generator_names(load_config(tiny_file))]
     code, err = cli(tmp_path, "-e", str(tiny_file), *[a for o in off for a in ("--set", o)], capsys=capsys)
     assert code == 2
     assert err == "error: components.ranker.generators: no enabled generator to take candidates from"

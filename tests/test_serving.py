@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 from scripts.core.config import ConfigError
 from scripts.core.io import read_json
 from scripts.core.registry import CHAMPION, register_run_model
-from scripts.core.runner import PIPELINE, output_dir, run_pipeline
+from scripts.pipeline.runner import all_components, output_dir, run_pipeline
 from scripts.serving.app import create_app
 from scripts.serving.blend import Ranked, interleave, neighbour_scores
 from scripts.serving.events import Listen, SQLiteEventStore
@@ -42,7 +42,9 @@ TOKEN = "t0ken-for-tests"
 CHEAP = ["components.bpr.enabled=false", "components.item2item.enabled=false",
          "components.itemknn.enabled=false", "components.friends.enabled=false",
          "components.ease.enabled=false", "components.ranker.similar_items_from=als",
-         "components.ranker.feature_models={}", "components.ranker.iterations=40",
+         "components.userknn.enabled=false",
+         *[f"components.{name}.enabled=false" for name in ("als128", "als32", "bpr128", "ease500", "knncos")],
+         "components.ranker.iterations=40",
          "components.ranker.candidates_per_generator=20", "components.ranker.features=[generator,user,item]",
          "components.als.iterations=5", "evaluation.n_bootstrap=100"]
 
@@ -64,7 +66,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, lastfm2k_dir: Path) -> Re
     experiment = {"experiment": {"name": "serving", "seed": 42},
                   "dataset": {"kind": "lastfm2k", "path": str(lastfm2k_dir), "download": False}}
     config = make_config(tmp, experiment, CHEAP)
-    run_pipeline(config, [*PIPELINE, "register", "promote"])
+    run_pipeline(config, list(all_components(config)))
     registered = read_json(output_dir(config, "register") / "registered.json")
     uri = config.tracking.tracking_uri
     champion = MlflowClient(tracking_uri=uri).get_model_version_by_alias(registered["model_name"], CHAMPION)

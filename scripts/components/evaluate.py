@@ -1,4 +1,4 @@
-"""evaluate: every generator, feature model and the ranker on the same test users, side by side.
+"""evaluate: every generator instance (feature-only ones too) and the ranker on the same test users.
 
 Scores each model's lists with the same :class:`~scripts.core.evaluation.Evaluator`,
 writes the comparison table (every metric at every k), a metric-vs-k plot, and paired
@@ -20,29 +20,28 @@ from scripts.core import metrics
 from scripts.core.config import EncoreConfig
 from scripts.core.evaluation import Evaluator, lists_from_frame
 from scripts.core.io import write_json, write_parquet
+from scripts.core.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
 from scripts.core.prepared import PreparedData
-from scripts.core.runner import GENERATORS, Context, Result, component_main, enabled
+from scripts.pipeline.component import Context, Result
+from scripts.pipeline.runner import component_main, enabled, generator_names
 
 NAME = "evaluate"
-PER_USER_FILE = "per_user.parquet"
+PER_USER_FILE = EvaluateOutput.PER_USER
+"""Kept for ``register``; new code reads :class:`~scripts.core.outputs.EvaluateOutput`."""
 log = logging.getLogger(__name__)
 
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
-    return ["prepare", *(g for g in GENERATORS if enabled(config, g)), "ranker"]
+    return ["prepare", *(g for g in generator_names(config) if enabled(config, g)), "ranker"]
 
 
-def model_lists(ctx: Context, users: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Each model's top-k lists for ``users``, from the files the components wrote."""
-    lists = {}
-    for name, path in ctx.inputs.items():
-        if name in GENERATORS:
-            lists[name] = lists_from_frame(pd.read_parquet(path / "candidates_train.parquet"), users, k)
-        elif name == "ranker":
-            lists[name] = lists_from_frame(pd.read_parquet(path / "recommendations.parquet"), users, k)
-            baselines = pd.read_parquet(path / "feature_models.parquet")
-            for model, frame in baselines.groupby("model", sort=False):
-                lists[str(model)] = lists_from_frame(frame, users, k)
+def model_lists(config: EncoreConfig, ctx: Context, users: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each model's top-k lists for ``users``: every enabled generator instance (proposing or not,
+    in config order), then the ranker."""
+    lists = {name: lists_from_frame(GeneratorOutput(ctx.inputs[name]).candidates("train"), users, k)
+             for name in generator_names(config) if name in ctx.inputs}
+    if "ranker" in ctx.inputs:
+        lists["ranker"] = lists_from_frame(RankerOutput(ctx.inputs["ranker"]).recommendations(), users, k)
     return lists
 
 
@@ -69,22 +68,23 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     prepared = PreparedData(ctx.inputs["prepare"])
     ks = tuple(config.evaluation.ks)
     evaluator = Evaluator(prepared, "train", ks)
-    lists = model_lists(ctx, evaluator.users, max(ks))
+    lists = model_lists(config, ctx, evaluator.users, max(ks))
     results = {name: evaluator.evaluate(model) for name, model in lists.items()}
     table = metrics.metrics_table(results)
-    table.to_csv(ctx.output / "comparison.csv")
+    out = EvaluateOutput(ctx.output)
+    table.to_csv(out.path / out.COMPARISON)
     at10 = table[[c for c in table.columns if c.endswith("@10")]].sort_values(config.evaluation.primary_metric,
                                                                              ascending=False)
-    (ctx.output / "comparison.md").write_text(markdown_table(at10))
+    (out.path / out.COMPARISON_MD).write_text(markdown_table(at10))
     metrics.plot_metric_vs_k(results, config.evaluation.primary_metric.partition("@")[0],
-                             ctx.output / "metrics_vs_k.png")
+                             out.path / out.PLOT)
 
     primary = config.evaluation.primary_metric
     # Per-user values of the primary metric by raw user id: paired tests here, and at promotion.
     per_user = pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[evaluator.users]}
                             | {name: evaluator.per_user(model, primary) for name, model in lists.items()})
-    write_parquet(per_user, ctx.output / PER_USER_FILE)
-    # The ranker is measured against the best of every single model: generators and feature models.
+    write_parquet(per_user, out.path / out.PER_USER)
+    # The ranker is measured against the best single model: every instance, feature-only ones too.
     baselines = [name for name in lists if name != "ranker"]
     best = max(baselines, key=lambda name: results[name][primary])
     headline_model = "ranker" if "ranker" in lists else best
@@ -105,16 +105,16 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         log.info("ranker %s %.4f vs best generator %s %.4f: %+.1f%% (%.0f%% CI %+.1f%% .. %+.1f%%), p=%.2g",
                  primary, vs_best.mean_b, best, vs_best.mean_a, 100 * vs_best.rel_uplift,
                  100 * vs_best.confidence, 100 * vs_best.rel_ci_low, 100 * vs_best.rel_ci_high, vs_best.p_value)
-    write_json(ctx.output / "significance.json", summary)
+    write_json(out.path / out.SIGNIFICANCE, summary)
     log.info("test users %d; %s at k=10:\n%s", len(evaluator.users), "comparison", at10.to_string(
         float_format=lambda v: f"{v:.4f}"))
     return Result(
         metrics=parent,
-        artifacts=["comparison.csv", "comparison.md", "significance.json", "metrics_vs_k.png", PER_USER_FILE],
+        artifacts=[out.COMPARISON, out.COMPARISON_MD, out.SIGNIFICANCE, out.PLOT, out.PER_USER],
         tags={"encore.best_generator": best, "encore.headline_model": headline_model},
         parent_metrics=parent,
     )
 
 
 if __name__ == "__main__":
-    sys.exit(component_main(NAME))
+    sys.exit(component_main(NAME, description=__doc__ or ""))

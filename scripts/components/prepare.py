@@ -19,8 +19,9 @@ from scripts.core.data.types import DataError
 from scripts.core.io import write_json, write_parquet
 from scripts.core.lineage import file_digests
 from scripts.core.prepared import to_csr
-from scripts.core.runner import Context, Result, component_main, input_digests
 from scripts.core.splits import Split, split_interactions, split_pair_side_data
+from scripts.pipeline.component import Context, Result
+from scripts.pipeline.runner import component_main, input_digests
 
 NAME = "prepare"
 DEPENDS_ON: tuple[str, ...] = ()
@@ -103,4 +104,4 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
 
 if __name__ == "__main__":
-    sys.exit(component_main(NAME))
+    sys.exit(component_main(NAME, description=__doc__ or ""))

@@ -7,10 +7,8 @@ features computed from base only, train the ranker. For test, the generators ref
 again, features are computed from train, and the ranker orders them. Lists are completed
 with popular items so every user gets ``top_k``; seen items are never recommended.
 
-Feature models (``components.ranker.feature_models``) are extra scorers fit here on the
-same stages; their scores are features, they propose nothing, and their own top-k lists
-are written as baselines (``feature_models.parquet``) that ``evaluate`` reports beside the
-generators.
+Generator instances with ``propose: false`` contribute features only: their saved models
+score every candidate pair (``<instance>_score`` ...), they add no candidates.
 
 Writes ``recommendations.parquet`` (user, item, score, rank for every user),
 ``model.cbm``, ``feature_importance.csv/.png``, ``metrics.json`` and ``bundle/`` (the
@@ -31,29 +29,46 @@ from scripts.core.arrays import pair_keys
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.evaluation import Evaluator, frame_from_lists, lists_from_frame
 from scripts.core.features import StageData, build_features, merge_candidates
-from scripts.core.generators import fit_recommender, load_model, make_recommender
 from scripts.core.io import write_json, write_parquet
+from scripts.core.outputs import GeneratorOutput, RankerOutput
 from scripts.core.prepared import EVAL_PART, PreparedData, Stage
 from scripts.core.ranker import TrainedRanker, complete_with_popular, top_k, train_ranker
-from scripts.core.runner import GENERATORS, Context, Result, component_main, enabled
+from scripts.core.recommenders import recommender_class
+from scripts.pipeline.component import Context, Result
+from scripts.pipeline.runner import component_main, enabled, generator_names
 
 NAME = "ranker"
 log = logging.getLogger(__name__)
 
 
 def ranker_generators(config: EncoreConfig) -> list[str]:
-    wanted = config.components.ranker.generators or list(GENERATORS)
-    unknown = [g for g in wanted if g not in GENERATORS]
+    """The instances whose candidates are merged: ``components.ranker.generators``, or every
+    enabled instance with ``propose: true``."""
+    instances = config.components.generators
+    proposing = [name for name, section in instances.items() if section.propose]
+    wanted = config.components.ranker.generators or proposing
+    unknown = [g for g in wanted if g not in instances]
     if unknown:
-        raise ConfigError(f"components.ranker.generators: unknown generator(s) {unknown}; known: {list(GENERATORS)}")
+        raise ConfigError(f"components.ranker.generators: unknown generator instance(s) {unknown}; "
+                          f"known: {list(instances)}")
+    silent = [g for g in wanted if not instances[g].propose]
+    if silent:
+        raise ConfigError(f"components.ranker.generators: {silent} have propose: false (features only); "
+                          "set propose: true to merge their candidates")
     chosen = [g for g in wanted if enabled(config, g)]
     if not chosen:
         raise ConfigError("components.ranker.generators: no enabled generator to take candidates from")
     return chosen
 
 
+def feature_instances(config: EncoreConfig) -> list[str]:
+    """Enabled instances with ``propose: false``: their scores are features, they propose nothing."""
+    return [name for name, section in config.components.generators.items()
+            if not section.propose and enabled(config, name)]
+
+
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
-    return ["prepare", *ranker_generators(config)]
+    return ["prepare", *ranker_generators(config), *feature_instances(config)]
 
 
 def stage_data(config: EncoreConfig, ctx: Context, prepared: PreparedData, stage: Stage,
@@ -63,18 +78,18 @@ def stage_data(config: EncoreConfig, ctx: Context, prepared: PreparedData, stage
     model_stage = stage if (stage == "base" or ranker.refit_generators) else "base"
     user_items = prepared.user_items(stage)
     models, candidates = {}, {}
-    for name in ranker_generators(config):
-        models[name] = load_model(name, ctx.inputs[name] / f"model_{model_stage}.npz")
+    instances = config.components.generators
+    for name in [*ranker_generators(config), *feature_instances(config)]:
+        output = GeneratorOutput(ctx.inputs[name])
+        models[name] = output.model(model_stage, recommender_class(instances[name].kind))
+        if not instances[name].propose:
+            continue
         if model_stage == stage:
-            frame = pd.read_parquet(ctx.inputs[name] / f"candidates_{stage}.parquet")
-            frame = frame[frame["rank"] <= ranker.candidates_per_generator]
+            frame = output.candidates(stage, max_rank=ranker.candidates_per_generator)
         else:  # no refit: the base-fit models propose for test users from their train history
             ids, scores = models[name].recommend(users, user_items, ranker.candidates_per_generator)
             frame = frame_from_lists(users, ids, scores)
         candidates[name] = frame
-    for name, spec in ranker.feature_models.items():
-        model = make_recommender(spec.kind, spec.generator_config(), config.experiment.seed)
-        models[name] = fit_recommender(model, spec.kind, prepared, model_stage)
     return StageData(user_items=user_items, item_features=prepared.item_features(stage), models=models,
                      candidates=candidates, social=prepared.social(), timestamps=prepared.timestamps(stage))
 
@@ -88,16 +103,6 @@ def labelled_candidates(data: StageData, prepared: PreparedData, stage: Stage, u
     keys = pair_keys(pairs["user"].to_numpy(), pairs["item"].to_numpy(), prepared.n_items)
     y = np.isin(keys, pair_keys(relevant["user"].to_numpy(), relevant["item"].to_numpy(), prepared.n_items))
     return pairs, features, y.astype(np.int8)
-
-
-def feature_model_lists(config: EncoreConfig, data: StageData, users: np.ndarray, k: int) -> pd.DataFrame:
-    """Top-k of every feature model for ``users`` (model, user, item, score, rank): baselines."""
-    frames = []
-    for name in config.components.ranker.feature_models:
-        ids, scores = data.models[name].recommend(users, data.user_items, k)
-        frames.append(frame_from_lists(users, ids, scores).assign(model=name))
-    columns = ["model", "user", "item", "score", "rank"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def recommend(trained: TrainedRanker, pairs: pd.DataFrame, features: pd.DataFrame, prepared: PreparedData,
@@ -116,17 +121,17 @@ def write_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, rec
     item_raw = prepared.items["raw_id"].to_numpy()
     listeners = prepared.item_listeners("train")
     order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
-    tables = {name: path / "similar_items.parquet" for name, path in ctx.inputs.items()
-              if (path / "similar_items.parquet").exists()}
+    tables = {name: GeneratorOutput(ctx.inputs[name]) for name in generator_names(config)
+              if name in ctx.inputs and GeneratorOutput(ctx.inputs[name]).has_similar_items}
     if not tables:
         raise ConfigError("components.*.n_similar: no generator wrote a similar-items table to serve")
     source = config.components.ranker.similar_items_from
     if source not in tables:
         source = next(iter(tables))
         log.warning("components.ranker.similar_items_from: no table from that generator; serving %s's", source)
-    similar = pd.read_parquet(tables[source])
+    similar = tables[source].similar_items()
     serving_model.write_bundle(
-        ctx.output / "bundle",
+        RankerOutput(ctx.output).bundle,
         recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
                                       "item_id": item_raw[recs["item"]], "rank": recs["rank"],
                                       "score": recs["score"].fillna(0.0).astype(np.float64)}),
@@ -136,7 +141,7 @@ def write_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, rec
                                     "score": similar["score"].astype(np.float64), "rank": similar["rank"]}),
         items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
     )
-    write_json(ctx.output / "bundle" / "info.json", {"similar_items_from": source})
+    write_json(RankerOutput(ctx.output).bundle / "info.json", {"similar_items_from": source})
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
@@ -159,7 +164,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     started = time.perf_counter()
     trained = train_ranker(features, y, pairs["user"].to_numpy(), ranker, seed=seed)
     timings["fit_seconds"] = time.perf_counter() - started
-    trained.model.save_model(str(ctx.output / "model.cbm"))
+    trained.model.save_model(str(ctx.output / RankerOutput.MODEL))
 
     started = time.perf_counter()
     all_users = np.arange(prepared.n_users, dtype=np.int64)
@@ -169,18 +174,17 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     started = time.perf_counter()
     recs = recommend(trained, pairs, features, prepared, all_users, ranker.top_k)
     timings["predict_seconds"] = time.perf_counter() - started
-    write_parquet(recs, ctx.output / "recommendations.parquet")
+    write_parquet(recs, ctx.output / RankerOutput.RECOMMENDATIONS)
 
     test = Evaluator(prepared, "train", ks)
     scores = test.evaluate(lists_from_frame(recs, test.users, max(ks)))
-    write_parquet(feature_model_lists(config, data, test.users, max(ks)), ctx.output / "feature_models.parquet")
     test_pairs = np.isin(pairs["user"].to_numpy(), test.users)
     candidate_recall = float(y_test[test_pairs].sum() / len(prepared.part("test")))
 
     importance = trained.importance()
-    importance.to_csv(ctx.output / "feature_importance.csv", index=False)
-    _plot_importance(importance, ctx.output / "feature_importance.png")
-    metrics.plot_metric_vs_k({"ranker": scores}, "ndcg", ctx.output / "metrics_vs_k.png")
+    importance.to_csv(ctx.output / RankerOutput.IMPORTANCE, index=False)
+    _plot_importance(importance, ctx.output / RankerOutput.IMPORTANCE_PLOT)
+    metrics.plot_metric_vs_k({"ranker": scores}, "ndcg", ctx.output / RankerOutput.PLOT)
     write_bundle(config, ctx, prepared, recs)
     results = scores | timings | {
         "candidate_recall": candidate_recall, "target_candidate_recall": target_recall,
@@ -190,13 +194,13 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     }
     if trained.validation_ndcg is not None:
         results["validation_ndcg@10"] = trained.validation_ndcg
-    write_json(ctx.output / "metrics.json", results)
+    write_json(ctx.output / RankerOutput.METRICS, results)
     log.info("ranker: ndcg@10 %.4f on test (%d trees, %d features, candidate recall %.3f)",
              scores["ndcg@10"], trained.iterations, len(trained.feature_names), candidate_recall)
     return Result(
         metrics=results,
-        artifacts=["recommendations.parquet", "metrics.json", "metrics_vs_k.png", "feature_importance.csv",
-                   "feature_importance.png", "model.cbm"],
+        artifacts=[RankerOutput.RECOMMENDATIONS, RankerOutput.METRICS, RankerOutput.PLOT, RankerOutput.IMPORTANCE,
+                   RankerOutput.IMPORTANCE_PLOT, RankerOutput.MODEL],
     )
 
 
@@ -215,4 +219,4 @@ def _plot_importance(importance: pd.DataFrame, path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(component_main(NAME))
+    sys.exit(component_main(NAME, description=__doc__ or ""))

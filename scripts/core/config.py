@@ -15,15 +15,29 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scripts.core.data.config import DatasetConfig
+from scripts.core.recommenders.registry import KINDS, KindError, recommender_class
+from scripts.core.recommenders.spec import GeneratorConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS_FILE = REPO_ROOT / "config" / "components.yaml"
@@ -85,99 +99,60 @@ class TimeSplit(Strict):
 SplitConfig = Annotated[PerUserSplit | TimeSplit, Field(discriminator="kind")]
 
 
-class GeneratorConfig(Strict):
-    """Settings every candidate generator shares."""
-
-    enabled: bool = True
-    n_candidates: PositiveInt = 100
-    n_similar: Annotated[int, Field(ge=0)] = 20
-    batch_size: PositiveInt = 1024
-
-
-class PopularConfig(GeneratorConfig):
-    measure: Literal["users", "plays"] = "users"
-    recency_half_life_days: PositiveFloat | None = None
-
-
-class ALSConfig(GeneratorConfig):
-    factors: PositiveInt = 64
-    regularization: NonNegativeFloat = 20.0
-    alpha: PositiveFloat = 1.0
-    iterations: PositiveInt = 15
-    weighting: Literal["bm25", "log1p", "none"] = "log1p"
-    num_threads: PositiveInt = 1
+# --------------------------------------------------------------------------- generator instances
+KIND_TAG = "kind="
+"""Prefix of the union tag pydantic puts in error locations; stripped from messages."""
+IMPORTED = "imported"
+RESERVED_NAMES = ("prepare", "ranker", "evaluate", "register", "promote", "download", "compare")
+"""Component names that are not generator instances."""
+INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+FEATURE_MODELS_REMOVED = (
+    "components.ranker.feature_models was removed: a feature model is now an ordinary generator instance "
+    "with `propose: false` (its scores are ranker features, it proposes no candidates, it is evaluated "
+    "beside the others). Rewrite `ranker: {feature_models: {als128: {kind: als, params: {factors: 128}}}}` "
+    "as `components: {als128: {kind: als, factors: 128, propose: false}}` (the params move up one level)"
+)
 
 
-class BPRConfig(GeneratorConfig):
-    factors: PositiveInt = 64
-    learning_rate: PositiveFloat = 0.01
-    regularization: NonNegativeFloat = 0.01
-    iterations: PositiveInt = 100
-    num_threads: PositiveInt = 1
+def _validate_imported(value: Any) -> GeneratorConfig:
+    """A user's kind (``module:Class``): import it and validate the params with its ``config_class``."""
+    if isinstance(value, GeneratorConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of settings, got {type(value).__name__}")
+    kind = str(value.get("kind"))
+    try:
+        cls = recommender_class(kind)
+    except KindError as exc:
+        raise ValueError(str(exc)) from None
+    if cls in KINDS.values():  # a built-in class named by its path: the same as its short kind
+        value = {**value, "kind": cls.name}
+    try:
+        return cls.config_class.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{cls.config_class.__name__} of kind '{kind}' rejects the settings: {problems}") from None
 
 
-class Item2ItemConfig(GeneratorConfig):
-    n_components: PositiveInt = 256
-    n_neighbors: PositiveInt = 50
-    weighting: Literal["tfidf", "bm25", "none"] = "bm25"
+def _instance_tag(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str):
+        return None
+    if kind in KINDS:
+        return f"{KIND_TAG}{kind}"
+    return f"{KIND_TAG}{IMPORTED}"
 
 
-class ItemKNNConfig(GeneratorConfig):
-    similarity: Literal["cosine", "bm25", "tfidf"] = "bm25"
-    K: PositiveInt = 200
-    K1: PositiveFloat = 10.0
-    B: Annotated[float, Field(ge=0, le=1)] = 0.75
-    weighting: Literal["bm25", "log1p", "none"] = "bm25"
-    num_threads: PositiveInt = 1
-
-
-class EASEConfig(GeneratorConfig):
-    l2: PositiveFloat = 3000.0
-    weighting: Literal["log1p", "none"] = "log1p"
-    min_item_users: PositiveInt = 2
-    max_items: PositiveInt | None = 8000
-
-
-class FriendsConfig(GeneratorConfig):
-    n_similar: Annotated[int, Field(ge=0)] = 0  # friends say nothing about item similarity
-    weighting: Literal["log1p", "none"] = "log1p"
-
-
-GENERATOR_CONFIGS: dict[str, type[GeneratorConfig]] = {
-    "popular": PopularConfig, "als": ALSConfig, "bpr": BPRConfig, "item2item": Item2ItemConfig,
-    "itemknn": ItemKNNConfig, "ease": EASEConfig, "friends": FriendsConfig,
-}
-
-
-class FeatureModelConfig(Strict):
-    """An extra scorer fit inside the ranker stage: its scores become ranker features, it
-    proposes no candidates, and it is evaluated beside the generators as a baseline."""
-
-    kind: Literal["popular", "als", "bpr", "item2item", "itemknn", "ease", "friends"]
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _params_are_valid(self) -> FeatureModelConfig:
-        try:
-            GENERATOR_CONFIGS[self.kind].model_validate(self.params)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"params for kind '{self.kind}': {problems}") from None
-        return self
-
-    def generator_config(self) -> GeneratorConfig:
-        return GENERATOR_CONFIGS[self.kind].model_validate(self.params)
-
-
-def _default_feature_models() -> dict[str, FeatureModelConfig]:
-    # Variants of the strongest generators: measured +0.003 NDCG@10 on Last.fm 2K (README).
-    return {
-        "als128": FeatureModelConfig(kind="als", params={"factors": 128}),
-        "als32": FeatureModelConfig(kind="als", params={"factors": 32}),
-        "bpr128": FeatureModelConfig(kind="bpr", params={"factors": 128}),
-        "ease500": FeatureModelConfig(kind="ease", params={"l2": 500.0}),
-        "knncos": FeatureModelConfig(kind="itemknn", params={"similarity": "cosine"}),
-    }
+_BUILTIN_MEMBERS = tuple(Annotated[cls.config_class, Tag(f"{KIND_TAG}{kind}")] for kind, cls in KINDS.items())
+_IMPORTED_MEMBER = Annotated[GeneratorConfig, PlainValidator(_validate_imported),
+                             PlainSerializer(lambda v: v.model_dump(mode="json")), Tag(f"{KIND_TAG}{IMPORTED}")]
+GeneratorInstance = Annotated[
+    Union[(*_BUILTIN_MEMBERS, _IMPORTED_MEMBER)],
+    Discriminator(_instance_tag, custom_error_type="kind_missing",
+                  custom_error_message="a generator instance is a mapping with a `kind`: a built-in kind "
+                                       f"({', '.join(KINDS)}) or 'package.module:ClassName'"),
+]
+"""One generator instance's settings: the ``config_class`` of its kind, chosen by ``kind``."""
 
 
 class RankerConfig(Strict):
@@ -185,8 +160,8 @@ class RankerConfig(Strict):
 
     enabled: bool = True
     generators: list[str] | None = None
+    """Instances whose candidates are merged; None = every enabled instance with ``propose: true``."""
     candidates_per_generator: PositiveInt = 40
-    feature_models: dict[str, FeatureModelConfig] = Field(default_factory=_default_feature_models)
     loss: Literal["Logloss", "YetiRank"] = "Logloss"
     iterations: PositiveInt = 300
     learning_rate: PositiveFloat = 0.02
@@ -212,13 +187,12 @@ class RankerConfig(Strict):
                              "every enabled generator, or name the generators to use")
         return names
 
-    @field_validator("feature_models")
+    @model_validator(mode="before")
     @classmethod
-    def _feature_model_names(cls, models: dict[str, FeatureModelConfig]) -> dict[str, FeatureModelConfig]:
-        clash = sorted(set(models) & set(GENERATOR_CONFIGS))
-        if clash:
-            raise ValueError(f"feature model names {clash} clash with generator names; choose others")
-        return models
+    def _no_feature_models(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "feature_models" in data:
+            raise ValueError(FEATURE_MODELS_REMOVED)
+        return data
 
 
 class PromoteConfig(Strict):
@@ -230,15 +204,49 @@ class PromoteConfig(Strict):
 
 
 class ComponentsConfig(Strict):
-    popular: PopularConfig = PopularConfig()
-    als: ALSConfig = ALSConfig()
-    bpr: BPRConfig = BPRConfig()
-    item2item: Item2ItemConfig = Item2ItemConfig()
-    itemknn: ItemKNNConfig = ItemKNNConfig()
-    ease: EASEConfig = EASEConfig()
-    friends: FriendsConfig = FriendsConfig()
+    """``ranker``, ``promote`` and any number of named generator instances.
+
+    Every other key is an instance: ``components.<name>: {kind: <kind>, ...settings}``, its
+    settings validated by the kind's ``config_class``. ``kind`` may be left out when the name
+    is a built-in kind (``components.als: {factors: 64}``). Instances keep their order (the
+    defaults file's, then the experiment's additions): the ranker's feature columns follow it.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, GeneratorInstance] = Field(init=False)  # type: ignore[assignment]
+
     ranker: RankerConfig = RankerConfig()
     promote: PromoteConfig = PromoteConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instances(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, value in data.items():
+            if name in cls.model_fields:
+                continue
+            if name in RESERVED_NAMES:
+                raise ValueError(f"components.{name}: '{name}' is a pipeline component, not a generator "
+                                 "instance; choose another name")
+            if not INSTANCE_NAME.match(name):
+                raise ValueError(f"components.{name}: instance names are letters, digits and _ "
+                                 "(they become file, feature and metric names)")
+            if isinstance(value, dict) and "kind" not in value and name in KINDS:
+                data[name] = {"kind": name, **value}
+        return data
+
+    @property
+    def generators(self) -> dict[str, GeneratorConfig]:
+        """Every generator instance by name, in config order (enabled or not)."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def generator(self, name: str) -> GeneratorConfig:
+        instances = self.generators
+        if name not in instances:
+            raise ConfigError(f"components.{name}: no such generator instance; known: {', '.join(instances)}")
+        return instances[name]
 
 
 class EvaluationConfig(Strict):
@@ -365,12 +373,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """The config key of a pydantic error location, without validator and union-tag parts."""
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", KIND_TAG)))
+
+
 def format_validation_error(exc: ValidationError, source: str, what: str = "configuration") -> str:
     """One line per problem, each with its key path: ``invalid <what> (<source>):``."""
     lines = [f"invalid {what} ({source}):"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        lines.append(f"  {path}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err else ""))
+        path = key_path(err["loc"])
+        shown = repr(err["input"]) if "input" in err else ""
+        # A whole section as the input says nothing the message does not: leave long ones out.
+        lines.append(f"  {path}: {err['msg']}" + (f" (got {shown})" if shown and len(shown) <= 300 else ""))
     return "\n".join(lines)
 
 
@@ -410,7 +425,7 @@ def load_config(
         if overrides:
             try:
                 EncoreConfig.model_validate(raw)
-                locs = [".".join(str(p) for p in err["loc"]) for err in exc.errors()]
+                locs = [key_path(err["loc"]) for err in exc.errors()]
                 named = [text for text in overrides
                          if any(loc.startswith(key) or key.startswith(loc) for loc in locs
                                 for key in [text.partition("=")[0]])]

@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scripts.core.io import read_json
+from scripts.core.recommenders.spec import StageView
 
 Stage = Literal["base", "train"]
 STAGES: tuple[Stage, ...] = ("base", "train")
@@ -149,3 +150,8 @@ class PreparedData:
         if links is None:
             return None
         return to_csr(links, (self.n_users, self.n_users), None, row="user", col="friend")
+
+    def stage_view(self, stage: Stage) -> StageView:
+        """Everything a model fit on ``stage`` may see: the one input of ``Recommender.fit_stage``."""
+        return StageView(user_items=self.user_items(stage), item_features=self.item_features(stage),
+                         social=self.social(), timestamps=self.timestamps(stage))

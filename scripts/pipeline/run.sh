@@ -3,9 +3,9 @@
 #
 #   scripts/pipeline/run.sh [--experiment FILE] [--components a,b,c] [--force a,b] [--set key=value ...]
 #
-# Components (default order): prepare, popular, als, bpr, item2item, itemknn, ease, friends,
-# ranker, evaluate; register and promote run only when named. Outputs of components already
-# done for the same configuration are reused. Fails fast, naming the failing component.
+# Components (default order): prepare, every generator instance of the config (components.<name>:
+# popular, als, ..., userknn, als128, ...), ranker, evaluate; register and promote run only when
+# named. Outputs already done for the same configuration are reused. Fails fast, naming the component.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

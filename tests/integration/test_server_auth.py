@@ -60,9 +60,9 @@ COMMON = (
     f"tracking.registered_model_name={MODEL}",
     "tracking.experiment_name=lastfm2k-auth",
     "components.bpr.iterations=10",
-    "components.ranker.feature_models.bpr128.params.iterations=10",
+    "components.bpr128.iterations=10",
     "components.ease.max_items=1000",
-    "components.ranker.feature_models.ease500.params.max_items=1000",
+    "components.ease500.max_items=1000",
     "components.item2item.n_components=32",
     "components.ranker.iterations=20",
 )

@@ -1,40 +1,45 @@
-"""Recommender algorithms, one module per model, all fitted on ``user_items`` (n_users, n_items).
+"""Recommender algorithms, one module per kind, each fitted on ``user_items`` (n_users, n_items).
 
-``RECOMMENDERS`` maps the registry name used in configs to the class.
+Each module holds the recommender class and, beside it, its settings model (``config_class``)
+and the side data it fits on: the one declaration of a generator kind (:mod:`.spec`).
+``RECOMMENDERS`` maps the kind used in configs to the class (:mod:`.registry`).
+
+The classes are imported on first use (``from scripts.core.recommenders import ALSRecommender``
+works as usual), so importing this package does not make every model's code part of the
+reuse key of whatever imports it.
 """
 
-from .als import ALSRecommender
-from .base import Recommender, mask_seen, topk
-from .bpr import BPRRecommender
-from .ease import EASERecommender
-from .friends import FriendsRecommender
-from .item2item import Item2ItemRecommender
-from .itemknn import ItemKNNRecommender
-from .popular import PopularRecommender
+from __future__ import annotations
 
-RECOMMENDERS: dict[str, type[Recommender]] = {
-    cls.name: cls
-    for cls in (
-        ALSRecommender,
-        BPRRecommender,
-        EASERecommender,
-        FriendsRecommender,
-        Item2ItemRecommender,
-        ItemKNNRecommender,
-        PopularRecommender,
-    )
-}
+import importlib
+from typing import Any
+
+from .base import Recommender, mask_seen, topk
+from .registry import KINDS, KindError, recommender_class
+from .spec import GeneratorConfig, SideDataMissing, StageView
+
+RECOMMENDERS = KINDS
+_CLASSES = {cls.__name__: cls for cls in KINDS.values()}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return _CLASSES[name]
+    if name in {"als", "bpr", "ease", "friends", "item2item", "itemknn", "popular", "userknn", "weighting"}:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
+    "KINDS",
     "RECOMMENDERS",
-    "ALSRecommender",
-    "BPRRecommender",
-    "EASERecommender",
-    "FriendsRecommender",
-    "Item2ItemRecommender",
-    "ItemKNNRecommender",
-    "PopularRecommender",
+    "GeneratorConfig",
+    "KindError",
     "Recommender",
+    "SideDataMissing",
+    "StageView",
     "mask_seen",
+    "recommender_class",
     "topk",
+    *_CLASSES,
 ]

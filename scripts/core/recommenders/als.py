@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.matrix_factorization_base import MatrixFactorizationBase
 from scipy.sparse import csr_matrix
 
 from ._factorization import ImplicitFactorizationRecommender
+from .spec import GeneratorConfig, NonNegativeFloat, PositiveFloat, PositiveInt
 from .weighting import InteractionWeighting, weight_user_items
+
+
+class ALSConfig(GeneratorConfig):
+    """Settings of a ``als`` generator instance (``components.<name>: {kind: als, ...}``)."""
+
+    kind: Literal["als"] = "als"
+    factors: PositiveInt = 64
+    regularization: NonNegativeFloat = 20.0
+    alpha: PositiveFloat = 1.0
+    iterations: PositiveInt = 15
+    weighting: Literal["bm25", "log1p", "none"] = "log1p"
+    num_threads: PositiveInt = 1
 
 
 class ALSRecommender(ImplicitFactorizationRecommender):
@@ -46,6 +59,7 @@ class ALSRecommender(ImplicitFactorizationRecommender):
     """
 
     name = "als"
+    config_class = ALSConfig
 
     def __init__(
         self,

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.cpu.matrix_factorization_base import MatrixFactorizationBase
 
 from ._factorization import ImplicitFactorizationRecommender
+from .spec import GeneratorConfig, NonNegativeFloat, PositiveFloat, PositiveInt
+
+
+class BPRConfig(GeneratorConfig):
+    """Settings of a ``bpr`` generator instance (``components.<name>: {kind: bpr, ...}``)."""
+
+    kind: Literal["bpr"] = "bpr"
+    factors: PositiveInt = 64
+    learning_rate: PositiveFloat = 0.01
+    regularization: NonNegativeFloat = 0.01
+    iterations: PositiveInt = 100
+    num_threads: PositiveInt = 1
 
 
 class BPRRecommender(ImplicitFactorizationRecommender):
@@ -38,6 +50,7 @@ class BPRRecommender(ImplicitFactorizationRecommender):
     """
 
     name = "bpr"
+    config_class = BPRConfig
 
     def __init__(
         self,

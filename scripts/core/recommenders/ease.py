@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import scipy.linalg
 from scipy.sparse import csr_matrix
 
 from .base import Recommender, as_ids, check_user_items, history_pair_scores, topk
+from .spec import GeneratorConfig, PositiveFloat, PositiveInt
 from .weighting import InteractionWeighter, InteractionWeighting
+
+
+class EASEConfig(GeneratorConfig):
+    """Settings of a ``ease`` generator instance (``components.<name>: {kind: ease, ...}``)."""
+
+    kind: Literal["ease"] = "ease"
+    l2: PositiveFloat = 3000.0
+    weighting: Literal["log1p", "none"] = "log1p"
+    min_item_users: PositiveInt = 2
+    max_items: PositiveInt | None = 8000
 
 
 class EASERecommender(Recommender):
@@ -44,6 +55,7 @@ class EASERecommender(Recommender):
     """
 
     name = "ease"
+    config_class = EASEConfig
 
     def __init__(
         self,

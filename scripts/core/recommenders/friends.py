@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 import numpy as np
+from pydantic import Field
 from scipy.sparse import csr_matrix
 
 from .base import Recommender, as_ids, check_user_items, history_pair_scores, topk
+from .spec import GeneratorConfig
 from .weighting import weight_user_items
+
+
+class FriendsConfig(GeneratorConfig):
+    """Settings of a ``friends`` generator instance (``components.<name>: {kind: friends, ...}``)."""
+
+    kind: Literal["friends"] = "friends"
+    n_similar: Annotated[int, Field(ge=0)] = 0  # friends say nothing about item similarity
+    weighting: Literal["log1p", "none"] = "log1p"
 
 
 class FriendsRecommender(Recommender):
@@ -26,6 +36,9 @@ class FriendsRecommender(Recommender):
     """
 
     name = "friends"
+    config_class = FriendsConfig
+    side_data = ("social",)
+    required_side_data = ("social",)
     zero_means_unscored = True  # recommend only what at least one friend played
 
     def __init__(self, weighting: Literal["log1p", "none"] = "log1p"):

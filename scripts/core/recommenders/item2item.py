@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -11,7 +11,17 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
 
 from .base import Recommender, as_ids, check_user_items, drop_self, factor_pair_scores
+from .spec import GeneratorConfig, PositiveInt
 from .weighting import DocumentWeighting, log1p_weight, weight_documents
+
+
+class Item2ItemConfig(GeneratorConfig):
+    """Settings of a ``item2item`` generator instance (``components.<name>: {kind: item2item, ...}``)."""
+
+    kind: Literal["item2item"] = "item2item"
+    n_components: PositiveInt = 256
+    n_neighbors: PositiveInt = 50
+    weighting: Literal["tfidf", "bm25", "none"] = "bm25"
 
 
 class Item2ItemRecommender(Recommender):
@@ -44,6 +54,8 @@ class Item2ItemRecommender(Recommender):
     """
 
     name = "item2item"
+    config_class = Item2ItemConfig
+    side_data = ("item_features",)
 
     def __init__(
         self,

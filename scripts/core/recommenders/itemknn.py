@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 import numpy as np
 from implicit.nearest_neighbours import (
@@ -14,6 +14,7 @@ from implicit.nearest_neighbours import (
     TFIDFRecommender,
 )
 from implicit.utils import ParameterWarning
+from pydantic import Field
 from scipy.sparse import csr_matrix
 
 from .base import (
@@ -27,6 +28,7 @@ from .base import (
     seen_flat_indices,
     topk,
 )
+from .spec import GeneratorConfig, PositiveFloat, PositiveInt
 from .weighting import InteractionWeighter, InteractionWeighting
 
 _IMPLICIT_FILTERED = -np.finfo(np.float32).max
@@ -35,6 +37,18 @@ _CLASSES: dict[str, type[ItemItemRecommender]] = {
     "bm25": BM25Recommender,
     "tfidf": TFIDFRecommender,
 }
+
+
+class ItemKNNConfig(GeneratorConfig):
+    """Settings of a ``itemknn`` generator instance (``components.<name>: {kind: itemknn, ...}``)."""
+
+    kind: Literal["itemknn"] = "itemknn"
+    similarity: Literal["cosine", "bm25", "tfidf"] = "bm25"
+    K: PositiveInt = 200
+    K1: PositiveFloat = 10.0
+    B: Annotated[float, Field(ge=0, le=1)] = 0.75
+    weighting: Literal["bm25", "log1p", "none"] = "bm25"
+    num_threads: PositiveInt = 1
 
 
 class ItemKNNRecommender(Recommender):
@@ -70,6 +84,7 @@ class ItemKNNRecommender(Recommender):
     """
 
     name = "itemknn"
+    config_class = ItemKNNConfig
 
     def __init__(
         self,

@@ -8,8 +8,17 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from .base import Recommender, as_ids, check_user_items, drop_self, topk
+from .spec import GeneratorConfig, PositiveFloat
 
 _SECONDS_PER_DAY = 86_400.0
+
+
+class PopularConfig(GeneratorConfig):
+    """Settings of a ``popular`` generator instance (``components.<name>: {kind: popular, ...}``)."""
+
+    kind: Literal["popular"] = "popular"
+    measure: Literal["users", "plays"] = "users"
+    recency_half_life_days: PositiveFloat | None = None
 
 
 class PopularRecommender(Recommender):
@@ -26,6 +35,8 @@ class PopularRecommender(Recommender):
     """
 
     name = "popular"
+    config_class = PopularConfig
+    side_data = ("timestamps",)
 
     def __init__(
         self,

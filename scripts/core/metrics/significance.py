@@ -1,0 +1,130 @@
+"""Paired significance of two models' per-user values: t-test and bootstrap interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+# Target number of int64 indices per bootstrap batch (~64 MB).
+_BOOTSTRAP_BATCH_ELEMENTS = 8_000_000
+
+# ----------------------------------------------------------------------------- paired significance
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Paired comparison of a per-user metric between a baseline ``a`` and a challenger ``b``.
+
+    Differences are ``b - a``, so positive means the challenger is better.
+    ``ci_low``/``ci_high`` bound the mean difference and ``rel_ci_low``/``rel_ci_high``
+    the relative uplift ``mean_b / mean_a - 1`` (percentile bootstrap over users).
+    ``t_statistic``/``p_value`` come from a two-sided paired t-test.
+    """
+
+    metric: str
+    n_users: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    rel_uplift: float
+    ci_low: float
+    ci_high: float
+    rel_ci_low: float
+    rel_ci_high: float
+    t_statistic: float
+    p_value: float
+    n_better: int
+    n_worse: int
+    confidence: float
+    n_resamples: int
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """Plain dict of all fields (e.g. for ``mlflow.log_dict`` or a DataFrame row)."""
+        return asdict(self)
+
+
+def _paired_t_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    d = b - a
+    # scipy returns nan for zero-variance differences; resolve those cases explicitly:
+    # all-equal pairs are "no evidence", a constant nonzero shift is certain.
+    if np.ptp(d) == 0:
+        if d[0] == 0:
+            return 0.0, 1.0
+        return float(np.sign(d[0]) * np.inf), 0.0
+    res = stats.ttest_rel(b, a)  # two-sided, statistic > 0 when b is better
+    return float(res.statistic), float(res.pvalue)
+
+
+def paired_comparison(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    metric: str = "ndcg@10",
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+) -> PairedComparison:
+    """Compare per-user metric values of baseline ``a`` and challenger ``b``.
+
+    ``a`` and ``b`` have shape ``(n_users,)`` and are paired by position (same users,
+    e.g. from :func:`per_user_metric`). The bootstrap resamples users with replacement
+    ``n_resamples`` times, in batches of ``(batch, n_users)`` indices to bound memory,
+    from ``np.random.default_rng(random_state)``, so results are deterministic.
+    The relative-uplift interval is nan/inf-prone when ``mean_a`` can be 0.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 1-D with equal shapes, got {a.shape} and {b.shape}")
+    n = a.size
+    if n < 2:
+        raise ValueError("need at least two paired users")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("a and b must be finite")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+
+    mean_a, mean_b = float(a.mean()), float(b.mean())
+    d = b - a
+    t_stat, p_value = _paired_t_test(a, b)
+
+    rng = np.random.default_rng(random_state)
+    boot_a = np.empty(n_resamples)
+    boot_b = np.empty(n_resamples)
+    batch = max(1, min(n_resamples, _BOOTSTRAP_BATCH_ELEMENTS // n))
+    for start in range(0, n_resamples, batch):
+        stop = min(start + batch, n_resamples)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        boot_a[start:stop] = a[idx].mean(axis=1)
+        boot_b[start:stop] = b[idx].mean(axis=1)
+
+    alpha = 1.0 - confidence
+    q = [alpha / 2.0, 1.0 - alpha / 2.0]
+    ci_low, ci_high = np.quantile(boot_b - boot_a, q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_ci_low, rel_ci_high = np.quantile(boot_b / boot_a - 1.0, q)
+        rel_uplift = (mean_b - mean_a) / mean_a if mean_a != 0 else float("nan")
+
+    return PairedComparison(
+        metric=metric,
+        n_users=int(n),
+        mean_a=mean_a,
+        mean_b=mean_b,
+        diff=mean_b - mean_a,
+        rel_uplift=float(rel_uplift),
+        ci_low=float(ci_low),
+        ci_high=float(ci_high),
+        rel_ci_low=float(rel_ci_low),
+        rel_ci_high=float(rel_ci_high),
+        t_statistic=t_stat,
+        p_value=p_value,
+        n_better=int((d > 0).sum()),
+        n_worse=int((d < 0).sum()),
+        confidence=float(confidence),
+        n_resamples=int(n_resamples),
+    )

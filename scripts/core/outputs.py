@@ -1,0 +1,131 @@
+"""Typed access to the output folders of generator instances, the ranker and evaluate.
+
+The one place that spells these components' file names (as :mod:`scripts.core.prepared` is
+for ``prepare``): a component reads another's output through these classes, never by file
+name, and never by importing the other component.
+
+Generator instance folder (``<instance>-<fingerprint>/``)::
+
+    candidates_base.parquet, candidates_train.parquet   user, item, score, rank
+    similar_items.parquet    item, similar_item, score, rank     [when n_similar > 0]
+    model_base.npz, model_train.npz                      the fitted recommender of each stage
+    metrics.json, metrics_vs_k.png                       test metrics of the train fit
+
+Ranker folder: ``recommendations.parquet`` (user, item, score, rank), ``model.cbm``,
+``feature_importance.csv/.png``, ``metrics.json``, ``bundle/`` (serving tables).
+Evaluate folder: ``comparison.csv/.md``, ``significance.json``, ``per_user.parquet``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scripts.core.io import read_json, write_json, write_parquet
+from scripts.core.prepared import Stage
+from scripts.core.recommenders.base import Recommender
+
+
+@dataclass(frozen=True)
+class GeneratorOutput:
+    """One generator instance's output folder."""
+
+    path: Path
+
+    METRICS = "metrics.json"
+    PLOT = "metrics_vs_k.png"
+    SIMILAR = "similar_items.parquet"
+
+    @staticmethod
+    def candidates_file(stage: Stage) -> str:
+        return f"candidates_{stage}.parquet"
+
+    @staticmethod
+    def model_file(stage: Stage) -> str:
+        return f"model_{stage}.npz"
+
+    # -- writing (the generator template) ------------------------------------------------
+    def write_candidates(self, stage: Stage, frame: pd.DataFrame) -> None:
+        write_parquet(frame, self.path / self.candidates_file(stage))
+
+    def write_model(self, stage: Stage, model: Recommender) -> None:
+        model.save(self.path / self.model_file(stage))
+
+    def write_similar_items(self, frame: pd.DataFrame) -> None:
+        write_parquet(frame, self.path / self.SIMILAR)
+
+    def write_metrics(self, values: dict[str, float]) -> None:
+        write_json(self.path / self.METRICS, values)
+
+    # -- reading (ranker, evaluate, benchmarks) --------------------------------------------
+    def candidates(self, stage: Stage, max_rank: int | None = None) -> pd.DataFrame:
+        """``(user, item, score, rank)`` of ``stage``, optionally only ranks <= ``max_rank``."""
+        frame = pd.read_parquet(self.path / self.candidates_file(stage))
+        return frame if max_rank is None else frame[frame["rank"] <= max_rank]
+
+    def model(self, stage: Stage, cls: type[Recommender] = Recommender) -> Recommender:
+        """The recommender fitted on ``stage`` (``cls.load``; the base class dispatches on the file)."""
+        return cls.load(self.path / self.model_file(stage))
+
+    @property
+    def has_similar_items(self) -> bool:
+        return (self.path / self.SIMILAR).is_file()
+
+    def similar_items(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / self.SIMILAR)
+
+    def metrics(self) -> dict[str, float]:
+        return read_json(self.path / self.METRICS)
+
+
+@dataclass(frozen=True)
+class RankerOutput:
+    """The ranker's output folder."""
+
+    path: Path
+
+    RECOMMENDATIONS = "recommendations.parquet"
+    MODEL = "model.cbm"
+    IMPORTANCE = "feature_importance.csv"
+    IMPORTANCE_PLOT = "feature_importance.png"
+    METRICS = "metrics.json"
+    PLOT = "metrics_vs_k.png"
+    BUNDLE = "bundle"
+
+    def recommendations(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / self.RECOMMENDATIONS)
+
+    def metrics(self) -> dict[str, float]:
+        return read_json(self.path / self.METRICS)
+
+    def feature_importance(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / self.IMPORTANCE)
+
+    @property
+    def bundle(self) -> Path:
+        return self.path / self.BUNDLE
+
+
+@dataclass(frozen=True)
+class EvaluateOutput:
+    """The evaluate component's output folder."""
+
+    path: Path
+
+    COMPARISON = "comparison.csv"
+    COMPARISON_MD = "comparison.md"
+    SIGNIFICANCE = "significance.json"
+    PER_USER = "per_user.parquet"
+    PLOT = "metrics_vs_k.png"
+
+    def comparison(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / self.COMPARISON, index_col=0)
+
+    def significance(self) -> dict[str, Any]:
+        return read_json(self.path / self.SIGNIFICANCE)
+
+    def per_user(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / self.PER_USER)
