@@ -38,9 +38,9 @@ from scripts.core import metrics
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.io import read_json, write_json
 from scripts.core.registry import CHALLENGER, CHAMPION, SIGNIFICANCE_TAG, current_alias_version, promote
-from scripts.pipeline.component import Context, Result
 from scripts.core.server_auth import readable_auth_errors, release_credentials, release_user
 from scripts.core.tracking import cli_client, metric_key
+from scripts.pipeline.component import Context, Result
 
 EXIT_NOT_PROMOTED = 3
 NAME = "promote"

@@ -27,9 +27,9 @@ from scripts.components.evaluate import PER_USER_FILE as EVALUATE_PER_USER_FILE
 from scripts.core.config import EncoreConfig
 from scripts.core.io import read_json, write_json, write_parquet
 from scripts.core.registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
-from scripts.pipeline.component import Context, Result
 from scripts.core.serving_model import log_serving_model
 from scripts.core.tracking import cli_client, metric_key
+from scripts.pipeline.component import Context, Result
 
 NAME = "register"
 DEPENDS_ON = ("ranker", "evaluate")
