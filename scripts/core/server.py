@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import SecretStr
@@ -330,20 +330,27 @@ class Finding:
         return f"{self.level.upper():7} {self.message}"
 
 
+def connect_backend(settings: ServerSettings, timeout: float = 5.0) -> Any:
+    """A psycopg2 connection to the backend database, as the backend user."""
+    import psycopg2
+
+    return psycopg2.connect(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        dbname=settings.postgres_db,
+        user=settings.postgres_user,
+        password=settings.postgres_password.get_secret_value(),
+        connect_timeout=max(1, int(timeout)),
+    )
+
+
 def check_database(settings: ServerSettings, timeout: float = 5.0) -> Finding:
     """Connect to the backend database once; the finding names host:port/db and the reason."""
     import psycopg2
 
     where = f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
     try:
-        conn = psycopg2.connect(
-            host=settings.postgres_host,
-            port=settings.postgres_port,
-            dbname=settings.postgres_db,
-            user=settings.postgres_user,
-            password=settings.postgres_password.get_secret_value(),
-            connect_timeout=max(1, int(timeout)),
-        )
+        conn = connect_backend(settings, timeout)
     except psycopg2.Error as exc:
         reason = " ".join(str(exc).split())  # the driver's message, flattened to one line
         return Finding(

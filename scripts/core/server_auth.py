@@ -48,6 +48,7 @@ from scripts.core.server import (
     ServerSettings,
     TrackingServerAuthError,
     backend_store_uri,
+    connect_backend,
     load_settings,
     redact,
     resolve_env_file,
@@ -74,14 +75,7 @@ def ensure_auth_schema(settings: ServerSettings) -> None:
     import psycopg2
     from psycopg2 import sql
 
-    conn = psycopg2.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        dbname=settings.postgres_db,
-        user=settings.postgres_user,
-        password=settings.postgres_password.get_secret_value(),
-        connect_timeout=5,
-    )
+    conn = connect_backend(settings)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.encore_auth_schema)))

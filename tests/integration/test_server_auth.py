@@ -42,6 +42,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from scripts.core import server
+from scripts.core.config import load_config
+from scripts.pipeline.runner import all_components
 
 pytestmark = pytest.mark.integration
 
@@ -267,7 +269,7 @@ def pipeline(auth_server: AuthServer, tmp_path_factory: pytest.TempPathFactory) 
     pipeline_user = {"MLFLOW_TRACKING_USERNAME": "encore-pipeline", "MLFLOW_TRACKING_PASSWORD": PIPELINE_PW}
     env = _client_env(auth_server, home, outputs, **pipeline_user)
     started = time.monotonic()
-    result = _run_sh(env, "prepare,popular,als,bpr,item2item,itemknn,ease,friends,ranker,evaluate,register,promote")
+    result = _run_sh(env, ",".join(all_components(load_config(REPO_ROOT / "experiments" / "lastfm2k.yaml"))))
     seconds = time.monotonic() - started
     with as_user("admin", ADMIN_PW):
         admin = MlflowClient(auth_server.url)
