@@ -28,9 +28,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scripts.core import metrics
-from scripts.core.config import REPO_ROOT, EASEConfig
+from scripts.core.config import REPO_ROOT
 from scripts.core.data.lastfm2k import load_lastfm2k
 from scripts.core.generators import make_recommender, similar_items
+from scripts.core.recommenders.ease import EASEConfig
 from scripts.core.serving_model import EncoreServingModel, write_bundle
 from scripts.serving.model import ServedModel
 
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     n_items = len(ds.item_ids)
     user_items = sp.csr_matrix((train["weight"].to_numpy(np.float32), (train["user"], train["item"])),
                                shape=(ds.n_users, n_items))
-    section = EASEConfig()
-    model = make_recommender("ease", section, args.seed).fit(user_items)
+    section = EASEConfig(kind="ease")
+    model = make_recommender(section, args.seed).fit(user_items)
     sim = similar_items(model, n_items, section.n_similar, section.batch_size)
     listeners = np.bincount(train["item"], minlength=n_items)
     order = np.argsort(-listeners, kind="stable")[:200]  # as the ranker's bundle
