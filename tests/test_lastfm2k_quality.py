@@ -20,7 +20,7 @@ import pytest
 from scripts.components import ranker as ranker_component
 from scripts.core.config import EncoreConfig
 from scripts.core.evaluation import Evaluator, lists_from_frame
-from scripts.core.io import read_json
+from scripts.core.io import ParquetSink, read_json
 from scripts.core.outputs import GeneratorOutput, RankerOutput
 from scripts.core.prepared import PreparedData
 from scripts.core.ranker import train_ranker
@@ -101,22 +101,18 @@ def test_held_out_pairs_never_reach_side_data(lastfm_run: EncoreConfig) -> None:
 
 
 def test_a_ranker_on_shuffled_labels_does_not_beat_the_best_generator(lastfm_run: EncoreConfig,
-                                                                      comparison: pd.DataFrame) -> None:
+                                                                      comparison: pd.DataFrame,
+                                                                      tmp_path: Path) -> None:
     config = lastfm_run
-    ctx = Context(config=config, output=Path(), inputs={d: output_dir(config, d) for d in
-                                                        dependencies(config, "ranker")})
+    ctx = Context(config=config, output=tmp_path, inputs={d: output_dir(config, d) for d in
+                                                          dependencies(config, "ranker")})
     prepared = PreparedData(ctx.inputs["prepare"])
-    groups = list(config.components.ranker.features)
-    users = prepared.eval_users("base")
-    data = ranker_component.stage_data(config, ctx, prepared, "base", users)
-    pairs, features, y = ranker_component.labelled_candidates(data, prepared, "base", users, groups)
+    x, y, users, _ = ranker_component.training_set(config, ctx, prepared)
     shuffled = np.random.default_rng(0).permutation(y)
-    trained = train_ranker(features, shuffled, pairs["user"].to_numpy(), config.components.ranker, seed=0)
-
-    everyone = np.arange(prepared.n_users)
-    data = ranker_component.stage_data(config, ctx, prepared, "train", everyone)
-    pairs, features, _ = ranker_component.labelled_candidates(data, prepared, "train", everyone, groups)
-    recs = ranker_component.recommend(trained, pairs, features, prepared, everyone, 10)
+    trained = train_ranker(x, shuffled, users, config.components.ranker, seed=0)
+    with ParquetSink(tmp_path / "recs.parquet") as sink:
+        ranker_component.rank_users(trained, config, ctx, prepared, sink)
+    recs = pd.read_parquet(tmp_path / "recs.parquet")
     test = Evaluator(prepared, "train", (10,))
     shuffled_ndcg = test.evaluate(lists_from_frame(recs, test.users, 10))["ndcg@10"]
     best_generator = comparison["ndcg@10"].drop("ranker").max()

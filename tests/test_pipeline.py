@@ -38,7 +38,7 @@ def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: Encore
     for tag in ("git_commit", "config_hash", "split_hash", "version.implicit", "version.catboost"):
         assert parent[f"tags.encore.{tag}"], tag
     assert parent["params.components.als.factors"] == "64"
-    assert parent["metrics.ndcg_at_10"] == pytest.approx(results["ranker"].metrics["ndcg@10"])
+    assert parent["metrics.ndcg_at_10"] == pytest.approx(results["evaluate"].metrics["ranker.ndcg@10"])
     assert "metrics.uplift_vs_best_generator_ci_low" in parents.columns
 
     client = mlflow.MlflowClient()

@@ -16,11 +16,12 @@ def test_negative_sampling_keeps_every_positive_and_n_negatives_each() -> None:
     users = np.repeat([0, 1, 2], [10, 10, 10])
     y = np.zeros(30, dtype=np.int8)
     y[[0, 1, 12]] = 1  # user 0: two positives, user 1: one, user 2: none
-    keep = select_training_rows(users, y, RankerConfig(negatives_per_positive=3), seed=0)
+    keys = pair_keys(users, np.tile(np.arange(10), 3), 10)
+    keep = select_training_rows(users, keys, y, RankerConfig(negatives_per_positive=3), seed=0)
     assert keep[y == 1].all()
     assert keep[users == 0].sum() == 2 + 6 and keep[users == 1].sum() == 1 + 3
     assert not keep[users == 2].any()  # a user without positives teaches nothing
-    everything = select_training_rows(users, y, RankerConfig(negatives_per_positive=None), seed=0)
+    everything = select_training_rows(users, keys, y, RankerConfig(negatives_per_positive=None), seed=0)
     assert everything.sum() == 20
 
 

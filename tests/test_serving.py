@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from scripts.core.config import ConfigError
-from scripts.core.io import read_json
+from scripts.core.outputs import RegisterOutput
 from scripts.core.registry import CHAMPION, register_run_model
 from scripts.pipeline.runner import all_components, output_dir, run_pipeline
 from scripts.serving.app import create_app
@@ -67,12 +67,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory, lastfm2k_dir: Path) -> Re
                   "dataset": {"kind": "lastfm2k", "path": str(lastfm2k_dir), "download": False}}
     config = make_config(tmp, experiment, CHEAP)
     run_pipeline(config, list(all_components(config)))
-    registered = read_json(output_dir(config, "register") / "registered.json")
+    registered = RegisterOutput(output_dir(config, "register")).registered()
     uri = config.tracking.tracking_uri
     champion = MlflowClient(tracking_uri=uri).get_model_version_by_alias(registered["model_name"], CHAMPION)
     assert str(champion.version) == str(registered["version"])
     return Registry(uri, registered["model_name"], registered["run_id"], str(registered["version"]),
-                    output_dir(config, "ranker") / "bundle", tmp)
+                    RegisterOutput(output_dir(config, "register")).bundle, tmp)
 
 
 def settings_for(registry: Registry, tmp: Path, **overrides: object) -> ServingSettings:

@@ -26,8 +26,6 @@ from scripts.pipeline.component import Context, Result
 from scripts.pipeline.runner import component_main, enabled, generator_names
 
 NAME = "evaluate"
-PER_USER_FILE = EvaluateOutput.PER_USER
-"""Kept for ``register``; new code reads :class:`~scripts.core.outputs.EvaluateOutput`."""
 log = logging.getLogger(__name__)
 
 

@@ -36,7 +36,8 @@ from mlflow import MlflowClient
 
 from scripts.core import metrics
 from scripts.core.config import ConfigError, EncoreConfig
-from scripts.core.io import read_json, write_json
+from scripts.core.io import write_json
+from scripts.core.outputs import RegisterOutput
 from scripts.core.registry import CHALLENGER, CHAMPION, SIGNIFICANCE_TAG, current_alias_version, promote
 from scripts.core.server_auth import readable_auth_errors, release_credentials, release_user
 from scripts.core.tracking import cli_client, metric_key
@@ -50,12 +51,8 @@ REUSABLE = False  # the registry changes between calls
 
 def per_user_values(client: MlflowClient, run_id: str) -> pd.Series:
     """A register run's per-user test values of the primary metric, by raw user id."""
-    from scripts.components.register import PER_USER_FILE
-
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, PER_USER_FILE, tmp)
-        frame = pd.read_parquet(Path(path))
-    return frame.set_index("user_id")["value"]
+        return RegisterOutput.read_per_user(Path(client.download_artifacts(run_id, RegisterOutput.PER_USER, tmp)))
 
 
 def paired_significance(client: MlflowClient, candidate_run: str, champion_run: str, metric: str,
@@ -72,7 +69,7 @@ def paired_significance(client: MlflowClient, candidate_run: str, champion_run: 
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
-    registered = read_json(ctx.inputs["register"] / "registered.json")
+    registered = RegisterOutput(ctx.inputs["register"]).registered()
     settings = config.components.promote
     metric = metric_key(settings.metric or config.evaluation.primary_metric)
     client = MlflowClient()

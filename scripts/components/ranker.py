@@ -10,9 +10,14 @@ with popular items so every user gets ``top_k``; seen items are never recommende
 Generator instances with ``propose: false`` contribute features only: their saved models
 score every candidate pair (``<instance>_score`` ...), they add no candidates.
 
-Writes ``recommendations.parquet`` (user, item, score, rank for every user),
-``model.cbm``, ``feature_importance.csv/.png``, ``metrics.json`` and ``bundle/`` (the
-serving bundle: raw ids, popularity fallback, similar items).
+Memory is bounded: both stages run over batches of whole users (merge candidates, build
+features, label or score, keep the top-k, append to Parquet), their size derived from
+``resources.memory_gib``; training keeps a seeded sample of users within
+``components.ranker.train_max_rows``. Batching changes nothing (tests/test_ranker_batches.py).
+
+Writes ``recommendations.parquet`` (user, item, score, rank for every user), ``model.cbm``,
+``feature_importance.csv/.png`` and ``metrics.json`` (training and candidate diagnostics;
+the test metrics are ``evaluate``'s, the serving bundle is ``register``'s).
 """
 
 from __future__ import annotations
@@ -20,25 +25,33 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from scripts.core import metrics, serving_model
 from scripts.core.arrays import pair_keys
 from scripts.core.config import ConfigError, EncoreConfig
-from scripts.core.evaluation import Evaluator, frame_from_lists, lists_from_frame
-from scripts.core.features import StageData, build_features, merge_candidates
-from scripts.core.io import write_json, write_parquet
+from scripts.core.evaluation import frame_from_lists
+from scripts.core.features import FeatureTables, StageData, build_features, merge_candidates
+from scripts.core.io import ParquetSink, write_json
 from scripts.core.outputs import GeneratorOutput, RankerOutput
-from scripts.core.prepared import EVAL_PART, PreparedData, Stage
-from scripts.core.ranker import TrainedRanker, complete_with_popular, top_k, train_ranker
+from scripts.core.prepared import PreparedData, Stage
+from scripts.core.progress import Progress
+from scripts.core.ranker import TrainedRanker, complete_with_popular, select_training_rows, top_k, train_ranker
 from scripts.core.recommenders import recommender_class
+from scripts.core.resources import rows_per_batch
 from scripts.pipeline.component import Context, Result
-from scripts.pipeline.runner import component_main, enabled, generator_names
+from scripts.pipeline.runner import component_main, enabled
 
 NAME = "ranker"
 log = logging.getLogger(__name__)
+
+BYTES_PER_CANDIDATE_ROW = 1024
+"""Peak bytes one candidate row costs while its batch is featurised (float32 features plus the
+float64 intermediates of one feature group), measured on Last.fm 2K and synthetic 1M."""
 
 
 def ranker_generators(config: EncoreConfig) -> list[str]:
@@ -71,77 +84,160 @@ def DEPENDS_ON(config: EncoreConfig) -> list[str]:
     return ["prepare", *ranker_generators(config), *feature_instances(config)]
 
 
-def stage_data(config: EncoreConfig, ctx: Context, prepared: PreparedData, stage: Stage,
-               users: np.ndarray) -> StageData:
-    """Models, candidates and side data for ``stage``; without refit, base models serve test."""
-    ranker = config.components.ranker
-    model_stage = stage if (stage == "base" or ranker.refit_generators) else "base"
-    user_items = prepared.user_items(stage)
-    models, candidates = {}, {}
-    instances = config.components.generators
-    for name in [*ranker_generators(config), *feature_instances(config)]:
-        output = GeneratorOutput(ctx.inputs[name])
-        models[name] = output.model(model_stage, recommender_class(instances[name].kind))
-        if not instances[name].propose:
-            continue
-        if model_stage == stage:
-            frame = output.candidates(stage, max_rank=ranker.candidates_per_generator)
-        else:  # no refit: the base-fit models propose for test users from their train history
-            ids, scores = models[name].recommend(users, user_items, ranker.candidates_per_generator)
-            frame = frame_from_lists(users, ids, scores)
-        candidates[name] = frame
-    return StageData(user_items=user_items, item_features=prepared.item_features(stage), models=models,
-                     candidates=candidates, social=prepared.social(), timestamps=prepared.timestamps(stage))
+@dataclass
+class RankingStage:
+    """What one stage's batches are built from: the stage's data and models (``data``, its
+    ``candidates`` empty until a batch fills them), the stage-wide feature tables, and where
+    each proposing instance's candidates come from."""
+
+    stage: Stage
+    data: StageData
+    tables: FeatureTables
+    outputs: dict[str, GeneratorOutput]
+    relevant: sp.csr_matrix
+    """The part the stage is labelled by (target for base, test for train), (n_users, n_items)."""
+    from_files: bool
+    """Candidates read from the instances' files; False without refit: the base-fit models
+    propose for test users from their train history."""
+
+    @classmethod
+    def load(cls, config: EncoreConfig, ctx: Context, prepared: PreparedData, stage: Stage) -> RankingStage:
+        ranker = config.components.ranker
+        model_stage = stage if (stage == "base" or ranker.refit_generators) else "base"
+        instances = config.components.generators
+        names = [*ranker_generators(config), *feature_instances(config)]
+        outputs = {name: GeneratorOutput(ctx.inputs[name]) for name in names}
+        models = {name: outputs[name].model(model_stage, recommender_class(instances[name].kind)) for name in names}
+        data = StageData(user_items=prepared.user_items(stage), item_features=prepared.item_features(stage),
+                         models=models, candidates={}, social=prepared.social(),
+                         timestamps=prepared.timestamps(stage))
+        return cls(stage=stage, data=data, tables=FeatureTables(data, list(ranker.features), ranker.recent_days),
+                   outputs={name: outputs[name] for name in ranker_generators(config)},
+                   relevant=prepared.relevant(stage), from_files=model_stage == stage)
+
+    def candidates(self, users: np.ndarray, per_generator: int) -> dict[str, pd.DataFrame]:
+        """Each proposing instance's top ``per_generator`` candidates for the sorted ``users``."""
+        if self.from_files:
+            return {name: out.candidates(self.stage, max_rank=per_generator, users=users)
+                    for name, out in self.outputs.items()}
+        frames = {}
+        for name in self.outputs:
+            ids, scores = self.data.models[name].recommend(users, self.data.user_items, per_generator)
+            frames[name] = frame_from_lists(users, ids, scores)
+        return frames
+
+    def rows_per_user(self, n_users: int, per_generator: int) -> np.ndarray:
+        """Upper bound of each user's candidate rows (the lists' lengths before merging)."""
+        if not self.from_files:
+            return np.full(n_users, per_generator * len(self.outputs), dtype=np.int64)
+        return sum((out.candidate_counts(self.stage, n_users, per_generator) for out in self.outputs.values()),
+                   start=np.zeros(n_users, dtype=np.int64))
 
 
-def labelled_candidates(data: StageData, prepared: PreparedData, stage: Stage, users: np.ndarray,
-                        groups: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """Candidate pairs of ``users``, their features, and labels from the stage's eval part."""
-    pairs = merge_candidates(data.candidates, users)
-    features = build_features(pairs, data, groups)
-    relevant = prepared.part(EVAL_PART[stage])
+@dataclass
+class Batch:
+    """One batch of users' candidate pairs (sorted by user, then item), features and labels."""
+
+    pairs: pd.DataFrame
+    features: pd.DataFrame
+    y: np.ndarray
+
+
+def labelled_batch(stage: RankingStage, prepared: PreparedData, users: np.ndarray, per_generator: int) -> Batch:
+    """Candidate pairs of ``users`` (sorted), their features, and labels from the stage's eval part."""
+    candidates = stage.candidates(users, per_generator)
+    data = replace(stage.data, candidates=candidates)
+    pairs = merge_candidates(candidates, users)
+    features = build_features(pairs, data, stage.tables)
+    relevant = stage.relevant[users].tocoo()
     keys = pair_keys(pairs["user"].to_numpy(), pairs["item"].to_numpy(), prepared.n_items)
-    y = np.isin(keys, pair_keys(relevant["user"].to_numpy(), relevant["item"].to_numpy(), prepared.n_items))
-    return pairs, features, y.astype(np.int8)
+    y = np.isin(keys, pair_keys(users[relevant.row], relevant.col, prepared.n_items))
+    return Batch(pairs=pairs, features=features, y=y.astype(np.int8))
 
 
-def recommend(trained: TrainedRanker, pairs: pd.DataFrame, features: pd.DataFrame, prepared: PreparedData,
-              users: np.ndarray, k: int) -> pd.DataFrame:
-    """Ranker top-k for ``users``, completed with train-popular items they have not seen."""
-    recs = top_k(pairs["user"].to_numpy(), pairs["item"].to_numpy(), trained.score(features), k)
+def user_batches(users: np.ndarray, rows: np.ndarray, max_rows: int) -> Iterator[np.ndarray]:
+    """Consecutive runs of the sorted ``users`` whose ``rows`` add up to at most ``max_rows``
+    (a user with more rows than that is a batch of its own)."""
+    if len(users) == 0:
+        return
+    ends = np.cumsum(rows[users])
+    first = 0
+    while first < len(users):
+        limit = (ends[first - 1] if first else 0) + max_rows
+        last = max(first + 1, int(np.searchsorted(ends, limit, side="right")))
+        yield users[first:last]
+        first = last
+
+
+def training_users(users: np.ndarray, rows: np.ndarray, budget: int | None, seed: int) -> np.ndarray:
+    """A seeded random sample of ``users`` whose candidate rows fit ``budget`` (all of them if
+    they fit, or if there is no budget), sorted."""
+    if budget is None or rows[users].sum() <= budget:
+        return users
+    order = np.random.default_rng(seed).permutation(users)
+    fits = np.cumsum(rows[order]) <= budget
+    return np.sort(order[fits])
+
+
+def training_set(config: EncoreConfig, ctx: Context, prepared: PreparedData,
+                 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, float]]:
+    """The ranker's training rows (features, labels, users), built batch by batch from the
+    base stage's candidates of (a budgeted sample of) the ranker-target users."""
+    ranker = config.components.ranker
+    seed = config.experiment.seed
+    stage = RankingStage.load(config, ctx, prepared, "base")
+    rows = stage.rows_per_user(prepared.n_users, ranker.candidates_per_generator)
+    target_users = prepared.eval_users("base")
+    users = training_users(target_users, rows, ranker.train_max_rows, seed)
+    if len(users) < len(target_users):
+        log.info("ranker: training on %d of %d target users (train_max_rows %d, seed %d)",
+                 len(users), len(target_users), ranker.train_max_rows, seed)
+    x, y, groups = [], [], []
+    positives = 0
+    batches = list(user_batches(users, rows, rows_per_batch(config.resources, BYTES_PER_CANDIDATE_ROW)))
+    with Progress("ranker training features", len(users)) as shown:
+        for batch_users in batches:
+            batch = labelled_batch(stage, prepared, batch_users, ranker.candidates_per_generator)
+            positives += int(batch.y.sum())
+            row_users = batch.pairs["user"].to_numpy()
+            keys = pair_keys(row_users, batch.pairs["item"].to_numpy(), prepared.n_items)
+            keep = select_training_rows(row_users, keys, batch.y, ranker, seed)
+            x.append(batch.features[keep])
+            y.append(batch.y[keep])
+            groups.append(row_users[keep])
+            shown.advance(len(batch_users))
+    target_in_sample = int(np.isin(prepared.part("target")["user"].to_numpy(), users).sum())
+    info = {"train_sampled_users": float(len(users)), "train_target_users": float(len(target_users)),
+            "train_batches": float(len(batches)),
+            "target_candidate_recall": positives / max(target_in_sample, 1)}
+    return pd.concat(x, ignore_index=True), np.concatenate(y), np.concatenate(groups), info
+
+
+def rank_users(trained: TrainedRanker, config: EncoreConfig, ctx: Context, prepared: PreparedData,
+               sink: ParquetSink) -> dict[str, float]:
+    """Ranker top-k for every user, batch by batch into ``sink``, completed with train-popular
+    items they have not seen; returns the candidate recall on test."""
+    ranker = config.components.ranker
+    stage = RankingStage.load(config, ctx, prepared, "train")
+    rows = stage.rows_per_user(prepared.n_users, ranker.candidates_per_generator)
     train = prepared.user_items("train")
     popular = np.argsort(-prepared.item_listeners("train"), kind="stable")
-    coo = train.tocoo()
-    seen = pair_keys(coo.row, coo.col, prepared.n_items)
-    return complete_with_popular(recs, users, popular, seen, prepared.n_items, k)
-
-
-def write_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, recs: pd.DataFrame) -> None:
-    """The serving bundle (:mod:`scripts.core.serving_model`): lists, popularity, similar items."""
-    item_raw = prepared.items["raw_id"].to_numpy()
-    listeners = prepared.item_listeners("train")
-    order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
-    tables = {name: GeneratorOutput(ctx.inputs[name]) for name in generator_names(config)
-              if name in ctx.inputs and GeneratorOutput(ctx.inputs[name]).has_similar_items}
-    if not tables:
-        raise ConfigError("components.*.n_similar: no generator wrote a similar-items table to serve")
-    source = config.components.ranker.similar_items_from
-    if source not in tables:
-        source = next(iter(tables))
-        log.warning("components.ranker.similar_items_from: no table from that generator; serving %s's", source)
-    similar = tables[source].similar_items()
-    serving_model.write_bundle(
-        RankerOutput(ctx.output).bundle,
-        recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
-                                      "item_id": item_raw[recs["item"]], "rank": recs["rank"],
-                                      "score": recs["score"].fillna(0.0).astype(np.float64)}),
-        popular=pd.DataFrame({"item_id": item_raw[order], "score": listeners[order].astype(np.float64)}),
-        similar_items=pd.DataFrame({"item_id": item_raw[similar["item"]],
-                                    "similar_item_id": item_raw[similar["similar_item"]],
-                                    "score": similar["score"].astype(np.float64), "rank": similar["rank"]}),
-        items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
-    )
-    write_json(RankerOutput(ctx.output).bundle / "info.json", {"similar_items_from": source})
+    test_users = np.zeros(prepared.n_users, dtype=bool)
+    test_users[prepared.eval_users("train")] = True
+    found = 0
+    everyone = np.arange(prepared.n_users, dtype=np.int64)
+    batches = list(user_batches(everyone, rows, rows_per_batch(config.resources, BYTES_PER_CANDIDATE_ROW)))
+    with Progress("ranker ranking", prepared.n_users) as shown:
+        for users in batches:
+            batch = labelled_batch(stage, prepared, users, ranker.candidates_per_generator)
+            pair_users = batch.pairs["user"].to_numpy()
+            found += int(batch.y[test_users[pair_users]].sum())
+            recs = top_k(pair_users, batch.pairs["item"].to_numpy(), trained.score(batch.features), ranker.top_k)
+            seen = train[users].tocoo()
+            seen_keys = pair_keys(users[seen.row], seen.col, prepared.n_items)
+            sink.write(complete_with_popular(recs, users, popular, seen_keys, prepared.n_items, ranker.top_k))
+            shown.advance(len(users))
+    return {"candidate_recall": found / max(len(prepared.part("test")), 1), "rank_batches": float(len(batches))}
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
@@ -150,58 +246,39 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     if ranker.top_k < max(ks):
         raise ConfigError(f"components.ranker.top_k ({ranker.top_k}) must be at least the largest k ({max(ks)})")
     prepared = PreparedData(ctx.inputs["prepare"])
-    seed = config.experiment.seed
+    out = RankerOutput(ctx.output)
     timings: dict[str, float] = {}
 
-    groups = list(ranker.features)
     started = time.perf_counter()
-    train_users = prepared.eval_users("base")
-    data = stage_data(config, ctx, prepared, "base", train_users)
-    pairs, features, y = labelled_candidates(data, prepared, "base", train_users, groups)
+    x, y, users, info = training_set(config, ctx, prepared)
     timings["features_train_seconds"] = time.perf_counter() - started
-    target_recall = float(y.sum() / len(prepared.part("target")))
-
     started = time.perf_counter()
-    trained = train_ranker(features, y, pairs["user"].to_numpy(), ranker, seed=seed)
+    trained = train_ranker(x, y, users, ranker, seed=config.experiment.seed)
     timings["fit_seconds"] = time.perf_counter() - started
-    trained.model.save_model(str(ctx.output / RankerOutput.MODEL))
+    del x, y, users
+    trained.model.save_model(str(out.path / out.MODEL))
 
     started = time.perf_counter()
-    all_users = np.arange(prepared.n_users, dtype=np.int64)
-    data = stage_data(config, ctx, prepared, "train", all_users)
-    pairs, features, y_test = labelled_candidates(data, prepared, "train", all_users, groups)
-    timings["features_test_seconds"] = time.perf_counter() - started
-    started = time.perf_counter()
-    recs = recommend(trained, pairs, features, prepared, all_users, ranker.top_k)
-    timings["predict_seconds"] = time.perf_counter() - started
-    write_parquet(recs, ctx.output / RankerOutput.RECOMMENDATIONS)
-
-    test = Evaluator(prepared, "train", ks)
-    scores = test.evaluate(lists_from_frame(recs, test.users, max(ks)))
-    test_pairs = np.isin(pairs["user"].to_numpy(), test.users)
-    candidate_recall = float(y_test[test_pairs].sum() / len(prepared.part("test")))
+    with ParquetSink(out.path / out.RECOMMENDATIONS) as sink:
+        info |= rank_users(trained, config, ctx, prepared, sink)
+    timings["rank_seconds"] = time.perf_counter() - started
 
     importance = trained.importance()
-    importance.to_csv(ctx.output / RankerOutput.IMPORTANCE, index=False)
-    _plot_importance(importance, ctx.output / RankerOutput.IMPORTANCE_PLOT)
-    metrics.plot_metric_vs_k({"ranker": scores}, "ndcg", ctx.output / RankerOutput.PLOT)
-    write_bundle(config, ctx, prepared, recs)
-    results = scores | timings | {
-        "candidate_recall": candidate_recall, "target_candidate_recall": target_recall,
+    importance.to_csv(out.path / out.IMPORTANCE, index=False)
+    _plot_importance(importance, out.path / out.IMPORTANCE_PLOT)
+    results = info | timings | {
         "trees": float(trained.iterations), "train_rows": float(trained.n_rows),
         "train_users": float(trained.n_users), "train_positives": float(trained.n_positives),
         "n_features": float(len(trained.feature_names)),
     }
     if trained.validation_ndcg is not None:
         results["validation_ndcg@10"] = trained.validation_ndcg
-    write_json(ctx.output / RankerOutput.METRICS, results)
-    log.info("ranker: ndcg@10 %.4f on test (%d trees, %d features, candidate recall %.3f)",
-             scores["ndcg@10"], trained.iterations, len(trained.feature_names), candidate_recall)
-    return Result(
-        metrics=results,
-        artifacts=[RankerOutput.RECOMMENDATIONS, RankerOutput.METRICS, RankerOutput.PLOT, RankerOutput.IMPORTANCE,
-                   RankerOutput.IMPORTANCE_PLOT, RankerOutput.MODEL],
-    )
+    write_json(out.path / out.METRICS, results)
+    log.info("ranker: %d trees on %d rows of %d users, %d features; candidate recall on test %.3f",
+             trained.iterations, trained.n_rows, trained.n_users, len(trained.feature_names),
+             info["candidate_recall"])
+    return Result(metrics=results, artifacts=[out.RECOMMENDATIONS, out.METRICS, out.IMPORTANCE,
+                                              out.IMPORTANCE_PLOT, out.MODEL])
 
 
 def _plot_importance(importance: pd.DataFrame, path) -> None:

@@ -1,7 +1,8 @@
 """register: log the ranker's serving model and register it with alias ``challenger``.
 
-In the pipeline (``run.sh --components ...,register``) this logs the ranker's bundle as a
-models-from-code pyfunc in the register run, with the test metric, its per-user values
+In the pipeline (``run.sh --components ...,register``) this assembles the serving bundle
+(the ranker's lists, popularity fallback, similar items; :mod:`scripts.core.serving_model`)
+and logs it as a models-from-code pyfunc in the register run, with the test metric, its per-user values
 (for paired comparisons at promotion) and the dataset/split tags, then registers it as a
 new version of ``tracking.registered_model_name`` and points ``challenger`` at it.
 
@@ -16,47 +17,93 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from scripts.components.evaluate import PER_USER_FILE as EVALUATE_PER_USER_FILE
-from scripts.core.config import EncoreConfig
-from scripts.core.io import read_json, write_json, write_parquet
+from scripts.core.config import ConfigError, EncoreConfig
+from scripts.core.io import write_json
+from scripts.core.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput
+from scripts.core.prepared import PreparedData
 from scripts.core.registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
-from scripts.core.serving_model import log_serving_model
+from scripts.core.serving_model import log_serving_model, write_bundle
 from scripts.core.tracking import cli_client, metric_key
 from scripts.pipeline.component import Context, Result
+from scripts.pipeline.runner import enabled, generator_names
 
 NAME = "register"
-DEPENDS_ON = ("ranker", "evaluate")
 REUSABLE = False  # every call registers a new version
-PER_USER_FILE = "per_user_metric.parquet"
+log = logging.getLogger(__name__)
+
+
+def similar_items_instances(config: EncoreConfig) -> list[str]:
+    """Enabled generator instances that write a similar-items table (``n_similar`` > 0)."""
+    return [name for name in generator_names(config)
+            if enabled(config, name) and config.components.generator(name).n_similar]
+
+
+def DEPENDS_ON(config: EncoreConfig) -> list[str]:
+    return ["prepare", "ranker", "evaluate", *similar_items_instances(config)]
+
+
+def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out: RegisterOutput) -> str:
+    """The serving bundle: the ranker's lists, the train popularity fallback and the
+    similar-items table of ``components.ranker.similar_items_from``, all in raw ids.
+    Returns the instance whose similar items are served."""
+    tables = [name for name in similar_items_instances(config) if GeneratorOutput(ctx.inputs[name]).has_similar_items]
+    if not tables:
+        raise ConfigError("components.*.n_similar: no generator wrote a similar-items table to serve")
+    source = config.components.ranker.similar_items_from
+    if source not in tables:
+        log.warning("components.ranker.similar_items_from: no table from %s; serving %s's", source, tables[0])
+        source = tables[0]
+    item_raw = prepared.items["raw_id"].to_numpy()
+    listeners = prepared.item_listeners("train")
+    order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
+    recs = RankerOutput(ctx.inputs["ranker"]).recommendations()
+    similar = GeneratorOutput(ctx.inputs[source]).similar_items()
+    write_bundle(
+        out.bundle,
+        recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
+                                      "item_id": item_raw[recs["item"]], "rank": recs["rank"],
+                                      "score": recs["score"].fillna(0.0).astype(np.float64)}),
+        popular=pd.DataFrame({"item_id": item_raw[order], "score": listeners[order].astype(np.float64)}),
+        similar_items=pd.DataFrame({"item_id": item_raw[similar["item"]],
+                                    "similar_item_id": item_raw[similar["similar_item"]],
+                                    "score": similar["score"].astype(np.float64), "rank": similar["rank"]}),
+        items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
+    )
+    write_json(out.bundle / "info.json", {"similar_items_from": source})
+    return source
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
     primary = config.evaluation.primary_metric
-    ranker_metrics = read_json(ctx.inputs["ranker"] / "metrics.json")
-    significance = read_json(ctx.inputs["evaluate"] / "significance.json")
+    evaluated = EvaluateOutput(ctx.inputs["evaluate"])
+    out = RegisterOutput(ctx.output)
+    source = build_bundle(config, ctx, PreparedData(ctx.inputs["prepare"]), out)
     # The ranker's per-user values (from evaluate) travel with the model, so promotion can pair
     # this run with the champion's.
-    per_user = pd.read_parquet(ctx.inputs["evaluate"] / EVALUATE_PER_USER_FILE, columns=["user_id", "ranker"])
-    write_parquet(per_user.rename(columns={"ranker": "value"}), ctx.output / PER_USER_FILE)
+    per_user = evaluated.per_user(columns=["user_id", "ranker"])
+    out.write_per_user(per_user.rename(columns={"ranker": "value"}))
 
-    info = log_serving_model(ctx.inputs["ranker"] / "bundle", k=min(10, config.components.ranker.top_k))
+    info = log_serving_model(out.bundle, k=min(10, config.components.ranker.top_k))
     run_id = mlflow.active_run().info.run_id
     version = register_run_model(run_id, config.tracking.registered_model_name, client=MlflowClient())
-    vs_best = significance.get("vs_best_generator", {})
+    vs_best = evaluated.significance().get("vs_best_generator", {})
     tags = {f"{SIGNIFICANCE_TAG}.vs_best_generator": json.dumps(vs_best)} if vs_best else {}
-    write_json(ctx.output / "registered.json", {"model_name": config.tracking.registered_model_name,
-                                                "version": version.version, "run_id": run_id,
-                                                "model_uri": info.model_uri})
-    return Result(metrics={primary: ranker_metrics[primary]}, artifacts=[PER_USER_FILE, "registered.json"],
+    out.write_registered({"model_name": config.tracking.registered_model_name, "version": version.version,
+                          "run_id": run_id, "model_uri": info.model_uri})
+    return Result(metrics={primary: float(evaluated.comparison().loc["ranker", primary])},
+                  artifacts=[out.PER_USER, out.REGISTERED],
                   tags=tags | {"encore.registered_version": str(version.version),
-                               "encore.primary_metric": metric_key(primary)})
+                               "encore.primary_metric": metric_key(primary),
+                               "encore.similar_items_from": source})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,3 +42,17 @@ def positions_by_key(groups: np.ndarray, key: np.ndarray) -> np.ndarray:
     position = np.empty(len(groups), dtype=np.int64)
     position[order] = positions_in_groups(groups[order])
     return position
+
+
+def hashed_uniform(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform [0, 1) number per int64 key, fixed by (key, seed) alone (splitmix64).
+
+    Sampling with these instead of a random stream gives the same sample however the rows
+    are batched or ordered.
+    """
+    with np.errstate(over="ignore"):
+        z = keys.astype(np.uint64) + np.uint64(seed % 2**63) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)

@@ -171,11 +171,16 @@ class RankerConfig(Strict):
     early_stopping_rounds: PositiveInt = 50
     validation_fraction: Fraction = 0.2
     negatives_per_positive: PositiveInt | None = None
+    train_max_rows: PositiveInt | None = 2_000_000
+    """Row budget of the ranker's training set: candidate rows (counted before the generators'
+    lists are merged) of a seeded random sample of ranker-target users; None = every user."""
     refit_generators: bool = True
     features: list[Literal["generator", "user", "item", "user_item", "social"]] = Field(
         default_factory=lambda: ["generator", "user", "item", "user_item", "social"]
     )
     thread_count: PositiveInt = 2
+    recent_days: PositiveFloat = 30.0
+    """Window of the recency features (``item_trend``, ``user_recent_items``, ...) on timestamped data."""
     top_k: PositiveInt = 50
     similar_items_from: str = "ease"
 
@@ -272,6 +277,13 @@ class EvaluationConfig(Strict):
         return self
 
 
+class ResourcesConfig(Strict):
+    """How much of the machine a run may use. Batch sizes are derived from it; results are
+    not (batching changes nothing), so it is not part of any fingerprint."""
+
+    memory_gib: PositiveFloat = 8.0
+
+
 class TrackingConfig(Strict):
     """Where runs are logged. ``tracking_uri`` None = embedded SQLite store under ``mlruns/``."""
 
@@ -287,6 +299,7 @@ class EncoreConfig(Strict):
     components: ComponentsConfig = ComponentsConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
+    resources: ResourcesConfig = ResourcesConfig()
     output_dir: Path = Path("outputs")
     data_dir: Path = Path("data")
 
@@ -297,7 +310,7 @@ class EncoreConfig(Strict):
         experiment hashes the same on every machine.
         """
         dumped = self.model_dump(mode="json")
-        keys = sections or tuple(k for k in dumped if k not in {"tracking", "output_dir", "data_dir"})
+        keys = sections or tuple(k for k in dumped if k not in {"tracking", "resources", "output_dir", "data_dir"})
         return _hash({k: _dig(dumped, k) for k in keys})
 
     @property

@@ -14,13 +14,22 @@ Feature groups (switchable with ``components.ranker.features``):
                ``best_rank``.
 ``user``       ``user_n_items``, ``user_total_plays``, ``user_mean_log_plays``,
                ``user_tag_breadth`` (distinct tags over the user's items); with
-               timestamps ``user_days_since_last`` and ``user_history_days``.
+               timestamps ``user_days_since_last``, ``user_history_days``,
+               ``user_recent_items`` / ``user_recent_share`` (items played in the last
+               ``recent_days`` of the stage).
 ``item``       ``item_listeners``, ``item_total_plays``, ``item_mean_log_plays``,
-               ``item_n_tags``; with timestamps ``item_days_since_last`` and ``item_age_days``.
+               ``item_n_tags``; with timestamps ``item_days_since_last``, ``item_age_days``,
+               ``item_recent_listeners`` and ``item_trend`` (recent / all-time listeners).
 ``user_item``  ``tag_cosine`` (user tag profile vs item tags, TF-IDF), ``colisten_top_max`` /
                ``colisten_top_mean`` (co-listening similarity of the item to the user's three
-               most-played items, in a 64-d SVD embedding of listener vectors).
+               most-played items, in a 64-d SVD embedding of listener vectors); with
+               timestamps ``colisten_recent_max`` / ``_mean`` (the same to the user's three
+               most recent items: the recent-window profile).
 ``social``     ``friends_listening`` (friends who play the item), ``friends_share``.
+
+Memory: :class:`FeatureTables` holds what is stage-wide (O(n_users + n_items + nnz)); the
+ranker calls :func:`build_features` on batches of whole users, so nothing proportional to
+users x candidates is held beyond one batch.
 """
 
 from __future__ import annotations
@@ -138,12 +147,42 @@ def generator_features(pairs: pd.DataFrame, data: StageData) -> dict[str, np.nda
     return feats
 
 
-def user_features(users: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
-    x = data.user_items
+class FeatureTables:
+    """What one stage's features look up, computed once per stage (not once per batch).
+
+    Everything here is O(n_users + n_items + nnz): per-item columns, the TF-IDF item tag
+    matrix, the co-listening embeddings, the binary listening matrix friends are counted on
+    and the stage's "now" (its latest timestamp). Per-user values are derived from a batch's
+    rows of the stage matrices, so nothing of size users x items is ever held.
+    """
+
+    def __init__(self, data: StageData, groups: list[str], recent_days: float = 30.0) -> None:
+        self.groups = list(groups)
+        self.recent_seconds = recent_days * SECONDS_PER_DAY
+        x = data.user_items
+        ts = data.timestamps
+        self.now = float(ts.data.max()) if ts is not None and ts.nnz else 0.0
+        self.item = _item_columns(data, self.now, self.recent_seconds) if "item" in groups else {}
+        if "user_item" in groups:
+            tags = data.item_features.tocsr().astype(np.float64)
+            idf = np.log((1 + tags.shape[0]) / (1 + np.diff(tags.tocsc().indptr))) + 1
+            self.item_tags = normalize(tags @ sp.diags(idf)).tocsr()
+            self.embeddings = colistening_embeddings(x)
+        if "user" in groups:
+            self.item_has_tag = (data.item_features > 0).astype(np.float32).tocsr()
+        if "social" in groups and data.social is not None:
+            self.friends = (data.social > 0).astype(np.float32).tocsr()
+            self.listened = (x > 0).astype(np.float32).tocsr()
+
+
+def user_features(users: np.ndarray, data: StageData, tables: FeatureTables) -> dict[str, np.ndarray]:
+    """Per-pair user columns for pairs sorted by user (computed on the batch's distinct users)."""
+    unique, inverse = np.unique(users, return_inverse=True)
+    x = data.user_items[unique]
     n_items = np.diff(x.indptr).astype(np.float64)
     total = np.asarray(x.sum(axis=1)).ravel()
     log_total = np.asarray(x.log1p().sum(axis=1)).ravel()
-    breadth = np.diff(((x > 0).astype(np.float32) @ (data.item_features > 0).astype(np.float32)).tocsr().indptr)
+    breadth = np.diff(((x > 0).astype(np.float32) @ tables.item_has_tag).tocsr().indptr)
     feats = {
         "user_n_items": n_items,
         "user_total_plays": total,
@@ -151,16 +190,19 @@ def user_features(users: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
         "user_tag_breadth": breadth.astype(np.float64),
     }
     if data.timestamps is not None:
-        ts = data.timestamps
-        now = ts.data.max() if ts.nnz else 0.0
+        ts = data.timestamps[unique]
         last = _row_reduce(ts, np.maximum, np.nan)
         first = _row_reduce(ts, np.minimum, np.nan)
-        feats["user_days_since_last"] = (now - last) / SECONDS_PER_DAY
+        feats["user_days_since_last"] = (tables.now - last) / SECONDS_PER_DAY
         feats["user_history_days"] = (last - first) / SECONDS_PER_DAY
-    return {name: values[users] for name, values in feats.items()}
+        # The user's recent-window activity: how much of the profile is current.
+        recent = np.diff((ts >= tables.now - tables.recent_seconds).astype(np.int8).tocsr().indptr)
+        feats["user_recent_items"] = recent.astype(np.float64)
+        feats["user_recent_share"] = recent / np.maximum(n_items, 1)
+    return {name: values[inverse] for name, values in feats.items()}
 
 
-def item_features(items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+def _item_columns(data: StageData, now: float, recent_seconds: float) -> dict[str, np.ndarray]:
     x = data.user_items.tocsc()
     listeners = np.diff(x.indptr).astype(np.float64)
     feats = {
@@ -170,11 +212,19 @@ def item_features(items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
         "item_n_tags": np.diff(data.item_features.tocsr().indptr).astype(np.float64),
     }
     if data.timestamps is not None:
-        ts = data.timestamps.tocsc()
-        now = ts.data.max() if ts.nnz else 0.0
-        feats["item_days_since_last"] = (now - _row_reduce(ts.T.tocsr(), np.maximum, np.nan)) / SECONDS_PER_DAY
-        feats["item_age_days"] = (now - _row_reduce(ts.T.tocsr(), np.minimum, np.nan)) / SECONDS_PER_DAY
-    return {name: values[items] for name, values in feats.items()}
+        by_item = data.timestamps.T.tocsr()
+        feats["item_days_since_last"] = (now - _row_reduce(by_item, np.maximum, np.nan)) / SECONDS_PER_DAY
+        feats["item_age_days"] = (now - _row_reduce(by_item, np.minimum, np.nan)) / SECONDS_PER_DAY
+        # Trend: listeners active on the item in the recent window, and their share of all-time
+        # listeners (a rising item has a high share; an old favourite a low one).
+        recent = np.diff((by_item >= now - recent_seconds).astype(np.int8).tocsr().indptr).astype(np.float64)
+        feats["item_recent_listeners"] = recent
+        feats["item_trend"] = recent / np.maximum(listeners, 1)
+    return feats
+
+
+def item_features(items: np.ndarray, tables: FeatureTables) -> dict[str, np.ndarray]:
+    return {name: values[items] for name, values in tables.item.items()}
 
 
 def _row_reduce(matrix: sp.csr_matrix, ufunc: np.ufunc, empty: float) -> np.ndarray:
@@ -205,53 +255,70 @@ def colistening_embeddings(user_items: sp.csr_matrix, n_components: int = 64) ->
     return normalize(TruncatedSVD(n_components=d, random_state=0).fit_transform(listeners))
 
 
-def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
-    x = data.user_items
-    # Tag profile: TF-IDF item tags, users as the log-play-weighted sum of their items'.
-    tags = data.item_features.tocsr().astype(np.float64)
-    idf = np.log((1 + tags.shape[0]) / (1 + np.diff(tags.tocsc().indptr))) + 1
-    item_tags = normalize(tags @ sp.diags(idf))
-    profiles = normalize(x.log1p().astype(np.float64) @ item_tags)
-    feats = {"tag_cosine": sorted_pairs_dot(users, items, profiles.tocsr(), item_tags.tocsr())}
-    # Co-listening similarity of the candidate to the user's most-played items, in a 64-d
-    # SVD embedding of the items' listener vectors: exact sparse cosines cost O(listeners)
-    # per pair, which does not scale to millions of candidate pairs.
-    embeddings = colistening_embeddings(x)
-    top = top_played_items(x, 3)[users]
+def most_recent_items(timestamps: sp.csr_matrix, n: int) -> np.ndarray:
+    """``(n_rows, n)`` most recently played items per row, -1 padded."""
+    return top_played_items(timestamps, n)
+
+
+def _colistening(top: np.ndarray, items: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Max and mean co-listening cosine of each pair's item to the row's ``top`` items."""
     sims = np.full(top.shape, np.nan)
-    for j in range(top.shape[1]):  # three columns, not a per-user loop
+    for j in range(top.shape[1]):  # a few columns, not a per-user loop
         has = top[:, j] >= 0
         sims[has, j] = np.einsum("ij,ij->i", embeddings[top[has, j]], embeddings[items[has]])
     present = ~np.isnan(sims)
     filled = np.where(present, sims, 0.0)
-    feats["colisten_top_max"] = np.where(present, sims, -np.inf).max(axis=1).clip(min=0.0)
-    feats["colisten_top_mean"] = filled.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    top_max = np.where(present, sims, -np.inf).max(axis=1).clip(min=0.0)
+    return top_max, filled.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+
+
+def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData,
+                       tables: FeatureTables) -> dict[str, np.ndarray]:
+    unique, inverse = np.unique(users, return_inverse=True)
+    x = data.user_items[unique]
+    # Tag profile: TF-IDF item tags, users as the log-play-weighted sum of their items'.
+    profiles = normalize(x.log1p().astype(np.float64) @ tables.item_tags).tocsr()
+    feats = {"tag_cosine": sorted_pairs_dot(inverse, items, profiles, tables.item_tags)}
+    # Co-listening similarity of the candidate to the user's most-played items, in a 64-d
+    # SVD embedding of the items' listener vectors: exact sparse cosines cost O(listeners)
+    # per pair, which does not scale to millions of candidate pairs.
+    feats["colisten_top_max"], feats["colisten_top_mean"] = _colistening(
+        top_played_items(x, 3)[inverse], items, tables.embeddings)
+    if data.timestamps is not None:  # ... and to what the user played last
+        feats["colisten_recent_max"], feats["colisten_recent_mean"] = _colistening(
+            most_recent_items(data.timestamps[unique], 3)[inverse], items, tables.embeddings)
     return feats
 
 
-def social_features(users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+def social_features(users: np.ndarray, items: np.ndarray, data: StageData,
+                    tables: FeatureTables) -> dict[str, np.ndarray]:
     if data.social is None:
         return {}
-    social = (data.social > 0).astype(np.float32)
-    listening = (social @ (data.user_items > 0).astype(np.float32)).tocsr()
-    n_friends = np.asarray(social.sum(axis=1)).ravel()[users]
-    count = sparse_lookup(listening, users, items)
+    unique, inverse = np.unique(users, return_inverse=True)
+    friends = tables.friends[unique]
+    listening = (friends @ tables.listened).tocsr()  # the batch's rows only
+    n_friends = np.asarray(friends.sum(axis=1)).ravel()[inverse]
+    count = sparse_lookup(listening, inverse, items)
     return {"friends_listening": count, "friends_share": count / np.maximum(n_friends, 1)}
 
 
-def build_features(pairs: pd.DataFrame, data: StageData, groups: list[str]) -> pd.DataFrame:
-    """Feature table aligned with ``pairs`` (rows sorted by user)."""
+def build_features(pairs: pd.DataFrame, data: StageData, tables: FeatureTables) -> pd.DataFrame:
+    """Feature table aligned with ``pairs`` (rows sorted by user), groups ``tables.groups``.
+
+    Call it on batches of whole users: every value depends only on the pair, its user's rows
+    and the stage-wide ``tables``, so batching changes nothing.
+    """
     users = pairs["user"].to_numpy(np.int64)
     items = pairs["item"].to_numpy(np.int64)
     builders = {
         "generator": lambda: generator_features(pairs, data),
-        "user": lambda: user_features(users, data),
-        "item": lambda: item_features(items, data),
-        "user_item": lambda: user_item_features(users, items, data),
-        "social": lambda: social_features(users, items, data),
+        "user": lambda: user_features(users, data, tables),
+        "item": lambda: item_features(items, tables),
+        "user_item": lambda: user_item_features(users, items, data, tables),
+        "social": lambda: social_features(users, items, data, tables),
     }
     feats: dict[str, np.ndarray] = {}
-    for group in (g for g in builders if g in groups):
+    for group in (g for g in builders if g in tables.groups):
         # float32 as each group arrives: holding every group in float64 doubled peak memory.
         feats |= {name: values.astype(np.float32) for name, values in builders[group]().items()}
     if not feats:

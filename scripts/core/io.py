@@ -192,6 +192,44 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+class ParquetSink:
+    """Append frames of one schema to a Parquet file batch by batch (one row group each), so
+    a large table is written without being held; the file appears only on :meth:`close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp = path.with_name(f".{path.name}.tmp")
+        self._writer: Any = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+        self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        if self._writer is None:
+            raise ValueError(f"{self.path.name}: nothing was written")
+        self._writer.close()
+        self._tmp.replace(self.path)
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            if self._writer is not None:
+                self._writer.close()
+            self._tmp.unlink(missing_ok=True)
+
+
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write Parquet atomically (temp file + rename), without the pandas index."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -12,8 +12,9 @@ Generator instance folder (``<instance>-<fingerprint>/``)::
     metrics.json, metrics_vs_k.png                       test metrics of the train fit
 
 Ranker folder: ``recommendations.parquet`` (user, item, score, rank), ``model.cbm``,
-``feature_importance.csv/.png``, ``metrics.json``, ``bundle/`` (serving tables).
+``feature_importance.csv/.png``, ``metrics.json`` (training and candidate diagnostics).
 Evaluate folder: ``comparison.csv/.md``, ``significance.json``, ``per_user.parquet``.
+Register folder: ``bundle/`` (serving tables), ``per_user_metric.parquet``, ``registered.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from scripts.core.io import read_json, write_json, write_parquet
@@ -61,10 +63,34 @@ class GeneratorOutput:
         write_json(self.path / self.METRICS, values)
 
     # -- reading (ranker, evaluate, benchmarks) --------------------------------------------
-    def candidates(self, stage: Stage, max_rank: int | None = None) -> pd.DataFrame:
-        """``(user, item, score, rank)`` of ``stage``, optionally only ranks <= ``max_rank``."""
-        frame = pd.read_parquet(self.path / self.candidates_file(stage))
-        return frame if max_rank is None else frame[frame["rank"] <= max_rank]
+    def candidates(self, stage: Stage, max_rank: int | None = None,
+                   users: np.ndarray | None = None) -> pd.DataFrame:
+        """``(user, item, score, rank)`` of ``stage``, optionally only ranks <= ``max_rank`` and
+        only the sorted ``users`` (read by their id range: row groups outside it are skipped)."""
+        filters: list[tuple[str, str, int]] = []
+        if max_rank is not None:
+            filters.append(("rank", "<=", int(max_rank)))
+        if users is not None:
+            if len(users) == 0:
+                return pd.read_parquet(self.path / self.candidates_file(stage)).iloc[:0]
+            filters += [("user", ">=", int(users[0])), ("user", "<=", int(users[-1]))]
+        frame = pd.read_parquet(self.path / self.candidates_file(stage), filters=filters or None)
+        if users is not None:
+            frame = frame[np.isin(frame["user"].to_numpy(), users)]
+        return frame.reset_index(drop=True)
+
+    def candidate_counts(self, stage: Stage, n_users: int, max_rank: int | None = None) -> np.ndarray:
+        """Candidates per user (``n_users`` long), read in record batches: bounded memory."""
+        import pyarrow.parquet as pq
+
+        counts = np.zeros(n_users, dtype=np.int64)
+        for batch in pq.ParquetFile(self.path / self.candidates_file(stage)).iter_batches(
+                batch_size=1 << 20, columns=["user", "rank"]):
+            users = batch.column("user").to_numpy()
+            if max_rank is not None:
+                users = users[batch.column("rank").to_numpy() <= max_rank]
+            counts += np.bincount(users, minlength=n_users)
+        return counts
 
     def model(self, stage: Stage, cls: type[Recommender] = Recommender) -> Recommender:
         """The recommender fitted on ``stage`` (``cls.load``; the base class dispatches on the file)."""
@@ -92,8 +118,6 @@ class RankerOutput:
     IMPORTANCE = "feature_importance.csv"
     IMPORTANCE_PLOT = "feature_importance.png"
     METRICS = "metrics.json"
-    PLOT = "metrics_vs_k.png"
-    BUNDLE = "bundle"
 
     def recommendations(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / self.RECOMMENDATIONS)
@@ -103,10 +127,6 @@ class RankerOutput:
 
     def feature_importance(self) -> pd.DataFrame:
         return pd.read_csv(self.path / self.IMPORTANCE)
-
-    @property
-    def bundle(self) -> Path:
-        return self.path / self.BUNDLE
 
 
 @dataclass(frozen=True)
@@ -127,5 +147,38 @@ class EvaluateOutput:
     def significance(self) -> dict[str, Any]:
         return read_json(self.path / self.SIGNIFICANCE)
 
-    def per_user(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / self.PER_USER)
+    def per_user(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Per-user values of the primary metric: ``user_id`` (raw) and one column per model."""
+        return pd.read_parquet(self.path / self.PER_USER, columns=columns)
+
+
+@dataclass(frozen=True)
+class RegisterOutput:
+    """The register component's output folder; ``PER_USER`` is also the register run's
+    artifact that promotion pairs a challenger with the champion on."""
+
+    path: Path
+
+    PER_USER = "per_user_metric.parquet"
+    REGISTERED = "registered.json"
+    BUNDLE = "bundle"
+
+    @property
+    def bundle(self) -> Path:
+        """The serving bundle (:mod:`scripts.core.serving_model`) logged with the model."""
+        return self.path / self.BUNDLE
+
+    def write_per_user(self, frame: pd.DataFrame) -> None:
+        write_parquet(frame, self.path / self.PER_USER)
+
+    def write_registered(self, info: dict[str, Any]) -> None:
+        write_json(self.path / self.REGISTERED, info)
+
+    def registered(self) -> dict[str, Any]:
+        """``model_name``, ``version``, ``run_id``, ``model_uri`` of the registered version."""
+        return read_json(self.path / self.REGISTERED)
+
+    @staticmethod
+    def read_per_user(path: Path) -> pd.Series:
+        """A downloaded ``PER_USER`` file: the per-user test values by raw user id."""
+        return pd.read_parquet(path).set_index("user_id")["value"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRanker, Pool
 
-from scripts.core.arrays import pair_keys, positions_by_key, positions_in_groups, segment_starts
+from scripts.core.arrays import hashed_uniform, pair_keys, positions_by_key, positions_in_groups, segment_starts
 from scripts.core.config import RankerConfig
 
 log = logging.getLogger(__name__)
@@ -63,27 +63,31 @@ def _new_model(config: RankerConfig, iterations: int, seed: int, early_stopping:
     return CatBoostClassifier(loss_function="Logloss", **params)
 
 
-def select_training_rows(users: np.ndarray, y: np.ndarray, config: RankerConfig, seed: int) -> np.ndarray:
-    """Boolean mask: rows of users with a positive, negatives optionally subsampled per user."""
+def select_training_rows(users: np.ndarray, keys: np.ndarray, y: np.ndarray, config: RankerConfig,
+                         seed: int) -> np.ndarray:
+    """Boolean mask: rows of users with a positive, negatives optionally subsampled per user.
+
+    ``keys`` identify the rows' (user, item) pairs: the sample is drawn from a hash of the
+    pair and the seed, so it is the same however the users are batched.
+    """
     starts = segment_starts(users)
     counts = np.diff(np.r_[starts, len(users)])
-    positives = np.add.reduceat(y, starts)
+    positives = np.add.reduceat(y, starts) if len(y) else np.zeros(0, dtype=y.dtype)
     keep = np.repeat(positives > 0, counts)
     if config.negatives_per_positive is not None:
-        rng = np.random.default_rng(seed)
         # Random order of each user's negatives; keep the first N x positives of them.
-        position = positions_by_key(users, np.where(y == 1, -1.0, rng.random(len(y))))
+        position = positions_by_key(users, np.where(y == 1, -1.0, hashed_uniform(keys, seed)))
         quota = np.repeat(positives * (1 + config.negatives_per_positive), counts)
         keep &= (y == 1) | (position < quota)
     return keep
 
 
-def train_ranker(features: pd.DataFrame, y: np.ndarray, users: np.ndarray, config: RankerConfig,
+def train_ranker(x: pd.DataFrame, y: np.ndarray, users: np.ndarray, config: RankerConfig,
                  *, seed: int) -> TrainedRanker:
-    """Fit the ranker; with early stopping, pick the tree count on a validation slice of
-    users, then refit on all users with that count (so every labelled user is used)."""
-    keep = select_training_rows(users, y, config, seed)
-    x, y, users = features[keep].reset_index(drop=True), y[keep], users[keep]
+    """Fit the ranker on every given row (choose them with :func:`select_training_rows`); with
+    early stopping, pick the tree count on a validation slice of users, then refit on all
+    users with that count (so every labelled user is used)."""
+    x = x.reset_index(drop=True)
     if y.sum() == 0:
         raise ValueError("no candidate of any ranker user is a target item: candidate recall is zero")
     iterations = config.iterations

@@ -36,6 +36,7 @@ from mlflow.exceptions import MlflowException
 
 from scripts.core.config import load_config
 from scripts.core.data.lastfm2k import FILES as LASTFM2K_FILES
+from scripts.core.outputs import RegisterOutput
 from scripts.pipeline.runner import all_components, generator_names
 
 pytestmark = pytest.mark.integration
@@ -270,7 +271,7 @@ def test_generator_and_ranker_runs_log_every_metric_at_every_k(story: Story) -> 
         assert [metrics[f"recall_at_{k}"] for k in KS] == sorted(metrics[f"recall_at_{k}"] for k in KS), name
         assert metrics["ndcg_at_10"] > 0.01, name
     # The ranker completes every list from popularity.
-    assert {story.strong.children["ranker"].data.metrics[f"user_coverage_at_{k}"] for k in KS} == {1.0}
+    assert {story.strong.children["evaluate"].data.metrics[f"ranker.user_coverage_at_{k}"] for k in KS} == {1.0}
     assert story.strong.children["ranker"].data.metrics["trees"] == 60
     assert story.weak.children["ranker"].data.metrics["trees"] == 5
 
@@ -293,7 +294,7 @@ def test_evaluate_reports_uplift_with_interval_on_run_and_parent(story: Story) -
                 assert f"{model}.ndcg_at_{k}" in parent, f"{model}.ndcg_at_{k}"
                 assert f"{model}.recall_at_{k}" in parent, f"{model}.recall_at_{k}"
         assert parent["ndcg_at_10"] == pytest.approx(parent["ranker.ndcg_at_10"])
-        assert parent["ranker.ndcg_at_10"] == pytest.approx(run.children["ranker"].data.metrics["ndcg_at_10"])
+        assert parent["ranker.ndcg_at_10"] == pytest.approx(evaluate["ranker.ndcg_at_10"])
         best = run.children["evaluate"].data.tags["encore.best_generator"]
         assert f"{best}.ndcg_at_10" in parent
         assert parent["uplift_vs_best_generator"] == pytest.approx(
@@ -319,7 +320,7 @@ def test_artifacts_live_in_s3_behind_the_proxy(story: Story, mlflow_server: Mlfl
         expected |= {run_key(children[name], f) for f in ("candidates_train.parquet", "metrics.json",
                                                           "metrics_vs_k.png")}
     expected |= {run_key(children["ranker"], f) for f in ("model.cbm", "recommendations.parquet",
-                                                          "metrics_vs_k.png", "feature_importance.png")}
+                                                          "feature_importance.png")}
     expected |= {run_key(children["evaluate"], f) for f in ("metrics_vs_k.png", "comparison.csv",
                                                             "significance.json")}
     expected |= {run_key(story.strong.parent, f"evaluation/{f}") for f in ("metrics_vs_k.png", "comparison.md")}
@@ -371,7 +372,7 @@ def test_registry_first_version_champion_second_challenger_rejected(story: Story
     strong_ndcg = strong_register.data.metrics["ndcg_at_10"]
     weak_ndcg = weak_register.data.metrics["ndcg_at_10"]
     assert weak_ndcg < strong_ndcg
-    assert strong_ndcg == pytest.approx(story.strong.children["ranker"].data.metrics["ndcg_at_10"])
+    assert strong_ndcg == pytest.approx(story.strong.children["evaluate"].data.metrics["ranker.ndcg_at_10"])
     tags = v2.tags
     assert tags["encore.promotion.decision"] == "rejected"
     assert tags["encore.promotion.metric"] == "ndcg_at_10"
@@ -429,8 +430,8 @@ print(json.dumps({{"users": users.to_dict("records"), "items": items.to_dict("re
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
 
-    # What the champion (version 1 = the strong run's ranker) precomputed, from its output folder.
-    bundle = Path(story.strong.children["ranker"].data.tags["encore.output_dir"]) / "bundle"
+    # What the champion (version 1 = the strong run's ranker) precomputed: register's bundle.
+    bundle = RegisterOutput(Path(story.strong.children["register"].data.tags["encore.output_dir"])).bundle
     recs = pd.read_parquet(bundle / "recommendations.parquet")
     expected_user = recs[recs["user_id"] == KNOWN_USER].sort_values("rank")["item_id"].head(10).tolist()
     popular = pd.read_parquet(bundle / "popular.parquet")["item_id"].head(10).tolist()
