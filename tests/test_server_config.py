@@ -15,23 +15,27 @@ import mlflow.environment_variables as mlflow_env
 import pytest
 from sqlalchemy.engine import make_url
 
-from scripts.core import server
+from scripts.core import server, tracking_client
+from scripts.core.config import ConfigError
+from scripts.core.envfile import REPO_ROOT
 from scripts.core.server import (
     ServerConfigError,
     ServerSettings,
-    TrackingServerUnreachable,
     artifacts_destination,
     backend_store_uri,
-    check_tracking_server,
-    client_fail_fast_env,
     load_settings,
-    mask,
-    mask_uri,
     missing_keys,
     preflight,
-    redact,
     shell_exports,
     validate_server_args,
+)
+from scripts.core.tracking_client import (
+    TrackingServerUnreachable,
+    check_tracking_server,
+    client_fail_fast_env,
+    mask,
+    mask_uri,
+    redact,
 )
 
 NASTY = "p@ss:w/rd#%2F 1?&="
@@ -49,7 +53,7 @@ SERVER_KEYS = (
     "MLFLOW_DEFAULT_ARTIFACT_ROOT",
     "MLFLOW_PORT",
     "ENV_FILE",
-    *server.CLIENT_FAIL_FAST_DEFAULTS,
+    *tracking_client.CLIENT_FAIL_FAST_DEFAULTS,
 )
 
 
@@ -176,7 +180,7 @@ def test_harmless_server_args_pass() -> None:
 
 
 def test_start_script_never_passes_default_artifact_root() -> None:
-    script = (server.REPO_ROOT / "mlflow_server" / "start.sh").read_text()
+    script = (REPO_ROOT / "mlflow_server" / "start.sh").read_text()
     command = script[script.index("setsid") :]
     assert "--serve-artifacts" in command and "--artifacts-destination" in command
     assert "--default-artifact-root" not in command
@@ -255,7 +259,7 @@ def test_fail_fast_env_precedence(tmp_path: Path) -> None:
     assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"  # then the .env file
     assert (
         env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]
-        == server.CLIENT_FAIL_FAST_DEFAULTS["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]
+        == tracking_client.CLIENT_FAIL_FAST_DEFAULTS["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]
     )
 
 
@@ -308,11 +312,11 @@ def test_check_tracking_server_accepts_credentials_in_uri_or_environment(basic_a
     check_tracking_server(f"http://{basic_auth_server}", timeout=2,
                           environ={"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret"})
     # percent-encoded userinfo is decoded before it is sent
-    with pytest.raises(server.TrackingServerAuthError) as info:
+    with pytest.raises(tracking_client.TrackingServerAuthError) as info:
         check_tracking_server(f"http://alice:wr%40ng@{basic_auth_server}", timeout=2, environ={})
     assert "refused user 'alice'" in str(info.value) and "wr%40ng" not in str(info.value)
     assert "wr@ng" not in str(info.value) and "alice:****@" in str(info.value)
-    with pytest.raises(server.TrackingServerAuthError, match="requires authentication"):
+    with pytest.raises(tracking_client.TrackingServerAuthError, match="requires authentication"):
         check_tracking_server(f"http://{basic_auth_server}", timeout=2, environ={})
 
 
@@ -320,12 +324,12 @@ def test_client_env_reads_credentials_and_refuses_insecure_tls(tmp_path: Path) -
     env_file = tmp_path / "client.env"
     env_file.write_text("MLFLOW_TRACKING_USERNAME=bob\nMLFLOW_TRACKING_PASSWORD='p #w'\n"
                         "MLFLOW_TRACKING_SERVER_CERT_PATH=/etc/ca.pem\n")
-    env = server.client_env(env_file, environ={"MLFLOW_TRACKING_USERNAME": "carol"})
+    env = tracking_client.client_env(env_file, environ={"MLFLOW_TRACKING_USERNAME": "carol"})
     assert env["MLFLOW_TRACKING_USERNAME"] == "carol"  # the environment wins
     assert env["MLFLOW_TRACKING_PASSWORD"] == "p #w"
     assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == "/etc/ca.pem"
-    with pytest.raises(ServerConfigError, match="MLFLOW_TRACKING_INSECURE_TLS"):
-        server.client_env(env_file, environ={"MLFLOW_TRACKING_INSECURE_TLS": "true"})
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_INSECURE_TLS"):
+        tracking_client.client_env(env_file, environ={"MLFLOW_TRACKING_INSECURE_TLS": "true"})
 
 
 def test_network_bind_needs_auth_unless_overridden() -> None:
@@ -362,7 +366,7 @@ def test_release_user_says_who_may_promote(tmp_path: Path) -> None:
 
     none = str(tmp_path / "none.env")
     pipeline = {"ENV_FILE": none, "MLFLOW_TRACKING_USERNAME": "encore-pipeline"}
-    with pytest.raises(server.TrackingServerAuthError) as info:
+    with pytest.raises(tracking_client.TrackingServerAuthError) as info:
         release_user("encore-ranker", pipeline)
     assert "only the release user" in str(info.value) and "'encore-pipeline' may not" in str(info.value)
     assert release_user("encore-ranker", pipeline, required=False) is None

@@ -36,10 +36,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scripts.core.data.config import DatasetConfig
+from scripts.core.envfile import DEFAULT_ENV_FILE, REPO_ROOT
 from scripts.core.recommenders.registry import KINDS, KindError, recommender_class
 from scripts.core.recommenders.spec import GeneratorConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS_FILE = REPO_ROOT / "config" / "components.yaml"
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -321,7 +321,7 @@ class EncoreConfig(Strict):
 class MachineSettings(BaseSettings):
     """Settings that belong to a machine rather than to an experiment (read from ``.env``)."""
 
-    model_config = SettingsConfigDict(env_file=REPO_ROOT / ".env", extra="ignore", env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_file=DEFAULT_ENV_FILE, extra="ignore", env_ignore_empty=True)
 
     mlflow_tracking_uri: str | None = None
     encore_data_dir: Path | None = None

@@ -27,10 +27,10 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from scripts.core.data.download import sha256_file
+from scripts.core.envfile import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY_PACKAGES = ("implicit", "catboost", "scikit-learn", "mlflow", "pandas", "numpy", "scipy", "pydantic", "pyspark")
 MISSING = "missing"
 """The digest recorded for an input file that does not exist (yet)."""

@@ -43,17 +43,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from scripts.core.envfile import env_file_values
 from scripts.core.server import (
     ServerConfigError,
     ServerSettings,
-    TrackingServerAuthError,
     backend_store_uri,
     connect_backend,
     load_settings,
-    redact,
-    resolve_env_file,
     tracking_url,
 )
+from scripts.core.tracking_client import TrackingServerAuthError, redact
 
 #: Aliases only users with MANAGE on the registered model (the release user) may set or delete.
 PROTECTED_ALIASES: tuple[str, ...] = ("champion",)
@@ -208,13 +207,10 @@ def _encore_rule(request: Any, username: str, mlflow_auth: Any, requirement: Any
 
 def _env_value(key: str, environ: Mapping[str, str] | None = None, env_file: str | Path | None = None) -> str:
     """``key`` from the environment, else from the .env file, else ``""``."""
-    from dotenv import dotenv_values
-
     environ = os.environ if environ is None else environ
     if environ.get(key):
         return environ[key]
-    path = resolve_env_file(env_file, environ)
-    return (dotenv_values(path).get(key) or "") if path.is_file() else ""
+    return env_file_values(env_file, environ).get(key) or ""
 
 
 def client_uses_auth(environ: Mapping[str, str] | None = None) -> bool:

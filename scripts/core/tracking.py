@@ -48,7 +48,7 @@ def cli_client(uri: str | None = None) -> Any:
 
     uri = uri or MachineSettings().mlflow_tracking_uri or LOCAL_TRACKING_URI
     if uri.startswith(("http://", "https://")):
-        from scripts.core.server import client_env
+        from scripts.core.tracking_client import client_env
 
         # Fail-fast HTTP settings and MLFLOW_TRACKING_USERNAME/PASSWORD from .env (environment wins).
         for key, value in client_env().items():
@@ -76,7 +76,7 @@ def check_tracking_uri(uri: str) -> None:
     """Reject what MLflow would misread: a bare path or an unknown scheme becomes MLflow's
     deprecated file store with a misleading "maintenance mode" message; a damaged local
     database fails deep inside SQLAlchemy."""
-    from scripts.core.server import mask_uri
+    from scripts.core.tracking_client import mask_uri
 
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if "://" in uri or uri.startswith("file:") else ""
     if scheme not in TRACKING_SCHEMES:
@@ -108,7 +108,7 @@ def setup_tracking(config: EncoreConfig) -> str:
     uri = tracking_uri(config)
     check_tracking_uri(uri)
     if uri.startswith(("http://", "https://")):
-        from scripts.core.server import check_tracking_server, client_env
+        from scripts.core.tracking_client import check_tracking_server, client_env
 
         # Credentials travel only in the environment MLflow's HTTP client reads, never in params or tags.
         for key, value in client_env().items():
@@ -140,7 +140,7 @@ def _experiment_id(config: EncoreConfig, uri: str) -> str:
     except TrackingStoreError:
         raise
     except Exception as exc:  # any store failure here is one line naming the store
-        from scripts.core.server import mask_uri
+        from scripts.core.tracking_client import mask_uri
 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrackingStoreError(f"tracking store {mask_uri(uri)} cannot be used: {first}") from exc
@@ -346,7 +346,7 @@ def service_failure(exc: BaseException, uri: str) -> str | None:
     from mlflow.exceptions import MlflowException
     from requests.exceptions import RequestException
 
-    from scripts.core.server import mask_uri
+    from scripts.core.tracking_client import mask_uri
 
     chain: list[BaseException] = []
     while exc is not None and exc not in chain:

@@ -40,7 +40,7 @@ from scripts.core.io import (
 )
 from scripts.core.lineage import code_digest, file_digests, git_commit, package_versions
 from scripts.core.recommenders import recommender_class
-from scripts.core.server import TrackingServerUnreachable
+from scripts.core.tracking_client import TrackingServerUnreachable
 from scripts.pipeline.component import ComponentFailed, Context, Result
 
 log = logging.getLogger("encore")

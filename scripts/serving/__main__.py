@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from scripts.core.server import mask_uri, redact
+    from scripts.core.tracking_client import mask_uri, redact
     from scripts.serving.app import create_app
     from scripts.serving.events import open_store
 

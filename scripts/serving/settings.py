@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scripts.core.config import REPO_ROOT, ConfigError
-from scripts.core.server import resolve_env_file
+from scripts.core.envfile import env_file_values, resolve_env_file
 
 ENV_PREFIX = "ENCORE_SERVING_"
 
@@ -77,9 +76,8 @@ def load_serving_settings(env_file: str | Path | None = None, environ: Mapping[s
     the environment (wins over the file), then ``overrides`` (command-line flags; None values
     ignored). Errors name the key."""
     environ = os.environ if environ is None else environ
-    path = resolve_env_file(env_file, environ)
     values: dict[str, Any] = {}
-    sources = [dotenv_values(path) if path.is_file() else {}, environ]
+    sources = [env_file_values(env_file, environ), environ]
     for source in sources:
         for key, value in source.items():
             if key.startswith(ENV_PREFIX) and value not in (None, ""):
@@ -92,4 +90,5 @@ def load_serving_settings(env_file: str | Path | None = None, environ: Mapping[s
     except ValidationError as exc:
         problems = "; ".join(f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                              for e in exc.errors())
+        path = resolve_env_file(env_file, environ)
         raise ConfigError(f"serving settings ({path if path.is_file() else 'environment'}): {problems}") from None

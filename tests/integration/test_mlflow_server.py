@@ -36,7 +36,7 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy import create_engine, text
 
 from scripts.components import compare
-from scripts.core import registry, server
+from scripts.core import registry, server, tracking_client
 from scripts.core.registry import PromotionDecision
 from scripts.core.serving_model import log_serving_model
 
@@ -61,7 +61,7 @@ def test_server_is_healthy_without_job_runner_or_leaked_password(mlflow_server: 
     with urllib.request.urlopen(f"{mlflow_server.url}/health", timeout=5) as response:
         assert response.status == 200
         assert response.read().decode().strip() == "OK"
-    server.check_tracking_server(mlflow_server.url)
+    tracking_client.check_tracking_server(mlflow_server.url)
     group = live_group_members(_pgid(mlflow_server))
     assert any("mlflow server" in args for args in group)
     assert any("uvicorn" in args for args in group)
@@ -363,8 +363,8 @@ def test_compare_and_diff(
 def test_dead_server_fails_fast_with_readable_error() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
-    with pytest.raises(server.TrackingServerUnreachable, match=r"is not reachable.*mlflow_server/start\.sh"):
-        server.check_tracking_server(dead, timeout=2)
+    with pytest.raises(tracking_client.TrackingServerUnreachable, match=r"is not reachable.*mlflow_server/start\.sh"):
+        tracking_client.check_tracking_server(dead, timeout=2)
     assert time.monotonic() - start < 3
 
     # A plain MLflow client with the fail-fast settings gives up within seconds too.
@@ -378,7 +378,7 @@ try:
 except Exception as exc:
     print(f"{{time.monotonic() - start:.2f}} {{type(exc).__name__}}: {{str(exc)[:300]}}")
 """
-    env = clean_env(**server.client_fail_fast_env(environ={}, env_file=Path("/nonexistent")))
+    env = clean_env(**tracking_client.client_fail_fast_env(environ={}, env_file=Path("/nonexistent")))
     result = run_python(code, env)
     elapsed, message = result.stdout.strip().split(" ", 1)
     assert float(elapsed) < 10, result.stdout

@@ -41,7 +41,7 @@ from itest_support import (
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from scripts.core import server
+from scripts.core import tracking_client
 from scripts.core.config import load_config
 from scripts.pipeline.runner import all_components
 
@@ -350,11 +350,12 @@ def test_viewer_reads_but_cannot_log_delete_or_set_alias(auth_server: AuthServer
 
 def test_wrong_password_fails_fast_in_one_line(auth_server: AuthServer, tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(server.TrackingServerAuthError, match="refused user 'encore-pipeline': wrong username or pass"):
-        server.check_tracking_server(auth_server.url, environ={"MLFLOW_TRACKING_USERNAME": "encore-pipeline",
-                                                               "MLFLOW_TRACKING_PASSWORD": "wrong-Secret-9"})
-    with pytest.raises(server.TrackingServerAuthError, match="requires authentication"):
-        server.check_tracking_server(auth_server.url, environ={})
+    refused = "refused user 'encore-pipeline': wrong username or pass"
+    with pytest.raises(tracking_client.TrackingServerAuthError, match=refused):
+        tracking_client.check_tracking_server(auth_server.url, environ={"MLFLOW_TRACKING_USERNAME": "encore-pipeline",
+                                                                        "MLFLOW_TRACKING_PASSWORD": "wrong-Secret-9"})
+    with pytest.raises(tracking_client.TrackingServerAuthError, match="requires authentication"):
+        tracking_client.check_tracking_server(auth_server.url, environ={})
     assert time.monotonic() - started < 5
     env = _client_env(auth_server, tmp_path, tmp_path / "out", MLFLOW_TRACKING_USERNAME="encore-pipeline",
                       MLFLOW_TRACKING_PASSWORD="wrong-Secret-9")
@@ -370,11 +371,11 @@ def test_wrong_password_fails_fast_in_one_line(auth_server: AuthServer, tmp_path
 def test_tracking_uri_with_credentials_passes_the_check(auth_server: AuthServer) -> None:
     """Issue #9 item 6: userinfo in the URI used to fail with 'Name or service not known'."""
     host = auth_server.url.removeprefix("http://")
-    server.check_tracking_server(f"http://encore-pipeline:{PIPELINE_PW}@{host}", environ={})
-    server.check_tracking_server(auth_server.url, environ={"MLFLOW_TRACKING_USERNAME": "encore-pipeline",
+    tracking_client.check_tracking_server(f"http://encore-pipeline:{PIPELINE_PW}@{host}", environ={})
+    tracking_client.check_tracking_server(auth_server.url, environ={"MLFLOW_TRACKING_USERNAME": "encore-pipeline",
                                                            "MLFLOW_TRACKING_PASSWORD": PIPELINE_PW})
-    with pytest.raises(server.TrackingServerAuthError) as info:
-        server.check_tracking_server(f"http://encore-pipeline:bad-Secret-5@{host}", environ={})
+    with pytest.raises(tracking_client.TrackingServerAuthError) as info:
+        tracking_client.check_tracking_server(f"http://encore-pipeline:bad-Secret-5@{host}", environ={})
     assert "bad-Secret-5" not in str(info.value) and "encore-pipeline:****@" in str(info.value)
 
 
