@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,13 +35,21 @@ import scipy.sparse as sp
 
 from scripts.core.arrays import pair_keys
 from scripts.core.config import ConfigError, EncoreConfig
-from scripts.core.evaluation import frame_from_lists
+from scripts.core.evaluation import Evaluator, frame_from_lists, lists_from_frame
 from scripts.core.features import FeatureTables, StageData, build_features, merge_candidates
 from scripts.core.io import ParquetSink, write_json
 from scripts.core.outputs import GeneratorOutput, RankerOutput
-from scripts.core.prepared import PreparedData, Stage
+from scripts.core.policy import FALLBACK, SEGMENTS, SegmentPolicy, choose_policy, cold_users
+from scripts.core.prepared import EVAL_PART, PreparedData, Stage
 from scripts.core.progress import Progress
-from scripts.core.ranker import TrainedRanker, complete_with_popular, select_training_rows, top_k, train_ranker
+from scripts.core.ranker import (
+    TrainedRanker,
+    complete_from_list,
+    complete_with_popular,
+    select_training_rows,
+    top_k,
+    train_ranker,
+)
 from scripts.core.recommenders import recommender_class
 from scripts.core.resources import rows_per_batch
 from scripts.pipeline.component import Context, Result
@@ -81,7 +90,9 @@ def feature_instances(config: EncoreConfig) -> list[str]:
 
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
-    return ["prepare", *ranker_generators(config), *feature_instances(config)]
+    names = [*ranker_generators(config), *feature_instances(config)]
+    fallback = config.components.ranker.fallback
+    return ["prepare", *names, *([fallback] if fallback and fallback not in names else [])]
 
 
 @dataclass
@@ -179,15 +190,17 @@ def training_users(users: np.ndarray, rows: np.ndarray, budget: int | None, seed
     return np.sort(order[fits])
 
 
-def training_set(config: EncoreConfig, ctx: Context, prepared: PreparedData,
+def training_set(config: EncoreConfig, ctx: Context, prepared: PreparedData, exclude: np.ndarray | None = None,
                  ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, float]]:
     """The ranker's training rows (features, labels, users), built batch by batch from the
-    base stage's candidates of (a budgeted sample of) the ranker-target users."""
+    base stage's candidates of (a budgeted sample of) the ranker-target users not in ``exclude``."""
     ranker = config.components.ranker
     seed = config.experiment.seed
     stage = RankingStage.load(config, ctx, prepared, "base")
     rows = stage.rows_per_user(prepared.n_users, ranker.candidates_per_generator)
     target_users = prepared.eval_users("base")
+    if exclude is not None:
+        target_users = np.setdiff1d(target_users, exclude)
     users = training_users(target_users, rows, ranker.train_max_rows, seed)
     if len(users) < len(target_users):
         log.info("ranker: training on %d of %d target users (train_max_rows %d, seed %d)",
@@ -207,37 +220,80 @@ def training_set(config: EncoreConfig, ctx: Context, prepared: PreparedData,
             groups.append(row_users[keep])
             shown.advance(len(batch_users))
     target_in_sample = int(np.isin(prepared.part("target")["user"].to_numpy(), users).sum())
+    row_users = np.concatenate(groups)
+    trained_users = np.unique(row_users)
     info = {"train_sampled_users": float(len(users)), "train_target_users": float(len(target_users)),
             "train_batches": float(len(batches)),
+            "train_cold_users": float(cold_users(prepared.user_items("base"), trained_users).sum()),
             "target_candidate_recall": positives / max(target_in_sample, 1)}
-    return pd.concat(x, ignore_index=True), np.concatenate(y), np.concatenate(groups), info
+    return pd.concat(x, ignore_index=True), np.concatenate(y), row_users, info
 
 
 def rank_users(trained: TrainedRanker, config: EncoreConfig, ctx: Context, prepared: PreparedData,
-               sink: ParquetSink) -> dict[str, float]:
-    """Ranker top-k for every user, batch by batch into ``sink``, completed with train-popular
-    items they have not seen; returns the candidate recall on test."""
+               sink: ParquetSink, *, stage: Stage = "train", users: np.ndarray | None = None,
+               policy: SegmentPolicy | None = None) -> dict[str, float]:
+    """Top-k lists for ``users`` (default: every user) from ``stage``'s candidates, batch by batch
+    into ``sink``: the ranker's, or the fallback's where ``policy`` says so for the user's segment;
+    completed with the fallback's list (when configured), then the stage's popular items, never
+    with a seen item. Returns the candidate recall on the stage's eval part (test for train)."""
     ranker = config.components.ranker
-    stage = RankingStage.load(config, ctx, prepared, "train")
-    rows = stage.rows_per_user(prepared.n_users, ranker.candidates_per_generator)
-    train = prepared.user_items("train")
-    popular = np.argsort(-prepared.item_listeners("train"), kind="stable")
-    test_users = np.zeros(prepared.n_users, dtype=bool)
-    test_users[prepared.eval_users("train")] = True
-    found = 0
-    everyone = np.arange(prepared.n_users, dtype=np.int64)
-    batches = list(user_batches(everyone, rows, rows_per_batch(config.resources, BYTES_PER_CANDIDATE_ROW)))
-    with Progress("ranker ranking", prepared.n_users) as shown:
-        for users in batches:
-            batch = labelled_batch(stage, prepared, users, ranker.candidates_per_generator)
+    policy = policy or SegmentPolicy()
+    fallback = config.components.ranker.fallback
+    ranking = RankingStage.load(config, ctx, prepared, stage)
+    rows = ranking.rows_per_user(prepared.n_users, ranker.candidates_per_generator)
+    history = prepared.user_items(stage)
+    popular = np.argsort(-prepared.item_listeners(stage), kind="stable")
+    evaluated = np.zeros(prepared.n_users, dtype=bool)
+    evaluated[prepared.eval_users(stage)] = True
+    users = np.arange(prepared.n_users, dtype=np.int64) if users is None else users
+    found, fallback_users = 0, 0
+    batches = list(user_batches(users, rows, rows_per_batch(config.resources, BYTES_PER_CANDIDATE_ROW)))
+    with Progress(f"ranker ranking ({stage})", len(users)) as shown:
+        for batch_users in batches:
+            batch = labelled_batch(ranking, prepared, batch_users, ranker.candidates_per_generator)
             pair_users = batch.pairs["user"].to_numpy()
-            found += int(batch.y[test_users[pair_users]].sum())
+            found += int(batch.y[evaluated[pair_users]].sum())
             recs = top_k(pair_users, batch.pairs["item"].to_numpy(), trained.score(batch.features), ranker.top_k)
-            seen = train[users].tocoo()
-            seen_keys = pair_keys(users[seen.row], seen.col, prepared.n_items)
-            sink.write(complete_with_popular(recs, users, popular, seen_keys, prepared.n_items, ranker.top_k))
-            shown.advance(len(users))
-    return {"candidate_recall": found / max(len(prepared.part("test")), 1), "rank_batches": float(len(batches))}
+            if fallback is not None:
+                listed = GeneratorOutput(ctx.inputs[fallback]).candidates(stage, max_rank=ranker.top_k,
+                                                                           users=batch_users)
+                served = batch_users[policy.uses_fallback(cold_users(history, batch_users))]
+                fallback_users += len(served)
+                recs = pd.concat([recs[~np.isin(recs["user"].to_numpy(), served)],
+                                  listed[np.isin(listed["user"].to_numpy(), served)]], ignore_index=True)
+                recs = complete_from_list(recs, listed, prepared.n_items, ranker.top_k)
+            seen = history[batch_users].tocoo()
+            seen_keys = pair_keys(batch_users[seen.row], seen.col, prepared.n_items)
+            sink.write(complete_with_popular(recs, batch_users, popular, seen_keys, prepared.n_items, ranker.top_k))
+            shown.advance(len(batch_users))
+    n_relevant = len(prepared.part(EVAL_PART[stage]))
+    return {"candidate_recall": found / max(n_relevant, 1), "rank_batches": float(len(batches)),
+            "fallback_users": float(fallback_users)}
+
+
+def validated_policy(trained: TrainedRanker, config: EncoreConfig, ctx: Context, prepared: PreparedData,
+                     users: np.ndarray, trained_cold_users: int, workdir: Path) -> SegmentPolicy:
+    """Per segment, the ranker's or the fallback's base-stage lists for the held-out target
+    ``users``, whichever scores the primary metric higher against their target items."""
+    fallback = config.components.ranker.fallback
+    assert fallback is not None
+    primary = config.evaluation.primary_metric
+    k = int(primary.partition("@")[2])
+    with ParquetSink(workdir / ".validation.parquet") as sink:
+        rank_users(trained, config, ctx, prepared, sink, stage="base", users=users)
+    ranked = pd.read_parquet(workdir / ".validation.parquet")
+    (workdir / ".validation.parquet").unlink()
+    target = Evaluator(prepared, "base", (k,))
+    rows = np.searchsorted(target.users, users)
+    ranker_values = target.per_user(lists_from_frame(ranked, target.users, k), primary)[rows]
+    listed = GeneratorOutput(ctx.inputs[fallback]).candidates("base", max_rank=k)
+    fallback_values = target.per_user(lists_from_frame(listed, target.users, k), primary)[rows]
+    policy = choose_policy(cold_users(prepared.user_items("base"), users), ranker_values, fallback_values,
+                           trained_cold_users)
+    for segment in SEGMENTS:
+        log.info("ranker policy: %s users get the %s list (%s)", segment, policy.choice[segment],
+                 policy.reason[segment])
+    return policy
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
@@ -249,19 +305,41 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     out = RankerOutput(ctx.output)
     timings: dict[str, float] = {}
 
+    seed = config.experiment.seed
+    policy, policy_info = SegmentPolicy(), {}
+    if config.components.ranker.fallback is not None:
+        # Choose per segment on held-out target users with a ranker that did not see them,
+        # then train the served ranker on every target user.
+        started = time.perf_counter()
+        targets = prepared.eval_users("base")
+        rng = np.random.default_rng(seed)
+        held_out = np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)),
+                                      replace=False))
+        x, y, users, part = training_set(config, ctx, prepared, exclude=held_out)
+        trial = train_ranker(x, y, users, ranker, seed=seed)
+        del x, y, users
+        policy = validated_policy(trial, config, ctx, prepared, held_out, int(part["train_cold_users"]), out.path)
+        policy_info = policy.metrics() | {"policy_validation_users": float(len(held_out))}
+        timings["policy_seconds"] = time.perf_counter() - started
+
     started = time.perf_counter()
     x, y, users, info = training_set(config, ctx, prepared)
     timings["features_train_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
-    trained = train_ranker(x, y, users, ranker, seed=config.experiment.seed)
+    trained = train_ranker(x, y, users, ranker, seed=seed)
     timings["fit_seconds"] = time.perf_counter() - started
     del x, y, users
     trained.model.save_model(str(out.path / out.MODEL))
+    if ranker.fallback and info["train_cold_users"] == 0 and policy.choice["cold"] != FALLBACK:
+        # Never serve cold users scores from a model that saw none.
+        policy = replace(policy, choice=policy.choice | {"cold": FALLBACK},
+                         reason=policy.reason | {"cold": "the served ranker was trained on no cold user"})
 
     started = time.perf_counter()
     with ParquetSink(out.path / out.RECOMMENDATIONS) as sink:
-        info |= rank_users(trained, config, ctx, prepared, sink)
+        info |= rank_users(trained, config, ctx, prepared, sink, policy=policy)
     timings["rank_seconds"] = time.perf_counter() - started
+    info |= policy_info
 
     importance = trained.importance()
     importance.to_csv(out.path / out.IMPORTANCE, index=False)
@@ -274,11 +352,14 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     if trained.validation_ndcg is not None:
         results["validation_ndcg@10"] = trained.validation_ndcg
     write_json(out.path / out.METRICS, results)
+    write_json(out.path / out.POLICY, {"fallback": ranker.fallback, "choice": policy.choice,
+                                       "reason": policy.reason, "validation": policy.validation})
     log.info("ranker: %d trees on %d rows of %d users, %d features; candidate recall on test %.3f",
              trained.iterations, trained.n_rows, trained.n_users, len(trained.feature_names),
              info["candidate_recall"])
-    return Result(metrics=results, artifacts=[out.RECOMMENDATIONS, out.METRICS, out.IMPORTANCE,
-                                              out.IMPORTANCE_PLOT, out.MODEL])
+    return Result(metrics=results, artifacts=[out.RECOMMENDATIONS, out.METRICS, out.POLICY, out.IMPORTANCE,
+                                              out.IMPORTANCE_PLOT, out.MODEL],
+                  tags={f"encore.policy.{segment}": policy.choice[segment] for segment in SEGMENTS})
 
 
 def _plot_importance(importance: pd.DataFrame, path) -> None:

@@ -30,6 +30,7 @@ from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.io import write_json
 from scripts.core.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput
 from scripts.core.prepared import PreparedData
+from scripts.core.recommenders import recommender_class
 from scripts.core.registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
 from scripts.core.serving_model import log_serving_model, write_bundle
 from scripts.core.tracking import cli_client, metric_key
@@ -48,7 +49,9 @@ def similar_items_instances(config: EncoreConfig) -> list[str]:
 
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
-    return ["prepare", "ranker", "evaluate", *similar_items_instances(config)]
+    fallback = config.components.ranker.fallback
+    names = ["prepare", "ranker", "evaluate", *similar_items_instances(config), *([fallback] if fallback else [])]
+    return list(dict.fromkeys(names))
 
 
 def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out: RegisterOutput) -> str:
@@ -63,7 +66,10 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
         log.warning("components.ranker.similar_items_from: no table from %s; serving %s's", source, tables[0])
         source = tables[0]
     item_raw = prepared.items["raw_id"].to_numpy()
-    listeners = prepared.item_listeners("train")
+    # Unknown users get the ranker's fallback (e.g. recency popularity), else train listeners.
+    fallback = config.components.ranker.fallback
+    listeners = (GeneratorOutput(ctx.inputs[fallback]).model("train", recommender_class("popular")).popularity_
+                 if fallback else prepared.item_listeners("train"))
     order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
     recs = RankerOutput(ctx.inputs["ranker"]).recommendations()
     similar = GeneratorOutput(ctx.inputs[source]).similar_items()

@@ -179,6 +179,11 @@ class RankerConfig(Strict):
         default_factory=lambda: ["generator", "user", "item", "user_item", "social"]
     )
     thread_count: PositiveInt = 2
+    fallback: str | None = None
+    """A ``popular``-kind instance whose list completes short lists, is served to unknown users,
+    and replaces the ranker's in any segment (warm / cold) where it validates better on a held-out
+    ``policy_fraction`` of ranker-target users; None = train popularity completes, the ranker serves all."""
+    policy_fraction: Fraction = 0.2
     recent_days: PositiveFloat = 30.0
     """Window of the recency features (``item_trend``, ``user_recent_items``, ...) on timestamped data."""
     top_k: PositiveInt = 50
@@ -241,6 +246,20 @@ class ComponentsConfig(Strict):
             if isinstance(value, dict) and "kind" not in value and name in KINDS:
                 data[name] = {"kind": name, **value}
         return data
+
+    @model_validator(mode="after")
+    def _fallback_is_a_popular_instance(self) -> ComponentsConfig:
+        name = self.ranker.fallback
+        if name is None:
+            return self
+        instances = self.generators
+        if name not in instances or not instances[name].enabled:
+            raise ValueError(f"ranker.fallback: '{name}' is not an enabled generator instance; known: "
+                             f"{', '.join(instances)}")
+        if instances[name].kind != "popular":
+            raise ValueError(f"ranker.fallback: '{name}' is of kind {instances[name].kind}; the fallback is also "
+                             "served to users nobody knows, so it must be a popular-kind instance")
+        return self
 
     @property
     def generators(self) -> dict[str, GeneratorConfig]:

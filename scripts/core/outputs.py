@@ -12,7 +12,8 @@ Generator instance folder (``<instance>-<fingerprint>/``)::
     metrics.json, metrics_vs_k.png                       test metrics of the train fit
 
 Ranker folder: ``recommendations.parquet`` (user, item, score, rank), ``model.cbm``,
-``feature_importance.csv/.png``, ``metrics.json`` (training and candidate diagnostics).
+``feature_importance.csv/.png``, ``metrics.json`` (training and candidate diagnostics),
+``policy.json`` (which segment gets the ranker's or the fallback's list, and why).
 Evaluate folder: ``comparison.csv/.md``, ``significance.json``, ``per_user.parquet``.
 Register folder: ``bundle/`` (serving tables), ``per_user_metric.parquet``, ``registered.json``.
 """
@@ -118,6 +119,7 @@ class RankerOutput:
     IMPORTANCE = "feature_importance.csv"
     IMPORTANCE_PLOT = "feature_importance.png"
     METRICS = "metrics.json"
+    POLICY = "policy.json"
 
     def recommendations(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / self.RECOMMENDATIONS)
@@ -127,6 +129,10 @@ class RankerOutput:
 
     def feature_importance(self) -> pd.DataFrame:
         return pd.read_csv(self.path / self.IMPORTANCE)
+
+    def policy(self) -> dict[str, Any]:
+        """``fallback``, per segment ``choice`` (ranker / fallback), ``reason`` and ``validation``."""
+        return read_json(self.path / self.POLICY)
 
 
 @dataclass(frozen=True)

@@ -147,3 +147,21 @@ def complete_with_popular(recs: pd.DataFrame, users: np.ndarray, popular: np.nda
     filled = pd.DataFrame({"user": fill_users[keep].astype(np.int32), "item": fill_items[keep].astype(np.int32),
                            "score": np.full(keep.sum(), np.nan, np.float32), "rank": rank[keep].astype(np.int32)})
     return pd.concat([recs, filled], ignore_index=True).sort_values(["user", "rank"], ignore_index=True)
+
+
+def complete_from_list(recs: pd.DataFrame, listed: pd.DataFrame, n_items: int, k: int) -> pd.DataFrame:
+    """Fill the users of ``recs`` up to ``k`` items from their own ``listed`` lists (user, item,
+    rank: e.g. a fallback generator's, seen items already excluded), in ``listed``'s order,
+    skipping items already recommended. Users of ``listed`` absent from ``recs`` get it whole."""
+    size = int(max(recs["user"].to_numpy().max(initial=-1), listed["user"].to_numpy().max(initial=-1))) + 1
+    have = np.bincount(recs["user"].to_numpy(), minlength=size)
+    fill = listed.sort_values(["user", "rank"], kind="stable")
+    keys = pair_keys(fill["user"].to_numpy(), fill["item"].to_numpy(), n_items)
+    fill = fill[~np.isin(keys, pair_keys(recs["user"].to_numpy(), recs["item"].to_numpy(), n_items))]
+    fill_users = fill["user"].to_numpy()
+    rank = have[fill_users] + positions_in_groups(fill_users) + 1
+    keep = rank <= k
+    items = fill["item"].to_numpy()[keep]
+    filled = pd.DataFrame({"user": fill_users[keep].astype(np.int32), "item": items.astype(np.int32),
+                           "score": np.full(keep.sum(), np.nan, np.float32), "rank": rank[keep].astype(np.int32)})
+    return pd.concat([recs, filled], ignore_index=True).sort_values(["user", "rank"], ignore_index=True)
