@@ -37,6 +37,7 @@ from sqlalchemy import create_engine, text
 
 from scripts.components import compare
 from scripts.core import registry, server, tracking_client
+from scripts.core.envfile import REPO_ROOT
 from scripts.core.registry import PromotionDecision
 from scripts.core.serving_model import log_serving_model
 
@@ -157,7 +158,7 @@ def test_preflight_names_each_problem_without_secrets(
 def test_start_refuses_default_artifact_root(mlflow_server: MlflowServer, tmp_path: Path) -> None:
     env = mlflow_server.script_env(RUN_DIR=str(tmp_path / "run"))
     result = subprocess.run(
-        [str(server.REPO_ROOT / "mlflow_server" / "start.sh"), "--default-artifact-root", "s3://bucket/direct"],
+        [str(REPO_ROOT / "mlflow_server" / "start.sh"), "--default-artifact-root", "s3://bucket/direct"],
         env=env,
         capture_output=True,
         text=True,
