@@ -72,7 +72,7 @@ def _segment_block(name: str, n_users: int, at10: pd.DataFrame | None) -> str:
     """One Markdown block of ``comparison_segments.md``; an empty segment says so plainly."""
     title = f"### {name}: {n_users} test users\n\n"
     if at10 is None:
-        why = " (per-user holdout: every test user has history in train)" if name == "cold" else ""
+        why = ": every test user has history in train (as on a per-user holdout)" if name == "cold" else ""
         return title + f"No test users in this segment{why}.\n"
     return title + markdown_table(at10)
 
@@ -146,6 +146,12 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         entry["comparisons"] = {name: c.to_dict() for name, c in comparisons.items()}
         entry["vs_best_generator"] = vs_best.to_dict()
         suffix = "" if seg == "all" else f".{seg}"
+        if not np.isfinite(vs_best.rel_uplift):
+            # Every model scores 0 here (e.g. cold items no model can recommend): no relative uplift.
+            entry["note"] = f"best generator's mean {primary} is 0: relative uplift undefined"
+            log.info("[%s, %d users] every model's %s is %.4f: no uplift to report", seg, n_users, primary,
+                     vs_best.mean_a)
+            continue
         parent |= {f"uplift_vs_best_generator{suffix}": vs_best.rel_uplift,
                    f"uplift_vs_best_generator{suffix}_ci_low": vs_best.rel_ci_low,
                    f"uplift_vs_best_generator{suffix}_ci_high": vs_best.rel_ci_high,
