@@ -79,3 +79,31 @@ def test_empty_segment_is_reported_not_nan(tmp_path: Path) -> None:
     assert ev.segments["warm"].n_users == 2
     with pytest.raises(ValueError, match="segment 'cold' has no test users"):
         ev.evaluate(np.array([[2, 1], [0, 2]]), "cold")
+
+
+def test_comparison_block_of_an_empty_segment_says_so() -> None:
+    from scripts.components.evaluate import _segment_block
+
+    text = _segment_block("cold", 0, None)
+    assert text.startswith("### cold: 0 test users")
+    assert "No test users in this segment: every test user has history in train" in text
+    assert "nan" not in text.lower()
+
+
+def test_promote_pairs_only_the_configured_segment(tmp_path: Path) -> None:
+    from scripts.components.promote import per_user_values, segment_metric
+
+    frame = pd.DataFrame({"user_id": ["a", "b", "c"], "segment": ["warm", "cold", "warm"], "value": [0.1, 0.2, 0.3]})
+    frame.to_parquet(tmp_path / "per_user_metric.parquet")
+
+    class Client:  # the one MlflowClient call per_user_values makes
+        def download_artifacts(self, run_id: str, path: str, dst: str) -> str:
+            return str(tmp_path / path)
+
+    assert per_user_values(Client(), "r", "warm").to_dict() == {"a": 0.1, "c": 0.3}
+    assert per_user_values(Client(), "r").to_dict() == {"a": 0.1, "b": 0.2, "c": 0.3}
+    assert segment_metric("ndcg_at_10", "warm") == "warm.ndcg_at_10"
+    assert segment_metric("ndcg_at_10", "all") == "ndcg_at_10"
+    frame.drop(columns="segment").to_parquet(tmp_path / "per_user_metric.parquet")
+    with pytest.raises(KeyError, match="no 'segment' column"):
+        per_user_values(Client(), "r", "cold")
