@@ -264,6 +264,86 @@ def test_real_lastfm2k_documented_counts() -> None:
     assert ds.tag_names[0] == "metal"
 
 
+TAGGING_EVENTS = (
+    "userID\tartistID\ttagID\tday\tmonth\tyear\n"
+    "2\t52\t1\t1\t4\t2009\n"
+    "2\t52\t3\t15\t3\t2009\n"   # earlier tag of the same pair: the pair's date is 2009-03-15
+    "2\t51\t2\t1\t1\t2011\n"
+    "2\t51\t3\t1\t1\t1956\n"    # impossible date: dropped; the pair keeps its valid 2011 date
+    "3\t53\t2\t1\t6\t1979\n"    # the pair's only date is impossible: the pair disappears
+    "3\t52\t1\t2\t2\t2010\n"
+    "3\t99\t2\t1\t5\t2009\n"    # artist 99 is not in artists.dat: dropped
+    "4\t54\t2\t1\t6\t2010\n"
+)
+
+
+def test_lastfm2k_tagging_timeline_small(tmp_path: Path) -> None:
+    folder = write_lastfm2k(tmp_path, user_taggedartists__dat=TAGGING_EVENTS)
+    ds = load_lastfm2k(folder, interactions="tagging")
+    frame = pd.DataFrame({"user": ds.user_ids[ds.interactions["user"]], "item": ds.item_ids[ds.interactions["item"]],
+                          "weight": ds.interactions["weight"], "timestamp": ds.interactions["timestamp"]})
+    got = {(int(u), int(i)): str(t.date()) for u, i, t in frame[["user", "item", "timestamp"]].itertuples(index=False)}
+    assert got == {(2, 51): "2011-01-01", (2, 52): "2009-03-15", (3, 52): "2010-02-02", (4, 54): "2010-06-01"}
+    assert (frame["weight"] == 1).all()
+    assert ds.stats["tagging_events_dropped_impossible_date"] == 2
+    assert ds.stats["tagging_events_dropped_unknown_item"] == 1
+    assert ds.stats["tagging_pairs"] == 4
+    assert "interactions" not in ds.files  # user_artists.dat is not read
+    # Tag rows keep their own dates (for the time split's leakage cut), impossible ones dropped.
+    assert sorted(ds.user_item_tags["timestamp"].dt.year.tolist()) == [2009, 2009, 2010, 2010, 2011]
+
+
+def test_lastfm2k_tagging_bad_date(tmp_path: Path) -> None:
+    events = "userID\tartistID\ttagID\tday\tmonth\tyear\n2\t52\t1\t1\t4\t2009\n2\t51\t1\t31\t13\t2009\n"
+    folder = write_lastfm2k(tmp_path, user_taggedartists__dat=events)
+    with pytest.raises(DataError, match=r"user_taggedartists.dat.*row 2.*2009-13-31 is not a calendar date"):
+        load_lastfm2k(folder, interactions="tagging")
+
+
+def test_tagging_time_split_cuts_tag_rows_at_the_stage_cut(tmp_path: Path) -> None:
+    # Pair (2, 52) is dated 2009-03-15 (base), but it has a tag given 2012-01-01, in the test
+    # window: that row must reach neither base nor train tag features.
+    from scripts.core.config import TimeSplit
+    from scripts.core.splits import split_pair_side_data, time_split
+
+    events = TAGGING_EVENTS + "2\t52\t2\t1\t1\t2012\n3\t52\t3\t1\t8\t2010\n"
+    ds = load_lastfm2k(write_lastfm2k(tmp_path, user_taggedartists__dat=events), interactions="tagging")
+    split = time_split(ds.interactions, TimeSplit(target_start=pd.Timestamp("2010-01-01").to_pydatetime(),
+                                                  test_start=pd.Timestamp("2010-12-01").to_pydatetime()))
+    base, train = split_pair_side_data(ds.user_item_tags, split, ds.n_items)
+    assert (train["timestamp"] < pd.Timestamp("2010-12-01")).all()
+    assert (base["timestamp"] < pd.Timestamp("2010-01-01")).all()
+    # Base keeps user 2's two 2009 tags on artist 52; train adds user 3's two 2010 tags on 52
+    # and user 4's; the 2011 pair (2, 51) is test; the 2012 tag of the base pair is cut from both.
+    assert len(base) == 2 and len(train) == 5
+    user2, artist52 = ds.user_ids.tolist().index(2), ds.item_ids.tolist().index(52)
+    tag2 = 1  # tags.dat ids 1, 2, 3 -> codes 0, 1, 2
+    for side in (base, train):
+        assert not ((side["user"] == user2) & (side["item"] == artist52) & (side["tag"] == tag2)).any()
+
+
+@pytest.mark.realdata
+def test_real_lastfm2k_tagging_timeline() -> None:
+    assert REAL_LASTFM2K.is_dir(), f"Last.fm 2K folder not found at {REAL_LASTFM2K}; set ENCORE_LASTFM2K_DIR"
+    ds = load_lastfm2k(REAL_LASTFM2K, interactions="tagging")
+    # 5 tag events (4 pairs) are dated 1956-1979; 1,538 name artists missing from artists.dat.
+    assert ds.stats["tagging_events_dropped_impossible_date"] == 5
+    assert ds.stats["tagging_events_dropped_unknown_item"] == 1538
+    assert len(ds.interactions) == ds.stats["tagging_pairs"] == 70295
+    assert ds.interactions["timestamp"].min() >= pd.Timestamp("2005-01-01")
+    assert ds.interactions["timestamp"].max() == pd.Timestamp("2011-05-09")
+    assert (ds.interactions["weight"] == 1).all()
+    # First date per pair, recomputed independently from the raw file.
+    raw = pd.read_csv(REAL_LASTFM2K / "user_taggedartists.dat", sep="\t")
+    raw["date"] = pd.to_datetime(raw[["year", "month", "day"]])
+    raw = raw[(raw["date"] >= "2005-01-01") & raw["artistID"].isin(ds.item_ids)]
+    first = raw.groupby(["userID", "artistID"])["date"].min().astype("datetime64[ns]")
+    got = pd.Series(ds.interactions["timestamp"].to_numpy(),
+                    index=pd.MultiIndex.from_arrays([ds.user_ids[ds.interactions["user"]],
+                                                     ds.item_ids[ds.interactions["item"]]]))
+    pd.testing.assert_series_equal(got.sort_index(), first.sort_index(), check_names=False, check_index_type=False)
+
+
 # --------------------------------------------------------------------------- Last.fm 1K
 LASTFM1K = (
     "user_000001\t2009-05-04T23:08:57Z\tf1b1cf71-bd35-4e99-8624-24a6e15f133a\tDeep Dish\t\tFuck Me Im Famous\n"

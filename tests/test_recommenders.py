@@ -518,3 +518,40 @@ def test_friends_scores_are_sums_over_friends() -> None:
     np.testing.assert_array_equal(ids[1], [-1] * 4)
     unknown = FriendsRecommender().fit(plays)
     assert np.all(unknown.score(np.arange(3), plays) == 0.0)
+
+
+def test_itemknn_auto_weighting_on_binary_and_counts() -> None:
+    """``weighting: auto``: binary/rating-like weights get no BM25 length normalisation (it
+    would only penalise popular items), count-like weights the play-count settings."""
+    from scripts.core.recommenders.itemknn import ItemKNNRecommender, is_graded
+
+    rng = np.random.default_rng(0)
+    dense = (rng.random((60, 30)) < 0.2).astype(np.float32)
+    dense[:, 0] = 1.0  # one item everybody has: the popular one
+    binary = sp.csr_matrix(dense)
+    ratings = binary.copy()
+    ratings.data = rng.integers(1, 6, ratings.nnz).astype(np.float32)
+    counts = binary.copy()
+    counts.data = rng.integers(1, 500, counts.nnz).astype(np.float32)
+    assert is_graded(binary) and is_graded(ratings) and not is_graded(counts)
+
+    auto = ItemKNNRecommender(K=30).fit(binary)
+    assert (auto.weighting_, auto.B_) == ("none", 0.0)
+    assert (ItemKNNRecommender(K=30).fit(ratings).weighting_, ItemKNNRecommender().fit(counts).weighting_) == (
+        "none", "bm25")
+    assert ItemKNNRecommender(weighting="bm25").fit(binary).B_ == 0.75  # explicit settings are kept
+    # The popular item keeps a high similarity to the others under auto; BM25 with B=0.75
+    # on binary data pushes it below the median (the collapse the auto rule avoids).
+    forced = ItemKNNRecommender(K=30, weighting="none", B=0.75).fit(binary)
+    def rank_of_popular(model: ItemKNNRecommender) -> float:
+        sim = model.similarity_.toarray()[1:, :]
+        return float(np.mean((sim > sim[:, [0]]).sum(axis=1)))
+    assert rank_of_popular(auto) < rank_of_popular(forced)
+    # The resolved choice survives save/load.
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/knn"
+        auto.save(path)
+        loaded = ItemKNNRecommender.load(path)
+    assert (loaded.weighting_, loaded.B_) == ("none", 0.0)
+    np.testing.assert_allclose(loaded.score(np.arange(5), binary), auto.score(np.arange(5), binary))

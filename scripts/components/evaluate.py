@@ -18,7 +18,7 @@ import pandas as pd
 
 from scripts.core import metrics
 from scripts.core.config import EncoreConfig
-from scripts.core.evaluation import Evaluator, lists_from_frame
+from scripts.core.evaluation import SEGMENTS, Evaluator, lists_from_frame
 from scripts.core.io import write_json, write_parquet
 from scripts.core.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
 from scripts.core.prepared import PreparedData
@@ -62,24 +62,48 @@ def compare(values: pd.DataFrame, primary: str, *, challenger: str, n_resamples:
     }
 
 
+def _segment_block(name: str, n_users: int, at10: pd.DataFrame | None) -> str:
+    """One Markdown block of ``comparison_segments.md``; an empty segment says so plainly."""
+    title = f"### {name}: {n_users} test users\n\n"
+    if at10 is None:
+        why = ": every test user has history in train (as on a per-user holdout)" if name == "cold" else ""
+        return title + f"No test users in this segment{why}.\n"
+    return title + markdown_table(at10)
+
+
 def run(config: EncoreConfig, ctx: Context) -> Result:
     prepared = PreparedData(ctx.inputs["prepare"])
     ks = tuple(config.evaluation.ks)
+    primary = config.evaluation.primary_metric
     evaluator = Evaluator(prepared, "train", ks)
     lists = model_lists(config, ctx, evaluator.users, max(ks))
-    results = {name: evaluator.evaluate(model) for name, model in lists.items()}
+    segments = evaluator.segments
+    # Every metric per segment; an empty segment (e.g. cold users of a per-user holdout) is skipped.
+    by_segment = {seg: {name: evaluator.evaluate(model, seg) for name, model in lists.items()}
+                  for seg in SEGMENTS if segments[seg].n_users}
+    results = by_segment["all"]
     table = metrics.metrics_table(results)
     out = EvaluateOutput(ctx.output)
-    table.to_csv(out.path / out.COMPARISON)
-    at10 = table[[c for c in table.columns if c.endswith("@10")]].sort_values(config.evaluation.primary_metric,
-                                                                             ascending=False)
-    (out.path / out.COMPARISON_MD).write_text(markdown_table(at10))
-    metrics.plot_metric_vs_k(results, config.evaluation.primary_metric.partition("@")[0],
-                             out.path / out.PLOT)
+    table.to_csv(out.path / out.COMPARISON)  # all users, as before: downstream readers unchanged
+    long = pd.concat([metrics.metrics_table(res).assign(n_users=segments[seg].n_users)
+                      .reset_index().assign(segment=seg) for seg, res in by_segment.items()], ignore_index=True)
+    long = long[["segment", "model", "n_users", *table.columns]]
+    long.to_csv(out.path / out.SEGMENTS_CSV, index=False)  # the output folder itself is written atomically
 
-    primary = config.evaluation.primary_metric
+    def at10_of(res: dict) -> pd.DataFrame:
+        frame = metrics.metrics_table(res)
+        return frame[[c for c in frame.columns if c.endswith("@10")]].sort_values(primary, ascending=False)
+
+    at10 = at10_of(results)
+    (out.path / out.COMPARISON_MD).write_text(markdown_table(at10))
+    blocks = [_segment_block(seg, segments[seg].n_users, at10_of(by_segment[seg]) if seg in by_segment else None)
+              for seg in SEGMENTS]
+    (out.path / out.SEGMENTS_MD).write_text("\n".join(blocks))
+    metrics.plot_metric_vs_k(results, primary.partition("@")[0], out.path / out.PLOT)
+
     # Per-user values of the primary metric by raw user id: paired tests here, and at promotion.
-    per_user = pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[evaluator.users]}
+    per_user = pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[evaluator.users],
+                             "segment": evaluator.user_segment()}
                             | {name: evaluator.per_user(model, primary) for name, model in lists.items()})
     write_parquet(per_user, out.path / out.PER_USER)
     # The ranker is measured against the best single model: every instance, feature-only ones too.
@@ -87,28 +111,63 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     best = max(baselines, key=lambda name: results[name][primary])
     headline_model = "ranker" if "ranker" in lists else best
     parent = {f"{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
+    parent |= {f"{name}.{seg}.{key}": value for seg, res in by_segment.items() if seg != "all"
+               for name, scores in res.items() for key, value in scores.items()}
+    parent |= {f"n_test_users.{seg}": float(segments[seg].n_users) for seg in SEGMENTS}
     parent[primary] = results[headline_model][primary]
     summary: dict = {"primary_metric": primary, "best_generator": best, "headline_model": headline_model,
-                     "n_test_users": len(evaluator.users)}
+                     "n_test_users": len(evaluator.users), "segments": {}}
+    settings = {"n_resamples": config.evaluation.n_bootstrap, "confidence": config.evaluation.confidence,
+                "seed": config.experiment.seed}
+    for seg in SEGMENTS:
+        n_users = segments[seg].n_users
+        entry: dict = {"n_users": n_users}
+        summary["segments"][seg] = entry
+        if seg not in by_segment:
+            entry["note"] = "no test users in this segment"
+            continue
+        seg_best = max(baselines, key=lambda name: by_segment[seg][name][primary])
+        entry["best_generator"] = seg_best
+        entry[primary] = {name: scores[primary] for name, scores in by_segment[seg].items()}
+        if "ranker" not in lists:
+            continue
+        if n_users < 2:
+            entry["note"] = "fewer than two users: no paired comparison"
+            continue
+        values = pd.DataFrame({name: evaluator.per_user(model, primary, seg) for name, model in lists.items()})
+        comparisons = compare(values, primary, challenger="ranker", **settings)
+        vs_best = comparisons[seg_best]
+        entry["comparisons"] = {name: c.to_dict() for name, c in comparisons.items()}
+        entry["vs_best_generator"] = vs_best.to_dict()
+        suffix = "" if seg == "all" else f".{seg}"
+        if not np.isfinite(vs_best.rel_uplift):
+            # Every model scores 0 here (e.g. cold items no model can recommend): no relative uplift.
+            entry["note"] = f"best generator's mean {primary} is 0: relative uplift undefined"
+            log.info("[%s, %d users] every model's %s is %.4f: no uplift to report", seg, n_users, primary,
+                     vs_best.mean_a)
+            continue
+        parent |= {f"uplift_vs_best_generator{suffix}": vs_best.rel_uplift,
+                   f"uplift_vs_best_generator{suffix}_ci_low": vs_best.rel_ci_low,
+                   f"uplift_vs_best_generator{suffix}_ci_high": vs_best.rel_ci_high,
+                   f"uplift_vs_best_generator{suffix}_p_value": vs_best.p_value}
+        log.info("[%s, %d users] ranker %s %.4f vs best generator %s %.4f: %+.1f%% (%.0f%% CI %+.1f%% .. %+.1f%%), "
+                 "p=%.2g", seg, n_users, primary, vs_best.mean_b, seg_best, vs_best.mean_a,
+                 100 * vs_best.rel_uplift, 100 * vs_best.confidence, 100 * vs_best.rel_ci_low,
+                 100 * vs_best.rel_ci_high, vs_best.p_value)
     if "ranker" in lists:
-        comparisons = compare(per_user, primary, challenger="ranker", n_resamples=config.evaluation.n_bootstrap,
-                              confidence=config.evaluation.confidence, seed=config.experiment.seed)
-        summary["comparisons"] = {name: c.to_dict() for name, c in comparisons.items()}
-        vs_best = comparisons[best]
-        summary["vs_best_generator"] = vs_best.to_dict()
-        parent |= {"uplift_vs_best_generator": vs_best.rel_uplift,
-                   "uplift_vs_best_generator_ci_low": vs_best.rel_ci_low,
-                   "uplift_vs_best_generator_ci_high": vs_best.rel_ci_high,
-                   "uplift_vs_best_generator_p_value": vs_best.p_value}
-        log.info("ranker %s %.4f vs best generator %s %.4f: %+.1f%% (%.0f%% CI %+.1f%% .. %+.1f%%), p=%.2g",
-                 primary, vs_best.mean_b, best, vs_best.mean_a, 100 * vs_best.rel_uplift,
-                 100 * vs_best.confidence, 100 * vs_best.rel_ci_low, 100 * vs_best.rel_ci_high, vs_best.p_value)
+        # Today's top-level keys (all users) stay where register and the README read them.
+        summary["comparisons"] = summary["segments"]["all"]["comparisons"]
+        summary["vs_best_generator"] = summary["segments"]["all"]["vs_best_generator"]
+    if not segments["cold"].n_users:
+        log.info("cold segment empty: every test user has history in train (e.g. a per-user holdout)")
     write_json(out.path / out.SIGNIFICANCE, summary)
-    log.info("test users %d; %s at k=10:\n%s", len(evaluator.users), "comparison", at10.to_string(
-        float_format=lambda v: f"{v:.4f}"))
+    log.info("test users %d (warm %d, cold %d, with cold-item pairs %d); comparison at k=10:\n%s",
+             len(evaluator.users), segments["warm"].n_users, segments["cold"].n_users,
+             segments["cold_items"].n_users, at10.to_string(float_format=lambda v: f"{v:.4f}"))
     return Result(
         metrics=parent,
-        artifacts=[out.COMPARISON, out.COMPARISON_MD, out.SIGNIFICANCE, out.PLOT, out.PER_USER],
+        artifacts=[out.COMPARISON, out.COMPARISON_MD, out.SEGMENTS_CSV, out.SEGMENTS_MD, out.SIGNIFICANCE, out.PLOT,
+                   out.PER_USER],
         tags={"encore.best_generator": best, "encore.headline_model": headline_model},
         parent_metrics=parent,
     )

@@ -49,16 +49,33 @@ DEPENDS_ON = ("register",)
 REUSABLE = False  # the registry changes between calls
 
 
-def per_user_values(client: MlflowClient, run_id: str) -> pd.Series:
-    """A register run's per-user test values of the primary metric, by raw user id."""
+def per_user_values(client: MlflowClient, run_id: str, segment: str = "all") -> pd.Series:
+    """A register run's per-user test values of the primary metric, by raw user id, for the
+    users of ``segment`` (``warm``/``cold``: the file's ``segment`` column, from evaluate)."""
     with tempfile.TemporaryDirectory() as tmp:
-        return RegisterOutput.read_per_user(Path(client.download_artifacts(run_id, RegisterOutput.PER_USER, tmp)))
+        frame = pd.read_parquet(Path(client.download_artifacts(run_id, RegisterOutput.PER_USER, tmp)))
+    if segment != "all":
+        if segment not in ("warm", "cold"):
+            raise ValueError(f"components.promote.segment: per-user values exist for all/warm/cold, not {segment!r}")
+        if "segment" not in frame.columns:
+            raise KeyError(f"{RegisterOutput.PER_USER} of run {run_id} has no 'segment' column "
+                           f"(components.promote.segment={segment!r} needs it)")
+        frame = frame[frame["segment"] == segment]
+    return frame.set_index("user_id")["value"]
+
+
+def segment_metric(metric: str, segment: str) -> str:
+    """The run metric promotion compares: ``ndcg_at_10`` for all users, ``warm.ndcg_at_10`` …"""
+    return metric if segment == "all" else f"{segment}.{metric}"
 
 
 def paired_significance(client: MlflowClient, candidate_run: str, champion_run: str, metric: str,
                         config: EncoreConfig) -> str:
-    """Paired t-test + bootstrap CI of candidate minus champion over their common test users."""
-    candidate, champion = per_user_values(client, candidate_run), per_user_values(client, champion_run)
+    """Paired t-test + bootstrap CI of candidate minus champion over their common test users
+    (of ``components.promote.segment``)."""
+    segment = config.components.promote.segment
+    candidate = per_user_values(client, candidate_run, segment)
+    champion = per_user_values(client, champion_run, segment)
     common = candidate.index.intersection(champion.index)
     result = metrics.paired_comparison(champion[common].to_numpy(), candidate[common].to_numpy(), metric=metric,
                                        n_resamples=config.evaluation.n_bootstrap,
@@ -71,7 +88,7 @@ def paired_significance(client: MlflowClient, candidate_run: str, champion_run: 
 def run(config: EncoreConfig, ctx: Context) -> Result:
     registered = RegisterOutput(ctx.inputs["register"]).registered()
     settings = config.components.promote
-    metric = metric_key(settings.metric or config.evaluation.primary_metric)
+    metric = segment_metric(metric_key(settings.metric or config.evaluation.primary_metric), settings.segment)
     client = MlflowClient()
     name, version = registered["model_name"], registered["version"]
     release_user(name)  # refuses, saying who may promote, before anything is written

@@ -95,17 +95,24 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     source = build_bundle(config, ctx, PreparedData(ctx.inputs["prepare"]), out)
     # The ranker's per-user values (from evaluate) travel with the model, so promotion can pair
     # this run with the champion's.
-    per_user = evaluated.per_user(columns=["user_id", "ranker"])
+    per_user = evaluated.per_user(columns=["user_id", "segment", "ranker"])
     out.write_per_user(per_user.rename(columns={"ranker": "value"}))
+    significance = evaluated.significance()
+    # The ranker's test metric overall and per segment (``warm.ndcg@10`` ...), which
+    # ``components.promote.segment`` compares.
+    scores = {primary: float(evaluated.comparison().loc["ranker", primary])}
+    for segment, entry in significance.get("segments", {}).items():
+        if segment in ("warm", "cold") and "ranker" in entry.get(primary, {}):
+            scores[f"{segment}.{primary}"] = float(entry[primary]["ranker"])
 
     info = log_serving_model(out.bundle, k=min(10, config.components.ranker.top_k))
     run_id = mlflow.active_run().info.run_id
     version = register_run_model(run_id, config.tracking.registered_model_name, client=MlflowClient())
-    vs_best = evaluated.significance().get("vs_best_generator", {})
+    vs_best = significance.get("vs_best_generator", {})
     tags = {f"{SIGNIFICANCE_TAG}.vs_best_generator": json.dumps(vs_best)} if vs_best else {}
     out.write_registered({"model_name": config.tracking.registered_model_name, "version": version.version,
                           "run_id": run_id, "model_uri": info.model_uri})
-    return Result(metrics={primary: float(evaluated.comparison().loc["ranker", primary])},
+    return Result(metrics=scores,
                   artifacts=[out.PER_USER, out.REGISTERED],
                   tags=tags | {"encore.registered_version": str(version.version),
                                "encore.primary_metric": metric_key(primary),

@@ -211,6 +211,8 @@ class PromoteConfig(Strict):
     metric: str | None = None
     margin: NonNegativeFloat = 0.0
     force: bool = False
+    # Which test users the challenger and champion are compared on (evaluate's segments).
+    segment: Literal["all", "warm", "cold", "cold_items"] = "all"
 
 
 class ComponentsConfig(Strict):

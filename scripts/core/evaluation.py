@@ -17,6 +17,25 @@ import scipy.sparse as sp
 from scripts.core import metrics
 from scripts.core.prepared import PreparedData, Stage
 
+SEGMENTS = ("all", "warm", "cold", "cold_items")
+"""Evaluation segments: every test user; users with history in the stage's training data
+(``warm``; train = base + target for the test stage); users without (``cold``); and the test
+pairs on items absent from training (``cold_items``: relevance restricted to those items, users
+with at least one such pair)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Rows of :attr:`Evaluator.users` in a segment, and their relevant items in it."""
+
+    name: str
+    rows: np.ndarray
+    relevant: sp.csr_matrix
+
+    @property
+    def n_users(self) -> int:
+        return len(self.rows)
+
 
 def lists_from_frame(frame: pd.DataFrame, users: np.ndarray, k: int) -> np.ndarray:
     """Long (user, item, rank) table -> ``(len(users), k)`` item array, -1 padded.
@@ -78,20 +97,47 @@ class Evaluator:
         features = self.prepared.item_features(self.stage)
         return features if features.nnz else None
 
-    def evaluate(self, lists: np.ndarray) -> dict[str, float]:
-        """All metrics at every k for ``(len(users), K)`` lists aligned with :attr:`users`."""
+    @cached_property
+    def segments(self) -> dict[str, Segment]:
+        """Every segment of :data:`SEGMENTS`, vectorised (an empty segment has no rows)."""
+        warm = np.diff(self._train.indptr)[self.users] > 0
+        # Items nobody has in training: their test pairs are the cold-item segment.
+        cold_item = sp.diags((self.item_user_counts == 0).astype(np.float32), format="csr")
+        relevant_cold_items = sp.csr_matrix(self.relevant @ cold_item)
+        relevant_cold_items.eliminate_zeros()
+        cold_item_rows = np.flatnonzero(np.diff(relevant_cold_items.indptr) > 0)
+        all_rows = np.arange(len(self.users))
+        return {
+            "all": Segment("all", all_rows, self.relevant),
+            "warm": Segment("warm", np.flatnonzero(warm), self.relevant[np.flatnonzero(warm)]),
+            "cold": Segment("cold", np.flatnonzero(~warm), self.relevant[np.flatnonzero(~warm)]),
+            "cold_items": Segment("cold_items", cold_item_rows, relevant_cold_items[cold_item_rows]),
+        }
+
+    def user_segment(self) -> np.ndarray:
+        """``"warm"`` or ``"cold"`` per row of :attr:`users` (the per-user table's column)."""
+        return np.where(np.diff(self._train.indptr)[self.users] > 0, "warm", "cold")
+
+    def evaluate(self, lists: np.ndarray, segment: str = "all") -> dict[str, float]:
+        """All metrics at every k for ``(len(users), K)`` lists aligned with :attr:`users`,
+        over the users (and, for ``cold_items``, the relevant items) of ``segment``."""
+        seg = self.segments[segment]
+        if seg.n_users == 0:
+            raise ValueError(f"segment {segment!r} has no test users")
         return metrics.evaluate(
-            lists, self.relevant, self.ks,
+            lists[seg.rows], seg.relevant, self.ks,
             item_user_counts=self.item_user_counts,
             n_train_users=int(np.diff(self._train.indptr).astype(bool).sum()),
             train_items=np.flatnonzero(self.item_user_counts),
             item_features=self.item_features,
         )
 
-    def per_user(self, lists: np.ndarray, metric: str) -> np.ndarray:
-        """Per-user values of ``metric`` ("ndcg@10") for paired comparisons."""
+    def per_user(self, lists: np.ndarray, metric: str, segment: str = "all") -> np.ndarray:
+        """Per-user values of ``metric`` ("ndcg@10") for paired comparisons, over the rows of
+        ``segment`` (in :attr:`users` order)."""
         name, _, k = metric.partition("@")
-        return metrics.per_user_metric(lists, self.relevant, name, int(k))
+        seg = self.segments[segment]
+        return metrics.per_user_metric(lists[seg.rows], seg.relevant, name, int(k))
 
     def candidate_recall(self, lists: np.ndarray) -> float:
         return metrics.candidate_recall(lists, self.relevant)

@@ -14,7 +14,8 @@ Generator instance folder (``<instance>-<fingerprint>/``)::
 Ranker folder: ``recommendations.parquet`` (user, item, score, rank), ``model.cbm``,
 ``feature_importance.csv/.png``, ``metrics.json`` (training and candidate diagnostics),
 ``policy.json`` (which segment gets the ranker's or the fallback's list, and why).
-Evaluate folder: ``comparison.csv/.md``, ``significance.json``, ``per_user.parquet``.
+Evaluate folder: ``comparison.csv/.md``, ``comparison_segments.csv/.md``, ``significance.json``,
+``per_user.parquet`` (with each user's ``segment``).
 Register folder: ``bundle/`` (serving tables), ``per_user_metric.parquet``, ``registered.json``.
 """
 
@@ -143,6 +144,10 @@ class EvaluateOutput:
 
     COMPARISON = "comparison.csv"
     COMPARISON_MD = "comparison.md"
+    SEGMENTS_CSV = "comparison_segments.csv"
+    """Every metric per (segment, model), with the segment's user count."""
+    SEGMENTS_MD = "comparison_segments.md"
+    """k=10 tables of the all / warm / cold / cold-item segments, each with its user count."""
     SIGNIFICANCE = "significance.json"
     PER_USER = "per_user.parquet"
     PLOT = "metrics_vs_k.png"
@@ -183,8 +188,3 @@ class RegisterOutput:
     def registered(self) -> dict[str, Any]:
         """``model_name``, ``version``, ``run_id``, ``model_uri`` of the registered version."""
         return read_json(self.path / self.REGISTERED)
-
-    @staticmethod
-    def read_per_user(path: Path) -> pd.Series:
-        """A downloaded ``PER_USER`` file: the per-user test values by raw user id."""
-        return pd.read_parquet(path).set_index("user_id")["value"]

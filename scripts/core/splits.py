@@ -27,6 +27,9 @@ class Split:
     base: pd.DataFrame
     target: pd.DataFrame
     test: pd.DataFrame
+    # Cut points of a time split (None for a per-user holdout): dated side data is cut there too.
+    target_start: pd.Timestamp | None = None
+    test_start: pd.Timestamp | None = None
 
     @property
     def train(self) -> pd.DataFrame:
@@ -106,15 +109,18 @@ def time_split(interactions: pd.DataFrame, config: TimeSplit) -> Split:
     for name, key, mask in windows:
         if not mask.any():
             raise ConfigError(f"{key}: the cut points leave the {name} window empty (data spans {first} to {last})")
-    return _parts(interactions, is_target, is_test)
+    return _parts(interactions, is_target, is_test, target_start=target_start, test_start=test_start)
 
 
-def _parts(interactions: pd.DataFrame, is_target: np.ndarray, is_test: np.ndarray) -> Split:
+def _parts(interactions: pd.DataFrame, is_target: np.ndarray, is_test: np.ndarray,
+           target_start: pd.Timestamp | None = None, test_start: pd.Timestamp | None = None) -> Split:
     is_base = ~(is_target | is_test)
     return Split(
         base=interactions[is_base].reset_index(drop=True),
         target=interactions[is_target].reset_index(drop=True),
         test=interactions[is_test].reset_index(drop=True),
+        target_start=target_start,
+        test_start=test_start,
     )
 
 
@@ -128,10 +134,28 @@ def split_pair_side_data(side: pd.DataFrame, split: Split, n_items: int) -> tupl
     """Split side data keyed by (user, item) — e.g. users' own tags — with the interactions.
 
     Returns ``(side_base, side_train)``: rows of test pairs are removed from both (a user's
-    tag on a held-out artist would reveal it), rows of ranker-target pairs from base too.
+    tag on a held-out artist would reveal it), rows of ranker-target pairs from base too. On a
+    time split, dated side rows (a ``timestamp`` column) are also cut at the stage's cut point:
+    train keeps rows before ``test_start``, base rows before ``target_start`` (a training
+    pair's tag given in the test window is a look into the future).
     """
     in_test = pair_mask(side, split.test, n_items)
     in_target = pair_mask(side, split.target, n_items)
-    side_train = side[~in_test].reset_index(drop=True)
-    side_base = side[~(in_test | in_target)].reset_index(drop=True)
+    drop_train, drop_base = in_test, in_test | in_target
+    if "timestamp" in side.columns and split.test_start is not None and split.target_start is not None:
+        ts = side["timestamp"]
+        drop_train = drop_train | (ts >= _like(split.test_start, ts)).to_numpy()
+        drop_base = drop_base | (ts >= _like(split.target_start, ts)).to_numpy()
+    side_train = side[~drop_train].reset_index(drop=True)
+    side_base = side[~drop_base].reset_index(drop=True)
     return side_base, side_train
+
+
+def _like(cut: pd.Timestamp, ts: pd.Series) -> pd.Timestamp:
+    """``cut`` in the time zone convention of ``ts`` (naive vs aware) so they compare."""
+    cut = pd.Timestamp(cut)
+    if ts.dt.tz is None and cut.tz is not None:
+        return cut.tz_convert(None)
+    if ts.dt.tz is not None and cut.tz is None:
+        return cut.tz_localize(ts.dt.tz)
+    return cut

@@ -43,7 +43,8 @@ def load_dataset(
     if isinstance(cfg, Lastfm2kConfig):
         from scripts.core.data.lastfm2k import load_lastfm2k, resolve_lastfm2k_dir
 
-        return load_lastfm2k(resolve_lastfm2k_dir(cfg, Path(data_dir)))
+        return load_lastfm2k(resolve_lastfm2k_dir(cfg, Path(data_dir)), interactions=cfg.interactions,
+                            tagging_min_date=cfg.tagging_min_date)
     if isinstance(cfg, Lastfm1kConfig):
         from scripts.core.data.lastfm1k import load_lastfm1k
 

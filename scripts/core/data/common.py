@@ -518,6 +518,9 @@ def _encode_side(
     result = pd.DataFrame({column: c[keep] for column, c in codes.items()})
     if "weight" in frame.columns:
         result["weight"] = frame["weight"].to_numpy(np.float32)[keep]
+    if "timestamp" in frame.columns:
+        # Dated side rows (Last.fm 2K's tag events): a time split drops those after its cuts.
+        result["timestamp"] = frame["timestamp"].to_numpy("datetime64[ns]")[keep]
     return result
 
 

@@ -33,6 +33,12 @@ class Lastfm2kConfig(_Strict):
     path: Path | None = None
     download: bool = True
     url: str = LASTFM2K_URL
+    # "plays": user_artists.dat play counts (no timestamps). "tagging": the tagging timeline of
+    # user_taggedartists.dat, one interaction per (user, artist) at its first tagging date,
+    # weight 1, for time splits (see scripts/core/data/lastfm2k.py).
+    interactions: Literal["plays", "tagging"] = "plays"
+    # tagging: tag events dated before this are impossible (data collected 2005-2011) and dropped.
+    tagging_min_date: date = date(2005, 1, 1)
 
 
 class Lastfm1kConfig(_Strict):

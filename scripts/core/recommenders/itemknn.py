@@ -1,8 +1,28 @@
-"""Item-based k-nearest-neighbours via ``implicit.nearest_neighbours``."""
+"""Item-based k-nearest-neighbours via ``implicit.nearest_neighbours``.
+
+Why ``weighting: auto`` (the default) exists
+--------------------------------------------
+BM25 has two knobs that only make sense on *counts*: the saturation ``x (K1+1) / (K1 norm + x)``
+and the length normalisation ``norm = (1 - B) + B * length / mean_length``, where the
+"length" of an item document is its total weight — on binary data, its number of listeners.
+When every weight is 1 (Last.fm 2K's tagging timeline) or a 1-5 rating, ``x`` carries no
+within-item signal, so the BM25 weight is a pure function of popularity, ``~ 1 / norm``: every
+popular item is pushed down and the neighbour lists fill with one-listener items. Measured on
+the tagging timeline (test NDCG@10, 462 users): BM25 similarity with B = 0.75 0.0067 (with any
+interaction weighting), with B = 0 0.062; cosine 0.044; BPR 0.071. On play counts the same
+normalisation is what makes BM25 the best (0.229 vs 0.045 for cosine on Last.fm 2K plays).
+
+So ``auto`` looks at the training matrix at :meth:`ItemKNNRecommender.fit`: **graded**
+weights — all equal (binary), or at most 10 distinct integer values none above 10 (ratings) —
+get ``weighting: none`` and ``B = 0`` (no length normalisation); count-like weights get the
+play-count settings (``weighting: bm25``, the configured ``B``). The choice is logged and
+saved with the model. Set ``weighting`` explicitly to opt out.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from typing import Annotated, Literal, Self
 
@@ -31,7 +51,17 @@ from .base import (
 from .spec import GeneratorConfig, PositiveFloat, PositiveInt
 from .weighting import InteractionWeighter, InteractionWeighting
 
+log = logging.getLogger(__name__)
 _IMPLICIT_FILTERED = -np.finfo(np.float32).max
+_MAX_GRADE = 10  # graded weights: at most this many distinct integer values, none above it
+
+
+def is_graded(user_items: csr_matrix) -> bool:
+    """True when the weights are binary or rating-like (see the module docstring)."""
+    values = np.unique(user_items.data)
+    if len(values) <= 1:
+        return True
+    return bool(len(values) <= _MAX_GRADE and values.max() <= _MAX_GRADE and np.all(values == np.round(values)))
 _CLASSES: dict[str, type[ItemItemRecommender]] = {
     "cosine": CosineRecommender,
     "bm25": BM25Recommender,
@@ -47,7 +77,7 @@ class ItemKNNConfig(GeneratorConfig):
     K: PositiveInt = 200
     K1: PositiveFloat = 10.0
     B: Annotated[float, Field(ge=0, le=1)] = 0.75
-    weighting: Literal["bm25", "log1p", "none"] = "bm25"
+    weighting: Literal["auto", "bm25", "log1p", "none"] = "auto"
     num_threads: PositiveInt = 1
 
 
@@ -77,8 +107,9 @@ class ItemKNNRecommender(Recommender):
         BM25 saturation / length normalisation of the similarity (``"bm25"`` only).
     weighting:
         Confidence transform of play counts before the similarity and at score time:
-        ``"bm25"`` (K1=100, B=0.8, as for ALS), ``"log1p"`` or ``"none"`` (raw counts, which
-        is what implicit alone does).
+        ``"auto"`` (default: ``"none"`` and similarity ``B = 0`` on binary or rating-like
+        weights, else ``"bm25"``; module docstring), ``"bm25"`` (K1=100, B=0.8, as for ALS),
+        ``"log1p"`` or ``"none"`` (raw counts, which is what implicit alone does).
     num_threads:
         Threads for the similarity computation.
     """
@@ -92,7 +123,7 @@ class ItemKNNRecommender(Recommender):
         K: int = 200,
         K1: float = 10.0,
         B: float = 0.75,
-        weighting: InteractionWeighting = "bm25",
+        weighting: InteractionWeighting | Literal["auto"] = "auto",
         num_threads: int = 1,
     ):
         self.similarity = similarity
@@ -102,18 +133,31 @@ class ItemKNNRecommender(Recommender):
         self.weighting = weighting
         self.num_threads = num_threads
 
-    def _new_model(self) -> ItemItemRecommender:
+    def _new_model(self, B: float) -> ItemItemRecommender:
         if self.similarity not in _CLASSES:
             raise ValueError(f"similarity must be one of {tuple(_CLASSES)}, got {self.similarity!r}")
         if self.similarity == "bm25":
-            return BM25Recommender(K=self.K, K1=self.K1, B=self.B, num_threads=self.num_threads)
+            return BM25Recommender(K=self.K, K1=self.K1, B=B, num_threads=self.num_threads)
         return _CLASSES[self.similarity](K=self.K, num_threads=self.num_threads)
+
+    def resolve_weighting(self, user_items: csr_matrix) -> tuple[InteractionWeighting, float]:
+        """The interaction weighting and similarity ``B`` for these weights (``auto``: docstring)."""
+        if self.weighting != "auto":
+            return self.weighting, self.B
+        if is_graded(user_items):
+            return "none", 0.0
+        return "bm25", self.B
 
     def fit(self, user_items: csr_matrix) -> Self:
         """Compute the item-item similarity of ``user_items`` ``(n_users, n_items)``."""
         user_items = check_user_items(user_items)
-        model = self._new_model()
-        self.weighter_ = InteractionWeighter(self.weighting)
+        self.weighting_, self.B_ = self.resolve_weighting(user_items)
+        if self.weighting == "auto":
+            log.info("itemknn weighting auto: %s weights -> weighting %s, similarity B %.2f",
+                     "graded (binary/rating-like)" if self.weighting_ == "none" else "count-like",
+                     self.weighting_, self.B_)
+        model = self._new_model(self.B_)
+        self.weighter_ = InteractionWeighter(self.weighting_)
         weighted = self.weighter_.fit_transform(user_items)
         with warnings.catch_warnings():
             # implicit's BM25/TF-IDF fit hands its own COO matrix to a CSR-only routine.
@@ -204,9 +248,13 @@ class ItemKNNRecommender(Recommender):
         return ids, scores
 
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {"implicit_npz": npz_bytes(self.model_.save), **self.weighter_.get_state()}
+        return {"implicit_npz": npz_bytes(self.model_.save), "resolved_weighting": np.array(self.weighting_),
+                "resolved_B": np.array(self.B_), **self.weighter_.get_state()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         model = _CLASSES[self.similarity].load(io.BytesIO(state["implicit_npz"].tobytes()))
         self._set_model(model)
-        self.weighter_ = InteractionWeighter(self.weighting).set_state(state)
+        # Models saved before ``auto`` carry no resolved choice: the configured one is it.
+        self.weighting_ = str(state["resolved_weighting"]) if "resolved_weighting" in state else self.weighting
+        self.B_ = float(state["resolved_B"]) if "resolved_B" in state else self.B
+        self.weighter_ = InteractionWeighter(self.weighting_).set_state(state)
