@@ -82,6 +82,24 @@ def test_time_split_with_reversed_cut_points_is_rejected(tmp_path: Path) -> None
         load_config(path, settings=NO_ENV)
 
 
+def test_time_split_experiments_get_recency_popularity_and_the_fallback(tmp_path: Path) -> None:
+    time_split = {"kind": "time", "target_start": 0.6, "test_start": 0.8}
+    config = load_config(write(tmp_path, {"experiment": {"name": "x"}, "split": time_split}), settings=NO_ENV)
+    recent = config.components.generator("popular_recent")
+    assert recent.kind == "popular" and recent.recency_half_life_days == 30
+    assert config.components.popular.recency_half_life_days is None  # all-time popularity beside it
+    assert config.components.ranker.fallback == "popular_recent"
+    # The experiment still decides, and a per-user split gets neither.
+    opted_out = {"experiment": {"name": "x"}, "split": time_split, "components": {"ranker": {"fallback": None}}}
+    assert load_config(write(tmp_path, opted_out), settings=NO_ENV).components.ranker.fallback is None
+    per_user = load_config(write(tmp_path, {"experiment": {"name": "x"}}), settings=NO_ENV)
+    assert "popular_recent" not in per_user.components.generators and per_user.components.ranker.fallback is None
+    # --set split.kind=time switches them on too.
+    overrides = ["split.kind=time", "split.target_start=0.6", "split.test_start=0.8"]
+    assert load_config(write(tmp_path, {"experiment": {"name": "x"}}), overrides,
+                       settings=NO_ENV).components.ranker.fallback == "popular_recent"
+
+
 def test_precedence_defaults_experiment_environment_cli(tmp_path: Path) -> None:
     path = write(tmp_path, {"experiment": {"name": "x"}, "components": {"als": {"factors": 32}},
                             "tracking": {"tracking_uri": "sqlite:///from-experiment.db"}})

@@ -41,6 +41,8 @@ from scripts.core.recommenders.registry import KINDS, KindError, recommender_cla
 from scripts.core.recommenders.spec import GeneratorConfig
 
 DEFAULTS_FILE = REPO_ROOT / "config" / "components.yaml"
+TIME_SPLIT_DEFAULTS_FILE = REPO_ROOT / "config" / "time_split.yaml"
+"""Merged over the defaults when ``split.kind`` is ``time`` (recency popularity, the fallback)."""
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -437,8 +439,14 @@ def load_config(
     """
     raw = read_yaml(defaults_file)
     source = str(defaults_file)
+    experiment = read_yaml(Path(experiment_file)) if experiment_file is not None else {}
+    split = deep_merge(raw, experiment).get("split") or {}
+    for text in overrides or []:
+        split = deep_merge({"split": split}, parse_override(text)).get("split") or {}
+    if isinstance(split, dict) and split.get("kind") == "time" and defaults_file == DEFAULTS_FILE:
+        raw = deep_merge(raw, read_yaml(TIME_SPLIT_DEFAULTS_FILE))
     if experiment_file is not None:
-        raw = deep_merge(raw, read_yaml(Path(experiment_file)))
+        raw = deep_merge(raw, experiment)
         source = str(experiment_file)
     settings = settings if settings is not None else MachineSettings()
     machine: dict[str, Any] = {}
