@@ -485,6 +485,18 @@ def test_ease_matches_naive_closed_form() -> None:
     np.testing.assert_allclose(model.score(np.arange(25), X), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(("n_users", "n_items"), [(25, 12), (12, 25)])  # Cholesky path, Woodbury path
+def test_ease_matches_naive_closed_form_more_items_than_users(n_users: int, n_items: int) -> None:
+    X = make_user_items(seed=6, n_users=n_users, n_items=n_items)
+    model = EASERecommender(l2=3.0, weighting="none", min_item_users=1).fit(X)
+    dense = X.toarray().astype(np.float64)[:, model.items_]
+    assert len(model.items_) > n_users or n_users > n_items  # the second case takes the Woodbury path
+    P = np.linalg.inv(dense.T @ dense + 3.0 * np.eye(len(model.items_)))
+    B = np.eye(len(model.items_)) - P / np.diag(P)
+    np.fill_diagonal(B, 0.0)
+    np.testing.assert_allclose(model.B_, B, rtol=1e-5, atol=1e-6)
+
+
 def test_ease_restricts_to_items_with_enough_listeners(user_items: sp.csr_matrix) -> None:
     listeners = (user_items > 0).sum(axis=0).A1
     model = EASERecommender(l2=5.0, min_item_users=4, max_items=10).fit(user_items)

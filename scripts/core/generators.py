@@ -7,12 +7,15 @@ benchmarks. Which side data a model fits on comes from its kind's declaration
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.evaluation import frame_from_lists
 from scripts.core.prepared import PreparedData, Stage
+from scripts.core.progress import batches
 from scripts.core.recommenders import GeneratorConfig, Recommender, SideDataMissing, recommender_class
 
 
@@ -35,18 +38,34 @@ def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *,
         raise ConfigError(f"components.{name}: {exc}; set components.{name}.enabled: false") from None
 
 
-def candidate_users(prepared: PreparedData, stage: Stage) -> np.ndarray:
-    """Ranker-target users for the base fit; every user for the train fit (serving + test)."""
+def candidate_users(prepared: PreparedData, stage: Stage, *, propose: bool = True) -> np.ndarray:
+    """Whose candidates a stage writes (sorted ids).
+
+    Base fit: the ranker-target users (the ranker trains on them). Train fit: every user
+    (the ranker's test lists and serving) for a proposing instance; only the test users for a
+    feature-only one (``propose: false``), whose lists only evaluate reads. A feature-only
+    instance writes no base candidates at all (the ranker reads only its models).
+    """
     if stage == "base":
         return prepared.eval_users("base")
+    if not propose:
+        return prepared.eval_users("train")
     return np.arange(prepared.n_users, dtype=np.int64)
 
 
-def similar_items(model: Recommender, n_items: int, n_similar: int, batch_size: int) -> pd.DataFrame:
-    """Every item's ``n_similar`` most similar items (item, similar_item, score, rank), in item batches."""
-    frames = []
-    for start in range(0, n_items, batch_size * 4):  # batches bound the dense (batch, n_items) blocks
-        items = np.arange(start, min(start + batch_size * 4, n_items), dtype=np.int64)
+def similar_item_batches(model: Recommender, n_items: int, n_similar: int, batch_size: int, *,
+                         label: str = "similar items") -> Iterator[pd.DataFrame]:
+    """Every item's ``n_similar`` most similar items (item, similar_item, score, rank), one
+    frame per batch of items (batches bound the dense ``(batch, n_items)`` blocks), with progress."""
+    for start, stop in batches(n_items, batch_size * 4, label, unit="items"):
+        items = np.arange(start, stop, dtype=np.int64)
         ids, scores = model.similar_items(items, n_similar)
-        frames.append(frame_from_lists(items, ids, scores))
-    return pd.concat(frames, ignore_index=True).rename(columns={"user": "item", "item": "similar_item"})
+        yield frame_from_lists(items, ids, scores).rename(columns={"user": "item", "item": "similar_item"})
+
+
+def similar_items(model: Recommender, n_items: int, n_similar: int, batch_size: int) -> pd.DataFrame:
+    """Every item's ``n_similar`` most similar items (item, similar_item, score, rank) in one frame."""
+    frames = list(similar_item_batches(model, n_items, n_similar, batch_size))
+    return pd.concat(frames, ignore_index=True) if frames else frame_from_lists(
+        np.empty(0, np.int64), np.empty((0, n_similar), np.int64), np.empty((0, n_similar), np.float32)
+    ).rename(columns={"user": "item", "item": "similar_item"})

@@ -6,29 +6,50 @@
 For each stage (``base``: fit on base, candidates for ranker-target users; ``train``: refit
 on base + target, candidates for every user, scored on test) it fits the instance's model on
 the stage view, writes per-user top-N candidates and saves the model; from the ``train`` fit
-it also writes the similar-items table and evaluates its lists on test. The folder layout is
-:class:`scripts.core.outputs.GeneratorOutput`.
+it also writes the similar-items table and evaluates its lists on test. A feature-only
+instance (``propose: false``) skips what nothing reads: its base candidates (the ranker
+reads only its models) and its train candidates of users without test items (evaluate reads
+only test users). Candidates and similar items are computed and written batch by batch
+(``batch_size`` users, ``4 * batch_size`` items), with progress on long work; per-phase
+``*_seconds`` go to the metrics. The folder layout is :class:`scripts.core.outputs.GeneratorOutput`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import numpy as np
 
 from scripts.core import metrics
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.evaluation import Evaluator, frame_from_lists
-from scripts.core.generators import build_recommender, candidate_users, fit_recommender, similar_items
+from scripts.core.generators import build_recommender, candidate_users, fit_recommender, similar_item_batches
 from scripts.core.outputs import GeneratorOutput
-from scripts.core.prepared import STAGES, PreparedData
+from scripts.core.prepared import STAGES, PreparedData, Stage
+from scripts.core.progress import Timings, batches
+from scripts.core.recommenders import GeneratorConfig, Recommender
 from scripts.pipeline.component import Context, Result
 from scripts.pipeline.runner import component_main
 
 DEPENDS_ON: tuple[str, ...] = ("prepare",)
 log = logging.getLogger(__name__)
+
+
+def write_candidates(model: Recommender, prepared: PreparedData, stage: Stage, users: np.ndarray,
+                     section: GeneratorConfig, out: GeneratorOutput, label: str) -> np.ndarray:
+    """Top-``n_candidates`` of ``users`` (sorted ids), ``batch_size`` users at a time, each batch
+    written as it is made; returns the ``(len(users), n_candidates)`` ids (int32) for evaluation."""
+    user_items = prepared.user_items(stage)
+    lists = np.empty((len(users), section.n_candidates), dtype=np.int32)
+    with out.candidates_writer(stage) as write:
+        for start, stop in batches(len(users), section.batch_size, label):
+            batch = users[start:stop]
+            ids, scores = model.recommend(batch, user_items, section.n_candidates,
+                                          filter_already_liked_items=True, batch_size=section.batch_size)
+            write(frame_from_lists(batch, ids, scores))
+            lists[start:stop] = ids
+    return lists
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
@@ -42,38 +63,36 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         )
     prepared = PreparedData(ctx.inputs["prepare"])
     out = GeneratorOutput(ctx.output)
-    timings: dict[str, float] = {}
+    timings = Timings()
     extra: dict[str, float] = {}
     for stage in STAGES:
         model = build_recommender(config, name)
-        started = time.perf_counter()
-        fit_recommender(model, prepared, stage, name=name)
-        timings[f"fit_{stage}_seconds"] = time.perf_counter() - started
-
-        users = candidate_users(prepared, stage)
-        started = time.perf_counter()
-        ids, scores = model.recommend(users, prepared.user_items(stage), section.n_candidates,
-                                      filter_already_liked_items=True, batch_size=section.batch_size)
-        timings[f"recommend_{stage}_seconds"] = time.perf_counter() - started
-        out.write_candidates(stage, frame_from_lists(users, ids, scores))
+        with timings.phase(f"fit_{stage}"):
+            fit_recommender(model, prepared, stage, name=name)
+        if stage == "base" and not section.propose:
+            out.write_model(stage, model)  # the ranker's features; no base candidates to write
+            continue
+        users = candidate_users(prepared, stage, propose=section.propose)
+        with timings.phase(f"recommend_{stage}"):
+            lists = write_candidates(model, prepared, stage, users, section, out, f"{name} candidates {stage}")
         out.write_model(stage, model)
+        evaluator = Evaluator(prepared, stage, tuple(ks))
+        lists = lists[np.searchsorted(users, evaluator.users)].astype(np.int64)
         if stage == "base":
-            target = Evaluator(prepared, "base", tuple(ks))
-            extra["target_candidate_recall"] = target.candidate_recall(ids[np.searchsorted(users, target.users)])
+            extra["target_candidate_recall"] = evaluator.candidate_recall(lists)
             continue
 
         if section.n_similar:
-            started = time.perf_counter()
-            out.write_similar_items(similar_items(model, prepared.n_items, section.n_similar, section.batch_size))
-            timings["similar_items_seconds"] = time.perf_counter() - started
+            with timings.phase("similar_items"), out.similar_items_writer() as write:
+                for frame in similar_item_batches(model, prepared.n_items, section.n_similar, section.batch_size,
+                                                  label=f"{name} similar items"):
+                    write(frame)
 
-        test = Evaluator(prepared, "train", tuple(ks))
-        lists = ids[test.users]
-        scores_at_k = test.evaluate(lists[:, : max(ks)])
-        extra["candidate_recall"] = test.candidate_recall(lists)
+        scores_at_k = evaluator.evaluate(lists[:, : max(ks)])
+        extra["candidate_recall"] = evaluator.candidate_recall(lists)
         if hasattr(model, "items_without_features_"):
             extra["items_without_features"] = float(np.size(model.items_without_features_))
-    results = scores_at_k | extra | timings
+    results = scores_at_k | extra | dict(timings)
     out.write_metrics(results)
     metrics.plot_metric_vs_k({name: scores_at_k}, "ndcg", out.path / out.PLOT)
     log.info("%s: ndcg@10 %.4f, candidate recall@%d %.3f on test",

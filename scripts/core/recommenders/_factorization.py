@@ -14,6 +14,7 @@ import numpy as np
 from implicit.cpu.matrix_factorization_base import MatrixFactorizationBase
 from scipy.sparse import csr_matrix
 
+from ..progress import Progress
 from .base import (
     Recommender,
     as_ids,
@@ -69,7 +70,10 @@ class ImplicitFactorizationRecommender(Recommender):
         # Construction too: implicit checks the BLAS thread count in __init__.
         with single_threaded_blas():
             model = self._new_model()
-            model.fit(self._fit_input(user_items), show_progress=False)
+            # implicit calls back once per iteration: progress with an ETA on long fits.
+            with Progress(f"{self.name} fit", model.iterations, unit="iterations") as progress:
+                model.fit(self._fit_input(user_items), show_progress=False,
+                          callback=lambda *_: progress.advance(1))
         self.model_ = model
         self.n_users_, self.n_items_ = user_items.shape
         return self

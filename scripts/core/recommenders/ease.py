@@ -33,12 +33,13 @@ class EASERecommender(Recommender):
 
     Memory: the Gram matrix and its inverse are dense float64, ``m**2 * 8`` bytes (2.5 GB
     for Last.fm 2K's 17,632 artists), plus ``m**2 * 4`` bytes for ``B``; time is one
-    Cholesky inversion, O(m**3). Lower ``max_items`` or raise ``min_item_users`` for
-    larger catalogues.
+    Cholesky inversion, O(m**3), or, with fewer users ``n`` than items, O(n**3 + nnz * (n + m))
+    through the Woodbury identity (see :func:`_ridge_gram_inverse`). Lower ``max_items`` or
+    raise ``min_item_users`` for larger catalogues.
 
     ``min_item_users=2`` by default: on Last.fm 2K, modelling the 15,363 artists with at
     least one training listener takes ~95 s and 3 GB; dropping one-listener artists (5,982
-    left) takes ~8 s for the same NDCG@10 (0.237).
+    left) took ~8 s for the same NDCG@10 (0.237), ~2 s since the Woodbury path.
 
     Parameters
     ----------
@@ -83,12 +84,7 @@ class EASERecommender(Recommender):
         self.weighter_ = InteractionWeighter(self.weighting)
         X = self.weighter_.fit_transform(user_items)[:, self.items_]
 
-        X = X.astype(np.float64)
-        gram = (X.T @ X).toarray()
-        gram[np.diag_indices_from(gram)] += self.l2
-        # In-place Cholesky inverse of the SPD Gram matrix: no second m x m buffer.
-        P = _spd_inverse(gram)
-        del gram
+        P = _ridge_gram_inverse(X.astype(np.float64), self.l2)
         # B_ij = -P_ij / P_jj off the diagonal, 0 on it; in place to keep one m x m buffer.
         P /= -np.diag(P)[None, :]
         P[np.diag_indices_from(P)] = 0.0
@@ -156,6 +152,29 @@ class EASERecommender(Recommender):
         self.weighter_ = InteractionWeighter(self.weighting).set_state(state)
         self._local = np.full(self.n_items_, -1, dtype=np.int64)
         self._local[self.items_] = np.arange(len(self.items_))
+
+
+def _ridge_gram_inverse(X: csr_matrix, l2: float) -> np.ndarray:
+    """``(X^T X + l2 I)^-1`` (dense float64 ``(m, m)``) of a sparse float64 ``(n, m)`` matrix.
+
+    With ``n >= m``: Cholesky inverse of the ``m x m`` Gram matrix, ~m**3 flops. With fewer
+    rows than columns (Last.fm 2K: 1,892 users, ~6k modelled items) the Woodbury identity
+    ``(X^T X + l2 I)^-1 = (I - X^T (X X^T + l2 I)^-1 X) / l2`` needs only an ``n x n`` inverse
+    (n**3) and two sparse-dense products (nnz * (n + m)): ~30x fewer flops there, and equal
+    to float64 rounding (far below the float32 of ``B``). Both keep one m x m buffer.
+    """
+    n, m = X.shape
+    if n >= m:
+        gram = (X.T @ X).toarray()
+        gram[np.diag_indices_from(gram)] += l2
+        return _spd_inverse(gram)  # in place: no second m x m buffer
+    kernel = (X @ X.T).toarray()
+    kernel[np.diag_indices_from(kernel)] += l2
+    inverse = _spd_inverse(kernel)  # (n, n), symmetric
+    P = np.asarray(X.T @ (X.T @ inverse).T)  # X^T K^-1 X: (m, n) dense, then (m, m)
+    P *= -1.0 / l2
+    P[np.diag_indices_from(P)] += 1.0 / l2
+    return P
 
 
 def _spd_inverse(a: np.ndarray) -> np.ndarray:
