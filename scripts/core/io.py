@@ -194,23 +194,32 @@ def read_json(path: Path) -> Any:
 
 class ParquetSink:
     """Append frames of one schema to a Parquet file batch by batch (one row group each), so
-    a large table is written without being held; the file appears only on :meth:`close`."""
+    a large table is written without being held; the file appears only on :meth:`close`.
 
-    def __init__(self, path: Path) -> None:
+    ``schema`` (a ``pyarrow.Schema``) fixes the column types up front, and lets a sink with no
+    frame write an empty table; without it the first frame's types are taken.
+    """
+
+    def __init__(self, path: Path, schema: Any = None) -> None:
+        import pyarrow.parquet as pq
+
         self.path = path
         self._tmp = path.with_name(f".{path.name}.tmp")
-        self._writer: Any = None
+        self._schema = schema
+        self._writer: Any = pq.ParquetWriter(self._tmp, schema) if schema is not None else None
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, table.schema)
         self._writer.write_table(table)
         self.rows += len(frame)
+
+    __call__ = write
 
     def close(self) -> None:
         if self._writer is None:

@@ -21,8 +21,6 @@ Register folder: ``bundle/`` (serving tables), ``per_user_metric.parquet``, ``re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scripts.core.io import read_json, write_json, write_parquet
+from scripts.core.io import ParquetSink, read_json, write_json, write_parquet
 from scripts.core.prepared import Stage
 from scripts.core.recommenders.base import Recommender
 
@@ -59,13 +57,13 @@ class GeneratorOutput:
     def write_candidates(self, stage: Stage, frame: pd.DataFrame) -> None:
         write_parquet(frame, self.path / self.candidates_file(stage))
 
-    def candidates_writer(self, stage: Stage) -> AbstractContextManager[Callable[[pd.DataFrame], None]]:
+    def candidates_writer(self, stage: Stage) -> ParquetSink:
         """Write ``stage``'s candidates batch by batch (``with ... as write: write(frame)``)."""
-        return _parquet_batches(self.path / self.candidates_file(stage), ("user", "item", "score", "rank"))
+        return _ranked_pairs_sink(self.path / self.candidates_file(stage), ("user", "item", "score", "rank"))
 
-    def similar_items_writer(self) -> AbstractContextManager[Callable[[pd.DataFrame], None]]:
+    def similar_items_writer(self) -> ParquetSink:
         """Write the similar-items table (item, similar_item, score, rank) batch by batch."""
-        return _parquet_batches(self.path / self.SIMILAR, ("item", "similar_item", "score", "rank"))
+        return _ranked_pairs_sink(self.path / self.SIMILAR, ("item", "similar_item", "score", "rank"))
 
     def write_model(self, stage: Stage, model: Recommender) -> None:
         model.save(self.path / self.model_file(stage))
@@ -95,7 +93,6 @@ class GeneratorOutput:
 
     def candidate_counts(self, stage: Stage, n_users: int, max_rank: int | None = None) -> np.ndarray:
         """Candidates per user (``n_users`` long), read in record batches: bounded memory."""
-        import pyarrow.parquet as pq
 
         counts = np.zeros(n_users, dtype=np.int64)
         for batch in pq.ParquetFile(self.path / self.candidates_file(stage)).iter_batches(
@@ -121,30 +118,13 @@ class GeneratorOutput:
         return read_json(self.path / self.METRICS)
 
 
-@contextmanager
-def _parquet_batches(path: Path, columns: tuple[str, str, str, str]) -> Iterator[Callable[[pd.DataFrame], None]]:
+def _ranked_pairs_sink(path: Path, columns: tuple[str, str, str, str]) -> ParquetSink:
     """A Parquet file of ranked pairs written one frame (row group) at a time: one batch in memory.
-
-    Atomic like :func:`scripts.core.io.write_parquet`: a temporary file renamed into place when
-    the block succeeds. ``columns`` are (query, result, score, rank) as int32/int32/float32/int32,
-    the dtypes of :func:`scripts.core.evaluation.frame_from_lists`; no frame at all gives an empty table.
-    """
+    ``columns`` are (query, result, score, rank) as int32/int32/float32/int32, the dtypes of
+    :func:`scripts.core.evaluation.frame_from_lists`; no frame at all gives an empty table."""
     schema = pa.schema([(columns[0], pa.int32()), (columns[1], pa.int32()), (columns[2], pa.float32()),
                         (columns[3], pa.int32())])
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer = pq.ParquetWriter(tmp, schema)
-
-    def write(frame: pd.DataFrame) -> None:
-        writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
-
-    try:
-        yield write
-        writer.close()
-        tmp.replace(path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    return ParquetSink(path, schema)
 
 
 @dataclass(frozen=True)
