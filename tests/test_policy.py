@@ -80,6 +80,9 @@ def test_policy_is_chosen_on_target_users_and_applied_per_segment(time_split_run
     policy = ranker.policy()
     metrics = ranker.metrics()
     assert metrics["policy_validation_users"] > 0 and metrics["train_cold_users"] > 0
+    for segment in ("warm", "cold"):
+        assert metrics[f"policy.{segment}.uses_fallback"] == float(policy["choice"][segment] == FALLBACK)
+        assert metrics[f"policy.{segment}.validation_users"] == policy["validation"][segment]["users"]
     for segment, evidence in policy["validation"].items():
         if evidence["users"]:
             expected = RANKER if evidence["ranker"] >= evidence["fallback"] else FALLBACK

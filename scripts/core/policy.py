@@ -36,10 +36,11 @@ class SegmentPolicy:
         return np.where(cold, self.choice["cold"] == FALLBACK, self.choice["warm"] == FALLBACK)
 
     def metrics(self) -> dict[str, float]:
-        """Flat numbers for the run: ``policy.<segment>.fallback`` (1 = fallback) and the evidence."""
-        out = {f"policy.{segment}.fallback": float(self.choice[segment] == FALLBACK) for segment in SEGMENTS}
+        """Flat numbers for the run: ``policy.<segment>.uses_fallback`` (1 = fallback) and the
+        evidence, ``policy.<segment>.validation_users`` / ``.validation_ranker`` / ``.validation_fallback``."""
+        out = {f"policy.{segment}.uses_fallback": float(self.choice[segment] == FALLBACK) for segment in SEGMENTS}
         for segment, values in self.validation.items():
-            out |= {f"policy.{segment}.{key}": value for key, value in values.items()}
+            out |= {f"policy.{segment}.validation_{key}": value for key, value in values.items()}
         return out
 
 
