@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 
 from scripts.core.config import ConfigError
-from scripts.core.outputs import GeneratorOutput, RankerOutput
+from scripts.core.outputs import GeneratorOutput, RankerOutput, RegisterOutput
 from scripts.core.policy import FALLBACK, RANKER, choose_policy, cold_users
 from scripts.core.prepared import PreparedData
 from scripts.core.ranker import complete_from_list
-from scripts.pipeline.runner import dependencies, output_dir, run_pipeline
+from scripts.core.recommenders import recommender_class
+from scripts.pipeline.runner import dependencies, output_dir, pipeline_components, run_pipeline
 from tests.conftest import TINY_SYNTHETIC, make_config
 
 TIME_SPLIT = TINY_SYNTHETIC | {
@@ -69,8 +70,17 @@ def test_fallback_must_be_an_enabled_popular_instance(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def time_split_run(tmp_path_factory: pytest.TempPathFactory):
     config = make_config(tmp_path_factory.mktemp("policy"), TIME_SPLIT)
-    run_pipeline(config, [*dependencies(config, "ranker"), "ranker"])
+    run_pipeline(config, [*pipeline_components(config), "register"])
     return config
+
+
+def test_unknown_users_are_served_the_fallback(time_split_run) -> None:
+    config = time_split_run
+    prepared = PreparedData(output_dir(config, "prepare"))
+    model = GeneratorOutput(output_dir(config, "popular_recent")).model("train", recommender_class("popular"))
+    expected = prepared.items["raw_id"].to_numpy()[np.argsort(-model.popularity_, kind="stable")[:50]]
+    served = pd.read_parquet(RegisterOutput(output_dir(config, "register")).bundle / "popular.parquet")
+    assert served["item_id"].astype(str).head(50).tolist() == [str(i) for i in expected]
 
 
 def test_policy_is_chosen_on_target_users_and_applied_per_segment(time_split_run) -> None:
