@@ -228,8 +228,10 @@ CASES: list[Case] = [
     Case("unknown-key-in-a-named-instance",
          with_(lastfm2k(), components={"als8": {"kind": "als", "factor": 8}}),
          INVALID + f"components.als8.factor: {NOT_PERMITTED} (got 8)"),
-    Case("key-of-another-dataset-kind", lastfm2k(interactions="x.csv"),
-         INVALID + f"dataset.lastfm2k.interactions: {NOT_PERMITTED} (got 'x.csv')"),
+    Case("key-of-another-dataset-kind", lastfm2k(item_features="x.csv"),
+         INVALID + f"dataset.lastfm2k.item_features: {NOT_PERMITTED} (got 'x.csv')"),
+    Case("lastfm2k-interactions-not-a-choice", lastfm2k(interactions="x.csv"),
+         INVALID + "dataset.lastfm2k.interactions: Input should be 'plays' or 'tagging' (got 'x.csv')"),
     Case("required-key-missing", {"experiment": {"name": EXPERIMENT_NAME}, "dataset": {"kind": "tabular"}},
          INVALID + "dataset.tabular.interactions: Field required (got {'kind': 'tabular'})"),
     # ----- impossible values and wrong types

@@ -351,7 +351,7 @@ def test_artifacts_live_in_s3_behind_the_proxy(story: Story, mlflow_server: Mlfl
                                                                 "per_user_metric.parquet"))["Body"].read()
     assert Path(local).read_bytes() == body
     per_user = pd.read_parquet(local)
-    assert list(per_user.columns) == ["user_id", "value"]
+    assert list(per_user.columns) == ["user_id", "segment", "value"]
     assert per_user["value"].mean() == pytest.approx(children["register"].data.metrics["ndcg_at_10"])
 
 
