@@ -190,17 +190,15 @@ def training_users(users: np.ndarray, rows: np.ndarray, budget: int | None, seed
     return np.sort(order[fits])
 
 
-def training_set(config: EncoreConfig, ctx: Context, prepared: PreparedData, exclude: np.ndarray | None = None,
+def training_set(config: EncoreConfig, ctx: Context, prepared: PreparedData,
                  ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, float]]:
     """The ranker's training rows (features, labels, users), built batch by batch from the
-    base stage's candidates of (a budgeted sample of) the ranker-target users not in ``exclude``."""
+    base stage's candidates of (a budgeted sample of) the ranker-target users."""
     ranker = config.components.ranker
     seed = config.experiment.seed
     stage = RankingStage.load(config, ctx, prepared, "base")
     rows = stage.rows_per_user(prepared.n_users, ranker.candidates_per_generator)
     target_users = prepared.eval_users("base")
-    if exclude is not None:
-        target_users = np.setdiff1d(target_users, exclude)
     users = training_users(target_users, rows, ranker.train_max_rows, seed)
     if len(users) < len(target_users):
         log.info("ranker: training on %d of %d target users (train_max_rows %d, seed %d)",
@@ -306,25 +304,25 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     timings: dict[str, float] = {}
 
     seed = config.experiment.seed
+    started = time.perf_counter()
+    x, y, users, info = training_set(config, ctx, prepared)
+    timings["features_train_seconds"] = time.perf_counter() - started
     policy, policy_info = SegmentPolicy(), {}
-    if config.components.ranker.fallback is not None:
-        # Choose per segment on held-out target users with a ranker that did not see them,
-        # then train the served ranker on every target user.
+    if ranker.fallback is not None:
+        # Choose per segment on held-out target users with a trial ranker trained on the same
+        # rows minus theirs, then train the served ranker on every target user.
         started = time.perf_counter()
         targets = prepared.eval_users("base")
         rng = np.random.default_rng(seed)
         held_out = np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)),
                                       replace=False))
-        x, y, users, part = training_set(config, ctx, prepared, exclude=held_out)
-        trial = train_ranker(x, y, users, ranker, seed=seed)
-        del x, y, users
-        policy = validated_policy(trial, config, ctx, prepared, held_out, int(part["train_cold_users"]), out.path)
+        trial_rows = ~np.isin(users, held_out)
+        trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker, seed=seed)
+        trial_cold = int(cold_users(prepared.user_items("base"), np.unique(users[trial_rows])).sum())
+        policy = validated_policy(trial, config, ctx, prepared, held_out, trial_cold, out.path)
         policy_info = policy.metrics() | {"policy_validation_users": float(len(held_out))}
         timings["policy_seconds"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    x, y, users, info = training_set(config, ctx, prepared)
-    timings["features_train_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     trained = train_ranker(x, y, users, ranker, seed=seed)
     timings["fit_seconds"] = time.perf_counter() - started
