@@ -80,14 +80,21 @@ class PerUserSplit(Strict):
 
 
 class TimeSplit(Strict):
-    """Global time split: base < target_start <= target < test_start <= test.
+    """Global time split: base < target_start <= target < test_start <= test < test_end.
 
-    Cut points are dates (ISO 8601) or fractions of the data's time range.
+    Cut points are dates (ISO 8601) or fractions of the data's time range; ``test_end``
+    (a date, default: after the last event) drops everything from it on. ``folds: K`` is
+    rolling-origin evaluation: K consecutive test windows, the last one as configured and
+    each earlier fold with every cut point moved ``fold_days`` further back and its test
+    window ``fold_days`` long (see :func:`scripts.core.splits.fold_splits`).
     """
 
     kind: Literal["time"] = "time"
     target_start: datetime | Fraction
     test_start: datetime | Fraction
+    test_end: datetime | None = None
+    folds: PositiveInt = 1
+    fold_days: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeSplit:
@@ -95,6 +102,15 @@ class TimeSplit(Strict):
             raise ValueError("target_start and test_start must both be dates or both be fractions")
         if self.target_start >= self.test_start:  # type: ignore[operator]
             raise ValueError("target_start must come before test_start, or the target window is empty")
+        if self.test_end is not None and (not isinstance(self.test_start, datetime)
+                                          or self.test_end <= self.test_start):
+            raise ValueError("test_end must be a date after test_start (and test_start a date)")
+        if self.folds > 1:
+            if self.fold_days is None:
+                raise ValueError("fold_days: rolling folds need the step between test windows, in days")
+            if not isinstance(self.test_start, datetime):
+                raise ValueError("folds: rolling folds move the cut points by fold_days, so target_start and "
+                                 "test_start must be dates, not fractions")
         return self
 
 

@@ -16,6 +16,8 @@ Ranker folder: ``recommendations.parquet`` (user, item, score, rank), ``model.cb
 ``policy.json`` (which segment gets the ranker's or the fallback's list, and why).
 Evaluate folder: ``comparison.csv/.md``, ``comparison_segments.csv/.md``, ``significance.json``,
 ``per_user.parquet`` (with each user's ``segment``).
+Folds folder (rolling-origin runs): ``per_user_folds.parquet``, ``folds.csv/.md``,
+``pooled_significance.json``.
 Register folder: ``bundle/`` (serving tables), ``per_user_metric.parquet``, ``registered.json``.
 """
 
@@ -179,6 +181,30 @@ class EvaluateOutput:
     def per_user(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Per-user values of the primary metric: ``user_id`` (raw) and one column per model."""
         return pd.read_parquet(self.path / self.PER_USER, columns=columns)
+
+
+@dataclass(frozen=True)
+class FoldsOutput:
+    """Rolling-origin evaluation pooled over folds (``folds-<fingerprint>/``, written by the
+    pipeline when ``split.folds`` > 1; see :mod:`scripts.core.pooling`)."""
+
+    path: Path
+
+    PER_USER = "per_user_folds.parquet"
+    """``fold, user_id, segment`` and one column per model: every fold's per-user values."""
+    TABLE = "folds.csv"
+    """``segment, model, fold, n_users, value``: per-fold and pooled means."""
+    TABLE_MD = "folds.md"
+    SUMMARY = "pooled_significance.json"
+
+    def per_user(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / self.PER_USER)
+
+    def table(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / self.TABLE, dtype={"fold": str})
+
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.path / self.SUMMARY)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,10 @@ def per_user_split(interactions: pd.DataFrame, config: PerUserSplit, *, seed: in
 
 
 def time_split(interactions: pd.DataFrame, config: TimeSplit) -> Split:
-    """Global time split at ``target_start`` and ``test_start`` (dates or fractions of the range)."""
+    """Global time split at ``target_start`` and ``test_start`` (dates or fractions of the range);
+    events from ``test_end`` on are dropped. One fold: expand ``folds`` first (:func:`fold_splits`)."""
+    if config.folds > 1:
+        raise ValueError("time_split takes one fold: expand split.folds with fold_splits first")
     if "timestamp" not in interactions.columns:
         raise ConfigError("split.kind: 'time' needs timestamps, and this dataset has none; use 'per_user'")
     ts = interactions["timestamp"]
@@ -98,23 +101,58 @@ def time_split(interactions: pd.DataFrame, config: TimeSplit) -> Split:
     def cut(value: float | datetime) -> pd.Timestamp:
         if isinstance(value, float):
             return first + (last - first) * value
-        return pd.Timestamp(value, tz=ts.dt.tz) if ts.dt.tz is not None else pd.Timestamp(value)
+        return _like(pd.Timestamp(value), ts)
 
     target_start, test_start = cut(config.target_start), cut(config.test_start)
     is_base = (ts < target_start).to_numpy()
     is_test = (ts >= test_start).to_numpy()
-    is_target = ~is_base & ~is_test
+    if config.test_end is not None:
+        is_test = is_test & (ts < cut(config.test_end)).to_numpy()
+    is_target = ~is_base & (ts < test_start).to_numpy()
     windows = (("base", "split.target_start", is_base), ("target", "split.target_start", is_target),
                ("test", "split.test_start", is_test))
     for name, key, mask in windows:
         if not mask.any():
-            raise ConfigError(f"{key}: the cut points leave the {name} window empty (data spans {first} to {last})")
-    return _parts(interactions, is_target, is_test, target_start=target_start, test_start=test_start)
+            raise ConfigError(f"{key}: the cut points ({_dates(config)}) leave the {name} window empty "
+                              f"(data spans {first} to {last})")
+    return _parts(interactions, is_target, is_test, is_base=is_base, target_start=target_start,
+                  test_start=test_start)
 
 
-def _parts(interactions: pd.DataFrame, is_target: np.ndarray, is_test: np.ndarray,
-           target_start: pd.Timestamp | None = None, test_start: pd.Timestamp | None = None) -> Split:
-    is_base = ~(is_target | is_test)
+def fold_splits(config: TimeSplit) -> tuple[TimeSplit, ...]:
+    """The one-fold splits of rolling-origin evaluation, oldest first.
+
+    Fold K (the last) is ``config`` itself; fold k < K has every cut point moved back by
+    ``(K - k) * fold_days`` and its test window ends where fold k + 1's begins, so the K test
+    windows are consecutive and disjoint, each fold trains on everything before its own test
+    window, and nothing after that window is seen. The last fold equals the single split of
+    the same cut points, so its outputs are shared with a one-fold run.
+    """
+    if config.folds == 1:
+        return (config,)
+    assert config.fold_days is not None and isinstance(config.target_start, datetime)
+    assert isinstance(config.test_start, datetime)
+    step = timedelta(days=config.fold_days)
+    folds = []
+    for back in range(config.folds - 1, -1, -1):
+        test_start = config.test_start - back * step
+        folds.append(TimeSplit(target_start=config.target_start - back * step, test_start=test_start,
+                               test_end=config.test_end if back == 0 else test_start + step))
+    return tuple(folds)
+
+
+def _dates(config: TimeSplit) -> str:
+    end = f", test_end {config.test_end:%Y-%m-%d}" if config.test_end is not None else ""
+    if isinstance(config.target_start, float):
+        return f"target_start {config.target_start}, test_start {config.test_start}"
+    return f"target_start {config.target_start:%Y-%m-%d}, test_start {config.test_start:%Y-%m-%d}{end}"
+
+
+def _parts(interactions: pd.DataFrame, is_target: np.ndarray, is_test: np.ndarray, *,
+           is_base: np.ndarray | None = None, target_start: pd.Timestamp | None = None,
+           test_start: pd.Timestamp | None = None) -> Split:
+    """The three parts; rows in none of them (a time split's events from ``test_end`` on) are dropped."""
+    is_base = ~(is_target | is_test) if is_base is None else is_base
     return Split(
         base=interactions[is_base].reset_index(drop=True),
         target=interactions[is_target].reset_index(drop=True),

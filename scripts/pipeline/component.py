@@ -38,6 +38,6 @@ class Context:
 
 
 class ComponentFailed(RuntimeError):
-    def __init__(self, component: str, cause: BaseException):
-        super().__init__(f"component '{component}' failed: {cause}")
+    def __init__(self, component: str, cause: BaseException, *, where: str = ""):
+        super().__init__(f"{where}component '{component}' failed: {cause}")
         self.component = component

@@ -229,8 +229,11 @@ def data_hash_tags(config: EncoreConfig, names: Sequence[str]) -> dict[str, str]
 def run_pipeline(config: EncoreConfig, components: Sequence[str] | None = None, *, force: Sequence[str] = (),
                  note: str | None = None) -> dict[str, Result]:
     """Run components in pipeline order (default: :func:`pipeline_components`) under one parent
-    MLflow run (named with ``note``)."""
+    MLflow run (named with ``note``). With ``split.folds`` > 1 every fold runs them under a
+    nested fold run and the folds are pooled (:mod:`scripts.pipeline.folds`); the results
+    returned are the last fold's."""
     from scripts.core import tracking
+    from scripts.pipeline import folds
 
     components = pipeline_components(config) if components is None else components
     for name in components:
@@ -243,19 +246,29 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str] | None = None, 
     for name in to_run:
         dependencies(config, name)  # a component that cannot run with this config fails before any work
     remove_debris(config.run_dir)
-    results: dict[str, Result] = {}
+    with tracking.pipeline_run(config, note=note) as parent:
+        if folds.n_folds(config) > 1:
+            return folds.run_folds(config, to_run, force=force, parent_id=parent.info.run_id)
+        return run_components(config, to_run, force=force, parent_id=parent.info.run_id)
+
+
+def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[str] = (),
+                   parent_id: str) -> dict[str, Result]:
+    """Run ``to_run`` in order inside the active MLflow run; the data hashes of what ran (or
+    failed) are tagged on run ``parent_id``."""
     import mlflow
 
-    with tracking.pipeline_run(config, note=note) as parent:
-        for name in to_run:
-            try:
-                results[name] = run_component(config, name, force=name in force)
-            except Exception as exc:
-                with contextlib.suppress(Exception):  # the store may be what failed; keep the real error
-                    tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id,
-                                       tags=data_hash_tags(config, list(results)))
-                raise ComponentFailed(name, exc) from exc
-        tracking.log_batch(mlflow.MlflowClient(), parent.info.run_id, tags=data_hash_tags(config, wanted))
+    from scripts.core import tracking
+
+    results: dict[str, Result] = {}
+    for name in to_run:
+        try:
+            results[name] = run_component(config, name, force=name in force)
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # the store may be what failed; keep the real error
+                tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(config, list(results)))
+            raise ComponentFailed(name, exc) from exc
+    tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(config, to_run))
     return results
 
 
@@ -320,10 +333,13 @@ def component_main(name: str | None, argv: Sequence[str] | None = None, *, descr
         if name is None and target not in config.components.generators:
             raise ConfigError(f"components.{target}: no such generator instance; known: "
                               f"{', '.join(generator_names(config))}")
-        try:
-            run_component(config, target, force=args.force)
-        except Exception as exc:
-            raise ComponentFailed(target, exc) from exc
+        from scripts.pipeline.folds import fold_configs
+
+        for fold_config in fold_configs(config):  # one config unless split.folds > 1
+            try:
+                run_component(fold_config, target, force=args.force)
+            except Exception as exc:
+                raise ComponentFailed(target, exc) from exc
 
     return cli_main(body, parser, argv)
 

@@ -40,6 +40,9 @@ class PairedComparison:
     n_worse: int
     confidence: float
     n_resamples: int
+    n_groups: int = 0
+    """Independent units the bootstrap resampled: users, or the ``groups`` (a user's rows of
+    several folds) when given."""
 
     def to_dict(self) -> dict[str, float | int | str]:
         """Plain dict of all fields (e.g. for ``mlflow.log_dict`` or a DataFrame row)."""
@@ -66,6 +69,7 @@ def paired_comparison(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     random_state: int = 0,
+    groups: np.ndarray | None = None,
 ) -> PairedComparison:
     """Compare per-user metric values of baseline ``a`` and challenger ``b``.
 
@@ -74,6 +78,11 @@ def paired_comparison(
     ``n_resamples`` times, in batches of ``(batch, n_users)`` indices to bound memory,
     from ``np.random.default_rng(random_state)``, so results are deterministic.
     The relative-uplift interval is nan/inf-prone when ``mean_a`` can be 0.
+
+    ``groups`` (shape ``(n,)``, e.g. user ids when rows are (fold, user) pairs) makes it a
+    cluster bootstrap: whole groups are resampled, each with all its rows, so one user seen in
+    several folds counts once as a unit of evidence; means stay over rows, and the t-test is
+    over the groups' mean differences.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -91,17 +100,31 @@ def paired_comparison(
 
     mean_a, mean_b = float(a.mean()), float(b.mean())
     d = b - a
-    t_stat, p_value = _paired_t_test(a, b)
+    if groups is None:
+        sums_a, sums_b, counts = a, b, np.ones(n)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != a.shape:
+            raise ValueError(f"groups must have the shape of a, got {groups.shape} and {a.shape}")
+        codes = np.unique(groups, return_inverse=True)[1]
+        sums_a, sums_b = np.bincount(codes, weights=a), np.bincount(codes, weights=b)
+        counts = np.bincount(codes).astype(np.float64)
+        if len(counts) < 2:
+            raise ValueError("need at least two groups")
+    n_units = len(counts)
+    t_stat, p_value = (_paired_t_test(a, b) if groups is None
+                       else _paired_t_test(sums_a / counts, sums_b / counts))
 
     rng = np.random.default_rng(random_state)
     boot_a = np.empty(n_resamples)
     boot_b = np.empty(n_resamples)
-    batch = max(1, min(n_resamples, _BOOTSTRAP_BATCH_ELEMENTS // n))
+    batch = max(1, min(n_resamples, _BOOTSTRAP_BATCH_ELEMENTS // n_units))
     for start in range(0, n_resamples, batch):
         stop = min(start + batch, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        boot_a[start:stop] = a[idx].mean(axis=1)
-        boot_b[start:stop] = b[idx].mean(axis=1)
+        idx = rng.integers(0, n_units, size=(stop - start, n_units))
+        rows = float(n) if groups is None else counts[idx].sum(axis=1)
+        boot_a[start:stop] = sums_a[idx].sum(axis=1) / rows
+        boot_b[start:stop] = sums_b[idx].sum(axis=1) / rows
 
     alpha = 1.0 - confidence
     q = [alpha / 2.0, 1.0 - alpha / 2.0]
@@ -127,4 +150,5 @@ def paired_comparison(
         n_worse=int((d < 0).sum()),
         confidence=float(confidence),
         n_resamples=int(n_resamples),
+        n_groups=int(n_units),
     )
