@@ -195,7 +195,7 @@ def training_set(config: EncoreConfig, ctx: Context, prepared: PreparedData,
     """The ranker's training rows (features, labels, users), built batch by batch from the
     base stage's candidates of (a budgeted sample of) the ranker-target users."""
     ranker = config.components.ranker
-    seed = config.experiment.seed
+    seed = config.components.ranker.random_seed(config.experiment.seed)
     stage = RankingStage.load(config, ctx, prepared, "base")
     rows = stage.rows_per_user(prepared.n_users, ranker.candidates_per_generator)
     target_users = prepared.eval_users("base")
@@ -303,7 +303,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     out = RankerOutput(ctx.output)
     timings: dict[str, float] = {}
 
-    seed = config.experiment.seed
+    seed = config.components.ranker.random_seed(config.experiment.seed)
     started = time.perf_counter()
     x, y, users, info = training_set(config, ctx, prepared)
     timings["features_train_seconds"] = time.perf_counter() - started

@@ -206,6 +206,12 @@ class RankerConfig(Strict):
     """Window of the recency features (``item_trend``, ``user_recent_items``, ...) on timestamped data."""
     top_k: PositiveInt = 50
     similar_items_from: str = "ease"
+    seed: int | None = None
+    """The ranker's own seed (user sample, negatives, policy slice, CatBoost); None = ``experiment.seed``.
+    Varying it alone refits only the ranker: the spread over ranker seeds (``benchmarks/seeds.py``)."""
+
+    def random_seed(self, experiment_seed: int) -> int:
+        return experiment_seed if self.seed is None else self.seed
 
     @field_validator("generators")
     @classmethod
