@@ -6,8 +6,8 @@
    the training matrix, through Encore's wrapper and, for ALS, BPR and item-kNN, by
    calling ``implicit`` directly on the same matrix with the same parameters. The ratio
    wrapper / direct is the framework's overhead (target < 1.2). Best of ``--repeats``.
-2. Pipeline: ``scripts/pipeline/run.sh`` (prepare to evaluate, fresh output folder and
-   MLflow store) in a child process: wall time, peak memory (max RSS of the child) and
+2. Pipeline: the runner that ``scripts/pipeline/run.sh`` starts (prepare to evaluate, fresh output folder and
+   MLflow store) in a child process: wall time, peak memory (the child's own VmHWM, :mod:`benchmarks.peak`) and
    each component's time as logged in MLflow.
 
 Results are printed and written to ``benchmarks/results/<name>.json`` and ``.md``.
@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from benchmarks.peak import measured_command, read_peak_bytes
 from scripts.core.config import REPO_ROOT, MachineSettings, load_config
 from scripts.core.generators import build_recommender, fit_recommender
 from scripts.core.io import is_complete
@@ -133,12 +133,12 @@ def bench_pipeline(name: str, workdir: Path) -> dict[str, Any]:
 
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'pipeline.db'}",
                         "ENCORE_OUTPUT_DIR": str(workdir / "pipeline-outputs")}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_file = workdir / ".peak-pipeline"
     started = time.perf_counter()
-    subprocess.run([str(REPO_ROOT / "scripts/pipeline/run.sh"), "--experiment", str(EXPERIMENTS[name])],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(measured_command("scripts.pipeline.runner", ["--experiment", str(EXPERIMENTS[name])], peak_file),
+                   env=env, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    peak_mb = read_peak_bytes(peak_file) / 2**20
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=[load_config(EXPERIMENTS[name]).experiment.name])
     components = runs[runs["tags.encore.component"].notna()]

@@ -5,7 +5,8 @@
 For each size (``experiments/synthetic_<size>.yaml``) every component of the default
 pipeline (prepare, every generator instance, ranker, evaluate) runs in a fresh process of
 its own, in pipeline order, with tracking on (a fresh SQLite store), so each component's
-wall time and peak RSS are its own (``os.wait4``). Reported per size: per-component time
+wall time and peak RSS are its own (read by the process itself, :mod:`benchmarks.peak`).
+Reported per size: per-component time
 and peak RSS, the pipeline's total (the sum, process start-ups included) and its peak (the
 largest component's), the ranker's NDCG@10 against the best single generator with the
 paired CI from ``evaluate``; between sizes, each component's growth exponent
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peak import measured_command, read_peak_bytes
 from scripts.core.config import REPO_ROOT, MachineSettings, load_config
 from scripts.core.outputs import EvaluateOutput
 from scripts.core.prepared import PreparedData
@@ -38,17 +40,18 @@ GIB = 2**30
 
 
 def run_component(experiment: Path, component: str, env: dict[str, str], log_file: Path) -> dict[str, float]:
-    """One component in a fresh process: wall seconds and peak RSS (bytes) of that process."""
-    command = [sys.executable, "-m", "scripts.pipeline.runner", "--experiment", str(experiment),
-               "--components", component]
+    """One component in a fresh process: wall seconds and peak RSS (bytes) of that process,
+    read by the process itself (:mod:`benchmarks.peak`)."""
+    peak_file = log_file.with_name(f".peak-{component}")
+    command = measured_command("scripts.pipeline.runner", ["--experiment", str(experiment), "--components",
+                                                           component], peak_file)
     started = time.perf_counter()
     with log_file.open("a") as log:
-        process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+        code = subprocess.run(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{component} failed (exit {os.waitstatus_to_exitcode(status)}); see {log_file}")
-    return {"seconds": wall, "peak_rss_bytes": float(usage.ru_maxrss * 1024)}
+    if code != 0:
+        raise RuntimeError(f"{component} failed (exit {code}); see {log_file}")
+    return {"seconds": wall, "peak_rss_bytes": read_peak_bytes(peak_file)}
 
 
 def bench_size(size: str, workdir: Path) -> dict[str, Any]:
