@@ -208,7 +208,7 @@ class RankerConfig(Strict):
     similar_items_from: str = "ease"
     seed: int | None = None
     """The ranker's own seed (user sample, negatives, policy slice, CatBoost); None = ``experiment.seed``.
-    Varying it alone refits only the ranker: the spread over ranker seeds (``benchmarks/seeds.py``)."""
+    Varying it alone refits only the ranker: the spread over ranker seeds (``benchmarks/sweep.py``)."""
 
     def random_seed(self, experiment_seed: int) -> int:
         return experiment_seed if self.seed is None else self.seed
