@@ -90,8 +90,8 @@ def interleave(online: Ranked, offline: Ranked, popular: Ranked, k: int, online_
     items: list[int] = []
     scores: list[float] = []
     sources: list[str] = []
-    cursors = [0, 0]
-    lists = (online, offline)
+    cursors = [0, 0, 0]
+    lists = (online, offline, popular)
 
     def take_from(which: int) -> bool:
         ranked = lists[which]
@@ -118,13 +118,6 @@ def interleave(online: Ranked, offline: Ranked, popular: Ranked, k: int, online_
             n_online += second == 0
         else:
             break
-    pos = 0
-    while len(items) < k and pos < len(popular.items):
-        item = int(popular.items[pos])
-        if item not in taken:
-            taken.add(item)
-            items.append(item)
-            scores.append(float(popular.scores[pos]))
-            sources.append(popular.source)
-        pos += 1
+    while len(items) < k and take_from(2):  # short of k: popular items complete the list
+        pass
     return Blended(np.asarray(items, dtype=np.int64), np.asarray(scores, dtype=np.float64), sources)

@@ -44,7 +44,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
 @pytest.fixture(scope="session")
 def mlflow_server(postgres: Postgres, s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """The MLflow server, started with start.sh and stopped with stop.sh at teardown."""
-    with mlflow_server_started(postgres, s3, tmp_path_factory.mktemp("mlflow_server")) as server:
+    with mlflow_server_started(postgres, s3, tmp_path_factory.mktemp("mlflow_server")) as (server, _):
         yield server
 
 

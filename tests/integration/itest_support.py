@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -434,17 +434,20 @@ def moto_s3(log_dir: Path) -> Iterator[MotoS3]:
 
 
 @contextlib.contextmanager
-def mlflow_server_started(pg: Postgres, store: S3, base: Path, **env_overrides: str) -> Iterator[MlflowServer]:
-    """The MLflow server, started with start.sh and stopped with stop.sh afterwards."""
+def mlflow_server_started(pg: Postgres, store: S3, base: Path, *, env_writer: Callable[..., Path] | None = None,
+                          **env_overrides: str) -> Iterator[tuple[MlflowServer, str]]:
+    """The MLflow server, started with start.sh and stopped with stop.sh afterwards; yields it
+    and start.sh's output. ``env_writer(path, pg, store, port, **env_overrides)`` writes its
+    settings file (default :func:`write_env_file`)."""
     port = free_port()
-    env_file = write_env_file(base / "server.env", pg, store, port, **env_overrides)
+    env_file = (env_writer or write_env_file)(base / "server.env", pg, store, port, **env_overrides)
     server = MlflowServer(f"http://127.0.0.1:{port}", port, env_file, base / "run", pg, store)
     started = server.run_script("start.sh")
     if started.returncode != 0:
         server.run_script("stop.sh", timeout=60)
         pytest.fail(f"start.sh failed ({started.returncode}):\n{started.stdout}\n{started.stderr}")
     try:
-        yield server
+        yield server, started.stdout + started.stderr
     finally:
         stopped = server.run_script("stop.sh", timeout=60)
         if stopped.returncode != 0:

@@ -34,6 +34,7 @@ from itest_support import (
     Postgres,
     clean_env,
     free_port,
+    mlflow_server_started,
     processes,
     server_leftovers,
     write_env_file,
@@ -134,26 +135,15 @@ def auth_server(postgres: Postgres, s3: S3, tmp_path_factory: pytest.TempPathFac
     with contextlib.closing(postgres.admin_connect()) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DB), sql.Identifier(postgres.user)))
     base = tmp_path_factory.mktemp("auth_server")
-    port = free_port()
-    env_file = _auth_env_file(base / "server.env", postgres, s3, port)
-    srv = MlflowServer(f"http://127.0.0.1:{port}", port, env_file, base / "run", postgres, s3)
-    started = srv.run_script("start.sh")
-    if started.returncode != 0:
-        srv.run_script("stop.sh", timeout=60)
-        pytest.fail(f"start.sh failed ({started.returncode}):\n{started.stdout}\n{started.stderr}")
-    try:
-        env = clean_env(ENV_FILE=str(env_file))
+    with mlflow_server_started(postgres, s3, base, env_writer=_auth_env_file) as (srv, start_log):
+        env = clean_env(ENV_FILE=str(srv.env_file))
         cmd = [sys.executable, "-m", "scripts.core.server_auth"]
         setup = subprocess.run([*cmd, "setup"], env=env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         viewer = subprocess.run([*cmd, "add-viewer", VIEWER, "--password-stdin"], input=VIEWER_PW + "\n", env=env,
                                 capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
         assert viewer.returncode == 0, viewer.stdout + viewer.stderr
-        yield AuthServer(srv, started.stdout + started.stderr, setup.stdout + setup.stderr + viewer.stdout)
-    finally:
-        stopped = srv.run_script("stop.sh", timeout=60)
-        if stopped.returncode != 0:
-            print(f"stop.sh failed at teardown:\n{stopped.stdout}\n{stopped.stderr}", file=sys.stderr)
+        yield AuthServer(srv, start_log, setup.stdout + setup.stderr + viewer.stdout)
 
 
 # --------------------------------------------------------------------------- starting

@@ -40,7 +40,7 @@ COMPONENTS = ["prepare", "popular", "als", "itemknn", "ease"]
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresCluster, MotoS3, MlflowServer]]:
     with postgres_cluster() as cluster, moto_s3(tmp_path_factory.mktemp("moto-failures")) as moto, \
-            mlflow_server_started(cluster.pg, moto.store, tmp_path_factory.mktemp("server-failures")) as server:
+            mlflow_server_started(cluster.pg, moto.store, tmp_path_factory.mktemp("server-failures")) as (server, _):
         yield cluster, moto, server
 
 
