@@ -1,48 +1,62 @@
 """Seeded, music-like synthetic data of any size (fully vectorised numpy).
 
-The generative story, chosen so that the structure recommenders exploit on real listening
-data (fine co-listening neighbourhoods, meaningful tags, trends, friends who share taste)
-is there, at any size:
+The generative story, calibrated so that the pipeline's generators rank as on Last.fm 2K
+(ALS ~ EASE ~ item-kNN well above popularity, tag content and friends in between; README,
+"Synthetic data"). Names in capitals are this module's constants, the rest
+:class:`SyntheticConfig` fields.
 
-* **Hierarchy**: ``n_clusters`` genres of uneven size (Dirichlet(2) shares) split into
-  ``S = n_items / scene_size`` scenes (artist neighbourhoods, every genre has one, every
-  scene an artist; sizes vary around ``scene_size``), each artist in one scene.
-* **Popularity** is Zipf-like at both levels: a scene's weight is ``1 / rank^(0.7 a)``
-  over a random ranking of the scenes, an artist's share of its scene ``1 / rank^a``
-  within the scene (``a = popularity_exponent``); the product is the artist's popularity.
+* **Hierarchy**: ``n_clusters`` genres of uneven size (Dirichlet(2) shares) are split into
+  ``S = round(n_items / scene_size)`` scenes (artist neighbourhoods; at least one per genre,
+  sizes Dirichlet(4) around ``scene_size``, each with at least one artist); every artist
+  belongs to one scene. Within a genre the scenes lie on a ring (neighbours = related scenes).
+* **Popularity** is Zipf-like at both levels: a scene weighs ``1 / rank^(SCENE_EXPONENT a)``
+  over a random ranking of the scenes, an artist ``1 / rank^a`` within its scene
+  (``a = popularity_exponent``); the product, summed to 1, is the artist's popularity. At the
+  defaults the top 1% of artists hold 26% (300k set) to 33% (1M set) of the interactions
+  (Last.fm 2K: 32%).
 * **Release and trend**: ``new_release_share`` of the artists are released at a uniform
-  time in ``start..end``; a listen at time ``t`` of such an artist is kept with
-  probability ``0`` before its release and ``0.2 + 0.8 * 2^(-(t - release) / half_life)``
-  after (``trend_half_life_days``), so listens cluster just after release and recent
-  popularity matters on a time split. The others (back catalogue) are always available.
-* **Users** have a log-normal activity (sigma 1; a few users are much more active), an
-  active window (10-100% of ``start..end``, listens uniform within it, so timestamps lie
-  in ``[start, end)``), a primary genre (by genre popularity) and ``1 + Poisson(user_scenes
-  - 1)`` scenes, plus one per ``scene_size`` expected listens (heavy users range wider);
-  each scene is from the primary genre with probability 0.7, else any genre (by scene
-  popularity). Scene weights are Exp(1), normalised. A listen is, with the user's loyalty
-  (Beta with mean ``loyalty``, concentration 12), an artist of one of their scenes (scene
-  by weight, artist by popularity within it); otherwise, half-and-half, an artist of the
-  primary genre or of the whole catalogue, by popularity (exploration, charts).
-* **Interactions**: every user listens at least once; listens are drawn by activity and
-  deduplicated incrementally (each top-up draws only for the shortfall and drops the
-  pairs already present), keeping the first ``n_interactions`` distinct (user, item)
-  pairs in draw order. Near full density the top-ups may give up below the request: the
-  actual count is ``stats["n_interactions"]`` (the request ``stats["n_interactions_requested"]``).
-  A pair's timestamp is the listen that created it.
-* **Weights** are play counts: ``ceil`` of a log-normal(0.8, 1.1), x2 inside the user's
-  scenes, >= 1.
-* **Tags**: the first ``n_clusters`` tags are the genres' (named after real genres); every
-  scene has three tags from the others (the first a different tag per scene while there
-  are enough, the other two Zipf-like, so neighbouring scenes share descriptors). An artist
-  gets its genre tag (p 0.6), each of its scene's tags (p 0.6) and one noisy tag from a
-  Zipf-like global distribution (p 0.4): 1-5 tags (at least its scene's first),
-  ``item_tags`` weights in [0.1, 1]. Tag content thus finds same-scene artists. About 10%
-  of the (user, item) pairs carry 1-2 of the item's tags as the user's own tagging
+  time in ``[start, end)``, the rest are back catalogue (always there). A drawn listen of a
+  released artist at time ``t`` is kept with probability 0 before the release and
+  ``TREND_FLOOR + (1 - TREND_FLOOR) 2^(-(t - release) / trend_half_life_days)`` after, so its
+  listens crowd the months after release and recency-weighted popularity wins on a time split.
+* **Users** have a log-normal(0, 1) activity (the share of the listens they draw), an active
+  window (10-100% of ``start..end`` at a random place; listen times uniform within it), a
+  loyalty ~ Beta with mean ``loyalty`` (concentration 12), a primary genre (by genre
+  popularity) and ``1 + Poisson(user_scenes - 1)`` scenes plus one per ``scene_size``
+  expected listens (heavy users range wider). The first is a home scene of the primary genre
+  (by scene popularity); each other one is, with probability ``RING_SHARE``, a ring
+  neighbour of home (offset ~ Normal(0, NEIGHBOURHOOD sqrt(#scenes)), rounded), with
+  ``GENRE_FOCUS - RING_SHARE`` a scene of the primary genre by popularity, else any scene by
+  popularity. A user's scenes get Exp(1) weights.
+* **A listen** of a user is, with the user's loyalty, an artist of one of their scenes
+  (scene by weight, artist by popularity within it); otherwise, half and half, an artist of
+  their primary genre or of the whole catalogue by popularity (exploration, charts). Its
+  time is uniform in the user's window; the trend may drop it (above).
+* **Interactions**: every user listens at least once (retried until the trend keeps one);
+  the rest are drawn per round as Multinomial(draws, activity) listens and deduplicated
+  incrementally: each round draws only for the shortfall (scaled by the last round's yield)
+  and keeps pairs not yet present (a sorted key array, merged, never rebuilt), a random
+  subset if there are more than needed. Near full density the rounds give up below
+  ``n_interactions``: the actual count is ``stats["n_interactions"]`` (the request
+  ``stats["n_interactions_requested"]``). A pair's timestamp is the listen that created it.
+* **Weights** are play counts: ``ceil(LogNormal(PLAYS_LOG_MEAN, PLAYS_LOG_SD))``, x2 for
+  listens inside the user's scenes (median ~140, heavy-tailed like Last.fm 2K's 260).
+* **Tags**: tag ``g`` (< ``n_clusters``; named after real genres) is genre ``g``'s; every
+  scene has ``SCENE_TAGS`` = 3 tags from the others, the first a different one per scene
+  while there are enough, the others Zipf-like (shared descriptors). An artist gets its
+  genre tag with probability ``0.3 + 0.6 s`` and each of its scene's tags with ``0.3 + 0.65 s``
+  (``s`` = 1 for a scene's most popular artist down to 0 for its least: little-known artists
+  are tagged by few), at least its scene's first tag, and one Zipf-like noisy tag from all
+  tags with 0.25: 1-5 tags, ``item_tags`` weights ``U(0.1, 1) (0.5 + s) / 1.5`` (like tagging
+  counts). Tag content thus finds same-scene artists, the better-known first. About 10% of
+  the (user, item) pairs carry 1-2 of the item's tags as the user's own tagging
   (``user_item_tags``, like Last.fm 2K).
-* **Social**: ``Poisson(3)`` outgoing links per user, 80% to a user who follows one of the
-  source's scenes (scene by the source's weights), the rest to anyone; made symmetric
-  (both directions listed, like Last.fm 2K), no self-links.
+* **Social**: ``Poisson(3)`` outgoing links per user; with ``SOCIAL_SAME`` = 0.8 to a random
+  follower of one of the source's scenes (scene by the source's weights), else to anyone;
+  made symmetric (both directions listed, like Last.fm 2K), no self-links.
+
+:func:`item_structure` returns the hidden genre, scene, popularity and release of every
+artist (for analysis and tests).
 """
 
 from __future__ import annotations
@@ -69,8 +83,13 @@ _GENRES = (
 _SCENE_TAGS = 3
 _MAX_ROUNDS = 20
 _GENRE_FOCUS = 0.7      # share of a user's scenes inside their primary genre
+_RING_SHARE = 0.4       # share of a user's other scenes near home on the genre's ring
 _TREND_FLOOR = 0.2      # a released artist's long-run availability relative to its peak
 _SOCIAL_SAME = 0.8      # share of friendship links to users sharing a scene
+_SCENE_EXPONENT = 1.0   # scenes' Zipf exponent relative to popularity_exponent
+_PLAYS_LOG_MEAN = 4.5   # play counts: ceil(log-normal) (x2 in-scene): median ~140 (Last.fm 2K: 260)
+_PLAYS_LOG_SD = 1.3
+_NEIGHBOURHOOD = 1.5    # sd (in scenes, x sqrt(scenes followed)) of a user's scenes around home
 
 
 def _zipf(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
@@ -135,11 +154,13 @@ class _World:
         genre_share = rng.dirichlet(np.full(n_genres, 2.0))
         self.scene_genre = _nonempty_groups(n_scenes, n_genres, genre_share, rng)
         self.item_scene = _nonempty_groups(n_items, n_scenes, rng.dirichlet(np.full(n_scenes, 4.0)), rng)
-        scene_pop = _zipf(n_scenes, 0.7 * a, rng)
+        scene_pop = _zipf(n_scenes, _SCENE_EXPONENT * a, rng)
         by_scene = np.lexsort((rng.random(n_items), self.item_scene))
         scene_counts = np.bincount(self.item_scene, minlength=n_scenes)
         rank = np.empty(n_items, dtype=np.float64)
         rank[by_scene] = np.arange(n_items) - np.repeat(np.cumsum(scene_counts) - scene_counts, scene_counts)
+        # 1 for a scene's most popular artist .. ~0 for its least (how well-tagged it is).
+        self.standing = 1.0 - rank / np.maximum(scene_counts[self.item_scene] - 1, 1)
         within = 1.0 / (rank + 1.0) ** a
         within /= np.bincount(self.item_scene, weights=within, minlength=n_scenes)[self.item_scene]
         self.popularity = scene_pop[self.item_scene] * within
@@ -165,9 +186,24 @@ class _World:
         n_own = 1 + rng.poisson(cfg.user_scenes - 1.0, size=n_users) + (expected // cfg.scene_size).astype(np.int64)
         n_own = np.minimum(n_own, n_scenes)
         member_user = np.repeat(np.arange(n_users), n_own)
-        member_scene = genre_scenes.overall(len(member_user), rng)
-        focus = rng.random(len(member_user)) < _GENRE_FOCUS
-        member_scene[focus] = genre_scenes.within(self.primary[member_user[focus]], rng)
+        # A home scene in the primary genre (by popularity); the others mostly its neighbours
+        # on the genre's ring of scenes (heavy users range further), the rest anywhere.
+        home = genre_scenes.within(self.primary, rng)
+        by_genre = np.argsort(self.scene_genre, kind="stable")
+        g_counts = np.bincount(self.scene_genre, minlength=n_genres)
+        g_starts = np.cumsum(g_counts) - g_counts
+        ring_pos = np.empty(n_scenes, dtype=np.int64)
+        ring_pos[by_genre] = np.arange(n_scenes) - np.repeat(g_starts, g_counts)
+        spread = _NEIGHBOURHOOD * np.sqrt(n_own[member_user])
+        offset = np.rint(rng.normal(0.0, 1.0, len(member_user)) * spread).astype(np.int64)
+        g = self.primary[member_user]
+        member_scene = by_genre[g_starts[g] + (ring_pos[home[member_user]] + offset) % g_counts[g]]
+        kind = rng.random(len(member_user))
+        charted = np.flatnonzero((kind >= _RING_SHARE) & (kind < _GENRE_FOCUS))
+        member_scene[charted] = genre_scenes.within(g[charted], rng)
+        anywhere = kind >= _GENRE_FOCUS
+        member_scene[anywhere] = genre_scenes.overall(int(anywhere.sum()), rng)
+        member_scene[np.cumsum(n_own) - n_own] = home
         self.member_user, self.member_scene = member_user, member_scene
         self.user_scenes = _GroupSampler(member_user, rng.exponential(1.0, len(member_user)), n_users)
 
@@ -288,7 +324,7 @@ def generate_synthetic(cfg: SyntheticConfig) -> MusicDataset:
     users, items, frac, in_scene = _draw_interactions(world, n_users, n_items, target)
     if len(users) < target:
         log.info("synthetic: %d distinct pairs instead of %d (data too dense)", len(users), target)
-    plays = np.ceil(rng.lognormal(0.8, 1.1, size=len(users)) * np.where(in_scene, 2.0, 1.0))
+    plays = np.ceil(rng.lognormal(_PLAYS_LOG_MEAN, _PLAYS_LOG_SD, size=len(users)) * np.where(in_scene, 2.0, 1.0))
     t0 = pd.Timestamp(cfg.start).value
     t1 = pd.Timestamp(cfg.end).value
     timestamps = np.minimum(t0 + frac * (t1 - t0), t1 - 1).astype(np.int64).view("datetime64[ns]")
@@ -305,11 +341,18 @@ def generate_synthetic(cfg: SyntheticConfig) -> MusicDataset:
         scene_tags[world.item_scene],
         rng.choice(n_tags, size=n_items, p=_zipf(n_tags, 0.8, rng)),
     ])
-    include = rng.random(candidates.shape) < np.r_[0.6, np.full(_SCENE_TAGS, 0.6), 0.4]
+    # A scene's popular artists carry its full tag set, its tail only part of it (like Last.fm,
+    # where little-known artists are tagged by few users); the noisy tag is equally likely.
+    standing = world.standing[:, None]
+    p_include = np.c_[0.3 + 0.6 * standing, np.repeat(0.3 + 0.65 * standing, _SCENE_TAGS, axis=1),
+                      np.full((n_items, 1), 0.25)]
+    include = rng.random(candidates.shape) < p_include
     include[:, 1] |= ~include.any(axis=1)
     tag_item = np.broadcast_to(item_ids[:, None], candidates.shape)[include]
     tag = candidates[include]
-    item_tags = pd.DataFrame({"item": tag_item, "tag": tag, "weight": rng.uniform(0.1, 1.0, len(tag))})
+    # Weights (like tagging counts): higher on better-known artists.
+    weight = rng.uniform(0.1, 1.0, len(tag)) * (0.5 + world.standing[tag_item]) / 1.5
+    item_tags = pd.DataFrame({"item": tag_item, "tag": tag, "weight": weight})
     item_tags = item_tags.drop_duplicates(["item", "tag"]).sort_values(["item", "tag"]).reset_index(drop=True)
 
     # Users' own tags on ~10% of their pairs: 1-2 of the item's tags.
