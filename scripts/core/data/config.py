@@ -123,6 +123,15 @@ class SyntheticConfig(_Strict):
     n_tags: PositiveInt = 200
     n_clusters: PositiveInt = 20
     popularity_exponent: Annotated[float, Field(ge=0, le=5)] = 1.0
+    # The finer level of taste: genres (n_clusters) split into scenes of about this many artists.
+    scene_size: PositiveInt = 60
+    # Mean number of scenes a user follows (at least 1; heavy users follow more).
+    user_scenes: Annotated[float, Field(ge=1, le=100)] = 3.0
+    # Mean share of a user's listens inside their scenes (the rest: their genre, or global charts).
+    loyalty: Annotated[float, Field(gt=0, lt=1)] = 0.75
+    # Share of artists released during start..end (their listens rise at release, then decay).
+    new_release_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    trend_half_life_days: Annotated[float, Field(gt=0)] = 60.0
     random_state: int = 42
     start: date = date(2019, 1, 1)
     end: date = date(2021, 1, 1)
