@@ -68,6 +68,9 @@ COMMON = (
     "components.ease500.max_items=1000",
     "components.item2item.n_components=32",
     "components.ranker.iterations=20",
+    # Permissions are what this file tests: the feature-only variants and user-kNN add component
+    # runs (and CI minutes) but no permission the other instances do not exercise.
+    *(f"components.{name}.enabled=false" for name in ("als128", "als32", "bpr128", "ease500", "knncos", "userknn")),
 )
 
 
