@@ -25,7 +25,7 @@ from scripts.core.io import atomic_dir, write_json, write_parquet
 from scripts.core.outputs import EvaluateOutput, FoldsOutput
 from scripts.core.splits import fold_splits
 from scripts.pipeline.component import ComponentFailed, Result
-from scripts.pipeline.runner import ON_DEMAND, fingerprint, output_dir, run_components
+from scripts.pipeline.runner import ON_DEMAND, data_hash_tags, fingerprint, output_dir, run_components
 
 log = logging.getLogger("encore")
 
@@ -79,6 +79,8 @@ def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[st
             except ComponentFailed as exc:
                 cause = exc.__cause__ or exc
                 raise ComponentFailed(exc.component, cause, where=f"split.folds, fold {fold} of {folds}: ") from cause
+    # Every fold reads the same files: the parent carries their hashes as a one-fold run's does.
+    tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(configs[-1], to_run))
     if "evaluate" in to_run:
         summary = pool_folds(config)
         tracking.log_batch(mlflow.MlflowClient(), parent_id, metrics=summary.parent_metrics())
