@@ -82,16 +82,15 @@ def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[st
     # Every fold reads the same files: the parent carries their hashes as a one-fold run's does.
     tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(configs[-1], to_run))
     if "evaluate" in to_run:
-        summary = pool_folds(config)
+        summary, out = pool_folds(config)
         tracking.log_batch(mlflow.MlflowClient(), parent_id, metrics=summary.parent_metrics())
-        out = FoldsOutput(folds_dir(config)[1])
         for artifact in (out.TABLE, out.TABLE_MD, out.SUMMARY):
             mlflow.MlflowClient().log_artifact(parent_id, str(out.path / artifact), artifact_path="folds")
     return results
 
 
-def pool_folds(config: EncoreConfig) -> pooling.PooledSummary:
-    """Pool the folds' evaluate outputs into the folds folder (atomically) and say what it found."""
+def pool_folds(config: EncoreConfig) -> tuple[pooling.PooledSummary, FoldsOutput]:
+    """Pool the folds' evaluate outputs into the folds folder (atomically); what it found, and the folder."""
     per_fold = {fold: EvaluateOutput(output_dir(c, "evaluate")).per_user()
                 for fold, c in enumerate(fold_configs(config), start=1)}
     pool = pooling.pool_per_user(per_fold)
@@ -107,4 +106,4 @@ def pool_folds(config: EncoreConfig) -> pooling.PooledSummary:
         (tmp / out.TABLE_MD).write_text(pooling.markdown(table, summary))
         write_json(tmp / out.SUMMARY, summary.to_dict())
     log.info("pooled over %d folds:\n%s", len(per_fold), pooling.markdown(table, summary))
-    return summary
+    return summary, FoldsOutput(path)
