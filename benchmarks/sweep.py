@@ -30,7 +30,7 @@ from scripts.core.config import REPO_ROOT, EncoreConfig, load_config
 from scripts.core.io import read_json
 from scripts.core.outputs import EvaluateOutput, FoldsOutput, RankerOutput
 from scripts.pipeline.folds import fold_configs, folds_dir, n_folds
-from scripts.pipeline.runner import output_dir, run_pipeline, setup_logging
+from scripts.pipeline.runner import output_dir, run_pipeline, setup_logging, tuned
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 SEGMENTS = ("all", "warm", "cold")
@@ -41,7 +41,7 @@ def headline(config: EncoreConfig) -> dict[str, dict[str, Any]]:
     if n_folds(config) > 1:
         summary = FoldsOutput(folds_dir(config)[1]).summary()
     else:
-        summary = EvaluateOutput(output_dir(config, "evaluate")).significance()
+        summary = EvaluateOutput(output_dir(tuned(config), "evaluate")).significance()
     primary = summary["primary_metric"]
     rows = {}
     for segment in SEGMENTS:
@@ -116,7 +116,7 @@ def main() -> None:
         seconds[value] = time.perf_counter() - started
         per_value[value] = headline(config)
         last = fold_configs(config)[-1]
-        metrics = read_json(RankerOutput(output_dir(last, "ranker")).path / RankerOutput.METRICS)
+        metrics = read_json(RankerOutput(output_dir(tuned(last), "ranker")).path / RankerOutput.METRICS)
         ranker[value] = {k: metrics[k] for k in DIAGNOSTICS if k in metrics}
     name = args.name or f"{label}-{config.experiment.name}"
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"

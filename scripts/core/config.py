@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import re
 from datetime import datetime
@@ -121,7 +122,7 @@ SplitConfig = Annotated[PerUserSplit | TimeSplit, Field(discriminator="kind")]
 KIND_TAG = "kind="
 """Prefix of the union tag pydantic puts in error locations; stripped from messages."""
 IMPORTED = "imported"
-RESERVED_NAMES = ("prepare", "ranker", "evaluate", "register", "promote", "download", "compare")
+RESERVED_NAMES = ("prepare", "tune", "ranker", "evaluate", "register", "promote", "download", "compare")
 """Component names that are not generator instances."""
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 FEATURE_MODELS_REMOVED = (
@@ -314,11 +315,10 @@ class EvaluationConfig(Strict):
 
     @model_validator(mode="after")
     def _primary_k_listed(self) -> EvaluationConfig:
-        name, _, k = self.primary_metric.partition("@")
-        if not k.isdigit() or int(k) not in self.ks:
-            raise ValueError(f"primary_metric '{self.primary_metric}' must be METRIC@K with K in ks {self.ks}")
-        if name not in {"ndcg", "recall", "precision", "map", "hit_rate", "mrr"}:
-            raise ValueError(f"primary_metric '{name}' is not a ranking metric")
+        try:
+            check_ranking_metric(self.primary_metric, self.ks)
+        except ValueError as exc:
+            raise ValueError(f"primary_metric {exc}") from None
         return self
 
 
@@ -337,6 +337,39 @@ class TrackingConfig(Strict):
     registered_model_name: str = "encore-ranker"
 
 
+TuningSegment = Literal["all", "warm", "cold"]
+
+
+class TuningConfig(Strict):
+    """Generator settings chosen on the ranker-target part, never on test (README, "Tuning").
+
+    ``grid`` maps instance names to ``{setting: [values]}``; the ``tune`` component fits every
+    combination of an instance's values on the base part, scores its lists on the target part's
+    users of ``segment`` (``segments`` per instance) by ``metric``, and the rest of the pipeline
+    runs with each instance's best combination (the first of equals, in grid order).
+    """
+
+    grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    metric: str | None = None
+    """METRIC@K with K in ``evaluation.ks``; None = ``evaluation.primary_metric``."""
+    segment: TuningSegment = "all"
+    segments: dict[str, TuningSegment] = Field(default_factory=dict)
+    max_trials: PositiveInt = 64
+    """Most combinations one instance's grid may have (a guard against a mistyped grid)."""
+
+    def segment_of(self, name: str) -> TuningSegment:
+        return self.segments.get(name, self.segment)
+
+
+def check_ranking_metric(metric: str, ks: list[int]) -> None:
+    """``metric`` is METRIC@K with a ranking metric and K among ``ks`` (ValueError otherwise)."""
+    name, _, k = metric.partition("@")
+    if not k.isdigit() or int(k) not in ks:
+        raise ValueError(f"'{metric}' must be METRIC@K with K in ks {ks}")
+    if name not in {"ndcg", "recall", "precision", "map", "hit_rate", "mrr"}:
+        raise ValueError(f"'{name}' is not a ranking metric")
+
+
 class EncoreConfig(Strict):
     experiment: ExperimentSection
     dataset: DatasetConfig
@@ -345,8 +378,46 @@ class EncoreConfig(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    tuning: TuningConfig = TuningConfig()
     output_dir: Path = Path("outputs")
     data_dir: Path = Path("data")
+
+    @model_validator(mode="after")
+    def _tuning_grid_valid(self) -> EncoreConfig:
+        tuning = self.tuning
+        if tuning.metric is not None:
+            try:
+                check_ranking_metric(tuning.metric, self.evaluation.ks)
+            except ValueError as exc:
+                raise ValueError(f"tuning.metric: {exc}") from None
+        instances = self.components.generators
+        for name in tuning.segments:
+            if name not in tuning.grid:
+                raise ValueError(f"tuning.segments.{name}: '{name}' is not in tuning.grid")
+        for name, grid in tuning.grid.items():
+            where = f"tuning.grid.{name}"
+            if name not in instances:
+                raise ValueError(f"{where}: no such generator instance; known: {', '.join(instances)}")
+            section = instances[name]
+            if not grid:
+                raise ValueError(f"{where}: no settings to tune; give {{setting: [values]}} or leave it out")
+            params = section.params()
+            for setting, values in grid.items():
+                if setting not in params:
+                    raise ValueError(f"{where}.{setting}: not a hyper-parameter of kind '{section.kind}'; "
+                                     f"tunable: {', '.join(params) or 'none'}")
+                if not isinstance(values, list) or not values:
+                    raise ValueError(f"{where}.{setting}: give a non-empty list of values")
+                for value in values:
+                    try:
+                        type(section).model_validate(section.model_dump() | {setting: value})
+                    except ValidationError as exc:
+                        raise ValueError(f"{where}.{setting}: {value!r} is rejected: "
+                                         f"{exc.errors()[0]['msg']}") from None
+            trials = len(grid_combinations(grid))
+            if trials > tuning.max_trials:
+                raise ValueError(f"{where}: {trials} combinations exceed tuning.max_trials ({tuning.max_trials})")
+        return self
 
     def fingerprint(self, *sections: str) -> str:
         """Stable hash of the named sections; by default of everything that shapes results.
@@ -375,6 +446,20 @@ class MachineSettings(BaseSettings):
 
 
 # --------------------------------------------------------------------------- resolution
+def grid_combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a ``{setting: [values]}`` grid, the first setting varying slowest."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def with_settings(config: EncoreConfig, settings: dict[str, dict[str, Any]]) -> EncoreConfig:
+    """``config`` with instances' settings replaced (``{instance: {setting: value}}``) and no
+    tuning grid left: what the pipeline runs once ``tune`` has chosen."""
+    dumped = config.model_dump()
+    dumped["components"] = deep_merge(dumped["components"], settings)
+    dumped["tuning"] = TuningConfig().model_dump()
+    return EncoreConfig.model_validate(dumped)
+
+
 def _hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -38,6 +38,17 @@ def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *,
         raise ConfigError(f"components.{name}: {exc}; set components.{name}.enabled: false") from None
 
 
+def recommend_batches(model: Recommender, prepared: PreparedData, stage: Stage, users: np.ndarray, n: int,
+                      batch_size: int, label: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Top-``n`` of ``users`` (sorted ids) against ``stage``'s history, already-played items
+    filtered, ``batch_size`` users at a time with progress: ``(start, stop, ids, scores)`` per batch."""
+    user_items = prepared.user_items(stage)
+    for start, stop in batches(len(users), batch_size, label):
+        ids, scores = model.recommend(users[start:stop], user_items, n, filter_already_liked_items=True,
+                                      batch_size=batch_size)
+        yield start, stop, ids, scores
+
+
 def candidate_users(prepared: PreparedData, stage: Stage, *, propose: bool = True) -> np.ndarray:
     """Whose candidates a stage writes (sorted ids).
 

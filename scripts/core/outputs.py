@@ -16,6 +16,7 @@ Ranker folder: ``recommendations.parquet`` (user, item, score, rank), ``model.cb
 ``policy.json`` (which segment gets the ranker's or the fallback's list, and why).
 Evaluate folder: ``comparison.csv/.md``, ``comparison_segments.csv/.md``, ``significance.json``,
 ``per_user.parquet`` (with each user's ``segment``).
+Tune folder: ``trials.csv``, ``chosen.json``, ``tuning.md``.
 Folds folder (rolling-origin runs): ``per_user_folds.parquet``, ``folds.csv/.md``,
 ``pooled_significance.json``.
 Register folder: ``bundle/`` (serving tables), ``per_user_metric.parquet``, ``registered.json``.
@@ -181,6 +182,27 @@ class EvaluateOutput:
     def per_user(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Per-user values of the primary metric: ``user_id`` (raw) and one column per model."""
         return pd.read_parquet(self.path / self.PER_USER, columns=columns)
+
+
+@dataclass(frozen=True)
+class TuneOutput:
+    """The tune component's folder: every trial's score on the ranker-target part and the
+    settings chosen per instance (:mod:`scripts.components.tune`)."""
+
+    path: Path
+
+    TRIALS = "trials.csv"
+    """``instance, trial, settings`` (JSON), ``segment, n_users``, one column per metric at every k,
+    ``seconds``, ``chosen`` (bool)."""
+    CHOSEN = "chosen.json"
+    """``{instance: {setting: value}}``: the best combination of each instance's grid."""
+    TABLE_MD = "tuning.md"
+
+    def trials(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / self.TRIALS)
+
+    def chosen(self) -> dict[str, dict[str, Any]]:
+        return read_json(self.path / self.CHOSEN)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from scripts.core.io import atomic_dir, write_json, write_parquet
 from scripts.core.outputs import EvaluateOutput, FoldsOutput
 from scripts.core.splits import fold_splits
 from scripts.pipeline.component import ComponentFailed, Result
-from scripts.pipeline.runner import ON_DEMAND, data_hash_tags, fingerprint, output_dir, run_components
+from scripts.pipeline.runner import ON_DEMAND, data_hash_tags, fingerprint, output_dir, run_components, tuned
 
 log = logging.getLogger("encore")
 
@@ -41,6 +41,11 @@ def fold_configs(config: EncoreConfig) -> list[EncoreConfig]:
     return [config.model_copy(update={"split": split}) for split in fold_splits(config.split)]
 
 
+def tuned_fold_configs(config: EncoreConfig) -> list[EncoreConfig]:
+    """:func:`fold_configs` with each fold's tuned settings (once ``tune`` ran in every fold)."""
+    return [tuned(c) for c in fold_configs(config)]
+
+
 def fold_tags(split: TimeSplit, fold: int, folds: int) -> dict[str, str]:
     def day(value: datetime | float | None) -> str:
         return f"{value:%Y-%m-%d}" if isinstance(value, datetime) else "end of data"
@@ -52,7 +57,7 @@ def fold_tags(split: TimeSplit, fold: int, folds: int) -> dict[str, str]:
 def folds_dir(config: EncoreConfig) -> tuple[str, Path]:
     """Fingerprint and folder of the pooled output: the folds' evaluate outputs and the
     bootstrap settings determine it."""
-    parts = {"evaluate": [fingerprint(c, "evaluate") for c in fold_configs(config)],
+    parts = {"evaluate": [fingerprint(c, "evaluate") for c in tuned_fold_configs(config)],
              "evaluation": config.evaluation.model_dump(mode="json"), "seed": config.experiment.seed}
     fp = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
     return fp, config.run_dir / f"folds-{fp}"
@@ -92,7 +97,7 @@ def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[st
 def pool_folds(config: EncoreConfig) -> tuple[pooling.PooledSummary, FoldsOutput]:
     """Pool the folds' evaluate outputs into the folds folder (atomically); what it found, and the folder."""
     per_fold = {fold: EvaluateOutput(output_dir(c, "evaluate")).per_user()
-                for fold, c in enumerate(fold_configs(config), start=1)}
+                for fold, c in enumerate(tuned_fold_configs(config), start=1)}
     pool = pooling.pool_per_user(per_fold)
     primary = config.evaluation.primary_metric
     summary = pooling.pooled_summary(pool, primary, n_resamples=config.evaluation.n_bootstrap,

@@ -24,10 +24,16 @@ import numpy as np
 from scripts.core import metrics
 from scripts.core.config import ConfigError, EncoreConfig
 from scripts.core.evaluation import Evaluator, frame_from_lists
-from scripts.core.generators import build_recommender, candidate_users, fit_recommender, similar_item_batches
+from scripts.core.generators import (
+    build_recommender,
+    candidate_users,
+    fit_recommender,
+    recommend_batches,
+    similar_item_batches,
+)
 from scripts.core.outputs import GeneratorOutput
 from scripts.core.prepared import STAGES, PreparedData, Stage
-from scripts.core.progress import Timings, batches
+from scripts.core.progress import Timings
 from scripts.core.recommenders import GeneratorConfig, Recommender
 from scripts.pipeline.component import Context, Result
 from scripts.pipeline.runner import component_main
@@ -40,14 +46,11 @@ def write_candidates(model: Recommender, prepared: PreparedData, stage: Stage, u
                      section: GeneratorConfig, out: GeneratorOutput, label: str) -> np.ndarray:
     """Top-``n_candidates`` of ``users`` (sorted ids), ``batch_size`` users at a time, each batch
     written as it is made; returns the ``(len(users), n_candidates)`` ids (int32) for evaluation."""
-    user_items = prepared.user_items(stage)
     lists = np.empty((len(users), section.n_candidates), dtype=np.int32)
     with out.candidates_writer(stage) as write:
-        for start, stop in batches(len(users), section.batch_size, label):
-            batch = users[start:stop]
-            ids, scores = model.recommend(batch, user_items, section.n_candidates,
-                                          filter_already_liked_items=True, batch_size=section.batch_size)
-            write(frame_from_lists(batch, ids, scores))
+        for start, stop, ids, scores in recommend_batches(model, prepared, stage, users, section.n_candidates,
+                                                          section.batch_size, label):
+            write(frame_from_lists(users[start:stop], ids, scores))
             lists[start:stop] = ids
     return lists
 

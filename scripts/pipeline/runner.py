@@ -1,8 +1,10 @@
 """How components are run: which exist, output folders, reuse, tracking and the shared CLI.
 
-The components of an experiment are ``prepare``, one per generator instance
-(``components.<name>``, all run by :mod:`scripts.pipeline.generator`), ``ranker`` and
-``evaluate``; ``register`` and ``promote`` run only when asked for. Each gets a fingerprinted
+The components of an experiment are ``prepare``, ``tune`` (when ``tuning.grid`` lists
+instances to tune), one per generator instance (``components.<name>``, all run by
+:mod:`scripts.pipeline.generator`), ``ranker`` and ``evaluate``; ``register`` and ``promote``
+run only when asked for. Components after ``tune`` run with the settings it chose
+(:func:`tuned`). Each gets a fingerprinted
 output folder under ``outputs/<experiment>/<component>-<fingerprint>/``; work whose output is
 already complete for the same fingerprint is skipped; outputs are written atomically; a
 nested MLflow run is logged either way (tagged ``encore.reused`` when nothing was recomputed).
@@ -27,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from scripts.core.config import REPO_ROOT, ConfigError, EncoreConfig, load_config
+from scripts.core.config import REPO_ROOT, ConfigError, EncoreConfig, load_config, with_settings
 from scripts.core.data.types import DataError
 from scripts.core.io import (
     atomic_dir,
@@ -39,6 +41,7 @@ from scripts.core.io import (
     write_json,
 )
 from scripts.core.lineage import code_digest, file_digests, git_commit, package_versions
+from scripts.core.outputs import TuneOutput
 from scripts.core.recommenders import recommender_class
 from scripts.core.tracking_client import TrackingServerUnreachable
 from scripts.pipeline.component import ComponentFailed, Context, Result
@@ -46,6 +49,8 @@ from scripts.pipeline.component import ComponentFailed, Context, Result
 log = logging.getLogger("encore")
 
 FIRST: tuple[str, ...] = ("prepare",)
+TUNE = "tune"
+"""Chooses generator settings on the ranker-target part; what runs after it uses its choice."""
 LAST: tuple[str, ...] = ("ranker", "evaluate")
 ON_DEMAND: tuple[str, ...] = ("register", "promote")
 """Run only when named: every ``register`` makes a new model version."""
@@ -62,19 +67,19 @@ def generator_names(config: EncoreConfig) -> tuple[str, ...]:
 
 
 def pipeline_components(config: EncoreConfig) -> tuple[str, ...]:
-    """The default run: prepare, every generator instance, ranker, evaluate."""
-    return (*FIRST, *generator_names(config), *LAST)
+    """The default run: prepare, tune (with a tuning grid), every generator instance, ranker, evaluate."""
+    return (*FIRST, *((TUNE,) if config.tuning.grid else ()), *generator_names(config), *LAST)
 
 
 def all_components(config: EncoreConfig) -> tuple[str, ...]:
-    return (*pipeline_components(config), *ON_DEMAND)
+    return (*FIRST, TUNE, *generator_names(config), *LAST, *ON_DEMAND)
 
 
 def component_module(config: EncoreConfig, name: str) -> Any:
     """The module that runs component ``name`` (the generator template for an instance)."""
     if name in config.components.generators:
         return importlib.import_module(GENERATOR_MODULE)
-    if name in (*FIRST, *LAST, *ON_DEMAND):
+    if name in (*FIRST, TUNE, *LAST, *ON_DEMAND):
         return importlib.import_module(f"scripts.components.{name}")
     raise ConfigError(f"unknown component '{name}'; known: {', '.join(all_components(config))}")
 
@@ -116,6 +121,7 @@ def fingerprint(config: EncoreConfig, name: str) -> str:
     module = component_module(config, name)
     own = section(config, name)
     sections = getattr(module, "CONFIG_SECTIONS", ())
+    sections = sections(config) if callable(sections) else sections
     parts = {
         "component": name,
         "own": own.model_dump(mode="json") if own is not None else None,
@@ -144,6 +150,19 @@ def input_digests(config: EncoreConfig, name: str) -> dict[str, str]:
 
 def output_dir(config: EncoreConfig, name: str) -> Path:
     return config.run_dir / f"{name}-{fingerprint(config, name)}"
+
+
+def tuned(config: EncoreConfig) -> EncoreConfig:
+    """``config`` with the generator settings ``tune`` chose (and no grid left), which every
+    component after ``tune`` runs with; ``config`` itself when it has no tuning grid."""
+    if not config.tuning.grid:
+        return config
+    out = output_dir(config, TUNE)
+    problem = completion_problem(out, fingerprint(config, TUNE))
+    if problem is not None:
+        raise ConfigError(f"tuning.grid is set, but '{TUNE}' has no output for this configuration ({out}: "
+                          f"{problem}); run it first, e.g. scripts/pipeline/run.sh --components prepare,{TUNE}")
+    return with_settings(config, TuneOutput(out).chosen())
 
 
 # --------------------------------------------------------------------------- running
@@ -263,6 +282,8 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
     results: dict[str, Result] = {}
     for name in to_run:
         try:
+            if name not in (*FIRST, TUNE):
+                config = tuned(config)
             results[name] = run_component(config, name, force=name in force)
         except Exception as exc:
             with contextlib.suppress(Exception):  # the store may be what failed; keep the real error
@@ -337,7 +358,8 @@ def component_main(name: str | None, argv: Sequence[str] | None = None, *, descr
 
         for fold_config in fold_configs(config):  # one config unless split.folds > 1
             try:
-                run_component(fold_config, target, force=args.force)
+                run_component(fold_config if target in (*FIRST, TUNE) else tuned(fold_config), target,
+                              force=args.force)
             except Exception as exc:
                 raise ComponentFailed(target, exc) from exc
 
