@@ -2,16 +2,17 @@
 
     python -m benchmarks.scale [--sizes 1m,3m,10m] [--name scale] [--workdir DIR]
 
-For each size (``experiments/synthetic_<size>.yaml``) every component of the default
-pipeline (prepare, every generator instance, ranker, evaluate) runs in a fresh process of
-its own, in pipeline order, with tracking on (a fresh SQLite store), so each component's
-wall time and peak RSS are its own (read by the process itself, :mod:`benchmarks.peak`).
-Reported per size: per-component time
-and peak RSS, the pipeline's total (the sum, process start-ups included) and its peak (the
-largest component's), the ranker's NDCG@10 against the best single generator with the
-paired CI from ``evaluate``; between sizes, each component's growth exponent
-``log(t2 / t1) / log(n2 / n1)`` over the interaction counts. Written to
-``benchmarks/results/<name>.json`` and ``.md``; this is a benchmark, not a test.
+For each size (``experiments/synthetic_<size>.yaml``) the default pipeline (prepare, every
+generator instance, ranker, evaluate) runs as a user runs it — one ``scripts.pipeline.runner``
+process, fresh for each size, with tracking on (a fresh SQLite store). The runner logs each
+component's wall time (``time_run_seconds``) and its own peak RSS (``peak_rss_mib``: the
+process's ``VmHWM``, reset as the component starts, :func:`scripts.core.resources.measure_peak`);
+the benchmark reads them back from the store. Reported per size: per-component time and peak
+RSS, the pipeline's wall time (the process's, start-up and tracking included) and its peak (the
+process's), the ranker's NDCG@10 against the best single generator with the paired CI from
+``evaluate``; between sizes, each component's growth exponent ``log(t2 / t1) / log(n2 / n1)``
+over the interaction counts. Written to ``benchmarks/results/<name>.json`` and ``.md``; this is
+a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.peak import measured_command, read_peak_bytes
-from scripts.core.config import REPO_ROOT, MachineSettings, load_config
+from scripts.core.config import REPO_ROOT, EncoreConfig, MachineSettings, load_config
 from scripts.core.outputs import EvaluateOutput
 from scripts.core.prepared import PreparedData
 from scripts.pipeline.runner import output_dir, pipeline_components
@@ -39,19 +40,17 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 GIB = 2**30
 
 
-def run_component(experiment: Path, component: str, env: dict[str, str], log_file: Path) -> dict[str, float]:
-    """One component in a fresh process: wall seconds and peak RSS (bytes) of that process,
-    read by the process itself (:mod:`benchmarks.peak`)."""
-    peak_file = log_file.with_name(f".peak-{component}")
-    command = measured_command("scripts.pipeline.runner", ["--experiment", str(experiment), "--components",
-                                                           component], peak_file)
-    started = time.perf_counter()
-    with log_file.open("a") as log:
-        code = subprocess.run(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    wall = time.perf_counter() - started
-    if code != 0:
-        raise RuntimeError(f"{component} failed (exit {code}); see {log_file}")
-    return {"seconds": wall, "peak_rss_bytes": read_peak_bytes(peak_file)}
+def component_figures(config: EncoreConfig) -> dict[str, dict[str, float]]:
+    """Each component run's ``seconds`` and ``peak_rss_bytes``, in pipeline order, from the store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(config.tracking.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[config.tracking.experiment_name or config.experiment.name],
+                              output_format="list")
+    by_name = {r.info.run_name: r.data.metrics for r in runs if "mlflow.parentRunId" in r.data.tags}
+    return {name: {"seconds": by_name[name]["time_run_seconds"],
+                   "peak_rss_bytes": by_name[name]["peak_rss_mib"] * 2**20}
+            for name in pipeline_components(config) if name in by_name}
 
 
 def bench_size(size: str, workdir: Path) -> dict[str, Any]:
@@ -64,11 +63,18 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
     settings = MachineSettings(_env_file=None, encore_output_dir=folder / "outputs",
                                mlflow_tracking_uri=env["MLFLOW_TRACKING_URI"])
     config = load_config(experiment, settings=settings)
-    components: dict[str, dict[str, float]] = {}
-    for component in pipeline_components(config):
-        components[component] = run_component(experiment, component, env, folder / "pipeline.log")
-        print(f"  {size} {component}: {components[component]['seconds']:.1f} s, "
-              f"{components[component]['peak_rss_bytes'] / GIB:.2f} GiB", flush=True)
+    peak_file = folder / ".peak-pipeline"
+    started = time.perf_counter()
+    with (folder / "pipeline.log").open("w") as log:
+        code = subprocess.run(measured_command("scripts.pipeline.runner", ["--experiment", str(experiment)],
+                                               peak_file),
+                              env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"the {size} pipeline failed (exit {code}); see {folder / 'pipeline.log'}")
+    components = component_figures(config)
+    for name, figures in components.items():
+        print(f"  {size} {name}: {figures['seconds']:.1f} s, {figures['peak_rss_bytes'] / GIB:.2f} GiB", flush=True)
     summary = PreparedData(output_dir(config, "prepare")).summary
     significance = EvaluateOutput(output_dir(config, "evaluate")).significance()
     return {
@@ -76,8 +82,9 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
         "n_interactions": int(summary["n_interactions"]), "n_users": int(summary["n_users"]),
         "n_items": int(summary["n_items"]),
         "components": components,
-        "total_seconds": sum(c["seconds"] for c in components.values()),
-        "peak_rss_bytes": max(c["peak_rss_bytes"] for c in components.values()),
+        "total_seconds": wall,
+        "overhead_seconds": wall - sum(c["seconds"] for c in components.values()),
+        "peak_rss_bytes": read_peak_bytes(peak_file),
         "best_generator": significance["best_generator"],
         "vs_best_generator": significance.get("vs_best_generator", {}),
     }
@@ -117,6 +124,8 @@ def markdown(report: dict[str, Any]) -> str:
                  f"{results[s]['components'][name]['peak_rss_bytes'] / GIB:.2f}" for s in sizes]
         cells += [f"{exponents[k].get(name, float('nan')):.2f}" for k in exponents]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| start-up, tracking | " + " | ".join(
+        f"{results[s]['overhead_seconds']:.0f} / —" for s in sizes) + " |" + " |" * len(exponents))
     lines.append("| **pipeline** | " + " | ".join(
         f"**{results[s]['total_seconds']:.0f} / {results[s]['peak_rss_bytes'] / GIB:.2f}**" for s in sizes)
         + " |" + " |" * len(exponents))

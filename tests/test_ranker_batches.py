@@ -96,13 +96,14 @@ def test_memory_budgeted_pipeline_stays_under_its_budget(tmp_path: Path) -> None
     config = make_config(tmp_path, TINY_SYNTHETIC)
     env = os.environ | {"ENCORE_OUTPUT_DIR": str(config.output_dir),
                         "MLFLOW_TRACKING_URI": str(config.tracking.tracking_uri)}
-    # Its own peak, read in the process itself from VmHWM (the high-water mark of its own address
-    # space, in kB). Not ru_maxrss: Linux carries that over exec, so a child spawned from a big
-    # pytest process (vfork shares the parent's memory until exec) reports the parent's peak.
-    measure = ("import re, runpy, sys\n"
+    # Its own peak, read in the process itself: VmHWM (the high-water mark of its own address
+    # space), kept across the runner's per-component resets by process_peak_bytes. Not ru_maxrss:
+    # Linux carries that over exec, so a child spawned from a big pytest process (vfork shares the
+    # parent's memory until exec) reports the parent's peak.
+    measure = ("import runpy, sys\n"
                "try:\n    runpy.run_module('scripts.pipeline.runner', run_name='__main__')\n"
-               "finally:\n    status = open('/proc/self/status').read()\n"
-               "    print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)")
+               "finally:\n    from scripts.core.resources import process_peak_bytes\n"
+               "    print('PEAK', process_peak_bytes() // 1024, file=sys.stderr)")
     command = [sys.executable, "-c", measure, "--experiment", str(tmp_path / "experiment.yaml"),
                "--components", ",".join([*dependencies(config, "ranker"), "ranker"]), "--set", "resources.memory_gib=1"]
     result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)

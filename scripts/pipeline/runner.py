@@ -43,6 +43,7 @@ from scripts.core.io import (
 from scripts.core.lineage import code_digest, file_digests, git_commit, package_versions
 from scripts.core.outputs import TuneOutput
 from scripts.core.recommenders import recommender_class
+from scripts.core.resources import measure_peak
 from scripts.core.tracking_client import TrackingServerUnreachable
 from scripts.pipeline.component import ComponentFailed, Context, Result
 
@@ -193,12 +194,13 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     with tracking.component_run(config, name) as run, path_lock(out, waiting=waiting):
         started = time.perf_counter()
         reused = not force and getattr(module, "REUSABLE", True) and _reusable(out, fp, name)
+        peak: dict[str, int] = {}
         if reused:
             log.info("%s: reusing %s", name, out)
             result = Result(**read_json(out / "result.json"))
         else:
             log.info("%s: running, output %s", name, out)
-            with atomic_dir(out, fp, component=name, git_commit=git_commit()) as tmp:
+            with atomic_dir(out, fp, component=name, git_commit=git_commit()) as tmp, measure_peak() as peak:
                 result = module.run(config, Context(config=config, output=tmp, inputs=inputs, name=name))
                 write_json(tmp / "result.json", result.__dict__)
         seconds = time.perf_counter() - started
@@ -206,7 +208,8 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
                          "encore.output_commit": str(read_marker(out).get("git_commit", "unknown"))}
                         | result.tags | data_hash_tags(config, [name]))
         tracking.log_params((own.model_dump(mode="json") if own is not None else {}) | result.params)
-        tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds})
+        tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds}
+                             | ({"peak_rss_mib": peak["bytes"] / 2**20} if "bytes" in peak else {}))
         for artifact in result.artifacts:
             mlflow.log_artifact(str(out / artifact))
         parent_id = run.data.tags.get("mlflow.parentRunId")
