@@ -45,3 +45,12 @@ def make_config(tmp_path: Path, experiment: dict, overrides: list[str] | None = 
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> EncoreConfig:
     return make_config(tmp_path, TINY_SYNTHETIC)
+
+
+def ran_pipeline(factory: pytest.TempPathFactory, folder: str, experiment: dict) -> EncoreConfig:
+    """The config of ``experiment`` after its whole pipeline ran in a fresh folder (module fixtures)."""
+    from scripts.pipeline.runner import run_pipeline
+
+    config = make_config(factory.mktemp(folder), experiment)
+    run_pipeline(config, note=folder)
+    return config

@@ -16,7 +16,7 @@ from scripts.core.outputs import EvaluateOutput, FoldsOutput
 from scripts.core.splits import fold_splits, time_split
 from scripts.pipeline.folds import fold_configs, folds_dir
 from scripts.pipeline.runner import output_dir, run_pipeline
-from tests.conftest import TINY_SYNTHETIC, make_config
+from tests.conftest import TINY_SYNTHETIC, make_config, ran_pipeline
 
 OFF = {"enabled": False}
 FOLDED = TINY_SYNTHETIC | {
@@ -108,10 +108,7 @@ def test_pooled_means_by_hand() -> None:
 
 @pytest.fixture(scope="module")
 def folded(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("folds")
-    config = make_config(tmp, FOLDED)
-    run_pipeline(config, note="folds")
-    return config
+    return ran_pipeline(tmp_path_factory, "folds", FOLDED)
 
 
 def test_every_fold_runs_the_pipeline_and_the_pool_holds_them_all(folded) -> None:

@@ -15,7 +15,7 @@ from scripts.core.outputs import GeneratorOutput, TuneOutput
 from scripts.core.prepared import PreparedData
 from scripts.pipeline.folds import fold_configs
 from scripts.pipeline.runner import TUNE, output_dir, pipeline_components, run_pipeline, tuned
-from tests.conftest import TINY_SYNTHETIC, make_config
+from tests.conftest import TINY_SYNTHETIC, make_config, ran_pipeline
 
 OFF = {"enabled": False}
 KEPT = ("popular", "popular_recent", "ease", "als")
@@ -64,10 +64,7 @@ def test_without_a_grid_nothing_is_tuned(tiny_config) -> None:
 
 @pytest.fixture(scope="module")
 def tuned_run(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("tuning")
-    config = make_config(tmp, TUNED)
-    run_pipeline(config, note="tuned")
-    return config
+    return ran_pipeline(tmp_path_factory, "tuning", TUNED)
 
 
 def test_each_instance_gets_its_best_trial_on_the_target_part(tuned_run) -> None:
