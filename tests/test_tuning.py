@@ -14,7 +14,15 @@ from scripts.core.evaluation import Evaluator, lists_from_frame
 from scripts.core.outputs import GeneratorOutput, TuneOutput
 from scripts.core.prepared import PreparedData
 from scripts.pipeline.folds import fold_configs
-from scripts.pipeline.runner import TUNE, output_dir, pipeline_components, run_pipeline, tuned
+from scripts.pipeline.runner import (
+    TUNE,
+    all_components,
+    output_dir,
+    parse_components,
+    pipeline_components,
+    run_pipeline,
+    tuned,
+)
 from tests.conftest import TINY_SYNTHETIC, make_config, ran_pipeline
 
 OFF = {"enabled": False}
@@ -58,8 +66,11 @@ def test_a_bad_grid_names_the_key(tmp_path: Path, tuning: dict, message: str) ->
 
 
 def test_without_a_grid_nothing_is_tuned(tiny_config) -> None:
-    assert TUNE not in pipeline_components(tiny_config)
+    assert TUNE not in pipeline_components(tiny_config) and TUNE not in all_components(tiny_config)
     assert tuned(tiny_config) is tiny_config
+    # Asked for by name anyway, it says what to set.
+    with pytest.raises(Exception, match=r"component 'tune' failed: tune: tuning.grid is empty"):
+        run_pipeline(tiny_config, parse_components(tiny_config, "prepare,tune"))
 
 
 @pytest.fixture(scope="module")

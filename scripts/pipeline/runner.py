@@ -73,6 +73,13 @@ def pipeline_components(config: EncoreConfig) -> tuple[str, ...]:
 
 
 def all_components(config: EncoreConfig) -> tuple[str, ...]:
+    """Everything this config can run: the default run, then the on-demand components."""
+    return (*pipeline_components(config), *ON_DEMAND)
+
+
+def run_order(config: EncoreConfig) -> tuple[str, ...]:
+    """The order any chosen components run in; ``tune`` is known even without a grid (asked
+    for, its run says what to set)."""
     return (*FIRST, TUNE, *generator_names(config), *LAST, *ON_DEMAND)
 
 
@@ -260,7 +267,7 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str] | None = None, 
     components = pipeline_components(config) if components is None else components
     for name in components:
         component_module(config, name)  # unknown names fail before any work
-    wanted = [c for c in all_components(config) if c in components]
+    wanted = [c for c in run_order(config) if c in components]
     skipped = [c for c in wanted if not enabled(config, c)]
     if skipped:
         log.info("disabled in the config, not run: %s", ", ".join(skipped))
@@ -371,10 +378,10 @@ def component_main(name: str | None, argv: Sequence[str] | None = None, *, descr
 
 def parse_components(config: EncoreConfig, text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    known = all_components(config)
+    known = run_order(config)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(all_components(config))}")
     return names
 
 
