@@ -15,17 +15,19 @@ import importlib
 from typing import Any
 
 from .base import Recommender, mask_seen, topk
-from .registry import KINDS, KindError, recommender_class
+from .registry import BUILTIN, KINDS, KindError, recommender_class
 from .spec import GeneratorConfig, SideDataMissing, StageView
 
 RECOMMENDERS = KINDS
 _CLASSES = {cls.__name__: cls for cls in KINDS.values()}
+_MODULES = {path.partition(":")[0].rpartition(".")[2] for path in BUILTIN} | {"weighting"}
+"""Submodules reachable as attributes: every built-in kind's (from ``BUILTIN``) and weighting."""
 
 
 def __getattr__(name: str) -> Any:
     if name in _CLASSES:
         return _CLASSES[name]
-    if name in {"als", "bpr", "ease", "friends", "item2item", "itemknn", "popular", "userknn", "weighting"}:
+    if name in _MODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
