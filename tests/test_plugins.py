@@ -249,3 +249,48 @@ def test_userknn_equals_a_per_user_reference() -> None:
     ids, _ = model.recommend(users, user_items, 5, batch_size=7)
     assert not any(set(ids[u][ids[u] >= 0]) & set(user_items[u].indices) for u in users)
 
+
+
+def test_userknn_bounded_index_keeps_each_items_strongest_listeners() -> None:
+    """``max_item_listeners``: each item's posting list keeps its M largest normalised weights, and
+    similarities are the dot products over what is kept (a reference built by hand)."""
+    rng = np.random.default_rng(3)
+    dense = (rng.random((40, 12)) < 0.5) * rng.integers(1, 9, (40, 12))
+    user_items = sp.csr_matrix(dense.astype(np.float32))
+    cut = 6
+    model = UserKNNRecommender(K=5, weighting="log1p", similarity_exponent=1.0, max_item_listeners=cut).fit(user_items)
+    weighted = np.log1p(dense.astype(np.float64))
+    unit = weighted / np.maximum(np.linalg.norm(weighted, axis=1, keepdims=True), 1e-12)
+    kept = np.zeros_like(unit)
+    for i in range(unit.shape[1]):
+        listeners = np.flatnonzero(unit[:, i] > 0)
+        best = listeners[np.lexsort((listeners, -unit[listeners, i]))[:cut]]
+        kept[best, i] = unit[best, i]
+    assert (np.diff(model._pool.indptr) <= cut).all() and (user_items.getnnz(axis=0) > cut).any()
+    np.testing.assert_allclose(model._pool.toarray(), kept.T, rtol=1e-6)
+    expected = np.zeros_like(weighted)
+    for u in range(40):
+        sims = kept @ unit[u]
+        sims[u] = -np.inf
+        for v in np.lexsort((np.arange(40), -sims))[:5]:
+            if sims[v] > 0:
+                expected[u] += sims[v] * weighted[v]
+    np.testing.assert_allclose(model.score(np.arange(40), user_items), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_userknn_neighbour_search_in_chunks_changes_nothing() -> None:
+    """Chunk sizes and the dense or padded selection give the same neighbours."""
+    rng = np.random.default_rng(4)
+    user_items = sp.random(200, 80, density=0.1, random_state=5, format="csr",
+                           data_rvs=lambda n: rng.integers(1, 20, n).astype(np.float32))
+    whole = UserKNNRecommender(K=7, max_item_listeners=15).fit(user_items)
+    chunked = UserKNNRecommender(K=7, max_item_listeners=15).fit(user_items)
+    chunked.PRODUCT_CELLS = 50  # a few users per chunk
+    users = np.arange(200)
+    expected = whole.neighbours(users, user_items)
+    assert (expected != chunked.neighbours(users, user_items)).nnz == 0
+    np.testing.assert_array_equal(whole.recommend(users, user_items, 10)[0],
+                                  chunked.recommend(users, user_items, 10)[0])
+    for dense_from in (0.0, 2.0):  # every chunk one dense block / every chunk padded rows
+        chunked.DENSE_FROM = dense_from
+        assert (expected != chunked.neighbours(users, user_items)).nnz == 0
