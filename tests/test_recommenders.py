@@ -21,6 +21,7 @@ from scripts.core.recommenders import (
     ItemKNNRecommender,
     PopularRecommender,
     Recommender,
+    helpers,
     mask_seen,
     topk,
 )
@@ -188,7 +189,10 @@ def test_base_defaults_batch_consistently(user_items: sp.csr_matrix) -> None:
         np.testing.assert_array_equal((ids, scores), topk(masked, 5))
 
 
-def test_history_pair_scores_chunks_dense_and_sparse(user_items: sp.csr_matrix) -> None:
+@pytest.mark.parametrize("products", [1 << 24, 5])  # sparse: one chunk of users / a few users per chunk
+def test_history_pair_scores_chunks_dense_and_sparse(user_items: sp.csr_matrix, products: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helpers, "_PRODUCTS", products)
     rng = np.random.default_rng(5)
     dense_sim = rng.random((N_ITEMS, N_ITEMS)).astype(np.float32)
     sparse_sim = sp.random(N_ITEMS, N_ITEMS, density=0.2, format="csr", dtype=np.float32, rng=rng)

@@ -45,6 +45,8 @@ from sklearn.preprocessing import normalize
 
 from scripts.core.arrays import lookup_pairs, pair_keys, positions_by_key, segment_starts
 from scripts.core.recommenders import Recommender
+from scripts.core.recommenders._factorization import ImplicitFactorizationRecommender
+from scripts.core.recommenders.helpers import factor_pair_scores
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -117,7 +119,7 @@ def merge_candidates(candidates: Mapping[str, pd.DataFrame], users: np.ndarray) 
 
 
 # --------------------------------------------------------------------------- feature groups
-def generator_features(pairs: pd.DataFrame, data: StageData) -> dict[str, np.ndarray]:
+def generator_features(pairs: pd.DataFrame, data: StageData, tables: FeatureTables) -> dict[str, np.ndarray]:
     users = pairs["user"].to_numpy(np.int64)
     items = pairs["item"].to_numpy(np.int64)
     keys = pair_keys(users, items, data.n_items)
@@ -128,10 +130,13 @@ def generator_features(pairs: pd.DataFrame, data: StageData) -> dict[str, np.nda
         score = np.where(np.isfinite(score), score, np.nan)
         feats[f"{name}_score"] = score
         feats[f"{name}_zscore"] = within_user_zscore(users, np.nan_to_num(score))
-        if hasattr(model, "user_factors") and hasattr(model, "item_factors"):
-            user_factors = normalize(np.asarray(model.user_factors))
-            item_factors = normalize(np.asarray(model.item_factors))
-            feats[f"{name}_cosine"] = np.einsum("ij,ij->i", user_factors[users], item_factors[items])
+        if name in tables.factor_norms:
+            # implicit's models score a pair by the factor dot product already: reuse it.
+            dot = score if isinstance(model, ImplicitFactorizationRecommender) else factor_pair_scores(
+                np.asarray(model.user_factors), np.asarray(model.item_factors), users, items)
+            user_norm, item_norm = tables.factor_norms[name]
+            norms = user_norm[users] * item_norm[items]
+            feats[f"{name}_cosine"] = np.divide(dot, norms, out=np.zeros(len(users)), where=norms > 0)
         if name not in data.candidates:  # a feature model: scores only, it proposes nothing
             continue
         listed = data.candidates[name]
@@ -163,6 +168,13 @@ class FeatureTables:
         ts = data.timestamps
         self.now = float(ts.data.max()) if ts is not None and ts.nnz else 0.0
         self.item = _item_columns(data, self.now, self.recent_seconds) if "item" in groups else {}
+        # Factor norms of the factor models, for the ``g_cosine`` features: once per stage
+        # (normalising the factors per batch cost O(n_users) a batch, quadratic overall).
+        self.factor_norms = {
+            name: (np.linalg.norm(model.user_factors, axis=1).astype(np.float64),
+                   np.linalg.norm(model.item_factors, axis=1).astype(np.float64))
+            for name, model in data.models.items()
+            if "generator" in groups and hasattr(model, "user_factors") and hasattr(model, "item_factors")}
         if "user_item" in groups:
             tags = data.item_features.tocsr().astype(np.float64)
             idf = np.log((1 + tags.shape[0]) / (1 + np.diff(tags.tocsc().indptr))) + 1
@@ -263,9 +275,10 @@ def most_recent_items(timestamps: sp.csr_matrix, n: int) -> np.ndarray:
 def _colistening(top: np.ndarray, items: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Max and mean co-listening cosine of each pair's item to the row's ``top`` items."""
     sims = np.full(top.shape, np.nan)
+    candidates = embeddings[items]  # gathered once for the few columns, not once per column
     for j in range(top.shape[1]):  # a few columns, not a per-user loop
         has = top[:, j] >= 0
-        sims[has, j] = np.einsum("ij,ij->i", embeddings[top[has, j]], embeddings[items[has]])
+        sims[has, j] = np.einsum("ij,ij->i", embeddings[top[has, j]], candidates[has])
     present = ~np.isnan(sims)
     filled = np.where(present, sims, 0.0)
     top_max = np.where(present, sims, -np.inf).max(axis=1).clip(min=0.0)
@@ -311,7 +324,7 @@ def build_features(pairs: pd.DataFrame, data: StageData, tables: FeatureTables) 
     users = pairs["user"].to_numpy(np.int64)
     items = pairs["item"].to_numpy(np.int64)
     builders = {
-        "generator": lambda: generator_features(pairs, data),
+        "generator": lambda: generator_features(pairs, data, tables),
         "user": lambda: user_features(users, data, tables),
         "item": lambda: item_features(items, tables),
         "user_item": lambda: user_item_features(users, items, data, tables),

@@ -205,31 +205,63 @@ def history_pair_scores(
     users, items:
         ``(n_pairs,)`` int arrays.
 
-    Work is proportional to the total history length of the pairs' users: for each pair we
-    gather ``similarity[j, item]`` over the user's history items ``j`` (flat CSR arrays) and
-    reduce with ``bincount``.
+    Dense ``similarity``: for each pair we gather ``similarity[j, item]`` over the user's
+    history items ``j`` (flat CSR arrays) and reduce with ``bincount`` — work proportional to
+    the pairs' total history length. Sparse ``similarity``: the sparse product of the pairs'
+    users' rows with it, in chunks of users of at most ``_PRODUCTS`` multiply-adds, and the
+    pairs looked up in its sorted keys (a binary search per pair, not per history entry).
     """
     users, items = as_ids(users), as_ids(items)
     if users.shape != items.shape:
         raise ValueError(f"users and items must have the same length, got {len(users)} and {len(items)}")
+    if issparse(similarity):
+        return _sparse_history_pair_scores(history, csr_matrix(similarity, dtype=np.float64), users, items)
     out = np.zeros(len(users), dtype=np.float32)
-    dense = not issparse(similarity)
-    if not dense:
-        # csr_matrix[rows, cols] with index arrays is a C routine (binary search per entry).
-        similarity = csr_matrix(similarity)
-        similarity.sort_indices()
     for start in range(0, len(users), chunk):
         u, it = users[start : start + chunk], items[start : start + chunk]
         block = history[u]
         pair_of_nnz = np.repeat(np.arange(len(u)), np.diff(block.indptr))
         if len(pair_of_nnz) == 0:
             continue
-        if dense:
-            vals = similarity[block.indices, it[pair_of_nnz]]
-        else:
-            vals = np.asarray(similarity[block.indices, it[pair_of_nnz]]).ravel()
-        contrib = block.data.astype(np.float64) * vals
+        contrib = block.data.astype(np.float64) * similarity[block.indices, it[pair_of_nnz]]
         out[start : start + len(u)] = np.bincount(pair_of_nnz, weights=contrib, minlength=len(u))
+    return out
+
+
+_PRODUCTS = 1 << 24
+"""Most multiply-adds (history entries x similarity row lengths) one sparse chunk computes."""
+
+
+def _sparse_history_pair_scores(history: csr_matrix, similarity: csr_matrix, users: np.ndarray,
+                                items: np.ndarray) -> np.ndarray:
+    order = np.argsort(users, kind="stable")
+    pair_users, pair_items = users[order], items[order]
+    uniq, starts = np.unique(pair_users, return_index=True)
+    starts = np.r_[starts, len(pair_users)]
+    rows = history[uniq].astype(np.float64)
+    products = np.diff(similarity.indptr)[rows.indices]
+    per_user = np.add.reduceat(np.r_[products, 0], np.minimum(rows.indptr[:-1], len(products)))
+    per_user[np.diff(rows.indptr) == 0] = 0
+    ends = np.cumsum(per_user)
+    n_items = similarity.shape[1]
+    out = np.zeros(len(users), dtype=np.float32)
+    first = 0
+    while first < len(uniq):
+        limit = (ends[first - 1] if first else 0) + _PRODUCTS
+        last = max(first + 1, int(np.searchsorted(ends, limit, side="right")))
+        block = (rows[first:last] @ similarity).tocsr()
+        block.sort_indices()
+        # CSR order with sorted indices: the (row, item) keys are already ascending.
+        table = np.repeat(np.arange(last - first, dtype=np.int64), np.diff(block.indptr)) * n_items + block.indices
+        lo, hi = starts[first], starts[last]
+        local = np.repeat(np.arange(last - first, dtype=np.int64), np.diff(starts[first:last + 1]))
+        keys = local * n_items + pair_items[lo:hi]
+        pos = np.minimum(np.searchsorted(table, keys), max(len(table) - 1, 0))
+        found = table[pos] == keys if len(table) else np.zeros(len(keys), dtype=bool)
+        values = np.zeros(hi - lo, dtype=np.float64)
+        values[found] = block.data[pos[found]]
+        out[order[lo:hi]] = values
+        first = last
     return out
 
 

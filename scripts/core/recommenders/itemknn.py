@@ -196,7 +196,8 @@ class ItemKNNRecommender(Recommender):
     ) -> np.ndarray:
         """Sum over each user's history ``j`` of ``plays[u, j] * similarity_[j, item]``."""
         self._check_fitted()
-        return history_pair_scores(self._history(user_items), self.similarity_, users, items)
+        uniq, inverse = np.unique(as_ids(users), return_inverse=True)  # weight the pairs' users' rows only
+        return history_pair_scores(self._history(user_items, uniq), self.similarity_, inverse, items)
 
     def recommend(
         self,
