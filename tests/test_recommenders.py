@@ -204,6 +204,17 @@ def test_history_pair_scores_chunks_dense_and_sparse(user_items: sp.csr_matrix, 
         np.testing.assert_allclose(got, full[users, items], rtol=1e-5)
 
 
+@pytest.mark.parametrize("cls", [ALSRecommender, ItemKNNRecommender])
+def test_threads_do_not_change_results(cls: type[Recommender], user_items: sp.csr_matrix) -> None:
+    """ALS and item-kNN default to every core: that is only sound because any thread count
+    gives the same model and lists (BPR's Hogwild updates do not, so it stays at 1)."""
+    one, two = cls(num_threads=1).fit(user_items), cls(num_threads=2).fit(user_items)
+    users = np.arange(user_items.shape[0])
+    for got, expected in zip(two.recommend(users, user_items, 10), one.recommend(users, user_items, 10), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(two.score(users, user_items), one.score(users, user_items))
+
+
 # --------------------------------------------------------------------------------------
 # the interface, for every model
 # --------------------------------------------------------------------------------------

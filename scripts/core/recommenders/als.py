@@ -9,7 +9,7 @@ from implicit.cpu.matrix_factorization_base import MatrixFactorizationBase
 from scipy.sparse import csr_matrix
 
 from ._factorization import ImplicitFactorizationRecommender
-from .spec import GeneratorConfig, NonNegativeFloat, PositiveFloat, PositiveInt
+from .spec import GeneratorConfig, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .weighting import InteractionWeighting, weight_user_items
 
 
@@ -22,7 +22,7 @@ class ALSConfig(GeneratorConfig):
     alpha: PositiveFloat = 1.0
     iterations: PositiveInt = 15
     weighting: Literal["bm25", "log1p", "none"] = "log1p"
-    num_threads: PositiveInt = 1
+    num_threads: NonNegativeInt = 0
 
 
 class ALSRecommender(ImplicitFactorizationRecommender):
@@ -53,7 +53,9 @@ class ALSRecommender(ImplicitFactorizationRecommender):
     bm25_K1, bm25_B:
         BM25 saturation and length normalisation (only for ``weighting="bm25"``).
     num_threads:
-        implicit worker threads for fit and recommend (results do not depend on it).
+        implicit worker threads for fit and recommend, 0 = every core (implicit's convention).
+        Results do not depend on it: each user's and item's solve is independent of the
+        others, so 1 and 2 threads give identical factors (tests/test_recommenders.py).
     random_state:
         Seed of the initial factors.
     """
@@ -70,7 +72,7 @@ class ALSRecommender(ImplicitFactorizationRecommender):
         weighting: InteractionWeighting = "log1p",
         bm25_K1: float = 100.0,
         bm25_B: float = 0.8,
-        num_threads: int = 1,
+        num_threads: int = 0,
         random_state: int | None = 42,
     ):
         self.factors = factors

@@ -48,7 +48,7 @@ from .base import (
     seen_flat_indices,
     topk,
 )
-from .spec import GeneratorConfig, PositiveFloat, PositiveInt
+from .spec import GeneratorConfig, NonNegativeInt, PositiveFloat, PositiveInt
 from .weighting import InteractionWeighter, InteractionWeighting
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ItemKNNConfig(GeneratorConfig):
     K1: PositiveFloat = 10.0
     B: Annotated[float, Field(ge=0, le=1)] = 0.75
     weighting: Literal["auto", "bm25", "log1p", "none"] = "auto"
-    num_threads: PositiveInt = 1
+    num_threads: NonNegativeInt = 0
 
 
 class ItemKNNRecommender(Recommender):
@@ -111,7 +111,8 @@ class ItemKNNRecommender(Recommender):
         weights, else ``"bm25"``; module docstring), ``"bm25"`` (K1=100, B=0.8, as for ALS),
         ``"log1p"`` or ``"none"`` (raw counts, which is what implicit alone does).
     num_threads:
-        Threads for the similarity computation.
+        Threads for the similarity computation, 0 = every core. Results do not depend on
+        it: every item's neighbour list is computed on its own (tests/test_recommenders.py).
     """
 
     name = "itemknn"
@@ -124,7 +125,7 @@ class ItemKNNRecommender(Recommender):
         K1: float = 10.0,
         B: float = 0.75,
         weighting: InteractionWeighting | Literal["auto"] = "auto",
-        num_threads: int = 1,
+        num_threads: int = 0,
     ):
         self.similarity = similarity
         self.K = K

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SideData = Literal["item_features", "social", "timestamps"]
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
