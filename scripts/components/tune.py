@@ -32,6 +32,7 @@ from scripts.core.generators import fit_recommender, make_recommender, recommend
 from scripts.core.io import write_json
 from scripts.core.outputs import TuneOutput
 from scripts.core.prepared import PreparedData
+from scripts.core.tracking import metric_key
 from scripts.pipeline.component import Context, Result
 from scripts.pipeline.runner import component_main
 
@@ -94,11 +95,11 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
             scores = score_trial(config, prepared, evaluator, name, settings)
             rows.append({"instance": name, "trial": trial, "settings": json.dumps(settings, sort_keys=True),
                          "segment": segment, "n_users": n_users,
-                         **{key.replace("@", "_at_"): value for key, value in scores.items()},
+                         **{metric_key(key): value for key, value in scores.items()},
                          "seconds": time.perf_counter() - started, "chosen": False})
             log.info("tune %s %s: %s %.4f on %d %s target users", name, settings, metric, scores[metric],
                      n_users, segment)
-        values = [row[metric.replace("@", "_at_")] for row in rows[first:]]
+        values = [row[metric_key(metric)] for row in rows[first:]]
         best = first + int(np.argmax(values))  # the first of equals
         rows[best]["chosen"] = True
         chosen[name] = json.loads(rows[best]["settings"])
@@ -109,7 +110,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     trials.to_csv(out.path / out.TRIALS, index=False)
     write_json(out.path / out.CHOSEN, chosen)
     (out.path / out.TABLE_MD).write_text(markdown(trials, metric))
-    column = metric.replace("@", "_at_")
+    column = metric_key(metric)
     best_rows = trials[trials["chosen"]]
     return Result(
         metrics={f"{row.instance}.target_{column}": float(getattr(row, column)) for row in best_rows.itertuples()}

@@ -52,6 +52,8 @@ log = logging.getLogger("encore")
 FIRST: tuple[str, ...] = ("prepare",)
 TUNE = "tune"
 """Chooses generator settings on the ranker-target part; what runs after it uses its choice."""
+UNTUNED: tuple[str, ...] = (*FIRST, TUNE)
+"""The components that run on the config as written; every later one runs on tune's choice."""
 LAST: tuple[str, ...] = ("ranker", "evaluate")
 ON_DEMAND: tuple[str, ...] = ("register", "promote")
 """Run only when named: every ``register`` makes a new model version."""
@@ -292,7 +294,7 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
     results: dict[str, Result] = {}
     for name in to_run:
         try:
-            if name not in (*FIRST, TUNE):
+            if name not in UNTUNED:
                 config = tuned(config)
             results[name] = run_component(config, name, force=name in force)
         except Exception as exc:
@@ -368,7 +370,7 @@ def component_main(name: str | None, argv: Sequence[str] | None = None, *, descr
 
         for fold_config in fold_configs(config):  # one config unless split.folds > 1
             try:
-                run_component(fold_config if target in (*FIRST, TUNE) else tuned(fold_config), target,
+                run_component(fold_config if target in UNTUNED else tuned(fold_config), target,
                               force=args.force)
             except Exception as exc:
                 raise ComponentFailed(target, exc) from exc
