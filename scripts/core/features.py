@@ -260,11 +260,11 @@ def top_played_items(user_items: sp.csr_matrix, n: int) -> np.ndarray:
 
 
 def colistening_embeddings(user_items: sp.csr_matrix, n_components: int = 64) -> np.ndarray:
-    """L2-normalised ``(n_items, d)`` SVD embedding of the items' normalised listener vectors,
-    so that dot products approximate co-listening cosines (seeded: deterministic)."""
+    """L2-normalised float32 ``(n_items, d)`` SVD embedding of the items' normalised listener
+    vectors, so that dot products approximate co-listening cosines (seeded: deterministic)."""
     listeners = normalize((user_items > 0).astype(np.float32).T.tocsr())
     d = max(1, min(n_components, min(listeners.shape) - 1))
-    return normalize(TruncatedSVD(n_components=d, random_state=0).fit_transform(listeners))
+    return normalize(TruncatedSVD(n_components=d, random_state=0).fit_transform(listeners)).astype(np.float32)
 
 
 def most_recent_items(timestamps: sp.csr_matrix, n: int) -> np.ndarray:
@@ -274,12 +274,10 @@ def most_recent_items(timestamps: sp.csr_matrix, n: int) -> np.ndarray:
 
 def _colistening(top: np.ndarray, items: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Max and mean co-listening cosine of each pair's item to the row's ``top`` items."""
-    sims = np.full(top.shape, np.nan)
-    candidates = embeddings[items]  # gathered once for the few columns, not once per column
+    sims = np.empty(top.shape)
     for j in range(top.shape[1]):  # a few columns, not a per-user loop
-        has = top[:, j] >= 0
-        sims[has, j] = np.einsum("ij,ij->i", embeddings[top[has, j]], candidates[has])
-    present = ~np.isnan(sims)
+        sims[:, j] = factor_pair_scores(embeddings, embeddings, np.maximum(top[:, j], 0), items)
+    present = top >= 0
     filled = np.where(present, sims, 0.0)
     top_max = np.where(present, sims, -np.inf).max(axis=1).clip(min=0.0)
     return top_max, filled.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
