@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
-from scripts.core.arrays import lookup_pairs, pair_keys, positions_by_key, positions_in_groups, segment_starts
+from scripts.core.arrays import lookup_pairs, pair_keys, positions_by_key, positions_in_groups, row_sums, segment_starts
 
 
 def test_segments_and_positions() -> None:
@@ -26,3 +27,9 @@ def test_pair_lookup() -> None:
     keys = pair_keys(np.array([1, 2, 0]), np.array([0, 0, 4]), n_items=5)
     out = lookup_pairs(keys, table, np.array([10.0, 20.0, 30.0]))
     assert out[0] == 20.0 and np.isnan(out[1]) and out[2] == 10.0
+
+
+def test_row_sums_per_csr_row_with_empty_rows() -> None:
+    matrix = sp.csr_matrix(np.array([[1, 0, 2], [0, 0, 0], [0, 3, 0], [0, 0, 0]]))
+    assert row_sums(matrix, np.array([10, 20, 30])).tolist() == [30, 0, 30, 0]
+    assert row_sums(sp.csr_matrix((2, 3)), np.array([], dtype=np.int64)).tolist() == [0, 0]

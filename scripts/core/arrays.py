@@ -4,6 +4,7 @@ features and the ranker. Groups are runs of equal values; nothing here loops per
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
@@ -20,6 +21,13 @@ def lookup_pairs(keys: np.ndarray, table_keys: np.ndarray, values: np.ndarray, f
     out = np.full(len(keys), fill, dtype=np.float64)
     out[found] = values[order][pos[found]]
     return out
+
+
+def row_sums(matrix: sp.csr_matrix, values: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` (one per stored entry of the CSR ``matrix``) over each row; 0 for empty rows."""
+    sums = np.add.reduceat(np.r_[values, 0], np.minimum(matrix.indptr[:-1], len(values)))
+    sums[np.diff(matrix.indptr) == 0] = 0
+    return sums
 
 
 def segment_starts(groups: np.ndarray) -> np.ndarray:

@@ -16,11 +16,14 @@ import numpy as np
 import threadpoolctl
 from scipy.sparse import csc_matrix, csr_matrix, issparse
 
+from scripts.core.arrays import row_sums
+
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 
 _PAIR_CHUNK = 65_536
-_FACTOR_CHUNK = 8_192
 """Pairs scored per chunk in the pair-scoring helpers (bounds temporary memory)."""
+_FACTOR_CHUNK = 8_192
+"""Pairs per chunk of factor dot products: small enough for the gathered rows to stay in cache."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,10 +243,7 @@ def _sparse_history_pair_scores(history: csr_matrix, similarity: csr_matrix, use
     uniq, starts = np.unique(pair_users, return_index=True)
     starts = np.r_[starts, len(pair_users)]
     rows = history[uniq].astype(np.float64)
-    products = np.diff(similarity.indptr)[rows.indices]
-    per_user = np.add.reduceat(np.r_[products, 0], np.minimum(rows.indptr[:-1], len(products)))
-    per_user[np.diff(rows.indptr) == 0] = 0
-    ends = np.cumsum(per_user)
+    ends = np.cumsum(row_sums(rows, np.diff(similarity.indptr)[rows.indices]))
     n_items = similarity.shape[1]
     out = np.zeros(len(users), dtype=np.float32)
     first = 0

@@ -13,7 +13,7 @@ from pydantic import Field
 from scipy.sparse import csr_matrix, vstack
 from sklearn.preprocessing import normalize
 
-from scripts.core.arrays import positions_in_groups
+from scripts.core.arrays import positions_in_groups, row_sums
 
 from .base import Recommender, as_ids, check_user_items, topk
 from .spec import GeneratorConfig, PositiveInt
@@ -37,8 +37,8 @@ class UserKNNRecommender(Recommender):
     ``sim`` is the cosine of two users' weighted listening vectors. A user is never their own
     neighbour. Scoring is batched and sparse: a batch's similarities are the sparse product of
     its normalised vectors with the neighbour index (n_items, n_users), the top ``K`` of each
-    row are kept, times the weighted plays — no per-user Python loop, no ``(batch, n_users)``
-    dense block.
+    row are kept, times the weighted plays — no per-user Python loop; a chunk holds at most
+    ``PRODUCT_CELLS`` similarities, dense only when its rows are nearly as long as the user list.
 
     **Bounded neighbour search** (``max_item_listeners``): the index keeps, for each item, the
     ``max_item_listeners`` listeners whose normalised weight on it is largest — the users for
@@ -117,10 +117,7 @@ class UserKNNRecommender(Recommender):
         # A row's product has at most the index lengths of its items (and n_users) entries:
         # chunk the rows so that one chunk's product, and its rows padded to the longest one,
         # stay within PRODUCT_CELLS.
-        lengths = np.diff(self._pool.indptr)[query.indices]
-        bound = np.add.reduceat(np.r_[lengths, 0], np.minimum(query.indptr[:-1], len(lengths)))
-        bound[np.diff(query.indptr) == 0] = 0
-        bound = np.minimum(bound, self.n_users_)
+        bound = np.minimum(row_sums(query, np.diff(self._pool.indptr)[query.indices]), self.n_users_)
         parts, first = [], 0
         while first < len(user_ids):
             window = bound[first:first + (1 << 16)]
