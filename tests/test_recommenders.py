@@ -135,6 +135,18 @@ def test_topk_matches_a_full_sort_on_random_blocks() -> None:
             np.testing.assert_array_equal(top[r, : len(order)], scores[r, order])
 
 
+def test_topk_row_slices_on_threads_equal_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts.core.recommenders import helpers
+
+    monkeypatch.setattr(helpers, "_TOPK_CELLS_PER_THREAD", 64)  # split even this small block
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 50, (37, 700)).astype(np.float32)  # ties across the slice edges
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    one = topk(scores, 25, num_threads=1)
+    for threads in (2, 3, 37, 64):
+        np.testing.assert_array_equal(topk(scores, 25, num_threads=threads), one)
+
+
 def test_mask_seen_sets_every_stored_entry(user_items: sp.csr_matrix) -> None:
     rows = user_items[[4, 9, 11]]
     block = np.zeros((3, N_ITEMS), dtype=np.float32)

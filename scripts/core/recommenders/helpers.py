@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -61,7 +62,7 @@ def as_ids(ids: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def topk(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
+def topk(scores: np.ndarray, N: int, *, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Best ``N`` columns of every row of a dense score block, best first.
 
     Parameters
@@ -71,6 +72,9 @@ def topk(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
         returned.
     N:
         Number of slots per row; may exceed ``n_items``.
+    num_threads:
+        Threads over row slices of a large block (``0`` = every core of this process). Rows are
+        independent, so the result does not depend on it.
 
     Returns
     -------
@@ -81,27 +85,53 @@ def topk(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
         ``(n_rows, N)`` float32, ``-inf`` where ``ids == -1``.
 
     Why not ``np.argpartition`` on the whole block: it costs ~250 µs per 17k-item row. We
-    first bound each row's k-th best score from below by the k-th best *block maximum*
-    (blocks of up to 64 columns, the k best block maxima are k distinct entries), keep
-    only entries at or above that bound (about k per row), and sort those: ~10x faster.
+    first bound each row's k-th best score from below by the k-th best *group maximum*
+    (disjoint groups of up to 64 columns, the k best group maxima are k distinct entries), keep
+    only entries at or above that bound (about k per row), and sort those: ~10x faster. Numpy
+    releases the GIL in each of these passes, so row slices on threads add the other cores
+    (~1 ns per score on 2 cores).
     """
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (n_rows, n_items), got shape {scores.shape}")
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float32)
-    n_rows, n_items = scores.shape
+    n_rows = scores.shape[0]
     ids = np.full((n_rows, N), -1, dtype=np.int64)
     out = np.full((n_rows, N), -np.inf, dtype=np.float32)
-    k = min(N, n_items)
-    if k <= 0 or n_rows == 0:
+    if min(N, scores.shape[1]) <= 0 or n_rows == 0:
         return ids, out
+    threads = min(num_threads or available_cores(), max(1, scores.size // _TOPK_CELLS_PER_THREAD), n_rows)
+    if threads == 1:
+        _topk_into(scores, ids, out)
+        return ids, out
+    edges = np.linspace(0, n_rows, threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        # list(): re-raise a worker's exception here
+        list(pool.map(lambda lo, hi: _topk_into(scores[lo:hi], ids[lo:hi], out[lo:hi]), edges[:-1], edges[1:]))
+    return ids, out
 
+
+_TOPK_CELLS_PER_THREAD = 1 << 20
+"""Scores per thread below which a thread hand-off costs more than it saves."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _topk_into(scores: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
+    """:func:`topk` of one row slice, written into its ``ids`` / ``out`` slices (``-1`` / ``-inf`` filled)."""
+    n_rows, n_items = scores.shape
+    k = min(ids.shape[1], n_items)
     block = int(np.clip(n_items // (4 * k), 1, 64))
     if block > 1:
         n_full = n_items // block
-        # fmax ignores NaN, so a NaN never becomes a block's maximum.
-        maxima = np.fmax.reduce(scores[:, : n_full * block].reshape(n_rows, n_full, block), axis=2)
+        # Group g holds columns g, g + n_full, g + 2 n_full, ...: reducing over the middle axis
+        # is an elementwise max of contiguous rows (SIMD, 3-4x faster than contiguous blocks).
+        # fmax ignores NaN, so a NaN never becomes a group's maximum.
+        maxima = np.fmax.reduce(scores[:, : n_full * block].reshape(n_rows, block, n_full), axis=1)
         if n_items % block:
             tail = np.fmax.reduce(scores[:, n_full * block :], axis=1, keepdims=True)
             maxima = np.concatenate([maxima, tail], axis=1)
@@ -123,7 +153,6 @@ def topk(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
     keep = rank < k
     ids[rows[keep], rank[keep]] = cols[keep]
     out[rows[keep], rank[keep]] = vals[keep]
-    return ids, out
 
 
 def seen_flat_indices(user_items_rows: csr_matrix) -> tuple[np.ndarray, np.ndarray]:
