@@ -483,6 +483,26 @@ def test_paired_comparison_matches_scipy_and_is_deterministic(monkeypatch: pytes
     assert M.paired_comparison(a, b, random_state=42) == r1
 
 
+def test_paired_comparisons_share_resamples_and_equal_single_calls() -> None:
+    rng = np.random.default_rng(4)
+    b = rng.random(90)
+    baselines = {"pop": rng.random(90), "als": b - 0.05 * rng.random(90), "same": b.copy()}
+    together = M.paired_comparisons(baselines, b, n_resamples=300, random_state=7)
+    assert list(together) == ["pop", "als", "same"]
+    for name, a in baselines.items():
+        assert together[name] == M.paired_comparison(a, b, n_resamples=300, random_state=7)
+    # the percentile bootstrap written out: one draw of (resamples, users) indices
+    idx = np.random.default_rng(7).integers(0, 90, size=(300, 90))
+    diffs = b[idx].mean(axis=1) - baselines["als"][idx].mean(axis=1)
+    np.testing.assert_allclose([together["als"].ci_low, together["als"].ci_high], np.quantile(diffs, [0.025, 0.975]))
+    assert together["same"].ci_low == together["same"].ci_high == 0.0
+    groups = np.repeat(np.arange(30), 3)
+    grouped = M.paired_comparisons(baselines, b, n_resamples=300, random_state=7, groups=groups)
+    for name, a in baselines.items():
+        assert grouped[name] == M.paired_comparison(a, b, n_resamples=300, random_state=7, groups=groups)
+    assert grouped["als"].n_groups == 30
+
+
 def test_paired_comparison_validates() -> None:
     with pytest.raises(ValueError, match="equal shapes"):
         M.paired_comparison(np.zeros(3), np.zeros(4))

@@ -65,6 +65,9 @@ def test_segments_hand_computed(prepared: PreparedData) -> None:
     assert ev.evaluate(lists, "cold_items")["ndcg@2"] == pytest.approx(0.5)
     assert ev.evaluate(lists, "cold")["recall@2"] == pytest.approx(0.5)
     assert ev.per_user(lists, "ndcg@2", "warm") == pytest.approx([ndcg[0], ndcg[1]])
+    # Part of the users: each segment is scored on its own.
+    assert [ev.scored_as(name) for name in ("all", "warm", "cold", "cold_items")] == [
+        "all", "warm", "cold", "cold_items"]
 
 
 def test_empty_segment_is_reported_not_nan(tmp_path: Path) -> None:
@@ -79,6 +82,10 @@ def test_empty_segment_is_reported_not_nan(tmp_path: Path) -> None:
     assert ev.segments["warm"].n_users == 2
     with pytest.raises(ValueError, match="segment 'cold' has no test users"):
         ev.evaluate(np.array([[2, 1], [0, 2]]), "cold")
+    # Warm holds every test user with all their items: scored once, as "all".
+    lists = np.array([[2, 1], [1, 2]])
+    assert ev.scored_as("warm") == "all" and ev.scored_as("cold_items") == "cold_items"
+    assert ev.evaluate(lists, "warm") == ev.evaluate(lists, "all")
 
 
 def test_comparison_block_of_an_empty_segment_says_so() -> None:

@@ -55,11 +55,9 @@ def markdown_table(table: pd.DataFrame) -> str:
 def compare(values: pd.DataFrame, primary: str, *, challenger: str, n_resamples: int, confidence: float,
             seed: int) -> dict[str, metrics.PairedComparison]:
     """Paired comparisons of ``challenger`` against every other model (columns of ``values``)."""
-    return {
-        name: metrics.paired_comparison(values[name].to_numpy(), values[challenger].to_numpy(), metric=primary,
-                                        n_resamples=n_resamples, confidence=confidence, random_state=seed)
-        for name in values.columns if name not in (challenger, "user_id")
-    }
+    baselines = {name: values[name].to_numpy() for name in values.columns if name not in (challenger, "user_id")}
+    return metrics.paired_comparisons(baselines, values[challenger].to_numpy(), metric=primary,
+                                      n_resamples=n_resamples, confidence=confidence, random_state=seed)
 
 
 def _segment_block(name: str, n_users: int, at10: pd.DataFrame | None) -> str:
@@ -79,8 +77,11 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     lists = model_lists(config, ctx, evaluator.users, max(ks))
     segments = evaluator.segments
     # Every metric per segment; an empty segment (e.g. cold users of a per-user holdout) is skipped.
-    by_segment = {seg: {name: evaluator.evaluate(model, seg) for name, model in lists.items()}
-                  for seg in SEGMENTS if segments[seg].n_users}
+    by_segment: dict[str, dict[str, dict[str, float]]] = {}
+    for seg in (seg for seg in SEGMENTS if segments[seg].n_users):
+        same = evaluator.scored_as(seg)
+        by_segment[seg] = by_segment[same] if same != seg else {name: evaluator.evaluate(model, seg)
+                                                                for name, model in lists.items()}
     results = by_segment["all"]
     table = metrics.metrics_table(results)
     out = EvaluateOutput(ctx.output)
@@ -119,6 +120,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                      "n_test_users": len(evaluator.users), "segments": {}}
     settings = {"n_resamples": config.evaluation.n_bootstrap, "confidence": config.evaluation.confidence,
                 "seed": config.experiment.seed}
+    compared: dict[str, dict[str, metrics.PairedComparison]] = {}
     for seg in SEGMENTS:
         n_users = segments[seg].n_users
         entry: dict = {"n_users": n_users}
@@ -134,8 +136,11 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         if n_users < 2:
             entry["note"] = "fewer than two users: no paired comparison"
             continue
-        values = pd.DataFrame({name: evaluator.per_user(model, primary, seg) for name, model in lists.items()})
-        comparisons = compare(values, primary, challenger="ranker", **settings)
+        same = evaluator.scored_as(seg)
+        if same == seg:
+            values = pd.DataFrame({name: evaluator.per_user(model, primary, seg) for name, model in lists.items()})
+            compared[seg] = compare(values, primary, challenger="ranker", **settings)
+        comparisons = compared[same]
         vs_best = comparisons[seg_best]
         entry["comparisons"] = {name: c.to_dict() for name, c in comparisons.items()}
         entry["vs_best_generator"] = vs_best.to_dict()

@@ -114,6 +114,12 @@ class Evaluator:
             "cold_items": Segment("cold_items", cold_item_rows, relevant_cold_items[cold_item_rows]),
         }
 
+    def scored_as(self, segment: str) -> str:
+        """``"all"`` when ``segment`` holds every test user with all their relevant items (warm
+        on a per-user holdout): its numbers are those of ``all``, so they are computed once."""
+        whole = segment in ("warm", "cold") and self.segments[segment].n_users == len(self.users)
+        return "all" if whole else segment
+
     def user_segment(self) -> np.ndarray:
         """``"warm"`` or ``"cold"`` per row of :attr:`users` (the per-user table's column)."""
         return np.where(np.diff(self._train.indptr)[self.users] > 0, "warm", "cold")

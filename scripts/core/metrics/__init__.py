@@ -51,7 +51,7 @@ from .ranking import (
     reciprocal_rank_at_k,
 )
 from .reporting import metrics_table, plot_metric_vs_k
-from .significance import PairedComparison, paired_comparison
+from .significance import PairedComparison, paired_comparison, paired_comparisons
 
 __all__ = [
     "RANKING_METRICS",
@@ -68,6 +68,7 @@ __all__ = [
     "ndcg_at_k",
     "novelty",
     "paired_comparison",
+    "paired_comparisons",
     "per_user_metric",
     "plot_metric_vs_k",
     "precision_at_k",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -84,71 +85,106 @@ def paired_comparison(
     several folds counts once as a unit of evidence; means stay over rows, and the t-test is
     over the groups' mean differences.
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"a and b must be 1-D with equal shapes, got {a.shape} and {b.shape}")
-    n = a.size
+    return paired_comparisons({"a": a}, b, metric=metric, n_resamples=n_resamples, confidence=confidence,
+                              random_state=random_state, groups=groups)["a"]
+
+
+def paired_comparisons(
+    baselines: Mapping[str, np.ndarray],
+    b: np.ndarray,
+    *,
+    metric: str = "ndcg@10",
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+    groups: np.ndarray | None = None,
+) -> dict[str, PairedComparison]:
+    """:func:`paired_comparison` of challenger ``b`` against each baseline, by name.
+
+    Every comparison sees the same resamples (each equals its own :func:`paired_comparison`
+    call), drawn once: the index draws and the challenger's sums are shared, which is most
+    of the bootstrap's cost when a challenger meets many baselines.
+    """
+    b = _check_values(b, "b")
+    arrays = {name: _check_values(a, f"a ({name})") for name, a in baselines.items()}
+    for name, a in arrays.items():
+        if a.shape != b.shape:
+            raise ValueError(f"a and b must be 1-D with equal shapes, got {a.shape} ({name}) and {b.shape}")
+    n = b.size
     if n < 2:
         raise ValueError("need at least two paired users")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("a and b must be finite")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
 
-    mean_a, mean_b = float(a.mean()), float(b.mean())
-    d = b - a
     if groups is None:
-        sums_a, sums_b, counts = a, b, np.ones(n)
+        codes, counts = None, np.ones(n)
     else:
         groups = np.asarray(groups)
-        if groups.shape != a.shape:
-            raise ValueError(f"groups must have the shape of a, got {groups.shape} and {a.shape}")
+        if groups.shape != b.shape:
+            raise ValueError(f"groups must have the shape of a, got {groups.shape} and {b.shape}")
         codes = np.unique(groups, return_inverse=True)[1]
-        sums_a, sums_b = np.bincount(codes, weights=a), np.bincount(codes, weights=b)
         counts = np.bincount(codes).astype(np.float64)
         if len(counts) < 2:
             raise ValueError("need at least two groups")
-    n_units = len(counts)
-    t_stat, p_value = (_paired_t_test(a, b) if groups is None
-                       else _paired_t_test(sums_a / counts, sums_b / counts))
 
+    def unit_sums(values: np.ndarray) -> np.ndarray:
+        return values if codes is None else np.bincount(codes, weights=values)
+
+    n_units = len(counts)
+    sums_b = unit_sums(b)
+    sums_a = {name: unit_sums(a) for name, a in arrays.items()}
     rng = np.random.default_rng(random_state)
-    boot_a = np.empty(n_resamples)
     boot_b = np.empty(n_resamples)
+    boot_a = {name: np.empty(n_resamples) for name in arrays}
     batch = max(1, min(n_resamples, _BOOTSTRAP_BATCH_ELEMENTS // n_units))
     for start in range(0, n_resamples, batch):
         stop = min(start + batch, n_resamples)
         idx = rng.integers(0, n_units, size=(stop - start, n_units))
-        rows = float(n) if groups is None else counts[idx].sum(axis=1)
-        boot_a[start:stop] = sums_a[idx].sum(axis=1) / rows
+        rows = float(n) if codes is None else counts[idx].sum(axis=1)
         boot_b[start:stop] = sums_b[idx].sum(axis=1) / rows
+        for name, sums in sums_a.items():
+            boot_a[name][start:stop] = sums[idx].sum(axis=1) / rows
 
     alpha = 1.0 - confidence
     q = [alpha / 2.0, 1.0 - alpha / 2.0]
-    ci_low, ci_high = np.quantile(boot_b - boot_a, q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_ci_low, rel_ci_high = np.quantile(boot_b / boot_a - 1.0, q)
-        rel_uplift = (mean_b - mean_a) / mean_a if mean_a != 0 else float("nan")
+    out = {}
+    for name, a in arrays.items():
+        mean_a, mean_b = float(a.mean()), float(b.mean())
+        d = b - a
+        t_stat, p_value = (_paired_t_test(a, b) if codes is None
+                           else _paired_t_test(sums_a[name] / counts, sums_b / counts))
+        ci_low, ci_high = np.quantile(boot_b - boot_a[name], q)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_ci_low, rel_ci_high = np.quantile(boot_b / boot_a[name] - 1.0, q)
+            rel_uplift = (mean_b - mean_a) / mean_a if mean_a != 0 else float("nan")
+        out[name] = PairedComparison(
+            metric=metric,
+            n_users=int(n),
+            mean_a=mean_a,
+            mean_b=mean_b,
+            diff=mean_b - mean_a,
+            rel_uplift=float(rel_uplift),
+            ci_low=float(ci_low),
+            ci_high=float(ci_high),
+            rel_ci_low=float(rel_ci_low),
+            rel_ci_high=float(rel_ci_high),
+            t_statistic=t_stat,
+            p_value=p_value,
+            n_better=int((d > 0).sum()),
+            n_worse=int((d < 0).sum()),
+            confidence=float(confidence),
+            n_resamples=int(n_resamples),
+            n_groups=int(n_units),
+        )
+    return out
 
-    return PairedComparison(
-        metric=metric,
-        n_users=int(n),
-        mean_a=mean_a,
-        mean_b=mean_b,
-        diff=mean_b - mean_a,
-        rel_uplift=float(rel_uplift),
-        ci_low=float(ci_low),
-        ci_high=float(ci_high),
-        rel_ci_low=float(rel_ci_low),
-        rel_ci_high=float(rel_ci_high),
-        t_statistic=t_stat,
-        p_value=p_value,
-        n_better=int((d > 0).sum()),
-        n_worse=int((d < 0).sum()),
-        confidence=float(confidence),
-        n_resamples=int(n_resamples),
-        n_groups=int(n_units),
-    )
+
+def _check_values(values: np.ndarray, name: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"a and b must be 1-D with equal shapes, got {name} of shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("a and b must be finite")
+    return values
