@@ -284,8 +284,9 @@ def test_userknn_neighbour_search_in_chunks_changes_nothing() -> None:
     user_items = sp.random(200, 80, density=0.1, random_state=5, format="csr",
                            data_rvs=lambda n: rng.integers(1, 20, n).astype(np.float32))
     whole = UserKNNRecommender(K=7, max_item_listeners=15).fit(user_items)
-    chunked = UserKNNRecommender(K=7, max_item_listeners=15).fit(user_items)
-    chunked.PRODUCT_CELLS = 50  # a few users per chunk
+    chunked = UserKNNRecommender(K=7, max_item_listeners=15)
+    chunked.PRODUCT_CELLS = 50  # a few users per chunk, from the search at fit on
+    chunked.fit(user_items)
     users = np.arange(200)
     expected = whole.neighbours(users, user_items)
     assert (expected != chunked.neighbours(users, user_items)).nnz == 0
@@ -293,4 +294,38 @@ def test_userknn_neighbour_search_in_chunks_changes_nothing() -> None:
                                   chunked.recommend(users, user_items, 10)[0])
     for dense_from in (0.0, 2.0):  # every chunk one dense block / every chunk padded rows
         chunked.DENSE_FROM = dense_from
-        assert (expected != chunked.neighbours(users, user_items)).nnz == 0
+        assert (expected != chunked._search(users, chunked.plays_)).nnz == 0
+
+
+@pytest.mark.parametrize("weighting", ["log1p", "bm25", "none"])
+def test_userknn_reuses_the_fit_search_only_for_unchanged_histories(weighting: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(6)
+    user_items = sp.random(60, 40, density=0.15, random_state=7, format="csr",
+                           data_rvs=lambda n: rng.integers(1, 20, n).astype(np.float32))
+    model = UserKNNRecommender(K=5, weighting=weighting, max_item_listeners=10).fit(user_items)
+    users = np.array([17, 3, 42, 3, 0])
+    searched = model._search(users, model.weighter_.transform(user_items[users]))
+    searches: list[int] = []
+    search = model._search
+    monkeypatch.setattr(model, "_search", lambda ids, plays: searches.append(len(ids)) or search(ids, plays))
+    assert (model.neighbours(users, user_items) != searched).nnz == 0 and searches == []  # every row reused
+    new_item = int(np.setdiff1d(np.arange(40), user_items[3].indices)[0])
+    gone_item = int(user_items[42].indices[0])
+    changed = user_items.tolil()
+    changed[3, new_item], changed[42, gone_item] = 5.0, 0.0  # user 3 plays an item anew; one of 42's goes
+    changed = changed.tocsr().astype(np.float32)
+    changed.eliminate_zeros()
+    expected = search(users, model.weighter_.transform(changed[users]))
+    assert (model.neighbours(users, changed) != expected).nnz == 0 and searches == [3]  # 3, 42, 3 searched
+    model.save(tmp_path / "m")
+    loaded = UserKNNRecommender.load(tmp_path / "m")
+    assert (loaded.neighbours_ != model.neighbours_).nnz == 0
+
+
+def test_same_rows_compares_columns_and_values() -> None:
+    from scripts.core.recommenders.userknn import same_rows
+
+    a = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0], [0, 0, 0]], dtype=np.float32))
+    b = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 1], [5, 0, 0], [0, 0, 0]], dtype=np.float32))
+    assert same_rows(a, b).tolist() == [True, False, False, True]

@@ -93,6 +93,7 @@ class UserKNNRecommender(Recommender):
         self.plays_ = self.weighter_.fit_transform(user_items)
         self.n_users_, self.n_items_ = user_items.shape
         self._pool = self._neighbour_index()
+        self.neighbours_ = self._search(np.arange(self.n_users_), self.plays_)
         return self
 
     def _neighbour_index(self) -> csr_matrix:
@@ -110,10 +111,30 @@ class UserKNNRecommender(Recommender):
             rows[keep], minlength=pool.shape[0]))]), shape=pool.shape)
 
     def neighbours(self, user_ids: np.ndarray, user_items: csr_matrix) -> csr_matrix:
-        """Sparse ``(len(user_ids), n_users)``: each user's ``K`` nearest fitted users, ``sim^p``."""
+        """Sparse ``(len(user_ids), n_users)``: each user's ``K`` nearest fitted users, ``sim^p``.
+
+        A fitted user whose row of ``user_items`` is their fitted history gets the neighbours
+        found at fit (``neighbours_``, the same search): the generator's lists, the ranker's
+        features of both stages and serving all reuse one search. Other rows (another history,
+        a new user) are searched.
+        """
         self._check_fitted()
         user_ids = as_ids(user_ids)
-        query = normalize(self.weighter_.transform(check_user_items(user_items, self.n_items_)[user_ids]))
+        plays = self.weighter_.transform(check_user_items(user_items, self.n_items_)[user_ids])
+        fitted = user_ids < self.n_users_
+        reuse = np.zeros(len(user_ids), dtype=bool)
+        reuse[fitted] = same_rows(plays[np.flatnonzero(fitted)], self.plays_[user_ids[fitted]])
+        if reuse.all():
+            return self.neighbours_[user_ids]
+        found = self._search(user_ids[~reuse], plays[np.flatnonzero(~reuse)])
+        if not reuse.any():
+            return found
+        order = np.argsort(np.r_[np.flatnonzero(reuse), np.flatnonzero(~reuse)], kind="stable")
+        return vstack([self.neighbours_[user_ids[reuse]], found], format="csr")[order]
+
+    def _search(self, user_ids: np.ndarray, plays: csr_matrix) -> csr_matrix:
+        """:meth:`neighbours` of the weighted play rows ``plays`` (one per id of ``user_ids``), searched."""
+        query = normalize(plays)
         # A row's product has at most the index lengths of its items (and n_users) entries:
         # chunk the rows so that one chunk's product, and its rows padded to the longest one,
         # stay within PRODUCT_CELLS.
@@ -175,12 +196,32 @@ class UserKNNRecommender(Recommender):
         return topk(sims, N)
 
     def _get_state(self) -> dict[str, np.ndarray]:
-        p = self.plays_
+        p, n = self.plays_, self.neighbours_
         return {"plays_data": p.data, "plays_indices": p.indices, "plays_indptr": p.indptr,
+                "neighbours_data": n.data, "neighbours_indices": n.indices, "neighbours_indptr": n.indptr,
                 **self.weighter_.get_state()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.plays_ = csr_matrix((state["plays_data"], state["plays_indices"], state["plays_indptr"]),
-                                 shape=(self.n_users_, self.n_items_))
+        shape = (self.n_users_, self.n_items_)
+        self.plays_ = csr_matrix((state["plays_data"], state["plays_indices"], state["plays_indptr"]), shape=shape)
         self.weighter_ = InteractionWeighter(self.weighting).set_state(state)
         self._pool = self._neighbour_index()
+        if "neighbours_data" in state:
+            self.neighbours_ = csr_matrix((state["neighbours_data"], state["neighbours_indices"],
+                                           state["neighbours_indptr"]), shape=(self.n_users_, self.n_users_))
+        else:  # a model saved before neighbours were stored
+            self.neighbours_ = self._search(np.arange(self.n_users_), self.plays_)
+
+
+def same_rows(a: csr_matrix, b: csr_matrix) -> np.ndarray:
+    """Boolean ``(n_rows,)``: whether row ``r`` of ``a`` and of ``b`` store the same entries
+    (columns and values; both with sorted indices), vectorised over the CSR arrays."""
+    a, b = a.tocsr(), b.tocsr()
+    a.sort_indices()
+    b.sort_indices()
+    lengths = np.diff(a.indptr)
+    same = lengths == np.diff(b.indptr)
+    in_a, in_b = np.repeat(same, lengths), np.repeat(same, np.diff(b.indptr))
+    differs = (a.indices[in_a] != b.indices[in_b]) | (a.data[in_a] != b.data[in_b])
+    same[np.repeat(np.flatnonzero(same), lengths[same])[differs]] = False
+    return same
