@@ -91,10 +91,12 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
 
 
 def growth(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per component, the exponent of time in interactions between consecutive sizes."""
+    """Per component, the exponent of time in interactions between consecutive sizes, and
+    between the smallest and the largest (the target's 1M -> 10M) when there are more than two."""
     sizes = list(results)
     out: dict[str, dict[str, float]] = {}
-    for small, large in itertools.pairwise(sizes):
+    pairs = list(itertools.pairwise(sizes)) + ([(sizes[0], sizes[-1])] if len(sizes) > 2 else [])
+    for small, large in pairs:
         ratio = math.log(results[large]["n_interactions"] / results[small]["n_interactions"])
         out[f"{small}->{large}"] = {
             name: math.log(results[large]["components"][name]["seconds"] / timing["seconds"]) / ratio

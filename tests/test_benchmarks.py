@@ -1,0 +1,31 @@
+"""The arithmetic of the benchmark reports (the benchmarks themselves are not tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.scale import growth, markdown
+
+
+def _size(n: int, seconds: dict[str, float]) -> dict:
+    return {"n_interactions": n, "n_users": n // 10, "n_items": n // 20, "total_seconds": sum(seconds.values()),
+            "overhead_seconds": 1.0, "peak_rss_bytes": 2**30, "best_generator": "ease",
+            "vs_best_generator": {"mean_a": 0.3, "mean_b": 0.33, "rel_uplift": 0.1, "rel_ci_low": 0.05,
+                                  "rel_ci_high": 0.15},
+            "components": {name: {"seconds": s, "peak_rss_bytes": 2**29} for name, s in seconds.items()}}
+
+
+def test_growth_exponents_between_sizes_and_first_to_last() -> None:
+    results = {"1m": _size(1_000_000, {"als": 10.0, "ranker": 20.0}),
+               "4m": _size(4_000_000, {"als": 40.0, "ranker": 160.0}),
+               "16m": _size(16_000_000, {"als": 160.0, "ranker": 640.0})}
+    exponents = growth(results)
+    assert list(exponents) == ["1m->4m", "4m->16m", "1m->16m"]
+    assert exponents["1m->4m"] == pytest.approx({"als": 1.0, "ranker": 1.5})   # 4x time per 4x; 8x per 4x
+    assert exponents["4m->16m"] == pytest.approx({"als": 1.0, "ranker": 1.0})
+    assert exponents["1m->16m"] == pytest.approx({"als": 1.0, "ranker": 1.25})  # 32x per 16x
+    assert list(growth({"1m": results["1m"], "4m": results["4m"]})) == ["1m->4m"]
+    table = markdown({"results": results, "growth": exponents, "load_average_at_end": (1.0,),
+                      "machine": {"cpus": 2, "memory_gib": 23.5, "python": "3.11", "load_average_at_start": (0.5,)}})
+    assert "| ranker | 20 / 0.50 | 160 / 0.50 | 640 / 0.50 | 1.50 | 1.00 | 1.25 |" in table
+    assert "| 16m | 16,000,000 | 1,600,000 × 800,000 | 0.3300 | ease 0.3000 | +10.0% (+5.0% .. +15.0%) |" in table
