@@ -21,11 +21,13 @@ from scripts.core.recommenders import (
     ItemKNNRecommender,
     PopularRecommender,
     Recommender,
+    UserKNNRecommender,
     helpers,
     mask_seen,
     topk,
 )
 from scripts.core.recommenders.base import history_pair_scores
+from scripts.core.recommenders.helpers import mask_seen_sparse, topk_sparse
 from scripts.core.recommenders.weighting import InteractionWeighter, weight_user_items
 
 N_USERS, N_ITEMS, N_FEATURES = 60, 40, 15
@@ -145,6 +147,56 @@ def test_topk_row_slices_on_threads_equal_one_thread(monkeypatch: pytest.MonkeyP
     one = topk(scores, 25, num_threads=1)
     for threads in (2, 3, 37, 64):
         np.testing.assert_array_equal(topk(scores, 25, num_threads=threads), one)
+
+
+def test_topk_sparse_equals_topk_of_the_dense_block_with_unstored_as_minus_inf() -> None:
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        n, m, N = int(rng.integers(1, 9)), int(rng.integers(1, 300)), int(rng.integers(1, 30))
+        dense = np.where(rng.random((n, m)) < 0.3, rng.integers(-5, 6, (n, m)), 0).astype(np.float32)  # ties
+        dense[rng.random((n, m)) < 0.05] = -np.inf
+        block = sp.csr_matrix(dense)
+        reference = np.where(dense == 0, -np.inf, dense)  # csr_matrix() stores the nonzeros only
+        np.testing.assert_array_equal(topk_sparse(block, N), topk(reference, N))
+    stored = sp.csr_matrix((np.float32([np.nan, 2.0, 0.0]), [0, 1, 2], [0, 3]), shape=(1, 4))
+    ids, top = topk_sparse(stored, 3)  # a stored 0 is a score; NaN and unstored are not
+    assert ids.tolist() == [[1, 2, -1]] and top[0, :2].tolist() == [2.0, 0.0]
+
+
+def test_mask_seen_sparse_sets_the_stored_seen_entries() -> None:
+    scores = sp.csr_matrix(np.float32([[1, 2, 0, 4], [0, 5, 6, 0]]))
+    history = sp.csr_matrix(np.float32([[0, 1, 1, 0], [1, 1, 0, 0]]))
+    mask_seen_sparse(scores, history)
+    assert scores.toarray().tolist() == [[1, -np.inf, 0, 4], [0, -np.inf, 6, 0]]
+
+
+@pytest.mark.parametrize("kind", ["popular", "friends", "userknn"])
+@pytest.mark.parametrize("filter_seen", [True, False])
+def test_recommend_without_a_dense_block_equals_the_dense_lists(kind: str, filter_seen: bool) -> None:
+    """Popular ranks a prefix of its global order, friends and user-kNN their sparse evidence:
+    the lists are those of top-N over the dense masked block."""
+    rng = np.random.default_rng(9)
+    plays = sp.random(300, 120, density=0.08, random_state=1, format="lil",
+                      data_rvs=lambda n: rng.integers(1, 9, n).astype(np.float32))
+    plays[7, :100] = 3.0  # a heavy listener: history longer than N
+    plays = sp.csr_matrix(plays, dtype=np.float32)
+    social = sp.random(300, 300, density=0.02, random_state=2, format="csr")
+    social.data[:] = 1.0
+    model = {"popular": lambda: PopularRecommender().fit(plays),
+             "friends": lambda: FriendsRecommender().fit(plays, social=social),
+             "userknn": lambda: UserKNNRecommender(K=5).fit(plays)}[kind]()
+    users = np.r_[7, np.arange(0, 300, 2)]
+    block = model.score(users, plays)
+    if model.zero_means_unscored:
+        block[block == 0] = -np.inf
+    if filter_seen:
+        mask_seen(block, plays[users])
+    expected = topk(block, 30)
+    got = model.recommend(users, plays, 30, filter_already_liked_items=filter_seen, batch_size=40)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    if filter_seen and kind == "popular":  # the heavy listener's list is what they have not played
+        assert (got[0][0] >= 0).sum() == 120 - plays[7].nnz < 30
 
 
 def test_mask_seen_sets_every_stored_entry(user_items: sp.csr_matrix) -> None:

@@ -32,17 +32,19 @@ from .helpers import (  # re-exported: models import them from here
     history_pair_scores,
     is_seen,
     mask_seen,
+    mask_seen_sparse,
     npz_bytes,
     seen_flat_indices,
     single_threaded_blas,
     topk,
+    topk_sparse,
 )
 from .spec import GeneratorConfig, SideData, SideDataMissing, StageView
 
 __all__ = [
     "PathOrFile", "Recommender", "as_ids", "check_user_items", "compact", "drop_self", "factor_pair_scores",
-    "history_pair_scores", "is_seen", "mask_seen", "npz_bytes", "seen_flat_indices", "single_threaded_blas",
-    "topk",
+    "history_pair_scores", "is_seen", "mask_seen", "mask_seen_sparse", "npz_bytes", "seen_flat_indices",
+    "single_threaded_blas", "topk", "topk_sparse",
 ]
 
 
@@ -80,7 +82,9 @@ class Recommender(ABC):
 
     zero_means_unscored: ClassVar[bool] = False
     """True for sparse-score models (e.g. friends) whose 0 means "no evidence": the default
-    :meth:`recommend` then never returns 0-score items, as it never returns -inf ones."""
+    :meth:`recommend` then never returns 0-score items, as it never returns -inf ones, and ranks
+    the stored entries of :meth:`score_sparse` instead of a dense block (cost of the evidence,
+    not of users x items)."""
 
     n_users_: int
     n_items_: int
@@ -144,6 +148,11 @@ class Recommender(ABC):
         Seen items are *not* masked.
         """
 
+    def score_sparse(self, user_ids: np.ndarray, user_items: csr_matrix) -> csr_matrix:
+        """:meth:`score` as a sparse ``(len(user_ids), n_items)`` matrix; a ``zero_means_unscored``
+        model overrides it with its native sparse product (and :meth:`score` densifies that)."""
+        return csr_matrix(self.score(user_ids, user_items))
+
     @abstractmethod
     def similar_items(self, item_ids: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
         """``(len(item_ids), N)`` most similar items (excluding the item), best first.
@@ -188,12 +197,17 @@ class Recommender(ABC):
         scores = np.empty((len(user_ids), N), dtype=np.float32)
         for start in range(0, len(user_ids), batch_size):
             batch = user_ids[start : start + batch_size]
-            block = self.score(batch, user_items)
+            stop = start + len(batch)
             if self.zero_means_unscored:
-                block[block == 0] = -np.inf
+                evidence = csr_matrix(self.score_sparse(batch, user_items), dtype=np.float32, copy=True)
+                evidence.data[evidence.data == 0] = -np.inf
+                if filter_already_liked_items:
+                    mask_seen_sparse(evidence, user_items[batch])
+                ids[start:stop], scores[start:stop] = topk_sparse(evidence, N)
+                continue
+            block = self.score(batch, user_items)
             if filter_already_liked_items:
                 mask_seen(block, user_items[batch])
-            stop = start + len(batch)
             ids[start:stop], scores[start:stop] = topk(block, N)
         return ids, scores
 

@@ -62,8 +62,12 @@ class FriendsRecommender(Recommender):
 
     def score(self, user_ids: np.ndarray, user_items: csr_matrix) -> np.ndarray:
         """Dense float32 ``(len(user_ids), n_items)`` = ``social_[user_ids] @ plays_``."""
+        return self.score_sparse(user_ids, user_items).toarray().astype(np.float32, copy=False)
+
+    def score_sparse(self, user_ids: np.ndarray, user_items: csr_matrix) -> csr_matrix:
+        """Sparse ``social_[user_ids] @ plays_``: the friends' weighted plays."""
         self._check_fitted()
-        return (self.social_[as_ids(user_ids)] @ self.plays_).toarray().astype(np.float32, copy=False)
+        return csr_matrix(self.social_[as_ids(user_ids)] @ self.plays_)
 
     def score_pairs(
         self, users: np.ndarray, items: np.ndarray, user_items: csr_matrix, batch_size: int = 1024

@@ -17,7 +17,7 @@ import numpy as np
 import threadpoolctl
 from scipy.sparse import csc_matrix, csr_matrix, issparse
 
-from scripts.core.arrays import row_sums
+from scripts.core.arrays import pair_keys, positions_in_groups, row_sums
 
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 
@@ -153,6 +153,43 @@ def _topk_into(scores: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
     keep = rank < k
     ids[rows[keep], rank[keep]] = cols[keep]
     out[rows[keep], rank[keep]] = vals[keep]
+
+
+def topk_sparse(scores: csr_matrix, N: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk` of a sparse ``(n_rows, n_items)`` score block whose *unstored* entries are
+    never returned (as if they were ``-inf``): the same lists as ``topk`` of that dense block,
+    at a cost of the stored entries (``O(nnz log nnz)``), not of ``n_rows * n_items``.
+
+    Stored ``-inf`` and NaN entries are never returned either; ties go to the lower item id.
+    """
+    scores = csr_matrix(scores)
+    n_rows = scores.shape[0]
+    ids = np.full((n_rows, N), -1, dtype=np.int64)
+    out = np.full((n_rows, N), -np.inf, dtype=np.float32)
+    rows = np.repeat(np.arange(n_rows), np.diff(scores.indptr))
+    vals = scores.data.astype(np.float32, copy=False)
+    valid = vals > -np.inf  # False for -inf and NaN
+    rows, cols, vals = rows[valid], scores.indices[valid], vals[valid]
+    order = np.lexsort((cols, -vals, rows))  # by row, best first, then lower id
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    rank = positions_in_groups(rows)
+    keep = rank < N
+    ids[rows[keep], rank[keep]] = cols[keep]
+    out[rows[keep], rank[keep]] = vals[keep]
+    return ids, out
+
+
+def mask_seen_sparse(scores: csr_matrix, user_items_rows: csr_matrix, value: float = -np.inf) -> csr_matrix:
+    """:func:`mask_seen` of a sparse score block: in place, every stored entry of ``scores`` that
+    is also stored in the aligned history rows becomes ``value``. Returns ``scores``."""
+    if user_items_rows.shape[0] != scores.shape[0]:
+        raise ValueError(f"score block has {scores.shape[0]} rows but the history block has {user_items_rows.shape[0]}")
+    n_items = scores.shape[1]
+    score_rows, seen_rows = (np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)) for m in (scores, user_items_rows))
+    seen = np.isin(pair_keys(score_rows, scores.indices, n_items),
+                   pair_keys(seen_rows, user_items_rows.indices, n_items))
+    scores.data[seen] = value
+    return scores
 
 
 def seen_flat_indices(user_items_rows: csr_matrix) -> tuple[np.ndarray, np.ndarray]:

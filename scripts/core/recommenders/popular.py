@@ -7,7 +7,7 @@ from typing import Literal, Self
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from .base import Recommender, as_ids, check_user_items, drop_self, topk
+from .base import Recommender, as_ids, check_user_items, compact, drop_self, is_seen, topk
 from .spec import GeneratorConfig, PositiveFloat
 
 _SECONDS_PER_DAY = 86_400.0
@@ -92,6 +92,36 @@ class PopularRecommender(Recommender):
         self._check_fitted()
         n = len(as_ids(user_ids))
         return np.broadcast_to(self.popularity_, (n, self.n_items_)).copy()
+
+    def recommend(
+        self,
+        user_ids: np.ndarray,
+        user_items: csr_matrix,
+        N: int,
+        *,
+        filter_already_liked_items: bool = True,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The default's lists without its dense ``(batch, n_items)`` blocks: a user's top ``N``
+        unplayed items are among the first ``N + len(history)`` of the global order, so each
+        batch is checked against that prefix only (cost of ``N`` plus the histories)."""
+        self._check_fitted()
+        user_ids = as_ids(user_ids)
+        user_items = check_user_items(user_items, self.n_items_)
+        order, ranked = topk(self.popularity_[None, :], self.n_items_)  # best first, ties: lower id
+        ids = np.empty((len(user_ids), N), dtype=np.int64)
+        scores = np.empty((len(user_ids), N), dtype=np.float32)
+        for start in range(0, len(user_ids), batch_size):
+            batch = user_ids[start : start + batch_size]
+            rows = user_items[batch]
+            width = min(N + (int(np.diff(rows.indptr).max(initial=0)) if filter_already_liked_items else 0),
+                        self.n_items_)
+            prefix = np.broadcast_to(order[0, :width], (len(batch), width))
+            seen = is_seen(rows, prefix) if filter_already_liked_items else np.zeros(prefix.shape, dtype=bool)
+            stop = start + len(batch)
+            ids[start:stop], scores[start:stop] = compact(prefix, np.broadcast_to(ranked[0, :width], prefix.shape),
+                                                          seen, N)
+        return ids, scores
 
     def score_pairs(
         self, users: np.ndarray, items: np.ndarray, user_items: csr_matrix, batch_size: int = 1024

@@ -183,7 +183,11 @@ class UserKNNRecommender(Recommender):
 
     def score(self, user_ids: np.ndarray, user_items: csr_matrix) -> np.ndarray:
         """Dense float32 ``(len(user_ids), n_items)``: the neighbours' weighted plays, summed."""
-        return (self.neighbours(user_ids, user_items) @ self.plays_).toarray().astype(np.float32, copy=False)
+        return self.score_sparse(user_ids, user_items).toarray().astype(np.float32, copy=False)
+
+    def score_sparse(self, user_ids: np.ndarray, user_items: csr_matrix) -> csr_matrix:
+        """Sparse :meth:`score`: at most ``K`` neighbours' plays per row."""
+        return csr_matrix(self.neighbours(user_ids, user_items) @ self.plays_)
 
     def similar_items(self, item_ids: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
         """Items whose weighted listener vectors are closest (cosine), self excluded."""
