@@ -122,7 +122,12 @@ def test_a_users_own_kind_runs_through_ranker_evaluate_and_register(plugged: Enc
     assert mine.model("train").power == 0.5
     features = set(RankerOutput(output_dir(plugged, "ranker")).feature_importance()["feature"])
     assert {"mine_score", "mine_rank", "mine_proposed"} <= features
-    assert "mine" in EvaluateOutput(output_dir(plugged, "evaluate")).significance()["comparisons"]
+    significance = EvaluateOutput(output_dir(plugged, "evaluate")).significance()
+    assert "mine" in significance["comparisons"]
+    # Per-user holdout: warm holds every test user, so it is reported as "all" (scored once).
+    warm, every = significance["segments"]["warm"], significance["segments"]["all"]
+    assert warm["n_users"] == every["n_users"] and warm["comparisons"] == every["comparisons"]
+    assert warm["vs_best_generator"] == every["vs_best_generator"]
     mlflow.set_tracking_uri(tracking_uri(plugged))
     name = plugged.tracking.registered_model_name
     aliases = mlflow.MlflowClient().get_registered_model(name).aliases
@@ -329,3 +334,5 @@ def test_same_rows_compares_columns_and_values() -> None:
     a = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0], [0, 0, 0]], dtype=np.float32))
     b = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 1], [5, 0, 0], [0, 0, 0]], dtype=np.float32))
     assert same_rows(a, b).tolist() == [True, False, False, True]
+    moved = sp.csr_matrix(np.float32([[1, 0, 0]])), sp.csr_matrix(np.float32([[0, 1, 0]]))
+    assert same_rows(*moved).tolist() == [False]  # same length and value, another column

@@ -122,6 +122,15 @@ def test_topk_orders_pads_and_breaks_ties_by_lower_id() -> None:
     np.testing.assert_array_equal(ids[2], [0, 1, 2, 3, 4, -1])
 
 
+def test_topk_keeps_the_numbers_of_a_row_that_is_mostly_nan() -> None:
+    # fewer than k numbers (or groups holding one) used to give a NaN bound that selected nothing
+    assert topk(np.float32([[np.nan, np.nan, np.nan, 1.0]]), 2)[0].tolist() == [[3, -1]]
+    wide = np.full((2, 4096), np.nan, dtype=np.float32)
+    wide[0, [7, 900]] = [2.0, 5.0]
+    ids, top = topk(wide, 3)
+    assert ids.tolist() == [[900, 7, -1], [-1, -1, -1]] and top[0, :2].tolist() == [5.0, 2.0]
+
+
 def test_topk_matches_a_full_sort_on_random_blocks() -> None:
     rng = np.random.default_rng(3)
     for _ in range(20):
@@ -158,6 +167,9 @@ def test_topk_sparse_equals_topk_of_the_dense_block_with_unstored_as_minus_inf()
         block = sp.csr_matrix(dense)
         reference = np.where(dense == 0, -np.inf, dense)  # csr_matrix() stores the nonzeros only
         np.testing.assert_array_equal(topk_sparse(block, N), topk(reference, N))
+        dense[rng.random((n, m)) < 0.5] = np.nan  # NaN beside numbers: neither path returns it
+        reference = np.where(dense == 0, -np.inf, dense)  # csr_matrix() stores NaN (nonzero)
+        np.testing.assert_array_equal(topk_sparse(sp.csr_matrix(dense), N), topk(reference, N))
     stored = sp.csr_matrix((np.float32([np.nan, 2.0, 0.0]), [0, 1, 2], [0, 3]), shape=(1, 4))
     ids, top = topk_sparse(stored, 3)  # a stored 0 is a score; NaN and unstored are not
     assert ids.tolist() == [[1, 2, -1]] and top[0, :2].tolist() == [2.0, 0.0]

@@ -141,8 +141,9 @@ def _topk_into(scores: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         bound = -np.partition(-maxima, k - 1, axis=1)[:, k - 1]
     else:
         bound = np.full(n_rows, -np.inf, dtype=scores.dtype)
-    # -inf entries are never candidates; NaN bounds (all-NaN rows) select nothing.
-    bound = np.maximum(np.nan_to_num(bound, nan=np.inf), np.finfo(scores.dtype).min)
+    # partition puts NaN last, so a NaN bound means fewer than k groups hold a number: every
+    # finite entry is then a candidate. -inf and NaN entries never are (NaN >= bound is False).
+    bound = np.maximum(np.nan_to_num(bound, nan=-np.inf), np.finfo(scores.dtype).min)
 
     flat = np.flatnonzero(scores >= bound[:, None])
     rows, cols = np.divmod(flat, n_items)
