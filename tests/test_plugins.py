@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.preprocessing import normalize
 
 from scripts.core import lineage
 from scripts.core.config import ConfigError, EncoreConfig
@@ -300,6 +301,27 @@ def test_userknn_neighbour_search_in_chunks_changes_nothing() -> None:
     for dense_from in (0.0, 2.0):  # every chunk one dense block / every chunk padded rows
         chunked.DENSE_FROM = dense_from
         assert (expected != chunked._search(users, chunked.plays_)).nnz == 0
+
+
+@pytest.mark.parametrize("dense_from", [0.0, 2.0])
+def test_userknn_neighbour_ties_go_to_the_lower_user_id(dense_from: float) -> None:
+    """Binary plays give many equal cosines: both selections keep, of the tied users at the K-th
+    place, the lowest ids (a reference sorted by hand from the index's own similarities)."""
+    user_items = sp.random(120, 30, density=0.12, random_state=8, format="csr", dtype=np.float32)
+    user_items.data[:] = 1.0
+    model = UserKNNRecommender(K=6, weighting="none", similarity_exponent=1.0, max_item_listeners=None)
+    model.DENSE_FROM, model.PRODUCT_CELLS = dense_from, 400
+    model.fit(user_items)
+    sims = (normalize(model.plays_) @ model._pool).toarray()
+    np.fill_diagonal(sims, 0.0)
+    expected = np.zeros_like(sims)
+    for u in range(120):
+        best = np.lexsort((np.arange(120), -sims[u]))[:6]
+        best = best[sims[u, best] > 0]
+        expected[u, best] = sims[u, best]
+    tied = [u for u in range(120) if np.sum(sims[u] == np.sort(sims[u])[-6]) > 1]
+    assert len(tied) > 20  # the case this test is for
+    np.testing.assert_array_equal(model.neighbours(np.arange(120), user_items).toarray(), expected.astype(np.float32))
 
 
 @pytest.mark.parametrize("weighting", ["log1p", "bm25", "none"])
