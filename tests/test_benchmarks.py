@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.scale import growth, markdown
+from benchmarks.userknn_listeners import markdown as listeners_markdown
 
 
 def _size(n: int, seconds: dict[str, float]) -> dict:
@@ -29,3 +30,14 @@ def test_growth_exponents_between_sizes_and_first_to_last() -> None:
                       "machine": {"cpus": 2, "memory_gib": 23.5, "python": "3.11", "load_average_at_start": (0.5,)}})
     assert "| ranker | 20 / 0.50 | 160 / 0.50 | 640 / 0.50 | 1.50 | 1.00 | 1.25 |" in table
     assert "| 16m | 16,000,000 | 1,600,000 × 800,000 | 0.3300 | ease 0.3000 | +10.0% (+5.0% .. +15.0%) |" in table
+
+
+def test_userknn_listeners_table_names_the_exact_index_and_the_items_cut() -> None:
+    report = {"commit": "0123456789abcdef", "machine": {"cpus": 2, "memory_gib": 23.5, "python": "3.11"},
+              "data": [{"name": "synthetic_1m", "n_users": 30_000, "n_items": 20_000, "nnz": 640_894,
+                        "caps": [{"max_item_listeners": 1000, "items_cut": 12, "fit_seconds": 8.04, "ndcg@10": 0.24531},
+                                 {"max_item_listeners": None, "items_cut": 0, "fit_seconds": 11.0, "ndcg@10": 0.247}]}]}
+    table = listeners_markdown(report)
+    assert table.startswith("Commit 0123456.")
+    assert "| synthetic_1m | 30,000 × 20,000 (640,894) | 1,000 | 12 | 8.0 | 0.2453 |" in table
+    assert "| synthetic_1m | 30,000 × 20,000 (640,894) | null (exact) | 0 | 11.0 | 0.2470 |" in table
