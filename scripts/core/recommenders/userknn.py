@@ -15,7 +15,7 @@ from sklearn.preprocessing import normalize
 
 from scripts.core.arrays import positions_in_groups, row_sums
 
-from .base import Recommender, as_ids, check_user_items, topk
+from .base import Recommender, as_ids, check_user_items, topk, topk_sparse
 from .spec import GeneratorConfig, PositiveInt
 from .weighting import InteractionWeighter, InteractionWeighting
 
@@ -180,12 +180,11 @@ class UserKNNRecommender(Recommender):
             padded[rows, np.arange(len(rows)) - np.repeat(sims.indptr[:-1], counts)] = values
             k = min(self.K, width)
             kth = topk(padded, k)[1][:, k - 1] if k else np.full(len(user_ids), np.inf, dtype=np.float32)
-            chosen = (values >= kth[rows]) & (values > -np.inf)
-            rows, cols, top = rows[chosen], sims.indices[chosen], values[chosen]
-            order = np.lexsort((cols, -top, rows))
-            rows, cols, top = rows[order], cols[order], top[order]
-            keep = positions_in_groups(rows) < k
-            rows, cols = rows[keep], cols[keep]
+            chosen = values >= kth[rows]
+            cols, top = topk_sparse(csr_matrix((values[chosen], (rows[chosen], sims.indices[chosen])),
+                                               shape=sims.shape), k)
+            keep = cols >= 0
+            rows, cols = np.nonzero(keep)[0], cols[keep]
         weights = top[keep].astype(np.float64) ** self.similarity_exponent
         return csr_matrix((weights.astype(np.float32), (rows, cols)), shape=(len(user_ids), self.n_users_))
 
