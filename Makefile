@@ -31,7 +31,7 @@ benchmark: setup
 	$(PY) -m benchmarks.run_benchmarks
 
 serve: setup
-	$(PY) -m scripts.serving
+	$(PY) -m encore.serving
 
 clean-outputs:
 	rm -rf outputs mlruns

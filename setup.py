@@ -15,7 +15,7 @@ setup(
     description="MLflow-tracked experiment framework for music recommendation with a CatBoost ensemble ranker",
     long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["scripts", "scripts.*"]),
+    packages=find_packages(include=["encore", "encore.*"]),
     python_requires=">=3.11",
     install_requires=requirements,
     # The Spark preprocessing engine (dataset.engine: spark) also needs a Java 17+ runtime.

@@ -6,11 +6,11 @@ Protocol (Last.fm 2K has play counts, no listening order): a seeded 20% of the u
 least ``max(listens) + 5`` artists are held out and never seen by the model; EASE (the
 pipeline's default ``similar_items_from``, default hyper-parameters, 20 similar items per
 item) and the popular list are fit on the other users, written as a serving bundle and
-indexed by the service's own :class:`~scripts.serving.model.ServedModel`. Each held-out
+indexed by the service's own :class:`~encore.serving.blended_model.ServedModel`. Each held-out
 user "posts" N of their artists (a seeded random N, standing in for the first N listens);
 the service's answer for this unknown user (fold-in, ``foldin_min_listens`` = 1) and the
 popular list (also without the posted artists) are scored with NDCG@10 on the user's other
-artists. The paired bootstrap CI is the project's (:func:`scripts.core.metrics.paired_comparison`).
+artists. The paired bootstrap CI is the project's (:func:`encore.evaluation.metrics.paired_comparison`).
 Results go to ``benchmarks/results/foldin.json`` and ``.md``.
 """
 
@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scripts.core import metrics
-from scripts.core.config import REPO_ROOT
-from scripts.core.data.lastfm2k import load_lastfm2k
-from scripts.core.generators import make_recommender, similar_items
-from scripts.core.recommenders.ease import EASEConfig
-from scripts.core.serving_model import EncoreServingModel, write_bundle
-from scripts.serving.model import ServedModel
+from encore.candidates import make_recommender, similar_items
+from encore.config.experiment import REPO_ROOT
+from encore.data.lastfm2k import load_lastfm2k
+from encore.evaluation import metrics
+from encore.recommenders.ease import EASEConfig
+from encore.serving.blended_model import ServedModel
+from encore.serving.pyfunc import EncoreServingModel, write_bundle
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 K = 10

@@ -21,7 +21,7 @@ try:
 finally:
     with open("/proc/self/status") as status:
         peak = int(re.search(r"VmHWM:\\s+(\\d+)", status.read()).group(1)) * 1024
-    resources = sys.modules.get("scripts.core.resources")
+    resources = sys.modules.get("encore.resources")
     if resources is not None:  # the runner resets VmHWM per component (measure_peak): ask for the whole
         peak = resources.process_peak_bytes() or peak
     with open(peak_file, "w") as out:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scripts.core.config import REPO_ROOT
+from encore.config.experiment import REPO_ROOT
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 
@@ -60,13 +60,13 @@ def write_events(path: Path, n_events: int, *, seed: int = 0) -> None:
 CHILD = """
 import hashlib, json, os, sys, time
 from pathlib import Path
-from scripts.core.data.lastfm1k import load_lastfm1k
+from encore.data.lastfm1k import load_lastfm1k
 
 engine, path = sys.argv[1], Path(sys.argv[2])
 spark = None
 started = time.perf_counter()
 if engine == "spark":
-    from scripts.core.spark import load_spark_settings, spark_session
+    from encore.data.spark_session import load_spark_settings, spark_session
     spark = spark_session(load_spark_settings())
 session = time.perf_counter() - started
 started = time.perf_counter()

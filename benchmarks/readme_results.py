@@ -19,9 +19,9 @@ import re
 import sys
 from pathlib import Path
 
-from scripts.core.config import REPO_ROOT, load_config
-from scripts.core.io import is_complete, read_json
-from scripts.pipeline.runner import fingerprint, output_dir
+from encore.config.experiment import REPO_ROOT, load_config
+from encore.io import is_complete, read_json
+from encore.pipeline.runner import fingerprint, output_dir
 
 
 def machine() -> str:

@@ -31,11 +31,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.peak import measured_command, read_peak_bytes
-from scripts.core.config import REPO_ROOT, MachineSettings, load_config
-from scripts.core.generators import build_recommender, fit_recommender
-from scripts.core.io import is_complete
-from scripts.core.prepared import PreparedData
-from scripts.pipeline.runner import fingerprint, generator_names, output_dir, run_component
+from encore.candidates import build_recommender, fit_recommender
+from encore.config.experiment import REPO_ROOT, MachineSettings, load_config
+from encore.data.prepared import PreparedData
+from encore.io import is_complete
+from encore.pipeline.runner import fingerprint, generator_names, output_dir, run_component
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 EXPERIMENTS = {"lastfm2k": REPO_ROOT / "experiments/lastfm2k.yaml",
@@ -59,7 +59,7 @@ def direct_implicit(name: str, model: Any, user_items: sp.csr_matrix) -> Callabl
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender
     from threadpoolctl import threadpool_limits
 
-    from scripts.core.recommenders.weighting import weight_user_items
+    from encore.recommenders.weighting import weight_user_items
 
     users = np.arange(user_items.shape[0])
     if name == "als":
@@ -135,7 +135,7 @@ def bench_pipeline(name: str, workdir: Path) -> dict[str, Any]:
                         "ENCORE_OUTPUT_DIR": str(workdir / "pipeline-outputs")}
     peak_file = workdir / ".peak-pipeline"
     started = time.perf_counter()
-    subprocess.run(measured_command("scripts.pipeline.runner", ["--experiment", str(EXPERIMENTS[name])], peak_file),
+    subprocess.run(measured_command("encore.pipeline.runner", ["--experiment", str(EXPERIMENTS[name])], peak_file),
                    env=env, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     peak_mb = read_peak_bytes(peak_file) / 2**20

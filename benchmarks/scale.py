@@ -3,10 +3,10 @@
     python -m benchmarks.scale [--sizes 1m,3m,10m] [--name scale] [--workdir DIR]
 
 For each size (``experiments/synthetic_<size>.yaml``) the default pipeline (prepare, every
-generator instance, ranker, evaluate) runs as a user runs it — one ``scripts.pipeline.runner``
+generator instance, ranker, evaluate) runs as a user runs it — one ``encore.pipeline.runner``
 process, fresh for each size, with tracking on (a fresh SQLite store). The runner logs each
 component's wall time (``time_run_seconds``) and its own peak RSS (``peak_rss_mib``: the
-process's ``VmHWM``, reset as the component starts, :func:`scripts.core.resources.measure_peak`);
+process's ``VmHWM``, reset as the component starts, :func:`encore.resources.measure_peak`);
 the benchmark reads them back from the store. Reported per size: per-component time and peak
 RSS, the pipeline's wall time (the process's, start-up and tracking included) and its peak (the
 process's), the ranker's NDCG@10 against the best single generator with the paired CI from
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.peak import measured_command, read_peak_bytes
-from scripts.core.config import REPO_ROOT, EncoreConfig, MachineSettings, load_config
-from scripts.core.outputs import EvaluateOutput
-from scripts.core.prepared import PreparedData
-from scripts.pipeline.runner import output_dir, pipeline_components
+from encore.config.experiment import REPO_ROOT, EncoreConfig, MachineSettings, load_config
+from encore.data.prepared import PreparedData
+from encore.outputs import EvaluateOutput
+from encore.pipeline.runner import output_dir, pipeline_components
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 GIB = 2**30
@@ -66,7 +66,7 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
     peak_file = folder / ".peak-pipeline"
     started = time.perf_counter()
     with (folder / "pipeline.log").open("w") as log:
-        code = subprocess.run(measured_command("scripts.pipeline.runner", ["--experiment", str(experiment)],
+        code = subprocess.run(measured_command("encore.pipeline.runner", ["--experiment", str(experiment)],
                                                peak_file),
                               env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - started

@@ -3,7 +3,7 @@
     python -m benchmarks.serve_load [--tracking-uri URI] [--model-name NAME] [--rate 200]
                                     [--requests 3000] [--max-seconds 30]
 
-Starts ``python -m scripts.serving`` (uvicorn, one process) on a free 127.0.0.1 port with a
+Starts ``python -m encore.serving`` (uvicorn, one process) on a free 127.0.0.1 port with a
 fresh SQLite event store, waits (bounded) until ``/ready``, then this process is the client:
 8 threads with keep-alive connections send requests on an open-loop schedule (request ``i``
 is due at ``t0 + i / rate``); latency is measured from the time a request was *due*, so a
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from scripts.core.config import REPO_ROOT
+from encore.config.experiment import REPO_ROOT
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 THREADS = 8
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import mlflow
 
-    from scripts.core.tracking import cli_client
+    from encore.tracking.runs import cli_client
 
     client = cli_client(args.tracking_uri)
     uri = mlflow.get_tracking_uri()  # what cli_client resolved (flag, MLFLOW_TRACKING_URI or the local store)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="encore-serve-load-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCORE_SERVING_")}
     env["ENV_FILE"] = str(tmp / "absent.env")
-    cmd = [sys.executable, "-m", "scripts.serving", "--port", str(port), "--model-name", args.model_name,
+    cmd = [sys.executable, "-m", "encore.serving", "--port", str(port), "--model-name", args.model_name,
            "--tracking-uri", str(uri), "--event-store", f"sqlite:///{tmp / 'events.db'}"]
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

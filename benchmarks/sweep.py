@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.core.config import REPO_ROOT, EncoreConfig, load_config
-from scripts.core.io import read_json
-from scripts.core.outputs import EvaluateOutput, FoldsOutput, RankerOutput
-from scripts.pipeline.folds import fold_configs, folds_dir, n_folds
-from scripts.pipeline.runner import output_dir, run_pipeline, setup_logging, tuned
+from encore.config.experiment import REPO_ROOT, EncoreConfig, load_config
+from encore.io import read_json
+from encore.outputs import EvaluateOutput, FoldsOutput, RankerOutput
+from encore.pipeline.folds import fold_configs, folds_dir, n_folds
+from encore.pipeline.runner import output_dir, run_pipeline, setup_logging, tuned
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 SEGMENTS = ("all", "warm", "cold")

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.scale import machine
-from scripts.core import metrics
-from scripts.core.config import REPO_ROOT
-from scripts.core.lineage import git_commit
-from scripts.core.prepared import PreparedData
-from scripts.core.recommenders import UserKNNRecommender
+from encore.config.experiment import REPO_ROOT
+from encore.data.prepared import PreparedData
+from encore.evaluation import metrics
+from encore.pipeline.lineage import git_commit
+from encore.recommenders import UserKNNRecommender
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 K = 10

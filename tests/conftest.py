@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.core.config import EncoreConfig, MachineSettings, load_config
+from encore.config.experiment import EncoreConfig, MachineSettings, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LASTFM2K_DIR = Path(os.environ.get("ENCORE_LASTFM2K_DIR", REPO_ROOT.parent / "shared/datasets/hetrec2011-lastfm-2k"))
@@ -49,7 +49,7 @@ def tiny_config(tmp_path: Path) -> EncoreConfig:
 
 def ran_pipeline(factory: pytest.TempPathFactory, folder: str, experiment: dict) -> EncoreConfig:
     """The config of ``experiment`` after its whole pipeline ran in a fresh folder (module fixtures)."""
-    from scripts.pipeline.runner import run_pipeline
+    from encore.pipeline.runner import run_pipeline
 
     config = make_config(factory.mktemp(folder), experiment)
     run_pipeline(config, note=folder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from scripts.core.arrays import lookup_pairs, pair_keys, positions_by_key, positions_in_groups, row_sums, segment_starts
+from encore.arrays import lookup_pairs, pair_keys, positions_by_key, positions_in_groups, row_sums, segment_starts
 
 
 def test_segments_and_positions() -> None:

@@ -2,7 +2,7 @@
 
 Each :class:`Case` is one entry of :data:`CASES`: the files it writes, the experiment file,
 the extra command-line arguments and the exact message expected. One parametrised test runs
-each case through the pipeline CLI in-process (``scripts.pipeline.runner.main(argv)``, the
+each case through the pipeline CLI in-process (``encore.pipeline.runner.main(argv)``, the
 code behind ``scripts/pipeline/run.sh``) and checks the three promises made for bad input:
 
 1. exit status 2;
@@ -44,11 +44,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from scripts.core import tracking
-from scripts.core.config import MachineSettings, load_config
-from scripts.core.recommenders import KINDS
-from scripts.pipeline import runner
-from scripts.pipeline.runner import all_components, output_dir
+from encore.config.experiment import MachineSettings, load_config
+from encore.pipeline import runner
+from encore.pipeline.runner import all_components, output_dir
+from encore.recommenders import KINDS
+from encore.tracking import runs as tracking
 from tests.conftest import LASTFM2K_DIR
 
 KNOWN = ", ".join(all_components(load_config(None, settings=MachineSettings(_env_file=None))))
@@ -283,9 +283,9 @@ CASES: list[Case] = [
          INVALID + "components.mine: Value error, kind 'nope.mod:X': cannot import module 'nope.mod' (No module "
          "named 'nope') (got {'kind': 'nope.mod:X'})"),
     Case("instance-kind-not-a-recommender",
-         with_(lastfm2k(), components={"mine": {"kind": "scripts.core.io:write_json"}}),
-         INVALID + "components.mine: Value error, kind 'scripts.core.io:write_json': write_json is not a subclass "
-         "of scripts.core.recommenders.base.Recommender (got {'kind': 'scripts.core.io:write_json'})"),
+         with_(lastfm2k(), components={"mine": {"kind": "encore.io:write_json"}}),
+         INVALID + "components.mine: Value error, kind 'encore.io:write_json': write_json is not a subclass "
+         "of encore.recommenders.base.Recommender (got {'kind': 'encore.io:write_json'})"),
     Case("instance-named-like-a-component", with_(lastfm2k(), components={"evaluate": {"kind": "als"}}),
          INVALID + "components: Value error, components.evaluate: 'evaluate' is a pipeline component, not a "
          "generator instance; choose another name"),
@@ -368,7 +368,7 @@ CASES: list[Case] = [
          PREPARE + "hetrec2011-lastfm-2k: not found (looked in {tmp}/data/hetrec2011-lastfm-2k, "
          "{tmp}/elsewhere/hetrec2011-lastfm-2k); get it by setting ENCORE_DATA_DIR to a folder holding "
          f"hetrec2011-lastfm-2k/, by unzipping {LASTFM2K_URL} into {{tmp}}/elsewhere/hetrec2011-lastfm-2k, "
-         "or by running `python -m scripts.components.download` (dataset.download is false)",
+         "or by running `python -m encore.components.download` (dataset.download is false)",
          argv=("--set", "data_dir={tmp}/elsewhere")),
     Case("lastfm2k-file-missing", lastfm2k(), PREPARE + "tags.dat: tags file not found: {tmp}/lastfm2k/tags.dat",
          lastfm2k={"tags.dat": None}),
@@ -526,7 +526,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str) -> Path:
     """Outputs, data and MLflow in temporary folders; the repository's ``.env`` switched off.
 
-    ``MachineSettings`` reads ``<repo>/.env`` (and ``scripts.core.server`` reads ``$ENV_FILE``);
+    ``MachineSettings`` reads ``<repo>/.env`` (and ``encore.mlflow_server.server`` reads ``$ENV_FILE``);
     a developer's file there must not redirect outputs or tracking, so the settings' env_file
     is set to none and the variables that matter are set (or removed) explicitly.
     """

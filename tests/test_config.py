@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.core.config import (
+from encore.config.experiment import (
     DEFAULTS_FILE,
     REPO_ROOT,
     ComponentsConfig,
@@ -19,7 +19,7 @@ from scripts.core.config import (
     load_config,
     parse_override,
 )
-from scripts.core.recommenders import KINDS
+from encore.recommenders import KINDS
 
 EXPERIMENTS = sorted((REPO_ROOT / "experiments").glob("*.yaml"))
 NO_ENV = MachineSettings(_env_file=None, mlflow_tracking_uri=None, encore_data_dir=None, encore_output_dir=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from scripts.core.data.config import (
+from encore.data.dataset_config import (
     LASTFM2K_URL,
     DatasetConfig,
     Lastfm1kConfig,

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from scripts.core.data.download import (
+from encore.data.fetching import (
     LASTFM2K_SHA256,
     ChecksumError,
     DownloadError,
     download_lastfm2k,
     sha256_file,
 )
-from scripts.core.data.lastfm2k import load_lastfm2k
+from encore.data.lastfm2k import load_lastfm2k
 
 REAL_LASTFM2K = Path(
     os.environ.get(
@@ -121,25 +121,25 @@ def test_network_failure_is_one_readable_line(tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 def test_download_cli_fetches_from_a_local_zip(tmp_path: Path, real_files: dict[str, bytes]) -> None:
-    """``python -m scripts.components.download`` against a local file:// archive."""
+    """``python -m encore.components.download`` against a local file:// archive."""
     import subprocess
     import sys
 
     url = make_zip(tmp_path / "lastfm.zip", real_files)
     dest = tmp_path / "dest"
-    done = subprocess.run([sys.executable, "-m", "scripts.components.download", "--url", url,
+    done = subprocess.run([sys.executable, "-m", "encore.components.download", "--url", url,
                            "--dest", str(dest)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert (dest / "hetrec2011-lastfm-2k" / "user_artists.dat").is_file()
-    bad = subprocess.run([sys.executable, "-m", "scripts.components.download", "--url",
+    bad = subprocess.run([sys.executable, "-m", "encore.components.download", "--url",
                           (tmp_path / "missing.zip").as_uri(), "--dest", str(tmp_path / "d2")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "error:" in bad.stderr
 
 
 def test_failed_download_says_in_one_message_how_to_get_the_data(tmp_path: Path, monkeypatch) -> None:
-    from scripts.core.data.config import Lastfm2kConfig
-    from scripts.core.data.lastfm2k import DatasetNotFound, resolve_lastfm2k_dir
+    from encore.data.dataset_config import Lastfm2kConfig
+    from encore.data.lastfm2k import DatasetNotFound, resolve_lastfm2k_dir
 
     monkeypatch.delenv("ENCORE_DATA_DIR", raising=False)
     config = Lastfm2kConfig(url=(tmp_path / "missing.zip").as_uri())
@@ -147,5 +147,5 @@ def test_failed_download_says_in_one_message_how_to_get_the_data(tmp_path: Path,
         resolve_lastfm2k_dir(config, tmp_path / "data")
     message = str(info.value)
     assert "cannot download" in message and "ENCORE_DATA_DIR" in message
-    assert "python -m scripts.components.download" in message
+    assert "python -m encore.components.download" in message
     assert not (tmp_path / "data" / "hetrec2011-lastfm-2k").exists()

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scripts.core.data import DataError, load_dataset
-from scripts.core.data.common import read_table
-from scripts.core.data.config import ColumnMapping, FeatureColumnMapping, Lastfm2kConfig, TabularConfig
-from scripts.core.data.lastfm1k import load_lastfm1k
-from scripts.core.data.lastfm2k import DatasetNotFound, load_lastfm2k, resolve_lastfm2k_dir
-from scripts.core.data.lastfm360k import load_lastfm360k
-from scripts.core.data.tabular import load_tabular
-from scripts.core.data.yandex import load_yandex
+from encore.data import DataError, load_dataset
+from encore.data.dataset_config import ColumnMapping, FeatureColumnMapping, Lastfm2kConfig, TabularConfig
+from encore.data.lastfm1k import load_lastfm1k
+from encore.data.lastfm2k import DatasetNotFound, load_lastfm2k, resolve_lastfm2k_dir
+from encore.data.lastfm360k import load_lastfm360k
+from encore.data.parsing import read_table
+from encore.data.tabular import load_tabular
+from encore.data.yandex import load_yandex
 
 REAL_LASTFM2K = Path(
     os.environ.get(
@@ -220,13 +220,13 @@ def test_resolve_lastfm2k_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         resolve_lastfm2k_dir(Lastfm2kConfig(download=False), data_dir)
     text = message(exc)
     assert "ENCORE_DATA_DIR" in text and str(data_dir / "hetrec2011-lastfm-2k") in text
-    assert "python -m scripts.components.download" in text and "download" in text
+    assert "python -m encore.components.download" in text and "download" in text
     assert isinstance(exc.value, DataError)
 
     # Download on: called with the URL and data_dir.
     calls = []
     monkeypatch.setattr(
-        "scripts.core.data.lastfm2k.download_lastfm2k",
+        "encore.data.lastfm2k.download_lastfm2k",
         lambda url, dest: calls.append((url, dest)) or dest / "hetrec2011-lastfm-2k",
     )
     got = resolve_lastfm2k_dir(Lastfm2kConfig(url="file:///x.zip"), data_dir)
@@ -303,8 +303,8 @@ def test_lastfm2k_tagging_bad_date(tmp_path: Path) -> None:
 def test_tagging_time_split_cuts_tag_rows_at_the_stage_cut(tmp_path: Path) -> None:
     # Pair (2, 52) is dated 2009-03-15 (base), but it has a tag given 2012-01-01, in the test
     # window: that row must reach neither base nor train tag features.
-    from scripts.core.config import TimeSplit
-    from scripts.core.splits import split_pair_side_data, time_split
+    from encore.config.experiment import TimeSplit
+    from encore.evaluation.splits import split_pair_side_data, time_split
 
     events = TAGGING_EVENTS + "2\t52\t2\t1\t1\t2012\n3\t52\t3\t1\t8\t2010\n"
     ds = load_lastfm2k(write_lastfm2k(tmp_path, user_taggedartists__dat=events), interactions="tagging")

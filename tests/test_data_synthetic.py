@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.core.data import load_dataset
-from scripts.core.data.config import SyntheticConfig
-from scripts.core.data.synthetic import generate_synthetic, item_structure
+from encore.data import load_dataset
+from encore.data.dataset_config import SyntheticConfig
+from encore.data.synthetic import generate_synthetic, item_structure
 
 SMALL = SyntheticConfig(n_users=500, n_items=2000, n_interactions=20_000, n_tags=60)
 

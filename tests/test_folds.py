@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.core import metrics, pooling
-from scripts.core.config import ConfigError, TimeSplit
-from scripts.core.outputs import EvaluateOutput, FoldsOutput
-from scripts.core.splits import fold_splits, time_split
-from scripts.pipeline.folds import fold_configs, folds_dir
-from scripts.pipeline.runner import output_dir, run_pipeline
+from encore.config.experiment import ConfigError, TimeSplit
+from encore.evaluation import fold_pooling as pooling
+from encore.evaluation import metrics
+from encore.evaluation.splits import fold_splits, time_split
+from encore.outputs import EvaluateOutput, FoldsOutput
+from encore.pipeline.folds import fold_configs, folds_dir
+from encore.pipeline.runner import output_dir, run_pipeline
 from tests.conftest import TINY_SYNTHETIC, make_config, ran_pipeline
 
 OFF = {"enabled": False}

@@ -17,16 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.components import ranker as ranker_component
-from scripts.core.config import EncoreConfig
-from scripts.core.evaluation import Evaluator, lists_from_frame
-from scripts.core.io import ParquetSink, read_json
-from scripts.core.outputs import GeneratorOutput, RankerOutput
-from scripts.core.prepared import PreparedData
-from scripts.core.ranker import train_ranker
-from scripts.core.splits import pair_mask
-from scripts.pipeline.component import Context
-from scripts.pipeline.runner import dependencies, output_dir, run_pipeline
+from encore.components import ranker as ranker_component
+from encore.config.experiment import EncoreConfig
+from encore.data.prepared import PreparedData
+from encore.evaluation.evaluator import Evaluator, lists_from_frame
+from encore.evaluation.splits import pair_mask
+from encore.io import ParquetSink, read_json
+from encore.outputs import GeneratorOutput, RankerOutput
+from encore.pipeline.component import Context
+from encore.pipeline.runner import dependencies, output_dir, run_pipeline
+from encore.ranking.model import train_ranker
 from tests.conftest import REPO_ROOT, make_config
 
 pytestmark = pytest.mark.realdata

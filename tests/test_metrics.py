@@ -1,4 +1,4 @@
-"""Tests for scripts.core.metrics: hand-computed examples, edge cases and naive references."""
+"""Tests for encore.evaluation.metrics: hand-computed examples, edge cases and naive references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scripts.core import metrics as M
+from encore.evaluation import metrics as M
 
 # ----------------------------------------------------------------------------- shared tiny example
 #

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from scripts.core.config import EncoreConfig
-from scripts.pipeline.runner import run_pipeline
+from encore.config.experiment import EncoreConfig
+from encore.pipeline.runner import run_pipeline
 from tests.conftest import REPO_ROOT
 
 

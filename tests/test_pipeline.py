@@ -10,10 +10,10 @@ import mlflow
 import pandas as pd
 import pytest
 
-from scripts.core.config import EncoreConfig
-from scripts.core.tracking import experiment_name, tracking_uri
-from scripts.pipeline import runner
-from scripts.pipeline.runner import generator_names, output_dir, pipeline_components, run_pipeline
+from encore.config.experiment import EncoreConfig
+from encore.pipeline import runner
+from encore.pipeline.runner import generator_names, output_dir, pipeline_components, run_pipeline
+from encore.tracking.runs import experiment_name, tracking_uri
 from tests.conftest import REPO_ROOT
 
 KS = (5, 10, 20, 50)
@@ -110,7 +110,7 @@ def test_bad_config_exits_non_zero_naming_the_key() -> None:
 def test_every_component_runs_alone_as_a_module(tiny_config: EncoreConfig, tmp_path: Path) -> None:
     fixed = {*runner.FIRST, *runner.LAST, *runner.ON_DEMAND}
     assert fixed <= {p.stem for p in (REPO_ROOT / "scripts/components").glob("*.py")}
-    for module in ("scripts.components.prepare", runner.GENERATOR_MODULE):
+    for module in ("encore.components.prepare", runner.GENERATOR_MODULE):
         done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                               text=True, check=False, cwd=tmp_path)
         assert done.returncode == 0 and "--experiment" in done.stdout

@@ -13,13 +13,12 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from scripts.core import lineage
-from scripts.core.config import ConfigError, EncoreConfig
-from scripts.core.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
-from scripts.core.recommenders import UserKNNRecommender
-from scripts.core.tracking import experiment_name, tracking_uri
-from scripts.pipeline import runner
-from scripts.pipeline.runner import fingerprint, output_dir, pipeline_components, run_pipeline
+from encore.config.experiment import ConfigError, EncoreConfig
+from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
+from encore.pipeline import lineage, runner
+from encore.pipeline.runner import fingerprint, output_dir, pipeline_components, run_pipeline
+from encore.recommenders import UserKNNRecommender
+from encore.tracking.runs import experiment_name, tracking_uri
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 
 USER_MODULE = '''
@@ -28,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from scripts.core.recommenders.base import Recommender, as_ids, drop_self, topk
-from scripts.core.recommenders.spec import GeneratorConfig
+from encore.recommenders.base import Recommender, as_ids, drop_self, topk
+from encore.recommenders.generator_config import GeneratorConfig
 
 
 class PlaysConfig(GeneratorConfig):
@@ -170,7 +169,7 @@ def test_one_instance_runs_alone_from_the_cli(tmp_path: Path, capsys: pytest.Cap
     assert runner.main(["-e", str(experiment), "-c", "prepare,als_16", *sets]) == 0, capsys.readouterr().err
     produced = sorted(p.name.split("-")[0] for p in (tmp_path / "out" / "tiny").iterdir() if not p.name.startswith("."))
     assert produced == ["als_16", "prepare"]
-    from scripts.pipeline import generator
+    from encore.components import generator
 
     assert generator.main(["als_17", "-e", str(experiment), *sets]) == 2
     assert "components.als_17: no such generator instance" in capsys.readouterr().err
@@ -183,7 +182,7 @@ def test_a_users_kind_with_rejected_params_names_the_key(tmp_path: Path, user_pa
                                           r"power: Input should be a valid number"):
         make_config(tmp_path, bad)
     not_one = TINY_SYNTHETIC | {"components": {"mine": {"kind": "encore_user_models.plays:NotARecommender"}}}
-    with pytest.raises(ConfigError, match=r"NotARecommender is not a subclass of scripts\.core\.recommenders\.base"):
+    with pytest.raises(ConfigError, match=r"NotARecommender is not a subclass of encore\.recommenders\.base"):
         make_config(tmp_path, not_one)
 
 
@@ -212,21 +211,19 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_layers_point_one_way() -> None:
-    """components -> pipeline -> core: core names neither, pipeline never names a component."""
-    shim = REPO_ROOT / "scripts/core/runner.py"  # re-exports Context/Result until register/promote move
-    for path in (REPO_ROOT / "scripts/core").rglob("*.py"):
-        upward = {n for n in _imports(path) if n.startswith(("scripts.components", "scripts.pipeline"))}
-        if path == shim:
-            assert upward == {"scripts.pipeline.component"}
-        else:
-            assert not upward, f"{path.relative_to(REPO_ROOT)} imports {upward}"
-    for path in (REPO_ROOT / "scripts/pipeline").rglob("*.py"):
-        assert not {n for n in _imports(path) if n.startswith("scripts.components")}, path
+    """components -> pipeline -> the library: the library names neither, the pipeline never names a component."""
+    upper = (REPO_ROOT / "encore/components", REPO_ROOT / "encore/pipeline")
+    library = [p for p in (REPO_ROOT / "encore").rglob("*.py") if not any(p.is_relative_to(u) for u in upper)]
+    for path in library:
+        upward = {n for n in _imports(path) if n.startswith(("encore.components", "encore.pipeline"))}
+        assert not upward, f"{path.relative_to(REPO_ROOT)} imports {upward}"
+    for path in (REPO_ROOT / "encore/pipeline").rglob("*.py"):
+        assert not {n for n in _imports(path) if n.startswith("encore.components")}, path
     # No component spells another's file names or imports another for them (register: not yet).
-    for path in (REPO_ROOT / "scripts/components").glob("*.py"):
+    for path in (REPO_ROOT / "encore/components").glob("*.py"):
         if path.stem in {"register", "promote"}:
             continue
-        others = {n for n in _imports(path) if n.startswith("scripts.components")}
+        others = {n for n in _imports(path) if n.startswith("encore.components")}
         assert not others, f"{path.name} imports {others}"
         text = path.read_text()
         for name in ("candidates_train.parquet", "similar_items.parquet", "model_train.npz", "feature_models.parquet"):
@@ -351,7 +348,7 @@ def test_userknn_reuses_the_fit_search_only_for_unchanged_histories(weighting: s
 
 
 def test_same_rows_compares_columns_and_values() -> None:
-    from scripts.core.recommenders.userknn import same_rows
+    from encore.recommenders.userknn import same_rows
 
     a = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0], [0, 0, 0]], dtype=np.float32))
     b = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 1], [5, 0, 0], [0, 0, 0]], dtype=np.float32))

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.core.config import ConfigError
-from scripts.core.outputs import GeneratorOutput, RankerOutput, RegisterOutput
-from scripts.core.policy import FALLBACK, RANKER, choose_policy, cold_users
-from scripts.core.prepared import PreparedData
-from scripts.core.ranker import complete_from_list
-from scripts.core.recommenders import recommender_class
-from scripts.pipeline.runner import dependencies, output_dir, pipeline_components, run_pipeline
+from encore.config.experiment import ConfigError
+from encore.data.prepared import PreparedData
+from encore.outputs import GeneratorOutput, RankerOutput, RegisterOutput
+from encore.pipeline.runner import dependencies, output_dir, pipeline_components, run_pipeline
+from encore.ranking.model import complete_from_list
+from encore.ranking.segment_policy import FALLBACK, RANKER, choose_policy, cold_users
+from encore.recommenders import recommender_class
 from tests.conftest import TINY_SYNTHETIC, make_config
 
 TIME_SPLIT = TINY_SYNTHETIC | {

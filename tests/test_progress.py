@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from scripts.core.progress import Progress, Timings, batches
+from encore.progress import Progress, Timings, batches
 
 
 class FakeClock:
@@ -24,7 +24,7 @@ class FakeTerminal(io.StringIO):
 
 
 def progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "scripts.core.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "encore.progress"]
 
 
 def test_short_work_shows_nothing(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.core.arrays import pair_keys
-from scripts.core.config import RankerConfig
-from scripts.core.features import sorted_pairs_dot, within_user_zscore
-from scripts.core.ranker import complete_with_popular, select_training_rows, top_k, train_ranker
+from encore.arrays import pair_keys
+from encore.config.experiment import RankerConfig
+from encore.ranking.features import sorted_pairs_dot, within_user_zscore
+from encore.ranking.model import complete_with_popular, select_training_rows, top_k, train_ranker
 
 
 def test_negative_sampling_keeps_every_positive_and_n_negatives_each() -> None:

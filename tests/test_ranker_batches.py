@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.components import ranker as ranker_component
-from scripts.core.arrays import hashed_uniform
-from scripts.core.config import EncoreConfig
-from scripts.core.outputs import RankerOutput
-from scripts.pipeline.component import Context
-from scripts.pipeline.runner import dependencies, output_dir, run_pipeline
+from encore.arrays import hashed_uniform
+from encore.components import ranker as ranker_component
+from encore.config.experiment import EncoreConfig
+from encore.outputs import RankerOutput
+from encore.pipeline.component import Context
+from encore.pipeline.runner import dependencies, output_dir, run_pipeline
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 
 
@@ -101,8 +101,8 @@ def test_memory_budgeted_pipeline_stays_under_its_budget(tmp_path: Path) -> None
     # Linux carries that over exec, so a child spawned from a big pytest process (vfork shares the
     # parent's memory until exec) reports the parent's peak.
     measure = ("import runpy, sys\n"
-               "try:\n    runpy.run_module('scripts.pipeline.runner', run_name='__main__')\n"
-               "finally:\n    from scripts.core.resources import process_peak_bytes\n"
+               "try:\n    runpy.run_module('encore.pipeline.runner', run_name='__main__')\n"
+               "finally:\n    from encore.resources import process_peak_bytes\n"
                "    print('PEAK', process_peak_bytes() // 1024, file=sys.stderr)")
     command = [sys.executable, "-c", measure, "--experiment", str(tmp_path / "experiment.yaml"),
                "--components", ",".join([*dependencies(config, "ranker"), "ranker"]), "--set", "resources.memory_gib=1"]

@@ -1,4 +1,4 @@
-"""Unit tests of scripts.core.recommenders on small synthetic matrices (fast, seeded)."""
+"""Unit tests of encore.recommenders on small synthetic matrices (fast, seeded)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight as implicit_bm25_weight
 
-from scripts.core.recommenders import (
+from encore.recommenders import (
     RECOMMENDERS,
     ALSRecommender,
     BPRRecommender,
@@ -26,9 +26,9 @@ from scripts.core.recommenders import (
     mask_seen,
     topk,
 )
-from scripts.core.recommenders.base import history_pair_scores
-from scripts.core.recommenders.helpers import mask_seen_sparse, topk_sparse
-from scripts.core.recommenders.weighting import InteractionWeighter, weight_user_items
+from encore.recommenders.base import history_pair_scores
+from encore.recommenders.kernels import mask_seen_sparse, topk_sparse
+from encore.recommenders.weighting import InteractionWeighter, weight_user_items
 
 N_USERS, N_ITEMS, N_FEATURES = 60, 40, 15
 NO_FEATURE_ITEMS = np.array([3, 17])
@@ -147,7 +147,7 @@ def test_topk_matches_a_full_sort_on_random_blocks() -> None:
 
 
 def test_topk_row_slices_on_threads_equal_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scripts.core.recommenders import helpers
+    from encore.recommenders import kernels as helpers
 
     monkeypatch.setattr(helpers, "_TOPK_CELLS_PER_THREAD", 64)  # split even this small block
     rng = np.random.default_rng(5)
@@ -626,7 +626,7 @@ def test_friends_scores_are_sums_over_friends() -> None:
 def test_itemknn_auto_weighting_on_binary_and_counts() -> None:
     """``weighting: auto``: binary/rating-like weights get no BM25 length normalisation (it
     would only penalise popular items), count-like weights the play-count settings."""
-    from scripts.core.recommenders.itemknn import ItemKNNRecommender, is_graded
+    from encore.recommenders.itemknn import ItemKNNRecommender, is_graded
 
     rng = np.random.default_rng(0)
     dense = (rng.random((60, 30)) < 0.2).astype(np.float32)

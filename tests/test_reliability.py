@@ -20,13 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.core import lineage
-from scripts.core.config import EncoreConfig, load_config
-from scripts.core.io import MARKER, path_lock, read_marker, remove_debris
-from scripts.core.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, experiment_name, tracking_uri
-from scripts.pipeline import runner
-from scripts.pipeline.runner import fingerprint, output_dir, run_pipeline
-from scripts.pipeline.runner import main as pipeline_main
+from encore.config.experiment import EncoreConfig, load_config
+from encore.io import MARKER, path_lock, read_marker, remove_debris
+from encore.pipeline import lineage, runner
+from encore.pipeline.runner import fingerprint, output_dir, run_pipeline
+from encore.pipeline.runner import main as pipeline_main
+from encore.tracking.runs import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, experiment_name, tracking_uri
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 
 
@@ -123,15 +122,15 @@ def test_unchanged_files_are_not_hashed_again(tmp_path: Path, monkeypatch) -> No
 def test_a_code_change_changes_the_fingerprint_of_what_it_computes_only(tiny_config: EncoreConfig,
                                                                        monkeypatch) -> None:
     # An instance's reuse key covers the template and its recommender's module, not the other models'.
-    assert "scripts.core.recommenders.als" not in lineage.module_closure(runner.GENERATOR_MODULE)
-    als_code = lineage.code_digest("scripts.core.recommenders.als")
+    assert "encore.recommenders.als" not in lineage.module_closure(runner.GENERATOR_MODULE)
+    als_code = lineage.code_digest("encore.recommenders.als")
     assert runner.code_digests(tiny_config, "als")["recommender"] == als_code
-    assert "scripts.components.ranker" not in lineage.module_closure(runner.GENERATOR_MODULE)
+    assert "encore.components.ranker" not in lineage.module_closure(runner.GENERATOR_MODULE)
     before = {name: fingerprint(tiny_config, name) for name in ("prepare", "popular", "als", "ranker")}
     source = lineage._source
 
     def edited(module: str) -> bytes:
-        return source(module) + (b"\n# edited\n" if module == "scripts.core.recommenders.als" else b"")
+        return source(module) + (b"\n# edited\n" if module == "encore.recommenders.als" else b"")
 
     monkeypatch.setattr(lineage, "_source", edited)
     lineage.code_digest.cache_clear()
@@ -227,7 +226,7 @@ def start_pipeline(tmp_path: Path, *args: str) -> subprocess.Popen:
     env = os.environ | {"ENCORE_OUTPUT_DIR": str(tmp_path / "outputs"),
                         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     experiment = tmp_path / "experiment.yaml"
-    return subprocess.Popen([sys.executable, "-m", "scripts.pipeline.runner", "--experiment", str(experiment), *args],
+    return subprocess.Popen([sys.executable, "-m", "encore.pipeline.runner", "--experiment", str(experiment), *args],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -272,7 +271,7 @@ def test_two_runs_at_once_share_the_work(tmp_path: Path, tiny_config: EncoreConf
 
 def test_the_lock_of_a_dead_holder_is_taken_over(tmp_path: Path) -> None:
     target = tmp_path / "als-abc"
-    code = ("import sys, time; from pathlib import Path; from scripts.core.io import path_lock\n"
+    code = ("import sys, time; from pathlib import Path; from encore.io import path_lock\n"
             f"with path_lock(Path({str(target)!r})):\n    print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -345,8 +344,8 @@ def test_an_empty_ranker_generator_list_is_rejected(tmp_path: Path, tiny_file: P
 
 
 def test_undecodable_bytes_get_an_honest_hint(tmp_path: Path) -> None:
-    from scripts.core.data import DataError
-    from scripts.core.data.common import read_table
+    from encore.data import DataError
+    from encore.data.parsing import read_table
 
     text = tmp_path / "latin.csv"
     text.write_bytes("user,item\n1,Mörcheeba\n".encode("latin-1"))

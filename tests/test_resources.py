@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.core.resources import measure_peak, process_peak_bytes
+from encore.resources import measure_peak, process_peak_bytes
 
 MIB = 2**20
 

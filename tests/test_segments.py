@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.components.prepare import prepare
-from scripts.core.data.common import build_dataset
-from scripts.core.evaluation import Evaluator
-from scripts.core.prepared import PreparedData
-from scripts.core.splits import Split
+from encore.components.prepare import prepare
+from encore.data.parsing import build_dataset
+from encore.data.prepared import PreparedData
+from encore.evaluation.evaluator import Evaluator
+from encore.evaluation.splits import Split
 
 
 def _frame(rows: list[tuple[int, int]]) -> pd.DataFrame:
@@ -89,7 +89,7 @@ def test_empty_segment_is_reported_not_nan(tmp_path: Path) -> None:
 
 
 def test_comparison_block_of_an_empty_segment_says_so() -> None:
-    from scripts.components.evaluate import _segment_block
+    from encore.components.evaluate import _segment_block
 
     text = _segment_block("cold", 0, None)
     assert text.startswith("### cold: 0 test users")
@@ -98,7 +98,7 @@ def test_comparison_block_of_an_empty_segment_says_so() -> None:
 
 
 def test_promote_pairs_only_the_configured_segment(tmp_path: Path) -> None:
-    from scripts.components.promote import per_user_values, segment_metric
+    from encore.components.promote import per_user_values, segment_metric
 
     frame = pd.DataFrame({"user_id": ["a", "b", "c"], "segment": ["warm", "cold", "warm"], "value": [0.1, 0.2, 0.3]})
     frame.to_parquet(tmp_path / "per_user_metric.parquet")

@@ -15,10 +15,10 @@ import mlflow.environment_variables as mlflow_env
 import pytest
 from sqlalchemy.engine import make_url
 
-from scripts.core import server, tracking_client
-from scripts.core.config import ConfigError
-from scripts.core.envfile import REPO_ROOT
-from scripts.core.server import (
+from encore.config.envfile import REPO_ROOT
+from encore.config.experiment import ConfigError
+from encore.mlflow_server import server
+from encore.mlflow_server.server import (
     ServerConfigError,
     ServerSettings,
     artifacts_destination,
@@ -29,7 +29,8 @@ from scripts.core.server import (
     shell_exports,
     validate_server_args,
 )
-from scripts.core.tracking_client import (
+from encore.tracking import client as tracking_client
+from encore.tracking.client import (
     TrackingServerUnreachable,
     check_tracking_server,
     client_fail_fast_env,
@@ -346,7 +347,7 @@ def test_auth_config_escapes_percent_and_is_private(tmp_path: Path) -> None:
     import configparser
     import stat
 
-    from scripts.core.server_auth import write_auth_config
+    from encore.mlflow_server.auth import write_auth_config
 
     settings = ServerSettings(postgres_host="db", postgres_db="mlflow", postgres_user="u@x",
                               postgres_password="p%w:d", encore_auth_admin_password="adm%in #secret")
@@ -362,7 +363,7 @@ def test_auth_config_escapes_percent_and_is_private(tmp_path: Path) -> None:
 
 
 def test_release_user_says_who_may_promote(tmp_path: Path) -> None:
-    from scripts.core.server_auth import release_user
+    from encore.mlflow_server.auth import release_user
 
     none = str(tmp_path / "none.env")
     pipeline = {"ENV_FILE": none, "MLFLOW_TRACKING_USERNAME": "encore-pipeline"}
@@ -379,7 +380,7 @@ def test_release_user_says_who_may_promote(tmp_path: Path) -> None:
 def test_auth_error_message_names_user_and_request() -> None:
     from mlflow.exceptions import MlflowException
 
-    from scripts.core.server_auth import auth_error_message
+    from encore.mlflow_server.auth import auth_error_message
 
     exc = MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
                           "Response body: 'Permission denied'")

@@ -25,14 +25,14 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from scripts.core.config import ConfigError
-from scripts.core.outputs import RegisterOutput
-from scripts.core.registry import CHAMPION, register_run_model
-from scripts.pipeline.runner import all_components, output_dir, run_pipeline
-from scripts.serving.app import create_app
-from scripts.serving.blend import Ranked, interleave, neighbour_scores
-from scripts.serving.events import Listen, SQLiteEventStore
-from scripts.serving.settings import ServingSettings, load_serving_settings
+from encore.config.experiment import ConfigError
+from encore.outputs import RegisterOutput
+from encore.pipeline.runner import all_components, output_dir, run_pipeline
+from encore.serving.app import create_app
+from encore.serving.blend import Ranked, interleave, neighbour_scores
+from encore.serving.events import Listen, SQLiteEventStore
+from encore.serving.settings import ServingSettings, load_serving_settings
+from encore.tracking.model_registry import CHAMPION, register_run_model
 from tests.conftest import REPO_ROOT, make_config
 
 TOKEN = "t0ken-for-tests"
@@ -275,7 +275,7 @@ def test_settings_reject_unknown_keys_and_bad_values(tmp_path: Path) -> None:
 
 def test_an_unreachable_event_store_is_one_clear_error_without_the_password(capsys: pytest.CaptureFixture[str],
                                                                             tmp_path: Path) -> None:
-    from scripts.serving.__main__ import main
+    from encore.serving.__main__ import main
 
     port = _free_port()  # nothing listens there
     code = main(["--env-file", str(tmp_path / "none.env"),
@@ -374,7 +374,7 @@ def test_real_uvicorn_server_on_loopback(registry: Registry, tmp_path: Path) -> 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORE_SERVING_", "MLFLOW_"))}
     env |= {"ENV_FILE": str(tmp_path / "absent.env"), "ENCORE_SERVING_MODEL_NAME": registry.name}
-    cmd = [sys.executable, "-m", "scripts.serving", "--port", str(port), "--tracking-uri", registry.uri,
+    cmd = [sys.executable, "-m", "encore.serving", "--port", str(port), "--tracking-uri", registry.uri,
            "--event-store", f"sqlite:///{tmp_path / 'events.db'}"]
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -20,14 +20,14 @@ import pytest
 import yaml
 from pyspark.sql import SparkSession
 
-from scripts.core.config import ConfigError
-from scripts.core.data import DataError, MusicDataset, load_dataset
-from scripts.core.data.config import ColumnMapping, Lastfm1kConfig, TabularConfig
-from scripts.core.data.lastfm1k import load_lastfm1k
-from scripts.core.data.lastfm360k import load_lastfm360k
-from scripts.core.data.tabular import load_tabular
-from scripts.core.data.yandex import load_yandex
-from scripts.core.spark import DEFAULT_SPARK_CONFIG, SparkSettings, load_spark_settings, spark_session
+from encore.config.experiment import ConfigError
+from encore.data import DataError, MusicDataset, load_dataset
+from encore.data.dataset_config import ColumnMapping, Lastfm1kConfig, TabularConfig
+from encore.data.lastfm1k import load_lastfm1k
+from encore.data.lastfm360k import load_lastfm360k
+from encore.data.spark_session import DEFAULT_SPARK_CONFIG, SparkSettings, load_spark_settings, spark_session
+from encore.data.tabular import load_tabular
+from encore.data.yandex import load_yandex
 from tests.conftest import REPO_ROOT
 from tests.test_data_loaders import LASTFM1K, LASTFM360K, write_yandex
 
@@ -351,7 +351,7 @@ def test_spark_settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_missing_java_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scripts.core import spark as spark_module
+    from encore.data import spark_session as spark_module
 
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scripts.core.config import ConfigError, PerUserSplit, TimeSplit
-from scripts.core.splits import per_user_split, split_pair_side_data, time_split
+from encore.config.experiment import ConfigError, PerUserSplit, TimeSplit
+from encore.evaluation.splits import per_user_split, split_pair_side_data, time_split
 
 
 def interactions(n_users: int = 300, seed: int = 0, with_time: bool = True) -> pd.DataFrame:

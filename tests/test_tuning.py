@@ -9,12 +9,12 @@ import mlflow
 import numpy as np
 import pytest
 
-from scripts.core.config import ConfigError, grid_combinations
-from scripts.core.evaluation import Evaluator, lists_from_frame
-from scripts.core.outputs import GeneratorOutput, TuneOutput
-from scripts.core.prepared import PreparedData
-from scripts.pipeline.folds import fold_configs
-from scripts.pipeline.runner import (
+from encore.config.experiment import ConfigError, grid_combinations
+from encore.data.prepared import PreparedData
+from encore.evaluation.evaluator import Evaluator, lists_from_frame
+from encore.outputs import GeneratorOutput, TuneOutput
+from encore.pipeline.folds import fold_configs
+from encore.pipeline.runner import (
     TUNE,
     all_components,
     output_dir,

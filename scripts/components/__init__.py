@@ -1,0 +1,1 @@
+"""Command lines of the pipeline components; each component's code is in :mod:`encore.components`."""

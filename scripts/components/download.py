@@ -1,38 +1,8 @@
-"""download: fetch the HetRec 2011 Last.fm 2K dataset and verify its SHA-256 checksums.
+"""``python -m scripts.components.download``: the download component (code: :mod:`encore.components.download`)."""
 
-Not a pipeline step (``prepare`` downloads on first use when ``dataset.download`` is
-true); run it alone to fetch the data ahead of time::
+import runpy
 
-    python -m scripts.components.download [--url URL] [--dest data/]
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-from collections.abc import Sequence
-from pathlib import Path
-
-from scripts.core.config import REPO_ROOT
-from scripts.core.data.config import LASTFM2K_URL
-from scripts.core.data.download import DownloadError, download_lastfm2k
-from scripts.core.data.types import DataError
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--url", default=LASTFM2K_URL, help="archive URL, https:// or file:// (default: %(default)s)")
-    parser.add_argument("--dest", type=Path, default=REPO_ROOT / "data",
-                        help="folder that receives hetrec2011-lastfm-2k/ (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        folder = download_lastfm2k(args.url, args.dest)
-    except (DataError, DownloadError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"Last.fm 2K is ready in {folder} (checksums verified)")
-    return 0
-
+from encore.components.download import run  # noqa: F401  (the component itself, for code that imports it from here)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("encore.components.download", run_name="__main__", alter_sys=True)

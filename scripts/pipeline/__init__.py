@@ -1,0 +1,1 @@
+"""``run.sh`` and the command lines kept from before the library became :mod:`encore`."""

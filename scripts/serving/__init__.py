@@ -1,4 +1,1 @@
-"""Encore's recommendation service (issue #13): serves the registered champion over HTTP.
-
-Start it with ``python -m scripts.serving`` (or ``make serve``); README, "Serving".
-"""
+"""``python -m scripts.serving``: kept for existing commands; the service is :mod:`encore.serving`."""

@@ -51,7 +51,7 @@ def mlflow_server(postgres: Postgres, s3: S3, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="session")
 def toy_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny serving bundle: users u1 (10 ranked items) and u2 (3), 30 popular items."""
-    from scripts.core.serving_model import write_bundle
+    from encore.serving.pyfunc import write_bundle
 
     items = [f"a{n}" for n in range(30)]
     recommendations = pd.DataFrame(

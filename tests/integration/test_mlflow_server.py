@@ -35,11 +35,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sqlalchemy import create_engine, text
 
-from scripts.components import compare
-from scripts.core import registry, server, tracking_client
-from scripts.core.envfile import REPO_ROOT
-from scripts.core.registry import PromotionDecision
-from scripts.core.serving_model import log_serving_model
+from encore.components import compare
+from encore.config.envfile import REPO_ROOT
+from encore.mlflow_server import server
+from encore.serving.pyfunc import log_serving_model
+from encore.tracking import client as tracking_client
+from encore.tracking import model_registry as registry
+from encore.tracking.model_registry import PromotionDecision
 
 pytestmark = pytest.mark.integration
 

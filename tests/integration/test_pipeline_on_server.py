@@ -34,10 +34,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from scripts.core.config import load_config
-from scripts.core.data.lastfm2k import FILES as LASTFM2K_FILES
-from scripts.core.outputs import RegisterOutput
-from scripts.pipeline.runner import all_components, generator_names
+from encore.config.experiment import load_config
+from encore.data.lastfm2k import FILES as LASTFM2K_FILES
+from encore.outputs import RegisterOutput
+from encore.pipeline.runner import all_components, generator_names
 
 pytestmark = pytest.mark.integration
 
@@ -463,7 +463,7 @@ print(json.dumps({{"users": users.to_dict("records"), "items": items.to_dict("re
 
 def test_compare_cli_lists_both_runs_best_first(story: Story, mlflow_server: MlflowServer) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.components.compare", "--experiment", EXPERIMENT, "--metric", "ndcg_at_10"],
+        [sys.executable, "-m", "encore.components.compare", "--experiment", EXPERIMENT, "--metric", "ndcg_at_10"],
         env=_env(story.home, MLFLOW_TRACKING_URI=mlflow_server.url),
         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
     )

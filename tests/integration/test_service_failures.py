@@ -49,7 +49,7 @@ def pipeline(server: MlflowServer, work: Path, experiment: str) -> subprocess.Po
     path.write_text(yaml.safe_dump(TINY_SYNTHETIC | {"experiment": {"name": experiment, "seed": 3}}))
     env = clean_env(MLFLOW_TRACKING_URI=server.url, ENCORE_OUTPUT_DIR=str(work / "outputs"),
                     PYTHONPATH=str(REPO_ROOT))
-    return subprocess.Popen([sys.executable, "-m", "scripts.pipeline.runner", "-e", str(path),
+    return subprocess.Popen([sys.executable, "-m", "encore.pipeline.runner", "-e", str(path),
                              "-c", ",".join(COMPONENTS)], cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from itest_support import Postgres
 
-from scripts.core.serving_model import EncoreServingModel
-from scripts.serving.app import ModelHolder, create_app
-from scripts.serving.events import TABLE, Listen, PostgresEventStore
-from scripts.serving.model import ServedModel
-from scripts.serving.settings import ServingSettings
+from encore.serving.app import ModelHolder, create_app
+from encore.serving.blended_model import ServedModel
+from encore.serving.events import TABLE, Listen, PostgresEventStore
+from encore.serving.pyfunc import EncoreServingModel
+from encore.serving.settings import ServingSettings
 
 
 def dsn(pg: Postgres) -> str:

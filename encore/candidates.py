@@ -1,0 +1,82 @@
+"""Building, fitting and querying the recommender of a generator instance, written once.
+
+Used by the generator template (:mod:`encore.components.generator`), the ranker and the
+benchmarks. Which side data a model fits on comes from its kind's declaration
+(``Recommender.side_data``), never from its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from encore.config.experiment import ConfigError, EncoreConfig
+from encore.data.prepared import PreparedData, Stage
+from encore.evaluation.evaluator import frame_from_lists
+from encore.progress import batches
+from encore.recommenders import GeneratorConfig, Recommender, SideDataMissing, recommender_class
+
+
+def build_recommender(config: EncoreConfig, name: str) -> Recommender:
+    """The (unfitted) model of generator instance ``name``, seeded with the experiment seed."""
+    section = config.components.generator(name)
+    return make_recommender(section, config.experiment.seed)
+
+
+def make_recommender(section: GeneratorConfig, seed: int) -> Recommender:
+    """A model of ``section.kind`` with the hyper-parameters of ``section``."""
+    return recommender_class(section.kind).from_config(section, seed)
+
+
+def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *, name: str) -> Recommender:
+    """Fit ``model`` on what ``stage`` may see; missing side data is a config error naming the instance."""
+    try:
+        return model.fit_stage(prepared.stage_view(stage))
+    except SideDataMissing as exc:
+        raise ConfigError(f"components.{name}: {exc}; set components.{name}.enabled: false") from None
+
+
+def recommend_batches(model: Recommender, prepared: PreparedData, stage: Stage, users: np.ndarray, n: int,
+                      batch_size: int, label: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Top-``n`` of ``users`` (sorted ids) against ``stage``'s history, already-played items
+    filtered, ``batch_size`` users at a time with progress: ``(start, stop, ids, scores)`` per batch."""
+    user_items = prepared.user_items(stage)
+    for start, stop in batches(len(users), batch_size, label):
+        ids, scores = model.recommend(users[start:stop], user_items, n, filter_already_liked_items=True,
+                                      batch_size=batch_size)
+        yield start, stop, ids, scores
+
+
+def candidate_users(prepared: PreparedData, stage: Stage, *, propose: bool = True) -> np.ndarray:
+    """Whose candidates a stage writes (sorted ids).
+
+    Base fit: the ranker-target users (the ranker trains on them). Train fit: every user
+    (the ranker's test lists and serving) for a proposing instance; only the test users for a
+    feature-only one (``propose: false``), whose lists only evaluate reads. A feature-only
+    instance writes no base candidates at all (the ranker reads only its models).
+    """
+    if stage == "base":
+        return prepared.eval_users("base")
+    if not propose:
+        return prepared.eval_users("train")
+    return np.arange(prepared.n_users, dtype=np.int64)
+
+
+def similar_item_batches(model: Recommender, n_items: int, n_similar: int, batch_size: int, *,
+                         label: str = "similar items") -> Iterator[pd.DataFrame]:
+    """Every item's ``n_similar`` most similar items (item, similar_item, score, rank), one
+    frame per batch of items (batches bound the dense ``(batch, n_items)`` blocks), with progress."""
+    for start, stop in batches(n_items, batch_size * 4, label, unit="items"):
+        items = np.arange(start, stop, dtype=np.int64)
+        ids, scores = model.similar_items(items, n_similar)
+        yield frame_from_lists(items, ids, scores).rename(columns={"user": "item", "item": "similar_item"})
+
+
+def similar_items(model: Recommender, n_items: int, n_similar: int, batch_size: int) -> pd.DataFrame:
+    """Every item's ``n_similar`` most similar items (item, similar_item, score, rank) in one frame."""
+    frames = list(similar_item_batches(model, n_items, n_similar, batch_size))
+    return pd.concat(frames, ignore_index=True) if frames else frame_from_lists(
+        np.empty(0, np.int64), np.empty((0, n_similar), np.int64), np.empty((0, n_similar), np.float32)
+    ).rename(columns={"user": "item", "item": "similar_item"})

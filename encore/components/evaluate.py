@@ -1,0 +1,182 @@
+"""evaluate: every generator instance (feature-only ones too) and the ranker on the same test users.
+
+Scores each model's lists with the same :class:`~encore.evaluation.evaluator.Evaluator`,
+writes the comparison table (every metric at every k), a metric-vs-k plot, and paired
+comparisons (paired t-test + bootstrap confidence interval) of the ranker against every
+generator on the primary metric. The headline numbers go to the pipeline's parent run:
+``<model>.<metric>_at_<k>``, and ``<primary>`` / ``uplift_vs_best_generator`` with its
+interval, which promotion and run comparison read.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import pandas as pd
+
+from encore.config.experiment import EncoreConfig
+from encore.data.prepared import PreparedData
+from encore.evaluation import metrics
+from encore.evaluation.evaluator import SEGMENTS, Evaluator, lists_from_frame
+from encore.io import write_json, write_parquet
+from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
+from encore.pipeline.component import Context, Result
+from encore.pipeline.runner import component_main, enabled, generator_names
+
+NAME = "evaluate"
+log = logging.getLogger(__name__)
+
+
+def DEPENDS_ON(config: EncoreConfig) -> list[str]:
+    return ["prepare", *(g for g in generator_names(config) if enabled(config, g)), "ranker"]
+
+
+def model_lists(config: EncoreConfig, ctx: Context, users: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each model's top-k lists for ``users``: every enabled generator instance (proposing or not,
+    in config order), then the ranker."""
+    lists = {name: lists_from_frame(GeneratorOutput(ctx.inputs[name]).candidates("train"), users, k)
+             for name in generator_names(config) if name in ctx.inputs}
+    if "ranker" in ctx.inputs:
+        lists["ranker"] = lists_from_frame(RankerOutput(ctx.inputs["ranker"]).recommendations(), users, k)
+    return lists
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A README-ready Markdown table, values to four decimals."""
+    header = ["model", *table.columns]
+    rows = [[str(name), *(f"{v:.4f}" for v in values)]
+            for name, values in zip(table.index, table.to_numpy(), strict=True)]
+    lines = ["| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *rows]]
+    return "\n".join(lines) + "\n"
+
+
+def compare(values: pd.DataFrame, primary: str, *, challenger: str, n_resamples: int, confidence: float,
+            seed: int) -> dict[str, metrics.PairedComparison]:
+    """Paired comparisons of ``challenger`` against every other model (columns of ``values``)."""
+    baselines = {name: values[name].to_numpy() for name in values.columns if name not in (challenger, "user_id")}
+    return metrics.paired_comparisons(baselines, values[challenger].to_numpy(), metric=primary,
+                                      n_resamples=n_resamples, confidence=confidence, random_state=seed)
+
+
+def _segment_block(name: str, n_users: int, at10: pd.DataFrame | None) -> str:
+    """One Markdown block of ``comparison_segments.md``; an empty segment says so plainly."""
+    title = f"### {name}: {n_users} test users\n\n"
+    if at10 is None:
+        why = ": every test user has history in train (as on a per-user holdout)" if name == "cold" else ""
+        return title + f"No test users in this segment{why}.\n"
+    return title + markdown_table(at10)
+
+
+def run(config: EncoreConfig, ctx: Context) -> Result:
+    prepared = PreparedData(ctx.inputs["prepare"])
+    ks = tuple(config.evaluation.ks)
+    primary = config.evaluation.primary_metric
+    evaluator = Evaluator(prepared, "train", ks)
+    lists = model_lists(config, ctx, evaluator.users, max(ks))
+    segments = evaluator.segments
+    # Every metric per segment; an empty segment (e.g. cold users of a per-user holdout) is skipped.
+    by_segment: dict[str, dict[str, dict[str, float]]] = {}
+    for seg in (seg for seg in SEGMENTS if segments[seg].n_users):
+        same = evaluator.scored_as(seg)
+        by_segment[seg] = by_segment[same] if same != seg else {name: evaluator.evaluate(model, seg)
+                                                                for name, model in lists.items()}
+    results = by_segment["all"]
+    table = metrics.metrics_table(results)
+    out = EvaluateOutput(ctx.output)
+    table.to_csv(out.path / out.COMPARISON)  # all users, as before: downstream readers unchanged
+    long = pd.concat([metrics.metrics_table(res).assign(n_users=segments[seg].n_users)
+                      .reset_index().assign(segment=seg) for seg, res in by_segment.items()], ignore_index=True)
+    long = long[["segment", "model", "n_users", *table.columns]]
+    long.to_csv(out.path / out.SEGMENTS_CSV, index=False)  # the output folder itself is written atomically
+
+    def at10_of(res: dict) -> pd.DataFrame:
+        frame = metrics.metrics_table(res)
+        return frame[[c for c in frame.columns if c.endswith("@10")]].sort_values(primary, ascending=False)
+
+    at10 = at10_of(results)
+    (out.path / out.COMPARISON_MD).write_text(markdown_table(at10))
+    blocks = [_segment_block(seg, segments[seg].n_users, at10_of(by_segment[seg]) if seg in by_segment else None)
+              for seg in SEGMENTS]
+    (out.path / out.SEGMENTS_MD).write_text("\n".join(blocks))
+    metrics.plot_metric_vs_k(results, primary.partition("@")[0], out.path / out.PLOT)
+
+    # Per-user values of the primary metric by raw user id: paired tests here, and at promotion.
+    per_user = pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[evaluator.users],
+                             "segment": evaluator.user_segment()}
+                            | {name: evaluator.per_user(model, primary) for name, model in lists.items()})
+    write_parquet(per_user, out.path / out.PER_USER)
+    # The ranker is measured against the best single model: every instance, feature-only ones too.
+    baselines = [name for name in lists if name != "ranker"]
+    best = max(baselines, key=lambda name: results[name][primary])
+    headline_model = "ranker" if "ranker" in lists else best
+    parent = {f"{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
+    parent |= {f"{name}.{seg}.{key}": value for seg, res in by_segment.items() if seg != "all"
+               for name, scores in res.items() for key, value in scores.items()}
+    parent |= {f"n_test_users.{seg}": float(segments[seg].n_users) for seg in SEGMENTS}
+    parent[primary] = results[headline_model][primary]
+    summary: dict = {"primary_metric": primary, "best_generator": best, "headline_model": headline_model,
+                     "n_test_users": len(evaluator.users), "segments": {}}
+    settings = {"n_resamples": config.evaluation.n_bootstrap, "confidence": config.evaluation.confidence,
+                "seed": config.experiment.seed}
+    compared: dict[str, dict[str, metrics.PairedComparison]] = {}
+    for seg in SEGMENTS:
+        n_users = segments[seg].n_users
+        entry: dict = {"n_users": n_users}
+        summary["segments"][seg] = entry
+        if seg not in by_segment:
+            entry["note"] = "no test users in this segment"
+            continue
+        seg_best = max(baselines, key=lambda name: by_segment[seg][name][primary])
+        entry["best_generator"] = seg_best
+        entry[primary] = {name: scores[primary] for name, scores in by_segment[seg].items()}
+        if "ranker" not in lists:
+            continue
+        if n_users < 2:
+            entry["note"] = "fewer than two users: no paired comparison"
+            continue
+        same = evaluator.scored_as(seg)
+        if same == seg:
+            values = pd.DataFrame({name: evaluator.per_user(model, primary, seg) for name, model in lists.items()})
+            compared[seg] = compare(values, primary, challenger="ranker", **settings)
+        comparisons = compared[same]
+        vs_best = comparisons[seg_best]
+        entry["comparisons"] = {name: c.to_dict() for name, c in comparisons.items()}
+        entry["vs_best_generator"] = vs_best.to_dict()
+        suffix = "" if seg == "all" else f".{seg}"
+        if not np.isfinite(vs_best.rel_uplift):
+            # Every model scores 0 here (e.g. cold items no model can recommend): no relative uplift.
+            entry["note"] = f"best generator's mean {primary} is 0: relative uplift undefined"
+            log.info("[%s, %d users] every model's %s is %.4f: no uplift to report", seg, n_users, primary,
+                     vs_best.mean_a)
+            continue
+        parent |= {f"uplift_vs_best_generator{suffix}": vs_best.rel_uplift,
+                   f"uplift_vs_best_generator{suffix}_ci_low": vs_best.rel_ci_low,
+                   f"uplift_vs_best_generator{suffix}_ci_high": vs_best.rel_ci_high,
+                   f"uplift_vs_best_generator{suffix}_p_value": vs_best.p_value}
+        log.info("[%s, %d users] ranker %s %.4f vs best generator %s %.4f: %+.1f%% (%.0f%% CI %+.1f%% .. %+.1f%%), "
+                 "p=%.2g", seg, n_users, primary, vs_best.mean_b, seg_best, vs_best.mean_a,
+                 100 * vs_best.rel_uplift, 100 * vs_best.confidence, 100 * vs_best.rel_ci_low,
+                 100 * vs_best.rel_ci_high, vs_best.p_value)
+    if "ranker" in lists:
+        # Today's top-level keys (all users) stay where register and the README read them.
+        summary["comparisons"] = summary["segments"]["all"]["comparisons"]
+        summary["vs_best_generator"] = summary["segments"]["all"]["vs_best_generator"]
+    if not segments["cold"].n_users:
+        log.info("cold segment empty: every test user has history in train (e.g. a per-user holdout)")
+    write_json(out.path / out.SIGNIFICANCE, summary)
+    log.info("test users %d (warm %d, cold %d, with cold-item pairs %d); comparison at k=10:\n%s",
+             len(evaluator.users), segments["warm"].n_users, segments["cold"].n_users,
+             segments["cold_items"].n_users, at10.to_string(float_format=lambda v: f"{v:.4f}"))
+    return Result(
+        metrics=parent,
+        artifacts=[out.COMPARISON, out.COMPARISON_MD, out.SEGMENTS_CSV, out.SEGMENTS_MD, out.SIGNIFICANCE, out.PLOT,
+                   out.PER_USER],
+        tags={"encore.best_generator": best, "encore.headline_model": headline_model},
+        parent_metrics=parent,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(component_main(NAME, description=__doc__ or ""))

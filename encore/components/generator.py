@@ -1,0 +1,113 @@
+"""The generator component template: one module runs every generator instance.
+
+``python -m encore.components.generator <instance> [--experiment FILE]`` runs instance
+``components.<instance>`` alone; ``run.sh --components <instance>`` runs it in a pipeline.
+
+For each stage (``base``: fit on base, candidates for ranker-target users; ``train``: refit
+on base + target, candidates for every user, scored on test) it fits the instance's model on
+the stage view, writes per-user top-N candidates and saves the model; from the ``train`` fit
+it also writes the similar-items table and evaluates its lists on test. A feature-only
+instance (``propose: false``) skips what nothing reads: its base candidates (the ranker
+reads only its models) and its train candidates of users without test items (evaluate reads
+only test users). Candidates and similar items are computed and written batch by batch
+(``batch_size`` users, ``4 * batch_size`` items), with progress on long work; per-phase
+``*_seconds`` go to the metrics. The folder layout is :class:`encore.outputs.GeneratorOutput`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+
+from encore.candidates import (
+    build_recommender,
+    candidate_users,
+    fit_recommender,
+    recommend_batches,
+    similar_item_batches,
+)
+from encore.config.experiment import ConfigError, EncoreConfig
+from encore.data.prepared import STAGES, PreparedData, Stage
+from encore.evaluation import metrics
+from encore.evaluation.evaluator import Evaluator, frame_from_lists
+from encore.outputs import GeneratorOutput
+from encore.pipeline.component import Context, Result
+from encore.pipeline.runner import component_main
+from encore.progress import Timings
+from encore.recommenders import GeneratorConfig, Recommender
+
+DEPENDS_ON: tuple[str, ...] = ("prepare",)
+log = logging.getLogger(__name__)
+
+
+def write_candidates(model: Recommender, prepared: PreparedData, stage: Stage, users: np.ndarray,
+                     section: GeneratorConfig, out: GeneratorOutput, label: str) -> np.ndarray:
+    """Top-``n_candidates`` of ``users`` (sorted ids), ``batch_size`` users at a time, each batch
+    written as it is made; returns the ``(len(users), n_candidates)`` ids (int32) for evaluation."""
+    lists = np.empty((len(users), section.n_candidates), dtype=np.int32)
+    with out.candidates_writer(stage) as write:
+        for start, stop, ids, scores in recommend_batches(model, prepared, stage, users, section.n_candidates,
+                                                          section.batch_size, label):
+            write(frame_from_lists(users[start:stop], ids, scores))
+            lists[start:stop] = ids
+    return lists
+
+
+def run(config: EncoreConfig, ctx: Context) -> Result:
+    name = ctx.name
+    section = config.components.generator(name)
+    ks = config.evaluation.ks
+    if section.n_candidates < max(ks):
+        raise ConfigError(
+            f"components.{name}.n_candidates ({section.n_candidates}) must be at least the largest "
+            f"evaluation k ({max(ks)})"
+        )
+    prepared = PreparedData(ctx.inputs["prepare"])
+    out = GeneratorOutput(ctx.output)
+    timings = Timings()
+    extra: dict[str, float] = {}
+    for stage in STAGES:
+        model = build_recommender(config, name)
+        with timings.phase(f"fit_{stage}"):
+            fit_recommender(model, prepared, stage, name=name)
+        if stage == "base" and not section.propose:
+            out.write_model(stage, model)  # the ranker's features; no base candidates to write
+            continue
+        users = candidate_users(prepared, stage, propose=section.propose)
+        with timings.phase(f"recommend_{stage}"):
+            lists = write_candidates(model, prepared, stage, users, section, out, f"{name} candidates {stage}")
+        out.write_model(stage, model)
+        evaluator = Evaluator(prepared, stage, tuple(ks))
+        lists = lists[np.searchsorted(users, evaluator.users)].astype(np.int64)
+        if stage == "base":
+            extra["target_candidate_recall"] = evaluator.candidate_recall(lists)
+            continue
+
+        if section.n_similar:
+            with timings.phase("similar_items"), out.similar_items_writer() as write:
+                for frame in similar_item_batches(model, prepared.n_items, section.n_similar, section.batch_size,
+                                                  label=f"{name} similar items"):
+                    write(frame)
+
+        scores_at_k = evaluator.evaluate(lists[:, : max(ks)])
+        extra["candidate_recall"] = evaluator.candidate_recall(lists)
+        if hasattr(model, "items_without_features_"):
+            extra["items_without_features"] = float(np.size(model.items_without_features_))
+    results = scores_at_k | extra | dict(timings)
+    out.write_metrics(results)
+    metrics.plot_metric_vs_k({name: scores_at_k}, "ndcg", out.path / out.PLOT)
+    log.info("%s: ndcg@10 %.4f, candidate recall@%d %.3f on test",
+             name, scores_at_k.get("ndcg@10", float("nan")), section.n_candidates, extra["candidate_recall"])
+    artifacts = [out.candidates_file("train"), out.METRICS, out.PLOT]
+    return Result(metrics=results, artifacts=[*artifacts, out.SIMILAR] if section.n_similar else artifacts,
+                  tags={"encore.kind": section.kind, "encore.propose": str(section.propose).lower()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    return component_main(None, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""register: log the ranker's serving model and register it with alias ``challenger``.
+
+In the pipeline (``run.sh --components ...,register``) this assembles the serving bundle
+(the ranker's lists, popularity fallback, similar items; :mod:`encore.serving.pyfunc`)
+and logs it as a models-from-code pyfunc in the register run, with the test metric, its per-user values
+(for paired comparisons at promotion) and the dataset/split tags, then registers it as a
+new version of ``tracking.registered_model_name`` and points ``challenger`` at it.
+
+Alone, it registers the model of any run::
+
+    python -m encore.components.register --run-id RUN_ID --model-name encore-ranker
+
+The tracking URI comes from ``--tracking-uri`` or ``MLFLOW_TRACKING_URI``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from encore.config.experiment import ConfigError, EncoreConfig
+from encore.data.prepared import PreparedData
+from encore.io import write_json
+from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput
+from encore.pipeline.component import Context, Result
+from encore.pipeline.runner import enabled, generator_names
+from encore.recommenders import recommender_class
+from encore.serving.pyfunc import log_serving_model, write_bundle
+from encore.tracking.model_registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
+from encore.tracking.runs import cli_client, metric_key
+
+NAME = "register"
+REUSABLE = False  # every call registers a new version
+log = logging.getLogger(__name__)
+
+
+def similar_items_instances(config: EncoreConfig) -> list[str]:
+    """Enabled generator instances that write a similar-items table (``n_similar`` > 0)."""
+    return [name for name in generator_names(config)
+            if enabled(config, name) and config.components.generator(name).n_similar]
+
+
+def DEPENDS_ON(config: EncoreConfig) -> list[str]:
+    fallback = config.components.ranker.fallback
+    names = ["prepare", "ranker", "evaluate", *similar_items_instances(config), *([fallback] if fallback else [])]
+    return list(dict.fromkeys(names))
+
+
+def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out: RegisterOutput) -> str:
+    """The serving bundle: the ranker's lists, the train popularity fallback and the
+    similar-items table of ``components.ranker.similar_items_from``, all in raw ids.
+    Returns the instance whose similar items are served."""
+    tables = [name for name in similar_items_instances(config) if GeneratorOutput(ctx.inputs[name]).has_similar_items]
+    if not tables:
+        raise ConfigError("components.*.n_similar: no generator wrote a similar-items table to serve")
+    source = config.components.ranker.similar_items_from
+    if source not in tables:
+        log.warning("components.ranker.similar_items_from: no table from %s; serving %s's", source, tables[0])
+        source = tables[0]
+    item_raw = prepared.items["raw_id"].to_numpy()
+    # Unknown users get the ranker's fallback (e.g. recency popularity), else train listeners.
+    fallback = config.components.ranker.fallback
+    listeners = (GeneratorOutput(ctx.inputs[fallback]).model("train", recommender_class("popular")).popularity_
+                 if fallback else prepared.item_listeners("train"))
+    order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
+    recs = RankerOutput(ctx.inputs["ranker"]).recommendations()
+    similar = GeneratorOutput(ctx.inputs[source]).similar_items()
+    write_bundle(
+        out.bundle,
+        recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
+                                      "item_id": item_raw[recs["item"]], "rank": recs["rank"],
+                                      "score": recs["score"].fillna(0.0).astype(np.float64)}),
+        popular=pd.DataFrame({"item_id": item_raw[order], "score": listeners[order].astype(np.float64)}),
+        similar_items=pd.DataFrame({"item_id": item_raw[similar["item"]],
+                                    "similar_item_id": item_raw[similar["similar_item"]],
+                                    "score": similar["score"].astype(np.float64), "rank": similar["rank"]}),
+        items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
+    )
+    write_json(out.bundle / "info.json", {"similar_items_from": source})
+    return source
+
+
+def run(config: EncoreConfig, ctx: Context) -> Result:
+    primary = config.evaluation.primary_metric
+    evaluated = EvaluateOutput(ctx.inputs["evaluate"])
+    out = RegisterOutput(ctx.output)
+    source = build_bundle(config, ctx, PreparedData(ctx.inputs["prepare"]), out)
+    # The ranker's per-user values (from evaluate) travel with the model, so promotion can pair
+    # this run with the champion's.
+    per_user = evaluated.per_user(columns=["user_id", "segment", "ranker"])
+    out.write_per_user(per_user.rename(columns={"ranker": "value"}))
+    significance = evaluated.significance()
+    # The ranker's test metric overall and per segment (``warm.ndcg@10`` ...), which
+    # ``components.promote.segment`` compares.
+    scores = {primary: float(evaluated.comparison().loc["ranker", primary])}
+    for segment, entry in significance.get("segments", {}).items():
+        if segment in ("warm", "cold") and "ranker" in entry.get(primary, {}):
+            scores[f"{segment}.{primary}"] = float(entry[primary]["ranker"])
+
+    info = log_serving_model(out.bundle, k=min(10, config.components.ranker.top_k))
+    run_id = mlflow.active_run().info.run_id
+    version = register_run_model(run_id, config.tracking.registered_model_name, client=MlflowClient())
+    vs_best = significance.get("vs_best_generator", {})
+    tags = {f"{SIGNIFICANCE_TAG}.vs_best_generator": json.dumps(vs_best)} if vs_best else {}
+    out.write_registered({"model_name": config.tracking.registered_model_name, "version": version.version,
+                          "run_id": run_id, "model_uri": info.model_uri})
+    return Result(metrics=scores,
+                  artifacts=[out.PER_USER, out.REGISTERED],
+                  tags=tags | {"encore.registered_version": str(version.version),
+                               "encore.primary_metric": metric_key(primary),
+                               "encore.similar_items_from": source})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: register and print the new version."""
+    parser = argparse.ArgumentParser(prog="python -m encore.components.register", description=__doc__.split("\n")[0])
+    parser.add_argument("--run-id", required=True, help="run that logged the model")
+    parser.add_argument("--model-name", required=True, help="registered model name")
+    parser.add_argument("--artifact-path", default="model", help="name the model was logged under (default model)")
+    parser.add_argument("--alias", default=CHALLENGER, help=f"alias to set (default {CHALLENGER}; '' for none)")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else the local store mlruns/mlflow.db")
+    args = parser.parse_args(argv)
+
+    client = cli_client(args.tracking_uri)
+    version = register_run_model(
+        args.run_id, args.model_name, client=client, artifact_path=args.artifact_path, alias=args.alias
+    )
+    alias_note = f", alias '{args.alias}'" if args.alias else ""
+    print(f"registered {args.model_name} version {version.version} from run {args.run_id}{alias_note}")
+    print(f"load it with: mlflow.pyfunc.load_model('models:/{args.model_name}/{version.version}')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

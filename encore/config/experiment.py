@@ -1,0 +1,597 @@
+"""The one configuration model and how it is resolved.
+
+Resolution order, later wins:
+``config/components.yaml`` (defaults for every component) < experiment file
+(``experiments/*.yaml``) < environment (``.env`` then the process environment, for the
+few settings that belong to a machine: tracking URI, data and output folders) < CLI
+overrides (``--set components.als.factors=128``).
+
+Every section forbids unknown keys, so a typo fails before any work starts, with the key
+path in the message.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from encore.config.envfile import DEFAULT_ENV_FILE, REPO_ROOT
+from encore.data.dataset_config import DatasetConfig
+from encore.recommenders.generator_config import GeneratorConfig
+from encore.recommenders.kinds import KINDS, KindError, recommender_class
+
+DEFAULTS_FILE = REPO_ROOT / "config" / "components.yaml"
+TIME_SPLIT_DEFAULTS_FILE = REPO_ROOT / "config" / "time_split.yaml"
+"""Merged over the defaults when ``split.kind`` is ``time`` (recency popularity, the fallback)."""
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- sections
+class ExperimentSection(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 42
+
+
+class PerUserSplit(Strict):
+    """Per-user random holdout, for data without listening timestamps.
+
+    Each eligible user (``min_user_items`` or more items) gives ``test_fraction`` of their
+    items (at least one) to test, then ``target_fraction`` of the rest (at least one, and
+    always leaving one) to the ranker target. Other users stay whole in base.
+    """
+
+    kind: Literal["per_user"] = "per_user"
+    test_fraction: Fraction = 0.2
+    target_fraction: Fraction = 0.2
+    min_user_items: Annotated[int, Field(ge=3)] = 5
+
+
+class TimeSplit(Strict):
+    """Global time split: base < target_start <= target < test_start <= test < test_end.
+
+    Cut points are dates (ISO 8601) or fractions of the data's time range; ``test_end``
+    (a date, default: after the last event) drops everything from it on. ``folds: K`` is
+    rolling-origin evaluation: K consecutive test windows, the last one as configured and
+    each earlier fold with every cut point moved ``fold_days`` further back and its test
+    window ``fold_days`` long (see :func:`encore.evaluation.splits.fold_splits`).
+    """
+
+    kind: Literal["time"] = "time"
+    target_start: datetime | Fraction
+    test_start: datetime | Fraction
+    test_end: datetime | None = None
+    folds: PositiveInt = 1
+    fold_days: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeSplit:
+        if type(self.target_start) is not type(self.test_start):
+            raise ValueError("target_start and test_start must both be dates or both be fractions")
+        if self.target_start >= self.test_start:  # type: ignore[operator]
+            raise ValueError("target_start must come before test_start, or the target window is empty")
+        if self.test_end is not None and (not isinstance(self.test_start, datetime)
+                                          or self.test_end <= self.test_start):
+            raise ValueError("test_end must be a date after test_start (and test_start a date)")
+        if self.folds > 1:
+            if self.fold_days is None:
+                raise ValueError("fold_days: rolling folds need the step between test windows, in days")
+            if not isinstance(self.test_start, datetime):
+                raise ValueError("folds: rolling folds move the cut points by fold_days, so target_start and "
+                                 "test_start must be dates, not fractions")
+        return self
+
+
+SplitConfig = Annotated[PerUserSplit | TimeSplit, Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- generator instances
+KIND_TAG = "kind="
+"""Prefix of the union tag pydantic puts in error locations; stripped from messages."""
+IMPORTED = "imported"
+RESERVED_NAMES = ("prepare", "tune", "ranker", "evaluate", "register", "promote", "download", "compare")
+"""Component names that are not generator instances."""
+INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+FEATURE_MODELS_REMOVED = (
+    "components.ranker.feature_models was removed: a feature model is now an ordinary generator instance "
+    "with `propose: false` (its scores are ranker features, it proposes no candidates, it is evaluated "
+    "beside the others). Rewrite `ranker: {feature_models: {als128: {kind: als, params: {factors: 128}}}}` "
+    "as `components: {als128: {kind: als, factors: 128, propose: false}}` (the params move up one level)"
+)
+
+
+def _validate_imported(value: Any) -> GeneratorConfig:
+    """A user's kind (``module:Class``): import it and validate the params with its ``config_class``."""
+    if isinstance(value, GeneratorConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of settings, got {type(value).__name__}")
+    kind = str(value.get("kind"))
+    try:
+        cls = recommender_class(kind)
+    except KindError as exc:
+        raise ValueError(str(exc)) from None
+    if cls in KINDS.values():  # a built-in class named by its path: the same as its short kind
+        value = {**value, "kind": cls.name}
+    try:
+        return cls.config_class.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{cls.config_class.__name__} of kind '{kind}' rejects the settings: {problems}") from None
+
+
+def _instance_tag(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str):
+        return None
+    if kind in KINDS:
+        return f"{KIND_TAG}{kind}"
+    return f"{KIND_TAG}{IMPORTED}"
+
+
+_BUILTIN_MEMBERS = tuple(Annotated[cls.config_class, Tag(f"{KIND_TAG}{kind}")] for kind, cls in KINDS.items())
+_IMPORTED_MEMBER = Annotated[GeneratorConfig, PlainValidator(_validate_imported),
+                             PlainSerializer(lambda v: v.model_dump(mode="json")), Tag(f"{KIND_TAG}{IMPORTED}")]
+GeneratorInstance = Annotated[
+    Union[(*_BUILTIN_MEMBERS, _IMPORTED_MEMBER)],
+    Discriminator(_instance_tag, custom_error_type="kind_missing",
+                  custom_error_message="a generator instance is a mapping with a `kind`: a built-in kind "
+                                       f"({', '.join(KINDS)}) or 'package.module:ClassName'"),
+]
+"""One generator instance's settings: the ``config_class`` of its kind, chosen by ``kind``."""
+
+
+class RankerConfig(Strict):
+    """The CatBoost ranking stage (see README, "Ranker")."""
+
+    enabled: bool = True
+    generators: list[str] | None = None
+    """Instances whose candidates are merged; None = every enabled instance with ``propose: true``."""
+    candidates_per_generator: PositiveInt = 40
+    loss: Literal["Logloss", "YetiRank"] = "Logloss"
+    iterations: PositiveInt = 300
+    learning_rate: PositiveFloat = 0.02
+    depth: PositiveInt = 6
+    l2_leaf_reg: PositiveFloat = 3.0
+    early_stopping: bool = False
+    early_stopping_rounds: PositiveInt = 50
+    validation_fraction: Fraction = 0.2
+    negatives_per_positive: PositiveInt | None = None
+    train_max_rows: PositiveInt | None = 2_000_000
+    """Row budget of the ranker's training set: candidate rows (counted before the generators'
+    lists are merged) of a seeded random sample of ranker-target users; None = every user."""
+    refit_generators: bool = True
+    features: list[Literal["generator", "user", "item", "user_item", "social"]] = Field(
+        default_factory=lambda: ["generator", "user", "item", "user_item", "social"]
+    )
+    thread_count: PositiveInt = 2
+    fallback: str | None = None
+    """A ``popular``-kind instance whose list completes short lists, is served to unknown users,
+    and replaces the ranker's in any segment (warm / cold) where it validates better on a held-out
+    ``policy_fraction`` of ranker-target users; None = train popularity completes, the ranker serves all."""
+    policy_fraction: Fraction = 0.2
+    recent_days: PositiveFloat = 30.0
+    """Window of the recency features (``item_trend``, ``user_recent_items``, ...) on timestamped data."""
+    top_k: PositiveInt = 50
+    similar_items_from: str = "ease"
+    seed: int | None = None
+    """The ranker's own seed (user sample, negatives, policy slice, CatBoost); None = ``experiment.seed``.
+    Varying it alone refits only the ranker: the spread over ranker seeds (``benchmarks/sweep.py``)."""
+
+    def random_seed(self, experiment_seed: int) -> int:
+        return experiment_seed if self.seed is None else self.seed
+
+    @field_validator("generators")
+    @classmethod
+    def _generators_not_empty(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and not names:
+            raise ValueError("an empty list gives the ranker no candidates; leave the key out (null) to take "
+                             "every enabled generator, or name the generators to use")
+        return names
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_feature_models(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "feature_models" in data:
+            raise ValueError(FEATURE_MODELS_REMOVED)
+        return data
+
+
+class PromoteConfig(Strict):
+    """When ``promote`` moves the ``champion`` alias (README, "Promotion")."""
+
+    metric: str | None = None
+    margin: NonNegativeFloat = 0.0
+    force: bool = False
+    # Which test users the challenger and champion are compared on (evaluate's segments).
+    segment: Literal["all", "warm", "cold", "cold_items"] = "all"
+
+
+class ComponentsConfig(Strict):
+    """``ranker``, ``promote`` and any number of named generator instances.
+
+    Every other key is an instance: ``components.<name>: {kind: <kind>, ...settings}``, its
+    settings validated by the kind's ``config_class``. ``kind`` may be left out when the name
+    is a built-in kind (``components.als: {factors: 64}``). Instances keep their order (the
+    defaults file's, then the experiment's additions): the ranker's feature columns follow it.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, GeneratorInstance] = Field(init=False)  # type: ignore[assignment]
+
+    ranker: RankerConfig = RankerConfig()
+    promote: PromoteConfig = PromoteConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instances(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, value in data.items():
+            if name in cls.model_fields:
+                continue
+            if name in RESERVED_NAMES:
+                raise ValueError(f"components.{name}: '{name}' is a pipeline component, not a generator "
+                                 "instance; choose another name")
+            if not INSTANCE_NAME.match(name):
+                raise ValueError(f"components.{name}: instance names are letters, digits and _ "
+                                 "(they become file, feature and metric names)")
+            if isinstance(value, dict) and "kind" not in value and name in KINDS:
+                data[name] = {"kind": name, **value}
+        return data
+
+    @model_validator(mode="after")
+    def _fallback_is_a_popular_instance(self) -> ComponentsConfig:
+        name = self.ranker.fallback
+        if name is None:
+            return self
+        instances = self.generators
+        if name not in instances or not instances[name].enabled:
+            raise ValueError(f"ranker.fallback: '{name}' is not an enabled generator instance; known: "
+                             f"{', '.join(instances)}")
+        if instances[name].kind != "popular":
+            raise ValueError(f"ranker.fallback: '{name}' is of kind {instances[name].kind}; the fallback is also "
+                             "served to users nobody knows, so it must be a popular-kind instance")
+        return self
+
+    @property
+    def generators(self) -> dict[str, GeneratorConfig]:
+        """Every generator instance by name, in config order (enabled or not)."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def generator(self, name: str) -> GeneratorConfig:
+        instances = self.generators
+        if name not in instances:
+            raise ConfigError(f"components.{name}: no such generator instance; known: {', '.join(instances)}")
+        return instances[name]
+
+
+class EvaluationConfig(Strict):
+    ks: list[PositiveInt] = Field(default_factory=lambda: [5, 10, 20, 50])
+    primary_metric: str = "ndcg@10"
+    n_bootstrap: PositiveInt = 2000
+    confidence: Fraction = 0.95
+
+    @field_validator("ks")
+    @classmethod
+    def _sorted_unique(cls, ks: list[int]) -> list[int]:
+        if not ks:
+            raise ValueError("at least one k is needed")
+        return sorted(set(ks))
+
+    @model_validator(mode="after")
+    def _primary_k_listed(self) -> EvaluationConfig:
+        try:
+            check_ranking_metric(self.primary_metric, self.ks)
+        except ValueError as exc:
+            raise ValueError(f"primary_metric {exc}") from None
+        return self
+
+
+class ResourcesConfig(Strict):
+    """How much of the machine a run may use. Batch sizes are derived from it; results are
+    not (batching changes nothing), so it is not part of any fingerprint."""
+
+    memory_gib: PositiveFloat = 8.0
+
+
+class TrackingConfig(Strict):
+    """Where runs are logged. ``tracking_uri`` None = embedded SQLite store under ``mlruns/``."""
+
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+    registered_model_name: str = "encore-ranker"
+
+
+TuningSegment = Literal["all", "warm", "cold"]
+
+
+class TuningConfig(Strict):
+    """Generator settings chosen on the ranker-target part, never on test (README, "Tuning").
+
+    ``grid`` maps instance names to ``{setting: [values]}``; the ``tune`` component fits every
+    combination of an instance's values on the base part, scores its lists on the target part's
+    users of ``segment`` (``segments`` per instance) by ``metric``, and the rest of the pipeline
+    runs with each instance's best combination (the first of equals, in grid order).
+    """
+
+    grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    metric: str | None = None
+    """METRIC@K with K in ``evaluation.ks``; None = ``evaluation.primary_metric``."""
+    segment: TuningSegment = "all"
+    segments: dict[str, TuningSegment] = Field(default_factory=dict)
+    max_trials: PositiveInt = 64
+    """Most combinations one instance's grid may have (a guard against a mistyped grid)."""
+
+    def segment_of(self, name: str) -> TuningSegment:
+        return self.segments.get(name, self.segment)
+
+
+def check_ranking_metric(metric: str, ks: list[int]) -> None:
+    """``metric`` is METRIC@K with a ranking metric and K among ``ks`` (ValueError otherwise)."""
+    name, _, k = metric.partition("@")
+    if not k.isdigit() or int(k) not in ks:
+        raise ValueError(f"'{metric}' must be METRIC@K with K in ks {ks}")
+    if name not in {"ndcg", "recall", "precision", "map", "hit_rate", "mrr"}:
+        raise ValueError(f"'{name}' is not a ranking metric")
+
+
+class EncoreConfig(Strict):
+    experiment: ExperimentSection
+    dataset: DatasetConfig
+    split: SplitConfig = PerUserSplit()
+    components: ComponentsConfig = ComponentsConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    tuning: TuningConfig = TuningConfig()
+    output_dir: Path = Path("outputs")
+    data_dir: Path = Path("data")
+
+    @model_validator(mode="after")
+    def _tuning_grid_valid(self) -> EncoreConfig:
+        tuning = self.tuning
+        if tuning.metric is not None:
+            try:
+                check_ranking_metric(tuning.metric, self.evaluation.ks)
+            except ValueError as exc:
+                raise ValueError(f"tuning.metric: {exc}") from None
+        instances = self.components.generators
+        for name in tuning.segments:
+            if name not in tuning.grid:
+                raise ValueError(f"tuning.segments.{name}: '{name}' is not in tuning.grid")
+        for name, grid in tuning.grid.items():
+            where = f"tuning.grid.{name}"
+            if name not in instances:
+                raise ValueError(f"{where}: no such generator instance; known: {', '.join(instances)}")
+            section = instances[name]
+            if not grid:
+                raise ValueError(f"{where}: no settings to tune; give {{setting: [values]}} or leave it out")
+            params = section.params()
+            for setting, values in grid.items():
+                if setting not in params:
+                    raise ValueError(f"{where}.{setting}: not a hyper-parameter of kind '{section.kind}'; "
+                                     f"tunable: {', '.join(params) or 'none'}")
+                if not isinstance(values, list) or not values:
+                    raise ValueError(f"{where}.{setting}: give a non-empty list of values")
+                for value in values:
+                    try:
+                        type(section).model_validate(section.model_dump() | {setting: value})
+                    except ValidationError as exc:
+                        raise ValueError(f"{where}.{setting}: {value!r} is rejected: "
+                                         f"{exc.errors()[0]['msg']}") from None
+            trials = len(grid_combinations(grid))
+            if trials > tuning.max_trials:
+                raise ValueError(f"{where}: {trials} combinations exceed tuning.max_trials ({tuning.max_trials})")
+        return self
+
+    def fingerprint(self, *sections: str) -> str:
+        """Stable hash of the named sections; by default of everything that shapes results.
+
+        Where runs are logged and which local folders hold data are left out, so the same
+        experiment hashes the same on every machine.
+        """
+        dumped = self.model_dump(mode="json")
+        keys = sections or tuple(k for k in dumped if k not in {"tracking", "resources", "output_dir", "data_dir"})
+        return _hash({k: _dig(dumped, k) for k in keys})
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.experiment.name
+
+
+class MachineSettings(BaseSettings):
+    """Settings that belong to a machine rather than to an experiment (read from ``.env``)."""
+
+    model_config = SettingsConfigDict(env_file=DEFAULT_ENV_FILE, extra="ignore", env_ignore_empty=True)
+
+    mlflow_tracking_uri: str | None = None
+    encore_data_dir: Path | None = None
+    encore_output_dir: Path | None = None
+    encore_spark_config: Path | None = None  # Spark session settings (default config/spark_config.yaml)
+
+
+# --------------------------------------------------------------------------- resolution
+def grid_combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a ``{setting: [values]}`` grid, the first setting varying slowest."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def with_settings(config: EncoreConfig, settings: dict[str, dict[str, Any]]) -> EncoreConfig:
+    """``config`` with instances' settings replaced (``{instance: {setting: value}}``) and no
+    tuning grid left: what the pipeline runs once ``tune`` has chosen."""
+    dumped = config.model_dump()
+    dumped["components"] = deep_merge(dumped["components"], settings)
+    dumped["tuning"] = TuningConfig().model_dump()
+    return EncoreConfig.model_validate(dumped)
+
+
+def _hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _dig(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data[part]
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``; a section whose ``kind`` changes is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and old.get("kind", value.get("kind")) == value.get(
+            "kind", old.get("kind")
+        ):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``, the value parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    try:
+        value: Any = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{text}': the value is not valid YAML") from None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; ConfigError names the file otherwise."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte offset "
+                          f"{exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """The config key of a pydantic error location, without validator and union-tag parts."""
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", KIND_TAG)))
+
+
+def format_validation_error(exc: ValidationError, source: str, what: str = "configuration") -> str:
+    """One line per problem, each with its key path: ``invalid <what> (<source>):``."""
+    lines = [f"invalid {what} ({source}):"]
+    for err in exc.errors():
+        path = key_path(err["loc"])
+        shown = repr(err["input"]) if "input" in err else ""
+        # A whole section as the input says nothing the message does not: leave long ones out.
+        lines.append(f"  {path}: {err['msg']}" + (f" (got {shown})" if shown and len(shown) <= 300 else ""))
+    return "\n".join(lines)
+
+
+def load_config(
+    experiment_file: Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    defaults_file: Path = DEFAULTS_FILE,
+    settings: MachineSettings | None = None,
+) -> EncoreConfig:
+    """Resolve defaults + experiment + environment + overrides into a validated config.
+
+    Relative paths in the experiment (dataset files, output/data folders) are resolved
+    against the repository root, so components work from any working directory.
+    """
+    raw = read_yaml(defaults_file)
+    source = str(defaults_file)
+    experiment = read_yaml(Path(experiment_file)) if experiment_file is not None else {}
+    split = deep_merge(raw, experiment).get("split") or {}
+    for text in overrides or []:
+        split = deep_merge({"split": split}, parse_override(text)).get("split") or {}
+    if isinstance(split, dict) and split.get("kind") == "time" and defaults_file == DEFAULTS_FILE:
+        raw = deep_merge(raw, read_yaml(TIME_SPLIT_DEFAULTS_FILE))
+    if experiment_file is not None:
+        raw = deep_merge(raw, experiment)
+        source = str(experiment_file)
+    settings = settings if settings is not None else MachineSettings()
+    machine: dict[str, Any] = {}
+    if settings.mlflow_tracking_uri:
+        machine["tracking"] = {"tracking_uri": settings.mlflow_tracking_uri}
+    if settings.encore_output_dir:
+        machine["output_dir"] = str(settings.encore_output_dir)
+    if settings.encore_data_dir:
+        machine["data_dir"] = str(settings.encore_data_dir)
+    raw = deep_merge(raw, machine)
+    overridden = raw
+    for text in overrides or []:
+        overridden = deep_merge(overridden, parse_override(text))
+    try:
+        config = EncoreConfig.model_validate(overridden)
+    except ValidationError as exc:
+        # Name the source of the problem: the files alone, or the --set overrides on top of them.
+        if overrides:
+            try:
+                EncoreConfig.model_validate(raw)
+                locs = [key_path(err["loc"]) for err in exc.errors()]
+                named = [text for text in overrides
+                         if any(loc.startswith(key) or key.startswith(loc) for loc in locs
+                                for key in [text.partition("=")[0]])]
+                source = " ".join(f"--set {text}" for text in named or overrides)
+            except ValidationError:
+                pass
+        raise ConfigError(format_validation_error(exc, source)) from exc
+    return _resolve_paths(config)
+
+
+def _resolve_paths(config: EncoreConfig) -> EncoreConfig:
+    def absolute(value: Any) -> Any:
+        if isinstance(value, Path) and not value.is_absolute():
+            return REPO_ROOT / value
+        if isinstance(value, BaseModel):
+            updates = {name: absolute(getattr(value, name)) for name in type(value).model_fields}
+            return value.model_copy(update=updates)
+        return value
+
+    return absolute(config)

@@ -1,0 +1,87 @@
+"""Any interactions table (CSV/TSV or Parquet) described by a column mapping.
+
+* interactions: the mapped ``user`` and ``item`` columns are required; ``weight``
+  (default 1.0 per row, i.e. counts after aggregation) and ``timestamp`` (ISO 8601 or
+  Unix epoch) are optional. Repeated (user, item) rows are aggregated: weights summed,
+  latest timestamp (``stats["duplicate_rows_aggregated"]``).
+* item features (optional): ``item``, ``feature`` and optional ``weight`` columns ->
+  ``item_tags`` with one tag per distinct feature value (tag names = the values). An item
+  that does not occur in the interactions is an error (naming file, column and row): the
+  interactions are the only item catalogue here, so such a row is most likely a wrong id.
+  Repeated (item, feature) rows keep their largest weight.
+
+Ids that are all canonical integers (``"42"``, not ``"007"``) are read as integers, so
+they sort numerically; others stay strings.
+
+With a Spark session (``dataset.engine: spark``) the interactions are read and aggregated
+by Spark (:mod:`encore.data.events`): same dataset, same errors; the item
+features file is read with pandas either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from encore.data.dataset import MusicDataset
+from encore.data.dataset_config import ColumnMapping, FeatureColumnMapping
+from encore.data.events import EventSource, read_events
+from encore.data.parsing import (
+    SideTable,
+    build_dataset,
+    check_positive_weights,
+    read_table,
+    to_id_column,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def load_tabular(
+    interactions: str | Path,
+    columns: ColumnMapping,
+    *,
+    item_features: str | Path | None = None,
+    item_features_columns: FeatureColumnMapping | None = None,
+    sep: str = ",",
+    spark: SparkSession | None = None,
+) -> MusicDataset:
+    """Load a generic interactions table (+ item features); see the module docstring."""
+    interactions = Path(interactions)
+    file = interactions.name
+    events = read_events(
+        EventSource(interactions, "interactions", user=columns.user, item=columns.item, weight=columns.weight,
+                    timestamp=columns.timestamp, sep=sep),
+        spark,
+    )
+    frame = events.interactions
+    files: dict[str, Path] = {"interactions": interactions}
+
+    item_tags = None
+    if item_features is not None:
+        item_features = Path(item_features)
+        files["item_features"] = item_features
+        fc = item_features_columns or FeatureColumnMapping()
+        ffile = item_features.name
+        wanted = [c for c in (fc.item, fc.feature, fc.weight) if c is not None]
+        features = read_table(item_features, columns=wanted, sep=sep, role="item features")
+        # The feature's id type must match the interactions' item ids (int vs str).
+        item_ids = to_id_column(features, fc.item, file=ffile)
+        if frame["item"].dtype.kind not in "iu" and item_ids.dtype.kind in "iu":
+            item_ids = features[fc.item].astype(str)
+        side = pd.DataFrame({"item": item_ids, "tag": to_id_column(features, fc.feature, file=ffile, integer=False)})
+        if fc.weight:
+            side["weight"] = check_positive_weights(features, fc.weight, file=ffile)
+        item_tags = SideTable(side, file=ffile, source_columns={"item": fc.item, "tag": fc.feature})
+
+    return build_dataset(
+        interactions.stem,
+        frame,
+        interactions_file=file,
+        item_tags=item_tags,
+        files=files,
+        source_rows=events.source_rows,
+    )

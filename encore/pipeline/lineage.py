@@ -1,0 +1,178 @@
+"""What produced an output: the data files it read, the code that computed it, the packages.
+
+Reuse of a component's output is keyed on all three (see :func:`encore.runner.fingerprint`),
+so pointing at another copy of the data, editing a data file in place, changing the code of a
+component or a module it imports, or upgrading a key package never serves an old output.
+
+* **Data**: the SHA-256 of each input file. Hashing a large file on every run would be slow,
+  so digests are cached per file by (size, mtime): a file whose size and modification time are
+  unchanged is not read again; any change re-hashes it.
+* **Code**: the SHA-256 of the source of a module and of every ``scripts.*`` module it imports,
+  transitively (found by parsing the imports, also those inside functions).
+* **Packages**: the versions of the packages that compute results (implicit, catboost, ...).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from importlib.util import find_spec
+from pathlib import Path
+
+from encore.config.envfile import REPO_ROOT
+from encore.data.fetching import sha256_file
+
+log = logging.getLogger(__name__)
+
+KEY_PACKAGES = ("implicit", "catboost", "scikit-learn", "mlflow", "pandas", "numpy", "scipy", "pydantic", "pyspark")
+MISSING = "missing"
+"""The digest recorded for an input file that does not exist (yet)."""
+
+_memory: dict[str, tuple[int, int, str]] = {}
+
+
+def file_digests(files: Mapping[str, Path], cache_file: Path | None = None) -> dict[str, str]:
+    """``{role: sha256}`` of ``files`` (``"missing"`` for absent ones), hashing only files whose
+    size or modification time changed since they were last hashed (in this process or, with
+    ``cache_file``, in an earlier one)."""
+    stored = _read_cache(cache_file)
+    digests: dict[str, str] = {}
+    changed = False
+    for role, path in sorted(files.items()):
+        key = str(Path(path).resolve())
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            digests[role] = MISSING
+            continue
+        entry = _memory.get(key) or stored.get(key)
+        if entry is not None and tuple(entry[:2]) == (stat.st_size, stat.st_mtime_ns):
+            digest = entry[2]
+        else:
+            digest = sha256_file(path)
+            changed = True
+        _memory[key] = (stat.st_size, stat.st_mtime_ns, digest)
+        stored[key] = list(_memory[key])
+        digests[role] = digest
+    if changed and cache_file is not None:
+        _write_cache(cache_file, stored)
+    return digests
+
+
+def _read_cache(cache_file: Path | None) -> dict[str, list]:
+    if cache_file is None or not cache_file.is_file():
+        return {}
+    try:
+        data = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        return {}  # a damaged cache only costs a re-hash
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(cache_file: Path, data: dict[str, list]) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    tmp.replace(cache_file)
+
+
+@cache
+def code_digest(module: str) -> str:
+    """SHA-256 over the sources of ``module`` and every ``scripts.*`` module it imports."""
+    digest = hashlib.sha256()
+    for name in sorted(module_closure(module)):
+        digest.update(name.encode() + b"\0" + _source(name) + b"\0")
+    return digest.hexdigest()
+
+
+@cache
+def module_closure(module: str) -> frozenset[str]:
+    """``module`` and the ``scripts.*`` modules it imports, transitively."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(_imports(name) - seen)
+    return frozenset(seen)
+
+
+def _source(module: str) -> bytes:
+    spec = find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"cannot find module {module}")
+    return Path(spec.origin).read_bytes()
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _imports(module: str) -> set[str]:
+    """The ``scripts.*`` modules ``module`` imports (parents included: importing
+    ``encore.data.parsing`` runs ``encore/data/__init__.py`` too)."""
+    spec = find_spec(module)
+    is_package = spec is not None and spec.submodule_search_locations is not None
+    package = module if is_package else module.rpartition(".")[0]
+    tree = ast.parse(_source(module))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # ``from .als import X`` inside a package
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module or ""
+            names.add(source)
+            # ``from encore import tracking``: the imported name may be a module itself.
+            # Only asked of scripts.*: find_spec imports the parent package (mlflow.server: ~4 s).
+            if source.startswith("scripts."):
+                names |= {f"{source}.{alias.name}" for alias in node.names if _is_module(f"{source}.{alias.name}")}
+    found: set[str] = set()
+    for name in names:
+        if not name.startswith("scripts."):
+            continue
+        parts = name.split(".")
+        found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+    return {name for name in found if _is_module(name)}
+
+
+@cache
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that compute Encore's results (recorded on every run)."""
+    versions = {}
+    for name in KEY_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str:
+    """Current commit, with ``-dirty`` when the work tree has uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit

@@ -1,0 +1,287 @@
+"""The abstract recommender: the interface every generator kind implements.
+
+Orientation, everywhere in this package:
+
+* ``user_items`` is a :class:`scipy.sparse.csr_matrix` of shape ``(n_users, n_items)``,
+  float32, whose nonzeros are the items a user listened to (value = play count, > 0).
+  Methods that score users take the *full* history matrix plus an array of user ids and
+  select the rows themselves, so history-based models (EASE, item-kNN, item2item) can use
+  the history and every model filters already-seen items the same way.
+* Users and items are contiguous ints ``0 .. n_users-1`` / ``0 .. n_items-1``.
+* Returned ids are int64, scores float32; missing slots are padded with id ``-1`` and
+  score ``-inf``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from .generator_config import GeneratorConfig, SideData, SideDataMissing, StageView
+from .kernels import (  # re-exported: models import them from here
+    PathOrFile,
+    _npz_path,
+    as_ids,
+    check_user_items,
+    compact,
+    drop_self,
+    factor_pair_scores,
+    history_pair_scores,
+    is_seen,
+    mask_seen,
+    mask_seen_sparse,
+    npz_bytes,
+    seen_flat_indices,
+    single_threaded_blas,
+    topk,
+    topk_sparse,
+)
+
+__all__ = [
+    "PathOrFile", "Recommender", "as_ids", "check_user_items", "compact", "drop_self", "factor_pair_scores",
+    "history_pair_scores", "is_seen", "mask_seen", "mask_seen_sparse", "npz_bytes", "seen_flat_indices",
+    "single_threaded_blas", "topk", "topk_sparse",
+]
+
+
+
+# ---------------------------------------------------------------------------------------
+# the abstract recommender
+# ---------------------------------------------------------------------------------------
+
+
+class Recommender(ABC):
+    """A model fitted on ``user_items`` of shape ``(n_users, n_items)``.
+
+    Subclasses implement :meth:`fit`, :meth:`score`, :meth:`similar_items` and the
+    ``_get_state``/``_set_state`` pair; :meth:`recommend` and :meth:`score_pairs` have
+    vectorised defaults built on :meth:`score` that subclasses override when they can do
+    better. Constructor arguments are the model's hyper-parameters and are stored under
+    the same names (scikit-learn style) so :meth:`get_params` and :meth:`load` can rebuild
+    the model.
+
+    Fitted attributes end with an underscore: ``n_users_``, ``n_items_``.
+    """
+
+    name: ClassVar[str] = "base"
+    """The kind: registry key, also written into saved files. A class that does not set it (a
+    user's own generator) is named by its import path ``module:Class``."""
+
+    config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    """The settings model of this kind (hyper-parameters = constructor arguments, with defaults)."""
+
+    side_data: ClassVar[tuple[SideData, ...]] = ()
+    """The parts of a :class:`StageView` beside ``user_items`` that :meth:`fit` takes, by keyword."""
+
+    required_side_data: ClassVar[tuple[SideData, ...]] = ()
+    """Side data without which the kind cannot fit (:meth:`fit_stage` fails with a clear error)."""
+
+    zero_means_unscored: ClassVar[bool] = False
+    """True for sparse-score models (e.g. friends) whose 0 means "no evidence": the default
+    :meth:`recommend` then never returns 0-score items, as it never returns -inf ones, and ranks
+    the stored entries of :meth:`score_sparse` instead of a dense block (cost of the evidence,
+    not of users x items)."""
+
+    n_users_: int
+    n_items_: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def from_config(cls, section: GeneratorConfig, seed: int | None = None) -> Self:
+        """A model with the hyper-parameters of ``section``; ``seed`` becomes ``random_state``
+        when the constructor takes one (one experiment seed drives every model)."""
+        import inspect
+
+        params = section.params()
+        if seed is not None and "random_state" in inspect.signature(cls).parameters:
+            params["random_state"] = seed
+        return cls(**params)
+
+    def fit_stage(self, view: StageView) -> Self:
+        """Fit on one stage view: ``user_items`` plus the side data this kind declares."""
+        missing = [name for name in self.required_side_data if getattr(view, name) is None]
+        if missing:
+            raise SideDataMissing(f"kind '{self.name}' needs {' and '.join(missing)}, which this dataset "
+                                  "does not have")
+        return self.fit(view.user_items, **{name: getattr(view, name) for name in self.side_data})
+
+    # -- hyper-parameters -------------------------------------------------------------
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments of this instance (JSON-serialisable values)."""
+        import inspect
+
+        names = [
+            p.name
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.name != "self" and p.kind is not p.VAR_KEYWORD
+        ]
+        return {n: getattr(self, n) for n in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # -- the interface ----------------------------------------------------------------
+
+    @abstractmethod
+    def fit(self, user_items: csr_matrix) -> Self:
+        """Fit on ``user_items`` ``(n_users, n_items)``, float32 play counts. Returns self."""
+
+    @abstractmethod
+    def score(self, user_ids: np.ndarray, user_items: csr_matrix) -> np.ndarray:
+        """Dense float32 ``(len(user_ids), n_items)`` scores of every item for these users.
+
+        ``user_items`` is the full ``(n_users, n_items)`` history; rows are selected here.
+        Seen items are *not* masked.
+        """
+
+    def score_sparse(self, user_ids: np.ndarray, user_items: csr_matrix) -> csr_matrix:
+        """:meth:`score` as a sparse ``(len(user_ids), n_items)`` matrix; a ``zero_means_unscored``
+        model overrides it with its native sparse product (and :meth:`score` densifies that)."""
+        return csr_matrix(self.score(user_ids, user_items))
+
+    @abstractmethod
+    def similar_items(self, item_ids: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(len(item_ids), N)`` most similar items (excluding the item), best first.
+
+        Returns int64 ids (``-1`` padded) and float32 scores (``-inf`` padded).
+        """
+
+    def recommend(
+        self,
+        user_ids: np.ndarray,
+        user_items: csr_matrix,
+        N: int,
+        *,
+        filter_already_liked_items: bool = True,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``N`` items for each user, best first.
+
+        Parameters
+        ----------
+        user_ids:
+            ``(n,)`` user indices (rows of ``user_items``).
+        user_items:
+            Full ``(n_users, n_items)`` history; its nonzeros are filtered when
+            ``filter_already_liked_items``.
+        N:
+            Slots per user.
+        batch_size:
+            Users scored per dense ``(batch_size, n_items)`` block (bounds memory).
+
+        Returns
+        -------
+        ids:
+            ``(n, N)`` int64, ``-1`` padded when fewer than ``N`` items are available.
+        scores:
+            ``(n, N)`` float32, ``-inf`` padded.
+        """
+        self._check_fitted()
+        user_ids = as_ids(user_ids)
+        user_items = check_user_items(user_items, self.n_items_)
+        ids = np.empty((len(user_ids), N), dtype=np.int64)
+        scores = np.empty((len(user_ids), N), dtype=np.float32)
+        for start in range(0, len(user_ids), batch_size):
+            batch = user_ids[start : start + batch_size]
+            stop = start + len(batch)
+            if self.zero_means_unscored:
+                evidence = csr_matrix(self.score_sparse(batch, user_items), dtype=np.float32, copy=True)
+                evidence.data[evidence.data == 0] = -np.inf
+                if filter_already_liked_items:
+                    mask_seen_sparse(evidence, user_items[batch])
+                ids[start:stop], scores[start:stop] = topk_sparse(evidence, N)
+                continue
+            block = self.score(batch, user_items)
+            if filter_already_liked_items:
+                mask_seen(block, user_items[batch])
+            ids[start:stop], scores[start:stop] = topk(block, N)
+        return ids, scores
+
+    def score_pairs(
+        self, users: np.ndarray, items: np.ndarray, user_items: csr_matrix, batch_size: int = 1024
+    ) -> np.ndarray:
+        """float32 ``(n_pairs,)`` score of each ``(users[p], items[p])`` pair.
+
+        Used to build ranker features for candidates proposed by *other* generators, so it
+        must equal ``score(users, user_items)[p, items[p]]``. The default groups pairs by
+        unique user and scores ``batch_size`` users at a time with :meth:`score`.
+        """
+        self._check_fitted()
+        users, items = as_ids(users), as_ids(items)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same length, got {len(users)} and {len(items)}")
+        user_items = check_user_items(user_items, self.n_items_)
+        out = np.empty(len(users), dtype=np.float32)
+        uniq, inverse = np.unique(users, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        sorted_inverse = inverse[order]
+        for start in range(0, len(uniq), batch_size):
+            stop = min(start + batch_size, len(uniq))
+            lo, hi = np.searchsorted(sorted_inverse, [start, stop])
+            pairs = order[lo:hi]
+            block = self.score(uniq[start:stop], user_items)
+            out[pairs] = block[inverse[pairs] - start, items[pairs]]
+        return out
+
+    # -- persistence --------------------------------------------------------------------
+
+    @abstractmethod
+    def _get_state(self) -> dict[str, np.ndarray]:
+        """Fitted arrays to save (no object arrays: files load with allow_pickle=False)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`_get_state` returned."""
+
+    def save(self, path: PathOrFile) -> None:
+        """Write the model to one ``.npz`` file (suffix added to names without it).
+
+        Layout: ``__model__`` (registry name), ``__params__`` (JSON constructor arguments)
+        and the fitted arrays. Never pickled.
+        """
+        self._check_fitted()
+        state = self._get_state()
+        meta = {"n_users_": int(self.n_users_), "n_items_": int(self.n_items_)}
+        np.savez(
+            _npz_path(path),
+            __model__=np.array(self.name),
+            # default=: numpy scalars passed as hyper-parameters (np.float64(0.1) ...)
+            __params__=np.array(json.dumps(self.get_params(), default=lambda v: v.item())),
+            __meta__=np.array(json.dumps(meta)),
+            **state,
+        )
+
+    @classmethod
+    def load(cls, path: PathOrFile) -> Self:
+        """Read a model written by :meth:`save` (``allow_pickle=False``)."""
+        with np.load(_npz_path(path), allow_pickle=False) as data:
+            files = dict(data.items())
+        saved = str(files.pop("__model__"))
+        if cls.name != "base" and saved != cls.name:
+            raise ValueError(f"file holds a '{saved}' model, not '{cls.name}'")
+        params = json.loads(str(files.pop("__params__")))
+        meta = json.loads(str(files.pop("__meta__")))
+        if cls.name == "base":  # Recommender.load(path): dispatch on the saved name
+            from .kinds import recommender_class
+
+            model_cls = recommender_class(saved)
+        else:
+            model_cls = cls
+        model = model_cls(**params)
+        model.n_users_, model.n_items_ = meta["n_users_"], meta["n_items_"]
+        model._set_state(files)
+        return model  # type: ignore[return-value]

@@ -1,0 +1,178 @@
+"""The model the service answers from: the registered pyfunc's tables as flat numpy indexes.
+
+:func:`load_champion` resolves ``models:/<name>@<alias>`` to one version, loads exactly that
+version with ``mlflow.pyfunc.load_model`` (so the service reads the same bundle as every other
+consumer of the registry) and turns the pandas tables into arrays a request can slice in
+microseconds: item id -> index, the ranker's lists and the similar-items table in CSR layout,
+the popular list extended to the whole catalogue (so every request can get ``k`` items).
+A :class:`ServedModel` is immutable once built: the service swaps whole objects on reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from encore.serving.blend import Blended, Ranked, interleave, neighbour_scores
+from encore.serving.pyfunc import EncoreServingModel
+
+log = logging.getLogger("encore.serving")
+
+
+class ModelLoadError(RuntimeError):
+    """The configured model could not be resolved or loaded (the message says which step)."""
+
+
+def _csr(keys: np.ndarray, values: np.ndarray, scores: np.ndarray, n_keys: int
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR arrays from rows already sorted by (key, rank)."""
+    indptr = np.zeros(n_keys + 1, dtype=np.int64)
+    np.add.at(indptr, keys + 1, 1)
+    return np.cumsum(indptr), values.astype(np.int64), scores.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One list as the API returns it."""
+
+    item_ids: list[str]
+    scores: list[float]
+    sources: list[str]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Immutable indexes over one registered model version."""
+
+    name: str
+    version: str
+    run_id: str | None
+    loaded_at: str
+    load_seconds: float
+    item_ids: np.ndarray
+    item_index: dict[str, int]
+    user_index: dict[str, int]
+    rec_indptr: np.ndarray
+    rec_items: np.ndarray
+    rec_scores: np.ndarray
+    sim_indptr: np.ndarray
+    sim_items: np.ndarray
+    sim_scores: np.ndarray
+    popular: Ranked
+
+    @classmethod
+    def from_tables(cls, model: EncoreServingModel, *, name: str, version: str, run_id: str | None,
+                    load_seconds: float = 0.0) -> ServedModel:
+        """Index the tables of a loaded :class:`EncoreServingModel` (vectorised, once per load)."""
+        recs, sim, pop = model.recommendations, model.similar, model.popular
+        ids = pd.unique(pd.concat([model.items["item_id"], recs["item_id"], sim["item_id"],
+                                   sim["similar_item_id"], pop["item_id"]], ignore_index=True).astype(str))
+        item_ids = np.asarray(ids, dtype=object)
+        codes = pd.Index(item_ids)
+        users = recs["user_id"].astype(str)
+        user_codes, user_ids = pd.factorize(users, sort=False)
+        # recommendations are sorted by (user_id, rank) by load_bundle; factorize keeps that order
+        order = np.lexsort((recs["rank"].to_numpy(), user_codes))
+        rec_indptr, rec_items, rec_scores = _csr(user_codes[order], codes.get_indexer(recs["item_id"])[order],
+                                                 recs["score"].to_numpy()[order], len(user_ids))
+        sim = sim[sim["item_id"] != sim["similar_item_id"]]
+        src = codes.get_indexer(sim["item_id"])
+        order = np.lexsort((sim["rank"].to_numpy(), src))
+        sim_indptr, sim_items, sim_scores = _csr(src[order], codes.get_indexer(sim["similar_item_id"])[order],
+                                                 sim["score"].to_numpy()[order], len(item_ids))
+        pop_items = codes.get_indexer(pop.sort_values("_pop_rank")["item_id"])
+        rest = np.setdiff1d(np.arange(len(item_ids)), pop_items)  # the tail, in catalogue order
+        popular = Ranked(np.r_[pop_items, rest].astype(np.int64),
+                         np.r_[pop.sort_values("_pop_rank")["score"].to_numpy(), np.zeros(len(rest))], "popular")
+        return cls(name=name, version=str(version), run_id=run_id,
+                   loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), load_seconds=load_seconds,
+                   item_ids=item_ids, item_index={item: i for i, item in enumerate(item_ids)},
+                   user_index={str(u): i for i, u in enumerate(user_ids)},
+                   rec_indptr=rec_indptr, rec_items=rec_items, rec_scores=rec_scores,
+                   sim_indptr=sim_indptr, sim_items=sim_items, sim_scores=sim_scores, popular=popular)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def offline(self, user_id: str) -> Ranked | None:
+        """The ranker's list for a known user, else None."""
+        row = self.user_index.get(user_id)
+        if row is None:
+            return None
+        start, end = self.rec_indptr[row], self.rec_indptr[row + 1]
+        return Ranked(self.rec_items[start:end], self.rec_scores[start:end], "ranker")
+
+    def neighbours(self, history: np.ndarray, limit: int, source: str) -> Ranked:
+        return neighbour_scores(self.sim_indptr, self.sim_items, self.sim_scores, history, limit, source)
+
+    def recommend(self, user_id: str, history: np.ndarray, k: int, *, recent_listens: int, online_share: float,
+                  foldin_min_listens: int) -> Recommendation:
+        """The service's list for one user; ``history`` = item indices, newest first (module
+        :mod:`encore.serving.blend` documents the rule)."""
+        offline = self.offline(user_id)
+        limit = k + len(history)
+        if offline is None and len(history) >= foldin_min_listens:
+            online, share = self.neighbours(history, limit, "foldin"), 1.0
+        elif len(history):
+            online, share = self.neighbours(history[:recent_listens], limit, "online"), online_share
+        else:
+            online, share = Ranked.empty("online"), 0.0
+        blended = interleave(online, offline if offline is not None else self.popular, self.popular, k, share,
+                             exclude=history)
+        return self._out(blended)
+
+    def similar(self, item: int, k: int) -> Recommendation:
+        """Items similar to ``item`` (never itself), completed from popularity."""
+        start, end = self.sim_indptr[item], self.sim_indptr[item + 1]
+        ranked = Ranked(self.sim_items[start:end], self.sim_scores[start:end], "similar")
+        return self._out(interleave(ranked, Ranked.empty("none"), self.popular, k, 1.0,
+                                    exclude=np.asarray([item])))
+
+    def _out(self, blended: Blended) -> Recommendation:
+        return Recommendation(item_ids=[str(i) for i in self.item_ids[blended.items]],
+                              scores=[round(float(s), 6) for s in blended.scores], sources=blended.sources)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "run_id": self.run_id, "loaded_at": self.loaded_at,
+                "load_seconds": round(self.load_seconds, 3), "users": len(self.user_index), "items": self.n_items}
+
+
+def resolve_version(client: Any, name: str, alias: str) -> Any:
+    """The model version the alias points at (an MLflow ModelVersion), or ModelLoadError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise ModelLoadError(f"models:/{name}@{alias}: {exc.message}") from exc
+    except Exception as exc:  # an unreachable server surfaces as requests/urllib3 errors
+        raise ModelLoadError(f"models:/{name}@{alias}: {type(exc).__name__}: {exc}") from exc
+
+
+def load_version(name: str, version: str, run_id: str | None) -> ServedModel:
+    """Load exactly ``models:/<name>/<version>`` and index it."""
+    import mlflow
+
+    # models:/ URIs resolve against the process's registry URI, which ModelHolder.client set
+    # (cli_client): one service process serves one registry.
+    started = time.perf_counter()
+    uri = f"models:/{name}/{version}"
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        tables = pyfunc.unwrap_python_model()
+    except Exception as exc:  # MLflow raises many kinds (missing artifacts, bad source, network)
+        raise ModelLoadError(f"{uri}: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(tables, "recommendations") or not hasattr(tables, "similar"):
+        raise ModelLoadError(f"{uri} is not an Encore serving model ({type(tables).__name__})")
+    served = ServedModel.from_tables(tables, name=name, version=version, run_id=run_id,
+                                     load_seconds=time.perf_counter() - started)
+    log.info("loaded %s (run %s): %d users, %d items in %.1f s", uri, run_id, len(served.user_index),
+             served.n_items, served.load_seconds)
+    return served

@@ -1,0 +1,295 @@
+"""The serving model: an MLflow pyfunc over precomputed Parquet recommendation tables.
+
+The ranker runs offline; what gets served is a *bundle*, a folder of Parquet files:
+
+``recommendations.parquet``
+    ``user_id`` (str, raw id), ``item_id`` (str, raw id), ``rank`` (int, 1 = best),
+    ``score`` (float): the ranker's top-k for every known user.
+``popular.parquet``
+    ``item_id``, ``score``, most popular first: the fallback for unknown users and the
+    filler for users with fewer than k offline items.
+``similar_items.parquet``
+    ``item_id``, ``similar_item_id``, ``score``, ``rank``: "because you just played X".
+``items.parquet``
+    ``item_id``, ``name``: display names (not used by ``predict``; shipped for clients).
+
+Queries (a pandas DataFrame):
+
+* column ``user_id`` (and optional ``k``, default 10, per row) -> columns
+  ``user_id, rank, item_id, score, source`` with ``source`` "ranker" or "popular";
+* column ``item_id`` instead (and optional ``k``) -> columns
+  ``item_id, rank, similar_item_id, score, source`` with ``source`` "similar" or "popular".
+
+Logged with MLflow *models-from-code*: this file itself is the model code
+(``python_model=<this file>``) and ends with ``mlflow.models.set_model(...)``. When loaded,
+MLflow executes the file as a fresh module, so the model part imports only pandas, numpy
+and mlflow: a consumer needs neither this repository nor cloud credentials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+
+BUNDLE_FILES = ("recommendations.parquet", "popular.parquet", "similar_items.parquet", "items.parquet")
+BUNDLE_ARTIFACT = "bundle"
+DEFAULT_K = 10
+USER_COLUMNS = ["user_id", "rank", "item_id", "score", "source"]
+ITEM_COLUMNS = ["item_id", "rank", "similar_item_id", "score", "source"]
+
+
+def _as_str(series: pd.Series) -> pd.Series:
+    # Why: raw ids may arrive as ints (Last.fm ids are numeric); the tables key on strings.
+    return series.astype(str)
+
+
+def _requests(model_input: pd.DataFrame, key: str, default_k: int) -> pd.DataFrame:
+    """One row per distinct id with its k (first occurrence wins), input order kept."""
+    req = pd.DataFrame({key: _as_str(model_input[key])})
+    if "k" in model_input.columns:
+        k = pd.to_numeric(model_input["k"], errors="coerce").fillna(default_k)
+    else:
+        k = pd.Series(default_k, index=model_input.index)
+    req["k"] = k.astype("int64").to_numpy()
+    if (req["k"] < 1).any():
+        raise ValueError("k must be >= 1")
+    req = req.drop_duplicates(key, keep="first").reset_index(drop=True)
+    req["_order"] = np.arange(len(req))
+    return req
+
+
+def _fill_from_popular(
+    req: pd.DataFrame, have: pd.DataFrame, popular: pd.DataFrame, key: str, out_item: str
+) -> pd.DataFrame:
+    """Popular items for each request, skipping what it already has (and itself), up to its k.
+
+    ``have`` holds the rows already chosen (columns ``key``, ``out_item``). Vectorised: a
+    bounded cross join with the head of the popularity list, an anti-join, a per-key cutoff.
+    """
+    counts = have.groupby(key, sort=False).size()
+    need = req.assign(_have=req[key].map(counts).fillna(0).astype("int64"))
+    need["_need"] = need["k"] - need["_have"]
+    need = need[need["_need"] > 0]
+    if need.empty or popular.empty:
+        return pd.DataFrame(columns=[key, out_item, "score", "_order", "_pos"])
+    # Why this bound: excluded items (already chosen, or the query item) are at most
+    # _have (+1), so the first k + _have + 1 popular items always contain enough.
+    depth = int((need["k"] + need["_have"] + 1).max())
+    head = popular.head(depth).rename(columns={"item_id": out_item})
+    cand = need[[key, "_need", "_order"]].merge(head, how="cross")
+    exclude = have[[key, out_item]].assign(_seen=True)
+    cand = cand.merge(exclude, on=[key, out_item], how="left")
+    keep = cand["_seen"].isna()
+    if key == "item_id":  # never recommend the item the user just played
+        keep = keep & (cand[key] != cand[out_item])
+    cand = cand[keep]
+    cand = cand.sort_values(["_order", "_pop_rank"], kind="stable")
+    cand["_pos"] = cand.groupby(key, sort=False).cumcount()
+    cand = cand[cand["_pos"] < cand["_need"]]
+    return cand[[key, out_item, "score", "_order", "_pos"]]
+
+
+class EncoreServingModel(PythonModel):
+    """Top-k recommendations from precomputed tables, with a popularity fallback."""
+
+    def __init__(self, default_k: int = DEFAULT_K) -> None:
+        self.default_k = default_k
+        self.recommendations = pd.DataFrame(columns=["user_id", "item_id", "rank", "score"])
+        self.popular = pd.DataFrame(columns=["item_id", "score", "_pop_rank"])
+        self.similar = pd.DataFrame(columns=["item_id", "similar_item_id", "score", "rank"])
+        self.items = pd.DataFrame(columns=["item_id", "name"])
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_context(self, context: Any) -> None:
+        """Read the bundle folder logged as the ``bundle`` artifact."""
+        self.load_bundle(Path(context.artifacts[BUNDLE_ARTIFACT]))
+        config = getattr(context, "model_config", None) or {}
+        self.default_k = int(config.get("k", self.default_k))
+
+    def load_bundle(self, bundle_dir: Path) -> EncoreServingModel:
+        """Load the Parquet tables (also usable without MLflow, e.g. in tests)."""
+        bundle_dir = Path(bundle_dir)
+        missing = [name for name in BUNDLE_FILES if not (bundle_dir / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"serving bundle {bundle_dir} lacks {', '.join(missing)}")
+        recs = pd.read_parquet(bundle_dir / "recommendations.parquet")
+        recs = recs.assign(user_id=_as_str(recs["user_id"]), item_id=_as_str(recs["item_id"]))
+        self.recommendations = recs.sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
+        pop = pd.read_parquet(bundle_dir / "popular.parquet")
+        # File order is the popularity order (most popular first).
+        self.popular = pd.DataFrame(
+            {
+                "item_id": _as_str(pop["item_id"]),
+                "score": pop["score"].astype("float64"),
+                "_pop_rank": np.arange(len(pop)),
+            }
+        ).drop_duplicates("item_id", keep="first")
+        sim = pd.read_parquet(bundle_dir / "similar_items.parquet")
+        self.similar = sim.assign(
+            item_id=_as_str(sim["item_id"]), similar_item_id=_as_str(sim["similar_item_id"])
+        ).sort_values(["item_id", "rank"], kind="stable")
+        items = pd.read_parquet(bundle_dir / "items.parquet")
+        self.items = items.assign(item_id=_as_str(items["item_id"]))
+        return self
+
+    # -- prediction ------------------------------------------------------------------------
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Recommendations for ``user_id`` rows, or similar items for ``item_id`` rows."""
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        has_user = "user_id" in model_input.columns and model_input["user_id"].notna().any()
+        has_item = "item_id" in model_input.columns and model_input["item_id"].notna().any()
+        if has_user:
+            return self.recommend(model_input)
+        if has_item:
+            return self.similar_items(model_input)
+        if "user_id" in model_input.columns or model_input.empty:
+            return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in USER_COLUMNS})
+        raise ValueError("model input needs a 'user_id' column (recommendations) or an 'item_id' column")
+
+    def recommend(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        """Top-k per user: the ranker's list, filled (never duplicated) from popularity."""
+        req = _requests(model_input[model_input["user_id"].notna()], "user_id", self.default_k)
+        ranked = req.merge(self.recommendations, on="user_id", how="inner")
+        ranked = ranked.sort_values(["_order", "rank"], kind="stable")
+        ranked["_pos"] = ranked.groupby("user_id", sort=False).cumcount()
+        ranked = ranked[ranked["_pos"] < ranked["k"]].assign(source="ranker")
+        filler = _fill_from_popular(req, ranked, self.popular, "user_id", "item_id").assign(source="popular")
+        return self._finish(ranked, filler, "user_id", "item_id", USER_COLUMNS)
+
+    def similar_items(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        """Top-k similar items per query item, filled from popularity (never the item itself)."""
+        req = _requests(model_input[model_input["item_id"].notna()], "item_id", self.default_k)
+        ranked = req.merge(self.similar, on="item_id", how="inner")
+        ranked = ranked[ranked["similar_item_id"] != ranked["item_id"]]
+        ranked = ranked.sort_values(["_order", "rank"], kind="stable")
+        ranked["_pos"] = ranked.groupby("item_id", sort=False).cumcount()
+        ranked = ranked[ranked["_pos"] < ranked["k"]].assign(source="similar")
+        filler = _fill_from_popular(req, ranked, self.popular, "item_id", "similar_item_id").assign(source="popular")
+        return self._finish(ranked, filler, "item_id", "similar_item_id", ITEM_COLUMNS)
+
+    @staticmethod
+    def _finish(
+        ranked: pd.DataFrame, filler: pd.DataFrame, key: str, out_item: str, columns: list[str]
+    ) -> pd.DataFrame:
+        cols = [key, out_item, "score", "source", "_order", "_pos"]
+        parts = [frame[cols].assign(_part=i) for i, frame in enumerate((ranked, filler)) if not frame.empty]
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*cols, "_part"])
+        out = out.sort_values(["_order", "_part", "_pos"], kind="stable")
+        out["rank"] = out.groupby(key, sort=False).cumcount() + 1
+        out = out[columns].reset_index(drop=True)
+        return out.astype({c: _DTYPES[c] for c in columns})
+
+
+_DTYPES = {
+    "user_id": "str",
+    "item_id": "str",
+    "similar_item_id": "str",
+    "rank": "int64",
+    "score": "float64",
+    "source": "str",
+}
+
+
+# ------------------------------------------------------------------------------- logging
+
+
+def write_bundle(
+    bundle_dir: Path,
+    *,
+    recommendations: pd.DataFrame,
+    popular: pd.DataFrame,
+    similar_items: pd.DataFrame,
+    items: pd.DataFrame,
+) -> Path:
+    """Write the four tables of a serving bundle (ids as strings) and return the folder."""
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "recommendations.parquet": recommendations.astype({"user_id": str, "item_id": str}),
+        "popular.parquet": popular.astype({"item_id": str}),
+        "similar_items.parquet": similar_items.astype({"item_id": str, "similar_item_id": str}),
+        "items.parquet": items.astype({"item_id": str}),
+    }
+    for name, frame in tables.items():
+        frame.reset_index(drop=True).to_parquet(bundle_dir / name, index=False)
+    return bundle_dir
+
+
+def serving_signature() -> Any:
+    """Input schema: ``user_id`` or ``item_id`` (strings, each optional) and optional ``k``."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema(
+        [
+            ColSpec("string", "user_id", required=False),
+            ColSpec("string", "item_id", required=False),
+            ColSpec("long", "k", required=False),
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec("string", "user_id"),
+            ColSpec("long", "rank"),
+            ColSpec("string", "item_id"),
+            ColSpec("double", "score"),
+            ColSpec("string", "source"),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def log_serving_model(
+    bundle_dir: Path,
+    *,
+    registered_model_name: str | None = None,
+    k: int = DEFAULT_K,
+    name: str = "model",
+) -> ModelInfo:
+    """Log the bundle as a models-from-code pyfunc in the active run (or a new one).
+
+    ``k`` becomes the default list length (``model_config``); the input example is the
+    first known user, so the logged example returns real ranker rows.
+    """
+    import mlflow
+    import pyarrow
+
+    bundle_dir = Path(bundle_dir)
+    model = EncoreServingModel(default_k=k).load_bundle(bundle_dir)  # fail early on a bad bundle
+    users = model.recommendations["user_id"]
+    example_user = str(users.iloc[0]) if len(users) else "unknown-user"
+    input_example = pd.DataFrame({"user_id": [example_user], "k": [int(k)]})
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(Path(__file__).resolve()),
+        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        model_config={"k": int(k)},
+        signature=serving_signature(),
+        input_example=input_example,
+        registered_model_name=registered_model_name,
+        # Only what the model code imports: loading must not drag in the training stack.
+        pip_requirements=[
+            f"mlflow=={mlflow.__version__}",
+            f"pandas=={pd.__version__}",
+            f"numpy=={np.__version__}",
+            f"pyarrow=={pyarrow.__version__}",
+        ],
+    )
+
+
+# Models-from-code: when MLflow executes this file to load (or validate) the model it
+# runs it as a fresh module, and set_model() hands it the model instance. An ordinary
+# `import encore.serving.pyfunc` skips this so importing has no global side effect.
+if __name__ != "encore.serving.pyfunc":
+    set_model(EncoreServingModel())

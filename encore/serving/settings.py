@@ -1,0 +1,94 @@
+"""Settings of the recommendation service, from the environment and ``.env``.
+
+Every key is ``ENCORE_SERVING_<FIELD>`` (see ``.env_template``, "serving" block); command-line
+flags of ``python -m encore.serving`` override them. An unknown ``ENCORE_SERVING_*`` key is an
+error naming the key, so a typo (``ENCORE_SERVING_MODEL_ALIASS``) cannot silently leave a
+default in place. The tracking URI is not duplicated here: like every Encore client the service
+reads ``MLFLOW_TRACKING_URI`` (environment or ``.env``) and otherwise the embedded local store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from encore.config.envfile import env_file_values, resolve_env_file
+from encore.config.experiment import REPO_ROOT, ConfigError
+
+ENV_PREFIX = "ENCORE_SERVING_"
+
+
+class ServingSettings(BaseSettings):
+    """What the service loads, where it keeps events, and how it blends lists."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=None, extra="forbid",
+                                      env_ignore_empty=True, protected_namespaces=())
+
+    model_name: str = "encore-ranker"
+    """Registered model to serve; the only name ``/admin/reload`` will load."""
+    model_alias: str = "champion"
+    tracking_uri: str | None = None
+    """Default: ``MLFLOW_TRACKING_URI`` (environment or ``.env``), else the local store."""
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    event_store: str = "sqlite:///outputs/serving/events.db"
+    """``sqlite:///<path>`` (relative paths from the repository root) or ``postgresql://...``."""
+    history_size: Annotated[int, Field(ge=1, le=10_000)] = 50
+    """Listens kept per user (older ones are deleted on write): bounds the store and fold-in."""
+    recent_listens: Annotated[int, Field(ge=1, le=100)] = 3
+    """How many of the latest listens seed the "because you just played" candidates."""
+    online_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Share of the k slots given to online candidates in the blend (see blend.interleave)."""
+    foldin_min_listens: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Listens an unknown user needs before getting fold-in instead of "just played" + popular."""
+    max_k: Annotated[int, Field(ge=1, le=1000)] = 100
+    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+    """Most events one ``POST /events`` may carry."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
+    admin_token: SecretStr | None = None
+    """Bearer token of ``POST /admin/reload``; unset = the endpoint refuses every call."""
+    reload_interval_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+    """Poll the alias this often and switch when it moved; 0 = only on ``/admin/reload``."""
+
+    @field_validator("event_store")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of ``event_store`` (relative to the repository root), else None."""
+        if not self.event_store.startswith("sqlite:///"):
+            return None
+        path = Path(self.event_store.removeprefix("sqlite:///"))
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+def load_serving_settings(env_file: str | Path | None = None, environ: Mapping[str, str] | None = None,
+                          **overrides: Any) -> ServingSettings:
+    """Settings from ``.env`` (``$ENV_FILE`` or the repository's, as for the tracking server),
+    the environment (wins over the file), then ``overrides`` (command-line flags; None values
+    ignored). Errors name the key."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources = [env_file_values(env_file, environ), environ]
+    for source in sources:
+        for key, value in source.items():
+            if key.startswith(ENV_PREFIX) and value not in (None, ""):
+                values[key.removeprefix(ENV_PREFIX).lower()] = value
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        # Values go in as init arguments (already merged by precedence); extra="forbid" then
+        # rejects unknown ENCORE_SERVING_* keys.
+        return ServingSettings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        path = resolve_env_file(env_file, environ)
+        raise ConfigError(f"serving settings ({path if path.is_file() else 'environment'}): {problems}") from None

@@ -1,0 +1,387 @@
+"""Everything that talks to MLflow tracking lives here.
+
+Embedded default: with no tracking URI configured, runs go to a local SQLite store and a
+local artifact folder under ``mlruns/`` (git-ignored), so the pipeline works on a bare
+machine. Pointing at a server is one setting (``MLFLOW_TRACKING_URI`` in ``.env`` or
+``tracking.tracking_uri`` in the experiment file); nothing else changes.
+
+One pipeline run is one parent MLflow run; each component is a nested run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from encore.config.experiment import REPO_ROOT, ConfigError, EncoreConfig
+from encore.io import path_lock, process_start_time
+from encore.pipeline.lineage import git_commit, package_versions
+
+log = logging.getLogger(__name__)
+
+LOCAL_STORE_DIR = REPO_ROOT / "mlruns"
+PARENT_RUN_ENV = "ENCORE_PARENT_RUN_ID"
+DATASET_DIGEST_CHARS = 32  # MLflow stores dataset digests in 36 characters
+
+
+LOCAL_TRACKING_URI = f"sqlite:///{LOCAL_STORE_DIR / 'mlflow.db'}"
+
+
+def tracking_uri(config: EncoreConfig) -> str:
+    """The configured URI, or the embedded SQLite store."""
+    return config.tracking.tracking_uri or LOCAL_TRACKING_URI
+
+
+def cli_client(uri: str | None = None) -> Any:
+    """An MlflowClient for the CLIs: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI`` (environment
+    or ``.env``), else the embedded local store the pipeline writes to by default."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from encore.config.experiment import MachineSettings
+
+    uri = uri or MachineSettings().mlflow_tracking_uri or LOCAL_TRACKING_URI
+    if uri.startswith(("http://", "https://")):
+        from encore.tracking.client import client_env
+
+        # Fail-fast HTTP settings and MLFLOW_TRACKING_USERNAME/PASSWORD from .env (environment wins).
+        for key, value in client_env().items():
+            os.environ.setdefault(key, value)
+    mlflow.set_tracking_uri(uri)  # also for models:/ URIs resolved by the registry helpers
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_name(config: EncoreConfig) -> str:
+    return config.tracking.experiment_name or config.experiment.name
+
+
+TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks")
+SQLITE_HEADER = b"SQLite format 3\x00"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""Tells MLflow's UI to open the model-training view of an experiment, not the GenAI one."""
+
+
+class TrackingStoreError(ConfigError):
+    """The tracking store cannot be used; the message names the URI or file and what to do."""
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Reject what MLflow would misread: a bare path or an unknown scheme becomes MLflow's
+    deprecated file store with a misleading "maintenance mode" message; a damaged local
+    database fails deep inside SQLAlchemy."""
+    from encore.tracking.client import mask_uri
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if "://" in uri or uri.startswith("file:") else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise TrackingStoreError(
+            f"tracking URI {mask_uri(uri)!r} (MLFLOW_TRACKING_URI or tracking.tracking_uri) is not one MLflow can use: "
+            "give http(s)://host:port for a tracking server, sqlite:///path/to/mlflow.db for a local store, "
+            "or leave it unset for the embedded store under mlruns/"
+        )
+    if scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///"))
+        if path.is_file() and path.stat().st_size > 0:
+            with path.open("rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+            if header != SQLITE_HEADER:
+                raise TrackingStoreError(
+                    f"{path}: the local MLflow store is not an SQLite database (damaged or overwritten); "
+                    f"move it aside (mv {path} {path}.bad) and run again to start a new store"
+                )
+
+
+def setup_tracking(config: EncoreConfig) -> str:
+    """Point MLflow at the configured store and return the experiment id.
+
+    For a server, the client is set to fail within seconds when the server is down
+    (MLflow's default retries last minutes) and the server is checked before any work.
+    """
+    import mlflow
+
+    uri = tracking_uri(config)
+    check_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        from encore.tracking.client import check_tracking_server, client_env
+
+        # Credentials travel only in the environment MLflow's HTTP client reads, never in params or tags.
+        for key, value in client_env().items():
+            os.environ.setdefault(key, value)
+        check_tracking_server(uri, timeout=5.0)  # a wrong password fails here, in one line
+    mlflow.set_tracking_uri(uri)
+    # Two runs starting at once on a new local store would both create its tables and one fails.
+    lock = path_lock(Path(uri.removeprefix("sqlite:///"))) if uri.startswith("sqlite:///") else nullcontext()
+    with lock:
+        return _experiment_id(config, uri)
+
+
+def _experiment_id(config: EncoreConfig, uri: str) -> str:
+    import mlflow
+
+    name = experiment_name(config)
+    try:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            # Local store: keep artifacts beside the database, not in the working directory.
+            location = (LOCAL_STORE_DIR / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+            experiment_id = mlflow.create_experiment(name, artifact_location=location,
+                                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        else:
+            experiment_id = experiment.experiment_id
+            if EXPERIMENT_KIND_TAG not in experiment.tags:
+                mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        mlflow.set_experiment(experiment_id=experiment_id)
+    except TrackingStoreError:
+        raise
+    except Exception as exc:  # any store failure here is one line naming the store
+        from encore.tracking.client import mask_uri
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingStoreError(f"tracking store {mask_uri(uri)} cannot be used: {first}") from exc
+    return experiment_id
+
+
+def run_tags(config: EncoreConfig, data_sha256: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Reproducibility tags every run carries."""
+    tags = {
+        "encore.git_commit": git_commit(),
+        "encore.config_hash": config.fingerprint(),
+        "encore.dataset": config.dataset.kind,
+        "encore.dataset_hash": config.fingerprint("dataset"),
+        "encore.split_hash": config.fingerprint("dataset", "split", "experiment.seed"),
+        "encore.seed": str(config.experiment.seed),
+    }
+    tags |= {f"encore.version.{name}": v for name, v in package_versions().items()}
+    tags |= {f"encore.data_sha256.{role}": digest for role, digest in (data_sha256 or {}).items()}
+    return tags
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"a.b.c": value}``, the form MLflow params take."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def metric_key(name: str) -> str:
+    """``ndcg@10`` -> ``ndcg_at_10``: MLflow metric names may not contain '@'."""
+    return name.replace("@", "_at_")
+
+
+def log_metrics(metrics: Mapping[str, float], prefix: str = "") -> None:
+    import mlflow
+
+    mlflow.log_metrics({prefix + metric_key(k): float(v) for k, v in metrics.items()})
+
+
+def log_batch(client: Any, run_id: str, *, metrics: Mapping[str, float] | None = None,
+              tags: Mapping[str, str] | None = None) -> None:
+    """Metrics and tags on another run (a parent) in few requests, not one per value."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metric_list = [Metric(metric_key(k), float(v), now, 0) for k, v in (metrics or {}).items()]
+    tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for start in range(0, len(metric_list), 1000):  # MLflow's per-request limits
+        client.log_batch(run_id, metrics=metric_list[start:start + 1000])
+    for start in range(0, len(tag_list), 100):
+        client.log_batch(run_id, tags=tag_list[start:start + 100])
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params({k: "None" if v is None else v for k, v in flatten(params).items()})
+
+
+def log_data_inputs(run_ids: Sequence[str | None], files: Mapping[str, Path], digests: Mapping[str, str]) -> None:
+    """Log the data files a component read as MLflow dataset inputs of each run in ``run_ids``
+    (the UI's Dataset column and lineage), digested by the same SHA-256 that keys reuse."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for role, path in sorted(files.items()):
+        digest = digests.get(role, "missing")
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both ways are the local file
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(Path(path).resolve().as_uri())
+        dataset = MetaDataset(source, name=f"{role}:{Path(path).name}", digest=digest[:DATASET_DIGEST_CHARS])
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[
+            InputTag("mlflow.data.context", role), InputTag("encore.sha256", digest)]))
+    client = mlflow.MlflowClient()
+    for run_id in (r for r in run_ids if r):
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: lets a later run tell a killed run from a live one."""
+    return {"encore.host": socket.gethostname(), "encore.pid": str(os.getpid()),
+            "encore.pid_started": f"{process_start_time(os.getpid()) or 0.0:.0f}"}
+
+
+def mark_stale_runs(experiment_id: str) -> int:
+    """Mark this machine's runs still RUNNING whose process is gone as KILLED; return how many.
+
+    A run killed with ``kill -9`` (or by a crash) never ends itself; its process tags say it is
+    dead when no process with that id runs, or the one that does started at another time.
+    Runs of other machines are left alone: their processes cannot be seen from here.
+    """
+    import mlflow
+    from mlflow.entities import RunStatus
+
+    client = mlflow.MlflowClient()
+    host = socket.gethostname().replace("'", "")
+    stale = []
+    for run in client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and "
+                                  f"tags.`encore.host` = '{host}'", max_results=1000):
+        pid, started = run.data.tags.get("encore.pid", ""), run.data.tags.get("encore.pid_started", "")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        now_started = process_start_time(int(pid))
+        if now_started is None or (now_started and started and abs(now_started - float(started)) > 2):
+            stale.append(run.info.run_id)
+    for run_id in stale:
+        client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.KILLED))
+    if stale:
+        log.info("marked %d run(s) of interrupted pipelines on this machine as KILLED", len(stale))
+    return len(stale)
+
+
+def parent_run_name(config: EncoreConfig, note: str | None = None) -> str:
+    """``<experiment>-<config hash>[-<note>]``: parent runs told apart in the runs table."""
+    return "-".join(p for p in (config.experiment.name, config.fingerprint()[:8], note) if p)
+
+
+@contextmanager
+def pipeline_run(config: EncoreConfig, *, note: str | None = None) -> Iterator[Any]:
+    """The parent run of one pipeline execution (also exported for nested component runs)."""
+    import mlflow
+
+    from encore.mlflow_server.auth import readable_auth_errors
+
+    experiment_id = setup_tracking(config)
+    with readable_auth_errors():
+        mark_stale_runs(experiment_id)
+    tags = run_tags(config) | process_tags()
+    if note:
+        tags |= {"encore.note": note, "mlflow.note.content": note}
+    with readable_auth_errors(), active_run(mlflow.start_run(run_name=parent_run_name(config, note), tags=tags)) as run:
+        log_params(config.model_dump(mode="json", exclude={"tracking", "output_dir", "data_dir"}))
+        previous = os.environ.get(PARENT_RUN_ENV)
+        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        try:
+            yield run
+        finally:
+            if previous is None:
+                os.environ.pop(PARENT_RUN_ENV, None)
+            else:
+                os.environ[PARENT_RUN_ENV] = previous
+
+
+@contextmanager
+def active_run(run: Any) -> Iterator[Any]:
+    """End ``run`` FINISHED, or FAILED when the block raises. When ending it fails too (the
+    store may be what failed), the block's own error is kept: the run stays RUNNING and the
+    next run marks it KILLED (:func:`mark_stale_runs`)."""
+    import mlflow
+
+    try:
+        yield run
+    except BaseException:
+        try:
+            mlflow.end_run("FAILED")
+        except Exception as exc:  # the original error says more
+            log.warning("could not mark run %s FAILED: %s", run.info.run_id, str(exc).splitlines()[0])
+        raise
+    mlflow.end_run()
+
+
+@contextmanager
+def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
+    """A component's run: nested under the active (or ``ENCORE_PARENT_RUN_ID``) parent run."""
+    import mlflow
+
+    parent = mlflow.active_run()
+    if parent is None:
+        mark_stale_runs(setup_tracking(config))
+    parent_id = parent.info.run_id if parent is not None else os.environ.get(PARENT_RUN_ENV)
+    tags = run_tags(config) | process_tags() | {"encore.component": component}
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    from encore.mlflow_server.auth import readable_auth_errors
+
+    # A refused permission (HTTP 403) becomes one line naming the user and the request.
+    with readable_auth_errors(), active_run(mlflow.start_run(run_name=component, nested=parent is not None,
+                                                             tags=tags)) as run:
+        yield run
+
+
+_SERVICE_SIGNS = (
+    ("PostgreSQL, the tracking server's database",
+     ("psycopg2", "postgresql", "connection to server", "server closed the connection", "operationalerror")),
+    ("S3, the tracking server's artifact store", ("botocore", "endpointconnectionerror", "could not connect to the "
+                                                   "endpoint url", "nosuchbucket")),
+)
+
+
+def service_failure(exc: BaseException, uri: str) -> str | None:
+    """One line naming the service behind a tracking failure (its database, its artifact store,
+    or the server itself), or None when ``exc`` is not a tracking failure."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    from encore.tracking.client import mask_uri
+
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    failures = [e for e in chain if isinstance(e, MlflowException | RequestException | ConnectionError)]
+    if not failures:
+        return None
+    text = " ".join(str(e) for e in chain).lower()
+    service = next((name for name, signs in _SERVICE_SIGNS if any(sign in text for sign in signs)), None)
+    if service is None and uri.startswith(("http://", "https://")):
+        service = _probe_server(uri)  # a 5xx after retries says nothing: ask the server once
+    service = service or "the MLflow tracking server"
+    detail = " ".join(str(failures[0]).split())
+    detail = detail if len(detail) <= 240 else detail[:237] + "..."
+    return (f"{service} failed while logging to {mask_uri(uri)}: {detail}; once it is back, run again: "
+            "complete outputs are reused and the interrupted runs are marked KILLED")
+
+
+def _probe_server(uri: str) -> str | None:
+    """Which of the server's services fails: one unretried request that needs its database and
+    one that needs its artifact store (a 5xx body does not say why). The service whose request
+    fails (an error or no answer in 5 s) while the other's works is named; None otherwise."""
+    import requests
+
+    auth = None
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    failing = []
+    for service, path, params in ((_SERVICE_SIGNS[0][0], "api/2.0/mlflow/experiments/search", {"max_results": 1}),
+                                  (_SERVICE_SIGNS[1][0], "api/2.0/mlflow-artifacts/artifacts", {"path": ""})):
+        try:
+            ok = requests.get(f"{uri.rstrip('/')}/{path}", params=params, timeout=5, auth=auth).status_code < 500
+        except requests.RequestException:
+            ok = False
+        if not ok:
+            failing.append(service)
+    return failing[0] if len(failing) == 1 else None
