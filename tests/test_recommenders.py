@@ -22,7 +22,7 @@ from encore.recommenders import (
     PopularRecommender,
     Recommender,
     UserKNNRecommender,
-    helpers,
+    kernels,
     mask_seen,
     topk,
 )
@@ -268,7 +268,7 @@ def test_base_defaults_batch_consistently(user_items: sp.csr_matrix) -> None:
 @pytest.mark.parametrize("products", [1 << 24, 5])  # sparse: one chunk of users / a few users per chunk
 def test_history_pair_scores_chunks_dense_and_sparse(user_items: sp.csr_matrix, products: int,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(helpers, "_PRODUCTS", products)
+    monkeypatch.setattr(kernels, "_PRODUCTS", products)
     rng = np.random.default_rng(5)
     dense_sim = rng.random((N_ITEMS, N_ITEMS)).astype(np.float32)
     sparse_sim = sp.random(N_ITEMS, N_ITEMS, density=0.2, format="csr", dtype=np.float32, rng=rng)
