@@ -41,6 +41,11 @@ BLOCK = re.compile(
 )
 
 
+def shown(path: Path) -> str:
+    """A path as messages show it: relative to the repository when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def documents(root: Path = ROOT) -> list[Path]:
     """The files whose figure blocks are generated: README.md and every page under docs/."""
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
@@ -405,7 +410,7 @@ def regenerate(doc: Path, text: str) -> str:
         tag, name = match.group("tag"), match.group("name")
         if name not in FIGURES:
             known = ", ".join(FIGURES)
-            raise SystemExit(f"error: {doc.relative_to(ROOT)}: unknown figure block '{name}'; known: {known}")
+            raise SystemExit(f"error: {shown(doc)}: unknown figure block '{name}'; known: {known}")
         return f"<!-- {tag}:{name}:start -->\n{FIGURES[name].render(doc).rstrip()}\n<!-- {tag}:{name}:end -->"
 
     return BLOCK.sub(replace, text)
@@ -419,7 +424,7 @@ def stale_blocks(docs: list[Path]) -> list[str]:
         fresh = {m.group("name"): m.group(0) for m in blocks(regenerate(doc, text))}
         for match in blocks(text):
             if fresh[match.group("name")] != match.group(0):
-                stale.append(f"{doc.relative_to(ROOT)}: block '{match.group('name')}' is stale")
+                stale.append(f"{shown(doc)}: block '{match.group('name')}' is stale")
     return stale
 
 
@@ -429,7 +434,7 @@ def write(docs: list[Path]) -> int:
         updated = regenerate(doc, text)
         if updated != text:
             doc.write_text(updated)
-            print(f"{doc.relative_to(ROOT)}: figure blocks rewritten")
+            print(f"{shown(doc)}: figure blocks rewritten")
     return 0
 
 
