@@ -226,3 +226,13 @@ def test_path_and_module_checks_catch_renames(tmp_path: Path) -> None:
     assert repo_paths(page) == {"encore/no_such.py"}
     assert not module_exists("encore.no_such_module")
     assert module_exists("encore.serving") and module_exists("benchmarks.docs_figures")
+
+
+def test_check_commands_exit_zero_on_the_committed_docs() -> None:
+    # The generator's own CLI and the former entry point both check without writing anything.
+    from benchmarks import readme_results
+
+    before = {page: page.read_text() for page in docs_figures.documents()}
+    assert docs_figures.main(["--check"]) == 0
+    assert readme_results.main(["--check"]) == 0
+    assert {page: page.read_text() for page in docs_figures.documents()} == before
