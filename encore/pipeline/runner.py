@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from encore.config.component_names import FIRST, LAST, ON_DEMAND, TUNE, UNTUNED
 from encore.config.experiment import REPO_ROOT, ConfigError, EncoreConfig, load_config, with_settings
 from encore.data.dataset import DataError
 from encore.io import (
@@ -49,14 +50,6 @@ from encore.tracking.client import TrackingServerUnreachable
 
 log = logging.getLogger("encore")
 
-FIRST: tuple[str, ...] = ("prepare",)
-TUNE = "tune"
-"""Chooses generator settings on the ranker-target part; what runs after it uses its choice."""
-UNTUNED: tuple[str, ...] = (*FIRST, TUNE)
-"""The components that run on the config as written; every later one runs on tune's choice."""
-LAST: tuple[str, ...] = ("ranker", "evaluate")
-ON_DEMAND: tuple[str, ...] = ("register", "promote")
-"""Run only when named: every ``register`` makes a new model version."""
 GENERATOR_MODULE = "encore.components.generator"
 DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "lastfm2k.yaml"
 
