@@ -36,13 +36,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from encore.config.envfile import DEFAULT_ENV_FILE, REPO_ROOT
+from encore.config.envfile import DEFAULT_ENV_FILE, DEFAULTS_DIR, REPO_ROOT
 from encore.data.dataset_config import DatasetConfig
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS, KindError, recommender_class
 
-DEFAULTS_FILE = REPO_ROOT / "config" / "components.yaml"
-TIME_SPLIT_DEFAULTS_FILE = REPO_ROOT / "config" / "time_split.yaml"
+DEFAULTS_FILE = DEFAULTS_DIR / "components.yaml"
+TIME_SPLIT_DEFAULTS_FILE = DEFAULTS_DIR / "time_split.yaml"
 """Merged over the defaults when ``split.kind`` is ``time`` (recency popularity, the fallback)."""
 
 PositiveInt = Annotated[int, Field(gt=0)]
