@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,7 @@ from tests.markers import (  # noqa: F401 (hooks: markers by folder/fixture/sour
     pytest_runtest_makereport,
     pytest_runtest_protocol,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LASTFM2K_DIR = Path(os.environ.get("ENCORE_LASTFM2K_DIR", REPO_ROOT.parent / "shared/datasets/hetrec2011-lastfm-2k"))
+from tests.paths import LASTFM2K_DIR, REPO_ROOT  # noqa: F401 (imported by tests from here)
 
 TINY_SYNTHETIC = {
     "experiment": {"name": "tiny", "seed": 3},

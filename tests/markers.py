@@ -206,7 +206,7 @@ _current: list[pytest.Item] = []
 
 
 def _real_data_dir() -> str:
-    from tests.conftest import LASTFM2K_DIR
+    from tests.paths import LASTFM2K_DIR
 
     return str(LASTFM2K_DIR.resolve())
 
