@@ -22,7 +22,8 @@ from encore.config import envfile
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 
 # What the build reads: the package, the defaults it ships, the build files.
-SOURCES = ("encore", "config", "setup.py", "pyproject.toml", "requirements.txt", "README.md", "MANIFEST.in")
+SOURCES = ("encore", "config", "setup.py", "pyproject.toml", "requirements.txt", "requirements-dev.txt", "README.md",
+           "MANIFEST.in")
 
 PROBE = """
 import importlib.util, json, sys
