@@ -37,7 +37,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encore.config.component_names import RESERVED_NAMES
-from encore.config.envfile import DEFAULT_ENV_FILE, REPO_ROOT
+from encore.config.envfile import DEFAULT_ENV_FILE, DEFAULTS_DIR, REPO_ROOT
 from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
 from encore.data.dataset_config import DatasetConfig
 from encore.evaluation.metric_names import RANKING_METRIC_NAMES
@@ -45,8 +45,8 @@ from encore.evaluation.segments import PooledSegment, SegmentName
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS, KindError, recommender_class
 
-DEFAULTS_FILE = REPO_ROOT / "config" / "components.yaml"
-TIME_SPLIT_DEFAULTS_FILE = REPO_ROOT / "config" / "time_split.yaml"
+DEFAULTS_FILE = DEFAULTS_DIR / "components.yaml"
+TIME_SPLIT_DEFAULTS_FILE = DEFAULTS_DIR / "time_split.yaml"
 """Merged over the defaults when ``split.kind`` is ``time`` (recency popularity, the fallback)."""
 
 

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 
-from encore.config.experiment import REPO_ROOT, ConfigError, MachineSettings, format_validation_error, read_yaml
+from encore.config.envfile import DEFAULTS_DIR
+from encore.config.experiment import ConfigError, MachineSettings, format_validation_error, read_yaml
 from encore.config.types import PositiveInt, Strict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-DEFAULT_SPARK_CONFIG = REPO_ROOT / "config" / "spark_config.yaml"
+DEFAULT_SPARK_CONFIG = DEFAULTS_DIR / "spark_config.yaml"
 
 log = logging.getLogger(__name__)
 

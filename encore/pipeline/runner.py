@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from encore.config.component_names import FIRST, LAST, ON_DEMAND, TUNE, UNTUNED
+from encore.config.envfile import DEFAULTS_DIR
 from encore.config.experiment import REPO_ROOT, ConfigError, EncoreConfig, load_config, with_settings
 from encore.data.dataset import DataError
 from encore.io import (
@@ -300,7 +301,7 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
 
 # --------------------------------------------------------------------------- CLI
 def setup_logging() -> None:
-    path = REPO_ROOT / "config" / "logger_config.yaml"
+    path = DEFAULTS_DIR / "logger_config.yaml"
     logging.config.dictConfig(yaml.safe_load(path.read_text()))
 
 

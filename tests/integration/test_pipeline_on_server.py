@@ -29,7 +29,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from itest_support import REPO_ROOT, MlflowServer, clean_env, free_port
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
@@ -39,6 +38,7 @@ from encore.data.lastfm2k import FILES as LASTFM2K_FILES
 from encore.evaluation.metric_names import RANKING_METRIC_NAMES
 from encore.outputs import RegisterOutput
 from encore.pipeline.runner import all_components, generator_names
+from tests.integration.itest_support import REPO_ROOT, MlflowServer, clean_env, free_port
 
 pytestmark = pytest.mark.integration
 

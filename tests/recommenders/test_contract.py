@@ -17,7 +17,7 @@ from encore.recommenders.ease import EASERecommender
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS
 from encore.testing import CHECKS, check_recommender, sample_stage_view
-from tests.test_plugins import USER_MODULE
+from tests.recommenders.test_plugins import USER_MODULE
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
