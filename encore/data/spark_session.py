@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from encore.config.experiment import REPO_ROOT, ConfigError, MachineSettings, format_validation_error, read_yaml
+from encore.config.envfile import REPO_ROOT
+from encore.config.machine import MachineSettings
+from encore.config.validation import ConfigError, format_validation_error, read_yaml
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
