@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,61 @@ def test_no_import_cycles() -> None:
     cycles = find_cycles(import_graph())
     shown = "\n".join(" -> ".join(cycle) for cycle in cycles)
     assert not cycles, f"{len(cycles)} import cycle(s) under encore/:\n{shown}"
+
+
+#: What a serving or server process must not load: the training stack and its libraries.
+TRAINING_MODULES = (
+    "implicit",
+    "sklearn",
+    "catboost",
+    "scipy.sparse.linalg",
+    "encore.recommenders",
+    "encore.ranking",
+    "encore.evaluation",
+    "encore.pipeline",
+    "encore.components",
+    "encore.config.experiment",
+    "encore.data",
+)
+
+LIGHT_PROCESSES = {
+    # The recommendation service: `python -m encore.serving` and what it loads to serve.
+    "serving": ("encore.serving.app", "encore.serving.__main__", "encore.serving.blended_model",
+                "encore.serving.pyfunc"),
+    # The MLflow-server command line (start.sh & co.), every command's module included.
+    "server CLI": ("encore.mlflow_server.__main__", "encore.mlflow_server.cli", "encore.mlflow_server.preflight",
+                   "encore.mlflow_server.schema", "encore.mlflow_server.operations",
+                   "encore.mlflow_server.auth_config", "encore.mlflow_server.auth_admin"),
+    # What the MLflow server process itself imports: the authorization function of its auth config.
+    "auth plug-in": ("encore.mlflow_server.auth_plugin",),
+}
+
+
+def _loaded_after_import(modules: tuple[str, ...]) -> list[str]:
+    """``sys.modules`` of a fresh interpreter after importing ``modules`` (this worktree first)."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {list(modules)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("process", sorted(LIGHT_PROCESSES))
+def test_light_processes_import_no_training_code(process: str) -> None:
+    """The service and the server tooling start without implicit, scikit-learn, CatBoost or any
+    Encore training module: lighter processes, and no training change reaches them."""
+    loaded = _loaded_after_import(LIGHT_PROCESSES[process])
+    assert set(LIGHT_PROCESSES[process]) <= set(loaded)  # the check saw the imports happen
+    heavy = sorted(m for m in loaded if any(m == t or m.startswith(t + ".") for t in TRAINING_MODULES))
+    assert not heavy, f"the {process} process imports training code: {', '.join(heavy)}"
+
+
+def test_the_light_process_check_sees_training_imports() -> None:
+    """The check itself: importing the experiment config does load the kinds and implicit."""
+    loaded = set(_loaded_after_import(("encore.config.experiment",)))
+    assert {"encore.recommenders.als", "implicit", "encore.config.experiment"} <= loaded
