@@ -20,11 +20,11 @@ if [[ -z "${PYTHON:-}" ]]; then
     fi
 fi
 
-# `python -m encore.mlflow_server.server` must resolve the project package.
+# `python -m encore.mlflow_server` must resolve the project package.
 cd "$REPO_ROOT" || exit 1
 
 encore_server() {
-    "$PYTHON" -m encore.mlflow_server.server "$@"
+    "$PYTHON" -m encore.mlflow_server "$@"
 }
 
 # True while any non-zombie process of process group $1 exists. Zombies are ignored:

@@ -80,5 +80,5 @@ echo "MLflow server running (PID $pid, log $LOG_FILE, authentication $ENCORE_AUT
 echo "UI:        $ENCORE_TRACKING_URL"
 echo "Clients:   export MLFLOW_TRACKING_URI=$ENCORE_TRACKING_URL"
 if [[ "$ENCORE_AUTH" == "on" ]]; then
-    echo "Users:     python -m encore.mlflow_server.auth setup   (pipeline + release users, grants)"
+    echo "Users:     python -m encore.mlflow_server auth setup   (pipeline + release users, grants)"
 fi

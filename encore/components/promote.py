@@ -38,9 +38,9 @@ from encore.config.experiment import ConfigError, EncoreConfig
 from encore.evaluation import metrics
 from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
-from encore.mlflow_server.auth import readable_auth_errors, release_credentials, release_user
 from encore.outputs import RegisterOutput
 from encore.pipeline.component import Context, Result
+from encore.tracking.credentials import readable_auth_errors, release_credentials, release_user
 from encore.tracking.model_registry import CHALLENGER, CHAMPION, SIGNIFICANCE_TAG, current_alias_version, promote
 from encore.tracking.runs import cli_client, metric_key
 

@@ -34,11 +34,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encore.config.component_names import RESERVED_NAMES
-from encore.config.envfile import DEFAULT_ENV_FILE, DEFAULTS_DIR, REPO_ROOT
+from encore.config.envfile import DEFAULTS_DIR, REPO_ROOT
+from encore.config.machine import MachineSettings
 from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
+from encore.config.validation import KIND_TAG, ConfigError, format_validation_error, key_path, read_yaml
 from encore.data.dataset_config import DatasetConfig
 from encore.evaluation.metric_names import RANKING_METRIC_NAMES
 from encore.evaluation.segments import PooledSegment, SegmentName
@@ -51,8 +52,6 @@ TIME_SPLIT_DEFAULTS_FILE = DEFAULTS_DIR / "time_split.yaml"
 
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key path."""
 
 
 # --------------------------------------------------------------------------- sections
@@ -115,8 +114,6 @@ SplitConfig = Annotated[PerUserSplit | TimeSplit, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- generator instances
-KIND_TAG = "kind="
-"""Prefix of the union tag pydantic puts in error locations; stripped from messages."""
 IMPORTED = "imported"
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 FEATURE_MODELS_REMOVED = (
@@ -429,17 +426,6 @@ class EncoreConfig(Strict):
         return self.output_dir / self.experiment.name
 
 
-class MachineSettings(BaseSettings):
-    """Settings that belong to a machine rather than to an experiment (read from ``.env``)."""
-
-    model_config = SettingsConfigDict(env_file=DEFAULT_ENV_FILE, extra="ignore", env_ignore_empty=True)
-
-    mlflow_tracking_uri: str | None = None
-    encore_data_dir: Path | None = None
-    encore_output_dir: Path | None = None
-    encore_spark_config: Path | None = None  # Spark session settings (default config/spark_config.yaml)
-
-
 # --------------------------------------------------------------------------- resolution
 def grid_combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination of a ``{setting: [values]}`` grid, the first setting varying slowest."""
@@ -491,40 +477,6 @@ def parse_override(text: str) -> dict[str, Any]:
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping; ConfigError names the file otherwise."""
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a YAML file")
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte offset "
-                          f"{exc.start})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return data
-
-
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """The config key of a pydantic error location, without validator and union-tag parts."""
-    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", KIND_TAG)))
-
-
-def format_validation_error(exc: ValidationError, source: str, what: str = "configuration") -> str:
-    """One line per problem, each with its key path: ``invalid <what> (<source>):``."""
-    lines = [f"invalid {what} ({source}):"]
-    for err in exc.errors():
-        path = key_path(err["loc"])
-        shown = repr(err["input"]) if "input" in err else ""
-        # A whole section as the input says nothing the message does not: leave long ones out.
-        lines.append(f"  {path}: {err['msg']}" + (f" (got {shown})" if shown and len(shown) <= 300 else ""))
-    return "\n".join(lines)
 
 
 def load_config(

@@ -1,7 +1,7 @@
 """Listening-event sources, described once and read by either engine.
 
 A loader of an event source (Last.fm 1K and 360K, Yandex listens, any tabular file)
-describes its file with an :class:`EventSource` - which columns are the user, the item,
+describes its file with an :class:`~encore.data.event_source.EventSource` - which columns are the user, the item,
 its label, the weight and the timestamp, and in which order they are checked - and
 :func:`read_events` reads it with pandas (default) or, given a Spark session, with the
 Spark engine (:mod:`encore.data.spark_events`). Both apply the same rules from
@@ -12,130 +12,33 @@ same first error (file, column, row).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from encore.data.dataset import DataError
+from encore.data.event_source import Events, EventSource
 from encore.data.parsing import (
-    PARQUET_SUFFIXES,
     check_positive_weights,
     is_missing,
     read_table,
     to_id_column,
     to_timestamp_column,
 )
+from encore.data.spark_events import aggregate_events
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+__all__ = ["EventSource", "Events", "fallback_key", "read_events"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EventSource:
-    """What to read from one events file and how.
-
-    Attributes
-    ----------
-    path, role:
-        The file (text by default, Parquet by suffix) and what it is, for messages.
-    user, item:
-        Raw id columns. Where ``item_label`` is given, ``item`` is an optional id
-        (a MusicBrainz id) and the label is the key of records without one.
-    item_label:
-        Columns joined by ``" - "`` into the item's label (missing parts as ``""``): the
-        item's name (its first label in file order) and its fallback key.
-    label_column:
-        The label's name in messages (``artist_name``; ``track_label`` for a derived one).
-    weight, timestamp:
-        Optional columns: weights are summed per pair (1.0 per record without one),
-        the latest timestamp is kept.
-    names:
-        Every field of a headerless text file, in order (None: the file has a header).
-    sep:
-        Field separator of a text file; tab-separated files are read without quoting.
-    max_rows:
-        Read only the first ``max_rows`` data rows.
-    drop_zero_weights:
-        Zero weights are allowed and their records dropped (counted), negative ones are
-        errors; the weight is then checked first, so the ids of dropped records are not.
-    checks:
-        The order in which the fields are checked: the first error reported is the first
-        bad row of the first field in this order.
-    integer_ids:
-        How raw user ids (and item ids without a label) are typed, as ``to_id_column``'s
-        ``integer``: None = integers when every id is a canonical integer, False = strings.
-    """
-
-    path: Path
-    role: str
-    user: str
-    item: str
-    item_label: tuple[str, ...] = ()
-    label_column: str | None = None
-    weight: str | None = None
-    timestamp: str | None = None
-    names: tuple[str, ...] | None = None
-    sep: str = ","
-    max_rows: int | None = None
-    drop_zero_weights: bool = False
-    checks: tuple[str, ...] = ("user", "item", "weight", "timestamp")
-    integer_ids: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.drop_zero_weights and self.checks[0] != "weight":
-            raise ValueError("drop_zero_weights needs the weight checked first")
-
-    @property
-    def file(self) -> str:
-        return self.path.name
-
-    @property
-    def is_parquet(self) -> bool:
-        return self.path.suffix.lower() in PARQUET_SUFFIXES
-
-    @property
-    def label_name(self) -> str:
-        return self.label_column or self.item_label[0]
-
-    def columns(self) -> list[str]:
-        wanted = [self.user, self.item, *self.item_label, self.weight, self.timestamp]
-        return list(dict.fromkeys(c for c in wanted if c is not None))
-
-
-@dataclass(frozen=True)
-class Events:
-    """An event source read into raw-id interactions, ready for ``build_dataset``.
-
-    Attributes
-    ----------
-    interactions:
-        ``user``, ``item`` (raw ids), ``weight`` (float64) and, with a timestamp column,
-        ``timestamp`` (datetime64[ns]): one row per event (pandas) or per (user, item)
-        pair already aggregated (Spark).
-    item_names:
-        Raw item id -> its first label in file order (sources with ``item_label``).
-    source_rows:
-        The data rows ``interactions`` stands for when already aggregated, else None.
-    n_zero_weight:
-        Records dropped for a zero weight (``drop_zero_weights``).
-    """
-
-    interactions: pd.DataFrame
-    item_names: pd.Series | None
-    source_rows: int | None
-    n_zero_weight: int
 
 
 def read_events(source: EventSource, spark: SparkSession | None = None) -> Events:
     """Read ``source`` with pandas, or with the Spark engine when a session is given."""
     if spark is not None:
-        from encore.data.spark_events import aggregate_events
-
         return aggregate_events(source, spark)
     return _read_with_pandas(source)
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from encore.data.dataset import DataError
-from encore.data.events import Events, EventSource
+from encore.data.event_source import Events, EventSource
 from encore.data.parsing import (
     decode_error,
     find_undecodable,

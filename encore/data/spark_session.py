@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationError
 
 from encore.config.envfile import DEFAULTS_DIR
-from encore.config.experiment import ConfigError, MachineSettings, format_validation_error, read_yaml
+from encore.config.machine import MachineSettings
 from encore.config.types import PositiveInt, Strict
+from encore.config.validation import ConfigError, format_validation_error, read_yaml
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -1,8 +1,8 @@
 """Recommender algorithms, one module per kind, each fitted on ``user_items`` (n_users, n_items).
 
 Each module holds the recommender class and, beside it, its settings model (``config_class``)
-and the side data it fits on: the one declaration of a generator kind (:mod:`.spec`).
-``RECOMMENDERS`` maps the kind used in configs to the class (:mod:`.registry`).
+and the side data it fits on: the one declaration of a generator kind (:mod:`.generator_config`).
+``RECOMMENDERS`` maps the kind used in configs to the class (:mod:`.kinds`).
 
 The classes are imported on first use (``from encore.recommenders import ALSRecommender``
 works as usual), so importing this package does not make every model's code part of the

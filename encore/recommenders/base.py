@@ -14,6 +14,7 @@ Orientation, everywhere in this package:
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
@@ -52,6 +53,25 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 # the abstract recommender
 # ---------------------------------------------------------------------------------------
+
+
+_SAVED_NAMES: dict[str, type[Recommender]] = {}
+"""Every defined subclass by its ``name``: what :meth:`Recommender.load` dispatches on. Kept
+here rather than asked of :mod:`.kinds` (which imports this module), so the two do not
+import each other."""
+
+
+def _class_named(saved: str) -> type[Recommender]:
+    """The class a saved file's ``__model__`` names; a ``module:Class`` name imports its module."""
+    if saved not in _SAVED_NAMES and ":" in saved:
+        try:
+            importlib.import_module(saved.partition(":")[0])  # defining the class registers it
+        except ImportError as exc:
+            raise ValueError(f"file holds a '{saved}' model whose module cannot be imported ({exc})") from None
+    try:
+        return _SAVED_NAMES[saved]
+    except KeyError:
+        raise ValueError(f"file holds a '{saved}' model, and no recommender class has that name") from None
 
 
 class Recommender(ABC):
@@ -93,6 +113,9 @@ class Recommender(ABC):
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = f"{cls.__module__}:{cls.__qualname__}"
+        # First definition wins: a test's or user's class reusing a built-in name (the built-ins
+        # are imported with this package, by encore.recommenders.kinds) never shadows it on load.
+        _SAVED_NAMES.setdefault(cls.name, cls)
 
     @classmethod
     def from_config(cls, section: GeneratorConfig, seed: int | None = None) -> Self:
@@ -275,12 +298,8 @@ class Recommender(ABC):
             raise ValueError(f"file holds a '{saved}' model, not '{cls.name}'")
         params = json.loads(str(files.pop("__params__")))
         meta = json.loads(str(files.pop("__meta__")))
-        if cls.name == "base":  # Recommender.load(path): dispatch on the saved name
-            from .kinds import recommender_class
-
-            model_cls = recommender_class(saved)
-        else:
-            model_cls = cls
+        # Recommender.load(path) dispatches on the saved name.
+        model_cls = _class_named(saved) if cls.name == "base" else cls
         model = model_cls(**params)
         model.n_users_, model.n_items_ = meta["n_users_"], meta["n_items_"]
         model._set_state(files)

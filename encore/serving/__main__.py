@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from encore.config.experiment import ConfigError
+from encore.config.validation import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

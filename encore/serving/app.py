@@ -48,7 +48,7 @@ class ModelHolder:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from encore.tracking.runs import cli_client
+            from encore.tracking.client import cli_client
 
             self._client = cli_client(self.settings.tracking_uri)
         return self._client

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from encore.config.envfile import env_file_values, resolve_env_file
-from encore.config.experiment import REPO_ROOT, ConfigError
+from encore.config.envfile import REPO_ROOT, env_file_values, resolve_env_file
+from encore.config.validation import ConfigError
 
 ENV_PREFIX = "ENCORE_SERVING_"
 

@@ -5,7 +5,8 @@ in seconds with one line, not retry for minutes: :func:`check_tracking_server` p
 ``/health`` and the credentials once, :func:`client_env` gives MLflow's HTTP client short
 retries and the credentials / CA bundle from the environment or ``.env``. Secrets never
 reach a message (:func:`mask_uri`, :func:`redact`). The server's own operations are
-:mod:`encore.mlflow_server.server`.
+:mod:`encore.mlflow_server`; :func:`cli_client` is the client the CLIs and the serving
+process use.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from encore.config.envfile import env_file_values
-from encore.config.experiment import ConfigError
+from encore.config.envfile import REPO_ROOT, env_file_values
+from encore.config.machine import MachineSettings
+from encore.config.validation import ConfigError
 
 MASK = "****"
+
+LOCAL_STORE_DIR = REPO_ROOT / "mlruns"
+"""The embedded store a pipeline logs to when no tracking URI is configured."""
+LOCAL_TRACKING_URI = f"sqlite:///{LOCAL_STORE_DIR / 'mlflow.db'}"
 
 #: Client-side HTTP settings (names verified in mlflow 3.17 ``mlflow/environment_variables.py``).
 #: MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) keep a pipeline that points
@@ -39,7 +46,7 @@ CLIENT_FAIL_FAST_DEFAULTS: dict[str, str] = {
 class TrackingServerAuthError(ConfigError):
     """The tracking server refused the client's credentials (HTTP 401) or the action (403).
 
-    A :class:`~encore.config.experiment.ConfigError` (the fix is a setting or a grant), so every
+    A :class:`~encore.config.validation.ConfigError` (the fix is a setting or a grant), so every
     CLI reports it as one line, without a traceback.
     """
 
@@ -208,3 +215,18 @@ def check_tracking_server(
         )
 
 
+
+
+def cli_client(uri: str | None = None) -> Any:
+    """An MlflowClient for the CLIs: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI`` (environment
+    or ``.env``), else the embedded local store the pipeline writes to by default."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = uri or MachineSettings().mlflow_tracking_uri or LOCAL_TRACKING_URI
+    if uri.startswith(("http://", "https://")):
+        # Fail-fast HTTP settings and MLFLOW_TRACKING_USERNAME/PASSWORD from .env (environment wins).
+        for key, value in client_env().items():
+            os.environ.setdefault(key, value)
+    mlflow.set_tracking_uri(uri)  # also for models:/ URIs resolved by the registry helpers
+    return MlflowClient(tracking_uri=uri)

@@ -17,44 +17,34 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from encore.config.experiment import REPO_ROOT, ConfigError, EncoreConfig
+from encore.config.validation import ConfigError
 from encore.io import path_lock, process_start_time
 from encore.pipeline.lineage import git_commit, package_versions
+from encore.tracking.client import (
+    LOCAL_STORE_DIR,
+    LOCAL_TRACKING_URI,
+    check_tracking_server,
+    client_env,
+    mask_uri,
+)
+from encore.tracking.client import cli_client as cli_client  # lives in client.py; the CLIs' old import
+from encore.tracking.credentials import readable_auth_errors
+
+if TYPE_CHECKING:
+    # Only annotations: the experiment model imports every generator kind.
+    from encore.config.experiment import EncoreConfig
 
 log = logging.getLogger(__name__)
 
-LOCAL_STORE_DIR = REPO_ROOT / "mlruns"
 PARENT_RUN_ENV = "ENCORE_PARENT_RUN_ID"
 DATASET_DIGEST_CHARS = 32  # MLflow stores dataset digests in 36 characters
-
-
-LOCAL_TRACKING_URI = f"sqlite:///{LOCAL_STORE_DIR / 'mlflow.db'}"
 
 
 def tracking_uri(config: EncoreConfig) -> str:
     """The configured URI, or the embedded SQLite store."""
     return config.tracking.tracking_uri or LOCAL_TRACKING_URI
-
-
-def cli_client(uri: str | None = None) -> Any:
-    """An MlflowClient for the CLIs: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI`` (environment
-    or ``.env``), else the embedded local store the pipeline writes to by default."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from encore.config.experiment import MachineSettings
-
-    uri = uri or MachineSettings().mlflow_tracking_uri or LOCAL_TRACKING_URI
-    if uri.startswith(("http://", "https://")):
-        from encore.tracking.client import client_env
-
-        # Fail-fast HTTP settings and MLFLOW_TRACKING_USERNAME/PASSWORD from .env (environment wins).
-        for key, value in client_env().items():
-            os.environ.setdefault(key, value)
-    mlflow.set_tracking_uri(uri)  # also for models:/ URIs resolved by the registry helpers
-    return MlflowClient(tracking_uri=uri)
 
 
 def experiment_name(config: EncoreConfig) -> str:
@@ -76,8 +66,6 @@ def check_tracking_uri(uri: str) -> None:
     """Reject what MLflow would misread: a bare path or an unknown scheme becomes MLflow's
     deprecated file store with a misleading "maintenance mode" message; a damaged local
     database fails deep inside SQLAlchemy."""
-    from encore.tracking.client import mask_uri
-
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if "://" in uri or uri.startswith("file:") else ""
     if scheme not in TRACKING_SCHEMES:
         raise TrackingStoreError(
@@ -108,8 +96,6 @@ def setup_tracking(config: EncoreConfig) -> str:
     uri = tracking_uri(config)
     check_tracking_uri(uri)
     if uri.startswith(("http://", "https://")):
-        from encore.tracking.client import check_tracking_server, client_env
-
         # Credentials travel only in the environment MLflow's HTTP client reads, never in params or tags.
         for key, value in client_env().items():
             os.environ.setdefault(key, value)
@@ -140,8 +126,6 @@ def _experiment_id(config: EncoreConfig, uri: str) -> str:
     except TrackingStoreError:
         raise
     except Exception as exc:  # any store failure here is one line naming the store
-        from encore.tracking.client import mask_uri
-
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrackingStoreError(f"tracking store {mask_uri(uri)} cannot be used: {first}") from exc
     return experiment_id
@@ -273,8 +257,6 @@ def pipeline_run(config: EncoreConfig, *, note: str | None = None) -> Iterator[A
     """The parent run of one pipeline execution (also exported for nested component runs)."""
     import mlflow
 
-    from encore.mlflow_server.auth import readable_auth_errors
-
     experiment_id = setup_tracking(config)
     with readable_auth_errors():
         mark_stale_runs(experiment_id)
@@ -324,8 +306,6 @@ def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
     tags = run_tags(config) | process_tags() | {"encore.component": component}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    from encore.mlflow_server.auth import readable_auth_errors
-
     # A refused permission (HTTP 403) becomes one line naming the user and the request.
     with readable_auth_errors(), active_run(mlflow.start_run(run_name=component, nested=parent is not None,
                                                              tags=tags)) as run:
@@ -345,8 +325,6 @@ def service_failure(exc: BaseException, uri: str) -> str | None:
     or the server itself), or None when ``exc`` is not a tracking failure."""
     from mlflow.exceptions import MlflowException
     from requests.exceptions import RequestException
-
-    from encore.tracking.client import mask_uri
 
     chain: list[BaseException] = []
     while exc is not None and exc not in chain:

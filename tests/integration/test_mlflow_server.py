@@ -24,7 +24,8 @@ from sqlalchemy import create_engine, text
 
 from encore.components import compare
 from encore.config.envfile import REPO_ROOT
-from encore.mlflow_server import server
+from encore.mlflow_server import cli, schema
+from encore.mlflow_server import settings as server_settings
 from encore.serving.pyfunc import log_serving_model
 from encore.tracking import client as tracking_client
 from encore.tracking import model_registry as registry
@@ -49,8 +50,8 @@ MODEL_NAME = "encore-toy"
 EXPERIMENT = "encore-integration"
 
 
-def _server_settings(srv: MlflowServer) -> server.ServerSettings:
-    return server.load_settings(srv.env_file)
+def _server_settings(srv: MlflowServer) -> server_settings.ServerSettings:
+    return server_settings.load_settings(srv.env_file)
 
 
 def _pgid(srv: MlflowServer) -> int:
@@ -82,15 +83,15 @@ def test_server_is_healthy_without_job_runner_or_leaked_password(mlflow_server: 
 
 def test_percent_encoded_uri_connects_and_schema_is_current(mlflow_server: MlflowServer) -> None:
     settings = _server_settings(mlflow_server)
-    uri = server.backend_store_uri(settings)
+    uri = server_settings.backend_store_uri(settings)
     assert "%40" in uri and "%23" in uri and "%252F" in uri  # @, # and the literal "%2F"
     engine = create_engine(uri)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT current_user")).scalar() == mlflow_server.postgres.user
     engine.dispose()
-    status = server.schema_status(uri)
+    status = schema.schema_status(uri)
     assert status.state == "current" and status.current == status.head
-    assert "current" in server.upgrade_schema_if_needed(settings)
+    assert "current" in schema.upgrade_schema_if_needed(settings)
 
 
 def test_db_upgrade_runs_only_when_schema_is_behind(mlflow_server: MlflowServer) -> None:
@@ -103,8 +104,8 @@ def test_db_upgrade_runs_only_when_schema_is_behind(mlflow_server: MlflowServer)
     with contextlib.closing(pg.admin_connect()) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE mlflow_old OWNER {}").format(sql.Identifier(pg.user)))
     settings = _server_settings(mlflow_server).model_copy(update={"postgres_db": "mlflow_old"})
-    uri = server.backend_store_uri(settings)
-    assert server.schema_status(uri).state == "empty"
+    uri = server_settings.backend_store_uri(settings)
+    assert schema.schema_status(uri).state == "empty"
     # Bring the schema to the revision just before head, as an older MLflow would have left it.
     engine = create_engine(uri)
     InitialBase.metadata.create_all(engine)
@@ -113,10 +114,10 @@ def test_db_upgrade_runs_only_when_schema_is_behind(mlflow_server: MlflowServer)
         config.attributes["connection"] = connection
         command.upgrade(config, f"{db_utils._get_latest_schema_revision()}-1")
     engine.dispose()
-    status = server.schema_status(uri)
+    status = schema.schema_status(uri)
     assert status.state == "behind" and status.current != status.head
-    assert "upgraded" in server.upgrade_schema_if_needed(settings)
-    assert server.schema_status(uri).state == "current"
+    assert "upgraded" in schema.upgrade_schema_if_needed(settings)
+    assert schema.schema_status(uri).state == "current"
 
 
 def test_preflight_names_each_problem_without_secrets(
@@ -132,7 +133,7 @@ def test_preflight_names_each_problem_without_secrets(
         POSTGRES_PASSWORD="'wrong #password'",
         S3_BUCKET="no-such-bucket",
     )
-    assert server.main(["--env-file", str(env_file), "check"]) == 1
+    assert cli.main(["--env-file", str(env_file), "check"]) == 1
     out = capsys.readouterr().out
     assert f"database unreachable: postgresql://{pg.user}@127.0.0.1:{pg.port}/{pg.db}" in out
     assert "password authentication failed" in out
@@ -147,13 +148,13 @@ def test_preflight_names_each_problem_without_secrets(
         POSTGRES_PORT=str(dead),
         MLFLOW_S3_ENDPOINT_URL=f"http://127.0.0.1:{dead}",
     )
-    assert server.main(["--env-file", str(env_file), "check"]) == 1
+    assert cli.main(["--env-file", str(env_file), "check"]) == 1
     out = capsys.readouterr().out
     assert f"database unreachable: postgresql://{pg.user}@127.0.0.1:{dead}/{pg.db}" in out
     assert f"S3 endpoint http://127.0.0.1:{dead} unreachable (bucket '{s3.bucket}')" in out
     assert pg.password not in out
 
-    good = server.main(["--env-file", str(mlflow_server.env_file), "check"])
+    good = cli.main(["--env-file", str(mlflow_server.env_file), "check"])
     assert good == 0, capsys.readouterr().out
 
 

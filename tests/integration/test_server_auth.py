@@ -3,7 +3,7 @@
 One MLflow server (``mlflow_server/start.sh`` with ``ENCORE_SERVER_AUTH=on``: MLflow's
 basic-auth app, user store in its own schema of a real PostgreSQL database, artifacts in
 moto_server S3) is shared by every test here. Users are created by the documented command
-(``python -m encore.mlflow_server.auth setup`` and ``add-viewer``). Then: anonymous requests
+(``python -m encore.mlflow_server auth setup`` and ``add-viewer``). Then: anonymous requests
 get 401; a viewer reads but cannot log, delete or move an alias; the pipeline user runs the
 whole pipeline on Last.fm 2K and registers a version but cannot move ``champion``; the
 release user can; a wrong password fails fast in one line; no credential appears in the
@@ -140,7 +140,7 @@ def auth_server(postgres: Postgres, s3: S3, tmp_path_factory: pytest.TempPathFac
     base = tmp_path_factory.mktemp("auth_server")
     with mlflow_server_started(postgres, s3, base, env_writer=_auth_env_file) as (srv, start_log):
         env = clean_env(ENV_FILE=str(srv.env_file))
-        cmd = [sys.executable, "-m", "encore.mlflow_server.auth"]
+        cmd = [sys.executable, "-m", "encore.mlflow_server", "auth"]
         setup = subprocess.run([*cmd, "setup"], env=env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         viewer = subprocess.run([*cmd, "add-viewer", VIEWER, "--password-stdin"], input=VIEWER_PW + "\n", env=env,

@@ -16,18 +16,19 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from encore.config.envfile import REPO_ROOT
-from encore.config.experiment import ConfigError
-from encore.mlflow_server import server
-from encore.mlflow_server.server import (
+from encore.config.validation import ConfigError
+from encore.mlflow_server import cli
+from encore.mlflow_server import settings as server_settings
+from encore.mlflow_server.preflight import auth_findings, preflight, validate_server_args
+from encore.mlflow_server.settings import (
     ServerConfigError,
     ServerSettings,
     artifacts_destination,
+    auth_enabled,
     backend_store_uri,
     load_settings,
     missing_keys,
-    preflight,
     shell_exports,
-    validate_server_args,
 )
 from encore.tracking import client as tracking_client
 from encore.tracking.client import (
@@ -140,7 +141,7 @@ def test_redact_removes_raw_and_encoded_secret() -> None:
 
 def test_describe_and_repr_do_not_leak_secrets() -> None:
     s = settings(postgres_password=NASTY, aws_secret_access_key="aws-secret-value")
-    rendered = repr(s) + str(server.describe(s))
+    rendered = repr(s) + str(server_settings.describe(s))
     assert NASTY not in rendered and "aws-secret-value" not in rendered
 
 
@@ -190,11 +191,11 @@ def test_start_script_never_passes_default_artifact_root() -> None:
 def test_check_cli_refuses_default_artifact_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("")  # nothing configured: no database or S3 probe happens
-    code = server.main(["--env-file", str(env_file), "check", "--", "--default-artifact-root", "s3://b/x"])
+    code = cli.main(["--env-file", str(env_file), "check", "--", "--default-artifact-root", "s3://b/x"])
     out = capsys.readouterr().out
     assert code == 1
     assert "refusing --default-artifact-root" in out
-    for key in server.REQUIRED_KEYS:
+    for key in server_settings.REQUIRED_KEYS:
         assert f"{key} is not set" in out
 
 
@@ -221,10 +222,10 @@ def test_settings_precedence_env_over_dotenv(tmp_path: Path, monkeypatch: pytest
 
 def test_missing_keys_named_one_by_one(tmp_path: Path) -> None:
     s = load_settings(tmp_path / "absent.env")  # a missing file is not an error
-    assert missing_keys(s) == list(server.REQUIRED_KEYS)
+    assert missing_keys(s) == list(server_settings.REQUIRED_KEYS)
     findings = preflight(s, environ={})
     errors = [f.message for f in findings if f.level == "error"]
-    assert errors == [f"{key} is not set (see .env_template)" for key in server.REQUIRED_KEYS]
+    assert errors == [f"{key} is not set (see .env_template)" for key in server_settings.REQUIRED_KEYS]
 
 
 def test_non_aws_keys_without_endpoint_warn() -> None:
@@ -335,11 +336,11 @@ def test_client_env_reads_credentials_and_refuses_insecure_tls(tmp_path: Path) -
 
 def test_network_bind_needs_auth_unless_overridden() -> None:
     open_net = ServerSettings(mlflow_host="0.0.0.0", encore_server_auth="off")
-    assert [f.level for f in server.auth_findings(open_net)] == ["error"]
-    assert server.auth_findings(open_net.model_copy(update={"encore_allow_unauthenticated_network": True})) == []
+    assert [f.level for f in auth_findings(open_net)] == ["error"]
+    assert auth_findings(open_net.model_copy(update={"encore_allow_unauthenticated_network": True})) == []
     auto = ServerSettings(mlflow_host="0.0.0.0", encore_auth_admin_password="short")
-    assert server.auth_enabled(auto) and not server.auth_enabled(ServerSettings(mlflow_host="127.0.0.1"))
-    messages = [f.message for f in server.auth_findings(auto, ["--allowed-hosts", "mlflow.example.com"])]
+    assert auth_enabled(auto) and not auth_enabled(ServerSettings(mlflow_host="127.0.0.1"))
+    messages = [f.message for f in auth_findings(auto, ["--allowed-hosts", "mlflow.example.com"])]
     assert messages == ["ENCORE_AUTH_ADMIN_PASSWORD is shorter than 12 characters: MLflow refuses such passwords"]
 
 
@@ -347,7 +348,7 @@ def test_auth_config_escapes_percent_and_is_private(tmp_path: Path) -> None:
     import configparser
     import stat
 
-    from encore.mlflow_server.auth import write_auth_config
+    from encore.mlflow_server.auth_config import write_auth_config
 
     settings = ServerSettings(postgres_host="db", postgres_db="mlflow", postgres_user="u@x",
                               postgres_password="p%w:d", encore_auth_admin_password="adm%in #secret")
@@ -363,7 +364,7 @@ def test_auth_config_escapes_percent_and_is_private(tmp_path: Path) -> None:
 
 
 def test_release_user_says_who_may_promote(tmp_path: Path) -> None:
-    from encore.mlflow_server.auth import release_user
+    from encore.tracking.credentials import release_user
 
     none = str(tmp_path / "none.env")
     pipeline = {"ENV_FILE": none, "MLFLOW_TRACKING_USERNAME": "encore-pipeline"}
@@ -380,7 +381,7 @@ def test_release_user_says_who_may_promote(tmp_path: Path) -> None:
 def test_auth_error_message_names_user_and_request() -> None:
     from mlflow.exceptions import MlflowException
 
-    from encore.mlflow_server.auth import auth_error_message
+    from encore.tracking.credentials import auth_error_message
 
     exc = MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
                           "Response body: 'Permission denied'")

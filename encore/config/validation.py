@@ -1,0 +1,56 @@
+"""How a configuration problem is reported: :class:`ConfigError`, YAML files, pydantic errors.
+
+Apart from :mod:`encore.config.experiment` (the experiment model, which imports every
+generator kind) so that what only reads settings - the Spark session, the tracking client,
+the serving process, the MLflow-server tooling - reports bad input the same way without
+importing the training code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+KIND_TAG = "kind="
+"""Prefix of the union tag pydantic puts in error locations; stripped from messages."""
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key path."""
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; ConfigError names the file otherwise."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte offset "
+                          f"{exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """The config key of a pydantic error location, without validator and union-tag parts."""
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", KIND_TAG)))
+
+
+def format_validation_error(exc: ValidationError, source: str, what: str = "configuration") -> str:
+    """One line per problem, each with its key path: ``invalid <what> (<source>):``."""
+    lines = [f"invalid {what} ({source}):"]
+    for err in exc.errors():
+        path = key_path(err["loc"])
+        shown = repr(err["input"]) if "input" in err else ""
+        # A whole section as the input says nothing the message does not: leave long ones out.
+        lines.append(f"  {path}: {err['msg']}" + (f" (got {shown})" if shown and len(shown) <= 300 else ""))
+    return "\n".join(lines)
