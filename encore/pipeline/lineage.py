@@ -26,7 +26,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
@@ -158,7 +158,13 @@ def code_text(module: str) -> str:
     (docstrings, attribute docstrings: no effect at run time) left out. Comments and layout are
     not in a syntax tree; line numbers are not dumped. The dump's format is Python's own, so a
     new Python version may change every digest, as a new package version does."""
-    tree = ast.parse(_source(module))
+    return _code_text(_source(module))
+
+
+@lru_cache(maxsize=1024)
+def _code_text(source: bytes) -> str:
+    # Keyed on the source itself: an edited file is parsed anew, an unchanged one only once.
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list):
@@ -187,34 +193,46 @@ def _is_module(name: str) -> bool:
 
 def _imports(module: str, roots: tuple[str, ...] = ("encore",)) -> set[str]:
     """The modules under ``roots`` that ``module`` imports, at module level or inside functions
-    (parents included: importing ``encore.data.parsing`` runs ``encore/data/__init__.py`` too)."""
+    (parents included: importing ``encore.data.parsing`` runs ``encore/__init__.py`` and
+    ``encore/data/__init__.py`` too)."""
     spec = find_spec(module)
     is_package = spec is not None and spec.submodule_search_locations is not None
     package = module if is_package else module.rpartition(".")[0]
-    tree = ast.parse(_source(module))
     prefixes = tuple(f"{root}." for root in roots)
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # ``from .als import X`` inside a package
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
-                source = f"{base}.{node.module}" if node.module else base
-            else:
-                source = node.module or ""
-            names.add(source)
-            # ``from encore import tracking``: the imported name may be a module itself.
-            # Only asked under roots: find_spec imports the parent package (mlflow.server: ~4 s).
-            if source.startswith(prefixes) or source in roots:
-                names |= {f"{source}.{alias.name}" for alias in node.names if _is_module(f"{source}.{alias.name}")}
+    names, imported_from = _imported_names(_source(module), package)
+    names = set(names)
+    for source, alias in imported_from:
+        # ``from encore import tracking``: the imported name may be a module itself.
+        # Only asked under roots: find_spec imports the parent package (mlflow.server: ~4 s).
+        if (source.startswith(prefixes) or source in roots) and _is_module(f"{source}.{alias}"):
+            names.add(f"{source}.{alias}")
     found: set[str] = set()
     for name in names:
         if not name.startswith(prefixes):
             continue
         parts = name.split(".")
-        found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+        found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
     return {name for name in found if _is_module(name)}
+
+
+@lru_cache(maxsize=1024)
+def _imported_names(source: bytes, package: str) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """The module names ``source`` imports (relative ones resolved against ``package``), and the
+    ``(module, name)`` pairs of its ``from module import name`` statements."""
+    names: set[str] = set()
+    imported_from: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # ``from .als import X`` inside a package
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            names.add(module)
+            imported_from |= {(module, alias.name) for alias in node.names}
+    return frozenset(names), frozenset(imported_from)
 
 
 @cache
