@@ -24,12 +24,17 @@ from encore.recommenders import recommender_class
 def code_digests(config: EncoreConfig, name: str) -> dict[str, str]:
     """The code an output depends on: the component's module (and the modules it imports that
     compute) and, for a generator instance, the module of its recommender class — a user's class
-    outside ``encore`` included (:func:`encore.pipeline.lineage.code_digest`)."""
+    outside ``encore`` included (:func:`encore.pipeline.lineage.code_digest`). ``tune`` fits the
+    instances of its grid, so their classes' modules are in its key too (kinds are imported by
+    name, which no import walk can see)."""
     module = component_module(config, name)
     digests = {"component": code_digest(module.__name__)}
-    if name in config.components.generators:
-        cls = recommender_class(config.components.generators[name].kind)
-        digests["recommender"] = code_digest(cls.__module__)
+    generators = config.components.generators
+    if name in generators:
+        digests["recommender"] = code_digest(recommender_class(generators[name].kind).__module__)
+    if name == TUNE:
+        digests |= {f"recommender.{instance}": code_digest(recommender_class(generators[instance].kind).__module__)
+                    for instance in config.tuning.grid if instance in generators}
     return digests
 
 

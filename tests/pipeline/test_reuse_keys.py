@@ -18,6 +18,7 @@ from encore.config.experiment import EncoreConfig
 from encore.pipeline import lineage
 from encore.pipeline.catalogue import GENERATOR_MODULE, all_components, component_module, dependencies, run_order
 from encore.pipeline.reuse_keys import fingerprint
+from tests.conftest import TINY_SYNTHETIC, make_config
 
 Edit = Callable[[bytes], bytes]
 
@@ -118,6 +119,20 @@ def test_editing_als_recomputes_its_instances_and_what_consumes_them_only(
     assert changed == consumers(tiny_config, als)
     assert {"ranker", "evaluate", "register", "promote"} <= changed
     assert not changed & {"prepare", "popular", "bpr", "ease", "ease500", "itemknn", "userknn", "friends"}
+
+
+def test_tune_is_keyed_on_the_kinds_it_fits(tmp_path: Path, fresh_digests: None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(tmp_path, TINY_SYNTHETIC | {"tuning": {"grid": {"als": {"factors": [8, 16]}}}})
+    before = fingerprint(config, "tune"), fingerprint(config, "prepare")
+    with monkeypatch.context() as patch:
+        original = lineage._source
+        patch.setattr(lineage, "_source", lambda name: function_body(original(name)) if name.endswith(".als")
+                      else original(name))
+        lineage.code_digest.cache_clear()
+        lineage.module_closure.cache_clear()
+        after = fingerprint(config, "tune"), fingerprint(config, "prepare")
+    assert after[0] != before[0] and after[1] == before[1]
 
 
 def test_editing_shared_computing_code_recomputes_what_uses_it(
