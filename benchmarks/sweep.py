@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from encore.config.experiment import REPO_ROOT, EncoreConfig, load_config
+from encore.evaluation.segments import POOLED_SEGMENTS
 from encore.io import read_json
 from encore.outputs import EvaluateOutput, FoldsOutput, RankerOutput
 from encore.pipeline.folds import fold_configs, folds_dir, n_folds
 from encore.pipeline.runner import output_dir, run_pipeline, setup_logging, tuned
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-SEGMENTS = ("all", "warm", "cold")
+SEGMENTS = POOLED_SEGMENTS
 
 
 def headline(config: EncoreConfig) -> dict[str, dict[str, Any]]:

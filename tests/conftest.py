@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from encore.config.experiment import EncoreConfig, MachineSettings, load_config
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LASTFM2K_DIR = Path(os.environ.get("ENCORE_LASTFM2K_DIR", REPO_ROOT.parent / "shared/datasets/hetrec2011-lastfm-2k"))
+from tests.markers import (  # noqa: F401 (hooks: markers by folder/fixture/source, and their runtime guard)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
+)
+from tests.paths import LASTFM2K_DIR, REPO_ROOT  # noqa: F401 (imported by tests from here)
 
 TINY_SYNTHETIC = {
     "experiment": {"name": "tiny", "seed": 3},

@@ -36,6 +36,7 @@ from mlflow import MlflowClient
 
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.evaluation import metrics
+from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
 from encore.mlflow_server.auth import readable_auth_errors, release_credentials, release_user
 from encore.outputs import RegisterOutput
@@ -55,7 +56,7 @@ def per_user_values(client: MlflowClient, run_id: str, segment: str = "all") -> 
     with tempfile.TemporaryDirectory() as tmp:
         frame = pd.read_parquet(Path(client.download_artifacts(run_id, RegisterOutput.PER_USER, tmp)))
     if segment != "all":
-        if segment not in ("warm", "cold"):
+        if segment not in USER_SEGMENTS:
             raise ValueError(f"components.promote.segment: per-user values exist for all/warm/cold, not {segment!r}")
         if "segment" not in frame.columns:
             raise KeyError(f"{RegisterOutput.PER_USER} of run {run_id} has no 'segment' column "

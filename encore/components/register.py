@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData
+from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput
 from encore.pipeline.catalogue import enabled, generator_names
@@ -102,7 +103,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     # ``components.promote.segment`` compares.
     scores = {primary: float(evaluated.comparison().loc["ranker", primary])}
     for segment, entry in significance.get("segments", {}).items():
-        if segment in ("warm", "cold") and "ranker" in entry.get(primary, {}):
+        if segment in USER_SEGMENTS and "ranker" in entry.get(primary, {}):
             scores[f"{segment}.{primary}"] = float(entry[primary]["ranker"])
 
     info = log_serving_model(out.bundle, k=min(10, config.components.ranker.top_k))

@@ -36,27 +36,23 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from encore.config.envfile import DEFAULT_ENV_FILE, REPO_ROOT
+from encore.config.component_names import RESERVED_NAMES
+from encore.config.envfile import DEFAULT_ENV_FILE, DEFAULTS_DIR, REPO_ROOT
+from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
 from encore.data.dataset_config import DatasetConfig
+from encore.evaluation.metric_names import RANKING_METRIC_NAMES
+from encore.evaluation.segments import PooledSegment, SegmentName
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS, KindError, recommender_class
 
-DEFAULTS_FILE = REPO_ROOT / "config" / "components.yaml"
-TIME_SPLIT_DEFAULTS_FILE = REPO_ROOT / "config" / "time_split.yaml"
+DEFAULTS_FILE = DEFAULTS_DIR / "components.yaml"
+TIME_SPLIT_DEFAULTS_FILE = DEFAULTS_DIR / "time_split.yaml"
 """Merged over the defaults when ``split.kind`` is ``time`` (recency popularity, the fallback)."""
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key path."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --------------------------------------------------------------------------- sections
@@ -122,8 +118,6 @@ SplitConfig = Annotated[PerUserSplit | TimeSplit, Field(discriminator="kind")]
 KIND_TAG = "kind="
 """Prefix of the union tag pydantic puts in error locations; stripped from messages."""
 IMPORTED = "imported"
-RESERVED_NAMES = ("prepare", "tune", "ranker", "evaluate", "register", "promote", "download", "compare")
-"""Component names that are not generator instances."""
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 FEATURE_MODELS_REMOVED = (
     "components.ranker.feature_models was removed: a feature model is now an ordinary generator instance "
@@ -237,7 +231,7 @@ class PromoteConfig(Strict):
     margin: NonNegativeFloat = 0.0
     force: bool = False
     # Which test users the challenger and champion are compared on (evaluate's segments).
-    segment: Literal["all", "warm", "cold", "cold_items"] = "all"
+    segment: SegmentName = "all"
 
 
 class ComponentsConfig(Strict):
@@ -337,7 +331,8 @@ class TrackingConfig(Strict):
     registered_model_name: str = "encore-ranker"
 
 
-TuningSegment = Literal["all", "warm", "cold"]
+TuningSegment = PooledSegment
+"""The target users a tuning choice is scored on (per-user segments: the cold-item one is per pair)."""
 
 
 class TuningConfig(Strict):
@@ -366,7 +361,7 @@ def check_ranking_metric(metric: str, ks: list[int]) -> None:
     name, _, k = metric.partition("@")
     if not k.isdigit() or int(k) not in ks:
         raise ValueError(f"'{metric}' must be METRIC@K with K in ks {ks}")
-    if name not in {"ndcg", "recall", "precision", "map", "hit_rate", "mrr"}:
+    if name not in RANKING_METRIC_NAMES:
         raise ValueError(f"'{name}' is not a ranking metric")
 
 

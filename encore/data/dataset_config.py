@@ -9,15 +9,13 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from encore.config.types import Fraction, PositiveFloat, PositiveInt, UnitInterval
+from encore.config.types import Strict as _Strict
 
 LASTFM2K_URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
 
-PositiveInt = Annotated[int, Field(gt=0)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 Engine = Literal["pandas", "spark"]
@@ -128,10 +126,10 @@ class SyntheticConfig(_Strict):
     # Mean number of scenes a user follows (at least 1; heavy users follow more).
     user_scenes: Annotated[float, Field(ge=1, le=100)] = 3.0
     # Mean share of a user's listens inside their scenes (the rest: their genre, or global charts).
-    loyalty: Annotated[float, Field(gt=0, lt=1)] = 0.75
+    loyalty: Fraction = 0.75
     # Share of artists released during start..end (their listens rise at release, then decay).
-    new_release_share: Annotated[float, Field(ge=0, le=1)] = 0.5
-    trend_half_life_days: Annotated[float, Field(gt=0)] = 60.0
+    new_release_share: UnitInterval = 0.5
+    trend_half_life_days: PositiveFloat = 60.0
     random_state: int = 42
     start: date = date(2019, 1, 1)
     end: date = date(2021, 1, 1)

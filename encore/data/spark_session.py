@@ -12,29 +12,29 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from encore.config.experiment import REPO_ROOT, ConfigError, MachineSettings, format_validation_error, read_yaml
+from encore.config.envfile import DEFAULTS_DIR
+from encore.config.experiment import ConfigError, MachineSettings, format_validation_error, read_yaml
+from encore.config.types import PositiveInt, Strict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-DEFAULT_SPARK_CONFIG = REPO_ROOT / "config" / "spark_config.yaml"
+DEFAULT_SPARK_CONFIG = DEFAULTS_DIR / "spark_config.yaml"
 
 log = logging.getLogger(__name__)
 
 
-class SparkSettings(BaseModel):
+class SparkSettings(Strict):
     """Session settings; every key of ``config/spark_config.yaml`` (unknown keys are rejected)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     app_name: str = "encore-prepare"
     master: str = "local[*]"
     driver_memory: str = Field(default="4g", pattern=r"^\d+[kmgt]?$")
-    shuffle_partitions: Annotated[int, Field(gt=0)] = 8
+    shuffle_partitions: PositiveInt = 8
     local_dir: Path | None = None
     log_level: str = Field(default="WARN", pattern=r"^(ALL|DEBUG|ERROR|FATAL|INFO|OFF|TRACE|WARN)$")
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict)

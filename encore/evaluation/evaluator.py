@@ -16,12 +16,14 @@ import scipy.sparse as sp
 
 from encore.data.prepared import PreparedData, Stage
 from encore.evaluation import metrics
+from encore.evaluation.segments import ALL, COLD, COLD_ITEMS, SEGMENTS, USER_SEGMENTS, WARM
 
-SEGMENTS = ("all", "warm", "cold", "cold_items")
-"""Evaluation segments: every test user; users with history in the stage's training data
-(``warm``; train = base + target for the test stage); users without (``cold``); and the test
-pairs on items absent from training (``cold_items``: relevance restricted to those items, users
-with at least one such pair)."""
+__all__ = ["SEGMENTS", "Evaluator", "Segment", "frame_from_lists", "lists_from_frame"]
+# Evaluation segments (:data:`SEGMENTS`, declared in :mod:`encore.evaluation.segments`): every
+# test user; users with history in the stage's training data (``warm``; train = base + target
+# for the test stage); users without (``cold``); and the test pairs on items absent from
+# training (``cold_items``: relevance restricted to those items, users with at least one such
+# pair).
 
 
 @dataclass(frozen=True)
@@ -108,21 +110,21 @@ class Evaluator:
         cold_item_rows = np.flatnonzero(np.diff(relevant_cold_items.indptr) > 0)
         all_rows = np.arange(len(self.users))
         return {
-            "all": Segment("all", all_rows, self.relevant),
-            "warm": Segment("warm", np.flatnonzero(warm), self.relevant[np.flatnonzero(warm)]),
-            "cold": Segment("cold", np.flatnonzero(~warm), self.relevant[np.flatnonzero(~warm)]),
-            "cold_items": Segment("cold_items", cold_item_rows, relevant_cold_items[cold_item_rows]),
+            ALL: Segment(ALL, all_rows, self.relevant),
+            WARM: Segment(WARM, np.flatnonzero(warm), self.relevant[np.flatnonzero(warm)]),
+            COLD: Segment(COLD, np.flatnonzero(~warm), self.relevant[np.flatnonzero(~warm)]),
+            COLD_ITEMS: Segment(COLD_ITEMS, cold_item_rows, relevant_cold_items[cold_item_rows]),
         }
 
     def scored_as(self, segment: str) -> str:
         """``"all"`` when ``segment`` holds every test user with all their relevant items (warm
         on a per-user holdout): its numbers are those of ``all``, so they are computed once."""
-        whole = segment in ("warm", "cold") and self.segments[segment].n_users == len(self.users)
-        return "all" if whole else segment
+        whole = segment in USER_SEGMENTS and self.segments[segment].n_users == len(self.users)
+        return ALL if whole else segment
 
     def user_segment(self) -> np.ndarray:
         """``"warm"`` or ``"cold"`` per row of :attr:`users` (the per-user table's column)."""
-        return np.where(np.diff(self._train.indptr)[self.users] > 0, "warm", "cold")
+        return np.where(np.diff(self._train.indptr)[self.users] > 0, WARM, COLD)
 
     def evaluate(self, lists: np.ndarray, segment: str = "all") -> dict[str, float]:
         """All metrics at every k for ``(len(users), K)`` lists aligned with :attr:`users`,

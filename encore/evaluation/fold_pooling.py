@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 
 from encore.evaluation import metrics
+from encore.evaluation.segments import POOLED_SEGMENTS  # the per-user tables' segments
 
-POOLED_SEGMENTS = ("all", "warm", "cold")
-"""Segments of the per-user tables (the cold-item segment is per pair, not per user)."""
 KEY_COLUMNS = ("fold", "user_id", "segment")
 
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from encore.config.component_names import FIRST, LAST, ON_DEMAND, TUNE, UNTUNED
 from encore.config.experiment import ConfigError, EncoreConfig
 
-FIRST: tuple[str, ...] = ("prepare",)
-TUNE = "tune"
-"""Chooses generator settings on the ranker-target part; what runs after it uses its choice."""
-UNTUNED: tuple[str, ...] = (*FIRST, TUNE)
-"""The components that run on the config as written; every later one runs on tune's choice."""
-LAST: tuple[str, ...] = ("ranker", "evaluate")
-ON_DEMAND: tuple[str, ...] = ("register", "promote")
-"""Run only when named: every ``register`` makes a new model version."""
+__all__ = ["FIRST", "GENERATOR_MODULE", "LAST", "ON_DEMAND", "TUNE", "UNTUNED", "all_components", "component_module",
+           "dependencies", "enabled", "generator_names", "parse_components", "pipeline_components", "run_order",
+           "section"]
+
 GENERATOR_MODULE = "encore.components.generator"
 
 

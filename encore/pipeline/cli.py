@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from encore.config.envfile import DEFAULTS_DIR
 from encore.config.experiment import REPO_ROOT, ConfigError, EncoreConfig, load_config
 from encore.data.dataset import DataError
 from encore.pipeline.catalogue import UNTUNED, generator_names, parse_components
@@ -34,7 +35,7 @@ DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "lastfm2k.yaml"
 
 def setup_logging() -> None:
     """Logging as ``config/logger_config.yaml`` says (the CLIs' console format)."""
-    path = REPO_ROOT / "config" / "logger_config.yaml"
+    path = DEFAULTS_DIR / "logger_config.yaml"
     logging.config.dictConfig(yaml.safe_load(path.read_text()))
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-SEGMENTS = ("warm", "cold")
+from encore.evaluation.segments import COLD, WARM
+from encore.evaluation.segments import USER_SEGMENTS as SEGMENTS
+
 RANKER, FALLBACK = "ranker", "fallback"
 
 
@@ -33,7 +35,7 @@ class SegmentPolicy:
 
     def uses_fallback(self, cold: np.ndarray) -> np.ndarray:
         """Boolean per user (``cold`` per user): does this user get the fallback list?"""
-        return np.where(cold, self.choice["cold"] == FALLBACK, self.choice["warm"] == FALLBACK)
+        return np.where(cold, self.choice[COLD] == FALLBACK, self.choice[WARM] == FALLBACK)
 
     def metrics(self) -> dict[str, float]:
         """Flat numbers for the run: ``policy.<segment>.uses_fallback`` (1 = fallback) and the
@@ -53,15 +55,15 @@ def choose_policy(cold: np.ndarray, ranker_values: np.ndarray, fallback_values: 
     cold segment gets the fallback whatever the validation says.
     """
     choice, validation, reason = {}, {}, {}
-    for segment, mask in (("warm", ~cold), ("cold", cold)):
+    for segment, mask in ((WARM, ~cold), (COLD, cold)):
         n = int(mask.sum())
         ranker_mean = float(ranker_values[mask].mean()) if n else float("nan")
         fallback_mean = float(fallback_values[mask].mean()) if n else float("nan")
         validation[segment] = {"users": float(n), "ranker": ranker_mean, "fallback": fallback_mean}
-        if segment == "cold" and trained_cold_users == 0:
+        if segment == COLD and trained_cold_users == 0:
             choice[segment], reason[segment] = FALLBACK, "the ranker was trained on no cold user"
         elif n == 0:
-            choice[segment] = RANKER if segment == "warm" else FALLBACK
+            choice[segment] = RANKER if segment == WARM else FALLBACK
             reason[segment] = "no validation user in the segment"
         else:
             choice[segment] = RANKER if ranker_mean >= fallback_mean else FALLBACK

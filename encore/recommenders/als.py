@@ -8,8 +8,10 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.matrix_factorization_base import MatrixFactorizationBase
 from scipy.sparse import csr_matrix
 
+from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
 from .factorization import ImplicitFactorizationRecommender
-from .generator_config import GeneratorConfig, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from .generator_config import GeneratorConfig
 from .weighting import InteractionWeighting, weight_user_items
 
 

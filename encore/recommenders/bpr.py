@@ -7,8 +7,10 @@ from typing import Any, Literal
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.cpu.matrix_factorization_base import MatrixFactorizationBase
 
+from encore.config.types import NonNegativeFloat, PositiveFloat, PositiveInt
+
 from .factorization import ImplicitFactorizationRecommender
-from .generator_config import GeneratorConfig, NonNegativeFloat, PositiveFloat, PositiveInt
+from .generator_config import GeneratorConfig
 
 
 class BPRConfig(GeneratorConfig):

@@ -8,8 +8,10 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse import csr_matrix
 
+from encore.config.types import PositiveFloat, PositiveInt
+
 from .base import Recommender, as_ids, check_user_items, history_pair_scores, topk
-from .generator_config import GeneratorConfig, PositiveFloat, PositiveInt
+from .generator_config import GeneratorConfig
 from .weighting import InteractionWeighter, InteractionWeighting
 
 
@@ -63,7 +65,7 @@ class EASERecommender(Recommender):
         l2: float = 3000.0,
         weighting: InteractionWeighting = "log1p",
         min_item_users: int = 2,
-        max_items: int | None = None,
+        max_items: int | None = 8000,
     ):
         self.l2 = l2
         self.weighting = weighting

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
 import numpy as np
-from pydantic import Field
 from scipy.sparse import csr_matrix
+
+from encore.config.types import NonNegativeInt
 
 from .base import Recommender, as_ids, check_user_items, history_pair_scores, topk
 from .generator_config import GeneratorConfig
@@ -17,7 +18,7 @@ class FriendsConfig(GeneratorConfig):
     """Settings of a ``friends`` generator instance (``components.<name>: {kind: friends, ...}``)."""
 
     kind: Literal["friends"] = "friends"
-    n_similar: Annotated[int, Field(ge=0)] = 0  # friends say nothing about item similarity
+    n_similar: NonNegativeInt = 0  # friends say nothing about item similarity
     weighting: Literal["log1p", "none"] = "log1p"
 
 

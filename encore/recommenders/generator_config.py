@@ -16,32 +16,30 @@ the registry and which side data the pipeline hands to ``fit``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
+
+from encore.config.types import NonNegativeInt, PositiveInt, Strict
 
 SideData = Literal["item_features", "social", "timestamps"]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
 
 
-class GeneratorConfig(BaseModel):
+class GeneratorConfig(Strict):
     """Settings every generator instance shares; a kind's ``config_class`` adds its hyper-parameters.
 
     Fields other than these shared ones are passed to the recommender's constructor by name.
+    Their defaults are the kind's defaults, the one place they are written: the constructor
+    repeats them (``encore.testing.check_recommender`` asserts they are equal) and
+    ``config/components.yaml`` does not.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
     enabled: bool = True
     propose: bool = True
     """False: the instance proposes no candidates; its scores are ranker features only."""
     n_candidates: PositiveInt = 100
-    n_similar: Annotated[int, Field(ge=0)] = 20
+    n_similar: NonNegativeInt = 20
     batch_size: PositiveInt = 1024
 
     def params(self) -> dict:

@@ -10,8 +10,10 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
 
+from encore.config.types import PositiveInt
+
 from .base import Recommender, as_ids, check_user_items, drop_self, factor_pair_scores
-from .generator_config import GeneratorConfig, PositiveInt
+from .generator_config import GeneratorConfig
 from .weighting import DocumentWeighting, log1p_weight, weight_documents
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
 import numpy as np
 from implicit.nearest_neighbours import (
@@ -34,8 +34,9 @@ from implicit.nearest_neighbours import (
     TFIDFRecommender,
 )
 from implicit.utils import ParameterWarning
-from pydantic import Field
 from scipy.sparse import csr_matrix
+
+from encore.config.types import NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
 
 from .base import (
     Recommender,
@@ -48,7 +49,7 @@ from .base import (
     seen_flat_indices,
     topk,
 )
-from .generator_config import GeneratorConfig, NonNegativeInt, PositiveFloat, PositiveInt
+from .generator_config import GeneratorConfig
 from .weighting import InteractionWeighter, InteractionWeighting
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class ItemKNNConfig(GeneratorConfig):
     similarity: Literal["cosine", "bm25", "tfidf"] = "bm25"
     K: PositiveInt = 200
     K1: PositiveFloat = 10.0
-    B: Annotated[float, Field(ge=0, le=1)] = 0.75
+    B: UnitInterval = 0.75
     weighting: Literal["auto", "bm25", "log1p", "none"] = "auto"
     num_threads: NonNegativeInt = 0
 

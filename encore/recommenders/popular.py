@@ -7,8 +7,10 @@ from typing import Literal, Self
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from encore.config.types import PositiveFloat
+
 from .base import Recommender, as_ids, check_user_items, compact, drop_self, is_seen, topk
-from .generator_config import GeneratorConfig, PositiveFloat
+from .generator_config import GeneratorConfig
 
 _SECONDS_PER_DAY = 86_400.0
 

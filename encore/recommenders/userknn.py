@@ -6,17 +6,17 @@ kind is one module: this file holds the settings model, the class and its side d
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
 import numpy as np
-from pydantic import Field
 from scipy.sparse import csr_matrix, vstack
 from sklearn.preprocessing import normalize
 
 from encore.arrays import positions_in_groups, row_sums
+from encore.config.types import PositiveFloat, PositiveInt
 
 from .base import Recommender, as_ids, check_user_items, topk, topk_sparse
-from .generator_config import GeneratorConfig, PositiveInt
+from .generator_config import GeneratorConfig
 from .weighting import InteractionWeighter, InteractionWeighting
 
 
@@ -26,7 +26,7 @@ class UserKNNConfig(GeneratorConfig):
     kind: Literal["userknn"] = "userknn"
     K: PositiveInt = 50
     weighting: InteractionWeighting = "log1p"
-    similarity_exponent: Annotated[float, Field(gt=0)] = 3.0
+    similarity_exponent: PositiveFloat = 3.0
     max_item_listeners: PositiveInt | None = 1000
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from itest_support import S3, MlflowServer, Postgres, mlflow_server_started, moto_s3, postgres_cluster
+
+from tests.integration.itest_support import S3, MlflowServer, Postgres, mlflow_server_started, moto_s3, postgres_cluster
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -18,7 +18,18 @@ from urllib.parse import quote
 
 import mlflow
 import pytest
-from itest_support import (
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sqlalchemy import create_engine, text
+
+from encore.components import compare
+from encore.config.envfile import REPO_ROOT
+from encore.mlflow_server import server
+from encore.serving.pyfunc import log_serving_model
+from encore.tracking import client as tracking_client
+from encore.tracking import model_registry as registry
+from encore.tracking.model_registry import PromotionDecision
+from tests.integration.itest_support import (
     JOB_RUNNER_MARKS,
     MlflowServer,
     clean_env,
@@ -31,17 +42,6 @@ from itest_support import (
     tracking_uri,
     write_env_file,
 )
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from sqlalchemy import create_engine, text
-
-from encore.components import compare
-from encore.config.envfile import REPO_ROOT
-from encore.mlflow_server import server
-from encore.serving.pyfunc import log_serving_model
-from encore.tracking import client as tracking_client
-from encore.tracking import model_registry as registry
-from encore.tracking.model_registry import PromotionDecision
 
 pytestmark = pytest.mark.integration
 

@@ -29,15 +29,16 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from itest_support import REPO_ROOT, MlflowServer, clean_env, free_port
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from encore.config.experiment import load_config
 from encore.data.lastfm2k import FILES as LASTFM2K_FILES
+from encore.evaluation.metric_names import RANKING_METRIC_NAMES
 from encore.outputs import RegisterOutput
 from encore.pipeline.runner import all_components, generator_names
+from tests.integration.itest_support import REPO_ROOT, MlflowServer, clean_env, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,6 @@ MODEL_NAME = "encore-ranker-itest"
 KS = (5, 10, 20, 50)
 ALL_COMPONENTS = all_components(load_config(EXPERIMENT_FILE))
 GENERATORS = generator_names(load_config(EXPERIMENT_FILE))  # every instance, feature-only ones too
-RANKING_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
 KNOWN_USER = "2"  # the first user of Last.fm 2K
 KNOWN_ITEM = "289"  # Britney Spears, one of the most played artists
 # Fewer trees / epochs than the defaults so CI stays short; every component still runs.
@@ -265,7 +265,7 @@ def test_generator_runs_and_evaluate_log_every_metric_at_every_k(story: Story) -
     for name in (*GENERATORS, "ranker"):
         metrics = {key.removeprefix(f"{name}."): value for key, value in evaluate.items() if key.startswith(f"{name}.")}
         for k in KS:
-            for metric in RANKING_METRICS:
+            for metric in RANKING_METRIC_NAMES:
                 key = f"{metric}_at_{k}"
                 assert key in metrics, f"{name}: {key} missing"
                 assert 0.0 <= metrics[key] <= 1.0, f"{name}: {key}={metrics[key]}"

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from itest_support import (
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from encore.config.experiment import load_config
+from encore.pipeline.runner import all_components
+from encore.tracking import client as tracking_client
+from tests.integration.itest_support import (
     REPO_ROOT,
     S3,
     MlflowServer,
@@ -39,12 +45,6 @@ from itest_support import (
     server_leftovers,
     write_env_file,
 )
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
-from encore.config.experiment import load_config
-from encore.pipeline.runner import all_components
-from encore.tracking import client as tracking_client
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from itest_support import (
+from mlflow import MlflowClient
+
+from tests.conftest import TINY_SYNTHETIC
+from tests.integration.itest_support import (
     REPO_ROOT,
     MlflowServer,
     MotoS3,
@@ -28,9 +31,6 @@ from itest_support import (
     moto_s3,
     postgres_cluster,
 )
-from mlflow import MlflowClient
-
-from tests.conftest import TINY_SYNTHETIC
 
 pytestmark = pytest.mark.integration
 

@@ -10,13 +10,13 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from itest_support import Postgres
 
 from encore.serving.app import ModelHolder, create_app
 from encore.serving.blended_model import ServedModel
 from encore.serving.events import TABLE, Listen, PostgresEventStore
 from encore.serving.pyfunc import EncoreServingModel
 from encore.serving.settings import ServingSettings
+from tests.integration.itest_support import Postgres
 
 
 def dsn(pg: Postgres) -> str:

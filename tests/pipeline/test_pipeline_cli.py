@@ -33,6 +33,7 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.pipeline  # starts the pipeline CLI in a new interpreter
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_every_pipeline_entry_point_reaches_the_cli(entry: str) -> None:
     shown = subprocess.run([*ENTRY_POINTS[entry], "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
@@ -40,6 +41,7 @@ def test_every_pipeline_entry_point_reaches_the_cli(entry: str) -> None:
     assert "--components" in shown.stdout and "--force" in shown.stdout
 
 
+@pytest.mark.pipeline  # starts the pipeline CLI in a new interpreter
 def test_run_sh_passes_its_arguments_and_a_bad_name_is_one_line(tmp_path: Path) -> None:
     wrong = subprocess.run([*ENTRY_POINTS["run.sh"], *tiny_experiment(tmp_path), "-c", "prepare,nonesuch"],
                            cwd=REPO_ROOT, capture_output=True, text=True)
@@ -49,6 +51,7 @@ def test_run_sh_passes_its_arguments_and_a_bad_name_is_one_line(tmp_path: Path) 
     assert not (tmp_path / "outputs").exists()  # names are checked before any work
 
 
+@pytest.mark.pipeline  # starts the pipeline CLI in a new interpreter
 def test_a_component_run_as_a_program_writes_the_output_the_pipeline_keys(tmp_path: Path) -> None:
     """``python -m scripts.components.prepare`` (a shim running ``encore.components.prepare``
     as ``__main__``) computes the key the in-process pipeline computes."""

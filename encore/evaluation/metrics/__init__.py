@@ -15,7 +15,7 @@ Conventions shared with the rest of Encore
 
 Everything is vectorised over users; the only Python loops are over cutoffs,
 bootstrap batches and fixed-size user chunks that bound memory.
-Exact definitions are in ``docs/metrics.md``.
+Exact definitions are in ``docs/evaluation.md`` ("Metrics").
 
 One module per job: :mod:`.ranking` (per-user ranking metrics), :mod:`.beyond` (coverage,
 novelty, popularity, diversity), :mod:`.significance` (paired tests), :mod:`.reporting`

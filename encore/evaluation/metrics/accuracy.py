@@ -10,6 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from encore.evaluation.metric_names import RANKING_METRIC_NAMES
+
 PADDING = -1
 """Value that fills a recommendation row past its last item."""
 
@@ -196,12 +198,9 @@ def reciprocal_rank_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np
 
 MetricFn = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
-RANKING_METRICS: dict[str, MetricFn] = {
-    "precision": precision_at_k,
-    "recall": recall_at_k,
-    "ndcg": ndcg_at_k,
-    "map": average_precision_at_k,
-    "hit_rate": hit_rate_at_k,
-    "mrr": reciprocal_rank_at_k,
-}
+RANKING_METRICS: dict[str, MetricFn] = dict(zip(
+    RANKING_METRIC_NAMES,
+    (precision_at_k, recall_at_k, ndcg_at_k, average_precision_at_k, hit_rate_at_k, reciprocal_rank_at_k),
+    strict=True,  # one function per declared name, in the declared order
+))
 """Per-user metric functions by the name used in result keys (``"ndcg@10"``)."""

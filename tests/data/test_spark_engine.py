@@ -1,6 +1,6 @@
 """The Spark engine (``dataset.engine: spark``) gives the pandas engine's dataset and errors.
 
-Every loader's small files (from test_data_loaders) and the real Last.fm 2K plays are read
+Every loader's small files (from tests/data/test_loaders.py) and the real Last.fm 2K plays are read
 by both engines and compared field by field; every bad-input case must fail with the same
 message, row numbers included, also deep in a file Spark reads as many partitions.
 """
@@ -29,7 +29,7 @@ from encore.data.spark_session import DEFAULT_SPARK_CONFIG, SparkSettings, load_
 from encore.data.tabular import load_tabular
 from encore.data.yandex import load_yandex
 from tests.conftest import REPO_ROOT
-from tests.test_data_loaders import LASTFM1K, LASTFM360K, write_yandex
+from tests.data.test_loaders import LASTFM1K, LASTFM360K, write_yandex
 
 # 256-byte partitions: the small test files are read as many partitions, so row numbers
 # and "first seen" names are checked across partition boundaries.

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from encore.evaluation import metrics as M
+from encore.evaluation import significance
 
 # ----------------------------------------------------------------------------- shared tiny example
 #
@@ -270,7 +271,7 @@ def test_intra_list_diversity_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
     feats = sp.random(40, 15, density=0.3, random_state=rng, format="csr")
     recs = _random_recs(rng, 60, 40, 8)
     whole = M.intra_list_diversity(recs, 8, feats)
-    monkeypatch.setattr(M.beyond, "_ILD_CHUNK_NNZ", 1)  # one user per chunk
+    monkeypatch.setattr(M.beyond_accuracy, "_ILD_CHUNK_NNZ", 1)  # one user per chunk
     assert M.intra_list_diversity(recs, 8, feats) == pytest.approx(whole)
     assert whole == pytest.approx(_naive_ild(recs, 8, feats.toarray()))
 
@@ -479,7 +480,7 @@ def test_paired_comparison_matches_scipy_and_is_deterministic(monkeypatch: pytes
     assert r1.t_statistic == pytest.approx(ref.statistic)
     assert r1.p_value == pytest.approx(ref.pvalue)
     # batching only bounds memory: a tiny batch size yields the same resamples
-    monkeypatch.setattr(M.significance, "_BOOTSTRAP_BATCH_ELEMENTS", 120 * 7)
+    monkeypatch.setattr(significance, "_BOOTSTRAP_BATCH_ELEMENTS", 120 * 7)
     assert M.paired_comparison(a, b, random_state=42) == r1
 
 

@@ -21,7 +21,7 @@ from encore.data.lastfm2k import load_lastfm2k
 REAL_LASTFM2K = Path(
     os.environ.get(
         "ENCORE_LASTFM2K_DIR",
-        Path(__file__).resolve().parents[1].parent / "shared/datasets/hetrec2011-lastfm-2k",
+        Path(__file__).resolve().parents[2].parent / "shared/datasets/hetrec2011-lastfm-2k",
     )
 )
 

@@ -43,9 +43,9 @@ def test_defaults_file_matches_model_defaults() -> None:
     components = ComponentsConfig.model_validate(raw["components"])
     assert (components.ranker, components.promote) == (ComponentsConfig().ranker, ComponentsConfig().promote)
     for kind, cls in KINDS.items():
-        # Every built-in kind has a default instance of its own name listing every key, at the
-        # defaults of the kind's declaration (config_class next to the recommender).
-        assert set(raw["components"][kind]) == set(cls.config_class.model_fields), kind
+        # Every built-in kind has a default instance of its own name that sets nothing but its
+        # kind: its defaults are declared once, in the config_class next to the recommender.
+        assert raw["components"][kind] == {"kind": kind}, kind
         assert components.generators[kind] == cls.config_class(), kind
     for name, section in components.generators.items():
         assert type(section) is KINDS[section.kind].config_class, name

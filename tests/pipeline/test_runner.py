@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from encore.config.experiment import EncoreConfig
+from encore.evaluation.metric_names import RANKING_METRIC_NAMES
 from encore.pipeline import runner
 from encore.pipeline.runner import generator_names, output_dir, pipeline_components, run_pipeline
 from encore.tracking.runs import experiment_name, tracking_uri
@@ -43,7 +44,7 @@ def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: Encore
 
     client = mlflow.MlflowClient()
     for _, child in children[children["tags.encore.component"].isin(generator_names(tiny_config))].iterrows():
-        for metric in ("ndcg", "recall", "precision", "map", "hit_rate", "mrr"):
+        for metric in RANKING_METRIC_NAMES:
             for k in KS:
                 assert pd.notna(child[f"metrics.{metric}_at_{k}"])
         assert pd.notna(child["metrics.candidate_recall"])

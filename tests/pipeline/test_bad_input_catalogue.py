@@ -26,7 +26,7 @@ repository's ``.env`` is switched off, so a developer's settings cannot change t
 Adding a case is one entry in :data:`CASES`. A case that Encore handles badly (a
 traceback, or bad input accepted) may carry ``xfail`` with the defect: it runs as a strict
 xfail, so the fix makes it pass loudly and the mark must then go. Ids with surrounding spaces
-are not an error (they are stripped, with a warning: tests/test_reliability.py).
+are not an error (they are stripped, with a warning: tests/pipeline/test_reliability.py).
 """
 
 from __future__ import annotations

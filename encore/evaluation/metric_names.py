@@ -1,0 +1,10 @@
+"""The names of the ranking metrics (``<name>@<k>`` in every result key), declared once.
+
+Apart from their functions (:mod:`encore.evaluation.metrics.accuracy` maps each name to one)
+so that the config can check ``evaluation.primary_metric`` without importing the metrics'
+numerical code.
+"""
+
+from __future__ import annotations
+
+RANKING_METRIC_NAMES: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
