@@ -22,8 +22,8 @@ from encore.evaluation import metrics
 from encore.evaluation.evaluator import SEGMENTS, Evaluator, lists_from_frame
 from encore.io import write_json, write_parquet
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
+from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
-from encore.pipeline.runner import component_main, enabled, generator_names
 
 NAME = "evaluate"
 log = logging.getLogger(__name__)
@@ -179,4 +179,6 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
 
 if __name__ == "__main__":
+    from encore.pipeline.cli import component_main  # the CLI is no part of what this component computes
+
     sys.exit(component_main(NAME, description=__doc__ or ""))

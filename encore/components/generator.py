@@ -34,7 +34,6 @@ from encore.evaluation import metrics
 from encore.evaluation.evaluator import Evaluator, frame_from_lists
 from encore.outputs import GeneratorOutput
 from encore.pipeline.component import Context, Result
-from encore.pipeline.runner import component_main
 from encore.progress import Timings
 from encore.recommenders import GeneratorConfig, Recommender
 
@@ -106,6 +105,9 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m encore.components.generator <instance>``: run one generator instance."""
+    from encore.pipeline.cli import component_main  # the CLI is no part of what this component computes
+
     return component_main(None, argv, description=__doc__ or "")
 
 

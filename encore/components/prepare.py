@@ -21,7 +21,7 @@ from encore.evaluation.splits import Split, split_interactions, split_pair_side_
 from encore.io import write_json, write_parquet
 from encore.pipeline.component import Context, Result
 from encore.pipeline.lineage import file_digests
-from encore.pipeline.runner import component_main, input_digests
+from encore.pipeline.reuse_keys import input_digests
 
 NAME = "prepare"
 DEPENDS_ON: tuple[str, ...] = ()
@@ -104,4 +104,6 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
 
 if __name__ == "__main__":
+    from encore.pipeline.cli import component_main  # the CLI is no part of what this component computes
+
     sys.exit(component_main(NAME, description=__doc__ or ""))

@@ -39,8 +39,8 @@ from encore.data.prepared import EVAL_PART, PreparedData, Stage
 from encore.evaluation.evaluator import Evaluator, frame_from_lists, lists_from_frame
 from encore.io import ParquetSink, write_json
 from encore.outputs import GeneratorOutput, RankerOutput
+from encore.pipeline.catalogue import enabled
 from encore.pipeline.component import Context, Result
-from encore.pipeline.runner import component_main, enabled
 from encore.progress import Progress
 from encore.ranking.features import FeatureTables, StageData, build_features, merge_candidates
 from encore.ranking.model import (
@@ -375,4 +375,6 @@ def _plot_importance(importance: pd.DataFrame, path) -> None:
 
 
 if __name__ == "__main__":
+    from encore.pipeline.cli import component_main  # the CLI is no part of what this component computes
+
     sys.exit(component_main(NAME, description=__doc__ or ""))

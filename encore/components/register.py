@@ -31,8 +31,8 @@ from encore.data.prepared import PreparedData
 from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput
+from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
-from encore.pipeline.runner import enabled, generator_names
 from encore.recommenders import recommender_class
 from encore.serving.pyfunc import log_serving_model, write_bundle
 from encore.tracking.model_registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model

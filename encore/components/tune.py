@@ -7,7 +7,7 @@ against their target items: ``tuning.metric`` (default ``evaluation.primary_metr
 users of ``tuning.segment`` (per instance: ``tuning.segments``); disabled instances are
 skipped. The best combination of each instance (the first of equals, in grid order) is written
 to ``chosen.json``; the runner then runs every later component with those settings
-(:func:`encore.pipeline.runner.tuned`), so their fingerprints, MLflow params and outputs are
+(:func:`encore.pipeline.reuse_keys.tuned`), so their fingerprints, MLflow params and outputs are
 those of the chosen settings. Test items are
 never read: the choice cannot depend on them (``tests/test_tuning.py`` changes them and checks).
 
@@ -33,7 +33,6 @@ from encore.evaluation.evaluator import Evaluator
 from encore.io import write_json
 from encore.outputs import TuneOutput
 from encore.pipeline.component import Context, Result
-from encore.pipeline.runner import component_main
 from encore.tracking.runs import metric_key
 
 NAME = "tune"
@@ -122,6 +121,9 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m encore.components.tune``: run the tuning component."""
+    from encore.pipeline.cli import component_main  # the CLI is no part of what this component computes
+
     return component_main(NAME, argv, description=__doc__ or "")
 
 

@@ -8,6 +8,9 @@ which holds that fold's component runs. When ``evaluate`` ran, the folds' per-us
 pooled into ``outputs/<experiment>/folds-<fingerprint>/`` (:class:`FoldsOutput`) and the
 parent run gets the ``pooled.*`` metrics and the headline keys. ``register`` and ``promote``
 run in the last fold only: the most recent model is the one to serve.
+
+This module says what the folds are and pools their outputs; running them inside MLflow runs
+is :func:`encore.pipeline.execution.run_folds`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -24,14 +26,13 @@ from encore.evaluation import fold_pooling as pooling
 from encore.evaluation.splits import fold_splits
 from encore.io import atomic_dir, write_json, write_parquet
 from encore.outputs import EvaluateOutput, FoldsOutput
-from encore.pipeline.component import ComponentFailed, Result
-from encore.pipeline.runner import ON_DEMAND, data_hash_tags, fingerprint, output_dir, run_components, tuned
-from encore.tracking import runs as tracking
+from encore.pipeline.reuse_keys import fingerprint, output_dir, tuned
 
 log = logging.getLogger("encore")
 
 
 def n_folds(config: EncoreConfig) -> int:
+    """How many folds ``config`` evaluates on (1 without ``split.folds``)."""
     return config.split.folds if isinstance(config.split, TimeSplit) else 1
 
 
@@ -48,6 +49,7 @@ def tuned_fold_configs(config: EncoreConfig) -> list[EncoreConfig]:
 
 
 def fold_tags(split: TimeSplit, fold: int, folds: int) -> dict[str, str]:
+    """The MLflow tags of fold run ``fold`` of ``folds``: its position and its cut dates."""
     def day(value: datetime | float | None) -> str:
         return f"{value:%Y-%m-%d}" if isinstance(value, datetime) else "end of data"
 
@@ -62,37 +64,6 @@ def folds_dir(config: EncoreConfig) -> tuple[str, Path]:
              "evaluation": config.evaluation.model_dump(mode="json"), "seed": config.experiment.seed}
     fp = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
     return fp, config.run_dir / f"folds-{fp}"
-
-
-def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[str] = (),
-              parent_id: str) -> dict[str, Result]:
-    """Every fold's components in a nested fold run; then the pooled evaluation."""
-    import mlflow
-
-    configs = fold_configs(config)
-    folds = len(configs)
-    results: dict[str, Result] = {}
-    for fold, fold_config in enumerate(configs, start=1):
-        names = [n for n in to_run if fold == folds or n not in ON_DEMAND]
-        split = fold_config.split
-        assert isinstance(split, TimeSplit)
-        log.info("fold %d of %d: target from %s, test from %s", fold, folds, f"{split.target_start:%Y-%m-%d}",
-                 f"{split.test_start:%Y-%m-%d}")
-        tags = tracking.run_tags(fold_config) | fold_tags(split, fold, folds) | {"mlflow.parentRunId": parent_id}
-        with tracking.active_run(mlflow.start_run(run_name=f"fold{fold}", nested=True, tags=tags)) as run:
-            try:
-                results = run_components(fold_config, names, force=force, parent_id=run.info.run_id)
-            except ComponentFailed as exc:
-                cause = exc.__cause__ or exc
-                raise ComponentFailed(exc.component, cause, where=f"split.folds, fold {fold} of {folds}: ") from cause
-    # Every fold reads the same files: the parent carries their hashes as a one-fold run's does.
-    tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(configs[-1], to_run))
-    if "evaluate" in to_run:
-        summary, out = pool_folds(config)
-        tracking.log_batch(mlflow.MlflowClient(), parent_id, metrics=summary.parent_metrics())
-        for artifact in (out.TABLE, out.TABLE_MD, out.SUMMARY):
-            mlflow.MlflowClient().log_artifact(parent_id, str(out.path / artifact), artifact_path="folds")
-    return results
 
 
 def pool_folds(config: EncoreConfig) -> tuple[pooling.PooledSummary, FoldsOutput]:

@@ -1,14 +1,23 @@
 """What produced an output: the data files it read, the code that computed it, the packages.
 
-Reuse of a component's output is keyed on all three (see :func:`encore.runner.fingerprint`),
+Reuse of a component's output is keyed on all three (see :func:`encore.pipeline.reuse_keys.fingerprint`),
 so pointing at another copy of the data, editing a data file in place, changing the code of a
 component or a module it imports, or upgrading a key package never serves an old output.
 
 * **Data**: the SHA-256 of each input file. Hashing a large file on every run would be slow,
   so digests are cached per file by (size, mtime): a file whose size and modification time are
   unchanged is not read again; any change re-hashes it.
-* **Code**: the SHA-256 of the source of a module and of every ``scripts.*`` module it imports,
-  transitively (found by parsing the imports, also those inside functions).
+* **Code**: the SHA-256 of the code of a module and of every module it imports, transitively
+  (found by parsing the imports, also those inside functions), that can change an output. The
+  walk stops at code that records, runs or serves outputs without computing them — tracking,
+  the MLflow server, the pipeline's own catalogue, keys, execution and CLI, the serving
+  process (:data:`NOT_COMPUTING_PACKAGES`, :data:`NOT_COMPUTING_MODULES`) — so editing those
+  recomputes nothing. Each module is hashed as its syntax tree without docstrings, so editing a
+  comment, a docstring or the layout recomputes nothing either, while any code edit does.
+  The list is declared, not inferred, and errs towards recomputing: ``encore.progress`` stays
+  in (its ``batches`` sets batch bounds), as does ``encore.pipeline.lineage`` (``prepare``
+  records the data digests it computes). One known gap: ``tune`` names its trial columns with
+  ``encore.tracking.runs.metric_key``, which is excluded with the rest of tracking.
 * **Packages**: the versions of the packages that compute results (implicit, catboost, ...).
 """
 
@@ -21,7 +30,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
@@ -83,18 +92,60 @@ def _write_cache(cache_file: Path, data: dict[str, list]) -> None:
     tmp.replace(cache_file)
 
 
+NOT_COMPUTING_PACKAGES: tuple[str, ...] = ("encore.tracking", "encore.mlflow_server")
+"""Packages whose code records, serves or administers outputs but never computes one: MLflow
+runs, client and model registry; the MLflow server's settings, auth and CLI."""
+
+NOT_COMPUTING_MODULES: frozenset[str] = frozenset({
+    # How components are chosen, keyed, run and driven from the command line. What they decide
+    # enters the reuse key as data instead: the config sections, the upstream fingerprints, the
+    # input files' digests. The fingerprint code changes the keys by itself when it changes them.
+    "encore.pipeline",
+    "encore.pipeline.__main__",
+    "encore.pipeline.catalogue",
+    "encore.pipeline.cli",
+    "encore.pipeline.execution",
+    "encore.pipeline.folds",
+    "encore.pipeline.reuse_keys",
+    "encore.pipeline.runner",
+    # The serving process: it loads a registered bundle; only the bundle's writer
+    # (encore.serving.pyfunc, used by ``register``) shapes an output.
+    "encore.serving.__main__",
+    "encore.serving.app",
+    "encore.serving.events",
+    "encore.serving.settings",
+})
+"""Modules whose code cannot change a component's output, so the import walk of
+:func:`module_closure` neither hashes them nor follows their imports."""
+
+
+def computes(module: str) -> bool:
+    """Whether ``module`` can change an output (it is not declared as :data:`NOT_COMPUTING_MODULES`
+    or inside :data:`NOT_COMPUTING_PACKAGES`)."""
+    if module in NOT_COMPUTING_MODULES:
+        return False
+    return not any(module == p or module.startswith(f"{p}.") for p in NOT_COMPUTING_PACKAGES)
+
+
 @cache
 def code_digest(module: str) -> str:
-    """SHA-256 over the sources of ``module`` and every ``scripts.*`` module it imports."""
+    """SHA-256 over the code of ``module`` and of every module of its :func:`module_closure`.
+
+    Each module enters as its syntax tree without docstrings (:func:`code_text`): an edit of a
+    comment, a docstring or the layout keeps the digest, any edit of code changes it.
+    """
     digest = hashlib.sha256()
     for name in sorted(module_closure(module)):
-        digest.update(name.encode() + b"\0" + _source(name) + b"\0")
+        digest.update(name.encode() + b"\0" + code_text(name).encode() + b"\0")
     return digest.hexdigest()
 
 
 @cache
 def module_closure(module: str) -> frozenset[str]:
-    """``module`` and the ``scripts.*`` modules it imports, transitively."""
+    """``module`` and the modules it imports, transitively, that can change an output: those of
+    ``encore`` and of ``module``'s own top-level package (a user's plug-in package), less what
+    :func:`computes` rules out (neither hashed nor followed)."""
+    roots = tuple(dict.fromkeys(("encore", module.partition(".")[0])))
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -102,8 +153,32 @@ def module_closure(module: str) -> frozenset[str]:
         if name in seen:
             continue
         seen.add(name)
-        todo.extend(_imports(name) - seen)
+        todo.extend(n for n in _imports(name, roots) - seen if computes(n))
     return frozenset(seen)
+
+
+def code_text(module: str) -> str:
+    """The code of ``module`` as :func:`ast.dump` of its syntax tree, every string statement
+    (docstrings, attribute docstrings: no effect at run time) left out. Comments and layout are
+    not in a syntax tree; line numbers are not dumped. The dump's format is Python's own, so a
+    new Python version may change every digest, as a new package version does."""
+    return _code_text(_source(module))
+
+
+@lru_cache(maxsize=1024)
+def _code_text(source: bytes) -> str:
+    # Keyed on the source itself: an edited file is parsed anew, an unchanged one only once.
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = [stmt for stmt in body if not _is_string_statement(stmt)]  # type: ignore[attr-defined]
+    return ast.dump(tree)
+
+
+def _is_string_statement(stmt: ast.AST) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
 
 
 def _source(module: str) -> bytes:
@@ -120,35 +195,48 @@ def _is_module(name: str) -> bool:
         return False
 
 
-def _imports(module: str) -> set[str]:
-    """The ``scripts.*`` modules ``module`` imports (parents included: importing
-    ``encore.data.parsing`` runs ``encore/data/__init__.py`` too)."""
+def _imports(module: str, roots: tuple[str, ...] = ("encore",)) -> set[str]:
+    """The modules under ``roots`` that ``module`` imports, at module level or inside functions
+    (parents included: importing ``encore.data.parsing`` runs ``encore/__init__.py`` and
+    ``encore/data/__init__.py`` too)."""
     spec = find_spec(module)
     is_package = spec is not None and spec.submodule_search_locations is not None
     package = module if is_package else module.rpartition(".")[0]
-    tree = ast.parse(_source(module))
+    prefixes = tuple(f"{root}." for root in roots)
+    names, imported_from = _imported_names(_source(module), package)
+    names = set(names)
+    for source, alias in imported_from:
+        # ``from encore import tracking``: the imported name may be a module itself.
+        # Only asked under roots: find_spec imports the parent package (mlflow.server: ~4 s).
+        if (source.startswith(prefixes) or source in roots) and _is_module(f"{source}.{alias}"):
+            names.add(f"{source}.{alias}")
+    found: set[str] = set()
+    for name in names:
+        if not name.startswith(prefixes):
+            continue
+        parts = name.split(".")
+        found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return {name for name in found if _is_module(name)}
+
+
+@lru_cache(maxsize=1024)
+def _imported_names(source: bytes, package: str) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """The module names ``source`` imports (relative ones resolved against ``package``), and the
+    ``(module, name)`` pairs of its ``from module import name`` statements."""
     names: set[str] = set()
-    for node in ast.walk(tree):
+    imported_from: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # ``from .als import X`` inside a package
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
-                source = f"{base}.{node.module}" if node.module else base
+                module = f"{base}.{node.module}" if node.module else base
             else:
-                source = node.module or ""
-            names.add(source)
-            # ``from encore import tracking``: the imported name may be a module itself.
-            # Only asked of scripts.*: find_spec imports the parent package (mlflow.server: ~4 s).
-            if source.startswith("scripts."):
-                names |= {f"{source}.{alias.name}" for alias in node.names if _is_module(f"{source}.{alias.name}")}
-    found: set[str] = set()
-    for name in names:
-        if not name.startswith("scripts."):
-            continue
-        parts = name.split(".")
-        found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
-    return {name for name in found if _is_module(name)}
+                module = node.module or ""
+            names.add(module)
+            imported_from |= {(module, alias.name) for alias in node.names}
+    return frozenset(names), frozenset(imported_from)
 
 
 @cache

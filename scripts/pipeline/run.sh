@@ -27,4 +27,4 @@ if ! "$python" -c 'import mlflow, pandas, pydantic, yaml' >/dev/null 2>&1; then
   echo "error: $python lacks Encore's packages: run \`make setup\` first (it creates .venv with Encore's packages)" >&2
   exit 2
 fi
-exec "$python" -m encore.pipeline.runner "$@"
+exec "$python" -m encore.pipeline "$@"

@@ -22,7 +22,7 @@ import pytest
 
 from encore.config.experiment import EncoreConfig, load_config
 from encore.io import MARKER, path_lock, read_marker, remove_debris
-from encore.pipeline import lineage, runner
+from encore.pipeline import execution, lineage, reuse_keys, runner
 from encore.pipeline.runner import fingerprint, output_dir, run_pipeline
 from encore.pipeline.runner import main as pipeline_main
 from encore.tracking.runs import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, experiment_name, tracking_uri
@@ -130,7 +130,7 @@ def test_a_code_change_changes_the_fingerprint_of_what_it_computes_only(tiny_con
     source = lineage._source
 
     def edited(module: str) -> bytes:
-        return source(module) + (b"\n# edited\n" if module == "encore.recommenders.als" else b"")
+        return source(module) + (b"\nEDITED = 1\n" if module == "encore.recommenders.als" else b"")
 
     monkeypatch.setattr(lineage, "_source", edited)
     lineage.code_digest.cache_clear()
@@ -146,15 +146,15 @@ def test_a_code_change_changes_the_fingerprint_of_what_it_computes_only(tiny_con
 
 def test_a_package_upgrade_changes_every_fingerprint(tiny_config: EncoreConfig, monkeypatch) -> None:
     before = fingerprint(tiny_config, "popular")
-    monkeypatch.setattr(runner, "package_versions", lambda: {"implicit": "9.9.9"})
+    monkeypatch.setattr(reuse_keys, "package_versions", lambda: {"implicit": "9.9.9"})
     assert fingerprint(tiny_config, "popular") != before
 
 
 def test_a_reused_output_is_tagged_with_the_commit_that_produced_it(tiny_config: EncoreConfig,
                                                                    monkeypatch) -> None:
-    monkeypatch.setattr(runner, "git_commit", lambda: "c0ffee")
+    monkeypatch.setattr(execution, "git_commit", lambda: "c0ffee")
     run_pipeline(tiny_config, ["prepare"])
-    monkeypatch.setattr(runner, "git_commit", lambda: "beef")
+    monkeypatch.setattr(execution, "git_commit", lambda: "beef")
     run_pipeline(tiny_config, ["prepare"])
     prepared = latest_component_runs(tiny_config).loc["prepare"]
     assert prepared["tags.encore.reused"] == "true"

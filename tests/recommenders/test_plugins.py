@@ -147,7 +147,7 @@ def test_a_users_kind_is_in_its_outputs_reuse_key(plugged: EncoreConfig, user_pa
     before = fingerprint(plugged, "mine"), fingerprint(plugged, "ranker"), fingerprint(plugged, "als")
     original = source.read_text()
     try:
-        source.write_text(original + "\n# edited\n")
+        source.write_text(original + "\nEDITED = 1\n")
         lineage.code_digest.cache_clear()
         lineage.module_closure.cache_clear()
         after = fingerprint(plugged, "mine"), fingerprint(plugged, "ranker"), fingerprint(plugged, "als")

@@ -1,0 +1,84 @@
+"""Which components an experiment has, in which order, and what each needs.
+
+The components of an experiment are ``prepare``, ``tune`` (when ``tuning.grid`` lists
+instances to tune), one per generator instance (``components.<name>``, all run by
+:mod:`encore.components.generator`), ``ranker`` and ``evaluate``; ``register`` and ``promote``
+run only when asked for. Components after ``tune`` run with the settings it chose
+(:func:`encore.pipeline.reuse_keys.tuned`).
+
+Pure functions of the config (no tracking, no I/O): components import them (``enabled``,
+``generator_names``) without taking the pipeline's execution code into their reuse key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from encore.config.component_names import FIRST, LAST, ON_DEMAND, TUNE, UNTUNED
+from encore.config.experiment import ConfigError, EncoreConfig
+
+__all__ = ["FIRST", "GENERATOR_MODULE", "LAST", "ON_DEMAND", "TUNE", "UNTUNED", "all_components", "component_module",
+           "dependencies", "enabled", "generator_names", "parse_components", "pipeline_components", "run_order",
+           "section"]
+
+GENERATOR_MODULE = "encore.components.generator"
+
+
+def generator_names(config: EncoreConfig) -> tuple[str, ...]:
+    """Every generator instance of the config, in config order (enabled or not)."""
+    return tuple(config.components.generators)
+
+
+def pipeline_components(config: EncoreConfig) -> tuple[str, ...]:
+    """The default run: prepare, tune (with a tuning grid), every generator instance, ranker, evaluate."""
+    return (*FIRST, *((TUNE,) if config.tuning.grid else ()), *generator_names(config), *LAST)
+
+
+def all_components(config: EncoreConfig) -> tuple[str, ...]:
+    """Everything this config can run: the default run, then the on-demand components."""
+    return (*pipeline_components(config), *ON_DEMAND)
+
+
+def run_order(config: EncoreConfig) -> tuple[str, ...]:
+    """The order any chosen components run in; ``tune`` is known even without a grid (asked
+    for, its run says what to set)."""
+    return (*FIRST, TUNE, *generator_names(config), *LAST, *ON_DEMAND)
+
+
+def component_module(config: EncoreConfig, name: str) -> Any:
+    """The module that runs component ``name`` (the generator template for an instance)."""
+    if name in config.components.generators:
+        return importlib.import_module(GENERATOR_MODULE)
+    if name in (*FIRST, TUNE, *LAST, *ON_DEMAND):
+        return importlib.import_module(f"encore.components.{name}")
+    raise ConfigError(f"unknown component '{name}'; known: {', '.join(all_components(config))}")
+
+
+def section(config: EncoreConfig, name: str) -> Any:
+    """The config section of component ``name`` (an instance's settings), or None."""
+    if name in config.components.generators:
+        return config.components.generators[name]
+    return getattr(config.components, name, None)
+
+
+def enabled(config: EncoreConfig, name: str) -> bool:
+    """Whether component ``name`` runs: a section without ``enabled: false`` (or no section)."""
+    own = section(config, name)
+    return own is None or bool(getattr(own, "enabled", True))
+
+
+def dependencies(config: EncoreConfig, name: str) -> list[str]:
+    """The enabled components whose outputs ``name`` reads (its module's ``DEPENDS_ON``)."""
+    deps = component_module(config, name).DEPENDS_ON
+    return [d for d in (deps(config) if callable(deps) else deps) if enabled(config, d)]
+
+
+def parse_components(config: EncoreConfig, text: str) -> list[str]:
+    """``"prepare,als"`` -> the names, each checked against :func:`run_order`."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    known = run_order(config)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(all_components(config))}")
+    return names
