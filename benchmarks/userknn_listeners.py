@@ -23,7 +23,7 @@ from benchmarks.scale import machine
 from encore.config.experiment import REPO_ROOT
 from encore.data.prepared import PreparedData
 from encore.evaluation import metrics
-from encore.pipeline.lineage import git_commit
+from encore.lineage import git_commit
 from encore.recommenders import UserKNNRecommender
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"

@@ -19,8 +19,8 @@ from encore.data.dataset import DataError
 from encore.data.prepared import to_csr
 from encore.evaluation.splits import Split, split_interactions, split_pair_side_data
 from encore.io import write_json, write_parquet
+from encore.lineage import file_digests
 from encore.pipeline.component import Context, Result
-from encore.pipeline.lineage import file_digests
 from encore.pipeline.reuse_keys import input_digests
 
 NAME = "prepare"

@@ -30,10 +30,10 @@ from encore.candidates import fit_recommender, make_recommender, recommend_batch
 from encore.config.experiment import ConfigError, EncoreConfig, grid_combinations
 from encore.data.prepared import PreparedData
 from encore.evaluation.evaluator import Evaluator
+from encore.evaluation.metric_names import metric_key
 from encore.io import write_json
 from encore.outputs import TuneOutput
 from encore.pipeline.component import Context, Result
-from encore.tracking.runs import metric_key
 
 NAME = "tune"
 DEPENDS_ON: tuple[str, ...] = ("prepare",)

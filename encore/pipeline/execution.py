@@ -17,6 +17,7 @@ from pathlib import Path
 
 from encore.config.experiment import ConfigError, EncoreConfig, TimeSplit
 from encore.io import atomic_dir, completion_problem, path_lock, read_json, read_marker, remove_debris, write_json
+from encore.lineage import git_commit
 from encore.pipeline.catalogue import (
     ON_DEMAND,
     UNTUNED,
@@ -29,7 +30,6 @@ from encore.pipeline.catalogue import (
 )
 from encore.pipeline.component import ComponentFailed, Context, Result
 from encore.pipeline.folds import fold_configs, fold_tags, n_folds, pool_folds
-from encore.pipeline.lineage import git_commit
 from encore.pipeline.reuse_keys import fingerprint, input_digests, input_files, output_dir, tuned
 from encore.resources import measure_peak
 from encore.tracking import runs as tracking

@@ -2,7 +2,7 @@
 
 A component's output lives in ``outputs/<experiment>/<component>-<fingerprint>/``; the
 fingerprint hashes everything the output depends on: its settings, the code that computes it
-(:mod:`encore.pipeline.lineage`: the component's module and what it imports that computes, and
+(:mod:`encore.lineage`: the component's module and what it imports that computes, and
 for a generator instance its kind's module, a user's plug-in included), the key packages'
 versions, the content of the files it reads and its upstream outputs' fingerprints.
 """
@@ -15,16 +15,16 @@ from pathlib import Path
 
 from encore.config.experiment import ConfigError, EncoreConfig, with_settings
 from encore.io import completion_problem
+from encore.lineage import code_digest, file_digests, package_versions
 from encore.outputs import TuneOutput
 from encore.pipeline.catalogue import TUNE, component_module, dependencies, section
-from encore.pipeline.lineage import code_digest, file_digests, package_versions
 from encore.recommenders import recommender_class
 
 
 def code_digests(config: EncoreConfig, name: str) -> dict[str, str]:
     """The code an output depends on: the component's module (and the modules it imports that
     compute) and, for a generator instance, the module of its recommender class — a user's class
-    outside ``encore`` included (:func:`encore.pipeline.lineage.code_digest`). ``tune`` fits the
+    outside ``encore`` included (:func:`encore.lineage.code_digest`). ``tune`` fits the
     instances of its grid, so their classes' modules are in its key too (kinds are imported by
     name, which no import walk can see)."""
     module = component_module(config, name)

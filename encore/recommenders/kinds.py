@@ -8,7 +8,7 @@ module with a :class:`~encore.recommenders.base.Recommender` subclass (and its
 Built-in kinds are named by import path, exactly like a user's own (``module:Class``), and
 imported by name: a module that validates configs does not thereby import every model's
 code, so editing one model's module changes the reuse key of the outputs it computes (its
-instances, and what consumes them) and of nothing else (see :mod:`encore.pipeline.lineage`).
+instances, and what consumes them) and of nothing else (see :mod:`encore.lineage`).
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from encore.config.validation import ConfigError
+from encore.evaluation.metric_names import metric_key
 from encore.io import path_lock, process_start_time
-from encore.pipeline.lineage import git_commit, package_versions
+from encore.lineage import git_commit, package_versions
 from encore.tracking.client import (
     LOCAL_STORE_DIR,
     LOCAL_TRACKING_URI,
@@ -156,11 +157,6 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def metric_key(name: str) -> str:
-    """``ndcg@10`` -> ``ndcg_at_10``: MLflow metric names may not contain '@'."""
-    return name.replace("@", "_at_")
 
 
 def log_metrics(metrics: Mapping[str, float], prefix: str = "") -> None:

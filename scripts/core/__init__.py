@@ -35,7 +35,7 @@ MOVED = {
     "scripts.core.features": "encore.ranking.features",
     "scripts.core.generators": "encore.candidates",
     "scripts.core.io": "encore.io",
-    "scripts.core.lineage": "encore.pipeline.lineage",
+    "scripts.core.lineage": "encore.lineage",
     "scripts.core.metrics": "encore.evaluation.metrics",
     "scripts.core.metrics.beyond": "encore.evaluation.metrics.beyond_accuracy",
     "scripts.core.metrics.ranking": "encore.evaluation.metrics.accuracy",

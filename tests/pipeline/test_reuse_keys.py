@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from encore import lineage
 from encore.config.experiment import EncoreConfig
-from encore.pipeline import lineage
 from encore.pipeline.catalogue import GENERATOR_MODULE, all_components, component_module, dependencies, run_order
 from encore.pipeline.reuse_keys import fingerprint
 from tests.conftest import TINY_SYNTHETIC, make_config

@@ -13,9 +13,10 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
+from encore import lineage
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
-from encore.pipeline import lineage, runner
+from encore.pipeline import runner
 from encore.pipeline.runner import fingerprint, output_dir, pipeline_components, run_pipeline
 from encore.recommenders import UserKNNRecommender
 from encore.tracking.runs import experiment_name, tracking_uri

@@ -15,9 +15,8 @@ component or a module it imports, or upgrading a key package never serves an old
   recomputes nothing. Each module is hashed as its syntax tree without docstrings, so editing a
   comment, a docstring or the layout recomputes nothing either, while any code edit does.
   The list is declared, not inferred, and errs towards recomputing: ``encore.progress`` stays
-  in (its ``batches`` sets batch bounds), as does ``encore.pipeline.lineage`` (``prepare``
-  records the data digests it computes). One known gap: ``tune`` names its trial columns with
-  ``encore.tracking.runs.metric_key``, which is excluded with the rest of tracking.
+  in (its ``batches`` sets batch bounds), as does ``encore.lineage`` (``prepare``
+  records the data digests it computes).
 * **Packages**: the versions of the packages that compute results (implicit, catboost, ...).
 """
 
