@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -38,6 +39,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encore.config.envfile import DEFAULT_ENV_FILE, REPO_ROOT
 from encore.data.dataset_config import DatasetConfig
+from encore.ranking.feature_groups import BUILTIN as FEATURE_GROUPS
+from encore.ranking.feature_groups import check_feature_group
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS, KindError, recommender_class
 
@@ -194,9 +197,9 @@ class RankerConfig(Strict):
     """Row budget of the ranker's training set: candidate rows (counted before the generators'
     lists are merged) of a seeded random sample of ranker-target users; None = every user."""
     refit_generators: bool = True
-    features: list[Literal["generator", "user", "item", "user_item", "social"]] = Field(
-        default_factory=lambda: ["generator", "user", "item", "user_item", "social"]
-    )
+    features: list[Annotated[str, AfterValidator(check_feature_group)]] = Field(
+        default_factory=lambda: list(FEATURE_GROUPS))
+    """Feature groups: built-in names or a user's ``package.module:Class`` (encore.ranking.feature_groups)."""
     thread_count: PositiveInt = 2
     fallback: str | None = None
     """A ``popular``-kind instance whose list completes short lists, is served to unknown users,
