@@ -39,6 +39,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encore.config.envfile import DEFAULT_ENV_FILE, REPO_ROOT
 from encore.data.dataset_config import DatasetConfig
+from encore.evaluation.metrics.accuracy import RANKING_METRICS
+from encore.evaluation.metrics.plugin_metrics import register_ranking_metric
 from encore.ranking.feature_groups import BUILTIN as FEATURE_GROUPS
 from encore.ranking.feature_groups import check_feature_group
 from encore.recommenders.generator_config import GeneratorConfig
@@ -305,6 +307,8 @@ class ComponentsConfig(Strict):
 
 class EvaluationConfig(Strict):
     ks: list[PositiveInt] = Field(default_factory=lambda: [5, 10, 20, 50])
+    metrics: list[Annotated[str, AfterValidator(register_ranking_metric)]] = Field(default_factory=list)
+    """A user's own ranking metrics (``package.module:function``), reported beside the built-in ones."""
     primary_metric: str = "ndcg@10"
     n_bootstrap: PositiveInt = 2000
     confidence: Fraction = 0.95
@@ -369,7 +373,7 @@ def check_ranking_metric(metric: str, ks: list[int]) -> None:
     name, _, k = metric.partition("@")
     if not k.isdigit() or int(k) not in ks:
         raise ValueError(f"'{metric}' must be METRIC@K with K in ks {ks}")
-    if name not in {"ndcg", "recall", "precision", "map", "hit_rate", "mrr"}:
+    if name not in RANKING_METRICS:
         raise ValueError(f"'{name}' is not a ranking metric")
 
 
