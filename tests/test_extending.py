@@ -16,6 +16,7 @@ from encore.config.experiment import ConfigError, EncoreConfig, deep_merge
 from encore.data import load_dataset
 from encore.evaluation.metrics.accuracy import RANKING_METRICS
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
+from encore.pipeline import lineage
 from encore.pipeline.runner import fingerprint, output_dir, pipeline_components, run_pipeline
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 
@@ -149,3 +150,23 @@ def test_a_bad_plug_in_name_fails_at_load_naming_the_key(tmp_path: Path, user_pa
         make_config(tmp_path, deep_merge(TINY_SYNTHETIC, patch))
     line = next(line for line in str(error.value).splitlines() if fragment in line)
     assert line.strip().startswith(f"{where}:")
+
+
+def test_editing_a_plug_in_recomputes_what_it_keys(extended: EncoreConfig, user_package: Path) -> None:
+    """The data source's, feature groups' and metrics' modules are in the reuse keys (every
+    output's: they are named in the config, not imported by a component)."""
+    assert extended.plugin_modules() == [f"{PACKAGE}.listens", f"{PACKAGE}.loyalty", f"{PACKAGE}.metrics"]
+    loyalty = user_package / PACKAGE / "loyalty.py"
+    source = loyalty.read_text()
+    before = {name: fingerprint(extended, name) for name in ("prepare", "ranker", "evaluate")}
+    try:
+        loyalty.write_text(source + "\n# an edit\n")
+        lineage.code_digest.cache_clear()
+        lineage.module_closure.cache_clear()
+        after = {name: fingerprint(extended, name) for name in before}
+    finally:
+        loyalty.write_text(source)
+        lineage.code_digest.cache_clear()
+        lineage.module_closure.cache_clear()
+    assert all(after[name] != before[name] for name in before)
+    assert {name: fingerprint(extended, name) for name in before} == before

@@ -307,8 +307,10 @@ class ComponentsConfig(Strict):
 
 class EvaluationConfig(Strict):
     ks: list[PositiveInt] = Field(default_factory=lambda: [5, 10, 20, 50])
-    metrics: list[Annotated[str, AfterValidator(register_ranking_metric)]] = Field(default_factory=list)
-    """A user's own ranking metrics (``package.module:function``), reported beside the built-in ones."""
+    metrics: list[Annotated[str, AfterValidator(register_ranking_metric)]] = Field(
+        default_factory=list, exclude_if=lambda metrics: not metrics)
+    """A user's own ranking metrics (``package.module:function``), reported beside the built-in ones.
+    Left out of dumps when empty, so configs without any keep their reuse keys."""
     primary_metric: str = "ndcg@10"
     n_bootstrap: PositiveInt = 2000
     confidence: Fraction = 0.95
@@ -435,6 +437,12 @@ class EncoreConfig(Strict):
         dumped = self.model_dump(mode="json")
         keys = sections or tuple(k for k in dumped if k not in {"tracking", "resources", "output_dir", "data_dir"})
         return _hash({k: _dig(dumped, k) for k in keys})
+
+    def plugin_modules(self) -> list[str]:
+        """The modules of a user's data source, feature groups and metrics (``module:Name`` entries):
+        their code is part of every output's reuse key (a generator kind's, of its instance's)."""
+        named = [str(self.dataset.kind), *self.components.ranker.features, *self.evaluation.metrics]
+        return sorted({entry.partition(":")[0] for entry in named if ":" in entry})
 
     @property
     def run_dir(self) -> Path:

@@ -121,6 +121,7 @@ def code_digests(config: EncoreConfig, name: str) -> dict[str, str]:
     if name in config.components.generators:
         cls = recommender_class(config.components.generators[name].kind)
         digests["recommender"] = code_digest(cls.__module__)
+    digests |= {f"plugin:{module}": code_digest(module) for module in config.plugin_modules()}
     return digests
 
 
