@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from encore.data.columns import ColumnMapping, FeatureColumnMapping
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 LASTFM2K_URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
 
 PositiveInt = Annotated[int, Field(gt=0)]
+
+__all__ = ["BUILTIN_SOURCES", "ColumnMapping", "DataSource", "DatasetConfig", "FeatureColumnMapping",
+           "source_class"]
 
 
 class _Strict(BaseModel):
@@ -150,37 +155,6 @@ class YandexConfig(DataSource):
     def files(self, *, data_dir: Path) -> dict[str, Path]:
         files = {"interactions": Path(self.interactions), "tracks": Path(self.tracks)}
         return files | ({"catalog_names": Path(self.catalog_names)} if self.catalog_names is not None else {})
-
-
-class ColumnMapping(_Strict):
-    """Which columns of a tabular interactions file hold what."""
-
-    user: str = "user"
-    item: str = "item"
-    weight: str | None = None
-    timestamp: str | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> ColumnMapping:
-        used = [c for c in (self.user, self.item, self.weight, self.timestamp) if c is not None]
-        if len(set(used)) != len(used):
-            raise ValueError(f"columns must be distinct, got {used}")
-        return self
-
-
-class FeatureColumnMapping(_Strict):
-    """Which columns of a tabular item-features file hold what."""
-
-    item: str = "item"
-    feature: str = "feature"
-    weight: str | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> FeatureColumnMapping:
-        used = [c for c in (self.item, self.feature, self.weight) if c is not None]
-        if len(set(used)) != len(used):
-            raise ValueError(f"columns must be distinct, got {used}")
-        return self
 
 
 class TabularConfig(DataSource):
