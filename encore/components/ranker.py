@@ -28,7 +28,6 @@ import sys
 import time
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 
 from encore.config.experiment import ConfigError, EncoreConfig
@@ -38,8 +37,14 @@ from encore.outputs import RankerOutput
 from encore.pipeline.component import Context, Result
 from encore.pipeline.runner import component_main
 from encore.ranking.model import train_ranker
-from encore.ranking.segment_policy import FALLBACK, SEGMENTS, SegmentPolicy, cold_users
-from encore.ranking.stage import feature_instances, rank_users, ranker_generators, training_set, validated_policy
+from encore.ranking.segment_policy import FALLBACK, SEGMENTS, SegmentPolicy
+from encore.ranking.stage import (
+    feature_instances,
+    held_out_policy,
+    rank_users,
+    ranker_generators,
+    training_set,
+)
 
 NAME = "ranker"
 log = logging.getLogger(__name__)
@@ -66,18 +71,9 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     timings["features_train_seconds"] = time.perf_counter() - started
     policy, policy_info = SegmentPolicy(), {}
     if ranker.fallback is not None:
-        # Choose per segment on held-out target users with a trial ranker trained on the same
-        # rows minus theirs, then train the served ranker on every target user.
         started = time.perf_counter()
-        targets = prepared.eval_users("base")
-        rng = np.random.default_rng(seed)
-        held_out = np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)),
-                                      replace=False))
-        trial_rows = ~np.isin(users, held_out)
-        trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker, seed=seed)
-        trial_cold = int(cold_users(prepared.user_items("base"), np.unique(users[trial_rows])).sum())
-        policy = validated_policy(trial, config, ctx.inputs, prepared, held_out, trial_cold, out.path)
-        policy_info = policy.metrics() | {"policy_validation_users": float(len(held_out))}
+        policy, held_out = held_out_policy(config, ctx.inputs, prepared, x, y, users, out.path)
+        policy_info = policy.metrics() | {"policy_validation_users": float(held_out)}
         timings["policy_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()

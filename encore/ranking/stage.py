@@ -2,12 +2,14 @@
 labels batch by batch, the training set, and ranked top-k lists (README, "Ranker").
 
 :func:`training_set` builds the ranker's training rows from the base stage; :func:`rank_users`
-writes the top-k lists of a stage; :func:`validated_policy` chooses, per segment, the ranker's
-or the fallback's lists. Each works over batches of whole users (memory bounded by
-``resources.memory_gib``); batching changes nothing (tests/test_ranker_batches.py).
+writes the top-k lists of a stage; :func:`held_out_policy` (with :func:`validated_policy`)
+chooses, per segment, the ranker's or the fallback's lists. Each works over batches of whole
+users (memory bounded by ``resources.memory_gib``); batching changes nothing
+(tests/test_ranker_batches.py).
 
 ``inputs`` is where each upstream output lives, by component name (the runner's
-``Context.inputs``): this module reads outputs, it knows nothing of the runner.
+``Context.inputs``): this module reads outputs, it knows nothing of the runner. The component
+(:mod:`encore.components.ranker`) composes these calls and writes the outputs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from encore.ranking.model import (
     complete_with_popular,
     select_training_rows,
     top_k,
+    train_ranker,
 )
 from encore.ranking.segment_policy import SEGMENTS, SegmentPolicy, choose_policy, cold_users
 from encore.recommenders import recommender_class
@@ -280,3 +283,19 @@ def validated_policy(trained: TrainedRanker, config: EncoreConfig, inputs: Mappi
         log.info("ranker policy: %s users get the %s list (%s)", segment, policy.choice[segment],
                  policy.reason[segment])
     return policy
+
+
+def held_out_policy(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, x: pd.DataFrame,
+                    y: np.ndarray, users: np.ndarray, workdir: Path) -> tuple[SegmentPolicy, int]:
+    """The segment policy chosen on a seeded ``policy_fraction`` of the ranker-target users, held
+    out of a trial ranker trained on the same rows minus theirs (the served ranker then trains on
+    every target user); and the number of held-out users."""
+    ranker = config.components.ranker
+    seed = ranker.random_seed(config.experiment.seed)
+    targets = prepared.eval_users("base")
+    rng = np.random.default_rng(seed)
+    held_out = np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)), replace=False))
+    trial_rows = ~np.isin(users, held_out)
+    trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker, seed=seed)
+    trial_cold = int(cold_users(prepared.user_items("base"), np.unique(users[trial_rows])).sum())
+    return validated_policy(trial, config, inputs, prepared, held_out, trial_cold, workdir), len(held_out)
