@@ -42,7 +42,7 @@ from encore.data.dataset_config import DatasetConfig
 from encore.evaluation.metrics.accuracy import RANKING_METRICS
 from encore.evaluation.metrics.plugin_metrics import register_ranking_metric
 from encore.ranking.feature_groups import BUILTIN as FEATURE_GROUPS
-from encore.ranking.feature_groups import check_feature_group
+from encore.ranking.feature_groups import check_feature_group, distinct
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS, KindError, recommender_class
 
@@ -199,7 +199,7 @@ class RankerConfig(Strict):
     """Row budget of the ranker's training set: candidate rows (counted before the generators'
     lists are merged) of a seeded random sample of ranker-target users; None = every user."""
     refit_generators: bool = True
-    features: list[Annotated[str, AfterValidator(check_feature_group)]] = Field(
+    features: Annotated[list[Annotated[str, AfterValidator(check_feature_group)]], AfterValidator(distinct)] = Field(
         default_factory=lambda: list(FEATURE_GROUPS))
     """Feature groups: built-in names or a user's ``package.module:Class`` (encore.ranking.feature_groups)."""
     thread_count: PositiveInt = 2

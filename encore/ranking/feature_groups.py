@@ -111,6 +111,14 @@ def check_feature_group(name: str) -> str:
     return name
 
 
+def distinct(names: list[str]) -> list[str]:
+    """``names`` if none is listed twice (a group's columns come once), ValueError otherwise."""
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"listed more than once: {twice}")
+    return names
+
+
 def ordered_groups(names: list[str]) -> list[str]:
     """``names`` in column order: built-in groups in their fixed order, then a user's, as listed."""
     return [*(name for name in BUILTIN if name in names), *(name for name in names if name not in BUILTIN)]
