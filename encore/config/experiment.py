@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -41,8 +42,11 @@ from encore.config.machine import MachineSettings
 from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
 from encore.config.validation import KIND_TAG, ConfigError, format_validation_error, key_path, read_yaml
 from encore.data.dataset_config import DatasetConfig
-from encore.evaluation.metric_names import RANKING_METRIC_NAMES
+from encore.evaluation.metrics.accuracy import RANKING_METRICS
+from encore.evaluation.metrics.plugin_metrics import register_ranking_metric
 from encore.evaluation.segments import PooledSegment, SegmentName
+from encore.ranking.feature_groups import BUILTIN as FEATURE_GROUPS
+from encore.ranking.feature_groups import check_feature_group, distinct
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS, KindError, recommender_class
 
@@ -185,9 +189,9 @@ class RankerConfig(Strict):
     """Row budget of the ranker's training set: candidate rows (counted before the generators'
     lists are merged) of a seeded random sample of ranker-target users; None = every user."""
     refit_generators: bool = True
-    features: list[Literal["generator", "user", "item", "user_item", "social"]] = Field(
-        default_factory=lambda: ["generator", "user", "item", "user_item", "social"]
-    )
+    features: Annotated[list[Annotated[str, AfterValidator(check_feature_group)]], AfterValidator(distinct)] = Field(
+        default_factory=lambda: list(FEATURE_GROUPS))
+    """Feature groups: built-in names or a user's ``package.module:Class`` (encore.ranking.feature_groups)."""
     thread_count: PositiveInt = 2
     fallback: str | None = None
     """A ``popular``-kind instance whose list completes short lists, is served to unknown users,
@@ -293,6 +297,10 @@ class ComponentsConfig(Strict):
 
 class EvaluationConfig(Strict):
     ks: list[PositiveInt] = Field(default_factory=lambda: [5, 10, 20, 50])
+    metrics: list[Annotated[str, AfterValidator(register_ranking_metric)]] = Field(
+        default_factory=list, exclude_if=lambda metrics: not metrics)
+    """A user's own ranking metrics (``package.module:function``), reported beside the built-in ones.
+    Left out of dumps when empty, so configs without any keep their reuse keys."""
     primary_metric: str = "ndcg@10"
     n_bootstrap: PositiveInt = 2000
     confidence: Fraction = 0.95
@@ -358,7 +366,7 @@ def check_ranking_metric(metric: str, ks: list[int]) -> None:
     name, _, k = metric.partition("@")
     if not k.isdigit() or int(k) not in ks:
         raise ValueError(f"'{metric}' must be METRIC@K with K in ks {ks}")
-    if name not in RANKING_METRIC_NAMES:
+    if name not in RANKING_METRICS:
         raise ValueError(f"'{name}' is not a ranking metric")
 
 
@@ -420,6 +428,12 @@ class EncoreConfig(Strict):
         dumped = self.model_dump(mode="json")
         keys = sections or tuple(k for k in dumped if k not in {"tracking", "resources", "output_dir", "data_dir"})
         return _hash({k: _dig(dumped, k) for k in keys})
+
+    def plugin_modules(self) -> list[str]:
+        """The modules of a user's data source, feature groups and metrics (``module:Name`` entries):
+        their code is part of every output's reuse key (a generator kind's, of its instance's)."""
+        named = [str(self.dataset.kind), *self.components.ranker.features, *self.evaluation.metrics]
+        return sorted({entry.partition(":")[0] for entry in named if ":" in entry})
 
     @property
     def run_dir(self) -> Path:

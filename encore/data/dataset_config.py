@@ -1,21 +1,67 @@
-"""Configuration of the data sources: one pydantic model per source, chosen by ``kind``.
+"""The data sources: one declaration per source, chosen by ``dataset.kind``.
 
-Relative paths are left as given; the caller resolves them (against the repo root).
+A source is a :class:`DataSource`: a pydantic model whose fields are its settings, whose
+:meth:`~DataSource.load` reads, validates and builds a :class:`~encore.data.dataset.MusicDataset`
+(through :mod:`encore.data.parsing`'s helpers), and whose :meth:`~DataSource.files` names the
+files it reads (what keys the reuse of prepared data on their content). The built-in sources
+are below; a user's own is a subclass named in the experiment as ``dataset.kind:
+package.module:ClassName`` (docs/extending.md, "A data source"), nothing in Encore edited.
+
+Relative paths are left as given; the caller resolves them (against the repo root). The
+loaders are imported when a source loads, so validating a config stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from encore.config.types import Fraction, PositiveFloat, PositiveInt, UnitInterval
 from encore.config.types import Strict as _Strict
+from encore.data.columns import ColumnMapping, FeatureColumnMapping
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from encore.data.dataset import MusicDataset
 
 LASTFM2K_URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
 
+__all__ = ["BUILTIN_SOURCES", "ColumnMapping", "DataSource", "DatasetConfig", "FeatureColumnMapping",
+           "source_class"]
+
+
+class DataSource(_Strict):
+    """A data source: its settings (the model's fields, ``kind`` first) and its loader.
+
+    Subclass it, declare your settings as fields, implement :meth:`load` and, if it reads
+    files, :meth:`files`. A field ``engine: Engine`` makes the source accept ``engine: spark``
+    (then :meth:`load` gets the process's Spark session).
+    """
+
+    kind: str
+
+    def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
+        """Read, validate and build the dataset (bad input: :class:`~encore.data.dataset.DataError`
+        naming file, column and row). ``data_dir`` is the run's data folder (downloads go there)."""
+        raise NotImplementedError(f"{type(self).__name__}.load")
+
+    def files(self, *, data_dir: Path) -> dict[str, Path]:
+        """The files :meth:`load` reads, by role, found without reading them (none by default)."""
+        return {}
 
 
 Engine = Literal["pandas", "spark"]
@@ -23,7 +69,7 @@ Engine = Literal["pandas", "spark"]
 session of ``config/spark_config.yaml`` (same dataset, same errors; README, "Spark")."""
 
 
-class Lastfm2kConfig(_Strict):
+class Lastfm2kConfig(DataSource):
     """HetRec 2011 Last.fm 2K. Without ``path`` the folder is looked up (ENCORE_DATA_DIR,
     then ``data/``) and downloaded from ``url`` if ``download``."""
 
@@ -38,8 +84,20 @@ class Lastfm2kConfig(_Strict):
     # tagging: tag events dated before this are impossible (data collected 2005-2011) and dropped.
     tagging_min_date: date = date(2005, 1, 1)
 
+    def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
+        from encore.data.lastfm2k import load_lastfm2k, resolve_lastfm2k_dir
 
-class Lastfm1kConfig(_Strict):
+        return load_lastfm2k(resolve_lastfm2k_dir(self, Path(data_dir)), interactions=self.interactions,
+                             tagging_min_date=self.tagging_min_date)
+
+    def files(self, *, data_dir: Path) -> dict[str, Path]:
+        """None until the folder exists (prepare downloads it)."""
+        from encore.data.lastfm2k import lastfm2k_files
+
+        return lastfm2k_files(self, Path(data_dir))
+
+
+class Lastfm1kConfig(DataSource):
     """Last.fm 1K listening events (``userid-timestamp-artid-artname-traid-traname.tsv``)."""
 
     kind: Literal["lastfm1k"] = "lastfm1k"
@@ -48,8 +106,16 @@ class Lastfm1kConfig(_Strict):
     max_rows: PositiveInt | None = None
     engine: Engine = "pandas"
 
+    def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
+        from encore.data.lastfm1k import load_lastfm1k
 
-class Lastfm360kConfig(_Strict):
+        return load_lastfm1k(self.path, item=self.item, max_rows=self.max_rows, spark=spark)
+
+    def files(self, *, data_dir: Path) -> dict[str, Path]:
+        return {"interactions": Path(self.path)}
+
+
+class Lastfm360kConfig(DataSource):
     """Last.fm 360K play counts (``usersha1-artmbid-artname-plays.tsv``)."""
 
     kind: Literal["lastfm360k"] = "lastfm360k"
@@ -57,8 +123,16 @@ class Lastfm360kConfig(_Strict):
     max_rows: PositiveInt | None = None
     engine: Engine = "pandas"
 
+    def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
+        from encore.data.lastfm360k import load_lastfm360k
 
-class YandexConfig(_Strict):
+        return load_lastfm360k(self.path, max_rows=self.max_rows, spark=spark)
+
+    def files(self, *, data_dir: Path) -> dict[str, Path]:
+        return {"interactions": Path(self.path)}
+
+
+class YandexConfig(DataSource):
     """Yandex-Music-style Parquet files: listens, track metadata, optional catalogue names."""
 
     kind: Literal["yandex"] = "yandex"
@@ -67,39 +141,17 @@ class YandexConfig(_Strict):
     catalog_names: Path | None = None
     engine: Engine = "pandas"
 
+    def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
+        from encore.data.yandex import load_yandex
 
-class ColumnMapping(_Strict):
-    """Which columns of a tabular interactions file hold what."""
+        return load_yandex(self.interactions, self.tracks, self.catalog_names, spark=spark)
 
-    user: str = "user"
-    item: str = "item"
-    weight: str | None = None
-    timestamp: str | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> ColumnMapping:
-        used = [c for c in (self.user, self.item, self.weight, self.timestamp) if c is not None]
-        if len(set(used)) != len(used):
-            raise ValueError(f"columns must be distinct, got {used}")
-        return self
+    def files(self, *, data_dir: Path) -> dict[str, Path]:
+        files = {"interactions": Path(self.interactions), "tracks": Path(self.tracks)}
+        return files | ({"catalog_names": Path(self.catalog_names)} if self.catalog_names is not None else {})
 
 
-class FeatureColumnMapping(_Strict):
-    """Which columns of a tabular item-features file hold what."""
-
-    item: str = "item"
-    feature: str = "feature"
-    weight: str | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> FeatureColumnMapping:
-        used = [c for c in (self.item, self.feature, self.weight) if c is not None]
-        if len(set(used)) != len(used):
-            raise ValueError(f"columns must be distinct, got {used}")
-        return self
-
-
-class TabularConfig(_Strict):
+class TabularConfig(DataSource):
     """Any CSV/TSV or Parquet interactions file (+ optional item features file)."""
 
     kind: Literal["tabular"] = "tabular"
@@ -110,8 +162,18 @@ class TabularConfig(_Strict):
     sep: str = Field(default=",", min_length=1, max_length=1)
     engine: Engine = "pandas"
 
+    def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
+        from encore.data.tabular import load_tabular
 
-class SyntheticConfig(_Strict):
+        return load_tabular(self.interactions, self.columns, item_features=self.item_features,
+                            item_features_columns=self.item_features_columns, sep=self.sep, spark=spark)
+
+    def files(self, *, data_dir: Path) -> dict[str, Path]:
+        files = {"interactions": Path(self.interactions)}
+        return files | ({"item_features": Path(self.item_features)} if self.item_features is not None else {})
+
+
+class SyntheticConfig(DataSource):
     """Seeded music-like data of any size (see ``synthetic.generate_synthetic``)."""
 
     kind: Literal["synthetic"] = "synthetic"
@@ -152,9 +214,72 @@ class SyntheticConfig(_Strict):
             raise ValueError(f"start ({self.start}) must be before end ({self.end})")
         return self
 
+    def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
+        from encore.data.synthetic import generate_synthetic
+
+        return generate_synthetic(self)
+
+
+BUILTIN_SOURCES: dict[str, type[DataSource]] = {cls.model_fields["kind"].default: cls for cls in (
+    Lastfm2kConfig, Lastfm1kConfig, Lastfm360kConfig, YandexConfig, TabularConfig, SyntheticConfig)}
+"""The built-in sources by ``kind``: the one list of them (the config union is derived from it)."""
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+KIND_TAG = "kind="
+"""Prefix of the union tags (pydantic puts them in error locations; the config's messages strip it)."""
+
+
+def source_class(kind: str) -> type[DataSource]:
+    """The source of ``kind``: a built-in name, or a user's ``package.module:Class`` imported on demand
+    (ValueError naming the kind and what is wrong)."""
+    if kind in BUILTIN_SOURCES:
+        return BUILTIN_SOURCES[kind]
+    if not IMPORT_PATH.match(kind):
+        raise ValueError(f"unknown source '{kind}'; built-in: {', '.join(BUILTIN_SOURCES)}; or your own source "
+                         "as 'package.module:ClassName'")
+    module_name, _, qualname = kind.partition(":")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"source '{kind}': cannot import module '{module_name}' ({exc})") from None
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"source '{kind}': module '{module_name}' has no attribute '{qualname}'")
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, DataSource)):
+        raise ValueError(f"source '{kind}': {qualname} is not a subclass of encore.data.DataSource")
+    return obj
+
+
+def _validate_imported(value: Any) -> DataSource:
+    """A user's source (``kind: module:Class``): import it and validate the settings with it."""
+    if isinstance(value, DataSource):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of settings, got {type(value).__name__}")
+    try:
+        cls = source_class(str(value.get("kind")))
+    except ValueError as exc:
+        raise ValueError(f"kind: {exc}") from None
+    try:
+        return cls.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{cls.__name__} of kind '{value.get('kind')}' rejects the settings: {problems}") from None
+
+
+def _source_tag(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str):
+        return None
+    return f"{KIND_TAG}{kind if kind in BUILTIN_SOURCES else 'imported'}"
+
 
 DatasetConfig = Annotated[
-    Lastfm2kConfig | Lastfm1kConfig | Lastfm360kConfig | YandexConfig | TabularConfig | SyntheticConfig,
-    Field(discriminator="kind"),
+    Union[(*(Annotated[cls, Tag(f"{KIND_TAG}{kind}")] for kind, cls in BUILTIN_SOURCES.items()),
+           Annotated[DataSource, PlainValidator(_validate_imported),
+                     PlainSerializer(lambda v: v.model_dump(mode="json")), Tag(f"{KIND_TAG}imported")])],
+    Discriminator(_source_tag, custom_error_type="kind_missing",
+                  custom_error_message="the dataset needs a `kind`: a built-in source "
+                                       f"({', '.join(BUILTIN_SOURCES)}) or 'package.module:ClassName'"),
 ]
-"""Any source's configuration; pydantic picks the model by ``kind``."""
+"""Any source's configuration: a built-in source chosen by ``kind``, or a user's ``module:Class``."""

@@ -58,13 +58,12 @@ import logging
 import os
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from encore.data.dataset import DataError, MusicDataset
-from encore.data.dataset_config import Lastfm2kConfig
 from encore.data.fetching import LASTFM2K_DIRNAME, DownloadError, download_lastfm2k
 from encore.data.parsing import (
     SideTable,
@@ -74,6 +73,9 @@ from encore.data.parsing import (
     read_table,
     to_id_column,
 )
+
+if TYPE_CHECKING:  # the config declares this loader (dataset_config imports it): types only here
+    from encore.data.dataset_config import Lastfm2kConfig
 
 log = logging.getLogger(__name__)
 

@@ -62,13 +62,16 @@ artist (for analysis and tests).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from encore.data.dataset import MusicDataset
-from encore.data.dataset_config import SyntheticConfig
 from encore.data.parsing import SideTable, build_dataset
+
+if TYPE_CHECKING:  # the config declares this loader (dataset_config imports it): types only here
+    from encore.data.dataset_config import SyntheticConfig
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from encore.data.columns import ColumnMapping, FeatureColumnMapping
 from encore.data.dataset import MusicDataset
-from encore.data.dataset_config import ColumnMapping, FeatureColumnMapping
 from encore.data.events import EventSource, read_events
 from encore.data.parsing import (
     SideTable,

@@ -35,6 +35,8 @@ def code_digests(config: EncoreConfig, name: str) -> dict[str, str]:
     if name == TUNE:
         digests |= {f"recommender.{instance}": code_digest(recommender_class(generators[instance].kind).__module__)
                     for instance in config.tuning.grid if instance in generators}
+    # A user's data source, feature groups and metrics: named by config, found by no import walk.
+    digests |= {f"plugin:{module}": code_digest(module) for module in config.plugin_modules()}
     return digests
 
 

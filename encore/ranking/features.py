@@ -4,7 +4,8 @@ Everything here is computed from what one *stage* may see (``base`` for the rank
 training rows, ``train`` for test rows): that stage's interaction matrix, its leak-free
 item tags, its fitted generator models. Labels never enter a feature.
 
-Feature groups (switchable with ``components.ranker.features``):
+Built-in feature groups (switchable with ``components.ranker.features``; a user's own group is a
+:class:`~encore.ranking.feature_groups.FeatureGroup` subclass named as ``package.module:Class``):
 
 ``generator``  per generator or feature model g: ``g_score`` (g's own score of the pair,
                for every candidate, proposed by g or not), ``g_zscore`` (score standardised
@@ -27,15 +28,12 @@ Feature groups (switchable with ``components.ranker.features``):
                most recent items: the recent-window profile).
 ``social``     ``friends_listening`` (friends who play the item), ``friends_share``.
 
-Memory: :class:`FeatureTables` holds what is stage-wide (O(n_users + n_items + nnz)); the
-ranker calls :func:`build_features` on batches of whole users, so nothing proportional to
-users x candidates is held beyond one batch.
+Memory: each group's ``__init__`` builds what is stage-wide (O(n_users + n_items + nnz)) once
+per stage (:class:`FeatureTables`); the ranker calls :func:`build_features` on batches of whole
+users, so nothing proportional to users x candidates is held beyond one batch.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,29 +42,15 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import normalize
 
 from encore.arrays import lookup_pairs, pair_keys, positions_by_key, segment_starts
-from encore.recommenders import Recommender
+from encore.ranking.feature_groups import (
+    SECONDS_PER_DAY,
+    FeatureGroup,
+    StageData,
+    feature_group_class,
+    ordered_groups,
+)
 from encore.recommenders.factorization import ImplicitFactorizationRecommender
 from encore.recommenders.kernels import factor_pair_scores
-
-SECONDS_PER_DAY = 86_400.0
-
-
-@dataclass
-class StageData:
-    """What one stage may see. Matrices: ``user_items`` (n_users, n_items) play counts,
-    ``item_features`` (n_items, n_tags), ``social`` (n_users, n_users), ``timestamps``
-    (n_users, n_items) last-play unix seconds."""
-
-    user_items: sp.csr_matrix
-    item_features: sp.csr_matrix
-    models: Mapping[str, Recommender]
-    candidates: Mapping[str, pd.DataFrame]
-    social: sp.csr_matrix | None = None
-    timestamps: sp.csr_matrix | None = None
-
-    @property
-    def n_items(self) -> int:
-        return self.user_items.shape[1]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -108,135 +92,6 @@ def sparse_lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> 
     coo = matrix.tocoo()
     keys = pair_keys(coo.row, coo.col, matrix.shape[1])
     return lookup_pairs(pair_keys(rows, cols, matrix.shape[1]), keys, coo.data.astype(np.float64), fill=0.0)
-
-
-# --------------------------------------------------------------------------- candidates
-def merge_candidates(candidates: Mapping[str, pd.DataFrame], users: np.ndarray) -> pd.DataFrame:
-    """Union of every generator's (user, item) candidates for ``users``, sorted by user then item."""
-    frames = [frame.loc[frame["user"].isin(users), ["user", "item"]] for frame in candidates.values()]
-    merged = pd.concat(frames, ignore_index=True).drop_duplicates()
-    return merged.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------- feature groups
-def generator_features(pairs: pd.DataFrame, data: StageData, tables: FeatureTables) -> dict[str, np.ndarray]:
-    users = pairs["user"].to_numpy(np.int64)
-    items = pairs["item"].to_numpy(np.int64)
-    keys = pair_keys(users, items, data.n_items)
-    feats: dict[str, np.ndarray] = {}
-    ranks = []
-    for name, model in data.models.items():
-        score = np.asarray(model.score_pairs(users, items, data.user_items), dtype=np.float64)
-        score = np.where(np.isfinite(score), score, np.nan)
-        feats[f"{name}_score"] = score
-        feats[f"{name}_zscore"] = within_user_zscore(users, np.nan_to_num(score))
-        if name in tables.factor_norms:
-            # implicit's models score a pair by the factor dot product already: reuse it.
-            dot = score if isinstance(model, ImplicitFactorizationRecommender) else factor_pair_scores(
-                np.asarray(model.user_factors), np.asarray(model.item_factors), users, items)
-            user_norm, item_norm = tables.factor_norms[name]
-            norms = user_norm[users] * item_norm[items]
-            feats[f"{name}_cosine"] = np.divide(dot, norms, out=np.zeros(len(users)), where=norms > 0)
-        if name not in data.candidates:  # a feature model: scores only, it proposes nothing
-            continue
-        listed = data.candidates[name]
-        rank = lookup_pairs(keys, pair_keys(listed["user"].to_numpy(), listed["item"].to_numpy(), data.n_items),
-                            listed["rank"].to_numpy(np.float64))
-        feats[f"{name}_rank"] = rank
-        feats[f"{name}_proposed"] = (~np.isnan(rank)).astype(np.float64)
-        ranks.append(rank)
-    stacked = np.vstack(ranks)
-    feats["n_generators"] = (~np.isnan(stacked)).sum(axis=0).astype(np.float64)
-    feats["best_rank"] = np.where(feats["n_generators"] > 0, np.nanmin(np.where(
-        np.isnan(stacked), np.inf, stacked), axis=0), np.nan)
-    return feats
-
-
-class FeatureTables:
-    """What one stage's features look up, computed once per stage (not once per batch).
-
-    Everything here is O(n_users + n_items + nnz): per-item columns, the TF-IDF item tag
-    matrix, the co-listening embeddings, the binary listening matrix friends are counted on
-    and the stage's "now" (its latest timestamp). Per-user values are derived from a batch's
-    rows of the stage matrices, so nothing of size users x items is ever held.
-    """
-
-    def __init__(self, data: StageData, groups: list[str], recent_days: float = 30.0) -> None:
-        self.groups = list(groups)
-        self.recent_seconds = recent_days * SECONDS_PER_DAY
-        x = data.user_items
-        ts = data.timestamps
-        self.now = float(ts.data.max()) if ts is not None and ts.nnz else 0.0
-        self.item = _item_columns(data, self.now, self.recent_seconds) if "item" in groups else {}
-        # Factor norms of the factor models, for the ``g_cosine`` features: once per stage
-        # (normalising the factors per batch cost O(n_users) a batch, quadratic overall).
-        self.factor_norms = {
-            name: (np.linalg.norm(model.user_factors, axis=1).astype(np.float64),
-                   np.linalg.norm(model.item_factors, axis=1).astype(np.float64))
-            for name, model in data.models.items()
-            if "generator" in groups and hasattr(model, "user_factors") and hasattr(model, "item_factors")}
-        if "user_item" in groups:
-            tags = data.item_features.tocsr().astype(np.float64)
-            idf = np.log((1 + tags.shape[0]) / (1 + np.diff(tags.tocsc().indptr))) + 1
-            self.item_tags = normalize(tags @ sp.diags(idf)).tocsr()
-            self.embeddings = colistening_embeddings(x)
-        if "user" in groups:
-            self.item_has_tag = (data.item_features > 0).astype(np.float32).tocsr()
-        if "social" in groups and data.social is not None:
-            self.friends = (data.social > 0).astype(np.float32).tocsr()
-            self.listened = (x > 0).astype(np.float32).tocsr()
-
-
-def user_features(users: np.ndarray, data: StageData, tables: FeatureTables) -> dict[str, np.ndarray]:
-    """Per-pair user columns for pairs sorted by user (computed on the batch's distinct users)."""
-    unique, inverse = np.unique(users, return_inverse=True)
-    x = data.user_items[unique]
-    n_items = np.diff(x.indptr).astype(np.float64)
-    total = np.asarray(x.sum(axis=1)).ravel()
-    log_total = np.asarray(x.log1p().sum(axis=1)).ravel()
-    breadth = np.diff(((x > 0).astype(np.float32) @ tables.item_has_tag).tocsr().indptr)
-    feats = {
-        "user_n_items": n_items,
-        "user_total_plays": total,
-        "user_mean_log_plays": log_total / np.maximum(n_items, 1),
-        "user_tag_breadth": breadth.astype(np.float64),
-    }
-    if data.timestamps is not None:
-        ts = data.timestamps[unique]
-        last = _row_reduce(ts, np.maximum, np.nan)
-        first = _row_reduce(ts, np.minimum, np.nan)
-        feats["user_days_since_last"] = (tables.now - last) / SECONDS_PER_DAY
-        feats["user_history_days"] = (last - first) / SECONDS_PER_DAY
-        # The user's recent-window activity: how much of the profile is current.
-        recent = np.diff((ts >= tables.now - tables.recent_seconds).astype(np.int8).tocsr().indptr)
-        feats["user_recent_items"] = recent.astype(np.float64)
-        feats["user_recent_share"] = recent / np.maximum(n_items, 1)
-    return {name: values[inverse] for name, values in feats.items()}
-
-
-def _item_columns(data: StageData, now: float, recent_seconds: float) -> dict[str, np.ndarray]:
-    x = data.user_items.tocsc()
-    listeners = np.diff(x.indptr).astype(np.float64)
-    feats = {
-        "item_listeners": listeners,
-        "item_total_plays": np.asarray(x.sum(axis=0)).ravel(),
-        "item_mean_log_plays": np.asarray(x.log1p().sum(axis=0)).ravel() / np.maximum(listeners, 1),
-        "item_n_tags": np.diff(data.item_features.tocsr().indptr).astype(np.float64),
-    }
-    if data.timestamps is not None:
-        by_item = data.timestamps.T.tocsr()
-        feats["item_days_since_last"] = (now - _row_reduce(by_item, np.maximum, np.nan)) / SECONDS_PER_DAY
-        feats["item_age_days"] = (now - _row_reduce(by_item, np.minimum, np.nan)) / SECONDS_PER_DAY
-        # Trend: listeners active on the item in the recent window, and their share of all-time
-        # listeners (a rising item has a high share; an old favourite a low one).
-        recent = np.diff((by_item >= now - recent_seconds).astype(np.int8).tocsr().indptr).astype(np.float64)
-        feats["item_recent_listeners"] = recent
-        feats["item_trend"] = recent / np.maximum(listeners, 1)
-    return feats
-
-
-def item_features(items: np.ndarray, tables: FeatureTables) -> dict[str, np.ndarray]:
-    return {name: values[items] for name, values in tables.item.items()}
 
 
 def _row_reduce(matrix: sp.csr_matrix, ufunc: np.ufunc, empty: float) -> np.ndarray:
@@ -283,34 +138,186 @@ def _colistening(top: np.ndarray, items: np.ndarray, embeddings: np.ndarray) -> 
     return top_max, filled.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
-def user_item_features(users: np.ndarray, items: np.ndarray, data: StageData,
-                       tables: FeatureTables) -> dict[str, np.ndarray]:
-    unique, inverse = np.unique(users, return_inverse=True)
-    x = data.user_items[unique]
-    # Tag profile: TF-IDF item tags, users as the log-play-weighted sum of their items'.
-    profiles = normalize(x.log1p().astype(np.float64) @ tables.item_tags).tocsr()
-    feats = {"tag_cosine": sorted_pairs_dot(inverse, items, profiles, tables.item_tags)}
-    # Co-listening similarity of the candidate to the user's most-played items, in a 64-d
-    # SVD embedding of the items' listener vectors: exact sparse cosines cost O(listeners)
-    # per pair, which does not scale to millions of candidate pairs.
-    feats["colisten_top_max"], feats["colisten_top_mean"] = _colistening(
-        top_played_items(x, 3)[inverse], items, tables.embeddings)
-    if data.timestamps is not None:  # ... and to what the user played last
-        feats["colisten_recent_max"], feats["colisten_recent_mean"] = _colistening(
-            most_recent_items(data.timestamps[unique], 3)[inverse], items, tables.embeddings)
-    return feats
+
+# --------------------------------------------------------------------------- feature groups
+class GeneratorFeatures(FeatureGroup):
+    """Every generator and feature model's view of the pair: score, within-user z-score, factor
+    cosine; a proposing instance's rank and whether it proposed; how many proposed, best rank."""
+
+    name = "generator"
+
+    def __init__(self, data: StageData) -> None:
+        super().__init__(data)
+        # Factor norms of the factor models, for the ``g_cosine`` features: once per stage
+        # (normalising the factors per batch cost O(n_users) a batch, quadratic overall).
+        self.factor_norms = {
+            name: (np.linalg.norm(model.user_factors, axis=1).astype(np.float64),
+                   np.linalg.norm(model.item_factors, axis=1).astype(np.float64))
+            for name, model in data.models.items()
+            if hasattr(model, "user_factors") and hasattr(model, "item_factors")}
+
+    def compute(self, users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+        keys = pair_keys(users, items, data.n_items)
+        feats: dict[str, np.ndarray] = {}
+        ranks = []
+        for name, model in data.models.items():
+            score = np.asarray(model.score_pairs(users, items, data.user_items), dtype=np.float64)
+            score = np.where(np.isfinite(score), score, np.nan)
+            feats[f"{name}_score"] = score
+            feats[f"{name}_zscore"] = within_user_zscore(users, np.nan_to_num(score))
+            if name in self.factor_norms:
+                # implicit's models score a pair by the factor dot product already: reuse it.
+                dot = score if isinstance(model, ImplicitFactorizationRecommender) else factor_pair_scores(
+                    np.asarray(model.user_factors), np.asarray(model.item_factors), users, items)
+                user_norm, item_norm = self.factor_norms[name]
+                norms = user_norm[users] * item_norm[items]
+                feats[f"{name}_cosine"] = np.divide(dot, norms, out=np.zeros(len(users)), where=norms > 0)
+            if name not in data.candidates:  # a feature model: scores only, it proposes nothing
+                continue
+            listed = data.candidates[name]
+            rank = lookup_pairs(keys, pair_keys(listed["user"].to_numpy(), listed["item"].to_numpy(),
+                                                data.n_items), listed["rank"].to_numpy(np.float64))
+            feats[f"{name}_rank"] = rank
+            feats[f"{name}_proposed"] = (~np.isnan(rank)).astype(np.float64)
+            ranks.append(rank)
+        stacked = np.vstack(ranks)
+        feats["n_generators"] = (~np.isnan(stacked)).sum(axis=0).astype(np.float64)
+        feats["best_rank"] = np.where(feats["n_generators"] > 0, np.nanmin(np.where(
+            np.isnan(stacked), np.inf, stacked), axis=0), np.nan)
+        return feats
 
 
-def social_features(users: np.ndarray, items: np.ndarray, data: StageData,
-                    tables: FeatureTables) -> dict[str, np.ndarray]:
-    if data.social is None:
-        return {}
-    unique, inverse = np.unique(users, return_inverse=True)
-    friends = tables.friends[unique]
-    listening = (friends @ tables.listened).tocsr()  # the batch's rows only
-    n_friends = np.asarray(friends.sum(axis=1)).ravel()[inverse]
-    count = sparse_lookup(listening, inverse, items)
-    return {"friends_listening": count, "friends_share": count / np.maximum(n_friends, 1)}
+class UserFeatures(FeatureGroup):
+    """The user's activity: items, plays, tag breadth; with timestamps, recency of the profile."""
+
+    name = "user"
+
+    def __init__(self, data: StageData) -> None:
+        super().__init__(data)
+        self.item_has_tag = (data.item_features > 0).astype(np.float32).tocsr()
+
+    def compute(self, users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+        """Per-pair user columns for pairs sorted by user (computed on the batch's distinct users)."""
+        unique, inverse = np.unique(users, return_inverse=True)
+        x = data.user_items[unique]
+        n_items = np.diff(x.indptr).astype(np.float64)
+        total = np.asarray(x.sum(axis=1)).ravel()
+        log_total = np.asarray(x.log1p().sum(axis=1)).ravel()
+        breadth = np.diff(((x > 0).astype(np.float32) @ self.item_has_tag).tocsr().indptr)
+        feats = {
+            "user_n_items": n_items,
+            "user_total_plays": total,
+            "user_mean_log_plays": log_total / np.maximum(n_items, 1),
+            "user_tag_breadth": breadth.astype(np.float64),
+        }
+        if data.timestamps is not None:
+            ts = data.timestamps[unique]
+            last = _row_reduce(ts, np.maximum, np.nan)
+            first = _row_reduce(ts, np.minimum, np.nan)
+            feats["user_days_since_last"] = (data.now - last) / SECONDS_PER_DAY
+            feats["user_history_days"] = (last - first) / SECONDS_PER_DAY
+            # The user's recent-window activity: how much of the profile is current.
+            recent = np.diff((ts >= data.now - data.recent_seconds).astype(np.int8).tocsr().indptr)
+            feats["user_recent_items"] = recent.astype(np.float64)
+            feats["user_recent_share"] = recent / np.maximum(n_items, 1)
+        return {name: values[inverse] for name, values in feats.items()}
+
+
+class ItemFeatures(FeatureGroup):
+    """The item's audience: listeners, plays, tags; with timestamps, its age and trend
+    (per-item columns computed once per stage, looked up per pair)."""
+
+    name = "item"
+
+    def __init__(self, data: StageData) -> None:
+        super().__init__(data)
+        x = data.user_items.tocsc()
+        listeners = np.diff(x.indptr).astype(np.float64)
+        self.columns = {
+            "item_listeners": listeners,
+            "item_total_plays": np.asarray(x.sum(axis=0)).ravel(),
+            "item_mean_log_plays": np.asarray(x.log1p().sum(axis=0)).ravel() / np.maximum(listeners, 1),
+            "item_n_tags": np.diff(data.item_features.tocsr().indptr).astype(np.float64),
+        }
+        if data.timestamps is not None:
+            now = data.now
+            by_item = data.timestamps.T.tocsr()
+            self.columns["item_days_since_last"] = (now - _row_reduce(by_item, np.maximum, np.nan)) / SECONDS_PER_DAY
+            self.columns["item_age_days"] = (now - _row_reduce(by_item, np.minimum, np.nan)) / SECONDS_PER_DAY
+            # Trend: listeners active on the item in the recent window, and their share of all-time
+            # listeners (a rising item has a high share; an old favourite a low one).
+            recent = np.diff((by_item >= now - data.recent_seconds).astype(np.int8).tocsr().indptr
+                             ).astype(np.float64)
+            self.columns["item_recent_listeners"] = recent
+            self.columns["item_trend"] = recent / np.maximum(listeners, 1)
+
+    def compute(self, users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+        return {name: values[items] for name, values in self.columns.items()}
+
+
+class UserItemFeatures(FeatureGroup):
+    """How the item fits the user's profile: tag cosine, co-listening similarity to the user's
+    most-played (and, with timestamps, most recent) items."""
+
+    name = "user_item"
+
+    def __init__(self, data: StageData) -> None:
+        super().__init__(data)
+        tags = data.item_features.tocsr().astype(np.float64)
+        idf = np.log((1 + tags.shape[0]) / (1 + np.diff(tags.tocsc().indptr))) + 1
+        self.item_tags = normalize(tags @ sp.diags(idf)).tocsr()
+        self.embeddings = colistening_embeddings(data.user_items)
+
+    def compute(self, users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+        unique, inverse = np.unique(users, return_inverse=True)
+        x = data.user_items[unique]
+        # Tag profile: TF-IDF item tags, users as the log-play-weighted sum of their items'.
+        profiles = normalize(x.log1p().astype(np.float64) @ self.item_tags).tocsr()
+        feats = {"tag_cosine": sorted_pairs_dot(inverse, items, profiles, self.item_tags)}
+        # Co-listening similarity of the candidate to the user's most-played items, in a 64-d
+        # SVD embedding of the items' listener vectors: exact sparse cosines cost O(listeners)
+        # per pair, which does not scale to millions of candidate pairs.
+        feats["colisten_top_max"], feats["colisten_top_mean"] = _colistening(
+            top_played_items(x, 3)[inverse], items, self.embeddings)
+        if data.timestamps is not None:  # ... and to what the user played last
+            feats["colisten_recent_max"], feats["colisten_recent_mean"] = _colistening(
+                most_recent_items(data.timestamps[unique], 3)[inverse], items, self.embeddings)
+        return feats
+
+
+class SocialFeatures(FeatureGroup):
+    """Friends who play the item (social graph data only)."""
+
+    name = "social"
+    needs = ("social",)
+
+    def __init__(self, data: StageData) -> None:
+        super().__init__(data)
+        assert data.social is not None
+        self.friends = (data.social > 0).astype(np.float32).tocsr()
+        self.listened = (data.user_items > 0).astype(np.float32).tocsr()
+
+    def compute(self, users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
+        unique, inverse = np.unique(users, return_inverse=True)
+        friends = self.friends[unique]
+        listening = (friends @ self.listened).tocsr()  # the batch's rows only
+        n_friends = np.asarray(friends.sum(axis=1)).ravel()[inverse]
+        count = sparse_lookup(listening, inverse, items)
+        return {"friends_listening": count, "friends_share": count / np.maximum(n_friends, 1)}
+
+
+class FeatureTables:
+    """The selected groups of one stage, each with its stage-wide tables built once (not once
+    per batch), in column order (:func:`~encore.ranking.feature_groups.ordered_groups`). A group
+    whose ``needs`` the stage lacks (no social graph, say) is left out: it would add no column."""
+
+    def __init__(self, data: StageData, groups: list[str]) -> None:
+        self.groups = ordered_groups(list(groups))
+        self.builders: list[FeatureGroup] = []
+        for name in self.groups:
+            cls = feature_group_class(name)
+            if all(getattr(data, need) is not None for need in cls.needs):
+                self.builders.append(cls(data))
 
 
 def build_features(pairs: pd.DataFrame, data: StageData, tables: FeatureTables) -> pd.DataFrame:
@@ -321,17 +328,20 @@ def build_features(pairs: pd.DataFrame, data: StageData, tables: FeatureTables) 
     """
     users = pairs["user"].to_numpy(np.int64)
     items = pairs["item"].to_numpy(np.int64)
-    builders = {
-        "generator": lambda: generator_features(pairs, data, tables),
-        "user": lambda: user_features(users, data, tables),
-        "item": lambda: item_features(items, tables),
-        "user_item": lambda: user_item_features(users, items, data, tables),
-        "social": lambda: social_features(users, items, data, tables),
-    }
     feats: dict[str, np.ndarray] = {}
-    for group in (g for g in builders if g in tables.groups):
-        # float32 as each group arrives: holding every group in float64 doubled peak memory.
-        feats |= {name: values.astype(np.float32) for name, values in builders[group]().items()}
+    for group in tables.builders:
+        columns = group.compute(users, items, data)
+        clash = sorted(set(columns) & set(feats))
+        if clash:
+            raise ValueError(f"components.ranker.features: group '{group.name or type(group).__name__}' "
+                             f"computes columns another group already did: {clash}")
+        for name, values in columns.items():
+            values = np.asarray(values)
+            if values.shape != (len(users),):
+                raise ValueError(f"components.ranker.features: group '{group.name or type(group).__name__}' "
+                                 f"column '{name}' has shape {values.shape}, expected ({len(users)},)")
+            # float32 as each group arrives: holding every group in float64 doubled peak memory.
+            feats[name] = values.astype(np.float32)
     if not feats:
         raise ValueError("components.ranker.features: no feature group selected")
     return pd.DataFrame(feats, copy=False)

@@ -38,7 +38,7 @@ def test_discriminator_picks_the_model() -> None:
     ("data", "fragment"),
     [
         ({"kind": "lastfm2k", "pth": "x"}, "Extra inputs are not permitted"),
-        ({"kind": "nope"}, "does not match any of the expected tags"),
+        ({"kind": "nope"}, "kind: unknown source 'nope'"),
         ({"kind": "lastfm1k", "path": "x", "item": "album"}, "Input should be 'artist' or 'track'"),
         ({"kind": "lastfm1k", "path": "x", "max_rows": 0}, "greater than 0"),
         ({"kind": "tabular", "interactions": "x", "columns": {"user": "a", "item": "a"}}, "columns must be distinct"),

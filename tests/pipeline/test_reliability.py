@@ -22,7 +22,8 @@ import pytest
 
 from encore.config.experiment import EncoreConfig, load_config
 from encore.io import MARKER, path_lock, read_marker, remove_debris
-from encore.pipeline import execution, lineage, reuse_keys, runner
+from encore import lineage
+from encore.pipeline import execution, reuse_keys, runner
 from encore.pipeline.runner import fingerprint, output_dir, run_pipeline
 from encore.pipeline.runner import main as pipeline_main
 from encore.tracking.runs import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, experiment_name, tracking_uri

@@ -18,13 +18,14 @@ from encore.config.experiment import EncoreConfig
 from encore.outputs import RankerOutput
 from encore.pipeline.component import Context
 from encore.pipeline.runner import dependencies, output_dir, run_pipeline
+from encore.ranking import stage as ranking_stage
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 
 
 def test_user_batches_cover_users_in_order_within_the_row_limit() -> None:
     users = np.array([0, 2, 3, 5, 6, 9])
     rows = np.array([3, 0, 4, 2, 0, 5, 1, 0, 0, 9])
-    batches = list(ranker_component.user_batches(users, rows, max_rows=6))
+    batches = list(ranking_stage.user_batches(users, rows, max_rows=6))
     assert np.concatenate(batches).tolist() == users.tolist()
     assert [b.tolist() for b in batches] == [[0], [2, 3], [5, 6], [9]]  # 9 rows > 6: a batch alone
     assert all(rows[b].sum() <= 6 for b in batches[:-1])
@@ -33,11 +34,11 @@ def test_user_batches_cover_users_in_order_within_the_row_limit() -> None:
 def test_training_sample_is_seeded_and_within_budget() -> None:
     users = np.arange(1000)
     rows = np.full(1000, 10)
-    sample = ranker_component.training_users(users, rows, budget=2500, seed=7)
+    sample = ranking_stage.training_users(users, rows, budget=2500, seed=7)
     assert len(sample) == 250 and rows[sample].sum() <= 2500
-    assert np.array_equal(sample, ranker_component.training_users(users, rows, budget=2500, seed=7))
-    assert not np.array_equal(sample, ranker_component.training_users(users, rows, budget=2500, seed=8))
-    assert np.array_equal(ranker_component.training_users(users, rows, budget=None, seed=7), users)
+    assert np.array_equal(sample, ranking_stage.training_users(users, rows, budget=2500, seed=7))
+    assert not np.array_equal(sample, ranking_stage.training_users(users, rows, budget=2500, seed=8))
+    assert np.array_equal(ranking_stage.training_users(users, rows, budget=None, seed=7), users)
 
 
 def test_hashed_uniform_depends_on_key_and_seed_only() -> None:

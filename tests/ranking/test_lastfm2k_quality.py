@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encore.components import ranker as ranker_component
 from encore.config.experiment import EncoreConfig
 from encore.data.prepared import PreparedData
 from encore.evaluation.evaluator import Evaluator, lists_from_frame
@@ -26,6 +25,7 @@ from encore.io import ParquetSink, read_json
 from encore.outputs import GeneratorOutput, RankerOutput
 from encore.pipeline.component import Context
 from encore.pipeline.runner import dependencies, output_dir, run_pipeline
+from encore.ranking import stage as ranking_stage
 from encore.ranking.model import train_ranker
 from tests.conftest import REPO_ROOT, make_config
 
@@ -107,11 +107,11 @@ def test_a_ranker_on_shuffled_labels_does_not_beat_the_best_generator(lastfm_run
     ctx = Context(config=config, output=tmp_path, inputs={d: output_dir(config, d) for d in
                                                           dependencies(config, "ranker")})
     prepared = PreparedData(ctx.inputs["prepare"])
-    x, y, users, _ = ranker_component.training_set(config, ctx, prepared)
+    x, y, users, _ = ranking_stage.training_set(config, ctx.inputs, prepared)
     shuffled = np.random.default_rng(0).permutation(y)
     trained = train_ranker(x, shuffled, users, config.components.ranker, seed=0)
     with ParquetSink(tmp_path / "recs.parquet") as sink:
-        ranker_component.rank_users(trained, config, ctx, prepared, sink)
+        ranking_stage.rank_users(trained, config, ctx.inputs, prepared, sink)
     recs = pd.read_parquet(tmp_path / "recs.parquet")
     test = Evaluator(prepared, "train", (10,))
     shuffled_ndcg = test.evaluate(lists_from_frame(recs, test.users, 10))["ndcg@10"]
