@@ -31,7 +31,7 @@ def lastfm2k_dir() -> Path:
     """The real dataset; a missing folder fails the test (CI must never skip real-data tests)."""
     assert (LASTFM2K_DIR / "user_artists.dat").is_file(), (
         f"HetRec 2011 Last.fm 2K not found at {LASTFM2K_DIR}: set ENCORE_LASTFM2K_DIR to the unzipped "
-        "hetrec2011-lastfm-2k folder (see README, 'Data')"
+        "hetrec2011-lastfm-2k folder (see docs/data.md, 'Data')"
     )
     return LASTFM2K_DIR
 

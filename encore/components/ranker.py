@@ -1,6 +1,6 @@
 """ranker: CatBoost over the merged candidates of every generator, with user/item features.
 
-Protocol (README, "Ranker"): generators fit on *base* propose candidates for the users
+Protocol (docs/ranker.md, "Ranker"): generators fit on *base* propose candidates for the users
 who have *target* items; those candidates, labelled by the target part and described by
 features computed from base only, train the ranker. For test, the generators refit on
 *train* = base + target (``refit_generators: true``, the default) propose candidates

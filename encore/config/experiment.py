@@ -170,7 +170,7 @@ GeneratorInstance = Annotated[
 
 
 class RankerConfig(Strict):
-    """The CatBoost ranking stage (see README, "Ranker")."""
+    """The CatBoost ranking stage (see docs/ranker.md, "Ranker")."""
 
     enabled: bool = True
     generators: list[str] | None = None
@@ -226,7 +226,7 @@ class RankerConfig(Strict):
 
 
 class PromoteConfig(Strict):
-    """When ``promote`` moves the ``champion`` alias (README, "Promotion")."""
+    """When ``promote`` moves the ``champion`` alias (docs/mlflow-and-registry.md, "Promotion")."""
 
     metric: str | None = None
     margin: NonNegativeFloat = 0.0
@@ -341,7 +341,7 @@ TuningSegment = PooledSegment
 
 
 class TuningConfig(Strict):
-    """Generator settings chosen on the ranker-target part, never on test (README, "Tuning").
+    """Generator settings chosen on the ranker-target part, never on test (docs/evaluation.md, "Tuning").
 
     ``grid`` maps instance names to ``{setting: [values]}``; the ``tune`` component fits every
     combination of an instance's values on the base part, scores its lists on the target part's

@@ -5,7 +5,7 @@ A source is a :class:`DataSource`: a pydantic model whose fields are its setting
 (through :mod:`encore.data.parsing`'s helpers), and whose :meth:`~DataSource.files` names the
 files it reads (what keys the reuse of prepared data on their content). The built-in sources
 are below; a user's own is a subclass named in the experiment as ``dataset.kind:
-package.module:ClassName`` (docs/extending.md, "A data source"), nothing in Encore edited.
+package.module:ClassName`` (docs/extending.md, "Add a data source"), nothing in Encore edited.
 
 Relative paths are left as given; the caller resolves them (against the repo root). The
 loaders are imported when a source loads, so validating a config stays cheap.
@@ -66,7 +66,7 @@ class DataSource(_Strict):
 
 Engine = Literal["pandas", "spark"]
 """How an event source is read and aggregated: pandas in this process, or Spark with the
-session of ``config/spark_config.yaml`` (same dataset, same errors; README, "Spark")."""
+session of ``config/spark_config.yaml`` (same dataset, same errors; docs/data.md, "Spark")."""
 
 
 class Lastfm2kConfig(DataSource):

@@ -1,7 +1,7 @@
 """Seeded, music-like synthetic data of any size (fully vectorised numpy).
 
 The generative story, calibrated so that the pipeline's generators rank as on Last.fm 2K
-(ALS ~ EASE ~ item-kNN well above popularity, tag content and friends in between; README,
+(ALS ~ EASE ~ item-kNN well above popularity, tag content and friends in between; docs/data.md,
 "Synthetic data"). Names in capitals are this module's constants, the rest
 :class:`SyntheticConfig` fields.
 

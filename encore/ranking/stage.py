@@ -1,5 +1,5 @@
 """The ranking stage's engine: candidates merged from the generators, their features and
-labels batch by batch, the training set, and ranked top-k lists (README, "Ranker").
+labels batch by batch, the training set, and ranked top-k lists (docs/ranker.md, "Ranker").
 
 :func:`training_set` builds the ranker's training rows from the base stage; :func:`rank_users`
 writes the top-k lists of a stage; :func:`held_out_policy` (with :func:`validated_policy`)

@@ -48,7 +48,7 @@ class UserKNNRecommender(Recommender):
     ``max_item_listeners`` per item, so the whole search is linear in interactions. Items with
     fewer listeners are exact; for a longer list the similarity of ``u`` and ``v`` omits the
     items on which ``v`` was cut, each a small term of the cosine. ``None`` = exact. Last.fm 2K
-    has no item with 1,000 listeners, so the default is exact there (README, "Scale").
+    has no item with 1,000 listeners, so the default is exact there (docs/benchmarks.md, "Scale").
 
     Defaults chosen on Last.fm 2K (per-user 20 % holdout, seed 42, NDCG@10 of the train fit on
     test, 2 cores): log1p beats BM25 and raw counts (K=50, p=1: 0.205 vs 0.163 vs 0.153);

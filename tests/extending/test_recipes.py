@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from encore import lineage
 from encore.config.experiment import ConfigError, EncoreConfig, deep_merge
 from encore.data import load_dataset
 from encore.evaluation.metrics.accuracy import RANKING_METRICS
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
-from encore import lineage
 from encore.pipeline.runner import fingerprint, output_dir, pipeline_components, run_pipeline
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
 

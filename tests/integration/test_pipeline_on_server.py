@@ -72,7 +72,7 @@ def _lastfm2k_dir() -> Path:
     if not (LASTFM2K_DIR / "user_artists.dat").is_file():
         pytest.fail(
             f"HetRec 2011 Last.fm 2K not found at {LASTFM2K_DIR}: set ENCORE_LASTFM2K_DIR to the unzipped "
-            "hetrec2011-lastfm-2k folder (see README, 'Data'); the integration tests never skip real data"
+            "hetrec2011-lastfm-2k folder (see docs/data.md, 'Data'); the integration tests never skip real data"
         )
     return LASTFM2K_DIR
 

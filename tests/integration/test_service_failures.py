@@ -1,4 +1,4 @@
-"""The tracking server's services failing while a pipeline runs against it (README, "Reliability").
+"""The tracking server's services failing while a pipeline runs against it (docs/pipeline.md, "Reliability").
 
 A private PostgreSQL cluster, moto S3 and MLflow server (not the session's shared ones: these
 tests stop them). For each service: a pipeline runs against the server, the service is stopped

@@ -479,7 +479,7 @@ def small_lastfm2k() -> dict[str, bytes]:
     through its own edit. Built from the real files once per module; never stored in the repo.
     """
     assert (LASTFM2K_DIR / "user_artists.dat").is_file(), (
-        f"HetRec 2011 Last.fm 2K not found at {LASTFM2K_DIR}: set ENCORE_LASTFM2K_DIR (README, 'Data')"
+        f"HetRec 2011 Last.fm 2K not found at {LASTFM2K_DIR}: set ENCORE_LASTFM2K_DIR (docs/data.md, 'Data')"
     )
 
     def rows(name: str) -> tuple[bytes, list[bytes]]:

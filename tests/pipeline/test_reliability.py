@@ -1,4 +1,4 @@
-"""Integrity of reuse and lineage (README, "Reliability"): each test is a defect a probe found.
+"""Integrity of reuse and lineage (docs/pipeline.md, "Reliability"): each test is a defect a probe found.
 
 Reuse is keyed on the data's content, the code and the configuration; outputs are verified
 before reuse; killed runs leave nothing that a later run trusts; concurrent runs share work.
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from encore import lineage
 from encore.config.experiment import EncoreConfig, load_config
 from encore.io import MARKER, path_lock, read_marker, remove_debris
-from encore import lineage
 from encore.pipeline import execution, reuse_keys, runner
 from encore.pipeline.runner import fingerprint, output_dir, run_pipeline
 from encore.pipeline.runner import main as pipeline_main
