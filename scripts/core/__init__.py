@@ -64,8 +64,6 @@ MOVED = {
     "scripts.core.recommenders.weighting": "encore.recommenders.weighting",
     "scripts.core.registry": "encore.tracking.model_registry",
     "scripts.core.resources": "encore.resources",
-    "scripts.core.server": "encore.mlflow_server.server",
-    "scripts.core.server_auth": "encore.mlflow_server.auth",
     "scripts.core.serving_model": "encore.serving.pyfunc",
     "scripts.core.spark": "encore.data.spark_session",
     "scripts.core.splits": "encore.evaluation.splits",

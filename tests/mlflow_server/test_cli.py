@@ -1,7 +1,7 @@
 """The one MLflow-server command line and its two deprecated entry points.
 
-``python -m encore.mlflow_server`` replaced ``python -m encore.mlflow_server.server`` and
-``python -m encore.mlflow_server.auth``; for one release the old ones run the same commands.
+``python -m encore.mlflow_server`` replaced ``python -m scripts.core.server`` and
+``python -m scripts.core.server_auth``; for one release the old ones run the same commands.
 No server is needed: ``show`` reads settings only, and ``auth setup`` fails on a missing
 password before it contacts anything.
 """
@@ -45,7 +45,7 @@ def _run(module: str, *args: str, env_file: Path) -> subprocess.CompletedProcess
 
 def test_show_is_the_same_from_the_new_cli_and_the_old_entry_point(env_file: Path) -> None:
     new = _run("encore.mlflow_server", "show", env_file=env_file)
-    old = _run("encore.mlflow_server.server", "show", env_file=env_file)
+    old = _run("scripts.core.server", "show", env_file=env_file)
     assert new.returncode == old.returncode == 0, new.stderr + old.stderr
     shown = json.loads(new.stdout)
     assert shown["POSTGRES_HOST"] == "db" and shown["POSTGRES_PASSWORD"] == "****"
@@ -55,7 +55,7 @@ def test_show_is_the_same_from_the_new_cli_and_the_old_entry_point(env_file: Pat
 @pytest.mark.parametrize("where", ["before auth", "after auth", "old entry point"])
 def test_auth_setup_names_the_missing_password(where: str, env_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if where == "old entry point":
-        code = importlib.import_module("encore.mlflow_server.auth").main(["--env-file", str(env_file), "setup"])
+        code = importlib.import_module("scripts.core.server_auth").main(["--env-file", str(env_file), "setup"])
     elif where == "after auth":
         code = cli.main(["auth", "--env-file", str(env_file), "setup"])
     else:

@@ -526,7 +526,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str) -> Path:
     """Outputs, data and MLflow in temporary folders; the repository's ``.env`` switched off.
 
-    ``MachineSettings`` reads ``<repo>/.env`` (and ``encore.mlflow_server.server`` reads ``$ENV_FILE``);
+    ``MachineSettings`` reads ``<repo>/.env`` (and ``encore.mlflow_server.settings`` reads ``$ENV_FILE``);
     a developer's file there must not redirect outputs or tracking, so the settings' env_file
     is set to none and the variables that matter are set (or removed) explicitly.
     """

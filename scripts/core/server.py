@@ -1,8 +1,8 @@
-"""Deprecated alias of the MLflow-server tooling's old home; removed in the next release.
+"""Deprecated: ``scripts.core.server`` became ``encore.mlflow_server``; removed in Encore 0.3.
 
-The module was split by job: :mod:`.settings`, :mod:`.preflight`, :mod:`.schema`,
-:mod:`.operations`, and one command line, ``python -m encore.mlflow_server`` (:mod:`.cli`).
-``python -m encore.mlflow_server.server <command>`` still runs the same commands.
+The module was split by job: the ``settings``, ``preflight``, ``schema`` and ``operations``
+modules of :mod:`encore.mlflow_server`, and one command line, ``python -m encore.mlflow_server``.
+``python -m scripts.core.server <command>`` still runs the same commands.
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ __all__ = [
     "validate_server_args", "wait_for_health",
 ]
 
-warnings.warn("encore.mlflow_server.server is deprecated: use `python -m encore.mlflow_server` and the modules "
+warnings.warn("scripts.core.server is deprecated: use `python -m encore.mlflow_server` and the modules "
               "settings, preflight, schema and operations of encore.mlflow_server", DeprecationWarning, stacklevel=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The old entry point: the same commands as ``python -m encore.mlflow_server``."""
-    return cli.main(argv, prog="python -m encore.mlflow_server.server")
+    return cli.main(argv, prog="python -m scripts.core.server")
 
 
 if __name__ == "__main__":

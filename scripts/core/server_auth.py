@@ -1,11 +1,12 @@
-"""Deprecated alias of the authentication code's old home; removed in the next release.
+"""Deprecated: ``scripts.core.server_auth`` became part of ``encore.mlflow_server``; removed in Encore 0.3.
 
-Split by job: the request hook the server runs (:mod:`.auth_plugin`), the auth app's store
-and config file (:mod:`.auth_config`), users and grants (:mod:`.auth_admin`,
+Split by job: the request hook the server runs (:mod:`encore.mlflow_server.auth_plugin`), the
+auth app's store and config file (:mod:`encore.mlflow_server.auth_config`), users and grants
+(:mod:`encore.mlflow_server.auth_admin`,
 ``python -m encore.mlflow_server auth ...``) and the client side
-(:mod:`encore.tracking.credentials`). ``python -m encore.mlflow_server.auth <command>`` still
+(:mod:`encore.tracking.credentials`). ``python -m scripts.core.server_auth <command>`` still
 runs ``setup``, ``add-viewer`` and ``delete-user``; an auth config naming
-``encore.mlflow_server.auth:authenticate_request`` still finds the hook.
+``scripts.core.server_auth:authenticate_request`` still finds the hook.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ __all__ = [
     "readable_auth_errors", "release_credentials", "release_user", "setup_roles", "write_auth_config",
 ]
 
-warnings.warn("encore.mlflow_server.auth is deprecated: use `python -m encore.mlflow_server auth ...`, "
+warnings.warn("scripts.core.server_auth is deprecated: use `python -m encore.mlflow_server auth ...`, "
               "encore.mlflow_server.auth_plugin/auth_config/auth_admin and encore.tracking.credentials",
               DeprecationWarning, stacklevel=2)
 
@@ -46,7 +47,7 @@ warnings.warn("encore.mlflow_server.auth is deprecated: use `python -m encore.ml
 def main(argv: Sequence[str] | None = None) -> int:
     """The old entry point: ``[--env-file F] [--tracking-uri U] setup|add-viewer|delete-user``."""
     return cli.main(["auth", *(sys.argv[1:] if argv is None else argv)],
-                    prog="python -m encore.mlflow_server.auth")
+                    prog="python -m scripts.core.server_auth")
 
 
 if __name__ == "__main__":
