@@ -470,7 +470,7 @@ def record(experiment: Path, k: int = 10) -> Path:
 
     from encore.config.experiment import load_config
     from encore.io import is_complete, read_json
-    from encore.pipeline.runner import fingerprint, output_dir
+    from encore.pipeline import fingerprint, output_dir
 
     config = load_config(experiment)
     evaluate_dir = output_dir(config, "evaluate")

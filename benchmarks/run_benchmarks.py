@@ -35,7 +35,7 @@ from encore.candidates import build_recommender, fit_recommender
 from encore.config.experiment import REPO_ROOT, MachineSettings, load_config
 from encore.data.prepared import PreparedData
 from encore.io import is_complete
-from encore.pipeline.runner import fingerprint, generator_names, output_dir, run_component
+from encore.pipeline import fingerprint, generator_names, output_dir, run_component
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 EXPERIMENTS = {"lastfm2k": REPO_ROOT / "experiments/lastfm2k.yaml",
@@ -135,7 +135,7 @@ def bench_pipeline(name: str, workdir: Path) -> dict[str, Any]:
                         "ENCORE_OUTPUT_DIR": str(workdir / "pipeline-outputs")}
     peak_file = workdir / ".peak-pipeline"
     started = time.perf_counter()
-    subprocess.run(measured_command("encore.pipeline.runner", ["--experiment", str(EXPERIMENTS[name])], peak_file),
+    subprocess.run(measured_command("encore.pipeline", ["--experiment", str(EXPERIMENTS[name])], peak_file),
                    env=env, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     peak_mb = read_peak_bytes(peak_file) / 2**20

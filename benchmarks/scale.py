@@ -3,7 +3,7 @@
     python -m benchmarks.scale [--sizes 1m,3m,10m] [--name scale] [--workdir DIR]
 
 For each size (``experiments/synthetic_<size>.yaml``) the default pipeline (prepare, every
-generator instance, ranker, evaluate) runs as a user runs it — one ``encore.pipeline.runner``
+generator instance, ranker, evaluate) runs as a user runs it — one ``python -m encore.pipeline``
 process, fresh for each size, with tracking on (a fresh SQLite store). The runner logs each
 component's wall time (``time_run_seconds``) and its own peak RSS (``peak_rss_mib``: the
 process's ``VmHWM``, reset as the component starts, :func:`encore.resources.measure_peak`);
@@ -34,7 +34,7 @@ from benchmarks.peak import measured_command, read_peak_bytes
 from encore.config.experiment import REPO_ROOT, EncoreConfig, MachineSettings, load_config
 from encore.data.prepared import PreparedData
 from encore.outputs import EvaluateOutput
-from encore.pipeline.runner import output_dir, pipeline_components
+from encore.pipeline import output_dir, pipeline_components
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 GIB = 2**30
@@ -66,7 +66,7 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
     peak_file = folder / ".peak-pipeline"
     started = time.perf_counter()
     with (folder / "pipeline.log").open("w") as log:
-        code = subprocess.run(measured_command("encore.pipeline.runner", ["--experiment", str(experiment)],
+        code = subprocess.run(measured_command("encore.pipeline", ["--experiment", str(experiment)],
                                                peak_file),
                               env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - started

@@ -30,8 +30,9 @@ from encore.config.experiment import REPO_ROOT, EncoreConfig, load_config
 from encore.evaluation.segments import POOLED_SEGMENTS
 from encore.io import read_json
 from encore.outputs import EvaluateOutput, FoldsOutput, RankerOutput
+from encore.pipeline import output_dir, run_pipeline, tuned
+from encore.pipeline.cli import setup_logging
 from encore.pipeline.folds import fold_configs, folds_dir, n_folds
-from encore.pipeline.runner import output_dir, run_pipeline, setup_logging, tuned
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 SEGMENTS = POOLED_SEGMENTS
