@@ -40,7 +40,14 @@ from encore.config.component_names import RESERVED_NAMES
 from encore.config.envfile import DEFAULTS_DIR, REPO_ROOT
 from encore.config.machine import MachineSettings
 from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
-from encore.config.validation import KIND_TAG, ConfigError, format_validation_error, key_path, read_yaml
+from encore.config.validation import (
+    KIND_TAG,
+    ConfigError,
+    format_validation_error,
+    key_path,
+    read_yaml,
+    rejected_settings,
+)
 from encore.data.dataset_config import DatasetConfig
 from encore.evaluation.metrics.accuracy import RANKING_METRICS
 from encore.evaluation.metrics.plugin_metrics import register_ranking_metric
@@ -144,8 +151,8 @@ def _validate_imported(value: Any) -> GeneratorConfig:
     try:
         return cls.config_class.model_validate(value)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{cls.config_class.__name__} of kind '{kind}' rejects the settings: {problems}") from None
+        raise ValueError(f"{cls.config_class.__name__} of kind '{kind}' rejects the settings: "
+                         f"{rejected_settings(exc)}") from None
 
 
 def _instance_tag(value: Any) -> str | None:

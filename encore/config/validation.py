@@ -54,3 +54,8 @@ def format_validation_error(exc: ValidationError, source: str, what: str = "conf
         # A whole section as the input says nothing the message does not: leave long ones out.
         lines.append(f"  {path}: {err['msg']}" + (f" (got {shown})" if shown and len(shown) <= 300 else ""))
     return "\n".join(lines)
+
+
+def rejected_settings(exc: ValidationError) -> str:
+    """``key: message; key: message``: why a user's class rejected the settings given to it."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -13,8 +13,6 @@ loaders are imported when a source loads, so validating a config stays cheap.
 
 from __future__ import annotations
 
-import importlib
-import re
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -31,7 +29,9 @@ from pydantic import (
 
 from encore.config.types import Fraction, PositiveFloat, PositiveInt, UnitInterval
 from encore.config.types import Strict as _Strict
+from encore.config.validation import KIND_TAG, rejected_settings
 from encore.data.columns import ColumnMapping, FeatureColumnMapping
+from encore.plugins import import_object, is_import_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -223,9 +223,6 @@ class SyntheticConfig(DataSource):
 BUILTIN_SOURCES: dict[str, type[DataSource]] = {cls.model_fields["kind"].default: cls for cls in (
     Lastfm2kConfig, Lastfm1kConfig, Lastfm360kConfig, YandexConfig, TabularConfig, SyntheticConfig)}
 """The built-in sources by ``kind``: the one list of them (the config union is derived from it)."""
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-KIND_TAG = "kind="
-"""Prefix of the union tags (pydantic puts them in error locations; the config's messages strip it)."""
 
 
 def source_class(kind: str) -> type[DataSource]:
@@ -233,18 +230,14 @@ def source_class(kind: str) -> type[DataSource]:
     (ValueError naming the kind and what is wrong)."""
     if kind in BUILTIN_SOURCES:
         return BUILTIN_SOURCES[kind]
-    if not IMPORT_PATH.match(kind):
+    if not is_import_path(kind):
         raise ValueError(f"unknown source '{kind}'; built-in: {', '.join(BUILTIN_SOURCES)}; or your own source "
                          "as 'package.module:ClassName'")
-    module_name, _, qualname = kind.partition(":")
     try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"source '{kind}': cannot import module '{module_name}' ({exc})") from None
-    for part in qualname.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"source '{kind}': module '{module_name}' has no attribute '{qualname}'")
-        obj = getattr(obj, part)
+        obj = import_object(kind)
+    except ValueError as exc:
+        raise ValueError(f"source '{kind}': {exc}") from None
+    qualname = kind.partition(":")[2]
     if not (isinstance(obj, type) and issubclass(obj, DataSource)):
         raise ValueError(f"source '{kind}': {qualname} is not a subclass of encore.data.DataSource")
     return obj
@@ -263,8 +256,8 @@ def _validate_imported(value: Any) -> DataSource:
     try:
         return cls.model_validate(value)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{cls.__name__} of kind '{value.get('kind')}' rejects the settings: {problems}") from None
+        raise ValueError(f"{cls.__name__} of kind '{value.get('kind')}' rejects the settings: "
+                         f"{rejected_settings(exc)}") from None
 
 
 def _source_tag(value: Any) -> str | None:

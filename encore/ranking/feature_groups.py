@@ -14,8 +14,6 @@ scikit-learn through the built-in groups.
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -23,6 +21,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from encore.plugins import import_object, is_import_path
 
 if TYPE_CHECKING:
     from encore.recommenders.base import Recommender
@@ -35,7 +35,7 @@ BUILTIN: dict[str, str] = {name: f"{_PACKAGE}.features:{cls}" for name, cls in (
     ("user_item", "UserItemFeatures"), ("social", "SocialFeatures"),
 )}
 """The built-in groups by config name, in the order their columns come (the model's column order)."""
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
 
 
 @dataclass
@@ -98,7 +98,7 @@ def feature_group_class(name: str) -> type[FeatureGroup]:
     """The class of group ``name``: a built-in name, or ``package.module:Class`` imported on demand."""
     if name in BUILTIN:
         return _import(BUILTIN[name], name)
-    if not IMPORT_PATH.match(name):
+    if not is_import_path(name):
         raise FeatureGroupError(f"unknown feature group '{name}'; built-in: {', '.join(BUILTIN)}; or your own "
                                 "class as 'package.module:ClassName'")
     return _import(name, name)
@@ -125,15 +125,11 @@ def ordered_groups(names: list[str]) -> list[str]:
 
 
 def _import(path: str, name: str) -> type[FeatureGroup]:
-    module_name, _, qualname = path.partition(":")
     try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FeatureGroupError(f"feature group '{name}': cannot import module '{module_name}' ({exc})") from None
-    for part in qualname.split("."):
-        if not hasattr(obj, part):
-            raise FeatureGroupError(f"feature group '{name}': module '{module_name}' has no attribute '{qualname}'")
-        obj = getattr(obj, part)
+        obj = import_object(path)
+    except ValueError as exc:
+        raise FeatureGroupError(f"feature group '{name}': {exc}") from None
+    qualname = path.partition(":")[2]
     if not (isinstance(obj, type) and issubclass(obj, FeatureGroup)):
         raise FeatureGroupError(f"feature group '{name}': {qualname} is not a subclass of "
                                 "encore.ranking.FeatureGroup")

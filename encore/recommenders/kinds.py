@@ -13,8 +13,7 @@ instances, and what consumes them) and of nothing else (see :mod:`encore.lineage
 
 from __future__ import annotations
 
-import importlib
-import re
+from encore.plugins import import_object, is_import_path
 
 from .base import Recommender
 from .generator_config import GeneratorConfig
@@ -25,16 +24,10 @@ BUILTIN: tuple[str, ...] = tuple(f"{_PACKAGE}.{path}" for path in (
     "itemknn:ItemKNNRecommender", "ease:EASERecommender", "friends:FriendsRecommender",
     "userknn:UserKNNRecommender",
 ))
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-"""``package.module:Class``: a user's own generator kind."""
 
 
 class KindError(ValueError):
     """A kind that names no usable recommender class; the message says why."""
-
-
-def is_import_path(kind: str) -> bool:
-    return bool(IMPORT_PATH.match(kind))
 
 
 def recommender_class(kind: str) -> type[Recommender]:
@@ -48,15 +41,11 @@ def _import_class(kind: str) -> type[Recommender]:
     if not is_import_path(kind):
         raise KindError(f"unknown kind '{kind}'; built-in kinds: {', '.join(KINDS)}; or your own class as "
                         "'package.module:ClassName'")
-    module_name, _, qualname = kind.partition(":")
     try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise KindError(f"kind '{kind}': cannot import module '{module_name}' ({exc})") from None
-    for part in qualname.split("."):
-        if not hasattr(obj, part):
-            raise KindError(f"kind '{kind}': module '{module_name}' has no attribute '{qualname}'")
-        obj = getattr(obj, part)
+        obj = import_object(kind)
+    except ValueError as exc:
+        raise KindError(f"kind '{kind}': {exc}") from None
+    qualname = kind.partition(":")[2]
     if not (isinstance(obj, type) and issubclass(obj, Recommender)):
         raise KindError(f"kind '{kind}': {qualname} is not a subclass of "
                         "encore.recommenders.base.Recommender")

@@ -163,7 +163,7 @@ def test_editing_a_plug_in_recomputes_what_it_keys(extended: EncoreConfig, user_
     source = loyalty.read_text()
     before = {name: fingerprint(extended, name) for name in ("prepare", "ranker", "evaluate")}
     try:
-        loyalty.write_text(source + "\n# an edit\n")
+        loyalty.write_text(source + "\nEDITED = 1  # code, not a comment: comments key nothing\n")
         lineage.code_digest.cache_clear()
         lineage.module_closure.cache_clear()
         after = {name: fingerprint(extended, name) for name in before}

@@ -13,13 +13,13 @@ is the process's: a config naming the metric registers it, for every evaluation 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 
+from encore.plugins import import_object, is_import_path
+
 from .accuracy import RANKING_METRICS, MetricFn
 
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 """Metric names become result keys (``name@k``) and MLflow metric names: lower-case, digits, _."""
 BUILTIN = frozenset(RANKING_METRICS)
@@ -27,17 +27,13 @@ BUILTIN = frozenset(RANKING_METRICS)
 
 def import_ranking_metric(path: str) -> tuple[str, MetricFn]:
     """The metric ``package.module:function`` and its name (ValueError saying what is wrong)."""
-    if not IMPORT_PATH.match(path):
+    if not is_import_path(path):
         raise ValueError(f"'{path}' is not 'package.module:function'")
-    module_name, _, qualname = path.partition(":")
     try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"'{path}': cannot import module '{module_name}' ({exc})") from None
-    for part in qualname.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"'{path}': module '{module_name}' has no attribute '{qualname}'")
-        obj = getattr(obj, part)
+        obj = import_object(path)
+    except ValueError as exc:
+        raise ValueError(f"'{path}': {exc}") from None
+    qualname = path.partition(":")[2]
     if not callable(obj):
         raise ValueError(f"'{path}': {qualname} is not a function")
     try:
