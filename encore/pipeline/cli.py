@@ -39,9 +39,9 @@ def setup_logging() -> None:
     logging.config.dictConfig(yaml.safe_load(path.read_text()))
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
     """The options every Encore CLI shares: the experiment file and ``--set`` overrides."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--experiment", "-e", type=Path, default=DEFAULT_EXPERIMENT,
                         help="experiment file overriding config/components.yaml (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -105,7 +105,8 @@ def component_main(name: str | None, argv: Sequence[str] | None = None, *, descr
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m encore.pipeline``: run chosen components in order under one parent run."""
-    parser = base_parser("Run a chosen subset of Encore's components in order under one MLflow parent run.")
+    parser = base_parser("Run a chosen subset of Encore's components in order under one MLflow parent run.",
+                         prog="python -m encore.pipeline")  # not "__main__.py"; run.sh and runner run the same
     parser.add_argument("--components", "-c", default="",
                         help="comma-separated components to run, in pipeline order (default: prepare, every "
                              "generator instance of the config, ranker, evaluate)")

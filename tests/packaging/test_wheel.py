@@ -124,10 +124,8 @@ def test_encore_home_holds_the_defaults_and_the_outputs(installed: Path, tmp_pat
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [str(home / "config"), str(home / "outputs"), 1234567]
 
 
-def test_the_installed_pipeline_cli_answers_help(installed: Path, tmp_path: Path) -> None:
-    # encore/pipeline/__main__.py is the CLI's home once it lands; runner.py is it until then
-    main = installed / "encore" / "pipeline" / "__main__.py"
-    module = "encore.pipeline" if main.is_file() else "encore.pipeline.runner"
+@pytest.mark.parametrize("module", ["encore.pipeline", "encore.pipeline.runner"])
+def test_the_installed_pipeline_cli_answers_help(installed: Path, tmp_path: Path, module: str) -> None:
     done = run_installed(installed, tmp_path, "-m", module, "--help")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "usage:" in done.stdout and "--experiment" in done.stdout, done.stdout
