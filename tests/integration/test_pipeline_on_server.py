@@ -340,7 +340,7 @@ def test_artifacts_live_in_s3_behind_the_proxy(story: Story, mlflow_server: Mlfl
     model_keys = {k.removeprefix(f"{base}/models/{model_id}/artifacts/") for k in keys
                   if k.startswith(f"{base}/models/{model_id}/artifacts/")}
     tables = ("recommendations.parquet", "popular.parquet", "similar_items.parquet", "items.parquet")
-    expected_model = {"MLmodel", "serving_model.py", "requirements.txt", *(f"artifacts/bundle/{t}" for t in tables)}
+    expected_model = {"MLmodel", "pyfunc.py", "requirements.txt", *(f"artifacts/bundle/{t}" for t in tables)}
     assert not expected_model - model_keys, sorted(model_keys)
 
     # This process has no AWS credentials: the download goes through the server's proxy.
