@@ -3,11 +3,14 @@ model version registered by a killed run is marked, and ``$ENV_FILE`` is the one
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -139,3 +142,53 @@ def test_run_sh_logs_where_env_file_says(tmp_path: Path) -> None:
     assert done.returncode != 0, done
     assert "Traceback" not in done.stderr
     assert "nosuchscheme://team-server" in done.stderr  # the team's URI, not the local store
+
+
+# ----------------------------------------------------------------------- register / compare: wrong password
+class _RefusingServer(http.server.BaseHTTPRequestHandler):
+    """A basic-auth MLflow server that knows nobody: every request is 401."""
+
+    def _refuse(self) -> None:
+        body = b"You are not authenticated. Please see the documentation for details."
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _refuse
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def refusing_server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingServer)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("command", [
+    ["encore.components.register", "--run-id", "0123456789abcdef", "--model-name", "encore-ranker"],
+    ["encore.components.compare", "--experiment", "lastfm2k"],
+    ["encore.components.compare", "--diff", "0123456789abcdef", "fedcba9876543210"],
+], ids=["register", "compare", "compare-diff"])
+def test_register_and_compare_with_a_wrong_password_say_so_in_one_line(command: list[str], refusing_server: str,
+                                                                       tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": refusing_server, "MLFLOW_TRACKING_USERNAME": "encore-pipeline",
+            "MLFLOW_TRACKING_PASSWORD": "wr0ng-pa55", "ENV_FILE": str(tmp_path / "absent.env"),
+            "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, env=env, check=False,
+                          timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: MLflow server refused user 'encore-pipeline'") and "HTTP 401" in lines[0]
+    assert "wr0ng-pa55" not in done.stderr + done.stdout
