@@ -48,9 +48,9 @@ def test_a_users_kind_settings_refuse_booleans_for_numbers() -> None:
         width: int = 3
         rate: float | None = None
 
-    with pytest.raises(ValueError, match="width\n.*a boolean is not a number"):
+    with pytest.raises(ValueError, match=r"width\n.*a boolean is not a number"):
         MyConfig.model_validate({"width": True})
-    with pytest.raises(ValueError, match="rate\n.*a boolean is not a number"):
+    with pytest.raises(ValueError, match=r"rate\n.*a boolean is not a number"):
         MyConfig.model_validate({"rate": False})
     assert MyConfig.model_validate({"width": 4, "rate": 0.5}).width == 4  # numbers still are
 
