@@ -128,14 +128,16 @@ def test_env_file_sets_the_tracking_uri_as_it_sets_credentials(tmp_path: Path,
     assert load_config(None).tracking.tracking_uri == "sqlite:///elsewhere.db"
 
 
-def test_run_sh_logs_where_env_file_says(tmp_path: Path) -> None:
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative-to-the-caller"])
+def test_run_sh_logs_where_env_file_says(tmp_path: Path, relative: bool) -> None:
     team = tmp_path / "team.env"
     team.write_text("MLFLOW_TRACKING_URI=nosuchscheme://team-server\n")
     experiment = tmp_path / "experiment.yaml"
     experiment.write_text(json.dumps(TINY_SYNTHETIC))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     # ENCORE_HOME in tmp_path: were the URI ignored, the local store would be made there, not in the checkout.
-    env |= {"ENV_FILE": str(team), "ENCORE_HOME": str(tmp_path), "ENCORE_OUTPUT_DIR": str(tmp_path / "outputs")}
+    env |= {"ENV_FILE": "team.env" if relative else str(team), "ENCORE_HOME": str(tmp_path),
+            "ENCORE_OUTPUT_DIR": str(tmp_path / "outputs")}
     done = subprocess.run([str(REPO_ROOT / "scripts/pipeline/run.sh"), "--experiment", str(experiment),
                            "--components", "prepare"], capture_output=True, text=True, env=env, check=False,
                           timeout=300, cwd=tmp_path)
