@@ -19,6 +19,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from encore.config.validation import ConfigError
+from encore.tracking.credentials import readable_auth_errors
 from encore.tracking.runs import cli_client
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -136,7 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), help="params/metrics that differ")
     args = parser.parse_args(argv)
 
-    client = cli_client(args.tracking_uri)
+    try:
+        client = cli_client(args.tracking_uri)
+        with readable_auth_errors():
+            return _show(parser, args, client)
+    except ConfigError as exc:  # wrong password, refused permission: one line, as run.sh and promote give
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _show(parser: argparse.ArgumentParser, args: argparse.Namespace, client: MlflowClient) -> int:
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
         if args.diff:
             table = diff_runs(client, *args.diff)

@@ -35,6 +35,7 @@ from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
 from encore.recommenders import recommender_class
 from encore.serving.pyfunc import log_serving_model, write_bundle
+from encore.tracking.credentials import readable_auth_errors
 from encore.tracking.model_registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
 from encore.tracking.runs import cli_client, metric_key
 
@@ -130,10 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else the local store mlruns/mlflow.db")
     args = parser.parse_args(argv)
 
-    client = cli_client(args.tracking_uri)
-    version = register_run_model(
-        args.run_id, args.model_name, client=client, artifact_path=args.artifact_path, alias=args.alias
-    )
+    try:
+        client = cli_client(args.tracking_uri)
+        with readable_auth_errors():
+            version = register_run_model(
+                args.run_id, args.model_name, client=client, artifact_path=args.artifact_path, alias=args.alias
+            )
+    except ConfigError as exc:  # wrong password, refused permission: one line, as run.sh and promote give
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     alias_note = f", alias '{args.alias}'" if args.alias else ""
     print(f"registered {args.model_name} version {version.version} from run {args.run_id}{alias_note}")
     print(f"load it with: mlflow.pyfunc.load_model('models:/{args.model_name}/{version.version}')")

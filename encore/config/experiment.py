@@ -39,7 +39,7 @@ from pydantic import (
 from encore.config.component_names import RESERVED_NAMES
 from encore.config.envfile import DEFAULTS_DIR, REPO_ROOT
 from encore.config.machine import MachineSettings
-from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
+from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Seed, Strict
 from encore.config.validation import (
     KIND_TAG,
     ConfigError,
@@ -68,8 +68,17 @@ TIME_SPLIT_DEFAULTS_FILE = DEFAULTS_DIR / "time_split.yaml"
 # --------------------------------------------------------------------------- sections
 class ExperimentSection(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """The folder of the experiment's outputs (``<output_dir>/<name>``): one safe path component."""
     description: str = ""
-    seed: int = 42
+    seed: Seed = 42
+
+    @field_validator("name")
+    @classmethod
+    def _safe_folder_name(cls, name: str) -> str:
+        if set(name) == {"."}:
+            raise ValueError(f"'{name}' would put the outputs outside output_dir; the name is a folder: use "
+                             "letters, digits, '_', '-' and '.' (not only dots)")
+        return name
 
 
 class PerUserSplit(Strict):
@@ -105,6 +114,12 @@ class TimeSplit(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeSplit:
+        dates = {key: value for key in ("target_start", "test_start", "test_end")
+                 if isinstance(value := getattr(self, key), datetime)}
+        if len({value.tzinfo is None for value in dates.values()}) > 1:
+            shown = ", ".join(f"{key} {value.isoformat()} ({'no time zone' if value.tzinfo is None else 'with one'})"
+                              for key, value in dates.items())
+            raise ValueError(f"the cut points must all give a time zone or none: {shown}")
         if type(self.target_start) is not type(self.test_start):
             raise ValueError("target_start and test_start must both be dates or both be fractions")
         if self.target_start >= self.test_start:  # type: ignore[operator]
@@ -209,7 +224,7 @@ class RankerConfig(Strict):
     """Window of the recency features (``item_trend``, ``user_recent_items``, ...) on timestamped data."""
     top_k: PositiveInt = 50
     similar_items_from: str = "ease"
-    seed: int | None = None
+    seed: Seed | None = None
     """The ranker's own seed (user sample, negatives, policy slice, CatBoost); None = ``experiment.seed``.
     Varying it alone refits only the ranker: the spread over ranker seeds (``benchmarks/sweep.py``)."""
 
@@ -222,6 +237,14 @@ class RankerConfig(Strict):
         if names is not None and not names:
             raise ValueError("an empty list gives the ranker no candidates; leave the key out (null) to take "
                              "every enabled generator, or name the generators to use")
+        return names
+
+    @field_validator("features")
+    @classmethod
+    def _features_not_empty(cls, names: list[str]) -> list[str]:
+        if not names:
+            raise ValueError("no feature group selected: the ranker needs features; leave the key out for the "
+                             f"built-in groups ({', '.join(FEATURE_GROUPS)}) or name the groups to use")
         return names
 
     @model_validator(mode="before")
@@ -390,6 +413,20 @@ class EncoreConfig(Strict):
     data_dir: Path = Path("data")
 
     @model_validator(mode="after")
+    def _lists_cover_largest_k(self) -> EncoreConfig:
+        """Every list evaluated at the largest k is at least k long (else the check comes after ``prepare``)."""
+        largest = max(self.evaluation.ks)
+        for name, section in self.components.generators.items():
+            if section.enabled and section.n_candidates < largest:
+                raise ValueError(f"components.{name}.n_candidates ({section.n_candidates}) must be at least the "
+                                 f"largest evaluation k ({largest}, evaluation.ks)")
+        ranker = self.components.ranker
+        if ranker.enabled and ranker.top_k < largest:
+            raise ValueError(f"components.ranker.top_k ({ranker.top_k}) must be at least the largest evaluation k "
+                             f"({largest}, evaluation.ks)")
+        return self
+
+    @model_validator(mode="after")
     def _tuning_grid_valid(self) -> EncoreConfig:
         tuning = self.tuning
         if tuning.metric is not None:
@@ -424,6 +461,9 @@ class EncoreConfig(Strict):
             trials = len(grid_combinations(grid))
             if trials > tuning.max_trials:
                 raise ValueError(f"{where}: {trials} combinations exceed tuning.max_trials ({tuning.max_trials})")
+        if tuning.grid and not any(instances[name].enabled for name in tuning.grid):
+            raise ValueError(f"tuning.grid: every instance it names is disabled ({', '.join(tuning.grid)}: "
+                             "enabled: false), so there is nothing to tune; enable one or leave tuning.grid out")
         return self
 
     def fingerprint(self, *sections: str) -> str:

@@ -1,4 +1,5 @@
-"""Settings that belong to a machine rather than to an experiment (read from ``.env``).
+"""Settings that belong to a machine rather than to an experiment (read from ``.env``, or the
+file ``$ENV_FILE`` names: the same file the credentials are read from).
 
 Apart from :mod:`encore.config.experiment` so that a process that needs only these (a CLI
 finding its tracking URI, the Spark session) does not import the experiment model and,
@@ -8,10 +9,11 @@ through it, every generator kind.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from encore.config.envfile import DEFAULT_ENV_FILE
+from encore.config.envfile import DEFAULT_ENV_FILE, resolve_env_file
 
 
 class MachineSettings(BaseSettings):
@@ -23,3 +25,8 @@ class MachineSettings(BaseSettings):
     encore_data_dir: Path | None = None
     encore_output_dir: Path | None = None
     encore_spark_config: Path | None = None  # Spark session settings (default config/spark_config.yaml)
+
+    def __init__(self, **values: Any) -> None:
+        # One settings path: $ENV_FILE, resolved when read (as for credentials), not the default .env only.
+        values.setdefault("_env_file", resolve_env_file())
+        super().__init__(**values)

@@ -173,7 +173,10 @@ def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[st
         assert isinstance(split, TimeSplit)
         log.info("fold %d of %d: target from %s, test from %s", fold, folds, f"{split.target_start:%Y-%m-%d}",
                  f"{split.test_start:%Y-%m-%d}")
-        tags = tracking.run_tags(fold_config) | fold_tags(split, fold, folds) | {"mlflow.parentRunId": parent_id}
+        # Process tags as on the parent and component runs: a fold run whose process was killed is
+        # marked KILLED by the next run (tracking.mark_stale_runs), not left RUNNING forever.
+        tags = (tracking.run_tags(fold_config) | tracking.process_tags() | fold_tags(split, fold, folds)
+                | {"mlflow.parentRunId": parent_id})
         with tracking.active_run(mlflow.start_run(run_name=f"fold{fold}", nested=True, tags=tags)) as run:
             try:
                 results = run_components(fold_config, names, force=force, parent_id=run.info.run_id)

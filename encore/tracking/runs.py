@@ -240,7 +240,39 @@ def mark_stale_runs(experiment_id: str) -> int:
         client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.KILLED))
     if stale:
         log.info("marked %d run(s) of interrupted pipelines on this machine as KILLED", len(stale))
+        mark_versions_of_killed_runs(client, stale)
     return len(stale)
+
+
+KILLED_RUN_TAG = "encore.run_killed"
+"""Tag of a model version whose registering run was killed (value: that run's id)."""
+
+
+def mark_versions_of_killed_runs(client: Any, run_ids: Sequence[str]) -> int:
+    """Tag the model versions registered by killed runs (``encore.run_killed``) and take the
+    ``challenger`` alias off them: a ``kill -9`` right after ``register`` created a version leaves
+    it READY, but the run never finished (no metrics, tags or output), so it must not be promoted.
+    A store that refuses (no permission) is warned about; the new run goes on. Returns how many."""
+    from encore.tracking.model_registry import CHALLENGER
+
+    marked = 0
+    for run_id in run_ids:
+        try:
+            versions = client.search_model_versions(f"run_id = '{run_id}'")
+            for found in versions:
+                version = client.get_model_version(found.name, found.version)  # a search leaves aliases out
+                client.set_model_version_tag(version.name, version.version, KILLED_RUN_TAG, run_id)
+                challenger = CHALLENGER in (version.aliases or [])
+                if challenger:
+                    client.delete_registered_model_alias(version.name, CHALLENGER)
+                log.warning("model %s version %s was registered by run %s, which was killed before it finished: "
+                            "tagged %s%s", version.name, version.version, run_id, KILLED_RUN_TAG,
+                            f", alias '{CHALLENGER}' removed" if challenger else "")
+                marked += 1
+        except Exception as exc:  # the registry may refuse this user; the runs are marked already
+            log.warning("could not check model versions of killed run %s: %s", run_id,
+                        (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    return marked
 
 
 def parent_run_name(config: EncoreConfig, note: str | None = None) -> str:

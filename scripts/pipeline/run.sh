@@ -21,6 +21,12 @@ if [[ -z "$python" ]]; then
   if [[ -x "$root/.venv/bin/python" ]]; then python="$root/.venv/bin/python"; else python="python3"; fi
 fi
 
+# ENV_FILE (the settings file: tracking URI, folders, credentials) relative to where run.sh was
+# called from, not to the checkout it changes into; Python reads every setting from that one file.
+if [[ -n "${ENV_FILE:-}" && "$ENV_FILE" != /* && -e "$ENV_FILE" ]]; then
+  ENV_FILE="$PWD/$ENV_FILE"
+  export ENV_FILE
+fi
 cd "$root"
 # A fresh clone has no .venv yet: say what to do instead of an ImportError traceback.
 if ! "$python" -c 'import mlflow, pandas, pydantic, yaml' >/dev/null 2>&1; then
