@@ -38,6 +38,35 @@ PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _TS_MIN = pd.Timestamp("1678-01-01")
 _TS_MAX = pd.Timestamp("2262-01-01")
 
+# Weights are stored as float32 (MusicDataset's documented dtype): what does not fit is refused.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_overflows(values: np.ndarray) -> np.ndarray:
+    """Mask of float64 values that become ``inf`` as float32."""
+    with np.errstate(over="ignore"):
+        return np.isinf(values.astype(np.float32)) & np.isfinite(values)
+
+
+def float32_underflows(values: np.ndarray) -> np.ndarray:
+    """Mask of non-zero float64 values that become 0 as float32."""
+    with np.errstate(over="ignore"):
+        return (values.astype(np.float32) == 0) & (values != 0)
+
+
+def weight_range_message(value: Any) -> str:
+    """Why a parsed weight that float32 cannot hold is refused (shared with the Spark engine)."""
+    number = float(value)
+    if number != 0 and abs(number) < 1:  # below 1, only rounding to 0 is possible
+        return f"{show(value)} rounds to 0 as a 32-bit float (weights must be > 0; smallest 1.4e-45)"
+    return f"{show(value)} is beyond the 32-bit float range of weights (at most {FLOAT32_MAX:.6g})"
+
+
+def sum_overflow_message(n_rows: int, user: Any, item: Any, total: float) -> str:
+    """Why the summed weight of one (user, item) pair is refused (shared with the Spark engine)."""
+    return (f"the {n_rows} rows of user {show(user)}, item {show(item)} sum to {total:.6g}, beyond the "
+            f"32-bit float range of weights (at most {FLOAT32_MAX:.6g})")
+
 
 # --------------------------------------------------------------------------- reading
 def read_table(
@@ -425,7 +454,8 @@ def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -
 def check_positive_weights(
     frame: pd.DataFrame, column: str, *, file: str | Path, allow_zero: bool = False
 ) -> pd.Series:
-    """Parse a weight column (float64): numbers, finite, >= 0, and > 0 unless ``allow_zero``."""
+    """Parse a weight column (float64): numbers, finite, >= 0, and > 0 unless ``allow_zero``;
+    a weight must also fit a 32-bit float (at most ~3.4e38) without rounding to 0."""
     values = to_numeric_column(frame, column, file=file)
     arr = values.to_numpy()
     bad = arr < 0 if allow_zero else arr <= 0
@@ -433,6 +463,10 @@ def check_positive_weights(
         row, pos = _row_of(values, bad)
         what = "negative" if arr[pos] < 0 else "zero (weights must be > 0)"
         raise DataError(Path(file).name, f"{show(frame[column].iloc[pos])} is {what}", column=column, row=row)
+    bad = float32_overflows(arr) | float32_underflows(arr)
+    if bad.any():
+        row, pos = _row_of(values, bad)
+        raise DataError(Path(file).name, weight_range_message(frame[column].iloc[pos]), column=column, row=row)
     return values
 
 
@@ -541,6 +575,7 @@ def build_dataset(
     stats: Mapping[str, int] | None = None,
     aggregate_stat: str = "duplicate_rows_aggregated",
     source_rows: int | None = None,
+    weight_column: str = "weight",
 ) -> MusicDataset:
     """Encode validated raw-id tables into a :class:`MusicDataset`.
 
@@ -556,7 +591,9 @@ def build_dataset(
         Their number (rows removed) goes to ``stats[aggregate_stat]`` and to an info log.
         ``source_rows``: the number of source rows ``interactions`` stands for when an
         engine aggregated them already (Spark), so the counts are the same as without.
-        Repeated side rows are dropped (item tags keep the largest weight).
+        Repeated side rows are dropped (item tags keep the largest weight). A sum that a
+        32-bit float cannot hold raises DataError naming the pair's first row and
+        ``weight_column`` (an engine that aggregated already checks its sums itself).
     References
         Side-table ids that reference nothing raise DataError naming the file, column and
         row, unless the column is in the table's ``drop_unknown``: then the rows are
@@ -593,6 +630,15 @@ def build_dataset(
     n_dup = stats_out["interaction_rows_read"] - len(starts)
     weights = frame["weight"].to_numpy(np.float64)[order]
     weights = np.add.reduceat(weights, starts) if len(key) else weights
+    over = float32_overflows(weights)
+    if over.any():
+        group = int(np.flatnonzero(over)[0])
+        end = starts[group + 1] if group + 1 < len(starts) else len(key)
+        rows = frame.index.to_numpy()[order[starts[group]:end]]
+        pos = order[starts[group]:end][int(np.argmin(rows))]
+        message = sum_overflow_message(end - starts[group], frame["user"].iloc[pos], frame["item"].iloc[pos],
+                                       float(weights[group]))
+        raise DataError(interactions_file, message, column=weight_column, row=int(frame.index[pos]) + 1)
     out = pd.DataFrame(
         {
             "user": (key[starts] // len(items)).astype(np.int32),

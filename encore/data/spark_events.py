@@ -41,9 +41,12 @@ from encore.data.event_source import Events, EventSource
 from encore.data.parsing import (
     decode_error,
     find_undecodable,
+    float32_overflows,
     missing_columns_error,
     show,
+    sum_overflow_message,
     to_id_column,
+    weight_range_message,
 )
 
 if TYPE_CHECKING:
@@ -92,6 +95,7 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
         F.count(F.lit(1)).alias("n"),
         F.sum(F.when(kept, 1).otherwise(0)).alias("n_kept"),
         F.sum(F.when(kept, weight)).alias("weight"),
+        F.min(F.when(kept, mono)).alias("first_row"),
         *[F.min(F.when(check.bad, mono)).alias(f"check{i}") for i, check in enumerate(checks)],
     ]
     totals = [F.sum("n").alias("n"), F.sum("n_kept").alias("n_kept"),
@@ -128,8 +132,11 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
             if found[f"padded{i}"] is not None:  # as to_id_column says in the pandas engine
                 log.warning("%s: stripped surrounding whitespace from ids in column %s", source.file, column)
         kept_pairs = pairs.filter(F.col("n_kept") > 0)
-        columns = ["user", "item", "weight"] + ([F.col(f"ts_{mode}").alias("micros")] if mode else [])
+        columns = ["user", "item", "weight", "n_kept", "first_row"] + (
+            [F.col(f"ts_{mode}").alias("micros")] if mode else [])
         collected = kept_pairs.select(*columns).toArrow().to_pandas()
+        first_row = collected.pop("first_row").to_numpy()
+        n_kept = collected.pop("n_kept").to_numpy()
         item_names = None
         if source.item_label:
             # Each item's first label in file order, as the pandas engine keeps: the label of the
@@ -146,6 +153,12 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
     if not source.item_label:  # labelled keys are text, as the pandas engine's fallback keys
         collected["item"] = to_id_column(collected, "item", file=source.file, integer=source.integer_ids)
     collected["weight"] = collected["weight"].astype(np.float64)
+    over = float32_overflows(collected["weight"].to_numpy())
+    if over.any():  # as build_dataset: the pair whose first row comes first
+        pos = int(np.flatnonzero(over)[np.argmin(first_row[over])])
+        message = sum_overflow_message(int(n_kept[pos]), collected["user"].iloc[pos], collected["item"].iloc[pos],
+                                       float(collected["weight"].iloc[pos]))
+        raise DataError(source.file, message, column=source.weight, row=scan.row_of(int(first_row[pos])))
     if mode:
         collected["timestamp"] = pd.to_datetime(collected.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
     return Events(interactions=collected, item_names=item_names, source_rows=int(found["n_kept"]),
@@ -420,6 +433,9 @@ def _checks(
             _Check(name, parsed & ~finite, lambda v: f"{show(v)} is not a finite number"),
             _Check(name, finite & (negative if source.drop_zero_weights else (weight <= 0)),
                    lambda v: f"{show(v)} is " + ("negative" if float(v) < 0 else "zero (weights must be > 0)")),
+            # As check_positive_weights: a weight must fit a 32-bit float without rounding to 0.
+            _Check(name, finite & ((F.abs(weight.cast("float")) == float("inf"))
+                                   | ((weight != 0) & (weight.cast("float") == 0))), weight_range_message),
         ]
         if source.drop_zero_weights:
             counted = weight > 0  # zero-weight records are dropped before their ids are checked

@@ -84,4 +84,5 @@ def load_tabular(
         item_tags=item_tags,
         files=files,
         source_rows=events.source_rows,
+        weight_column=columns.weight or "weight",
     )

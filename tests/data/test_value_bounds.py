@@ -1,0 +1,108 @@
+"""Values a dataset cannot hold are refused, naming the file, column and row (issue #25).
+
+Weights are stored as 32-bit floats: a weight beyond its range, one that rounds to 0, and a
+(user, item) pair whose duplicate rows sum beyond it are errors, not ``inf`` or 0 (both engines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from encore.data import DataError
+from encore.data.dataset_config import ColumnMapping
+from encore.data.lastfm360k import load_lastfm360k
+from encore.data.tabular import load_tabular
+
+WEIGHTED = ColumnMapping(weight="weight")
+
+
+def load_csv(path: Path, spark=None, columns: ColumnMapping = WEIGHTED, **kwargs):
+    return load_tabular(path, columns, spark=spark, **kwargs)
+
+
+def error_of(load) -> str:
+    with pytest.raises(DataError) as exc:
+        load()
+    return str(exc.value)
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[object]:
+    from encore.data.spark_session import spark_session
+    from tests.data.test_spark_engine import TEST_SETTINGS
+
+    session = spark_session(TEST_SETTINGS)
+    yield session
+    session.stop()
+
+
+def same_error(load, spark) -> str:
+    pandas_message = error_of(lambda: load(None))
+    assert error_of(lambda: load(spark)) == pandas_message
+    return pandas_message
+
+
+# --------------------------------------------------------------------------- 3. weights
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1e39", "'1e39' is beyond the 32-bit float range of weights"),
+        ("3.5e38", "'3.5e38' is beyond the 32-bit float range of weights"),
+        ("1e-50", "'1e-50' rounds to 0 as a 32-bit float (weights must be > 0"),
+        ("1e-46", "'1e-46' rounds to 0 as a 32-bit float"),
+    ],
+)
+def test_a_weight_a_float32_cannot_hold_is_refused(tmp_path: Path, value: str, expected: str) -> None:
+    (tmp_path / "plays.csv").write_text(f"user,item,weight\n1,2,3\n1,3,{value}\n1,4,1\n")
+    message = error_of(lambda: load_csv(tmp_path / "plays.csv"))
+    assert message.startswith(f"plays.csv, column 'weight', row 2: {expected}")
+
+
+def test_weights_within_float32_are_kept_exactly_as_before(tmp_path: Path) -> None:
+    (tmp_path / "plays.csv").write_text("user,item,weight\n1,2,3e38\n1,3,2e-45\n1,4,0.5\n")
+    dataset = load_csv(tmp_path / "plays.csv")
+    np.testing.assert_array_equal(dataset.interactions["weight"].to_numpy(),
+                                  np.array([3e38, 2e-45, 0.5], dtype=np.float32))
+
+
+def test_duplicate_rows_summing_beyond_float32_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "plays.csv").write_text("user,item,weight\n1,2,1\n7,9,3e38\n1,3,1\n7,9,3e38\n")
+    message = error_of(lambda: load_csv(tmp_path / "plays.csv"))
+    assert message == ("plays.csv, column 'weight', row 2: the 2 rows of user 7, item 9 sum to 6e+38, beyond the "
+                       "32-bit float range of weights (at most 3.40282e+38)")
+
+
+def test_play_counts_summing_beyond_float32_name_the_plays_column(tmp_path: Path) -> None:
+    line = "u\tm\tartist\t2e38\n"
+    (tmp_path / "plays.tsv").write_text("v\tm\tother\t1\n" + line * 2)
+    message = error_of(lambda: load_lastfm360k(tmp_path / "plays.tsv"))
+    assert message.startswith("plays.tsv, column 'plays', row 2: the 2 rows of user 'u', item 'm' sum to 4e+38")
+
+
+def test_item_feature_weights_are_bounded_too(tmp_path: Path) -> None:
+    (tmp_path / "plays.csv").write_text("user,item\n1,2\n")
+    (tmp_path / "features.csv").write_text("item,feature,weight\n2,rock,1\n2,pop,1e40\n")
+    from encore.data.dataset_config import FeatureColumnMapping
+
+    message = error_of(lambda: load_tabular(tmp_path / "plays.csv", ColumnMapping(),
+                                            item_features=tmp_path / "features.csv",
+                                            item_features_columns=FeatureColumnMapping(weight="weight")))
+    assert message.startswith("features.csv, column 'weight', row 2: '1e40' is beyond the 32-bit float range")
+
+
+def test_both_engines_refuse_the_same_weights(tmp_path: Path, spark) -> None:
+    for i, body in enumerate(["1,2,3\n1,3,1e39\n", "1,2,3\n1,3,1e-50\n", "1,2,1\n7,9,3e38\n1,3,1\n7,9,3e38\n"]):
+        path = tmp_path / f"plays{i}.csv"
+        path.write_text("user,item,weight\n" + body)
+        assert same_error(lambda s, path=path: load_csv(path, s), spark).startswith(f"plays{i}.csv, column 'weight'")
+    table = {"u": [1, 2, 2], "i": [10, 20, 20], "w": [1.0, 2e38, 2e38]}
+    pq.write_table(pa.table(table), tmp_path / "x.parquet")
+    message = same_error(lambda s: load_csv(tmp_path / "x.parquet", s, ColumnMapping(user="u", item="i", weight="w")),
+                         spark)
+    assert message.startswith("x.parquet, column 'w', row 2: the 2 rows of user 2, item 20 sum to 4e+38")
