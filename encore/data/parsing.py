@@ -382,7 +382,18 @@ def to_id_column(
     """
     raw = frame[column]
     if integer or pd.api.types.is_integer_dtype(raw.dtype) or pd.api.types.is_float_dtype(raw.dtype):
-        return to_numeric_column(frame, column, file=file, integer=True)
+        ints = to_numeric_column(frame, column, file=file, integer=True)
+        if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
+            # Integer ids written as text must be written as integers: "007", "+7" or "7.0"
+            # would otherwise silently merge with "7" (the rule auto-detection follows).
+            text = raw.astype(str).str.strip()
+            bad = (ints.astype(str) != text).to_numpy()
+            if bad.any():
+                row, pos = _row_of(raw, bad)
+                message = (f"{show(raw.iloc[pos])} is not an integer id as written (ids are integers here; "
+                           f"it would merge with {ints.iloc[pos]})")
+                raise DataError(Path(file).name, message, column=column, row=row)
+        return ints
     missing = is_missing(raw)
     if missing.any():
         row, _ = _row_of(raw, missing)
@@ -527,7 +538,11 @@ def _encode_side(
         assert index is not None, f"no {kind} index to encode {column}"
         values = frame[column]
         if index.dtype.kind in "iu" and values.dtype.kind not in "iu":
-            values = pd.to_numeric(values, errors="coerce")  # a string id can never match an int id
+            # A text id matches an integer id only when written as that integer: "007" is not 7
+            # (to_id_column's rule: ids are integers only when every one is a canonical integer).
+            text = values.astype(str)
+            numbers = pd.to_numeric(text.where(text.str.fullmatch(r"-?[0-9]{1,18}")), errors="coerce")
+            values = numbers.where(numbers.astype("Int64").astype(str) == text)
         col_codes = index.get_indexer(values)
         unknown = col_codes < 0
         if unknown.any():

@@ -106,3 +106,34 @@ def test_both_engines_refuse_the_same_weights(tmp_path: Path, spark) -> None:
     message = same_error(lambda s: load_csv(tmp_path / "x.parquet", s, ColumnMapping(user="u", item="i", weight="w")),
                          spark)
     assert message.startswith("x.parquet, column 'w', row 2: the 2 rows of user 2, item 20 sum to 4e+38")
+
+
+# --------------------------------------------------------------------------- 5. ids as written
+def test_feature_id_007_does_not_merge_with_item_7(tmp_path: Path) -> None:
+    from encore.data.columns import FeatureColumnMapping
+
+    (tmp_path / "plays.csv").write_text("user,item\n1,7\n2,8\n")
+    (tmp_path / "features.csv").write_text("item,feature\n7,rock\n007,jazz\n")
+    message = error_of(lambda: load_tabular(tmp_path / "plays.csv", ColumnMapping(),
+                                            item_features=tmp_path / "features.csv",
+                                            item_features_columns=FeatureColumnMapping()))
+    assert message.startswith("features.csv, column 'item', row 2: '007' is not a known item id")
+    # Written as the integers they are, the same ids match.
+    (tmp_path / "features.csv").write_text("item,feature\n7,rock\n8,jazz\n")
+    dataset = load_tabular(tmp_path / "plays.csv", ColumnMapping(), item_features=tmp_path / "features.csv",
+                           item_features_columns=FeatureColumnMapping())
+    assert len(dataset.item_tags) == 2
+
+
+@pytest.mark.parametrize("written", ["007", "+7", "7.0", "7e0"])
+def test_integer_ids_written_otherwise_are_refused(tmp_path: Path, written: str) -> None:
+    # Last.fm 2K's ids are integers: "007" and "7" in one column would be one user.
+    from encore.data.parsing import read_table, to_id_column
+
+    (tmp_path / "user_friends.dat").write_text(f"userID\tfriendID\n7\t2\n{written}\t3\n")
+    frame = read_table(tmp_path / "user_friends.dat")
+    message = error_of(lambda: to_id_column(frame, "userID", file="user_friends.dat", integer=True))
+    assert message == (f"user_friends.dat, column 'userID', row 2: '{written}' is not an integer id as written "
+                       "(ids are integers here; it would merge with 7)")
+    frame = read_table(tmp_path / "user_friends.dat").iloc[:1]
+    assert to_id_column(frame, "userID", file="user_friends.dat", integer=True).tolist() == [7]
