@@ -415,15 +415,59 @@ def to_id_column(
     return text
 
 
+EPOCH_MS_ABOVE = 1e11
+"""Epoch numbers of larger magnitude are milliseconds (after 1973), smaller ones seconds
+(before year 5138)."""
+
+_EPOCH_UNITS = ((1e17, "nanoseconds"), (1e14, "microseconds"), (EPOCH_MS_ABOVE, "milliseconds"), (0, "seconds"))
+
+
+def epoch_unit(value: Any) -> str:
+    """The unit an epoch number looks like, by its magnitude."""
+    magnitude = abs(float(value))
+    return next(unit for bound, unit in _EPOCH_UNITS if magnitude > bound or bound == 0)
+
+
+def epoch_unit_hint(value: Any) -> str:
+    """For an out-of-range epoch number: which unit it looks like (shared with the Spark engine)."""
+    try:
+        unit = epoch_unit(value)
+    except (TypeError, ValueError):
+        return ""
+    if unit in ("seconds", "milliseconds"):
+        return ""
+    return f" (it looks like epoch {unit}; Encore reads epoch seconds or milliseconds)"
+
+
+def mixed_units_message(value: Any, first_row: int, first_value: Any) -> str:
+    """A value whose epoch unit is not that of the column's first value (shared with Spark)."""
+    return (f"{show(value)} looks like epoch {epoch_unit_class(value)} but row {first_row} "
+            f"({show(first_value)}) like epoch {epoch_unit_class(first_value)}: "
+            "one column must use one unit")
+
+
+def epoch_unit_class(value: Any) -> str:
+    """Seconds or milliseconds, as the per-value rule reads an epoch number."""
+    return "milliseconds" if abs(float(value)) > EPOCH_MS_ABOVE else "seconds"
+
+
+def _mixed_units_error(file: str, column: str, raw: pd.Series, in_ms: np.ndarray) -> DataError:
+    first_row, _ = _row_of(raw, np.arange(len(raw)) == 0)
+    row, pos = _row_of(raw, in_ms != in_ms[0])
+    return DataError(file, mixed_units_message(raw.iloc[pos], first_row, raw.iloc[0]), column=column, row=row)
+
+
 def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -> pd.Series:
     """Parse ``frame[column]`` into naive UTC ``datetime64[ns]``, floored to the microsecond.
 
     Accepted: datetime columns (tz-aware ones are converted to UTC), ISO 8601 strings
     (``2009-05-04T23:08:57Z``, ``2009-05-04 23:08``, ``2009-05-04``) and Unix epoch
     numbers - seconds, or milliseconds when the magnitude says so (> 1e11, i.e. a date
-    after 1973 in ms rather than after year 5138 in s). Other formats are rejected
-    rather than guessed (day/month order is ambiguous). Raises DataError at the first
-    empty, unparsable or out-of-range value.
+    after 1973 in ms rather than after year 5138 in s), decided for each value: a column
+    with values of both kinds is refused, naming the first row of each. Larger epochs
+    (microseconds, nanoseconds) are out of range, and the message says which unit they look
+    like. Other formats are rejected rather than guessed (day/month order is ambiguous).
+    Raises DataError at the first empty, unparsable or out-of-range value.
     """
     file = Path(file).name
     raw = frame[column]
@@ -431,6 +475,7 @@ def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -
     if missing.any():
         row, _ = _row_of(raw, missing)
         raise DataError(file, "empty timestamp", column=column, row=row)
+    epoch = False
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         parsed = raw.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_dtype(raw.dtype):
@@ -443,20 +488,29 @@ def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -
         else:
             numbers = pd.to_numeric(raw, errors="coerce")
         if numbers is not None and not numbers.isna().any():
-            unit = "ms" if float(np.nanmax(np.abs(numbers.to_numpy(dtype="float64")))) > 1e11 else "s"
+            values = numbers.to_numpy(dtype="float64")
+            in_ms = np.abs(values) > EPOCH_MS_ABOVE
+            if in_ms.any() and not in_ms.all():
+                raise _mixed_units_error(file, column, raw, in_ms)
             with np.errstate(invalid="ignore", over="ignore"):
-                parsed = pd.to_datetime(numbers.astype("float64"), unit=unit, errors="coerce")
+                parsed = pd.to_datetime(numbers.astype("float64"), unit="ms" if in_ms.any() else "s",
+                                        errors="coerce")
+            epoch = True
         else:
             parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601").dt.tz_localize(None)
     bad = parsed.isna().to_numpy()
     if bad.any():
         row, pos = _row_of(raw, bad)
         message = f"{show(raw.iloc[pos])} is not a timestamp (ISO 8601 or Unix epoch expected)"
+        if epoch:  # a number too large for any date
+            message = f"{show(raw.iloc[pos])} is out of the supported range 1678-2261" + epoch_unit_hint(raw.iloc[pos])
         raise DataError(file, message, column=column, row=row)
     bad = ((parsed < _TS_MIN) | (parsed >= _TS_MAX)).to_numpy()
     if bad.any():
         row, pos = _row_of(raw, bad)
         message = f"{show(raw.iloc[pos])} is out of the supported range 1678-2261"
+        if epoch:
+            message += epoch_unit_hint(raw.iloc[pos])
         raise DataError(file, message, column=column, row=row)
     # Microseconds, as every engine keeps them (Spark has no finer timestamps).
     return parsed.astype("datetime64[ns]").dt.floor("us")

@@ -39,10 +39,13 @@ import pandas as pd
 from encore.data.dataset import DataError
 from encore.data.event_source import Events, EventSource
 from encore.data.parsing import (
+    EPOCH_MS_ABOVE,
     decode_error,
+    epoch_unit_hint,
     find_undecodable,
     float32_overflows,
     missing_columns_error,
+    mixed_units_message,
     show,
     sum_overflow_message,
     to_id_column,
@@ -189,6 +192,10 @@ def _validate(
     if found.get("replaced"):
         _raise_if_undecodable(source)
     mode = timestamps.mode(found) if timestamps is not None else None
+    if mode in _Timestamps.MIXED:  # the column's first value, which the message names
+        first = min(found["ts_first_s"], found["ts_first_ms"])
+        value = frame.filter(F.col(_MONO) == first).select(timestamps.name).first()[0]
+        timestamps.first = (scan.row_of(first), value)
     for i, check in enumerate(checks):
         mono = found[f"check{i}"]
         if mono is not None and check.mode in (None, mode):
@@ -474,7 +481,8 @@ class _Timestamps:
 
     Datetime columns are taken as they are (Parquet nanoseconds arrive as int64, ``nanos``);
     numbers, or text that is all numbers, are Unix epoch seconds, or milliseconds when the
-    largest magnitude exceeds 1e11; other text is ISO 8601 (UTC unless a zone is given).
+    magnitude exceeds 1e11 (a column with values of both kinds is refused: modes ``mixed_*``);
+    other text is ISO 8601 (UTC unless a zone is given).
     Which rule applies needs the whole column, so the checks of every rule are computed in
     the one validation pass and :meth:`mode` picks the rule's checks afterwards.
     """
@@ -488,6 +496,9 @@ class _Timestamps:
         self.missing = _missing(self.raw, dtype)
         fixed = dtype.startswith("timestamp") or dtype in {"date", "nanos"}
         self.number = None if fixed else _number(self.raw, dtype)
+        self.first: tuple[int, Any] | None = None  # (row, value) of the column's first value, when mixed
+
+    MIXED = ("mixed_s", "mixed_ms")  # the rows in seconds, or those in ms, come after the other unit
 
     def modes(self) -> tuple[str, ...]:
         return ("datetime",) if self.number is None else ("iso", "seconds", "milliseconds")
@@ -497,7 +508,15 @@ class _Timestamps:
             return "datetime"
         if found["ts_not_numbers"]:
             return "iso"
-        return "milliseconds" if (found["ts_max_abs"] or 0) > 1e11 else "seconds"
+        first_s, first_ms = found["ts_first_s"], found["ts_first_ms"]
+        if first_s is not None and first_ms is not None:
+            return "mixed_s" if first_ms < first_s else "mixed_ms"
+        return "milliseconds" if first_ms is not None else "seconds"
+
+    def _in_ms(self) -> Column:
+        from pyspark.sql import functions as F
+
+        return F.abs(self.number) > F.lit(EPOCH_MS_ABOVE)
 
     def aggregates(self) -> list[Column]:
         """Per pair: how many values are not numbers, and the largest magnitude."""
@@ -508,7 +527,8 @@ class _Timestamps:
         return [
             F.sum(F.when(~self.missing & (self.number.isNull() | F.isnan(self.number)), 1).otherwise(0))
             .alias("ts_not_numbers"),
-            F.max(F.abs(self.number)).alias("ts_max_abs"),
+            F.min(F.when(~self.missing & ~self._in_ms(), F.col(_MONO))).alias("ts_first_s"),
+            F.min(F.when(~self.missing & self._in_ms(), F.col(_MONO))).alias("ts_first_ms"),
         ]
 
     def totals(self) -> list[Column]:
@@ -516,7 +536,8 @@ class _Timestamps:
 
         if self.number is None:
             return []
-        return [F.sum("ts_not_numbers").alias("ts_not_numbers"), F.max("ts_max_abs").alias("ts_max_abs")]
+        return [F.sum("ts_not_numbers").alias("ts_not_numbers"), F.min("ts_first_s").alias("ts_first_s"),
+                F.min("ts_first_ms").alias("ts_first_ms")]
 
     def micros(self, mode: str) -> Column:
         from pyspark.sql import functions as F
@@ -540,11 +561,22 @@ class _Timestamps:
         def out_of_range(v: Any) -> str:
             return f"{show(v)} is out of the supported range 1678-2261"
 
+        def epoch_out_of_range(v: Any) -> str:
+            return out_of_range(v) + epoch_unit_hint(v)
+
+        def mixed(v: Any) -> str:
+            assert self.first is not None
+            return mixed_units_message(v, *self.first)
+
         checks = [_Check(self.name, self.missing, lambda v: "empty timestamp")]
+        if self.number is not None:
+            checks += [_Check(self.name, ~self.missing & ~self._in_ms(), mixed, mode="mixed_s"),
+                       _Check(self.name, ~self.missing & self._in_ms(), mixed, mode="mixed_ms")]
         for mode in self.modes():
             micros = self.micros(mode)
             bad = ~self.missing & micros.isNull()
             beyond = ~self.missing & ((micros < F.lit(_TS_MIN_US)) | (micros >= F.lit(_TS_MAX_US)))
-            checks += [_Check(self.name, bad, unparsable, mode=mode),
-                       _Check(self.name, beyond, out_of_range, mode=mode)]
+            epoch = mode in ("seconds", "milliseconds")  # there, null micros mean too large for any date
+            checks += [_Check(self.name, bad, epoch_out_of_range if epoch else unparsable, mode=mode),
+                       _Check(self.name, beyond, epoch_out_of_range if epoch else out_of_range, mode=mode)]
         return checks

@@ -137,3 +137,56 @@ def test_integer_ids_written_otherwise_are_refused(tmp_path: Path, written: str)
                        "(ids are integers here; it would merge with 7)")
     frame = read_table(tmp_path / "user_friends.dat").iloc[:1]
     assert to_id_column(frame, "userID", file="user_friends.dat", integer=True).tolist() == [7]
+
+
+# --------------------------------------------------------------------------- 4. epoch units
+TIMED = ColumnMapping(timestamp="ts")
+
+
+def test_one_seconds_value_among_milliseconds_is_refused_naming_both_rows(tmp_path: Path) -> None:
+    (tmp_path / "plays.csv").write_text("user,item,ts\n1,2,1600000000000\n1,3,1600000001000\n2,3,1600000002\n")
+    message = error_of(lambda: load_csv(tmp_path / "plays.csv", columns=TIMED))
+    assert message == ("plays.csv, column 'ts', row 3: '1600000002' looks like epoch seconds but row 1 "
+                       "('1600000000000') like epoch milliseconds: one column must use one unit")
+
+
+def test_one_milliseconds_value_among_seconds_is_refused(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"user": [1, 1, 2], "item": [2, 3, 3], "ts": [1_600_000_000, 1_600_000_000_000, 5]}),
+                   tmp_path / "x.parquet")
+    message = error_of(lambda: load_csv(tmp_path / "x.parquet", columns=TIMED))
+    assert message == ("x.parquet, column 'ts', row 2: 1600000000000 looks like epoch milliseconds but row 1 "
+                       "(1600000000) like epoch seconds: one column must use one unit")
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(10**6, "microseconds"), (10**9, "nanoseconds")])
+def test_an_epoch_in_a_finer_unit_says_which_it_looks_like(tmp_path: Path, scale: int, unit: str) -> None:
+    ts = [1_600_000_000 * scale, 1_600_000_001 * scale]
+    pq.write_table(pa.table({"user": [1, 2], "item": [2, 3], "ts": ts}), tmp_path / "x.parquet")
+    message = error_of(lambda: load_csv(tmp_path / "x.parquet", columns=TIMED))
+    assert message == (f"x.parquet, column 'ts', row 1: {ts[0]} is out of the supported range 1678-2261 "
+                       f"(it looks like epoch {unit}; Encore reads epoch seconds or milliseconds)")
+
+
+def test_epochs_of_one_unit_read_as_before(tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text("user,item,ts\n1,2,1600000000\n1,3,0\n")
+    (tmp_path / "ms.csv").write_text("user,item,ts\n1,2,1600000000000\n1,3,1600000000500\n")
+    seconds = load_csv(tmp_path / "s.csv", columns=TIMED).interactions["timestamp"].tolist()
+    millis = load_csv(tmp_path / "ms.csv", columns=TIMED).interactions["timestamp"].tolist()
+    assert [str(t) for t in seconds] == ["2020-09-13 12:26:40", "1970-01-01 00:00:00"]
+    assert [str(t) for t in millis] == ["2020-09-13 12:26:40", "2020-09-13 12:26:40.500000"]
+
+
+def test_both_engines_refuse_mixed_and_finer_epochs_alike(tmp_path: Path, spark) -> None:
+    cases = {
+        "a.csv": "user,item,ts\n1,2,1600000000000\n1,3,1600000001000\n2,3,1600000002\n",
+        "b.csv": "user,item,ts\n1,2,1600000000\n1,3,1600000001000\n2,3,1600000002000\n",
+        "c.csv": "user,item,ts\n1,2,1600000000000000\n",
+    }
+    for name, body in cases.items():
+        (tmp_path / name).write_text(body)
+        message = same_error(lambda s, name=name: load_csv(tmp_path / name, s, TIMED), spark)
+        assert message.startswith(f"{name}, column 'ts', row ")
+    pq.write_table(pa.table({"user": [1, 1], "item": [2, 3], "ts": [1_600_000_000, 1_600_000_000_000]}),
+                   tmp_path / "x.parquet")
+    assert "row 2: 1600000000000 looks like epoch milliseconds but row 1" in same_error(
+        lambda s: load_csv(tmp_path / "x.parquet", s, TIMED), spark)
