@@ -81,6 +81,7 @@ def read_table(
     quoting: int | None = None,
     max_rows: int | None = None,
     role: str = "data",
+    id_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read a delimited text file or a Parquet file (by suffix) into a DataFrame.
 
@@ -103,6 +104,8 @@ def read_table(
         Read at most this many data rows.
     role:
         What the file is (``"interactions"``, ``"artists"`` ...), used in messages.
+    id_columns:
+        Id columns: in a Parquet file they must be integers or text (:func:`check_id_types`).
 
     Raises
     ------
@@ -116,7 +119,7 @@ def read_table(
     if not path.is_file():
         raise DataError(name, f"{role} file not found: {path}")
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        frame = _read_parquet(path, columns, role=role)
+        frame = _read_parquet(path, columns, role=role, id_columns=id_columns)
     else:
         frame = _read_text(
             path, columns=columns, names=names, sep=sep, header=header, dtype=dtype,
@@ -139,16 +142,34 @@ def missing_columns_error(name: str, wanted: Sequence[str], found: Sequence[str]
     )
 
 
-def _read_parquet(path: Path, columns: Sequence[str] | None, *, role: str) -> pd.DataFrame:
+def check_id_types(file: str, schema: Any, columns: Sequence[str]) -> None:
+    """Raise DataError for the first of ``columns`` whose Parquet (Arrow) type is not an id
+    type - integers or text; floats, booleans, dates ... are refused, naming the type found
+    (a float id 1.0 would silently become 1, a boolean the text 'True')."""
+    import pyarrow as pa
+
+    for column in columns:
+        kind = schema.field(column).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise DataError(file, f"holds {kind} values: ids must be integers or text (cast the column to "
+                            "int64 or string)", column=column)
+
+
+def _read_parquet(path: Path, columns: Sequence[str] | None, *, role: str,
+                  id_columns: Sequence[str] = ()) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        found = pq.read_schema(path).names
+        schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(path.name, f"not a readable Parquet {role} file ({exc})") from exc
+    found = schema.names
     if columns is not None and any(c not in found for c in columns):
         raise missing_columns_error(path.name, columns, found, role)
+    check_id_types(path.name, schema, id_columns)
     try:
         return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -173,6 +194,7 @@ def _read_text(
         raise DataError(name, f"no data rows (empty {role} file)")
     if not header and names is None:
         raise ValueError("read_table: files without a header need `names`")
+    check_text_encoding(path, encoding)
     if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"  # tolerate a byte-order mark (Excel writes one)
     options: dict[str, Any] = {
@@ -244,6 +266,9 @@ def decode_error(
 ) -> DataError:
     """The error for the first undecodable byte, located by ``find_undecodable`` (or at
     ``location``, when the caller has scanned already)."""
+    codec = encoding.removesuffix("-sig")
+    with path.open("rb") as fh:
+        head = fh.read(65536)
     offset, line, column = location if location is not None else find_undecodable(path, encoding, sep)
     if offset is None:  # not reproducible chunk-wise (e.g. a multi-byte encoding); say what we know
         reason = exc.reason if exc is not None else "undecodable bytes"
@@ -261,10 +286,8 @@ def decode_error(
         col_name = names[column]
     row = line - int(header)
     with path.open("rb") as fh:
-        head = fh.read(65536)
         fh.seek(offset)
         byte = fh.read(1)
-    codec = encoding.removesuffix("-sig")
     # Why: Encore reads text as UTF-8 only; a binary file needs another file, not a conversion.
     hint = ("the file looks binary, not text: is it the right file?" if b"\x00" in head
             else f"the file is in another encoding: convert it to {codec} (e.g. iconv -f latin1 -t utf-8)")
@@ -274,6 +297,40 @@ def decode_error(
         column=col_name,
         row=row if row >= 1 else None,
     )
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32LE"), (codecs.BOM_UTF32_BE, "UTF-32BE"),
+         (codecs.BOM_UTF16_LE, "UTF-16LE"), (codecs.BOM_UTF16_BE, "UTF-16BE"))
+
+
+def check_text_encoding(path: Path, encoding: str = "utf-8") -> None:
+    """Refuse a UTF-8 file that is in a wide Unicode encoding (UTF-16, UTF-32) instead: every
+    field would be unreadable (or, without a byte-order mark, read with NUL bytes in it)."""
+    if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+        return
+    with path.open("rb") as fh:
+        found = foreign_encoding(fh.read(4096))
+    if found is not None:
+        source = found.split()[0] if "no byte-order mark" in found else found[:6]  # iconv drops a BOM it reads
+        raise DataError(path.name, f"the file is {found}, not UTF-8, which is the only text encoding Encore "
+                        f"reads: convert it (e.g. iconv -f {source} -t utf-8)")
+
+
+def foreign_encoding(head: bytes) -> str | None:
+    """The wide Unicode encoding a file's first bytes show (a byte-order mark, or text with a
+    NUL byte beside every character, as UTF-16 without one), or None."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return f"{name} (byte-order mark {bom.hex()})"
+    sample = head[:4096]
+    sample = sample[: len(sample) - len(sample) % 2]
+    if len(sample) >= 8:
+        even, odd = sample[0::2], sample[1::2]
+        if odd.count(0) == len(odd) and even.count(0) == 0:
+            return "UTF-16LE (no byte-order mark)"
+        if even.count(0) == len(even) and odd.count(0) == 0:
+            return "UTF-16BE (no byte-order mark)"
+    return None
 
 
 def find_undecodable(path: Path, encoding: str, sep: str) -> tuple[int | None, int, int]:

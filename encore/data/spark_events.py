@@ -40,6 +40,8 @@ from encore.data.dataset import DataError
 from encore.data.event_source import Events, EventSource
 from encore.data.parsing import (
     EPOCH_MS_ABOVE,
+    check_id_types,
+    check_text_encoding,
     decode_error,
     epoch_unit_hint,
     find_undecodable,
@@ -244,6 +246,7 @@ def _read(source: EventSource, spark: SparkSession) -> _Scan:
         return _read_parquet(source, spark)
     if path.stat().st_size == 0:
         raise DataError(source.file, f"no data rows (empty {source.role} file)")
+    check_text_encoding(path)
     if source.sep == "\t":
         return _read_tsv(source, spark)
     return _read_csv(source, spark)
@@ -267,6 +270,7 @@ def _read_parquet(source: EventSource, spark: SparkSession) -> _Scan:
     except Exception as exc:  # pyarrow and Spark raise several types for an unreadable file
         raise DataError(source.file, f"not a readable Parquet {source.role} file ({_first_line(exc)})") from exc
     wanted = _check_columns(source, list(schema.names))
+    check_id_types(source.file, schema, source.id_columns())
     # Nanosecond timestamps arrive as int64 nanoseconds (spark.sql.legacy.parquet.nanosAsLong).
     nanos = {c: "nanos" for c in wanted
              if pa.types.is_timestamp(schema.field(c).type) and schema.field(c).type.unit == "ns"}

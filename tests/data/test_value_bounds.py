@@ -190,3 +190,67 @@ def test_both_engines_refuse_mixed_and_finer_epochs_alike(tmp_path: Path, spark)
                    tmp_path / "x.parquet")
     assert "row 2: 1600000000000 looks like epoch milliseconds but row 1" in same_error(
         lambda s: load_csv(tmp_path / "x.parquet", s, TIMED), spark)
+
+
+# --------------------------------------------------------------------------- 6. id types, encodings
+@pytest.mark.parametrize(
+    ("values", "found"),
+    [
+        ([1.0, 2.0], "double"),
+        ([True, False], "bool"),
+        (pa.array([1.5, 2.5], pa.float32()), "float"),
+        (pa.array([0, 1], pa.timestamp("ms")), "timestamp[ms]"),
+        (pa.array([b"a", b"b"], pa.binary()), "binary"),
+    ],
+)
+def test_parquet_id_columns_of_a_type_that_is_not_an_id_are_refused(tmp_path: Path, values, found: str) -> None:
+    pq.write_table(pa.table({"user": values, "item": [1, 2]}), tmp_path / "x.parquet")
+    message = error_of(lambda: load_csv(tmp_path / "x.parquet", columns=ColumnMapping()))
+    assert message == (f"x.parquet, column 'user': holds {found} values: ids must be integers or text "
+                       "(cast the column to int64 or string)")
+
+
+def test_parquet_feature_ids_are_typed_too(tmp_path: Path) -> None:
+    from encore.data.columns import FeatureColumnMapping
+
+    pq.write_table(pa.table({"user": [1, 2], "item": [7, 8]}), tmp_path / "x.parquet")
+    pq.write_table(pa.table({"item": [7.0, 8.0], "feature": ["rock", "pop"]}), tmp_path / "f.parquet")
+    message = error_of(lambda: load_tabular(tmp_path / "x.parquet", ColumnMapping(),
+                                            item_features=tmp_path / "f.parquet",
+                                            item_features_columns=FeatureColumnMapping()))
+    assert message.startswith("f.parquet, column 'item': holds double values")
+
+
+def test_integer_and_text_ids_in_parquet_still_load(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"user": pa.array([1, 2], pa.int32()), "item": ["a", "b"]}), tmp_path / "x.parquet")
+    dataset = load_csv(tmp_path / "x.parquet", columns=ColumnMapping())
+    assert dataset.user_ids.tolist() == [1, 2] and dataset.item_ids.tolist() == ["a", "b"]
+
+
+def test_both_engines_refuse_float_ids_alike(tmp_path: Path, spark) -> None:
+    pq.write_table(pa.table({"user": [1, 2], "item": [1.0, 2.0]}), tmp_path / "x.parquet")
+    message = same_error(lambda s: load_csv(tmp_path / "x.parquet", s, ColumnMapping()), spark)
+    assert message.startswith("x.parquet, column 'item': holds double values")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "found", "iconv"),
+    [
+        ("utf-16", "UTF-16LE (byte-order mark fffe)", "UTF-16"),
+        ("utf-16-le", "UTF-16LE (no byte-order mark)", "UTF-16LE"),
+        ("utf-16-be", "UTF-16BE (no byte-order mark)", "UTF-16BE"),
+        ("utf-32", "UTF-32LE (byte-order mark fffe0000)", "UTF-32"),
+    ],
+)
+def test_a_file_in_a_wide_unicode_encoding_says_what_it_is(tmp_path: Path, encoding: str, found: str,
+                                                           iconv: str) -> None:
+    (tmp_path / "plays.csv").write_bytes("user,item\n1,2\n3,é\n".encode(encoding))
+    message = error_of(lambda: load_csv(tmp_path / "plays.csv", columns=ColumnMapping()))
+    assert message == (f"plays.csv: the file is {found}, not UTF-8, which is the only text encoding Encore reads: "
+                       f"convert it (e.g. iconv -f {iconv} -t utf-8)")
+
+
+def test_both_engines_name_a_wide_encoding_and_a_float_id_alike(tmp_path: Path, spark) -> None:
+    (tmp_path / "plays.tsv").write_bytes("user\titem\n1\t2\n".encode("utf-16"))
+    message = same_error(lambda s: load_csv(tmp_path / "plays.tsv", s, ColumnMapping(), sep="\t"), spark)
+    assert message.startswith("plays.tsv: the file is UTF-16LE (byte-order mark fffe), not UTF-8")
