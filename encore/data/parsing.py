@@ -149,6 +149,8 @@ def check_id_types(file: str, schema: Any, columns: Sequence[str]) -> None:
     import pyarrow as pa
 
     for column in columns:
+        if column not in schema.names:
+            continue  # the caller names a missing column itself
         kind = schema.field(column).type
         if pa.types.is_dictionary(kind):
             kind = kind.value_type

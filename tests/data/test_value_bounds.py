@@ -254,3 +254,16 @@ def test_both_engines_name_a_wide_encoding_and_a_float_id_alike(tmp_path: Path, 
     (tmp_path / "plays.tsv").write_bytes("user\titem\n1\t2\n".encode("utf-16"))
     message = same_error(lambda s: load_csv(tmp_path / "plays.tsv", s, ColumnMapping(), sep="\t"), spark)
     assert message.startswith("plays.tsv: the file is UTF-16LE (byte-order mark fffe), not UTF-8")
+
+
+def test_yandex_track_ids_stored_as_floats_are_refused(tmp_path: Path) -> None:
+    from encore.data.yandex import load_yandex
+    from tests.data.test_loaders import write_yandex
+
+    events, tracks, names = write_yandex(tmp_path)
+    table = pq.read_table(tracks)
+    index = table.schema.get_field_index("track_id")
+    table = table.set_column(index, "track_id", table["track_id"].cast(pa.float64()))
+    pq.write_table(table, tracks)
+    message = error_of(lambda: load_yandex(events, tracks, names))
+    assert message.startswith(f"{tracks.name}, column 'track_id': holds double values: ids must be integers or text")
