@@ -5,8 +5,10 @@ so pointing at another copy of the data, editing a data file in place, changing 
 component or a module it imports, or upgrading a key package never serves an old output.
 
 * **Data**: the SHA-256 of each input file. Hashing a large file on every run would be slow,
-  so digests are cached per file by (size, mtime): a file whose size and modification time are
-  unchanged is not read again; any change re-hashes it.
+  so digests are cached per file by (size, mtime, device, inode, ctime): a file none of which
+  changed is not read again; any change re-hashes it. The inode and ctime catch a file replaced
+  by one of the same size and a copied mtime (``cp -p``, ``rsync -a``, ``tar x``), which the
+  kernel cannot forge: any write, rename or ``utime`` sets the ctime to the current time.
 * **Code**: the SHA-256 of the code of a module and of every module it imports, transitively
   (found by parsing the imports, also those inside functions), that can change an output. The
   walk stops at code that records, runs or serves outputs without computing them — tracking,
@@ -43,13 +45,22 @@ KEY_PACKAGES = ("implicit", "catboost", "scikit-learn", "mlflow", "pandas", "num
 MISSING = "missing"
 """The digest recorded for an input file that does not exist (yet)."""
 
-_memory: dict[str, tuple[int, int, str]] = {}
+_memory: dict[str, tuple[int | str, ...]] = {}
+
+
+def _stat_key(stat: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino, stat.st_ctime_ns)
 
 
 def file_digests(files: Mapping[str, Path], cache_file: Path | None = None) -> dict[str, str]:
     """``{role: sha256}`` of ``files`` (``"missing"`` for absent ones), hashing only files whose
-    size or modification time changed since they were last hashed (in this process or, with
-    ``cache_file``, in an earlier one)."""
+    size, modification time, device, inode or change time changed since they were last hashed
+    (in this process or, with ``cache_file``, in an earlier one).
+
+    A cache entry is ``[size, mtime_ns, dev, inode, ctime_ns, sha256]``; entries of
+    another form (older versions kept ``[size, mtime_ns, sha256]``) are ignored, so the file is
+    hashed again.
+    """
     stored = _read_cache(cache_file)
     digests: dict[str, str] = {}
     changed = False
@@ -60,18 +71,25 @@ def file_digests(files: Mapping[str, Path], cache_file: Path | None = None) -> d
         except OSError:
             digests[role] = MISSING
             continue
+        now = _stat_key(stat)
         entry = _memory.get(key) or stored.get(key)
-        if entry is not None and tuple(entry[:2]) == (stat.st_size, stat.st_mtime_ns):
-            digest = entry[2]
+        if _valid(entry) and tuple(entry[:5]) == now:
+            digest = str(entry[5])
         else:
             digest = sha256_file(path)
             changed = True
-        _memory[key] = (stat.st_size, stat.st_mtime_ns, digest)
+        _memory[key] = (*now, digest)
         stored[key] = list(_memory[key])
         digests[role] = digest
     if changed and cache_file is not None:
         _write_cache(cache_file, stored)
     return digests
+
+
+def _valid(entry: object) -> bool:
+    return (isinstance(entry, tuple | list) and len(entry) == 6
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in entry[:5])
+            and isinstance(entry[5], str))
 
 
 def _read_cache(cache_file: Path | None) -> dict[str, list]:

@@ -82,6 +82,10 @@ class EventSource:
     def label_name(self) -> str:
         return self.label_column or self.item_label[0]
 
+    def id_columns(self) -> list[str]:
+        """The columns that hold ids (a labelled item's id column is text or absent)."""
+        return [self.user, self.item]
+
     def columns(self) -> list[str]:
         wanted = [self.user, self.item, *self.item_label, self.weight, self.timestamp]
         return list(dict.fromkeys(c for c in wanted if c is not None))

@@ -58,7 +58,7 @@ def fallback_key(frame: pd.DataFrame, mbid: str, name: str, *, file: str) -> pd.
 def _read_with_pandas(source: EventSource) -> Events:
     file = source.file
     frame = read_table(source.path, columns=source.columns(), names=source.names, header=source.names is None,
-                       sep=source.sep, max_rows=source.max_rows, role=source.role)
+                       sep=source.sep, max_rows=source.max_rows, role=source.role, id_columns=source.id_columns())
     parsed: dict[str, pd.Series] = {}
     item_names = None
     n_zero = 0

@@ -51,4 +51,5 @@ def load_lastfm360k(
         files={"interactions": path},
         stats={"zero_play_rows_dropped": events.n_zero_weight},
         source_rows=events.source_rows,
+        weight_column="plays",
     )

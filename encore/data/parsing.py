@@ -38,6 +38,35 @@ PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _TS_MIN = pd.Timestamp("1678-01-01")
 _TS_MAX = pd.Timestamp("2262-01-01")
 
+# Weights are stored as float32 (MusicDataset's documented dtype): what does not fit is refused.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_overflows(values: np.ndarray) -> np.ndarray:
+    """Mask of float64 values that become ``inf`` as float32."""
+    with np.errstate(over="ignore"):
+        return np.isinf(values.astype(np.float32)) & np.isfinite(values)
+
+
+def float32_underflows(values: np.ndarray) -> np.ndarray:
+    """Mask of non-zero float64 values that become 0 as float32."""
+    with np.errstate(over="ignore"):
+        return (values.astype(np.float32) == 0) & (values != 0)
+
+
+def weight_range_message(value: Any) -> str:
+    """Why a parsed weight that float32 cannot hold is refused (shared with the Spark engine)."""
+    number = float(value)
+    if number != 0 and abs(number) < 1:  # below 1, only rounding to 0 is possible
+        return f"{show(value)} rounds to 0 as a 32-bit float (weights must be > 0; smallest 1.4e-45)"
+    return f"{show(value)} is beyond the 32-bit float range of weights (at most {FLOAT32_MAX:.6g})"
+
+
+def sum_overflow_message(n_rows: int, user: Any, item: Any, total: float) -> str:
+    """Why the summed weight of one (user, item) pair is refused (shared with the Spark engine)."""
+    return (f"the {n_rows} rows of user {show(user)}, item {show(item)} sum to {total:.6g}, beyond the "
+            f"32-bit float range of weights (at most {FLOAT32_MAX:.6g})")
+
 
 # --------------------------------------------------------------------------- reading
 def read_table(
@@ -52,6 +81,7 @@ def read_table(
     quoting: int | None = None,
     max_rows: int | None = None,
     role: str = "data",
+    id_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read a delimited text file or a Parquet file (by suffix) into a DataFrame.
 
@@ -74,6 +104,8 @@ def read_table(
         Read at most this many data rows.
     role:
         What the file is (``"interactions"``, ``"artists"`` ...), used in messages.
+    id_columns:
+        Id columns: in a Parquet file they must be integers or text (:func:`check_id_types`).
 
     Raises
     ------
@@ -87,7 +119,7 @@ def read_table(
     if not path.is_file():
         raise DataError(name, f"{role} file not found: {path}")
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        frame = _read_parquet(path, columns, role=role)
+        frame = _read_parquet(path, columns, role=role, id_columns=id_columns)
     else:
         frame = _read_text(
             path, columns=columns, names=names, sep=sep, header=header, dtype=dtype,
@@ -110,16 +142,36 @@ def missing_columns_error(name: str, wanted: Sequence[str], found: Sequence[str]
     )
 
 
-def _read_parquet(path: Path, columns: Sequence[str] | None, *, role: str) -> pd.DataFrame:
+def check_id_types(file: str, schema: Any, columns: Sequence[str]) -> None:
+    """Raise DataError for the first of ``columns`` whose Parquet (Arrow) type is not an id
+    type - integers or text; floats, booleans, dates ... are refused, naming the type found
+    (a float id 1.0 would silently become 1, a boolean the text 'True')."""
+    import pyarrow as pa
+
+    for column in columns:
+        if column not in schema.names:
+            continue  # the caller names a missing column itself
+        kind = schema.field(column).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise DataError(file, f"holds {kind} values: ids must be integers or text (cast the column to "
+                            "int64 or string)", column=column)
+
+
+def _read_parquet(path: Path, columns: Sequence[str] | None, *, role: str,
+                  id_columns: Sequence[str] = ()) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        found = pq.read_schema(path).names
+        schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(path.name, f"not a readable Parquet {role} file ({exc})") from exc
+    found = schema.names
     if columns is not None and any(c not in found for c in columns):
         raise missing_columns_error(path.name, columns, found, role)
+    check_id_types(path.name, schema, id_columns)
     try:
         return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -144,6 +196,7 @@ def _read_text(
         raise DataError(name, f"no data rows (empty {role} file)")
     if not header and names is None:
         raise ValueError("read_table: files without a header need `names`")
+    check_text_encoding(path, encoding)
     if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"  # tolerate a byte-order mark (Excel writes one)
     options: dict[str, Any] = {
@@ -215,6 +268,9 @@ def decode_error(
 ) -> DataError:
     """The error for the first undecodable byte, located by ``find_undecodable`` (or at
     ``location``, when the caller has scanned already)."""
+    codec = encoding.removesuffix("-sig")
+    with path.open("rb") as fh:
+        head = fh.read(65536)
     offset, line, column = location if location is not None else find_undecodable(path, encoding, sep)
     if offset is None:  # not reproducible chunk-wise (e.g. a multi-byte encoding); say what we know
         reason = exc.reason if exc is not None else "undecodable bytes"
@@ -232,10 +288,8 @@ def decode_error(
         col_name = names[column]
     row = line - int(header)
     with path.open("rb") as fh:
-        head = fh.read(65536)
         fh.seek(offset)
         byte = fh.read(1)
-    codec = encoding.removesuffix("-sig")
     # Why: Encore reads text as UTF-8 only; a binary file needs another file, not a conversion.
     hint = ("the file looks binary, not text: is it the right file?" if b"\x00" in head
             else f"the file is in another encoding: convert it to {codec} (e.g. iconv -f latin1 -t utf-8)")
@@ -245,6 +299,40 @@ def decode_error(
         column=col_name,
         row=row if row >= 1 else None,
     )
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32LE"), (codecs.BOM_UTF32_BE, "UTF-32BE"),
+         (codecs.BOM_UTF16_LE, "UTF-16LE"), (codecs.BOM_UTF16_BE, "UTF-16BE"))
+
+
+def check_text_encoding(path: Path, encoding: str = "utf-8") -> None:
+    """Refuse a UTF-8 file that is in a wide Unicode encoding (UTF-16, UTF-32) instead: every
+    field would be unreadable (or, without a byte-order mark, read with NUL bytes in it)."""
+    if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+        return
+    with path.open("rb") as fh:
+        found = foreign_encoding(fh.read(4096))
+    if found is not None:
+        source = found.split()[0] if "no byte-order mark" in found else found[:6]  # iconv drops a BOM it reads
+        raise DataError(path.name, f"the file is {found}, not UTF-8, which is the only text encoding Encore "
+                        f"reads: convert it (e.g. iconv -f {source} -t utf-8)")
+
+
+def foreign_encoding(head: bytes) -> str | None:
+    """The wide Unicode encoding a file's first bytes show (a byte-order mark, or text with a
+    NUL byte beside every character, as UTF-16 without one), or None."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return f"{name} (byte-order mark {bom.hex()})"
+    sample = head[:4096]
+    sample = sample[: len(sample) - len(sample) % 2]
+    if len(sample) >= 8:
+        even, odd = sample[0::2], sample[1::2]
+        if odd.count(0) == len(odd) and even.count(0) == 0:
+            return "UTF-16LE (no byte-order mark)"
+        if even.count(0) == len(even) and odd.count(0) == 0:
+            return "UTF-16BE (no byte-order mark)"
+    return None
 
 
 def find_undecodable(path: Path, encoding: str, sep: str) -> tuple[int | None, int, int]:
@@ -353,7 +441,18 @@ def to_id_column(
     """
     raw = frame[column]
     if integer or pd.api.types.is_integer_dtype(raw.dtype) or pd.api.types.is_float_dtype(raw.dtype):
-        return to_numeric_column(frame, column, file=file, integer=True)
+        ints = to_numeric_column(frame, column, file=file, integer=True)
+        if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
+            # Integer ids written as text must be written as integers: "007", "+7" or "7.0"
+            # would otherwise silently merge with "7" (the rule auto-detection follows).
+            text = raw.astype(str).str.strip()
+            bad = (ints.astype(str) != text).to_numpy()
+            if bad.any():
+                row, pos = _row_of(raw, bad)
+                message = (f"{show(raw.iloc[pos])} is not an integer id as written (ids are integers here; "
+                           f"it would merge with {ints.iloc[pos]})")
+                raise DataError(Path(file).name, message, column=column, row=row)
+        return ints
     missing = is_missing(raw)
     if missing.any():
         row, _ = _row_of(raw, missing)
@@ -375,15 +474,59 @@ def to_id_column(
     return text
 
 
+EPOCH_MS_ABOVE = 1e11
+"""Epoch numbers of larger magnitude are milliseconds (after 1973), smaller ones seconds
+(before year 5138)."""
+
+_EPOCH_UNITS = ((1e17, "nanoseconds"), (1e14, "microseconds"), (EPOCH_MS_ABOVE, "milliseconds"), (0, "seconds"))
+
+
+def epoch_unit(value: Any) -> str:
+    """The unit an epoch number looks like, by its magnitude."""
+    magnitude = abs(float(value))
+    return next(unit for bound, unit in _EPOCH_UNITS if magnitude > bound or bound == 0)
+
+
+def epoch_unit_hint(value: Any) -> str:
+    """For an out-of-range epoch number: which unit it looks like (shared with the Spark engine)."""
+    try:
+        unit = epoch_unit(value)
+    except (TypeError, ValueError):
+        return ""
+    if unit in ("seconds", "milliseconds"):
+        return ""
+    return f" (it looks like epoch {unit}; Encore reads epoch seconds or milliseconds)"
+
+
+def mixed_units_message(value: Any, first_row: int, first_value: Any) -> str:
+    """A value whose epoch unit is not that of the column's first value (shared with Spark)."""
+    return (f"{show(value)} looks like epoch {epoch_unit_class(value)} but row {first_row} "
+            f"({show(first_value)}) like epoch {epoch_unit_class(first_value)}: "
+            "one column must use one unit")
+
+
+def epoch_unit_class(value: Any) -> str:
+    """Seconds or milliseconds, as the per-value rule reads an epoch number."""
+    return "milliseconds" if abs(float(value)) > EPOCH_MS_ABOVE else "seconds"
+
+
+def _mixed_units_error(file: str, column: str, raw: pd.Series, in_ms: np.ndarray) -> DataError:
+    first_row, _ = _row_of(raw, np.arange(len(raw)) == 0)
+    row, pos = _row_of(raw, in_ms != in_ms[0])
+    return DataError(file, mixed_units_message(raw.iloc[pos], first_row, raw.iloc[0]), column=column, row=row)
+
+
 def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -> pd.Series:
     """Parse ``frame[column]`` into naive UTC ``datetime64[ns]``, floored to the microsecond.
 
     Accepted: datetime columns (tz-aware ones are converted to UTC), ISO 8601 strings
     (``2009-05-04T23:08:57Z``, ``2009-05-04 23:08``, ``2009-05-04``) and Unix epoch
     numbers - seconds, or milliseconds when the magnitude says so (> 1e11, i.e. a date
-    after 1973 in ms rather than after year 5138 in s). Other formats are rejected
-    rather than guessed (day/month order is ambiguous). Raises DataError at the first
-    empty, unparsable or out-of-range value.
+    after 1973 in ms rather than after year 5138 in s), decided for each value: a column
+    with values of both kinds is refused, naming the first row of each. Larger epochs
+    (microseconds, nanoseconds) are out of range, and the message says which unit they look
+    like. Other formats are rejected rather than guessed (day/month order is ambiguous).
+    Raises DataError at the first empty, unparsable or out-of-range value.
     """
     file = Path(file).name
     raw = frame[column]
@@ -391,6 +534,7 @@ def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -
     if missing.any():
         row, _ = _row_of(raw, missing)
         raise DataError(file, "empty timestamp", column=column, row=row)
+    epoch = False
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         parsed = raw.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_dtype(raw.dtype):
@@ -403,20 +547,29 @@ def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -
         else:
             numbers = pd.to_numeric(raw, errors="coerce")
         if numbers is not None and not numbers.isna().any():
-            unit = "ms" if float(np.nanmax(np.abs(numbers.to_numpy(dtype="float64")))) > 1e11 else "s"
+            values = numbers.to_numpy(dtype="float64")
+            in_ms = np.abs(values) > EPOCH_MS_ABOVE
+            if in_ms.any() and not in_ms.all():
+                raise _mixed_units_error(file, column, raw, in_ms)
             with np.errstate(invalid="ignore", over="ignore"):
-                parsed = pd.to_datetime(numbers.astype("float64"), unit=unit, errors="coerce")
+                parsed = pd.to_datetime(numbers.astype("float64"), unit="ms" if in_ms.any() else "s",
+                                        errors="coerce")
+            epoch = True
         else:
             parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601").dt.tz_localize(None)
     bad = parsed.isna().to_numpy()
     if bad.any():
         row, pos = _row_of(raw, bad)
         message = f"{show(raw.iloc[pos])} is not a timestamp (ISO 8601 or Unix epoch expected)"
+        if epoch:  # a number too large for any date
+            message = f"{show(raw.iloc[pos])} is out of the supported range 1678-2261" + epoch_unit_hint(raw.iloc[pos])
         raise DataError(file, message, column=column, row=row)
     bad = ((parsed < _TS_MIN) | (parsed >= _TS_MAX)).to_numpy()
     if bad.any():
         row, pos = _row_of(raw, bad)
         message = f"{show(raw.iloc[pos])} is out of the supported range 1678-2261"
+        if epoch:
+            message += epoch_unit_hint(raw.iloc[pos])
         raise DataError(file, message, column=column, row=row)
     # Microseconds, as every engine keeps them (Spark has no finer timestamps).
     return parsed.astype("datetime64[ns]").dt.floor("us")
@@ -425,7 +578,8 @@ def to_timestamp_column(frame: pd.DataFrame, column: str, *, file: str | Path) -
 def check_positive_weights(
     frame: pd.DataFrame, column: str, *, file: str | Path, allow_zero: bool = False
 ) -> pd.Series:
-    """Parse a weight column (float64): numbers, finite, >= 0, and > 0 unless ``allow_zero``."""
+    """Parse a weight column (float64): numbers, finite, >= 0, and > 0 unless ``allow_zero``;
+    a weight must also fit a 32-bit float (at most ~3.4e38) without rounding to 0."""
     values = to_numeric_column(frame, column, file=file)
     arr = values.to_numpy()
     bad = arr < 0 if allow_zero else arr <= 0
@@ -433,6 +587,10 @@ def check_positive_weights(
         row, pos = _row_of(values, bad)
         what = "negative" if arr[pos] < 0 else "zero (weights must be > 0)"
         raise DataError(Path(file).name, f"{show(frame[column].iloc[pos])} is {what}", column=column, row=row)
+    bad = float32_overflows(arr) | float32_underflows(arr)
+    if bad.any():
+        row, pos = _row_of(values, bad)
+        raise DataError(Path(file).name, weight_range_message(frame[column].iloc[pos]), column=column, row=row)
     return values
 
 
@@ -493,7 +651,11 @@ def _encode_side(
         assert index is not None, f"no {kind} index to encode {column}"
         values = frame[column]
         if index.dtype.kind in "iu" and values.dtype.kind not in "iu":
-            values = pd.to_numeric(values, errors="coerce")  # a string id can never match an int id
+            # A text id matches an integer id only when written as that integer: "007" is not 7
+            # (to_id_column's rule: ids are integers only when every one is a canonical integer).
+            text = values.astype(str)
+            numbers = pd.to_numeric(text.where(text.str.fullmatch(r"-?[0-9]{1,18}")), errors="coerce")
+            values = numbers.where(numbers.astype("Int64").astype(str) == text)
         col_codes = index.get_indexer(values)
         unknown = col_codes < 0
         if unknown.any():
@@ -541,6 +703,7 @@ def build_dataset(
     stats: Mapping[str, int] | None = None,
     aggregate_stat: str = "duplicate_rows_aggregated",
     source_rows: int | None = None,
+    weight_column: str = "weight",
 ) -> MusicDataset:
     """Encode validated raw-id tables into a :class:`MusicDataset`.
 
@@ -556,7 +719,9 @@ def build_dataset(
         Their number (rows removed) goes to ``stats[aggregate_stat]`` and to an info log.
         ``source_rows``: the number of source rows ``interactions`` stands for when an
         engine aggregated them already (Spark), so the counts are the same as without.
-        Repeated side rows are dropped (item tags keep the largest weight).
+        Repeated side rows are dropped (item tags keep the largest weight). A sum that a
+        32-bit float cannot hold raises DataError naming the pair's first row and
+        ``weight_column`` (an engine that aggregated already checks its sums itself).
     References
         Side-table ids that reference nothing raise DataError naming the file, column and
         row, unless the column is in the table's ``drop_unknown``: then the rows are
@@ -593,6 +758,15 @@ def build_dataset(
     n_dup = stats_out["interaction_rows_read"] - len(starts)
     weights = frame["weight"].to_numpy(np.float64)[order]
     weights = np.add.reduceat(weights, starts) if len(key) else weights
+    over = float32_overflows(weights)
+    if over.any():
+        group = int(np.flatnonzero(over)[0])
+        end = starts[group + 1] if group + 1 < len(starts) else len(key)
+        rows = frame.index.to_numpy()[order[starts[group]:end]]
+        pos = order[starts[group]:end][int(np.argmin(rows))]
+        message = sum_overflow_message(end - starts[group], frame["user"].iloc[pos], frame["item"].iloc[pos],
+                                       float(weights[group]))
+        raise DataError(interactions_file, message, column=weight_column, row=int(frame.index[pos]) + 1)
     out = pd.DataFrame(
         {
             "user": (key[starts] // len(items)).astype(np.int32),

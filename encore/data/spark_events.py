@@ -39,11 +39,19 @@ import pandas as pd
 from encore.data.dataset import DataError
 from encore.data.event_source import Events, EventSource
 from encore.data.parsing import (
+    EPOCH_MS_ABOVE,
+    check_id_types,
+    check_text_encoding,
     decode_error,
+    epoch_unit_hint,
     find_undecodable,
+    float32_overflows,
     missing_columns_error,
+    mixed_units_message,
     show,
+    sum_overflow_message,
     to_id_column,
+    weight_range_message,
 )
 
 if TYPE_CHECKING:
@@ -92,6 +100,7 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
         F.count(F.lit(1)).alias("n"),
         F.sum(F.when(kept, 1).otherwise(0)).alias("n_kept"),
         F.sum(F.when(kept, weight)).alias("weight"),
+        F.min(F.when(kept, mono)).alias("first_row"),
         *[F.min(F.when(check.bad, mono)).alias(f"check{i}") for i, check in enumerate(checks)],
     ]
     totals = [F.sum("n").alias("n"), F.sum("n_kept").alias("n_kept"),
@@ -128,8 +137,11 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
             if found[f"padded{i}"] is not None:  # as to_id_column says in the pandas engine
                 log.warning("%s: stripped surrounding whitespace from ids in column %s", source.file, column)
         kept_pairs = pairs.filter(F.col("n_kept") > 0)
-        columns = ["user", "item", "weight"] + ([F.col(f"ts_{mode}").alias("micros")] if mode else [])
+        columns = ["user", "item", "weight", "n_kept", "first_row"] + (
+            [F.col(f"ts_{mode}").alias("micros")] if mode else [])
         collected = kept_pairs.select(*columns).toArrow().to_pandas()
+        first_row = collected.pop("first_row").to_numpy()
+        n_kept = collected.pop("n_kept").to_numpy()
         item_names = None
         if source.item_label:
             # Each item's first label in file order, as the pandas engine keeps: the label of the
@@ -146,6 +158,12 @@ def aggregate_events(source: EventSource, spark: SparkSession) -> Events:
     if not source.item_label:  # labelled keys are text, as the pandas engine's fallback keys
         collected["item"] = to_id_column(collected, "item", file=source.file, integer=source.integer_ids)
     collected["weight"] = collected["weight"].astype(np.float64)
+    over = float32_overflows(collected["weight"].to_numpy())
+    if over.any():  # as build_dataset: the pair whose first row comes first
+        pos = int(np.flatnonzero(over)[np.argmin(first_row[over])])
+        message = sum_overflow_message(int(n_kept[pos]), collected["user"].iloc[pos], collected["item"].iloc[pos],
+                                       float(collected["weight"].iloc[pos]))
+        raise DataError(source.file, message, column=source.weight, row=scan.row_of(int(first_row[pos])))
     if mode:
         collected["timestamp"] = pd.to_datetime(collected.pop("micros").to_numpy(np.int64), unit="us").as_unit("ns")
     return Events(interactions=collected, item_names=item_names, source_rows=int(found["n_kept"]),
@@ -176,6 +194,10 @@ def _validate(
     if found.get("replaced"):
         _raise_if_undecodable(source)
     mode = timestamps.mode(found) if timestamps is not None else None
+    if mode in _Timestamps.MIXED:  # the column's first value, which the message names
+        first = min(found["ts_first_s"], found["ts_first_ms"])
+        value = frame.filter(F.col(_MONO) == first).select(timestamps.name).first()[0]
+        timestamps.first = (scan.row_of(first), value)
     for i, check in enumerate(checks):
         mono = found[f"check{i}"]
         if mono is not None and check.mode in (None, mode):
@@ -224,6 +246,7 @@ def _read(source: EventSource, spark: SparkSession) -> _Scan:
         return _read_parquet(source, spark)
     if path.stat().st_size == 0:
         raise DataError(source.file, f"no data rows (empty {source.role} file)")
+    check_text_encoding(path)
     if source.sep == "\t":
         return _read_tsv(source, spark)
     return _read_csv(source, spark)
@@ -247,6 +270,7 @@ def _read_parquet(source: EventSource, spark: SparkSession) -> _Scan:
     except Exception as exc:  # pyarrow and Spark raise several types for an unreadable file
         raise DataError(source.file, f"not a readable Parquet {source.role} file ({_first_line(exc)})") from exc
     wanted = _check_columns(source, list(schema.names))
+    check_id_types(source.file, schema, source.id_columns())
     # Nanosecond timestamps arrive as int64 nanoseconds (spark.sql.legacy.parquet.nanosAsLong).
     nanos = {c: "nanos" for c in wanted
              if pa.types.is_timestamp(schema.field(c).type) and schema.field(c).type.unit == "ns"}
@@ -420,6 +444,9 @@ def _checks(
             _Check(name, parsed & ~finite, lambda v: f"{show(v)} is not a finite number"),
             _Check(name, finite & (negative if source.drop_zero_weights else (weight <= 0)),
                    lambda v: f"{show(v)} is " + ("negative" if float(v) < 0 else "zero (weights must be > 0)")),
+            # As check_positive_weights: a weight must fit a 32-bit float without rounding to 0.
+            _Check(name, finite & ((F.abs(weight.cast("float")) == float("inf"))
+                                   | ((weight != 0) & (weight.cast("float") == 0))), weight_range_message),
         ]
         if source.drop_zero_weights:
             counted = weight > 0  # zero-weight records are dropped before their ids are checked
@@ -458,7 +485,8 @@ class _Timestamps:
 
     Datetime columns are taken as they are (Parquet nanoseconds arrive as int64, ``nanos``);
     numbers, or text that is all numbers, are Unix epoch seconds, or milliseconds when the
-    largest magnitude exceeds 1e11; other text is ISO 8601 (UTC unless a zone is given).
+    magnitude exceeds 1e11 (a column with values of both kinds is refused: modes ``mixed_*``);
+    other text is ISO 8601 (UTC unless a zone is given).
     Which rule applies needs the whole column, so the checks of every rule are computed in
     the one validation pass and :meth:`mode` picks the rule's checks afterwards.
     """
@@ -472,6 +500,9 @@ class _Timestamps:
         self.missing = _missing(self.raw, dtype)
         fixed = dtype.startswith("timestamp") or dtype in {"date", "nanos"}
         self.number = None if fixed else _number(self.raw, dtype)
+        self.first: tuple[int, Any] | None = None  # (row, value) of the column's first value, when mixed
+
+    MIXED = ("mixed_s", "mixed_ms")  # the rows in seconds, or those in ms, come after the other unit
 
     def modes(self) -> tuple[str, ...]:
         return ("datetime",) if self.number is None else ("iso", "seconds", "milliseconds")
@@ -481,7 +512,15 @@ class _Timestamps:
             return "datetime"
         if found["ts_not_numbers"]:
             return "iso"
-        return "milliseconds" if (found["ts_max_abs"] or 0) > 1e11 else "seconds"
+        first_s, first_ms = found["ts_first_s"], found["ts_first_ms"]
+        if first_s is not None and first_ms is not None:
+            return "mixed_s" if first_ms < first_s else "mixed_ms"
+        return "milliseconds" if first_ms is not None else "seconds"
+
+    def _in_ms(self) -> Column:
+        from pyspark.sql import functions as F
+
+        return F.abs(self.number) > F.lit(EPOCH_MS_ABOVE)
 
     def aggregates(self) -> list[Column]:
         """Per pair: how many values are not numbers, and the largest magnitude."""
@@ -492,7 +531,8 @@ class _Timestamps:
         return [
             F.sum(F.when(~self.missing & (self.number.isNull() | F.isnan(self.number)), 1).otherwise(0))
             .alias("ts_not_numbers"),
-            F.max(F.abs(self.number)).alias("ts_max_abs"),
+            F.min(F.when(~self.missing & ~self._in_ms(), F.col(_MONO))).alias("ts_first_s"),
+            F.min(F.when(~self.missing & self._in_ms(), F.col(_MONO))).alias("ts_first_ms"),
         ]
 
     def totals(self) -> list[Column]:
@@ -500,7 +540,8 @@ class _Timestamps:
 
         if self.number is None:
             return []
-        return [F.sum("ts_not_numbers").alias("ts_not_numbers"), F.max("ts_max_abs").alias("ts_max_abs")]
+        return [F.sum("ts_not_numbers").alias("ts_not_numbers"), F.min("ts_first_s").alias("ts_first_s"),
+                F.min("ts_first_ms").alias("ts_first_ms")]
 
     def micros(self, mode: str) -> Column:
         from pyspark.sql import functions as F
@@ -524,11 +565,22 @@ class _Timestamps:
         def out_of_range(v: Any) -> str:
             return f"{show(v)} is out of the supported range 1678-2261"
 
+        def epoch_out_of_range(v: Any) -> str:
+            return out_of_range(v) + epoch_unit_hint(v)
+
+        def mixed(v: Any) -> str:
+            assert self.first is not None
+            return mixed_units_message(v, *self.first)
+
         checks = [_Check(self.name, self.missing, lambda v: "empty timestamp")]
+        if self.number is not None:
+            checks += [_Check(self.name, ~self.missing & ~self._in_ms(), mixed, mode="mixed_s"),
+                       _Check(self.name, ~self.missing & self._in_ms(), mixed, mode="mixed_ms")]
         for mode in self.modes():
             micros = self.micros(mode)
             bad = ~self.missing & micros.isNull()
             beyond = ~self.missing & ((micros < F.lit(_TS_MIN_US)) | (micros >= F.lit(_TS_MAX_US)))
-            checks += [_Check(self.name, bad, unparsable, mode=mode),
-                       _Check(self.name, beyond, out_of_range, mode=mode)]
+            epoch = mode in ("seconds", "milliseconds")  # there, null micros mean too large for any date
+            checks += [_Check(self.name, bad, epoch_out_of_range if epoch else unparsable, mode=mode),
+                       _Check(self.name, beyond, epoch_out_of_range if epoch else out_of_range, mode=mode)]
         return checks

@@ -67,7 +67,8 @@ def load_tabular(
         fc = item_features_columns or FeatureColumnMapping()
         ffile = item_features.name
         wanted = [c for c in (fc.item, fc.feature, fc.weight) if c is not None]
-        features = read_table(item_features, columns=wanted, sep=sep, role="item features")
+        features = read_table(item_features, columns=wanted, sep=sep, role="item features",
+                              id_columns=[fc.item, fc.feature])
         # The feature's id type must match the interactions' item ids (int vs str).
         item_ids = to_id_column(features, fc.item, file=ffile)
         if frame["item"].dtype.kind not in "iu" and item_ids.dtype.kind in "iu":
@@ -84,4 +85,5 @@ def load_tabular(
         item_tags=item_tags,
         files=files,
         source_rows=events.source_rows,
+        weight_column=columns.weight or "weight",
     )

@@ -68,7 +68,7 @@ def load_yandex(
     frame = events.interactions
     listened = pd.Index(pd.unique(frame["item"]))
 
-    meta = read_table(tracks, role="tracks")
+    meta = read_table(tracks, role="tracks", id_columns=["track_id"])
     tfile = tracks.name
     if "track_id" not in meta.columns:
         found = ", ".join(repr(str(c)) for c in meta.columns)
@@ -108,7 +108,8 @@ def load_yandex(
         catalog_names = Path(catalog_names)
         files["catalog_names"] = catalog_names
         cfile = catalog_names.name
-        names = read_table(catalog_names, columns=["id", "type", "name"], role="catalogue names")
+        names = read_table(catalog_names, columns=["id", "type", "name"], role="catalogue names",
+                           id_columns=["id"])
         names = names.assign(id=to_id_column(names, "id", file=cfile), type=names["type"].astype(str))
         bad = (~names["type"].isin(CATALOG_TYPES)).to_numpy()
         if bad.any():
