@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, issparse
 
 from .generator_config import GeneratorConfig, SideData, SideDataMissing, StageView
 from .kernels import (  # re-exported: models import them from here
@@ -59,6 +59,11 @@ _SAVED_NAMES: dict[str, type[Recommender]] = {}
 """Every defined subclass by its ``name``: what :meth:`Recommender.load` dispatches on. Kept
 here rather than asked of :mod:`.kinds` (which imports this module), so the two do not
 import each other."""
+
+
+def _absent(side: object) -> bool:
+    """Side data a dataset does not have: none at all, or a matrix without a single entry."""
+    return side is None or (issparse(side) and side.nnz == 0)
 
 
 def _class_named(saved: str) -> type[Recommender]:
@@ -130,10 +135,10 @@ class Recommender(ABC):
 
     def fit_stage(self, view: StageView) -> Self:
         """Fit on one stage view: ``user_items`` plus the side data this kind declares."""
-        missing = [name for name in self.required_side_data if getattr(view, name) is None]
+        missing = [name for name in self.required_side_data if _absent(getattr(view, name))]
         if missing:
-            raise SideDataMissing(f"kind '{self.name}' needs {' and '.join(missing)}, which this dataset "
-                                  "does not have")
+            raise SideDataMissing(f"kind '{self.name}' needs {' and '.join(n.replace('_', ' ') for n in missing)}, "
+                                  "which this dataset does not have")
         return self.fit(view.user_items, **{name: getattr(view, name) for name in self.side_data})
 
     # -- hyper-parameters -------------------------------------------------------------

@@ -1,0 +1,59 @@
+"""Runtime checks of models (issue #25): a kind's missing side data, a setting that leaves
+a model nothing to fit, and a model (a plug-in) returning arrays of the wrong shape, dtype or
+values each stop the run with one line naming the instance, the key or the class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from encore.pipeline import runner
+from encore.pipeline.runner import run_pipeline
+from encore.recommenders import Item2ItemRecommender, SideDataMissing
+from encore.recommenders.generator_config import StageView
+from tests.conftest import make_config
+
+
+# ----------------------------------------------------------------------------- item2item's side data
+def _tabular(tmp_path: Path, features: pd.DataFrame | None = None, **components) -> dict:
+    plays = tmp_path / "plays.csv"
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"user": rng.integers(0, 40, 800), "item": rng.integers(0, 60, 800)}).to_csv(plays, index=False)
+    dataset = {"kind": "tabular", "interactions": str(plays), "columns": {"user": "user", "item": "item"}}
+    if features is not None:
+        features.to_csv(tmp_path / "features.csv", index=False)
+        dataset["item_features"] = str(tmp_path / "features.csv")
+    return {"experiment": {"name": "side"}, "dataset": dataset, "components": components}
+
+
+def test_item2item_without_item_features_says_to_disable_it(tmp_path: Path) -> None:
+    """Tabular data without features: one line naming the instance, not TruncatedSVD's error."""
+    config = make_config(tmp_path, _tabular(tmp_path))
+    with pytest.raises(runner.ComponentFailed, match=r"components\.item2item: kind 'item2item' needs item "
+                                                      r"features, which this dataset does not have; set "
+                                                      r"components\.item2item\.enabled: false"):
+        run_pipeline(config, ["prepare", "item2item"])
+
+
+def test_item2item_with_one_distinct_feature_value_says_to_disable_it(tmp_path: Path) -> None:
+    features = pd.DataFrame({"item": np.arange(60), "feature": "rock"})
+    config = make_config(tmp_path, _tabular(tmp_path, features, tags={"kind": "item2item"}))
+    with pytest.raises(runner.ComponentFailed, match=r"components\.tags: kind 'item2item' needs item features "
+                                                      r"of at least 2 distinct values, and this dataset's have 1; "
+                                                      r"set components\.tags\.enabled: false"):
+        run_pipeline(config, ["prepare", "tags"])
+
+
+def test_item2item_fit_stage_declares_item_features_required() -> None:
+    user_items = sp.csr_matrix(np.ones((3, 4), dtype=np.float32))
+    assert Item2ItemRecommender.required_side_data == ("item_features",)
+    empty = StageView(user_items, item_features=sp.csr_matrix((4, 5), dtype=np.float32))
+    with pytest.raises(SideDataMissing, match=r"kind 'item2item' needs item features, which this dataset does not"):
+        Item2ItemRecommender().fit_stage(empty)
+    one_column = StageView(user_items, item_features=sp.csr_matrix(np.ones((4, 1), dtype=np.float32)))
+    with pytest.raises(SideDataMissing, match=r"needs item features of at least 2 distinct values"):
+        Item2ItemRecommender().fit_stage(one_column)
