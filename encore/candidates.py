@@ -16,7 +16,7 @@ from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData, Stage
 from encore.evaluation.evaluator import frame_from_lists
 from encore.progress import batches
-from encore.recommenders import GeneratorConfig, Recommender, SideDataMissing, recommender_class
+from encore.recommenders import GeneratorConfig, Recommender, SettingUnfit, SideDataMissing, recommender_class
 
 
 def build_recommender(config: EncoreConfig, name: str) -> Recommender:
@@ -31,11 +31,14 @@ def make_recommender(section: GeneratorConfig, seed: int) -> Recommender:
 
 
 def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *, name: str) -> Recommender:
-    """Fit ``model`` on what ``stage`` may see; missing side data is a config error naming the instance."""
+    """Fit ``model`` on what ``stage`` may see; missing side data, or a setting that leaves the
+    model nothing to fit on this data, is a config error naming the instance (and the key)."""
     try:
         return model.fit_stage(prepared.stage_view(stage))
     except SideDataMissing as exc:
         raise ConfigError(f"components.{name}: {exc}; set components.{name}.enabled: false") from None
+    except SettingUnfit as exc:
+        raise ConfigError(f"components.{name}.{exc.key}: {exc}") from None
 
 
 def recommend_batches(model: Recommender, prepared: PreparedData, stage: Stage, users: np.ndarray, n: int,

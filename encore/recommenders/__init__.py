@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from .base import Recommender, mask_seen, topk
-from .generator_config import GeneratorConfig, SideDataMissing, StageView
+from .generator_config import GeneratorConfig, SettingUnfit, SideDataMissing, StageView
 from .kinds import BUILTIN, KINDS, KindError, recommender_class
 
 RECOMMENDERS = KINDS
@@ -38,6 +38,7 @@ __all__ = [
     "GeneratorConfig",
     "KindError",
     "Recommender",
+    "SettingUnfit",
     "SideDataMissing",
     "StageView",
     "mask_seen",

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from encore.config.experiment import ConfigError
 from encore.pipeline import runner
 from encore.pipeline.runner import run_pipeline
-from encore.recommenders import Item2ItemRecommender, SideDataMissing
+from encore.recommenders import EASERecommender, Item2ItemRecommender, SettingUnfit, SideDataMissing
 from encore.recommenders.generator_config import StageView
-from tests.conftest import make_config
+from tests.conftest import TINY_SYNTHETIC, make_config
 
 
 # ----------------------------------------------------------------------------- item2item's side data
@@ -57,3 +58,25 @@ def test_item2item_fit_stage_declares_item_features_required() -> None:
     one_column = StageView(user_items, item_features=sp.csr_matrix(np.ones((4, 1), dtype=np.float32)))
     with pytest.raises(SideDataMissing, match=r"needs item features of at least 2 distinct values"):
         Item2ItemRecommender().fit_stage(one_column)
+
+
+# ----------------------------------------------------------------------------- EASE
+@pytest.mark.parametrize(("user_items", "found"), [
+    (sp.csr_matrix(np.eye(5, 8, dtype=np.float32)), r"\(5 users, at most 1 listeners per item\)"),
+    (sp.csr_matrix(np.ones((1, 8), dtype=np.float32)), r"\(1 users, at most 1 listeners per item\)"),
+])
+def test_ease_with_no_item_reaching_min_item_users_names_the_setting(user_items: sp.csr_matrix,
+                                                                     found: str) -> None:
+    """No item with 2 listeners (or one user): one line naming min_item_users, not a Cholesky failure."""
+    with pytest.raises(SettingUnfit, match=r"no item has min_item_users \(2\) or more listeners in the training "
+                                           rf"data {found}; lower min_item_users") as unfit:
+        EASERecommender().fit(user_items)
+    assert unfit.value.key == "min_item_users"
+
+
+def test_ease_min_item_users_too_high_in_the_pipeline_names_the_key(tmp_path: Path) -> None:
+    config = make_config(tmp_path, TINY_SYNTHETIC | {"components": {"ease": {"min_item_users": 10_000}}})
+    with pytest.raises(runner.ComponentFailed, match=r"component 'ease' failed: components\.ease\.min_item_users: "
+                                                      r"no item has min_item_users \(10000\) or more listeners"):
+        run_pipeline(config, ["prepare", "ease"])
+    assert issubclass(SettingUnfit, ValueError) and not issubclass(SettingUnfit, ConfigError)
