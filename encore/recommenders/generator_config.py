@@ -74,3 +74,7 @@ class SettingUnfit(ValueError):
         super().__init__(message)
         self.key = key
 
+
+class ModelOutputError(ValueError):
+    """A model's ``score``/``recommend``/``similar_items`` returned arrays of the wrong shape,
+    dtype or values (NaN); the message names the class and the method."""
