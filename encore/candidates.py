@@ -8,6 +8,7 @@ benchmarks. Which side data a model fits on comes from its kind's declaration
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,15 @@ from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData, Stage
 from encore.evaluation.evaluator import frame_from_lists
 from encore.progress import batches
-from encore.recommenders import GeneratorConfig, Recommender, SideDataMissing, recommender_class
+from encore.recommenders import (
+    GeneratorConfig,
+    ModelOutputError,
+    Recommender,
+    SettingUnfit,
+    SideDataMissing,
+    recommender_class,
+)
+from encore.recommenders.base import check_lists
 
 
 def build_recommender(config: EncoreConfig, name: str) -> Recommender:
@@ -31,21 +40,41 @@ def make_recommender(section: GeneratorConfig, seed: int) -> Recommender:
 
 
 def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *, name: str) -> Recommender:
-    """Fit ``model`` on what ``stage`` may see; missing side data is a config error naming the instance."""
+    """Fit ``model`` on what ``stage`` may see; missing side data, or a setting that leaves the
+    model nothing to fit on this data, is a config error naming the instance (and the key)."""
     try:
         return model.fit_stage(prepared.stage_view(stage))
     except SideDataMissing as exc:
         raise ConfigError(f"components.{name}: {exc}; set components.{name}.enabled: false") from None
+    except SettingUnfit as exc:
+        raise ConfigError(f"components.{name}.{exc.key}: {exc}") from None
+
+
+@contextmanager
+def _naming(model: Recommender, name: str | None) -> Iterator[None]:
+    """A model's wrong output (:class:`ModelOutputError`) named by its instance and kind."""
+    try:
+        yield
+    except ModelOutputError as exc:
+        if name is None:
+            raise
+        raise ModelOutputError(f"components.{name} (kind '{model.name}'): {exc}") from None
 
 
 def recommend_batches(model: Recommender, prepared: PreparedData, stage: Stage, users: np.ndarray, n: int,
-                      batch_size: int, label: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+                      batch_size: int, label: str, *, name: str | None = None
+                      ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Top-``n`` of ``users`` (sorted ids) against ``stage``'s history, already-played items
-    filtered, ``batch_size`` users at a time with progress: ``(start, stop, ids, scores)`` per batch."""
+    filtered, ``batch_size`` users at a time with progress: ``(start, stop, ids, scores)`` per batch.
+
+    What the model returns is checked (shape, dtype, ids in range, no NaN scores): a wrong
+    output is a :class:`ModelOutputError` naming the class, and instance ``name`` if given."""
     user_items = prepared.user_items(stage)
     for start, stop in batches(len(users), batch_size, label):
-        ids, scores = model.recommend(users[start:stop], user_items, n, filter_already_liked_items=True,
-                                      batch_size=batch_size)
+        with _naming(model, name):
+            ids, scores = check_lists(model, "recommend", *model.recommend(
+                users[start:stop], user_items, n, filter_already_liked_items=True, batch_size=batch_size),
+                stop - start, n)
         yield start, stop, ids, scores
 
 
@@ -65,12 +94,15 @@ def candidate_users(prepared: PreparedData, stage: Stage, *, propose: bool = Tru
 
 
 def similar_item_batches(model: Recommender, n_items: int, n_similar: int, batch_size: int, *,
-                         label: str = "similar items") -> Iterator[pd.DataFrame]:
+                         label: str = "similar items", name: str | None = None) -> Iterator[pd.DataFrame]:
     """Every item's ``n_similar`` most similar items (item, similar_item, score, rank), one
-    frame per batch of items (batches bound the dense ``(batch, n_items)`` blocks), with progress."""
+    frame per batch of items (batches bound the dense ``(batch, n_items)`` blocks), with progress;
+    what the model returns is checked as in :func:`recommend_batches`."""
     for start, stop in batches(n_items, batch_size * 4, label, unit="items"):
         items = np.arange(start, stop, dtype=np.int64)
-        ids, scores = model.similar_items(items, n_similar)
+        with _naming(model, name):
+            ids, scores = check_lists(model, "similar_items", *model.similar_items(items, n_similar),
+                                      stop - start, n_similar)
         yield frame_from_lists(items, ids, scores).rename(columns={"user": "item", "item": "similar_item"})
 
 

@@ -42,13 +42,14 @@ log = logging.getLogger(__name__)
 
 
 def write_candidates(model: Recommender, prepared: PreparedData, stage: Stage, users: np.ndarray,
-                     section: GeneratorConfig, out: GeneratorOutput, label: str) -> np.ndarray:
+                     section: GeneratorConfig, out: GeneratorOutput, label: str, *, name: str | None = None
+                     ) -> np.ndarray:
     """Top-``n_candidates`` of ``users`` (sorted ids), ``batch_size`` users at a time, each batch
     written as it is made; returns the ``(len(users), n_candidates)`` ids (int32) for evaluation."""
     lists = np.empty((len(users), section.n_candidates), dtype=np.int32)
     with out.candidates_writer(stage) as write:
         for start, stop, ids, scores in recommend_batches(model, prepared, stage, users, section.n_candidates,
-                                                          section.batch_size, label):
+                                                          section.batch_size, label, name=name):
             write(frame_from_lists(users[start:stop], ids, scores))
             lists[start:stop] = ids
     return lists
@@ -76,7 +77,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
             continue
         users = candidate_users(prepared, stage, propose=section.propose)
         with timings.phase(f"recommend_{stage}"):
-            lists = write_candidates(model, prepared, stage, users, section, out, f"{name} candidates {stage}")
+            lists = write_candidates(model, prepared, stage, users, section, out, f"{name} candidates {stage}",
+                                     name=name)
         out.write_model(stage, model)
         evaluator = Evaluator(prepared, stage, tuple(ks))
         lists = lists[np.searchsorted(users, evaluator.users)].astype(np.int64)
@@ -87,7 +89,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         if section.n_similar:
             with timings.phase("similar_items"), out.similar_items_writer() as write:
                 for frame in similar_item_batches(model, prepared.n_items, section.n_similar, section.batch_size,
-                                                  label=f"{name} similar items"):
+                                                  label=f"{name} similar items", name=name):
                     write(frame)
 
         scores_at_k = evaluator.evaluate(lists[:, : max(ks)])

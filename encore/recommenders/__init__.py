@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from .base import Recommender, mask_seen, topk
-from .generator_config import GeneratorConfig, SideDataMissing, StageView
+from .generator_config import GeneratorConfig, ModelOutputError, SettingUnfit, SideDataMissing, StageView
 from .kinds import BUILTIN, KINDS, KindError, recommender_class
 
 RECOMMENDERS = KINDS
@@ -37,7 +37,9 @@ __all__ = [
     "RECOMMENDERS",
     "GeneratorConfig",
     "KindError",
+    "ModelOutputError",
     "Recommender",
+    "SettingUnfit",
     "SideDataMissing",
     "StageView",
     "mask_seen",

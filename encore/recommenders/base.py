@@ -20,9 +20,9 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, issparse
 
-from .generator_config import GeneratorConfig, SideData, SideDataMissing, StageView
+from .generator_config import GeneratorConfig, ModelOutputError, SideData, SideDataMissing, StageView
 from .kernels import (  # re-exported: models import them from here
     PathOrFile,
     _npz_path,
@@ -43,7 +43,8 @@ from .kernels import (  # re-exported: models import them from here
 )
 
 __all__ = [
-    "PathOrFile", "Recommender", "as_ids", "check_user_items", "compact", "drop_self", "factor_pair_scores",
+    "PathOrFile", "Recommender", "as_ids", "check_lists", "check_scores", "check_user_items", "compact",
+    "drop_self", "factor_pair_scores",
     "history_pair_scores", "is_seen", "mask_seen", "mask_seen_sparse", "npz_bytes", "seen_flat_indices",
     "single_threaded_blas", "topk", "topk_sparse",
 ]
@@ -59,6 +60,68 @@ _SAVED_NAMES: dict[str, type[Recommender]] = {}
 """Every defined subclass by its ``name``: what :meth:`Recommender.load` dispatches on. Kept
 here rather than asked of :mod:`.kinds` (which imports this module), so the two do not
 import each other."""
+
+
+def _absent(side: object) -> bool:
+    """Side data a dataset does not have: none at all, or a matrix without a single entry."""
+    return side is None or (issparse(side) and side.nnz == 0)
+
+
+def _what(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    return f"a {type(value).__name__}"
+
+
+def _check_values(values: np.ndarray, where: str, what: str) -> None:
+    """No NaN nor +inf among ``values`` (-inf, "never propose", is allowed)."""
+    ok = values < np.inf  # False for NaN and +inf alike, in one pass
+    if ok.all():
+        return
+    bad = ~ok
+    n_bad, n = int(bad.sum()), values.size
+    first = np.unravel_index(int(np.argmax(bad)), values.shape)
+    at = f"row {first[0]}, column {first[1]}" if len(first) == 2 else f"entry {first[0]}"
+    found = "NaN" if np.isnan(values[first]) else "+inf"
+    share = f"all {n}" if n_bad == n else f"{n_bad} of {n}"
+    raise ModelOutputError(f"{where} returned NaN or +inf for {share} {what} (first: {found} at {at}); "
+                           f"{what} must be numbers, -inf for an item never to propose")
+
+
+def check_scores(model: Recommender, block: object, n_rows: int) -> np.ndarray:
+    """``block`` if it is what ``model.score`` must return for ``n_rows`` users: a float
+    ``(n_rows, n_items)`` array without NaN or +inf; else :class:`ModelOutputError` naming the class."""
+    where = f"{type(model).__name__}.score"
+    expected = (n_rows, model.n_items_)
+    if not isinstance(block, np.ndarray) or block.shape != expected:
+        raise ModelOutputError(f"{where} returned {_what(block)}, expected a float array of shape {expected}")
+    if not np.issubdtype(block.dtype, np.floating):
+        raise ModelOutputError(f"{where} returned {block.dtype} scores, expected floats")
+    _check_values(block, where, "scores")
+    return block
+
+
+def check_lists(model: Recommender, method: str, ids: object, scores: object, n_rows: int,
+                N: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, scores)`` if they are what ``model.<method>`` (``recommend``, ``similar_items``)
+    must return: ``(n_rows, N)`` integer ids in ``-1 .. n_items - 1`` and float scores without
+    NaN or +inf; else :class:`ModelOutputError` naming the class, the method and what it found."""
+    where = f"{type(model).__name__}.{method}"
+    expected = (n_rows, N)
+    for what, array, kind in (("ids", ids, np.integer), ("scores", scores, np.floating)):
+        if not isinstance(array, np.ndarray) or array.shape != expected:
+            raise ModelOutputError(f"{where} returned {what} as {_what(array)}, expected shape {expected}")
+        if not np.issubdtype(array.dtype, kind):
+            raise ModelOutputError(f"{where} returned {array.dtype} {what}, expected "
+                                   f"{'integers' if kind is np.integer else 'floats'}")
+    assert isinstance(ids, np.ndarray) and isinstance(scores, np.ndarray)
+    out_of_range = (ids < -1) | (ids >= model.n_items_)
+    if out_of_range.any():
+        row, col = np.argwhere(out_of_range)[0]
+        raise ModelOutputError(f"{where} returned item id {ids[row, col]} at row {row}, column {col}; "
+                               f"ids must be -1 (no item) or 0 .. {model.n_items_ - 1}")
+    _check_values(scores, where, "scores")
+    return ids, scores
 
 
 def _class_named(saved: str) -> type[Recommender]:
@@ -130,10 +193,10 @@ class Recommender(ABC):
 
     def fit_stage(self, view: StageView) -> Self:
         """Fit on one stage view: ``user_items`` plus the side data this kind declares."""
-        missing = [name for name in self.required_side_data if getattr(view, name) is None]
+        missing = [name for name in self.required_side_data if _absent(getattr(view, name))]
         if missing:
-            raise SideDataMissing(f"kind '{self.name}' needs {' and '.join(missing)}, which this dataset "
-                                  "does not have")
+            raise SideDataMissing(f"kind '{self.name}' needs {' and '.join(n.replace('_', ' ') for n in missing)}, "
+                                  "which this dataset does not have")
         return self.fit(view.user_items, **{name: getattr(view, name) for name in self.side_data})
 
     # -- hyper-parameters -------------------------------------------------------------
@@ -145,7 +208,7 @@ class Recommender(ABC):
         names = [
             p.name
             for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind is not p.VAR_KEYWORD
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         return {n: getattr(self, n) for n in names}
 
@@ -223,12 +286,16 @@ class Recommender(ABC):
             stop = start + len(batch)
             if self.zero_means_unscored:
                 evidence = csr_matrix(self.score_sparse(batch, user_items), dtype=np.float32, copy=True)
+                if evidence.shape != (len(batch), self.n_items_):
+                    raise ModelOutputError(f"{type(self).__name__}.score_sparse returned shape {evidence.shape}, "
+                                           f"expected ({len(batch)}, {self.n_items_})")
+                _check_values(evidence.data, f"{type(self).__name__}.score_sparse", "scores")
                 evidence.data[evidence.data == 0] = -np.inf
                 if filter_already_liked_items:
                     mask_seen_sparse(evidence, user_items[batch])
                 ids[start:stop], scores[start:stop] = topk_sparse(evidence, N)
                 continue
-            block = self.score(batch, user_items)
+            block = check_scores(self, self.score(batch, user_items), len(batch))
             if filter_already_liked_items:
                 mask_seen(block, user_items[batch])
             ids[start:stop], scores[start:stop] = topk(block, N)

@@ -11,7 +11,7 @@ from scipy.sparse import csr_matrix
 from encore.config.types import PositiveFloat, PositiveInt
 
 from .base import Recommender, as_ids, check_user_items, history_pair_scores, topk
-from .generator_config import GeneratorConfig
+from .generator_config import GeneratorConfig, SettingUnfit
 from .weighting import InteractionWeighter, InteractionWeighting
 
 
@@ -78,6 +78,10 @@ class EASERecommender(Recommender):
         n_users, n_items = user_items.shape
         listeners = np.bincount(user_items.indices, minlength=n_items)
         candidates = np.flatnonzero(listeners >= max(self.min_item_users, 1))
+        if len(candidates) == 0:  # an empty Gram matrix: LAPACK's Cholesky fails on it
+            raise SettingUnfit("min_item_users", f"no item has min_item_users ({self.min_item_users}) or more "
+                               f"listeners in the training data ({n_users} users, at most "
+                               f"{int(listeners.max(initial=0))} listeners per item); lower min_item_users")
         if self.max_items is not None and len(candidates) > self.max_items:
             # Most listened first; stable so ties keep the lower item id.
             order = np.argsort(-listeners[candidates], kind="stable")[: self.max_items]

@@ -64,3 +64,17 @@ class StageView:
 
 class SideDataMissing(ValueError):
     """A kind needs side data (e.g. social links) that the dataset does not have."""
+
+
+class SettingUnfit(ValueError):
+    """A hyper-parameter leaves the model nothing to fit on this data (e.g. no item reaches
+    EASE's ``min_item_users``). ``key`` names the setting; the pipeline prefixes the instance."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class ModelOutputError(ValueError):
+    """A model's ``score``/``recommend``/``similar_items`` returned arrays of the wrong shape,
+    dtype or values (NaN); the message names the class and the method."""

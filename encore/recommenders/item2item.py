@@ -13,7 +13,7 @@ from sklearn.preprocessing import normalize
 from encore.config.types import PositiveInt
 
 from .base import Recommender, as_ids, check_user_items, drop_self, factor_pair_scores
-from .generator_config import GeneratorConfig
+from .generator_config import GeneratorConfig, SideDataMissing
 from .weighting import DocumentWeighting, log1p_weight, weight_documents
 
 
@@ -58,6 +58,7 @@ class Item2ItemRecommender(Recommender):
     name = "item2item"
     config_class = Item2ItemConfig
     side_data = ("item_features",)
+    required_side_data = ("item_features",)
 
     def __init__(
         self,
@@ -84,6 +85,10 @@ class Item2ItemRecommender(Recommender):
         n_users, n_items = user_items.shape
         if features.shape[0] != n_items:
             raise ValueError(f"item_features has {features.shape[0]} rows, user_items has {n_items} items")
+        distinct = int(np.count_nonzero(np.diff(features.tocsc().indptr)))
+        if distinct < 2:  # nothing to tell items apart by (and TruncatedSVD needs two columns)
+            raise SideDataMissing(f"kind '{self.name}' needs item features of at least 2 distinct values, and "
+                                  f"this dataset's have {distinct}")
 
         has_features = np.diff(features.indptr) > 0
         self.items_without_features_ = np.flatnonzero(~has_features)
