@@ -220,8 +220,22 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                                      + "; nothing was stored")
         now = datetime.now(UTC).timestamp()
         listens = [Listen(e.user_id, e.item_id, _epoch(e.timestamp) if e.timestamp else now) for e in events]
-        state["store"].add(listens)  # committed before the 2xx below
-        return {"accepted": len(listens)}
+        future = [(n, e.timestamp) for n, e, listen in zip(range(len(events)), events, listens, strict=True)
+                  if listen.timestamp > now + settings.max_future_seconds]
+        if future:
+            where = "events[{}].timestamp" if isinstance(body, EventBatch) else "timestamp"
+            listed = ", ".join(f"{where.format(n)} {value.isoformat()}" for n, value in future[:5])
+            raise HTTPException(422, f"{listed}{f' and {len(future) - 5} more' if len(future) > 5 else ''}: "
+                                     f"more than {settings.max_future_seconds:g} s ahead of the server's clock "
+                                     f"({datetime.fromtimestamp(now, UTC).isoformat(timespec='seconds')}); "
+                                     "nothing was stored")
+        trimmed = state["store"].add(listens)  # committed before the 2xx below
+        answer: dict[str, Any] = {"accepted": len(listens) - len(trimmed)}
+        if trimmed:  # stored and removed by the same transaction: not acknowledged as kept
+            answer["not_kept"] = trimmed
+            answer["detail"] = (f"{len(trimmed)} event(s) older than their user's newest {settings.history_size} "
+                                "listens were not kept")
+        return answer
 
     @app.post("/admin/reload")
     def admin_reload(authorization: Annotated[str | None, Header()] = None,

@@ -50,6 +50,9 @@ class ServingSettings(BaseSettings):
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
     """Most events one ``POST /events`` may carry."""
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
+    max_future_seconds: Annotated[float, Field(ge=0.0, le=86_400.0)] = 300.0
+    """Tolerance for clients' clocks: an event dated further ahead of the server's clock is refused
+    (a future-dated listen would stay "newest" and push every real one out of the history)."""
     admin_token: SecretStr | None = None
     """Bearer token of ``POST /admin/reload``; unset = the endpoint refuses every call."""
     reload_interval_seconds: Annotated[float, Field(ge=0.0)] = 0.0

@@ -1,0 +1,103 @@
+"""Issue #25, the service's part: future-dated listens, credentials in responses and logs, the body
+limit under chunked transfer, the data endpoints' token, the 422 of a bad body, and served lists
+that repeat what a user heard. A small synthetic model (no pipeline run) unless a test needs more."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from encore.serving.app import ModelHolder, create_app
+from encore.serving.blended_model import ServedModel
+from encore.serving.events import Listen, SQLiteEventStore
+from encore.serving.pyfunc import EncoreServingModel
+from encore.serving.settings import ServingSettings
+
+N_ITEMS = 40
+ITEMS = [f"a{i}" for i in range(N_ITEMS)]
+
+
+def tiny_model() -> ServedModel:
+    """Users u0..u4 with a ranker list of 5 items each; every item has 3 neighbours."""
+    tables = EncoreServingModel()
+    tables.recommendations = pd.DataFrame(
+        [{"user_id": f"u{u}", "item_id": ITEMS[(u * 5 + r) % N_ITEMS], "rank": r + 1, "score": 1.0 - r / 10}
+         for u in range(5) for r in range(5)])
+    tables.popular = pd.DataFrame({"item_id": ITEMS, "score": np.linspace(1, 0, N_ITEMS),
+                                   "_pop_rank": np.arange(N_ITEMS)})
+    tables.similar = pd.DataFrame(
+        [{"item_id": ITEMS[i], "similar_item_id": ITEMS[(i + d) % N_ITEMS], "score": 1.0 / d, "rank": d}
+         for i in range(N_ITEMS) for d in (1, 2, 3)])
+    tables.items = pd.DataFrame({"item_id": ITEMS, "name": ITEMS})
+    return ServedModel.from_tables(tables, name="encore-ranker", version="1", run_id="r1")
+
+
+def make_settings(tmp: Path, **overrides: object) -> ServingSettings:
+    values: dict[str, object] = {"event_store": f"sqlite:///{tmp / 'events.db'}", "admin_token": "adm1n-t0ken"}
+    return ServingSettings(**(values | overrides))
+
+
+def make_app(settings: ServingSettings):
+    holder = ModelHolder(settings, client=object())
+    holder.current = tiny_model()
+    return create_app(settings, holder=holder)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(make_app(make_settings(tmp_path, history_size=3))) as client:
+        yield client
+
+
+def stored(tmp: Path) -> list[tuple[str, str, float]]:
+    with sqlite3.connect(tmp / "events.db") as conn:
+        return list(conn.execute("SELECT user_id, item_id, ts FROM encore_listen_events ORDER BY id"))
+
+
+# ------------------------------------------------------------------ 1: future-dated listens
+
+
+def test_a_far_future_timestamp_is_refused_naming_the_event(service: TestClient, tmp_path: Path) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()  # within the clock tolerance
+    answer = service.post("/events", json={"events": [{"user_id": "u9", "item_id": "a1", "timestamp": soon},
+                                                      {"user_id": "u9", "item_id": "a2",
+                                                       "timestamp": "2999-01-01T00:00:00Z"}]})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert "events[1].timestamp 2999-01-01T00:00:00+00:00" in detail and "300 s ahead" in detail
+    assert stored(tmp_path) == []  # the whole batch, the good event included
+    single = service.post("/events", json={"user_id": "u9", "item_id": "a2", "timestamp": 19_000_000_000})
+    assert single.status_code == 422 and single.json()["detail"].startswith("timestamp 2572-")
+    assert service.post("/events", json={"user_id": "u9", "item_id": "a1", "timestamp": soon}).json() == \
+        {"accepted": 1}
+
+
+def test_an_event_the_history_trim_removes_is_not_acknowledged(service: TestClient, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    recent = [{"user_id": "u9", "item_id": ITEMS[n], "timestamp": (now - timedelta(minutes=n)).isoformat()}
+              for n in range(1, 4)]
+    assert service.post("/events", json={"events": recent}).json() == {"accepted": 3}
+    old = {"user_id": "u9", "item_id": "a9", "timestamp": (now - timedelta(days=1)).isoformat()}
+    newer = {"user_id": "u9", "item_id": "a8"}
+    answer = service.post("/events", json={"events": [old, newer]}).json()
+    assert answer["accepted"] == 1 and answer["not_kept"] == [0], answer
+    assert "newest 3 listens" in answer["detail"]
+    assert [row[1] for row in stored(tmp_path)] == ["a1", "a2", "a8"]  # history_size 3: a3 aged out
+    assert service.get("/recommendations/u9").json()["recent_listens"] == 3
+
+
+def test_sqlite_store_reports_the_trimmed_positions_of_each_batch(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "e.db", history_size=2)
+    try:
+        assert store.add([Listen("u", "a", 10.0), Listen("u", "b", 20.0)]) == []
+        assert store.add([Listen("u", "c", 5.0), Listen("u", "d", 30.0), Listen("v", "a", 1.0)]) == [0]
+        assert store.recent("u", 10) == ["d", "b"]
+    finally:
+        store.close()
