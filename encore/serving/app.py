@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from encore.serving.blended_model import ModelLoadError, ServedModel, load_version, resolve_version
 from encore.serving.events import EventStore, Listen, open_store
 from encore.serving.settings import ServingSettings
+from encore.tracking.client import mask_text
 
 log = logging.getLogger("encore.serving")
 
@@ -44,6 +45,14 @@ class ModelHolder:
         self.last_attempt: dict[str, Any] | None = None
         self._failed_version: str | None = None
         self._lock = threading.Lock()  # one load at a time; requests never take it
+        self._secrets: list[str] | None = None
+
+    def mask(self, text: str) -> str:
+        """``text`` with every credential masked (URI passwords, ``?password=``, known secrets):
+        errors reach ``/health``, 503 bodies and the log."""
+        if self._secrets is None:
+            self._secrets = self.settings.secrets()
+        return mask_text(text, self._secrets)
 
     @property
     def client(self) -> Any:
@@ -65,8 +74,7 @@ class ModelHolder:
             try:
                 target = resolve_version(self.client, name, alias)
             except ModelLoadError as exc:
-                self._failed(at, exc)
-                raise
+                raise self._failed(at, exc) from None
             version = str(target.version)
             if only_if_changed and version in {self.current.version if self.current else None,
                                                self._failed_version}:
@@ -75,18 +83,21 @@ class ModelHolder:
                 served = load_version(name, version, target.run_id)
             except ModelLoadError as exc:
                 self._failed_version = version
-                self._failed(at, exc)
-                raise
+                raise self._failed(at, exc) from None
             self.current = served  # the atomic swap: requests that already read the old one finish on it
             self.last_error, self._failed_version = None, None
             self.last_attempt = {"at": at, "ok": True, "version": served.version}
             return served
 
-    def _failed(self, at: str, exc: Exception) -> None:
+    def _failed(self, at: str, exc: Exception) -> ModelLoadError:
+        """Record a failed load; the error to raise, its credentials masked (its cause dropped:
+        a traceback would print the unmasked message)."""
+        message = self.mask(str(exc))
         log.error("loading models:/%s@%s failed (%s): %s", self.settings.model_name, self.settings.model_alias,
-                  f"still serving version {self.current.version}" if self.current else "no model loaded", exc)
-        self.last_error = str(exc)
-        self.last_attempt = {"at": at, "ok": False, "error": str(exc)}
+                  f"still serving version {self.current.version}" if self.current else "no model loaded", message)
+        self.last_error = message
+        self.last_attempt = {"at": at, "ok": False, "error": message}
+        return ModelLoadError(message)
 
 
 class EventIn(BaseModel):

@@ -65,6 +65,21 @@ class ServingSettings(BaseSettings):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
+    def secrets(self) -> list[str]:
+        """Every credential the service knows of, for masking: the tracking URI's (this setting or
+        ``MLFLOW_TRACKING_URI``) and the event store's (userinfo or ``?password=``), the tracking
+        password / token of the environment, and the service's own tokens."""
+        from encore.config.machine import MachineSettings
+        from encore.tracking.client import uri_secrets
+
+        found = [*uri_secrets(self.tracking_uri or MachineSettings().mlflow_tracking_uri),
+                 *uri_secrets(self.event_store),
+                 *(os.environ.get(key, "") for key in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"))]
+        for token in (self.admin_token, getattr(self, "api_token", None)):
+            if token is not None:
+                found.append(token.get_secret_value())
+        return [secret for secret in found if secret]
+
     def sqlite_path(self) -> Path | None:
         """The SQLite file of ``event_store`` (relative to the repository root), else None."""
         if not self.event_store.startswith("sqlite:///"):

@@ -4,6 +4,7 @@ that repeat what a user heard. A small synthetic model (no pipeline run) unless 
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -101,3 +102,69 @@ def test_sqlite_store_reports_the_trimmed_positions_of_each_batch(tmp_path: Path
         assert store.recent("u", 10) == ["d", "b"]
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------ 8: credentials never shown
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_tracking_and_store_credentials_never_reach_responses_or_logs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import mlflow
+
+    from encore.tracking.client import CLIENT_FAIL_FAST_DEFAULTS
+
+    for key, value in CLIENT_FAIL_FAST_DEFAULTS.items():  # cli_client sets them; restored after the test
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "Env-pa55word")
+    previous = mlflow.get_tracking_uri()
+    secrets = ("S3cr3t-pw", "S3cr3t%2Dpw", "Qu3ry-pw", "Env-pa55word")
+    uri = f"http://svc:S3cr3t%2Dpw@127.0.0.1:{_free_port()}/"  # nothing listens there
+    settings = make_settings(tmp_path, tracking_uri=uri,
+                             event_store=f"sqlite:///{tmp_path / 'events.db'}")
+    caplog.set_level("DEBUG")
+    bodies = []
+    try:
+        with TestClient(create_app(settings)) as client:
+            for method, path, kwargs in (("GET", "/health", {}), ("GET", "/recommendations/u1", {}),
+                                         ("GET", "/similar/a1", {}),
+                                         ("POST", "/events", {"json": {"user_id": "u", "item_id": "a1"}}),
+                                         ("POST", "/admin/reload",
+                                          {"headers": {"Authorization": "Bearer adm1n-t0ken"}})):
+                response = client.request(method, path, **kwargs)
+                bodies.append(f"{path} {response.status_code} {response.text}")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    text = "\n".join(bodies)
+    assert "/health 200" in text and "/recommendations/u1 503" in text and "/admin/reload 502" in text
+    assert "svc:****@127.0.0.1" in text  # the error still says where it tried
+    logged = caplog.text
+    assert "svc:****@127.0.0.1" in logged
+    for secret in secrets:
+        assert secret not in text and secret not in logged, secret
+
+
+def test_an_event_store_password_in_the_query_is_masked_at_start_up(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    from encore.serving.__main__ import main
+
+    code = main(["--env-file", str(tmp_path / "none.env"), "--event-store",
+                 f"postgresql://svc@127.0.0.1:{_free_port()}/events?sslmode=disable&password=Qu3ry-pw"])
+    err = capsys.readouterr().err
+    assert code == 2 and "postgresql://svc@127.0.0.1" in err and "password=****" in err, err
+    assert "Qu3ry-pw" not in err
+
+
+def test_mask_text_covers_every_credential_form() -> None:
+    from encore.tracking.client import mask_text, mask_uri, uri_secrets
+
+    assert mask_uri("postgresql://u@h/db?password=pw1&sslmode=require") == \
+        "postgresql://u@h/db?password=****&sslmode=require"
+    assert sorted(uri_secrets("postgresql://u:p%40w@h/db?token=t0k")) == ["p%40w", "p@w", "t0k"]
+    text = "to http://u:p%40w@h/api?x=1 as p@w with token=t0k, ?password=zz"
+    assert mask_text(text, ["p@w"]) == "to http://u:****@h/api?x=1 as **** with token=t0k, ?password=****"
