@@ -273,7 +273,13 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
 
 
 class BodyLimit:
-    """Refuse a request whose declared body exceeds ``limit`` bytes (413) before reading it.
+    """Refuse a request whose body exceeds ``limit`` bytes (413), counting what arrives.
+
+    A declared Content-Length over the limit is refused before a byte is read. A body without
+    one (``Transfer-Encoding: chunked``) is read here, chunk by chunk, and refused as soon as
+    the bytes received pass the limit; what was read (at most ``limit`` bytes) is then handed
+    to the application as one message. The 413 closes the connection, so the rest of an
+    oversized body is never read into memory.
 
     A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream
     per request, which shows in the latency of every endpoint.
@@ -282,18 +288,47 @@ class BodyLimit:
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
 
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any, size: str) -> None:
+        response = JSONResponse(status_code=413, headers={"connection": "close"}, content={
+            "detail": f"request body of {size} bytes exceeds the limit of {self.limit} bytes"})
+        await response(scope, receive, send)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for key, value in scope["headers"]:
-                if key == b"content-length":
-                    length = value.decode("latin-1")
-                    if not length.isdigit() or int(length) > self.limit:
-                        response = JSONResponse(status_code=413, content={
-                            "detail": f"request body of {length} bytes exceeds the limit of {self.limit} bytes"})
-                        await response(scope, receive, send)
-                        return
-                    break
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length, chunked = None, False
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value.decode("latin-1")
+            elif key == b"transfer-encoding":
+                chunked = True
+        if not chunked:
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                await self._refuse(scope, receive, send, length)
+                return
+            await self.app(scope, receive, send)  # the server reads no more than Content-Length
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: the app sees that
+                replay = [message]
+                break
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                await self._refuse(scope, receive, send, f"more than {received}")
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+                break
+
+        async def replayed() -> dict[str, Any]:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
 
 
 def _epoch(value: datetime) -> float:

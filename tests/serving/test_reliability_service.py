@@ -4,8 +4,11 @@ that repeat what a user heard. A small synthetic model (no pipeline run) unless 
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from encore.serving.app import ModelHolder, create_app
@@ -168,3 +172,69 @@ def test_mask_text_covers_every_credential_form() -> None:
     assert sorted(uri_secrets("postgresql://u:p%40w@h/db?token=t0k")) == ["p%40w", "p@w", "t0k"]
     text = "to http://u:p%40w@h/api?x=1 as p@w with token=t0k, ?password=zz"
     assert mask_text(text, ["p@w"]) == "to http://u:****@h/api?x=1 as **** with token=t0k, ?password=****"
+
+
+# ------------------------------------------------------------------ 9: the body limit, chunked
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A real uvicorn server (in a thread) with a 4 KiB body limit."""
+    port = _free_port()
+    app = make_app(make_settings(tmp_path, max_body_bytes=4096))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield port, tmp_path
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def post_chunked(port: int, chunks: Iterator[bytes]) -> tuple[int, str]:
+    """POST /events with Transfer-Encoding: chunked (no Content-Length); the status and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            for chunk in chunks:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the body ended
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(live: tuple[int, Path]) -> None:
+    port, tmp = live
+    event = json.dumps({"user_id": "u9", "item_id": "a1"}).encode()
+    batch = b'{"events": [' + b",".join([event] * 150) + b"]}"  # valid JSON, ~6 KiB > 4 KiB
+    assert len(batch) > 4096
+    status, body = post_chunked(port, iter([batch[n:n + 1000] for n in range(0, len(batch), 1000)]))
+    assert status == 413 and "exceeds the limit of 4096 bytes" in body, body
+    assert stored(tmp) == []
+    status, body = post_chunked(port, iter([b" " * 65536] * 256))  # 16 MiB, never read to the end
+    assert status == 413, body
+    small = b'{"events": [' + b",".join([event] * 10) + b"]}"
+    assert post_chunked(port, iter([small[:50], small[50:]])) == (200, '{"accepted":10}')
+    assert len(stored(tmp)) == 10
