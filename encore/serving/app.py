@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -161,6 +161,17 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                 poller.join(timeout=5)
             state["store"].close()
 
+    api_token = settings.api_token.get_secret_value().encode() if settings.api_token else b""
+    if not api_token and not settings.loopback():
+        log.warning("the data endpoints on %s are open to anyone who reaches it (ENCORE_SERVING_ALLOW_NO_TOKEN): "
+                    "set ENCORE_SERVING_API_TOKEN unless something in front authenticates", settings.host)
+
+    def data_access(authorization: Annotated[str | None, Header()] = None) -> None:
+        """With ``api_token`` set, the data endpoints need ``Authorization: Bearer <token>``."""
+        if api_token and not hmac.compare_digest(_bearer(authorization).encode(), api_token):
+            raise HTTPException(401, "missing or wrong bearer token (ENCORE_SERVING_API_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
     app = FastAPI(title="Encore recommendations", lifespan=lifespan)
     app.state.holder = holder
     app.state.settings = settings
@@ -193,7 +204,7 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
         ok = holder.current is not None
         return JSONResponse(status_code=200 if ok else 503, content={"ready": ok})
 
-    @app.get("/recommendations/{user_id}")
+    @app.get("/recommendations/{user_id}", dependencies=[Depends(data_access)])
     def recommendations(user_id: str, k: int = k_query) -> dict[str, Any]:
         model = model_or_503()  # read once: a reload mid-request does not affect this request
         recent = state["store"].recent(user_id, settings.history_size)
@@ -206,7 +217,7 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                 "items": [{"item_id": i, "score": s, "source": src}
                           for i, s, src in zip(rec.item_ids, rec.scores, rec.sources, strict=True)]}
 
-    @app.get("/similar/{item_id}")
+    @app.get("/similar/{item_id}", dependencies=[Depends(data_access)])
     def similar(item_id: str, k: int = k_query) -> dict[str, Any]:
         model = model_or_503()
         item = model.item_index.get(item_id)
@@ -217,7 +228,7 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                 "items": [{"item_id": i, "score": s, "source": src}
                           for i, s, src in zip(rec.item_ids, rec.scores, rec.sources, strict=True)]}
 
-    @app.post("/events")
+    @app.post("/events", dependencies=[Depends(data_access)])
     def post_events(body: EventBatch | EventIn) -> dict[str, Any]:
         events = body.events if isinstance(body, EventBatch) else [body]
         if len(events) > settings.max_batch:
@@ -254,9 +265,8 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
         token = settings.admin_token.get_secret_value() if settings.admin_token else ""
         if not token:
             raise HTTPException(403, "reload is disabled: set ENCORE_SERVING_ADMIN_TOKEN")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token")
+        if not hmac.compare_digest(_bearer(authorization).encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         if body is not None and body.model_name not in (None, settings.model_name):
             raise HTTPException(403, f"only the configured model '{settings.model_name}' can be loaded, "
                                      f"not '{body.model_name}'")
@@ -329,6 +339,12 @@ class BodyLimit:
             return replay.pop() if replay else await receive()
 
         await self.app(scope, replayed, send)
+
+
+def _bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; "" for any other scheme or none."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _epoch(value: datetime) -> float:
