@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from encore.serving.blended_model import ModelLoadError, ServedModel, load_version, resolve_version
 from encore.serving.events import EventStore, Listen, open_store
@@ -122,10 +123,33 @@ class ReloadRequest(BaseModel):
     model_name: str | None = None
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (numbers must be finite)")
+
+
+async def event_body(request: Request) -> EventBatch | EventIn:
+    """The body of ``POST /events``, validated as the shape it has: an object with ``events`` is
+    a batch, anything else one event, so a 422 names the fields of that shape only. Strict JSON:
+    ``NaN`` and ``Infinity`` (which Python's parser accepts) are refused."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError([{"loc": ("body",), "msg": f"invalid JSON ({exc})"}]) from None
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ("body",), "msg": str(exc)}]) from None
+    shape = EventBatch if isinstance(data, dict) and "events" in data else EventIn
+    try:
+        return shape.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])}
+                                      for error in exc.errors()]) from None
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()))
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.get("loc", ())).lstrip(".")
         parts.append(f"{where}: {error.get('msg')}")
     return "; ".join(parts[:5]) + (f" (and {len(parts) - 5} more)" if len(parts) > 5 else "")
 
@@ -229,7 +253,7 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                           for i, s, src in zip(rec.item_ids, rec.scores, rec.sources, strict=True)]}
 
     @app.post("/events", dependencies=[Depends(data_access)])
-    def post_events(body: EventBatch | EventIn) -> dict[str, Any]:
+    def post_events(body: Annotated[EventBatch | EventIn, Depends(event_body)]) -> dict[str, Any]:
         events = body.events if isinstance(body, EventBatch) else [body]
         if len(events) > settings.max_batch:
             raise HTTPException(413, f"batch of {len(events)} events exceeds the limit of {settings.max_batch}")

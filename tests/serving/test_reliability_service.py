@@ -285,3 +285,27 @@ def test_admin_reload_requires_the_bearer_scheme(service: TestClient) -> None:
         assert answer.status_code == 401, (value, answer.text)
     # the right token reaches the reload (which fails here: the test's client is no registry)
     assert service.post("/admin/reload", headers={"Authorization": "bearer adm1n-t0ken"}).status_code == 502
+
+
+# ------------------------------------------------------------------ 17: the 422 of a bad body
+
+
+def test_a_bad_field_is_reported_for_the_body_shape_it_was_sent_in(service: TestClient, tmp_path: Path) -> None:
+    single = service.post("/events", json={"user_id": "u9", "item_id": "a1", "plays": 3})
+    assert single.status_code == 422 and single.json()["detail"] == "body.plays: Extra inputs are not permitted"
+    batch = service.post("/events", json={"events": [{"user_id": "u9", "item_id": "a1"}, {"user_id": "u9"}]})
+    assert batch.status_code == 422 and batch.json()["detail"] == "body.events[1].item_id: Field required"
+    missing = service.post("/events", json={"user_id": "u9"})
+    assert missing.json()["detail"] == "body.item_id: Field required"
+    assert stored(tmp_path) == []
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_are_refused_not_taken_as_ids(service: TestClient, tmp_path: Path, literal: str) -> None:
+    for body in (f'{{"user_id": {literal}, "item_id": "a1"}}',
+                 f'{{"events": [{{"user_id": "u9", "item_id": {literal}}}]}}',
+                 f'{{"user_id": "u9", "item_id": "a1", "timestamp": {literal}}}'):
+        answer = service.post("/events", content=body.encode(), headers={"content-type": "application/json"})
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["detail"] == f"body: {literal} is not JSON (numbers must be finite)"
+    assert stored(tmp_path) == []
