@@ -235,7 +235,8 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
         index = model.item_index
         history = np.fromiter((index[i] for i in recent if i in index), dtype=np.int64)
         rec = model.recommend(user_id, history, k, recent_listens=settings.recent_listens,
-                              online_share=settings.online_share, foldin_min_listens=settings.foldin_min_listens)
+                              online_share=settings.online_share, foldin_min_listens=settings.foldin_min_listens,
+                              exclude_heard=settings.exclude_heard)
         return {"user_id": user_id, "model_version": model.version, "known_user": user_id in model.user_index,
                 "recent_listens": len(recent),
                 "items": [{"item_id": i, "score": s, "source": src}

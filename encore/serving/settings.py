@@ -47,6 +47,9 @@ class ServingSettings(BaseSettings):
     """Share of the k slots given to online candidates in the blend (see blend.interleave)."""
     foldin_min_listens: Annotated[int, Field(ge=1, le=1000)] = 3
     """Listens an unknown user needs before getting fold-in instead of "just played" + popular."""
+    exclude_heard: bool = True
+    """Never serve a known user what they heard in training (bundles with ``heard.parquet``);
+    false lets online candidates and the popular fill bring those back (re-listening)."""
     max_k: Annotated[int, Field(ge=1, le=1000)] = 100
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
     """Most events one ``POST /events`` may carry."""

@@ -29,8 +29,9 @@ N_ITEMS = 40
 ITEMS = [f"a{i}" for i in range(N_ITEMS)]
 
 
-def tiny_model() -> ServedModel:
-    """Users u0..u4 with a ranker list of 5 items each; every item has 3 neighbours."""
+def tiny_tables(heard: dict[str, list[str]] | None = None) -> EncoreServingModel:
+    """Users u0..u4 with a ranker list of 5 items each; every item has 3 neighbours; ``heard``:
+    the training listens of the bundle's optional table."""
     tables = EncoreServingModel()
     tables.recommendations = pd.DataFrame(
         [{"user_id": f"u{u}", "item_id": ITEMS[(u * 5 + r) % N_ITEMS], "rank": r + 1, "score": 1.0 - r / 10}
@@ -41,7 +42,14 @@ def tiny_model() -> ServedModel:
         [{"item_id": ITEMS[i], "similar_item_id": ITEMS[(i + d) % N_ITEMS], "score": 1.0 / d, "rank": d}
          for i in range(N_ITEMS) for d in (1, 2, 3)])
     tables.items = pd.DataFrame({"item_id": ITEMS, "name": ITEMS})
-    return ServedModel.from_tables(tables, name="encore-ranker", version="1", run_id="r1")
+    if heard is not None:
+        tables.heard = pd.DataFrame([{"user_id": user, "item_id": item}
+                                     for user, items in heard.items() for item in items])
+    return tables
+
+
+def tiny_model(heard: dict[str, list[str]] | None = None) -> ServedModel:
+    return ServedModel.from_tables(tiny_tables(heard), name="encore-ranker", version="1", run_id="r1")
 
 
 def make_settings(tmp: Path, **overrides: object) -> ServingSettings:
@@ -49,9 +57,9 @@ def make_settings(tmp: Path, **overrides: object) -> ServingSettings:
     return ServingSettings(**(values | overrides))
 
 
-def make_app(settings: ServingSettings):
+def make_app(settings: ServingSettings, model: ServedModel | None = None):
     holder = ModelHolder(settings, client=object())
-    holder.current = tiny_model()
+    holder.current = model or tiny_model()
     return create_app(settings, holder=holder)
 
 
@@ -309,3 +317,48 @@ def test_non_json_numbers_are_refused_not_taken_as_ids(service: TestClient, tmp_
         assert answer.status_code == 422, (body, answer.text)
         assert answer.json()["detail"] == f"body: {literal} is not JSON (numbers must be finite)"
     assert stored(tmp_path) == []
+
+
+# ------------------------------------------------------------------ 18: nothing heard in training
+
+
+HEARD = {"u1": ["a0", "a1", "a2", "a3", "a11", "a12", "a13"]}  # u1's ranker list is a5..a9
+
+
+@pytest.mark.parametrize("exclude_heard", [True, False])
+def test_served_lists_never_repeat_what_the_user_heard_in_training(tmp_path: Path, exclude_heard: bool) -> None:
+    settings = make_settings(tmp_path, exclude_heard=exclude_heard)
+    with TestClient(make_app(settings, tiny_model(HEARD))) as client:
+        first = client.get("/recommendations/u1", params={"k": 20}).json()["items"]
+        assert [e["item_id"] for e in first[:5]] == ["a5", "a6", "a7", "a8", "a9"]  # the ranker's list, as is
+        assert client.post("/events", json={"user_id": "u1", "item_id": "a10"}).json() == {"accepted": 1}
+        after = client.get("/recommendations/u1", params={"k": 20}).json()["items"]
+        other = client.get("/recommendations/u2", params={"k": 20}).json()["items"]
+    for served in (first, after):
+        ids = [e["item_id"] for e in served]
+        assert len(ids) == 20 and len(set(ids)) == 20
+        repeated = set(ids) & set(HEARD["u1"])
+        assert (not repeated) if exclude_heard else repeated, (exclude_heard, ids)
+    assert "a10" not in {e["item_id"] for e in after}  # just played
+    online = {e["item_id"] for e in after if e["source"] == "online"}  # a10's neighbours: a11..a13, all heard
+    assert online == (set() if exclude_heard else {"a11", "a12", "a13"}), after
+    assert {e["item_id"] for e in other} & {"a0", "a1"}  # only u1's own listens are held back
+
+
+def test_the_pyfunc_fill_skips_what_the_user_heard(tmp_path: Path) -> None:
+    from encore.serving.pyfunc import write_bundle
+
+    tables = tiny_tables(HEARD)
+    bundle = write_bundle(tmp_path / "bundle", recommendations=tables.recommendations,
+                          popular=tables.popular[["item_id", "score"]], similar_items=tables.similar,
+                          items=tables.items, heard=tables.heard)
+    model = EncoreServingModel().load_bundle(bundle)
+    out = model.predict(None, pd.DataFrame({"user_id": ["u1", "u2"], "k": [20, 20]}))
+    u1 = out[out["user_id"] == "u1"]
+    assert u1["item_id"].tolist()[:5] == ["a5", "a6", "a7", "a8", "a9"] and len(u1) == 20
+    assert not set(u1["item_id"]) & set(HEARD["u1"])
+    assert len(out[out["user_id"] == "u2"]) == 20
+    served = ServedModel.from_tables(model, name="m", version="1", run_id=None)
+    rec = served.recommend("u1", np.zeros(0, dtype=np.int64), 20, recent_listens=3, online_share=0.5,
+                           foldin_min_listens=3)
+    assert rec.item_ids == u1["item_id"].tolist()  # the service and the pyfunc agree
