@@ -106,6 +106,31 @@ def test_an_event_the_history_trim_removes_is_not_acknowledged(service: TestClie
     assert service.get("/recommendations/u9").json()["recent_listens"] == 3
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    """A private PostgreSQL cluster (as tests/integration's fixture)."""
+    from tests.integration.itest_support import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        yield cluster.pg
+
+
+def test_postgres_store_reports_the_trimmed_positions_of_each_batch(postgres) -> None:
+    from urllib.parse import quote
+
+    from encore.serving.events import PostgresEventStore
+
+    dsn = (f"postgresql://{quote(postgres.user, safe='')}:{quote(postgres.password, safe='')}@127.0.0.1:"
+           f"{postgres.port}/{quote(postgres.db, safe='')}")
+    store = PostgresEventStore(dsn, history_size=2)
+    try:
+        assert store.add([Listen("pu", "a", 10.0), Listen("pu", "b", 20.0)]) == []
+        assert store.add([Listen("pu", "c", 5.0), Listen("pu", "d", 30.0), Listen("pv", "a", 1.0)]) == [0]
+        assert store.recent("pu", 10) == ["d", "b"]
+    finally:
+        store.close()
+
+
 def test_sqlite_store_reports_the_trimmed_positions_of_each_batch(tmp_path: Path) -> None:
     store = SQLiteEventStore(tmp_path / "e.db", history_size=2)
     try:
