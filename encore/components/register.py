@@ -75,6 +75,7 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
     order = np.argsort(-listeners, kind="stable")[: max(config.components.ranker.top_k * 4, 200)]
     recs = RankerOutput(ctx.inputs["ranker"]).recommendations()
     similar = GeneratorOutput(ctx.inputs[source]).similar_items()
+    heard = prepared.user_items("train").tocoo()  # what the served lists must not repeat
     write_bundle(
         out.bundle,
         recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
@@ -85,6 +86,7 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
                                     "similar_item_id": item_raw[similar["similar_item"]],
                                     "score": similar["score"].astype(np.float64), "rank": similar["rank"]}),
         items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
+        heard=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[heard.row], "item_id": item_raw[heard.col]}),
     )
     write_json(out.bundle / "info.json", {"similar_items_from": source})
     return source

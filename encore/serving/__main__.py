@@ -38,20 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    from urllib.parse import urlsplit
-
     import uvicorn
 
     from encore.serving.app import create_app
     from encore.serving.events import open_store
-    from encore.tracking.client import mask_uri, redact
+    from encore.tracking.client import mask_text, mask_uri
 
     shown = mask_uri(settings.event_store)
     try:  # before uvicorn: a store that cannot be opened is one clear error, not a traceback
         store = open_store(settings.event_store, settings.sqlite_path(), settings.history_size)
     except Exception as exc:  # sqlite3 / psycopg2 errors: the message says what failed
-        password = urlsplit(settings.event_store).password or ""
-        print(f"error: ENCORE_SERVING_EVENT_STORE {shown}: {redact(str(exc).strip(), [password])}", file=sys.stderr)
+        print(f"error: ENCORE_SERVING_EVENT_STORE {shown}: {mask_text(str(exc).strip(), settings.secrets())}",
+              file=sys.stderr)
         return 2
     logging.getLogger("encore.serving").info("event store %s", shown)
     uvicorn.run(create_app(settings, store=store), host=settings.host, port=settings.port, workers=1,

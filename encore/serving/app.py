@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -21,14 +22,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from encore.serving.blended_model import ModelLoadError, ServedModel, load_version, resolve_version
 from encore.serving.events import EventStore, Listen, open_store
 from encore.serving.settings import ServingSettings
+from encore.tracking.client import mask_text
 
 log = logging.getLogger("encore.serving")
 
@@ -44,6 +46,14 @@ class ModelHolder:
         self.last_attempt: dict[str, Any] | None = None
         self._failed_version: str | None = None
         self._lock = threading.Lock()  # one load at a time; requests never take it
+        self._secrets: list[str] | None = None
+
+    def mask(self, text: str) -> str:
+        """``text`` with every credential masked (URI passwords, ``?password=``, known secrets):
+        errors reach ``/health``, 503 bodies and the log."""
+        if self._secrets is None:
+            self._secrets = self.settings.secrets()
+        return mask_text(text, self._secrets)
 
     @property
     def client(self) -> Any:
@@ -65,8 +75,7 @@ class ModelHolder:
             try:
                 target = resolve_version(self.client, name, alias)
             except ModelLoadError as exc:
-                self._failed(at, exc)
-                raise
+                raise self._failed(at, exc) from None
             version = str(target.version)
             if only_if_changed and version in {self.current.version if self.current else None,
                                                self._failed_version}:
@@ -75,18 +84,21 @@ class ModelHolder:
                 served = load_version(name, version, target.run_id)
             except ModelLoadError as exc:
                 self._failed_version = version
-                self._failed(at, exc)
-                raise
+                raise self._failed(at, exc) from None
             self.current = served  # the atomic swap: requests that already read the old one finish on it
             self.last_error, self._failed_version = None, None
             self.last_attempt = {"at": at, "ok": True, "version": served.version}
             return served
 
-    def _failed(self, at: str, exc: Exception) -> None:
+    def _failed(self, at: str, exc: Exception) -> ModelLoadError:
+        """Record a failed load; the error to raise, its credentials masked (its cause dropped:
+        a traceback would print the unmasked message)."""
+        message = self.mask(str(exc))
         log.error("loading models:/%s@%s failed (%s): %s", self.settings.model_name, self.settings.model_alias,
-                  f"still serving version {self.current.version}" if self.current else "no model loaded", exc)
-        self.last_error = str(exc)
-        self.last_attempt = {"at": at, "ok": False, "error": str(exc)}
+                  f"still serving version {self.current.version}" if self.current else "no model loaded", message)
+        self.last_error = message
+        self.last_attempt = {"at": at, "ok": False, "error": message}
+        return ModelLoadError(message)
 
 
 class EventIn(BaseModel):
@@ -111,10 +123,33 @@ class ReloadRequest(BaseModel):
     model_name: str | None = None
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (numbers must be finite)")
+
+
+async def event_body(request: Request) -> EventBatch | EventIn:
+    """The body of ``POST /events``, validated as the shape it has: an object with ``events`` is
+    a batch, anything else one event, so a 422 names the fields of that shape only. Strict JSON:
+    ``NaN`` and ``Infinity`` (which Python's parser accepts) are refused."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError([{"loc": ("body",), "msg": f"invalid JSON ({exc})"}]) from None
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ("body",), "msg": str(exc)}]) from None
+    shape = EventBatch if isinstance(data, dict) and "events" in data else EventIn
+    try:
+        return shape.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])}
+                                      for error in exc.errors()]) from None
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()))
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.get("loc", ())).lstrip(".")
         parts.append(f"{where}: {error.get('msg')}")
     return "; ".join(parts[:5]) + (f" (and {len(parts) - 5} more)" if len(parts) > 5 else "")
 
@@ -150,6 +185,17 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                 poller.join(timeout=5)
             state["store"].close()
 
+    api_token = settings.api_token.get_secret_value().encode() if settings.api_token else b""
+    if not api_token and not settings.loopback():
+        log.warning("the data endpoints on %s are open to anyone who reaches it (ENCORE_SERVING_ALLOW_NO_TOKEN): "
+                    "set ENCORE_SERVING_API_TOKEN unless something in front authenticates", settings.host)
+
+    def data_access(authorization: Annotated[str | None, Header()] = None) -> None:
+        """With ``api_token`` set, the data endpoints need ``Authorization: Bearer <token>``."""
+        if api_token and not hmac.compare_digest(_bearer(authorization).encode(), api_token):
+            raise HTTPException(401, "missing or wrong bearer token (ENCORE_SERVING_API_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
     app = FastAPI(title="Encore recommendations", lifespan=lifespan)
     app.state.holder = holder
     app.state.settings = settings
@@ -182,20 +228,21 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
         ok = holder.current is not None
         return JSONResponse(status_code=200 if ok else 503, content={"ready": ok})
 
-    @app.get("/recommendations/{user_id}")
+    @app.get("/recommendations/{user_id}", dependencies=[Depends(data_access)])
     def recommendations(user_id: str, k: int = k_query) -> dict[str, Any]:
         model = model_or_503()  # read once: a reload mid-request does not affect this request
         recent = state["store"].recent(user_id, settings.history_size)
         index = model.item_index
         history = np.fromiter((index[i] for i in recent if i in index), dtype=np.int64)
         rec = model.recommend(user_id, history, k, recent_listens=settings.recent_listens,
-                              online_share=settings.online_share, foldin_min_listens=settings.foldin_min_listens)
+                              online_share=settings.online_share, foldin_min_listens=settings.foldin_min_listens,
+                              exclude_heard=settings.exclude_heard)
         return {"user_id": user_id, "model_version": model.version, "known_user": user_id in model.user_index,
                 "recent_listens": len(recent),
                 "items": [{"item_id": i, "score": s, "source": src}
                           for i, s, src in zip(rec.item_ids, rec.scores, rec.sources, strict=True)]}
 
-    @app.get("/similar/{item_id}")
+    @app.get("/similar/{item_id}", dependencies=[Depends(data_access)])
     def similar(item_id: str, k: int = k_query) -> dict[str, Any]:
         model = model_or_503()
         item = model.item_index.get(item_id)
@@ -206,8 +253,8 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                 "items": [{"item_id": i, "score": s, "source": src}
                           for i, s, src in zip(rec.item_ids, rec.scores, rec.sources, strict=True)]}
 
-    @app.post("/events")
-    def post_events(body: EventBatch | EventIn) -> dict[str, Any]:
+    @app.post("/events", dependencies=[Depends(data_access)])
+    def post_events(body: Annotated[EventBatch | EventIn, Depends(event_body)]) -> dict[str, Any]:
         events = body.events if isinstance(body, EventBatch) else [body]
         if len(events) > settings.max_batch:
             raise HTTPException(413, f"batch of {len(events)} events exceeds the limit of {settings.max_batch}")
@@ -220,8 +267,22 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                                      + "; nothing was stored")
         now = datetime.now(UTC).timestamp()
         listens = [Listen(e.user_id, e.item_id, _epoch(e.timestamp) if e.timestamp else now) for e in events]
-        state["store"].add(listens)  # committed before the 2xx below
-        return {"accepted": len(listens)}
+        future = [(n, e.timestamp) for n, e, listen in zip(range(len(events)), events, listens, strict=True)
+                  if listen.timestamp > now + settings.max_future_seconds]
+        if future:
+            where = "events[{}].timestamp" if isinstance(body, EventBatch) else "timestamp"
+            listed = ", ".join(f"{where.format(n)} {value.isoformat()}" for n, value in future[:5])
+            raise HTTPException(422, f"{listed}{f' and {len(future) - 5} more' if len(future) > 5 else ''}: "
+                                     f"more than {settings.max_future_seconds:g} s ahead of the server's clock "
+                                     f"({datetime.fromtimestamp(now, UTC).isoformat(timespec='seconds')}); "
+                                     "nothing was stored")
+        trimmed = state["store"].add(listens)  # committed before the 2xx below
+        answer: dict[str, Any] = {"accepted": len(listens) - len(trimmed)}
+        if trimmed:  # stored and removed by the same transaction: not acknowledged as kept
+            answer["not_kept"] = trimmed
+            answer["detail"] = (f"{len(trimmed)} event(s) older than their user's newest {settings.history_size} "
+                                "listens were not kept")
+        return answer
 
     @app.post("/admin/reload")
     def admin_reload(authorization: Annotated[str | None, Header()] = None,
@@ -229,9 +290,8 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
         token = settings.admin_token.get_secret_value() if settings.admin_token else ""
         if not token:
             raise HTTPException(403, "reload is disabled: set ENCORE_SERVING_ADMIN_TOKEN")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token")
+        if not hmac.compare_digest(_bearer(authorization).encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         if body is not None and body.model_name not in (None, settings.model_name):
             raise HTTPException(403, f"only the configured model '{settings.model_name}' can be loaded, "
                                      f"not '{body.model_name}'")
@@ -248,7 +308,13 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
 
 
 class BodyLimit:
-    """Refuse a request whose declared body exceeds ``limit`` bytes (413) before reading it.
+    """Refuse a request whose body exceeds ``limit`` bytes (413), counting what arrives.
+
+    A declared Content-Length over the limit is refused before a byte is read. A body without
+    one (``Transfer-Encoding: chunked``) is read here, chunk by chunk, and refused as soon as
+    the bytes received pass the limit; what was read (at most ``limit`` bytes) is then handed
+    to the application as one message. The 413 closes the connection, so the rest of an
+    oversized body is never read into memory.
 
     A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream
     per request, which shows in the latency of every endpoint.
@@ -257,18 +323,53 @@ class BodyLimit:
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
 
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any, size: str) -> None:
+        response = JSONResponse(status_code=413, headers={"connection": "close"}, content={
+            "detail": f"request body of {size} bytes exceeds the limit of {self.limit} bytes"})
+        await response(scope, receive, send)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for key, value in scope["headers"]:
-                if key == b"content-length":
-                    length = value.decode("latin-1")
-                    if not length.isdigit() or int(length) > self.limit:
-                        response = JSONResponse(status_code=413, content={
-                            "detail": f"request body of {length} bytes exceeds the limit of {self.limit} bytes"})
-                        await response(scope, receive, send)
-                        return
-                    break
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length, chunked = None, False
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value.decode("latin-1")
+            elif key == b"transfer-encoding":
+                chunked = True
+        if not chunked:
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                await self._refuse(scope, receive, send, length)
+                return
+            await self.app(scope, receive, send)  # the server reads no more than Content-Length
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: the app sees that
+                replay = [message]
+                break
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                await self._refuse(scope, receive, send, f"more than {received}")
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+                break
+
+        async def replayed() -> dict[str, Any]:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+
+def _bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; "" for any other scheme or none."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _epoch(value: datetime) -> float:

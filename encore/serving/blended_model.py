@@ -65,6 +65,9 @@ class ServedModel:
     sim_items: np.ndarray
     sim_scores: np.ndarray
     popular: Ranked
+    heard_indptr: np.ndarray | None = None
+    heard_items: np.ndarray | None = None
+    """What each known user heard in training (CSR by user row), from the bundle's ``heard``."""
 
     @classmethod
     def from_tables(cls, model: EncoreServingModel, *, name: str, version: str, run_id: str | None,
@@ -90,12 +93,22 @@ class ServedModel:
         rest = np.setdiff1d(np.arange(len(item_ids)), pop_items)  # the tail, in catalogue order
         popular = Ranked(np.r_[pop_items, rest].astype(np.int64),
                          np.r_[pop.sort_values("_pop_rank")["score"].to_numpy(), np.zeros(len(rest))], "popular")
+        heard = getattr(model, "heard", None)
+        heard_indptr = heard_items = None
+        if heard is not None and len(heard):
+            rows = pd.Index(user_ids.astype(str)).get_indexer(heard["user_id"].astype(str))
+            cols = codes.get_indexer(heard["item_id"].astype(str))
+            keep = (rows >= 0) & (cols >= 0)
+            order = np.lexsort((cols[keep], rows[keep]))
+            heard_indptr, heard_items, _ = _csr(rows[keep][order], cols[keep][order],
+                                                np.zeros(int(keep.sum())), len(user_ids))
         return cls(name=name, version=str(version), run_id=run_id,
                    loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), load_seconds=load_seconds,
                    item_ids=item_ids, item_index={item: i for i, item in enumerate(item_ids)},
                    user_index={str(u): i for i, u in enumerate(user_ids)},
                    rec_indptr=rec_indptr, rec_items=rec_items, rec_scores=rec_scores,
-                   sim_indptr=sim_indptr, sim_items=sim_items, sim_scores=sim_scores, popular=popular)
+                   sim_indptr=sim_indptr, sim_items=sim_items, sim_scores=sim_scores, popular=popular,
+                   heard_indptr=heard_indptr, heard_items=heard_items)
 
     @property
     def n_items(self) -> int:
@@ -109,15 +122,26 @@ class ServedModel:
         start, end = self.rec_indptr[row], self.rec_indptr[row + 1]
         return Ranked(self.rec_items[start:end], self.rec_scores[start:end], "ranker")
 
+    def heard(self, user_id: str) -> np.ndarray:
+        """Item indices ``user_id`` heard in training (empty for an unknown user or an old bundle)."""
+        row = self.user_index.get(user_id)
+        if row is None or self.heard_indptr is None:
+            return np.zeros(0, dtype=np.int64)
+        return self.heard_items[self.heard_indptr[row]:self.heard_indptr[row + 1]]
+
     def neighbours(self, history: np.ndarray, limit: int, source: str) -> Ranked:
         return neighbour_scores(self.sim_indptr, self.sim_items, self.sim_scores, history, limit, source)
 
     def recommend(self, user_id: str, history: np.ndarray, k: int, *, recent_listens: int, online_share: float,
-                  foldin_min_listens: int) -> Recommendation:
+                  foldin_min_listens: int, exclude_heard: bool = True) -> Recommendation:
         """The service's list for one user; ``history`` = item indices, newest first (module
-        :mod:`encore.serving.blend` documents the rule)."""
+        :mod:`encore.serving.blend` documents the rule). ``exclude_heard``: nothing the user heard
+        in training either (the ranker's list already holds none; online items and the popular
+        fill could)."""
         offline = self.offline(user_id)
-        limit = k + len(history)
+        heard = self.heard(user_id) if exclude_heard else np.zeros(0, dtype=np.int64)
+        exclude = np.union1d(history, heard) if len(heard) else history
+        limit = k + len(history) + len(heard)
         if offline is None and len(history) >= foldin_min_listens:
             online, share = self.neighbours(history, limit, "foldin"), 1.0
         elif len(history):
@@ -125,7 +149,7 @@ class ServedModel:
         else:
             online, share = Ranked.empty("online"), 0.0
         blended = interleave(online, offline if offline is not None else self.popular, self.popular, k, share,
-                             exclude=history)
+                             exclude=exclude)
         return self._out(blended)
 
     def similar(self, item: int, k: int) -> Recommendation:

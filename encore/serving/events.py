@@ -11,7 +11,9 @@ Two backends with one contract (:class:`EventStore`):
 
 ``add`` writes a batch in one transaction and trims each of its users to the newest
 ``history_size`` listens in the same transaction; it returns only after the commit, so an
-event the API acknowledged (2xx) is durable, and a failed batch leaves nothing behind.
+event the API acknowledged (2xx) is durable, and a failed batch leaves nothing behind. It
+returns the positions of the batch's events that the same transaction's trim removed (older
+than their user's newest ``history_size``): the API does not count those as accepted.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Listen:
 class EventStore(Protocol):
     """What the service needs from a store."""
 
-    def add(self, events: Sequence[Listen]) -> None: ...
+    def add(self, events: Sequence[Listen]) -> list[int]: ...
 
     def recent(self, user_id: str, limit: int) -> list[str]: ...
 
@@ -61,6 +63,9 @@ class _Ticket:
     events: list[Listen]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    ids: tuple[int, int] = (0, -1)
+    """First and last row id the batch was inserted as (contiguous: one writer at a time)."""
+    trimmed: list[int] = field(default_factory=list)
 
 
 class SQLiteEventStore:
@@ -96,8 +101,9 @@ class SQLiteEventStore:
                 self._all.append(conn)
         return conn
 
-    def add(self, events: Sequence[Listen]) -> None:
-        """Store ``events`` durably (all or none), returning after the commit.
+    def add(self, events: Sequence[Listen]) -> list[int]:
+        """Store ``events`` durably (all or none), returning after the commit the positions of
+        those the same transaction's trim removed.
 
         Group commit: each commit waits for an fsync (``synchronous=FULL``), so one transaction
         per request would cap writes at the disk's fsync rate. Requests that arrive while a
@@ -116,6 +122,7 @@ class SQLiteEventStore:
         ticket.done.wait()
         if ticket.error is not None:
             raise ticket.error
+        return ticket.trimmed
 
     def _commit(self, group: list[_Ticket]) -> None:
         conn = self._conn()
@@ -127,6 +134,9 @@ class SQLiteEventStore:
                     try:
                         conn.executemany(f"INSERT INTO {TABLE} (user_id, item_id, ts) VALUES (?, ?, ?)",
                                          [(e.user_id, e.item_id, e.timestamp) for e in ticket.events])
+                        # AUTOINCREMENT under BEGIN IMMEDIATE: the batch's ids are contiguous
+                        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                        ticket.ids = (last - len(ticket.events) + 1, last)
                         conn.execute("RELEASE batch")
                     except Exception as exc:  # this batch only: the others of the group still commit
                         conn.execute("ROLLBACK TO batch")
@@ -135,6 +145,12 @@ class SQLiteEventStore:
                 users = json.dumps(sorted({e.user_id for t in group if t.error is None for e in t.events}))
                 conn.execute(_TRIM.format(t=TABLE, p="?", users="user_id IN (SELECT value FROM json_each(?))"),
                              (users, self.history_size))
+                for ticket in group:
+                    if ticket.error is None and ticket.events:
+                        first, last = ticket.ids
+                        kept = {row[0] for row in conn.execute(
+                            f"SELECT id FROM {TABLE} WHERE id BETWEEN ? AND ?", (first, last))}
+                        ticket.trimmed = [n for n in range(len(ticket.events)) if first + n not in kept]
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -201,14 +217,18 @@ class PostgresEventStore:
         """A pooled connection whose transaction commits on success and rolls back on error."""
         return PostgresEventStore._Borrowed(self)
 
-    def add(self, events: Sequence[Listen]) -> None:
+    def add(self, events: Sequence[Listen]) -> list[int]:
         from psycopg2.extras import execute_values
 
         with self._connection() as conn, conn.cursor() as cur:
-            execute_values(cur, f"INSERT INTO {TABLE} (user_id, item_id, ts) VALUES %s",
-                           [(e.user_id, e.item_id, e.timestamp) for e in events])
-            cur.execute(_TRIM.format(t=TABLE, p="%s", users="user_id = ANY(%s)"),
+            # RETURNING of a multi-row VALUES insert lists the rows in the VALUES order
+            ids = [row[0] for row in execute_values(
+                cur, f"INSERT INTO {TABLE} (user_id, item_id, ts) VALUES %s RETURNING id",
+                [(e.user_id, e.item_id, e.timestamp) for e in events], page_size=len(events) or 1, fetch=True)]
+            cur.execute(_TRIM.format(t=TABLE, p="%s", users="user_id = ANY(%s)") + " RETURNING id",
                         (sorted({e.user_id for e in events}), self.history_size))
+            removed = {row[0] for row in cur.fetchall()}
+        return [n for n, row_id in enumerate(ids) if row_id in removed]
 
     def recent(self, user_id: str, limit: int) -> list[str]:
         with self._connection() as conn, conn.cursor() as cur:

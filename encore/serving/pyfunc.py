@@ -12,6 +12,9 @@ The ranker runs offline; what gets served is a *bundle*, a folder of Parquet fil
     ``item_id``, ``similar_item_id``, ``score``, ``rank``: "because you just played X".
 ``items.parquet``
     ``item_id``, ``name``: display names (not used by ``predict``; shipped for clients).
+``heard.parquet`` (optional; bundles before it lack it)
+    ``user_id``, ``item_id``: what each known user listened to in training. The ranker's lists
+    never hold these; neither does the popular fill of a list longer than them.
 
 Queries (a pandas DataFrame):
 
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
 BUNDLE_FILES = ("recommendations.parquet", "popular.parquet", "similar_items.parquet", "items.parquet")
+HEARD_FILE = "heard.parquet"
 BUNDLE_ARTIFACT = "bundle"
 DEFAULT_K = 10
 USER_COLUMNS = ["user_id", "rank", "item_id", "score", "source"]
@@ -67,9 +71,11 @@ def _requests(model_input: pd.DataFrame, key: str, default_k: int) -> pd.DataFra
 
 
 def _fill_from_popular(
-    req: pd.DataFrame, have: pd.DataFrame, popular: pd.DataFrame, key: str, out_item: str
+    req: pd.DataFrame, have: pd.DataFrame, popular: pd.DataFrame, key: str, out_item: str,
+    heard: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Popular items for each request, skipping what it already has (and itself), up to its k.
+    """Popular items for each request, skipping what it already has, what its user heard in
+    training (``heard``, same columns) and the query item itself, up to its k.
 
     ``have`` holds the rows already chosen (columns ``key``, ``out_item``). Vectorised: a
     bounded cross join with the head of the popularity list, an anti-join, a per-key cutoff.
@@ -80,12 +86,16 @@ def _fill_from_popular(
     need = need[need["_need"] > 0]
     if need.empty or popular.empty:
         return pd.DataFrame(columns=[key, out_item, "score", "_order", "_pos"])
-    # Why this bound: excluded items (already chosen, or the query item) are at most
-    # _have (+1), so the first k + _have + 1 popular items always contain enough.
-    depth = int((need["k"] + need["_have"] + 1).max())
+    if heard is not None and not heard.empty:
+        heard = heard[heard[key].isin(need[key])]
+        have = pd.concat([have[[key, out_item]], heard[[key, out_item]]], ignore_index=True)
+        counts = have.groupby(key, sort=False).size()
+    # Why this bound: excluded items (already chosen, heard, or the query item) are at most
+    # their count (+1), so the first k + that + 1 popular items always contain enough.
+    depth = int((need["k"] + need[key].map(counts).fillna(0).astype("int64") + 1).max())
     head = popular.head(depth).rename(columns={"item_id": out_item})
     cand = need[[key, "_need", "_order"]].merge(head, how="cross")
-    exclude = have[[key, out_item]].assign(_seen=True)
+    exclude = have[[key, out_item]].drop_duplicates().assign(_seen=True)
     cand = cand.merge(exclude, on=[key, out_item], how="left")
     keep = cand["_seen"].isna()
     if key == "item_id":  # never recommend the item the user just played
@@ -106,6 +116,7 @@ class EncoreServingModel(PythonModel):
         self.popular = pd.DataFrame(columns=["item_id", "score", "_pop_rank"])
         self.similar = pd.DataFrame(columns=["item_id", "similar_item_id", "score", "rank"])
         self.items = pd.DataFrame(columns=["item_id", "name"])
+        self.heard = pd.DataFrame({"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str)})
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -139,6 +150,9 @@ class EncoreServingModel(PythonModel):
         ).sort_values(["item_id", "rank"], kind="stable")
         items = pd.read_parquet(bundle_dir / "items.parquet")
         self.items = items.assign(item_id=_as_str(items["item_id"]))
+        if (bundle_dir / HEARD_FILE).is_file():
+            heard = pd.read_parquet(bundle_dir / HEARD_FILE)
+            self.heard = pd.DataFrame({"user_id": _as_str(heard["user_id"]), "item_id": _as_str(heard["item_id"])})
         return self
 
     # -- prediction ------------------------------------------------------------------------
@@ -164,7 +178,8 @@ class EncoreServingModel(PythonModel):
         ranked = ranked.sort_values(["_order", "rank"], kind="stable")
         ranked["_pos"] = ranked.groupby("user_id", sort=False).cumcount()
         ranked = ranked[ranked["_pos"] < ranked["k"]].assign(source="ranker")
-        filler = _fill_from_popular(req, ranked, self.popular, "user_id", "item_id").assign(source="popular")
+        filler = _fill_from_popular(req, ranked, self.popular, "user_id", "item_id",
+                                    heard=self.heard).assign(source="popular")
         return self._finish(ranked, filler, "user_id", "item_id", USER_COLUMNS)
 
     def similar_items(self, model_input: pd.DataFrame) -> pd.DataFrame:
@@ -211,8 +226,10 @@ def write_bundle(
     popular: pd.DataFrame,
     similar_items: pd.DataFrame,
     items: pd.DataFrame,
+    heard: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the four tables of a serving bundle (ids as strings) and return the folder."""
+    """Write the tables of a serving bundle (ids as strings) and return the folder; ``heard``
+    (``user_id``, ``item_id``: the training listens) keeps them out of the served lists."""
     bundle_dir = Path(bundle_dir)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     tables = {
@@ -221,6 +238,8 @@ def write_bundle(
         "similar_items.parquet": similar_items.astype({"item_id": str, "similar_item_id": str}),
         "items.parquet": items.astype({"item_id": str}),
     }
+    if heard is not None:
+        tables[HEARD_FILE] = heard[["user_id", "item_id"]].astype({"user_id": str, "item_id": str})
     for name, frame in tables.items():
         frame.reset_index(drop=True).to_parquet(bundle_dir / name, index=False)
     return bundle_dir

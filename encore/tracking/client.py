@@ -12,12 +12,13 @@ process use.
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
@@ -66,14 +67,40 @@ def mask(secret: str | SecretStr | None) -> str:
     return MASK if secret else ""
 
 
+#: Query parameters of a URI that carry a credential (libpq's ``?password=``, tokens, keys).
+CREDENTIAL_QUERY_KEYS = ("password", "passwd", "pwd", "pass", "secret", "token", "access_token", "api_key",
+                         "apikey", "sslpassword")
+_QUERY_CREDENTIAL = re.compile(r"(?i)([?&;](?:" + "|".join(CREDENTIAL_QUERY_KEYS) + r")=)([^&;#\s'\"]*)")
+_USERINFO_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/:@\s'\"]*):([^@/\s'\"]*)@")
+
+
 def mask_uri(uri: str) -> str:
-    """The URI with the password (if any) replaced by ``****``."""
+    """The URI with the password (if any) and credential query parameters (``?password=``,
+    ``token=`` ..., :data:`CREDENTIAL_QUERY_KEYS`) replaced by ``****``."""
+    uri = _QUERY_CREDENTIAL.sub(lambda m: m.group(1) + (MASK if m.group(2) else ""), uri)
     parts = urlsplit(uri)
     if parts.password is None:
         return uri
     userinfo, _, hostinfo = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+
+
+def uri_secrets(uri: str | None) -> list[str]:
+    """The credentials a URI carries: its password and its credential query parameters' values."""
+    if not uri:
+        return []
+    found = [m.group(2) for m in _QUERY_CREDENTIAL.finditer(uri) if m.group(2)]
+    password = urlsplit(uri).password
+    return [*found, *([password, unquote(password)] if password else [])]
+
+
+def mask_text(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` (an error, a log line) with every ``scheme://user:password@`` password, every
+    credential query parameter and every one of ``secrets`` replaced by ``****``."""
+    text = _QUERY_CREDENTIAL.sub(lambda m: m.group(1) + (MASK if m.group(2) else ""), text)
+    text = _USERINFO_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
+    return redact(text, sorted(set(secrets), key=len, reverse=True))
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
