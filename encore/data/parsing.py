@@ -731,6 +731,9 @@ def build_dataset(
     """
     stats_out: dict[str, int] = dict(stats or {})
     frame = interactions
+    if frame.empty:  # a filter that keeps nothing (dates, minimum counts) is the user's to see, not an IndexError
+        raise DataError(interactions_file, f"no interactions left to build the {name} dataset from; check the "
+                        "dataset's filters (dates, minimum counts) in the experiment file")
     stats_out["interaction_rows_read"] = len(frame) if source_rows is None else source_rows
 
     # factorize(sort=True): sorted unique raw ids and codes in one hash pass.

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -267,3 +268,15 @@ def test_yandex_track_ids_stored_as_floats_are_refused(tmp_path: Path) -> None:
     pq.write_table(table, tracks)
     message = error_of(lambda: load_yandex(events, tracks, names))
     assert message.startswith(f"{tracks.name}, column 'track_id': holds double values: ids must be integers or text")
+
+
+def test_zero_interactions_after_filtering_is_one_line_not_an_index_error() -> None:
+    """A filter that keeps no interaction (a tagging window after the last tag, say) used to end
+    in an IndexError deep in the dataset build."""
+    from encore.data.dataset import DataError
+    from encore.data.parsing import build_dataset
+
+    empty = pd.DataFrame({"user": pd.Series([], dtype=str), "item": pd.Series([], dtype=str),
+                          "weight": pd.Series([], dtype=float)})
+    with pytest.raises(DataError, match=r"^plays\.tsv: no interactions left to build the tab dataset from"):
+        build_dataset("tab", empty, interactions_file="plays.tsv")

@@ -463,3 +463,17 @@ def test_neighbour_scores_sum_similarities_and_drop_history() -> None:
     similarity = np.array([0.5, 0.4, 0.3, 0.9])
     ranked = neighbour_scores(indptr, neighbours, similarity, np.array([0, 3]), 10, "foldin")
     assert ranked.items.tolist() == [2, 1] and np.allclose(ranked.scores, [0.7, 0.5])
+
+
+def test_the_env_template_lists_every_service_setting_at_its_default() -> None:
+    """A new setting must reach .env_template (where operators look), with the value the code uses."""
+    from encore.config.envfile import env_file_values
+    from encore.serving.settings import ENV_PREFIX, ServingSettings, load_serving_settings
+    from tests.conftest import REPO_ROOT
+
+    listed = {key.removeprefix(ENV_PREFIX).lower() for key in env_file_values(REPO_ROOT / ".env_template", {})
+              if key.startswith(ENV_PREFIX)}
+    own = set(ServingSettings.model_fields) - {"tracking_uri"}  # MLFLOW_TRACKING_URI, shared with the pipeline
+    assert listed == own, own ^ listed
+    from_template = load_serving_settings(REPO_ROOT / ".env_template", environ={})
+    assert from_template.model_dump() == ServingSettings().model_dump()
