@@ -6,7 +6,6 @@ import base64
 import http.server
 import shlex
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ from encore.tracking.client import (
     mask_uri,
     redact,
 )
+from tests.conftest import local_http_server
 
 NASTY = "p@ss:w/rd#%2F 1?&="
 SERVER_KEYS = (
@@ -298,14 +298,8 @@ class _BasicAuthHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def basic_auth_server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BasicAuthHandler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_http_server(_BasicAuthHandler) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_check_tracking_server_accepts_credentials_in_uri_or_environment(basic_auth_server: str) -> None:

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from encore.config.experiment import MachineSettings, load_config
 from encore.io import process_start_time
 from encore.tracking import runs as tracking
 from encore.tracking.model_registry import CHALLENGER
-from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
+from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, local_http_server, make_config
 
 OFF = {"enabled": False}
 FOLDED = TINY_SYNTHETIC | {
@@ -32,7 +31,7 @@ FOLDED = TINY_SYNTHETIC | {
 KILLED_IN_A_FOLD = """
 import json, os, signal, sys
 from pathlib import Path
-from tests.conftest import make_config
+from tests.conftest import local_http_server, make_config
 from encore.pipeline import execution
 config = make_config(Path(sys.argv[1]), json.loads(sys.argv[2]))
 execution.run_components = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # kill -9 inside fold 1
@@ -166,14 +165,8 @@ class _RefusingServer(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def refusing_server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingServer)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_http_server(_RefusingServer) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("command", [
