@@ -33,6 +33,7 @@ from typing import Any
 from benchmarks.peak import measured_command, read_peak_bytes
 from encore.config.experiment import REPO_ROOT, EncoreConfig, MachineSettings, load_config
 from encore.data.prepared import PreparedData
+from encore.lineage import git_commit
 from encore.outputs import EvaluateOutput
 from encore.pipeline import output_dir, pipeline_components
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "outputs" / "benchmark-scale",
                         help="where each size's outputs and MLflow store go (default outputs/benchmark-scale)")
     args = parser.parse_args(argv)
-    report: dict[str, Any] = {"machine": machine(), "results": {}}
+    report: dict[str, Any] = {"commit": git_commit(), "machine": machine(), "results": {}}
     for size in args.sizes.split(","):
         report["results"][size] = bench_size(size, args.workdir)
     report["growth"] = growth(report["results"])
