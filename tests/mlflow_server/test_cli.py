@@ -22,7 +22,7 @@ from encore.mlflow_server.auth_config import auth_config_text
 from encore.mlflow_server.auth_plugin import AUTH_FUNCTION, authenticate_request
 from encore.mlflow_server.settings import ServerSettings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout: scripts/ is not installed
 SECRET = "db-pass #not-shown"
 
 
