@@ -41,10 +41,12 @@ from encore.config.envfile import DEFAULTS_DIR, REPO_ROOT
 from encore.config.machine import MachineSettings
 from encore.config.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Seed, Strict
 from encore.config.validation import (
+    IMPORTED,
     KIND_TAG,
     ConfigError,
     format_validation_error,
     key_path,
+    kind_tag,
     read_yaml,
     rejected_settings,
 )
@@ -140,7 +142,6 @@ SplitConfig = Annotated[PerUserSplit | TimeSplit, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- generator instances
-IMPORTED = "imported"
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 FEATURE_MODELS_REMOVED = (
     "components.ranker.feature_models was removed: a feature model is now an ordinary generator instance "
@@ -170,21 +171,12 @@ def _validate_imported(value: Any) -> GeneratorConfig:
                          f"{rejected_settings(exc)}") from None
 
 
-def _instance_tag(value: Any) -> str | None:
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    if not isinstance(kind, str):
-        return None
-    if kind in KINDS:
-        return f"{KIND_TAG}{kind}"
-    return f"{KIND_TAG}{IMPORTED}"
-
-
 _BUILTIN_MEMBERS = tuple(Annotated[cls.config_class, Tag(f"{KIND_TAG}{kind}")] for kind, cls in KINDS.items())
 _IMPORTED_MEMBER = Annotated[GeneratorConfig, PlainValidator(_validate_imported),
                              PlainSerializer(lambda v: v.model_dump(mode="json")), Tag(f"{KIND_TAG}{IMPORTED}")]
 GeneratorInstance = Annotated[
     Union[(*_BUILTIN_MEMBERS, _IMPORTED_MEMBER)],
-    Discriminator(_instance_tag, custom_error_type="kind_missing",
+    Discriminator(lambda value: kind_tag(value, KINDS), custom_error_type="kind_missing",
                   custom_error_message="a generator instance is a mapping with a `kind`: a built-in kind "
                                        f"({', '.join(KINDS)}) or 'package.module:ClassName'"),
 ]

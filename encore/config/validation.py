@@ -8,6 +8,7 @@ importing the training code.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from pydantic import ValidationError
 
 KIND_TAG = "kind="
 """Prefix of the union tag pydantic puts in error locations; stripped from messages."""
+IMPORTED = "imported"
+"""The union member of a user's own ``package.module:Name`` (kinds and data sources)."""
 
 
 class ConfigError(ValueError):
@@ -59,3 +62,12 @@ def format_validation_error(exc: ValidationError, source: str, what: str = "conf
 def rejected_settings(exc: ValidationError) -> str:
     """``key: message; key: message``: why a user's class rejected the settings given to it."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def kind_tag(value: Any, builtin: Container[str]) -> str | None:
+    """The union tag of a settings mapping (or model) chosen by its ``kind``: the built-in member of
+    that name, the imported member for anything else, None (pydantic: "needs a kind") without one."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str):
+        return None
+    return f"{KIND_TAG}{kind if kind in builtin else IMPORTED}"

@@ -29,7 +29,7 @@ from pydantic import (
 
 from encore.config.types import Fraction, PositiveFloat, PositiveInt, UnitInterval
 from encore.config.types import Strict as _Strict
-from encore.config.validation import KIND_TAG, rejected_settings
+from encore.config.validation import IMPORTED, KIND_TAG, kind_tag, rejected_settings
 from encore.data.columns import ColumnMapping, FeatureColumnMapping
 from encore.plugins import import_object, is_import_path
 
@@ -260,18 +260,11 @@ def _validate_imported(value: Any) -> DataSource:
                          f"{rejected_settings(exc)}") from None
 
 
-def _source_tag(value: Any) -> str | None:
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    if not isinstance(kind, str):
-        return None
-    return f"{KIND_TAG}{kind if kind in BUILTIN_SOURCES else 'imported'}"
-
-
 DatasetConfig = Annotated[
     Union[(*(Annotated[cls, Tag(f"{KIND_TAG}{kind}")] for kind, cls in BUILTIN_SOURCES.items()),
            Annotated[DataSource, PlainValidator(_validate_imported),
-                     PlainSerializer(lambda v: v.model_dump(mode="json")), Tag(f"{KIND_TAG}imported")])],
-    Discriminator(_source_tag, custom_error_type="kind_missing",
+                     PlainSerializer(lambda v: v.model_dump(mode="json")), Tag(f"{KIND_TAG}{IMPORTED}")])],
+    Discriminator(lambda value: kind_tag(value, BUILTIN_SOURCES), custom_error_type="kind_missing",
                   custom_error_message="the dataset needs a `kind`: a built-in source "
                                        f"({', '.join(BUILTIN_SOURCES)}) or 'package.module:ClassName'"),
 ]
