@@ -7,7 +7,7 @@ benchmarks. Which side data a model fits on comes from its kind's declaration
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,13 +39,28 @@ def make_recommender(section: GeneratorConfig, seed: int) -> Recommender:
     return recommender_class(section.kind).from_config(section, seed)
 
 
+def _side_data_error(name: str, problem: object) -> ConfigError:
+    return ConfigError(f"components.{name}: {problem}; set components.{name}.enabled: false")
+
+
+def check_side_data(config: EncoreConfig, prepared: PreparedData, names: Iterable[str]) -> None:
+    """Fail, naming the first instance, when a generator in ``names`` cannot fit on this data's
+    side data (no item features, no social graph…). Run before the first generator, so a data set
+    that lacks what a configured kind needs stops in one line before any model is fitted."""
+    view = prepared.stage_view("base")
+    for name in names:
+        problem = recommender_class(config.components.generator(name).kind).side_data_problem(view)
+        if problem is not None:
+            raise _side_data_error(name, problem)
+
+
 def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *, name: str) -> Recommender:
     """Fit ``model`` on what ``stage`` may see; missing side data, or a setting that leaves the
     model nothing to fit on this data, is a config error naming the instance (and the key)."""
     try:
         return model.fit_stage(prepared.stage_view(stage))
     except SideDataMissing as exc:
-        raise ConfigError(f"components.{name}: {exc}; set components.{name}.enabled: false") from None
+        raise _side_data_error(name, exc) from None
     except SettingUnfit as exc:
         raise ConfigError(f"components.{name}.{exc.key}: {exc}") from None
 

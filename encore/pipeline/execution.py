@@ -24,6 +24,7 @@ from encore.pipeline.catalogue import (
     component_module,
     dependencies,
     enabled,
+    generator_names,
     pipeline_components,
     run_order,
     section,
@@ -146,8 +147,12 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
     import mlflow
 
     results: dict[str, Result] = {}
+    side_data_checked = False
     for name in to_run:
         try:
+            if name != "prepare" and not side_data_checked:
+                _check_side_data(config, to_run)
+                side_data_checked = True
             if name not in UNTUNED:
                 config = tuned(config)
             results[name] = run_component(config, name, force=name in force)
@@ -157,6 +162,20 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
             raise ComponentFailed(name, exc) from exc
     tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(config, to_run))
     return results
+
+
+def _check_side_data(config: EncoreConfig, to_run: Sequence[str]) -> None:
+    """Before the first component after ``prepare``: every generator (and tuned instance) about to
+    fit has the side data its kind needs (:func:`encore.candidates.check_side_data`)."""
+    from encore.candidates import check_side_data
+    from encore.data.prepared import PreparedData
+
+    generators = set(generator_names(config))
+    tuned_names = list(config.tuning.grid) if "tune" in to_run else []
+    names = [n for n in dict.fromkeys([*to_run, *tuned_names]) if n in generators and enabled(config, n)]
+    prepared = output_dir(config, "prepare")
+    if names and completion_problem(prepared, fingerprint(config, "prepare")) is None:
+        check_side_data(config, PreparedData(prepared), names)
 
 
 def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[str] = (),

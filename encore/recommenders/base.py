@@ -191,12 +191,22 @@ class Recommender(ABC):
             params["random_state"] = seed
         return cls(**params)
 
+    @classmethod
+    def side_data_problem(cls, view: StageView) -> str | None:
+        """Why this kind cannot fit on ``view``'s side data, or None. Cheap (no fitting): the pipeline
+        asks every generator before the first one runs, so a data set without, e.g., item features
+        fails in one line before any work. A kind with a stricter need than presence overrides it."""
+        missing = [name for name in cls.required_side_data if _absent(getattr(view, name))]
+        if missing:
+            return (f"kind '{cls.name}' needs {' and '.join(n.replace('_', ' ') for n in missing)}, "
+                    "which this dataset does not have")
+        return None
+
     def fit_stage(self, view: StageView) -> Self:
         """Fit on one stage view: ``user_items`` plus the side data this kind declares."""
-        missing = [name for name in self.required_side_data if _absent(getattr(view, name))]
-        if missing:
-            raise SideDataMissing(f"kind '{self.name}' needs {' and '.join(n.replace('_', ' ') for n in missing)}, "
-                                  "which this dataset does not have")
+        problem = self.side_data_problem(view)
+        if problem is not None:
+            raise SideDataMissing(problem)
         return self.fit(view.user_items, **{name: getattr(view, name) for name in self.side_data})
 
     # -- hyper-parameters -------------------------------------------------------------

@@ -13,7 +13,7 @@ from sklearn.preprocessing import normalize
 from encore.config.types import PositiveInt
 
 from .base import Recommender, as_ids, check_user_items, drop_self, factor_pair_scores
-from .generator_config import GeneratorConfig, SideDataMissing
+from .generator_config import GeneratorConfig, SideDataMissing, StageView
 from .weighting import DocumentWeighting, log1p_weight, weight_documents
 
 
@@ -72,6 +72,15 @@ class Item2ItemRecommender(Recommender):
         self.weighting = weighting
         self.random_state = random_state
 
+    @classmethod
+    def side_data_problem(cls, view: StageView) -> str | None:
+        """Item features must exist and tell items apart: at least 2 distinct feature columns in use
+        (TruncatedSVD needs two, and one value would make every item alike)."""
+        problem = super().side_data_problem(view)
+        if problem is not None:
+            return problem
+        return _too_few_features(cls.name, view.item_features)
+
     def fit(self, user_items: csr_matrix, item_features: csr_matrix | None = None) -> Self:
         """Embed items from ``item_features`` ``(n_items, n_features)`` (required).
 
@@ -85,10 +94,9 @@ class Item2ItemRecommender(Recommender):
         n_users, n_items = user_items.shape
         if features.shape[0] != n_items:
             raise ValueError(f"item_features has {features.shape[0]} rows, user_items has {n_items} items")
-        distinct = int(np.count_nonzero(np.diff(features.tocsc().indptr)))
-        if distinct < 2:  # nothing to tell items apart by (and TruncatedSVD needs two columns)
-            raise SideDataMissing(f"kind '{self.name}' needs item features of at least 2 distinct values, and "
-                                  f"this dataset's have {distinct}")
+        problem = _too_few_features(self.name, features)
+        if problem is not None:
+            raise SideDataMissing(problem)
 
         has_features = np.diff(features.indptr) > 0
         self.items_without_features_ = np.flatnonzero(~has_features)
@@ -161,3 +169,12 @@ class Item2ItemRecommender(Recommender):
         self.n_items_without_features_ = len(self.items_without_features_)
         self._index_items = np.flatnonzero(np.linalg.norm(self.embeddings_, axis=1) > 0)
         self._build_index()
+
+
+def _too_few_features(kind: str, features: csr_matrix) -> str | None:
+    """Item features that cannot tell items apart: fewer than 2 feature columns in use (one value
+    makes every item alike, and TruncatedSVD needs two columns)."""
+    distinct = int(np.count_nonzero(np.diff(csr_matrix(features).tocsc().indptr)))
+    if distinct < 2:
+        return f"kind '{kind}' needs item features of at least 2 distinct values, and this dataset's have {distinct}"
+    return None

@@ -174,6 +174,16 @@ def test_item2item_without_item_features_says_to_disable_it(tmp_path: Path) -> N
         run_pipeline(config, ["prepare", "item2item"])
 
 
+def test_missing_side_data_stops_the_pipeline_before_the_first_generator(tmp_path: Path) -> None:
+    """The default pipeline on data without item features: one line naming item2item right after
+    ``prepare``, before ALS, BPR… (which run first) fit anything."""
+    config = make_config(tmp_path, _tabular(tmp_path))
+    with pytest.raises(runner.ComponentFailed, match=r"components\.item2item: kind 'item2item' needs item features"):
+        run_pipeline(config)
+    ran = sorted(p.name.split("-")[0] for p in config.run_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert ran == ["prepare"], ran
+
+
 def test_item2item_with_one_distinct_feature_value_says_to_disable_it(tmp_path: Path) -> None:
     features = pd.DataFrame({"item": np.arange(60), "feature": "rock"})
     config = make_config(tmp_path, _tabular(tmp_path, features, tags={"kind": "item2item"}))
