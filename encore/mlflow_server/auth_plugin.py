@@ -17,12 +17,19 @@ cannot express (see :func:`_encore_rule`).
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
+from urllib.parse import unquote
 
 #: Aliases only users with MANAGE on the registered model (the release user) may set or delete.
 PROTECTED_ALIASES: tuple[str, ...] = ("champion",)
 AUTH_FUNCTION = "encore.mlflow_server.auth_plugin:authenticate_request"
 _ALIAS_ROUTE = "/mlflow/registered-models/alias"
+# The artifact proxy's writing routes, by the part of the path that follows ``/mlflow-artifacts/``;
+# the path after it (or ``?path=`` for DELETE) is relative to the artifact root.
+_ARTIFACT_WRITE_FAMILIES: tuple[str, ...] = ("artifacts/", "mpu/create/", "mpu/complete/", "mpu/abort/")
+_ARTIFACT_PREFIXES: tuple[str, ...] = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/")
+_PROXY_SCHEME = "mlflow-artifacts:"
 
 
 def authenticate_request() -> Any:
@@ -51,9 +58,19 @@ def _encore_rule(request: Any, username: str, mlflow_auth: Any, requirement: Any
     * a new experiment needs EDIT on every experiment (the pipeline role): without this rule any
       authenticated user, viewers included, could create experiments and log into them;
     * a new registered model needs EDIT on every registered model (in practice the admin, through
-      ``setup``): its creator would get MANAGE and so the right to move ``champion``.
+      ``setup``): its creator would get MANAGE and so the right to move ``champion``;
+    * a registered model version's files are immutable: writing or deleting under a version's
+      storage location through the artifact proxy is refused to everyone but the admin. Otherwise
+      whoever may log runs could change what ``champion`` serves without moving the alias.
     """
-    if request.method not in ("POST", "DELETE"):
+    if request.method not in ("POST", "DELETE", "PUT"):
+        return None
+    artifact_path = _artifact_write_path(request)
+    if artifact_path is not None:
+        if mlflow_auth.store.get_user(username).is_admin:
+            return None
+        return _registered_artifact_refusal(artifact_path, username, mlflow_auth)
+    if request.method == "PUT":
         return None
     path = request.path.rstrip("/")
     if not path.endswith((_ALIAS_ROUTE, "/mlflow/experiments/create", "/mlflow/registered-models/create")):
@@ -86,3 +103,47 @@ def _encore_rule(request: Any, username: str, mlflow_auth: Any, requirement: Any
         return None
     return (f"user '{username}' may not move alias '{alias}' of registered model '{name}'; only users with MANAGE "
             "on the model (the release user) may")
+
+
+def _artifact_write_path(request: Any) -> str | None:
+    """The artifact-root-relative path a write to the artifact proxy touches, or None for any other request."""
+    path = request.path
+    prefix = next((p for p in _ARTIFACT_PREFIXES if path.startswith(p)), None)
+    if prefix is None:
+        return None
+    rest = path[len(prefix):]
+    if rest.rstrip("/") == "artifacts":
+        rest = "artifacts/"  # DELETE …/artifacts?path=<path>
+    family = next((f for f in _ARTIFACT_WRITE_FAMILIES if rest.startswith(f)), None)
+    if family is None:
+        return None
+    if family == "artifacts/" and request.method == "POST":
+        return None  # no such write route; MLflow answers it
+    relative = rest[len(family):] or request.args.get("path", "")
+    return _canonical(relative)
+
+
+def _canonical(path: str) -> str:
+    """``a/./b//c/`` and ``a/x/../b/c`` → ``a/b/c``: the form compared with storage locations."""
+    return posixpath.normpath("/" + unquote(path)).lstrip("/")
+
+
+def _registered_artifact_refusal(artifact_path: str, username: str, mlflow_auth: Any) -> str | None:
+    """Why a write at ``artifact_path`` is refused: it lies under a registered version's files (or is their parent)."""
+    store = mlflow_auth._get_model_registry_store()
+    token = None
+    while True:
+        page = store.search_model_versions(max_results=1000, page_token=token)
+        for version in page:
+            # Where the version's files are: the logged model's artifact location for a ``models:/`` source.
+            location = store.get_model_version_download_uri(version.name, version.version) or ""
+            if not location.startswith(_PROXY_SCHEME):
+                continue
+            protected = _canonical(location[len(_PROXY_SCHEME):])
+            if protected and (artifact_path == protected or artifact_path.startswith(protected + "/")
+                              or protected.startswith(artifact_path + "/") or artifact_path == ""):
+                return (f"user '{username}' may not change the files of registered model '{version.name}' "
+                        f"version {version.version} ({artifact_path}): a registered version is immutable")
+        token = page.token
+        if not token:
+            return None

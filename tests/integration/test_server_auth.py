@@ -105,8 +105,9 @@ def as_user(username: str | None, password: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def http_status(url: str, method: str = "GET", body: dict | None = None, auth: tuple[str, str] | None = None) -> int:
-    data = json.dumps(body).encode() if body is not None else None
+def http_status(url: str, method: str = "GET", body: dict | bytes | None = None,
+                auth: tuple[str, str] | None = None) -> int:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     if auth:
         request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
@@ -314,6 +315,38 @@ def test_release_user_promotes(auth_server: AuthServer, pipeline: PipelineOutcom
         client.delete_registered_model_alias(MODEL, "champion")
         client.set_registered_model_alias(MODEL, "champion", "1")
         _refused(client.log_metric, client.get_model_version(MODEL, "1").run_id, "x", 1.0)  # READ on runs
+
+
+def test_registered_version_files_are_immutable(auth_server: AuthServer, pipeline: PipelineOutcome) -> None:
+    """#25 item 10: the pipeline role logs runs through the artifact proxy, but may not change (or delete)
+    the files of a registered version, so it cannot alter what ``champion`` serves without moving it."""
+    client = MlflowClient(auth_server.url)
+    with as_user("admin", ADMIN_PW):
+        location = client.get_model_version_download_uri(MODEL, "1")
+    assert location.startswith("mlflow-artifacts:/"), location
+    relative = location.removeprefix("mlflow-artifacts:").strip("/")
+    s3 = auth_server.srv.s3
+    key = next(k for k in s3.keys(f"mlflow-auth/{relative}/") if k.endswith("/MLmodel"))
+    before = s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+    api = f"{auth_server.url}/api/2.0/mlflow-artifacts"
+    pipeline_user = ("encore-pipeline", PIPELINE_PW)
+    head, _, tail = relative.partition("/")
+    for method, url in (
+        ("PUT", f"{api}/artifacts/{relative}/MLmodel"),
+        ("PUT", f"{api}/artifacts/{head}/./{tail}//MLmodel"),  # the same file, spelled otherwise
+        ("PUT", f"{api}/artifacts/{head}/x/../{tail}/MLmodel"),
+        ("PUT", f"{api}/artifacts/{relative}/new-file.txt"),
+        ("DELETE", f"{api}/artifacts?path={relative}"),
+        ("DELETE", f"{api}/artifacts?path={head}"),  # a parent of the version's files
+        ("POST", f"{api}/mpu/create/{relative}"),
+    ):
+        assert http_status(url, method, b"hacked", auth=pipeline_user) == 403, (method, url)
+    assert s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read() == before
+    # The proxy still takes the pipeline's own run artifacts.
+    with as_user("admin", ADMIN_PW):
+        run = client.create_run(client.get_experiment_by_name("lastfm2k-auth").experiment_id).info
+    path = run.artifact_uri.removeprefix("mlflow-artifacts:").strip("/")
+    assert http_status(f"{api}/artifacts/{path}/note.txt", "PUT", b"ok", auth=pipeline_user) == 200
 
 
 def test_viewer_reads_but_cannot_log_delete_or_set_alias(auth_server: AuthServer, pipeline: PipelineOutcome,
