@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib
 import re
+from typing import TypeVar
+
+T = TypeVar("T")
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 """``package.module:Name`` or ``package.module:Outer.Inner``."""
@@ -34,4 +37,14 @@ def import_object(path: str) -> object:
         if not hasattr(obj, part):
             raise ValueError(f"module '{module_name}' has no attribute '{qualname}'")
         obj = getattr(obj, part)
+    return obj
+
+
+def import_subclass(path: str, base: type[T], base_name: str) -> type[T]:
+    """The class ``path`` names, which must subclass ``base`` (named ``base_name`` in the message,
+    the public path a user knows). Raises ``ValueError`` as :func:`import_object` does, or
+    ``"<Qualname> is not a subclass of <base_name>"``; the caller prefixes what it was importing."""
+    obj = import_object(path)
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise ValueError(f"{path.partition(':')[2]} is not a subclass of {base_name}")
     return obj

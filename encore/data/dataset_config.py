@@ -31,7 +31,7 @@ from encore.config.types import Fraction, PositiveFloat, PositiveInt, UnitInterv
 from encore.config.types import Strict as _Strict
 from encore.config.validation import IMPORTED, KIND_TAG, kind_tag, rejected_settings
 from encore.data.columns import ColumnMapping, FeatureColumnMapping
-from encore.plugins import import_object, is_import_path
+from encore.plugins import import_subclass, is_import_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -234,13 +234,9 @@ def source_class(kind: str) -> type[DataSource]:
         raise ValueError(f"unknown source '{kind}'; built-in: {', '.join(BUILTIN_SOURCES)}; or your own source "
                          "as 'package.module:ClassName'")
     try:
-        obj = import_object(kind)
+        return import_subclass(kind, DataSource, "encore.data.DataSource")
     except ValueError as exc:
         raise ValueError(f"source '{kind}': {exc}") from None
-    qualname = kind.partition(":")[2]
-    if not (isinstance(obj, type) and issubclass(obj, DataSource)):
-        raise ValueError(f"source '{kind}': {qualname} is not a subclass of encore.data.DataSource")
-    return obj
 
 
 def _validate_imported(value: Any) -> DataSource:

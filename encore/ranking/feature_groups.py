@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from encore.plugins import import_object, is_import_path
+from encore.plugins import import_subclass, is_import_path
 
 if TYPE_CHECKING:
     from encore.recommenders.base import Recommender
@@ -126,11 +126,6 @@ def ordered_groups(names: list[str]) -> list[str]:
 
 def _import(path: str, name: str) -> type[FeatureGroup]:
     try:
-        obj = import_object(path)
+        return import_subclass(path, FeatureGroup, "encore.ranking.FeatureGroup")
     except ValueError as exc:
         raise FeatureGroupError(f"feature group '{name}': {exc}") from None
-    qualname = path.partition(":")[2]
-    if not (isinstance(obj, type) and issubclass(obj, FeatureGroup)):
-        raise FeatureGroupError(f"feature group '{name}': {qualname} is not a subclass of "
-                                "encore.ranking.FeatureGroup")
-    return obj

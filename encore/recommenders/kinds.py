@@ -13,7 +13,7 @@ instances, and what consumes them) and of nothing else (see :mod:`encore.lineage
 
 from __future__ import annotations
 
-from encore.plugins import import_object, is_import_path
+from encore.plugins import import_subclass, is_import_path
 
 from .base import Recommender
 from .generator_config import GeneratorConfig
@@ -42,13 +42,10 @@ def _import_class(kind: str) -> type[Recommender]:
         raise KindError(f"unknown kind '{kind}'; built-in kinds: {', '.join(KINDS)}; or your own class as "
                         "'package.module:ClassName'")
     try:
-        obj = import_object(kind)
+        obj = import_subclass(kind, Recommender, "encore.recommenders.base.Recommender")
     except ValueError as exc:
         raise KindError(f"kind '{kind}': {exc}") from None
     qualname = kind.partition(":")[2]
-    if not (isinstance(obj, type) and issubclass(obj, Recommender)):
-        raise KindError(f"kind '{kind}': {qualname} is not a subclass of "
-                        "encore.recommenders.base.Recommender")
     if not (isinstance(obj.config_class, type) and issubclass(obj.config_class, GeneratorConfig)):
         raise KindError(f"kind '{kind}': {qualname}.config_class must be a subclass of "
                         "encore.recommenders.generator_config.GeneratorConfig")
