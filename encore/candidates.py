@@ -43,15 +43,17 @@ def _side_data_error(name: str, problem: object) -> ConfigError:
     return ConfigError(f"components.{name}: {problem}; set components.{name}.enabled: false")
 
 
-def check_side_data(config: EncoreConfig, prepared: PreparedData, names: Iterable[str]) -> None:
-    """Fail, naming the first instance, when a generator in ``names`` cannot fit on this data's
-    side data (no item features, no social graph…). Run before the first generator, so a data set
-    that lacks what a configured kind needs stops in one line before any model is fitted."""
+def side_data_error(config: EncoreConfig, prepared: PreparedData,
+                    names: Iterable[str]) -> tuple[str, ConfigError] | None:
+    """The first generator in ``names`` that cannot fit on this data's side data (no item
+    features, no social graph…) with its error, or None. Asked before the first generator runs,
+    so a data set that lacks what a configured kind needs stops before any model is fitted."""
     view = prepared.stage_view("base")
     for name in names:
         problem = recommender_class(config.components.generator(name).kind).side_data_problem(view)
         if problem is not None:
-            raise _side_data_error(name, problem)
+            return name, _side_data_error(name, problem)
+    return None
 
 
 def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *, name: str) -> Recommender:

@@ -149,10 +149,10 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
     results: dict[str, Result] = {}
     side_data_checked = False
     for name in to_run:
+        if name != "prepare" and not side_data_checked:
+            _check_side_data(config, to_run)
+            side_data_checked = True
         try:
-            if name != "prepare" and not side_data_checked:
-                _check_side_data(config, to_run)
-                side_data_checked = True
             if name not in UNTUNED:
                 config = tuned(config)
             results[name] = run_component(config, name, force=name in force)
@@ -166,8 +166,9 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
 
 def _check_side_data(config: EncoreConfig, to_run: Sequence[str]) -> None:
     """Before the first component after ``prepare``: every generator (and tuned instance) about to
-    fit has the side data its kind needs (:func:`encore.candidates.check_side_data`)."""
-    from encore.candidates import check_side_data
+    fit has the side data its kind needs (:func:`encore.candidates.side_data_error`); the first
+    that has not fails as that instance's component would."""
+    from encore.candidates import side_data_error
     from encore.data.prepared import PreparedData
 
     generators = set(generator_names(config))
@@ -175,7 +176,9 @@ def _check_side_data(config: EncoreConfig, to_run: Sequence[str]) -> None:
     names = [n for n in dict.fromkeys([*to_run, *tuned_names]) if n in generators and enabled(config, n)]
     prepared = output_dir(config, "prepare")
     if names and completion_problem(prepared, fingerprint(config, "prepare")) is None:
-        check_side_data(config, PreparedData(prepared), names)
+        failed = side_data_error(config, PreparedData(prepared), names)
+        if failed is not None:
+            raise ComponentFailed(*failed)
 
 
 def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[str] = (),

@@ -178,7 +178,8 @@ def test_missing_side_data_stops_the_pipeline_before_the_first_generator(tmp_pat
     """The default pipeline on data without item features: one line naming item2item right after
     ``prepare``, before ALS, BPR… (which run first) fit anything."""
     config = make_config(tmp_path, _tabular(tmp_path))
-    with pytest.raises(runner.ComponentFailed, match=r"components\.item2item: kind 'item2item' needs item features"):
+    with pytest.raises(runner.ComponentFailed, match=r"^component 'item2item' failed: components\.item2item: kind "
+                                                      r"'item2item' needs item features"):
         run_pipeline(config)
     ran = sorted(p.name.split("-")[0] for p in config.run_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert ran == ["prepare"], ran
