@@ -12,11 +12,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from encore.components import promote as promote_cli
-from encore.outputs import EvaluateOutput, RegisterOutput
+from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput
 from encore.pipeline.runner import output_dir, run_pipeline
 from encore.tracking.model_registry import CHAMPION, register_run_model
 from encore.tracking.runs import KILLED_RUN_TAG
@@ -37,6 +38,8 @@ class Store:
     run_id: str
     tmp: Path
     evaluate: EvaluateOutput
+    ranker: RankerOutput
+    prepare: Path
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     run_pipeline(config, ["prepare", "popular", "als", "ranker", "evaluate", "register", "promote"])
     registered = RegisterOutput(output_dir(config, "register")).registered()
     return Store(config.tracking.tracking_uri, registered["model_name"], registered["run_id"], tmp,
-                 EvaluateOutput(output_dir(config, "evaluate")))
+                 EvaluateOutput(output_dir(config, "evaluate")), RankerOutput(output_dir(config, "ranker")),
+                 output_dir(config, "prepare"))
 
 
 def promote_main(store: Store, *args: str) -> int:
@@ -132,6 +136,14 @@ def test_a_version_of_a_killed_run_is_refused(store: Store, capsys: pytest.Captu
     assert promotion_tags(client, store.name, version) == {}
 
 
+def test_recommendations_carry_raw_ids_and_names(store: Store) -> None:
+    recs = store.ranker.recommendations()
+    items = pd.read_parquet(store.prepare / "items.parquet")
+    assert recs["item_id"].tolist() == items["raw_id"].astype(str).to_numpy()[recs["item"]].tolist()
+    assert recs["name"].tolist() == items["name"].to_numpy()[recs["item"]].tolist()
+    assert recs["name"].str.startswith("artist_").all()
+
+
 def readme_snippet() -> str:
     """The Python block of README.md that loads the champion."""
     blocks = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S)
@@ -150,4 +162,5 @@ def test_readme_pyfunc_snippet_runs_as_written(store: Store) -> None:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "new-user" in done.stdout and "popular" in done.stdout, done.stdout
+    assert " name " in done.stdout and "artist_" in done.stdout  # names beside the ids
     assert sorted(p.name for p in checkout.iterdir()) == ["mlruns"]  # no stray ./mlflow.db
