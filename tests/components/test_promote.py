@@ -9,51 +9,23 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from encore.components import promote as promote_cli
-from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput
-from encore.pipeline.runner import output_dir, run_pipeline
 from encore.tracking.model_registry import CHAMPION, register_run_model
 from encore.tracking.runs import KILLED_RUN_TAG
-from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
-
-# The cheapest pipeline that registers a model: two generators, a short ranker.
-CHEAP = [*[f"components.{name}.enabled=false" for name in
-           ("bpr", "item2item", "itemknn", "friends", "ease", "userknn", "als128", "als32", "bpr128", "ease500",
-            "knncos")],
-         "components.ranker.similar_items_from=als", "components.ranker.iterations=30",
-         "evaluation.n_bootstrap=200"]
-
-
-@dataclass(frozen=True)
-class Store:
-    uri: str
-    name: str
-    run_id: str
-    tmp: Path
-    evaluate: EvaluateOutput
-    ranker: RankerOutput
-    prepare: Path
+from tests.conftest import REPO_ROOT, TinyRegistry
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    tmp = tmp_path_factory.mktemp("registry")
-    config = make_config(tmp, TINY_SYNTHETIC, CHEAP)
-    run_pipeline(config, ["prepare", "popular", "als", "ranker", "evaluate", "register", "promote"])
-    registered = RegisterOutput(output_dir(config, "register")).registered()
-    return Store(config.tracking.tracking_uri, registered["model_name"], registered["run_id"], tmp,
-                 EvaluateOutput(output_dir(config, "evaluate")), RankerOutput(output_dir(config, "ranker")),
-                 output_dir(config, "prepare"))
+def store(tiny_registry: TinyRegistry) -> TinyRegistry:
+    return tiny_registry
 
 
-def promote_main(store: Store, *args: str) -> int:
+def promote_main(store: TinyRegistry, *args: str) -> int:
     return promote_cli.main(["--model-name", store.name, "--tracking-uri", store.uri, *args])
 
 
@@ -61,7 +33,7 @@ def promotion_tags(client: MlflowClient, name: str, version: str) -> dict[str, s
     return {k: v for k, v in client.get_model_version(name, version).tags.items() if k.startswith("encore.promotion")}
 
 
-def test_version_carries_description_metric_tags_and_parent_run_link(store: Store) -> None:
+def test_version_carries_description_metric_tags_and_parent_run_link(store: TinyRegistry) -> None:
     client = MlflowClient(store.uri)
     version = client.get_model_version(store.name, "1")
     register_run = client.get_run(version.run_id)
@@ -81,7 +53,7 @@ def test_version_carries_description_metric_tags_and_parent_run_link(store: Stor
     assert f"{100 * vs['rel_ci_low']:+.1f}% .. {100 * vs['rel_ci_high']:+.1f}%" in description
 
 
-def test_promoting_the_champion_again_is_a_no_op(store: Store, capsys: pytest.CaptureFixture) -> None:
+def test_promoting_the_champion_again_is_a_no_op(store: TinyRegistry, capsys: pytest.CaptureFixture) -> None:
     client = MlflowClient(store.uri)
     before = promotion_tags(client, store.name, "1")
     assert before["encore.promotion.decision"] == "promoted"
@@ -92,7 +64,7 @@ def test_promoting_the_champion_again_is_a_no_op(store: Store, capsys: pytest.Ca
     assert str(client.get_model_version_by_alias(store.name, CHAMPION).version) == "1"
 
 
-def test_dry_run_shows_the_comparison_and_changes_nothing(store: Store, capsys: pytest.CaptureFixture) -> None:
+def test_dry_run_shows_the_comparison_and_changes_nothing(store: TinyRegistry, capsys: pytest.CaptureFixture) -> None:
     client = MlflowClient(store.uri)
     version = register_run_model(store.run_id, store.name, client=client)  # same run: equal metric
     assert promote_main(store, "--dry-run") == promote_cli.EXIT_NOT_PROMOTED
@@ -106,7 +78,7 @@ def test_dry_run_shows_the_comparison_and_changes_nothing(store: Store, capsys: 
     assert promotion_tags(client, store.name, version.version) == {}
 
 
-def test_a_decision_is_never_overwritten(store: Store) -> None:
+def test_a_decision_is_never_overwritten(store: TinyRegistry) -> None:
     client = MlflowClient(store.uri)
     version = register_run_model(store.run_id, store.name, client=client).version
     champion_tags = promotion_tags(client, store.name, "1")
@@ -124,7 +96,7 @@ def test_a_decision_is_never_overwritten(store: Store) -> None:
     assert "encore.promotion.2.decision" in promotion_tags(client, store.name, "1")
 
 
-def test_a_version_of_a_killed_run_is_refused(store: Store, capsys: pytest.CaptureFixture) -> None:
+def test_a_version_of_a_killed_run_is_refused(store: TinyRegistry, capsys: pytest.CaptureFixture) -> None:
     client = MlflowClient(store.uri)
     version = register_run_model(store.run_id, store.name, client=client).version
     client.set_model_version_tag(store.name, version, KILLED_RUN_TAG, store.run_id)
@@ -136,7 +108,7 @@ def test_a_version_of_a_killed_run_is_refused(store: Store, capsys: pytest.Captu
     assert promotion_tags(client, store.name, version) == {}
 
 
-def test_recommendations_carry_raw_ids_and_names(store: Store) -> None:
+def test_recommendations_carry_raw_ids_and_names(store: TinyRegistry) -> None:
     recs = store.ranker.recommendations()
     items = pd.read_parquet(store.prepare / "items.parquet")
     assert recs["item_id"].tolist() == items["raw_id"].astype(str).to_numpy()[recs["item"]].tolist()
@@ -152,7 +124,7 @@ def readme_snippet() -> str:
     return found[0]
 
 
-def test_readme_pyfunc_snippet_runs_as_written(store: Store) -> None:
+def test_readme_pyfunc_snippet_runs_as_written(store: TinyRegistry) -> None:
     # A folder laid out as a checkout after `make run`: mlruns/mlflow.db is the embedded store.
     checkout = store.tmp / "checkout"
     (checkout / "mlruns").mkdir(parents=True)
