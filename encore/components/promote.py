@@ -44,6 +44,7 @@ from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
 from encore.outputs import RegisterOutput
 from encore.pipeline.component import Context, Result
+from encore.reports.numbers import format_p
 from encore.tracking.credentials import readable_auth_errors, release_credentials, release_user
 from encore.tracking.model_registry import (
     CHALLENGER,
@@ -94,7 +95,7 @@ def paired_significance(client: MlflowClient, candidate_run: str, champion_run: 
                                        confidence=config.evaluation.confidence, random_state=config.experiment.seed)
     return (f"paired over {result.n_users} users: diff {result.diff:+.4f} "
             f"({100 * result.confidence:.0f}% CI {result.ci_low:+.4f} .. {result.ci_high:+.4f}), "
-            f"t-test p={result.p_value:.3g}")
+            f"t-test {format_p(result.p_value)}")
 
 
 def killed_refusal(client: MlflowClient, model_name: str, version: str) -> str | None:
