@@ -37,8 +37,9 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-from encore.config.experiment import ConfigError, EncoreConfig
+from encore.config.experiment import ConfigError, EncoreConfig, EvaluationConfig
 from encore.evaluation import metrics
 from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
@@ -86,16 +87,41 @@ def paired_significance(client: MlflowClient, candidate_run: str, champion_run: 
                         config: EncoreConfig) -> str:
     """Paired t-test + bootstrap CI of candidate minus champion over their common test users
     (of ``components.promote.segment``)."""
-    segment = config.components.promote.segment
+    return paired_text(client, candidate_run, champion_run, metric, segment=config.components.promote.segment,
+                       n_bootstrap=config.evaluation.n_bootstrap, confidence=config.evaluation.confidence,
+                       seed=config.experiment.seed)
+
+
+def paired_text(client: MlflowClient, candidate_run: str, champion_run: str, metric: str, *, segment: str = "all",
+                n_bootstrap: int = EvaluationConfig().n_bootstrap, confidence: float = EvaluationConfig().confidence,
+                seed: int = 0) -> str:
+    """:func:`paired_significance` with explicit settings (the CLI has no experiment config)."""
     candidate = per_user_values(client, candidate_run, segment)
     champion = per_user_values(client, champion_run, segment)
     common = candidate.index.intersection(champion.index)
     result = metrics.paired_comparison(champion[common].to_numpy(), candidate[common].to_numpy(), metric=metric,
-                                       n_resamples=config.evaluation.n_bootstrap,
-                                       confidence=config.evaluation.confidence, random_state=config.experiment.seed)
+                                       n_resamples=n_bootstrap, confidence=confidence, random_state=seed)
     return (f"paired over {result.n_users} users: diff {result.diff:+.4f} "
             f"({100 * result.confidence:.0f}% CI {result.ci_low:+.4f} .. {result.ci_high:+.4f}), "
             f"t-test {format_p(result.p_value)}")
+
+
+def cli_significance(client: MlflowClient, model_name: str, version: str, metric: str) -> str | None:
+    """The paired comparison of ``version`` with the current champion on ``metric`` when both were
+    registered by the pipeline (their runs hold per-user values of it, their primary metric),
+    else None (then promotion shows what the candidate's run recorded)."""
+    candidate = client.get_model_version(model_name, version)
+    champion = current_alias_version(client, model_name, CHAMPION)
+    if champion is None or str(champion.version) == str(version) or not candidate.run_id or not champion.run_id:
+        return None
+    try:
+        tags = client.get_run(candidate.run_id).data.tags
+        if tags.get("encore.primary_metric") != metric:
+            return None
+        return paired_text(client, candidate.run_id, champion.run_id, metric.replace("_at_", "@"),
+                           seed=int(tags.get("encore.seed", 0)))
+    except (OSError, KeyError, ValueError, MlflowException):  # a version registered outside the pipeline
+        return None
 
 
 def killed_refusal(client: MlflowClient, model_name: str, version: str) -> str | None:
@@ -170,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if refusal := killed_refusal(client, args.model_name, str(version)):
                 print(f"refused: {refusal}", file=sys.stderr)
                 return EXIT_NOT_PROMOTED
+            significance = cli_significance(client, args.model_name, str(version), args.metric)
         with release_credentials(args.model_name, required=False):
             decision = promote(
                 args.model_name,
@@ -179,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 force=args.force,
                 greater_is_better=not args.lower_is_better,
                 dry_run=args.dry_run,
+                significance=significance,
                 client=client,
             )
     except ConfigError as exc:  # wrong password, refused permission, no release user

@@ -241,6 +241,7 @@ def promote(
     force: bool = False,
     greater_is_better: bool = True,
     dry_run: bool = False,
+    significance: str | None = None,
     client: MlflowClient,
 ) -> PromotionDecision:
     """Move alias ``champion`` to ``version`` if it beats the current champion.
@@ -251,11 +252,13 @@ def promote(
     ``encore.dataset`` / ``encore.split_hash`` refuses; otherwise promote only when the
     candidate is better by more than ``margin`` (higher, or lower when
     ``greater_is_better`` is False). The decision is recorded on the version either way
-    (:func:`decision_prefix`), except in a ``dry_run``, which changes nothing.
+    (:func:`decision_prefix`), except in a ``dry_run``, which changes nothing. ``significance``
+    (text) replaces what the candidate's run recorded (a paired test the caller just ran).
     """
     version = str(version)
     candidate = client.get_model_version(model_name, version)
-    cand_value, cand_tags, significance = _run_facts(client, candidate.run_id, metric)
+    cand_value, cand_tags, recorded = _run_facts(client, candidate.run_id, metric)
+    significance = significance or recorded
     champion = current_alias_version(client, model_name, CHAMPION)
     # MLflow returns versions as int, callers pass str: compare them as text (as int != str,
     # re-promoting the champion used to be compared with itself and rejected).

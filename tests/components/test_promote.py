@@ -71,6 +71,7 @@ def test_dry_run_shows_the_comparison_and_changes_nothing(store: TinyRegistry, c
     out = capsys.readouterr().out
     assert f"version {version.version}: would be REJECTED - ndcg_at_10" in out
     assert re.search(r"difference  \+0 \(\+0\.00%\), margin 0", out), out
+    assert "significance paired over " in out and "diff +0.0000" in out  # the paired test, computed here
     assert promotion_tags(client, store.name, version.version) == {}
     assert promote_main(store, "--version", str(version.version), "--dry-run", "--force") == 0
     assert "would be PROMOTED - forced promotion" in capsys.readouterr().out
