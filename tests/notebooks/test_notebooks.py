@@ -6,6 +6,7 @@ MLflow tags. The committed notebooks hold no outputs."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -33,6 +34,9 @@ def execute(name: str, cwd: Path) -> str:
 def kernel_env(tiny_registry: TinyRegistry, monkeypatch: pytest.MonkeyPatch) -> TinyRegistry:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_registry.uri)
     monkeypatch.delenv("ENCORE_DATA_DIR", raising=False)
+    # The checkout under test, as `pip install -e .` gives a user; a relative PYTHONPATH the test
+    # run may carry would point elsewhere from notebooks/.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     return tiny_registry
 
 
