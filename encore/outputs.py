@@ -11,7 +11,7 @@ Generator instance folder (``<instance>-<fingerprint>/``)::
     model_base.npz, model_train.npz                      the fitted recommender of each stage
     metrics.json, metrics_vs_k.png                       test metrics of the train fit
 
-Ranker folder: ``recommendations.parquet`` (user, item, score, rank), ``model.cbm``,
+Ranker folder: ``recommendations.parquet`` (user, item, score, rank, item_id, name), ``model.cbm``,
 ``feature_importance.csv/.png``, ``metrics.json`` (training and candidate diagnostics),
 ``policy.json`` (which segment gets the ranker's or the fallback's list, and why).
 Evaluate folder: ``comparison.csv/.md``, ``comparison_segments.csv/.md``, ``significance.json``,

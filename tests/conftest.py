@@ -6,12 +6,14 @@ import contextlib
 import http.server
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from encore.config.experiment import EncoreConfig, MachineSettings, load_config
+from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput
 from tests.markers import (  # noqa: F401 (hooks: markers by folder/fixture/source, and their runtime guard)
     pytest_collection_modifyitems,
     pytest_configure,
@@ -74,3 +76,40 @@ def local_http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iter
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# The cheapest pipeline that registers a model: two generators, a short ranker (~45 s on 2 cores).
+CHEAP_REGISTERED = [*[f"components.{name}.enabled=false" for name in
+                      ("bpr", "item2item", "itemknn", "friends", "ease", "userknn", "als128", "als32", "bpr128",
+                       "ease500", "knncos")],
+                    "components.ranker.similar_items_from=als", "components.ranker.iterations=30",
+                    "evaluation.n_bootstrap=200"]
+
+
+@dataclass(frozen=True)
+class TinyRegistry:
+    """A store holding one finished pipeline run (note ``tiny-registry``) that registered and
+    promoted its ranker as version 1 of ``name``."""
+
+    uri: str
+    name: str
+    run_id: str
+    tmp: Path
+    evaluate: EvaluateOutput
+    ranker: RankerOutput
+    prepare: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> TinyRegistry:
+    """Shared by the registry and notebook tests: the pipeline runs once per session."""
+    from encore.pipeline.runner import output_dir, run_pipeline
+
+    tmp = tmp_path_factory.mktemp("registry")
+    config = make_config(tmp, TINY_SYNTHETIC, CHEAP_REGISTERED)
+    run_pipeline(config, ["prepare", "popular", "als", "ranker", "evaluate", "register", "promote"],
+                 note="tiny-registry")
+    registered = RegisterOutput(output_dir(config, "register")).registered()
+    return TinyRegistry(config.tracking.tracking_uri, registered["model_name"], registered["run_id"], tmp,
+                        EvaluateOutput(output_dir(config, "evaluate")), RankerOutput(output_dir(config, "ranker")),
+                        output_dir(config, "prepare"))

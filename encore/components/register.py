@@ -4,7 +4,9 @@ In the pipeline (``run.sh --components ...,register``) this assembles the servin
 (the ranker's lists, popularity fallback, similar items; :mod:`encore.serving.pyfunc`)
 and logs it as a models-from-code pyfunc in the register run, with the test metric, its per-user values
 (for paired comparisons at promotion) and the dataset/split tags, then registers it as a
-new version of ``tracking.registered_model_name`` and points ``challenger`` at it.
+new version of ``tracking.registered_model_name`` and points ``challenger`` at it. The version
+carries a description (experiment, data digest, headline metrics with their CI), its metrics as
+tags (:mod:`encore.reports.version_card`) and a "Source Run" link to the pipeline's parent run.
 
 Alone, it registers the model of any run::
 
@@ -34,6 +36,7 @@ from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, Regist
 from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
 from encore.recommenders import recommender_class
+from encore.reports.version_card import version_card
 from encore.serving.pyfunc import log_serving_model, write_bundle
 from encore.tracking.credentials import readable_auth_errors
 from encore.tracking.model_registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
@@ -92,6 +95,17 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
     return source
 
 
+def parent_run(client: MlflowClient, run: mlflow.entities.Run) -> tuple[str, str] | None:
+    """(name, UI link) of the pipeline's parent run of ``run``, or None for a run on its own.
+    The link is relative to the UI (``#/experiments/<id>/runs/<id>``), so it works behind any
+    host or path prefix the server is reached by."""
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if not parent_id:
+        return None
+    parent = client.get_run(parent_id)
+    return parent.info.run_name or parent_id, f"#/experiments/{parent.info.experiment_id}/runs/{parent_id}"
+
+
 def run(config: EncoreConfig, ctx: Context) -> Result:
     primary = config.evaluation.primary_metric
     evaluated = EvaluateOutput(ctx.inputs["evaluate"])
@@ -110,8 +124,16 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
             scores[f"{segment}.{primary}"] = float(entry[primary]["ranker"])
 
     info = log_serving_model(out.bundle, k=min(10, config.components.ranker.top_k))
-    run_id = mlflow.active_run().info.run_id
-    version = register_run_model(run_id, config.tracking.registered_model_name, client=MlflowClient())
+    client = MlflowClient()
+    run = client.get_run(mlflow.active_run().info.run_id)
+    run_id = run.info.run_id
+    parent = parent_run(client, run)
+    card = version_card(experiment=config.experiment.name, run_tags=run.data.tags,
+                        summary=PreparedData(ctx.inputs["prepare"]).summary, comparison=evaluated.comparison(),
+                        significance=significance, parent_run=parent)
+    version = register_run_model(run_id, config.tracking.registered_model_name, client=client,
+                                 description=card.description, tags=card.tags,
+                                 run_link=parent[1] if parent else None)
     vs_best = significance.get("vs_best_generator", {})
     tags = {f"{SIGNIFICANCE_TAG}.vs_best_generator": json.dumps(vs_best)} if vs_best else {}
     out.write_registered({"model_name": config.tracking.registered_model_name, "version": version.version,

@@ -218,6 +218,13 @@ def training_set(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Pre
     return pd.concat(x, ignore_index=True), np.concatenate(y), row_users, info
 
 
+def with_item_names(recs: pd.DataFrame, raw_ids: np.ndarray, names: np.ndarray) -> pd.DataFrame:
+    """``recs`` (``item`` = item index) with the item's raw id and display name beside it, so
+    ``recommendations.parquet`` reads by artist name; a take per batch, after the ranking."""
+    items = recs["item"].to_numpy()
+    return recs.assign(item_id=raw_ids[items], name=names[items])
+
+
 def rank_users(trained: TrainedRanker, config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
                sink: ParquetSink, *, stage: Stage = "train", users: np.ndarray | None = None,
                policy: SegmentPolicy | None = None) -> dict[str, float]:
@@ -236,6 +243,7 @@ def rank_users(trained: TrainedRanker, config: EncoreConfig, inputs: Mapping[str
     evaluated[prepared.eval_users(stage)] = True
     users = np.arange(prepared.n_users, dtype=np.int64) if users is None else users
     found, fallback_users = 0, 0
+    raw_ids, names = prepared.items["raw_id"].astype(str).to_numpy(), prepared.items["name"].astype(str).to_numpy()
     batches = list(user_batches(users, rows, rows_per_batch(config.resources, BYTES_PER_CANDIDATE_ROW)))
     with Progress(f"ranker ranking ({stage})", len(users)) as shown:
         for batch_users in batches:
@@ -253,7 +261,8 @@ def rank_users(trained: TrainedRanker, config: EncoreConfig, inputs: Mapping[str
                 recs = complete_from_list(recs, listed, prepared.n_items, ranker.top_k)
             seen = history[batch_users].tocoo()
             seen_keys = pair_keys(batch_users[seen.row], seen.col, prepared.n_items)
-            sink.write(complete_with_popular(recs, batch_users, popular, seen_keys, prepared.n_items, ranker.top_k))
+            sink.write(with_item_names(complete_with_popular(recs, batch_users, popular, seen_keys, prepared.n_items,
+                                                             ranker.top_k), raw_ids, names))
             shown.advance(len(batch_users))
     n_relevant = len(prepared.part(EVAL_PART[stage]))
     return {"candidate_recall": found / max(n_relevant, 1), "rank_batches": float(len(batches)),

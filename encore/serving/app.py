@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from encore.serving.blended_model import ModelLoadError, ServedModel, load_version, resolve_version
+from encore.serving.blended_model import ModelLoadError, Recommendation, ServedModel, load_version, resolve_version
 from encore.serving.events import EventStore, Listen, open_store
 from encore.serving.settings import ServingSettings
 from encore.tracking.client import mask_text
@@ -239,8 +239,7 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                               exclude_heard=settings.exclude_heard)
         return {"user_id": user_id, "model_version": model.version, "known_user": user_id in model.user_index,
                 "recent_listens": len(recent),
-                "items": [{"item_id": i, "score": s, "source": src}
-                          for i, s, src in zip(rec.item_ids, rec.scores, rec.sources, strict=True)]}
+                "items": items_json(rec)}
 
     @app.get("/similar/{item_id}", dependencies=[Depends(data_access)])
     def similar(item_id: str, k: int = k_query) -> dict[str, Any]:
@@ -249,9 +248,8 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
         if item is None:
             raise HTTPException(404, f"unknown item_id '{item_id}' (not in model version {model.version})")
         rec = model.similar(item, k)
-        return {"item_id": item_id, "model_version": model.version,
-                "items": [{"item_id": i, "score": s, "source": src}
-                          for i, s, src in zip(rec.item_ids, rec.scores, rec.sources, strict=True)]}
+        return {"item_id": item_id, "name": model.item_name(item), "model_version": model.version,
+                "items": items_json(rec)}
 
     @app.post("/events", dependencies=[Depends(data_access)])
     def post_events(body: Annotated[EventBatch | EventIn, Depends(event_body)]) -> dict[str, Any]:
@@ -364,6 +362,12 @@ class BodyLimit:
             return replay.pop() if replay else await receive()
 
         await self.app(scope, replayed, send)
+
+
+def items_json(rec: Recommendation) -> list[dict[str, Any]]:
+    """A list as the API returns it: ``item_id``, its display ``name``, ``score``, ``source``."""
+    return [{"item_id": i, "name": n, "score": s, "source": src}
+            for i, n, s, src in zip(rec.item_ids, rec.names, rec.scores, rec.sources, strict=True)]
 
 
 def _bearer(authorization: str | None) -> str:

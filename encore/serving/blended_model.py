@@ -44,6 +44,7 @@ class Recommendation:
     item_ids: list[str]
     scores: list[float]
     sources: list[str]
+    names: list[str]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class ServedModel:
     heard_indptr: np.ndarray | None = None
     heard_items: np.ndarray | None = None
     """What each known user heard in training (CSR by user row), from the bundle's ``heard``."""
+    item_names: np.ndarray | None = None
+    """Display name by item index (from the bundle's ``items``; "" where the data has none)."""
 
     @classmethod
     def from_tables(cls, model: EncoreServingModel, *, name: str, version: str, run_id: str | None,
@@ -102,13 +105,14 @@ class ServedModel:
             order = np.lexsort((cols[keep], rows[keep]))
             heard_indptr, heard_items, _ = _csr(rows[keep][order], cols[keep][order],
                                                 np.zeros(int(keep.sum())), len(user_ids))
+        item_names = model.names.reindex(item_ids).fillna("").to_numpy(object)
         return cls(name=name, version=str(version), run_id=run_id,
                    loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), load_seconds=load_seconds,
                    item_ids=item_ids, item_index={item: i for i, item in enumerate(item_ids)},
                    user_index={str(u): i for i, u in enumerate(user_ids)},
                    rec_indptr=rec_indptr, rec_items=rec_items, rec_scores=rec_scores,
                    sim_indptr=sim_indptr, sim_items=sim_items, sim_scores=sim_scores, popular=popular,
-                   heard_indptr=heard_indptr, heard_items=heard_items)
+                   heard_indptr=heard_indptr, heard_items=heard_items, item_names=item_names)
 
     @property
     def n_items(self) -> int:
@@ -159,9 +163,14 @@ class ServedModel:
         return self._out(interleave(ranked, Ranked.empty("none"), self.popular, k, 1.0,
                                     exclude=np.asarray([item])))
 
+    def item_name(self, item: int) -> str:
+        return "" if self.item_names is None else str(self.item_names[item])
+
     def _out(self, blended: Blended) -> Recommendation:
+        names = self.item_names[blended.items] if self.item_names is not None else [""] * len(blended.items)
         return Recommendation(item_ids=[str(i) for i in self.item_ids[blended.items]],
-                              scores=[round(float(s), 6) for s in blended.scores], sources=blended.sources)
+                              scores=[round(float(s), 6) for s in blended.scores], sources=blended.sources,
+                              names=[str(n) for n in names])
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "loaded_at": self.loaded_at,

@@ -11,7 +11,7 @@ The ranker runs offline; what gets served is a *bundle*, a folder of Parquet fil
 ``similar_items.parquet``
     ``item_id``, ``similar_item_id``, ``score``, ``rank``: "because you just played X".
 ``items.parquet``
-    ``item_id``, ``name``: display names (not used by ``predict``; shipped for clients).
+    ``item_id``, ``name``: display names, joined onto every answer (``name`` beside the item).
 ``heard.parquet`` (optional; bundles before it lack it)
     ``user_id``, ``item_id``: what each known user listened to in training. The ranker's lists
     never hold these; neither does the popular fill of a list longer than them.
@@ -19,9 +19,10 @@ The ranker runs offline; what gets served is a *bundle*, a folder of Parquet fil
 Queries (a pandas DataFrame):
 
 * column ``user_id`` (and optional ``k``, default 10, per row) -> columns
-  ``user_id, rank, item_id, score, source`` with ``source`` "ranker" or "popular";
+  ``user_id, rank, item_id, name, score, source`` with ``source`` "ranker" or "popular";
 * column ``item_id`` instead (and optional ``k``) -> columns
-  ``item_id, rank, similar_item_id, score, source`` with ``source`` "similar" or "popular".
+  ``item_id, rank, similar_item_id, name, score, source`` with ``source`` "similar" or "popular"
+  (``name`` is the recommended item's display name, empty when the data has none).
 
 Logged with MLflow *models-from-code*: this file itself is the model code
 (``python_model=<this file>``) and ends with ``mlflow.models.set_model(...)``. When loaded,
@@ -46,8 +47,8 @@ BUNDLE_FILES = ("recommendations.parquet", "popular.parquet", "similar_items.par
 HEARD_FILE = "heard.parquet"
 BUNDLE_ARTIFACT = "bundle"
 DEFAULT_K = 10
-USER_COLUMNS = ["user_id", "rank", "item_id", "score", "source"]
-ITEM_COLUMNS = ["item_id", "rank", "similar_item_id", "score", "source"]
+USER_COLUMNS = ["user_id", "rank", "item_id", "name", "score", "source"]
+ITEM_COLUMNS = ["item_id", "rank", "similar_item_id", "name", "score", "source"]
 
 
 def _as_str(series: pd.Series) -> pd.Series:
@@ -116,6 +117,7 @@ class EncoreServingModel(PythonModel):
         self.popular = pd.DataFrame(columns=["item_id", "score", "_pop_rank"])
         self.similar = pd.DataFrame(columns=["item_id", "similar_item_id", "score", "rank"])
         self.items = pd.DataFrame(columns=["item_id", "name"])
+        self._names: tuple[pd.DataFrame, pd.Series] | None = None
         self.heard = pd.DataFrame({"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str)})
 
     # -- loading ---------------------------------------------------------------------------
@@ -155,6 +157,17 @@ class EncoreServingModel(PythonModel):
             self.heard = pd.DataFrame({"user_id": _as_str(heard["user_id"]), "item_id": _as_str(heard["item_id"])})
         return self
 
+    @property
+    def names(self) -> pd.Series:
+        """Display name by item id (from ``items``; built once per ``items`` table). Joined only
+        onto the rows an answer returns: a lookup, not a merge of the tables."""
+        if self._names is None or self._names[0] is not self.items:
+            items = self.items.drop_duplicates("item_id")
+            names = pd.Series(items["name"].fillna("").astype(str).to_numpy(),
+                              index=_as_str(items["item_id"]).to_numpy())
+            self._names = (self.items, names)
+        return self._names[1]
+
     # -- prediction ------------------------------------------------------------------------
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -193,15 +206,15 @@ class EncoreServingModel(PythonModel):
         filler = _fill_from_popular(req, ranked, self.popular, "item_id", "similar_item_id").assign(source="popular")
         return self._finish(ranked, filler, "item_id", "similar_item_id", ITEM_COLUMNS)
 
-    @staticmethod
     def _finish(
-        ranked: pd.DataFrame, filler: pd.DataFrame, key: str, out_item: str, columns: list[str]
+        self, ranked: pd.DataFrame, filler: pd.DataFrame, key: str, out_item: str, columns: list[str]
     ) -> pd.DataFrame:
         cols = [key, out_item, "score", "source", "_order", "_pos"]
         parts = [frame[cols].assign(_part=i) for i, frame in enumerate((ranked, filler)) if not frame.empty]
         out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*cols, "_part"])
         out = out.sort_values(["_order", "_part", "_pos"], kind="stable")
         out["rank"] = out.groupby(key, sort=False).cumcount() + 1
+        out["name"] = out[out_item].map(self.names).fillna("")
         out = out[columns].reset_index(drop=True)
         return out.astype({c: _DTYPES[c] for c in columns})
 
@@ -213,6 +226,7 @@ _DTYPES = {
     "rank": "int64",
     "score": "float64",
     "source": "str",
+    "name": "str",
 }
 
 
@@ -262,6 +276,7 @@ def serving_signature() -> Any:
             ColSpec("string", "user_id"),
             ColSpec("long", "rank"),
             ColSpec("string", "item_id"),
+            ColSpec("string", "name"),
             ColSpec("double", "score"),
             ColSpec("string", "source"),
         ]

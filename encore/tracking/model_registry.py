@@ -5,7 +5,9 @@ MLflow 3 uses registry *aliases* (stages are deprecated). A version is promoted 
 on the same dataset and split (run tags ``encore.dataset`` and ``encore.split_hash``), or
 when there is no champion yet, or when forced. Every decision, including a refusal, is
 recorded as ``encore.promotion.*`` tags on the candidate version, so the registry UI shows
-why a version is (not) serving.
+why a version is (not) serving. A decision once written is never overwritten: a later one on
+the same version goes to ``encore.promotion.<n>.*`` (n = 2, 3 ...); asking to promote the
+version that already is champion changes nothing, and a dry run only reports.
 
 Aliases are read with ``get_model_version_by_alias`` / ``get_registered_model``, never from
 ``search_model_versions`` (its results carry empty aliases: mlflow issue #16734).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -32,7 +35,7 @@ TAG_PREFIX = "encore.promotion."
 SIGNIFICANCE_TAG = "encore.significance"
 SIGNIFICANCE_METRIC_SUFFIX = "_pvalue"
 
-Decision = Literal["promoted", "rejected", "refused"]
+Decision = Literal["promoted", "rejected", "refused", "unchanged"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,9 @@ class PromotionDecision:
     """Outcome of :func:`promote` (also written as tags on the candidate version).
 
     ``decision``: ``promoted`` (alias moved), ``rejected`` (compared, not better by more than
-    the margin) or ``refused`` (not comparable: different dataset/split or missing metric).
+    the margin), ``refused`` (not comparable: different dataset/split or missing metric) or
+    ``unchanged`` (the version already is the champion: nothing compared, nothing written).
+    ``dry_run``: the decision that would be taken; neither the alias nor any tag was changed.
     ``difference`` is candidate minus champion, so it is positive when the candidate is
     higher, whatever the metric's direction.
     """
@@ -57,11 +62,32 @@ class PromotionDecision:
     margin: float
     significance: str | None
     forced: bool
+    dry_run: bool = False
 
     @property
     def promoted(self) -> bool:
-        """True when ``champion`` now points at the candidate."""
-        return self.decision == "promoted"
+        """True when ``champion`` points at the candidate after the call (or would, in a dry run)."""
+        return self.decision in ("promoted", "unchanged")
+
+    def summary(self) -> str:
+        """One line: ``encore-ranker version 3: PROMOTED - <reason>`` (``would be`` in a dry run)."""
+        verb = f"would be {self.decision.upper()}" if self.dry_run else self.decision.upper()
+        return f"{self.model_name} version {self.version}: {verb} - {self.reason}"
+
+    def comparison_lines(self) -> list[str]:
+        """The figures behind the decision, one per line (empty when nothing was compared)."""
+        if self.decision == "unchanged":
+            return []
+        lines = [f"metric      {self.metric}",
+                 f"candidate   {_shown(self.candidate_metric)} (version {self.version})",
+                 f"champion    {_shown(self.champion_metric)} (version {self.champion_version or 'none'})"]
+        if self.difference is not None:
+            relative = (f" ({100 * self.difference / abs(self.champion_metric):+.2f}%)"
+                        if self.champion_metric else "")
+            lines.append(f"difference  {self.difference:+.6g}{relative}, margin {self.margin:g}")
+        if self.significance:
+            lines.append(f"significance {self.significance}")
+        return lines
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict (for JSON output)."""
@@ -70,6 +96,10 @@ class PromotionDecision:
 
 class RegistryError(RuntimeError):
     """The registry operation cannot proceed; the message says why."""
+
+
+def _shown(value: float | None) -> str:
+    return "missing" if value is None or math.isnan(value) else f"{value:.6g}"
 
 
 def _resolve_model_id(client: MlflowClient, run_id: str, artifact_path: str) -> str | None:
@@ -94,13 +124,17 @@ def register_run_model(
     artifact_path: str = "model",
     alias: str = CHALLENGER,
     await_seconds: int = 60,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_link: str | None = None,
 ) -> ModelVersion:
     """Register the model logged by ``run_id`` as a new version and point ``alias`` at it.
 
     In MLflow 3 a model is a LoggedModel (``models:/<model_id>``), linked to its run; the
     version is created from it and carries ``run_id`` so promotion can read the run's
     metrics and dataset/split tags. Falls back to ``runs:/<run_id>/<artifact_path>``
-    for models logged as plain run artifacts.
+    for models logged as plain run artifacts. ``description``, ``tags`` and ``run_link`` (the
+    registry UI's "Source Run" link, e.g. to the pipeline's parent run) go on the version.
     """
     try:
         client.create_registered_model(model_name)
@@ -115,6 +149,9 @@ def register_run_model(
         run_id=run_id,
         model_id=model_id,
         await_creation_for=await_seconds,
+        description=description,
+        tags=dict(tags or {}),
+        run_link=run_link,
     )
     _wait_ready(client, model_name, version.version, await_seconds)
     if alias:
@@ -163,8 +200,19 @@ def _fmt(value: float | None) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
 
 
-def _record(client: MlflowClient, decision: PromotionDecision) -> None:
-    """Write the decision as ``encore.promotion.*`` tags on the candidate version."""
+def decision_prefix(existing: Mapping[str, str]) -> str:
+    """Where the next decision on a version goes: ``encore.promotion.`` for the first, then
+    ``encore.promotion.2.``, ``.3.`` ..., so no decision is ever overwritten."""
+    if TAG_PREFIX + "decision" not in existing:
+        return TAG_PREFIX
+    n = 2
+    while f"{TAG_PREFIX}{n}.decision" in existing:
+        n += 1
+    return f"{TAG_PREFIX}{n}."
+
+
+def _record(client: MlflowClient, decision: PromotionDecision, existing: Mapping[str, str]) -> None:
+    """Write the decision as tags on the candidate version, beside (never over) earlier ones."""
     tags = {
         "decision": decision.decision,
         "reason": decision.reason,
@@ -179,8 +227,9 @@ def _record(client: MlflowClient, decision: PromotionDecision) -> None:
     }
     if decision.significance is not None:
         tags["significance"] = decision.significance
+    prefix = decision_prefix(existing)
     for key, value in tags.items():
-        client.set_model_version_tag(decision.model_name, decision.version, TAG_PREFIX + key, value)
+        client.set_model_version_tag(decision.model_name, decision.version, prefix + key, value)
 
 
 def promote(
@@ -191,24 +240,32 @@ def promote(
     margin: float = 0.0,
     force: bool = False,
     greater_is_better: bool = True,
+    dry_run: bool = False,
+    significance: str | None = None,
     client: MlflowClient,
 ) -> PromotionDecision:
     """Move alias ``champion`` to ``version`` if it beats the current champion.
 
-    Rules, in order: ``force`` always promotes; no champion yet promotes; the candidate
-    already being champion is a no-op ``promoted``; a missing metric or a different
+    Rules, in order: the candidate already being champion is ``unchanged`` (nothing is
+    compared or written, whatever ``force``); ``force`` always promotes; no champion yet
+    promotes; a missing metric or a different
     ``encore.dataset`` / ``encore.split_hash`` refuses; otherwise promote only when the
     candidate is better by more than ``margin`` (higher, or lower when
-    ``greater_is_better`` is False). The decision is recorded on the version either way.
+    ``greater_is_better`` is False). The decision is recorded on the version either way
+    (:func:`decision_prefix`), except in a ``dry_run``, which changes nothing. ``significance``
+    (text) replaces what the candidate's run recorded (a paired test the caller just ran).
     """
     version = str(version)
     candidate = client.get_model_version(model_name, version)
-    cand_value, cand_tags, significance = _run_facts(client, candidate.run_id, metric)
+    cand_value, cand_tags, recorded = _run_facts(client, candidate.run_id, metric)
+    significance = significance or recorded
     champion = current_alias_version(client, model_name, CHAMPION)
+    # MLflow returns versions as int, callers pass str: compare them as text (as int != str,
+    # re-promoting the champion used to be compared with itself and rejected).
+    champ_version = str(champion.version) if champion is not None else None
     champ_value, champ_tags = None, {}
-    if champion is not None and champion.version != version:
+    if champion is not None and champ_version != version:
         champ_value, champ_tags, _ = _run_facts(client, champion.run_id, metric)
-    champ_version = champion.version if champion is not None else None
     difference = None if cand_value is None or champ_value is None else cand_value - champ_value
 
     def decide(decision: Decision, reason: str) -> PromotionDecision:
@@ -225,8 +282,11 @@ def promote(
             margin=margin,
             significance=significance,
             forced=force,
+            dry_run=dry_run,
         )
 
+    if champ_version == version:
+        return decide("unchanged", f"version {version} is already the champion; nothing to do")
     if force:
         result = decide("promoted", f"forced promotion (previous champion: {champ_version or 'none'})")
     elif champion is None:
@@ -235,8 +295,6 @@ def promote(
             if cand_value is not None
             else decide("refused", f"candidate run has no metric '{metric}'")
         )
-    elif champion.version == version:
-        result = decide("promoted", f"version {version} is already the champion")
     elif cand_value is None:
         result = decide("refused", f"candidate run has no metric '{metric}'")
     elif champ_value is None:
@@ -262,9 +320,11 @@ def promote(
                 f"margin {margin:g}",
             )
 
-    if result.promoted and (champion is None or champion.version != version):
+    if dry_run:
+        return result
+    if result.promoted:
         client.set_registered_model_alias(model_name, CHAMPION, version)
-    _record(client, result)
+    _record(client, result, candidate.tags or {})
     return result
 
 

@@ -306,8 +306,10 @@ def test_forced_promotion(story: RegistryStory) -> None:
     assert story.decisions["forced"].promoted and story.decisions["forced"].forced
     assert story.champion_after["forced"] == story.versions["worse"]
     tags = story.tags_after["forced"]
-    assert tags["encore.promotion.forced"] == "true"
-    assert tags["encore.promotion.decision"] == "promoted"
+    # The forced promotion is recorded beside the earlier rejection, which is never overwritten.
+    assert tags["encore.promotion.2.forced"] == "true"
+    assert tags["encore.promotion.2.decision"] == "promoted"
+    assert tags["encore.promotion.decision"] == "rejected" and tags["encore.promotion.forced"] == "false"
 
 
 def test_champion_predicts_in_fresh_process(story: RegistryStory, mlflow_server: MlflowServer) -> None:
