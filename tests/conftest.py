@@ -74,3 +74,14 @@ def local_http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iter
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[object]:
+    """A real Spark standalone cluster for the session: a master and two 1-core / 1g workers on
+    127.0.0.1 free ports, returned once both are registered; every process stopped afterwards.
+    A test that kills a worker restarts it (``start_worker``) before it ends."""
+    from encore.data.spark_cluster import StandaloneCluster
+
+    with StandaloneCluster(n_workers=2, cores=1, memory="1g") as cluster:
+        yield cluster
