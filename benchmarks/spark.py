@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.docs_figures import git_commit, machine
 from encore.components.prepare import prepare
 from encore.config.experiment import REPO_ROOT, EncoreConfig, load_config
 from encore.data import load_dataset
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masters", default="local,1,2", help="local and/or numbers of cluster workers")
     parser.add_argument("--out", type=Path, default=RESULTS / "spark.json")
     args = parser.parse_args(argv)
-    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                          "load_average_at_start": os.getloadavg()[0]}, "experiments": {}}
+    report: dict[str, Any] = {"commit": git_commit(), "machine": machine(),
+                              "load_average_at_start": round(os.getloadavg()[0], 1), "experiments": {}}
     with tempfile.TemporaryDirectory(prefix="encore-bench-spark-") as workdir:
         for name in args.experiments.split(","):
             report["experiments"][name] = run_experiment(name, args.masters.split(","), Path(workdir))

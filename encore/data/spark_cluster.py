@@ -120,7 +120,11 @@ class StandaloneCluster:
         return self.master_url
 
     def start_worker(self, index: int, *, wait: bool = True) -> None:
-        """(Re)start worker ``index``; with ``wait``, return once the master counts it alive."""
+        """(Re)start worker ``index`` (nothing to do while it runs); with ``wait``, return once the
+        master counts it alive."""
+        running = self._processes.get(f"worker-{index}")
+        if running is not None and running.poll() is None:
+            return
         self._launch(f"worker-{index}", ["org.apache.spark.deploy.worker.Worker", "--host", HOST,
                                          "--port", str(free_port()), "--webui-port", str(free_port()),
                                          "--cores", str(self.cores), "--memory", self.memory, self.master_url])
