@@ -20,6 +20,7 @@ from encore.data.spark_session import SparkSettings
 from encore.recommenders import Recommender, recommender_class
 from encore.recommenders.als import ALSRecommender
 from encore.recommenders.als_spark import ALSSparkRecommender
+from encore.testing import check_recommender
 from tests.conftest import TINY_SYNTHETIC, make_config
 
 PARAMS = {"factors": 16, "regularization": 20.0, "alpha": 1.0, "iterations": 5, "weighting": "log1p",
@@ -116,3 +117,8 @@ def test_worker_killed_mid_fit_gives_the_same_model(fits: Fits, spark_cluster: S
     assert isinstance(model, ALSSparkRecommender)
     np.testing.assert_allclose(model.user_factors, fits.cluster.user_factors, atol=1e-4)
     np.testing.assert_allclose(model.item_factors, fits.cluster.item_factors, atol=1e-4)
+
+
+def test_keeps_the_recommender_contract(fits: Fits) -> None:
+    """The contract every kind keeps (encore.testing), fitted on the cluster (small settings)."""
+    check_recommender(ALSSparkRecommender, params={"factors": 4, "iterations": 2, "blocks": 2})
