@@ -117,7 +117,9 @@ class ALSSparkRecommender(ImplicitFactorizationRecommender):
         return self._fit_spark(view.user_items, view.parts)
 
     def fit(self, user_items: csr_matrix) -> Self:
-        """Fit on a matrix (no Parquet parts at hand): it is written to a temporary Parquet file first."""
+        """Fit on a matrix (no Parquet parts at hand): it is written to a temporary Parquet file first,
+        which the executors read by its path, as they read the prepared parts (on a cluster of
+        several machines the temporary folder, like the output folder, must be shared)."""
         user_items = check_user_items(user_items)
         coo = user_items.tocoo()
         with tempfile.TemporaryDirectory(prefix="encore-als-spark-") as folder:
