@@ -378,6 +378,25 @@ def render_serve_load(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def render_spark(doc: Path) -> str:
+    name = "spark.json"
+    report = load(name)
+    lines = ["| data | interactions | fit | master | fit (s) | NDCG@10 | overlap@100 with implicit |",
+             "|---|---|---|---|---|---|---|"]
+    for data, r in report["experiments"].items():
+        p = r["params"]
+        lines.append(f"| {data} | {thousands(r['n_interactions'])} | implicit ALS | this process | "
+                     f"{r['implicit']['fit_seconds']:.1f} | {r['implicit']['ndcg@10']:.4f} | – |")
+        for run in r["als_spark"].values():
+            lines.append(f"| {data} | {thousands(r['n_interactions'])} | als_spark | {run['master']} | "
+                         f"{run['fit_seconds']:.1f} | {run['ndcg@10']:.4f} | {run['overlap@100_vs_implicit']:.3f} |")
+    lines += ["", f"Both: {p['factors']} factors, {p['iterations']} iterations, regularization {p['regularization']}, "
+              f"alpha {p['alpha']}, {p['weighting']} weights, seed {p['random_state']}; train stage, NDCG@10 on test. "
+              f"Machine: {report['machine']}, load average {report['load_average_at_start']} at the start "
+              "(shared).", "", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[[Path], str]
@@ -402,6 +421,7 @@ FIGURES: dict[str, Figure] = {
     "prepare-engines": Figure(render_prepare_engines, ("prepare_engines.json",)),
     "foldin": Figure(render_foldin, ("foldin.json",)),
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
+    "spark-als": Figure(render_spark, ("spark.json",)),
 }
 
 

@@ -113,3 +113,14 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> TinyRegistry:
     return TinyRegistry(config.tracking.tracking_uri, registered["model_name"], registered["run_id"], tmp,
                         EvaluateOutput(output_dir(config, "evaluate")), RankerOutput(output_dir(config, "ranker")),
                         output_dir(config, "prepare"))
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[object]:
+    """A real Spark standalone cluster for the session: a master and two 1-core / 1g workers on
+    127.0.0.1 free ports, returned once both are registered; every process stopped afterwards.
+    A test that kills a worker restarts it (``start_worker``) before it ends."""
+    from encore.data.spark_cluster import StandaloneCluster
+
+    with StandaloneCluster(n_workers=2, cores=1, memory="1g") as cluster:
+        yield cluster

@@ -7,7 +7,7 @@ A test gets them without writing them:
 * ``integration``: it lives in ``tests/integration/``, uses a service fixture (``postgres``, ``s3``,
   ``mlflow_server``), or starts the recommendation service (``python -m encore.serving`` / uvicorn);
 * ``realdata``: it (or a fixture it uses) takes ``lastfm2k_dir`` or reads ``LASTFM2K_DIR``;
-* ``spark``: it (or a fixture it uses) takes the ``spark`` fixture, calls ``spark_session``,
+* ``spark``: it (or a fixture it uses) takes the ``spark`` or ``spark_cluster`` fixture, calls ``spark_session``,
   configures ``engine: spark`` or hands a process ``ENCORE_SPARK_CONFIG``;
 * ``pipeline``: it (or a fixture it uses, or a helper of its module they call) runs the pipeline:
   ``run_pipeline``, ``ran_pipeline``, the CLI in-process (``runner.main``), ``run.sh`` or
@@ -46,6 +46,7 @@ FOLDER_MARKERS = {"integration": "integration", "packaging": "packaging"}
 FIXTURE_MARKERS = {
     "lastfm2k_dir": "realdata",
     "spark": "spark",
+    "spark_cluster": "spark",
     "postgres": "integration",
     "s3": "integration",
     "mlflow_server": "integration",

@@ -25,6 +25,7 @@ class MachineSettings(BaseSettings):
     encore_data_dir: Path | None = None
     encore_output_dir: Path | None = None
     encore_spark_config: Path | None = None  # Spark session settings (default config/spark_config.yaml)
+    encore_spark_master: str | None = None  # overrides the settings file's master (spark://host:port, yarn ...)
 
     def __init__(self, **values: Any) -> None:
         # One settings path: $ENV_FILE, resolved when read (as for credentials), not the default .env only.

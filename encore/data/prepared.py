@@ -35,6 +35,8 @@ Stage = Literal["base", "train"]
 STAGES: tuple[Stage, ...] = ("base", "train")
 EVAL_PART: dict[Stage, str] = {"base": "target", "train": "test"}
 """Which part a model fit on each stage is scored against."""
+STAGE_PARTS: dict[Stage, tuple[str, ...]] = {"base": ("base",), "train": ("base", "target")}
+"""The Parquet parts whose rows a model fit on each stage sees (``train`` = base + target)."""
 
 
 def to_csr(frame: pd.DataFrame, shape: tuple[int, int], value: str | None = "weight",
@@ -154,4 +156,5 @@ class PreparedData:
     def stage_view(self, stage: Stage) -> StageView:
         """Everything a model fit on ``stage`` may see: the one input of ``Recommender.fit_stage``."""
         return StageView(user_items=self.user_items(stage), item_features=self.item_features(stage),
-                         social=self.social(), timestamps=self.timestamps(stage))
+                         social=self.social(), timestamps=self.timestamps(stage),
+                         parts=tuple(self.path / f"{part}.parquet" for part in STAGE_PARTS[stage]))

@@ -69,12 +69,21 @@ def spark_config_file() -> Path:
 
 
 def load_spark_settings(path: Path | None = None) -> SparkSettings:
-    """Read and validate a Spark settings file; ConfigError names the file and the key."""
+    """Read and validate a Spark settings file; ConfigError names the file and the key.
+
+    ``ENCORE_SPARK_MASTER`` (environment or ``.env``), when set, replaces the file's ``master``:
+    the same settings then run on ``local[*]`` or on a cluster (``spark://host:port``, ``yarn``,
+    ``k8s://...``) without editing the file.
+    """
     path = Path(path) if path is not None else spark_config_file()
     if not path.is_file():
         raise ConfigError(f"{path}: Spark settings file not found (set ENCORE_SPARK_CONFIG or restore it)")
+    values = read_yaml(path)
+    master = MachineSettings().encore_spark_master
+    if master and isinstance(values, dict):
+        values = values | {"master": master}
     try:
-        return SparkSettings.model_validate(read_yaml(path))
+        return SparkSettings.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path), what="Spark settings")) from None
 

@@ -16,6 +16,7 @@ the registry and which side data the pipeline hands to ``fit``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import scipy.sparse as sp
@@ -53,13 +54,16 @@ class StageView:
 
     ``user_items`` (n_users, n_items) play weights; ``item_features`` (n_items, n_tags) leak-free
     tag counts; ``social`` (n_users, n_users) friend links or None; ``timestamps`` (n_users,
-    n_items) last-play unix seconds or None.
+    n_items) last-play unix seconds or None. ``parts``: the Parquet files (user, item, weight rows) whose
+    per-pair sums are ``user_items``, for a kind whose engine reads them itself (``als_spark``); empty
+    when the view was built from matrices only.
     """
 
     user_items: sp.csr_matrix
     item_features: sp.csr_matrix | None = None
     social: sp.csr_matrix | None = None
     timestamps: sp.csr_matrix | None = None
+    parts: tuple[Path, ...] = ()
 
 
 class SideDataMissing(ValueError):

@@ -23,6 +23,7 @@ BUILTIN: tuple[str, ...] = tuple(f"{_PACKAGE}.{path}" for path in (
     "popular:PopularRecommender", "als:ALSRecommender", "bpr:BPRRecommender", "item2item:Item2ItemRecommender",
     "itemknn:ItemKNNRecommender", "ease:EASERecommender", "friends:FriendsRecommender",
     "userknn:UserKNNRecommender",
+    "als_spark:ALSSparkRecommender",
 ))
 
 

@@ -352,6 +352,14 @@ def test_spark_settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         load_spark_settings(tmp_path / "missing.yaml")
 
 
+def test_master_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENCORE_SPARK_MASTER points the same settings at a cluster without editing the file."""
+    monkeypatch.setenv("ENCORE_SPARK_MASTER", "spark://127.0.0.1:7077")
+    assert load_spark_settings(DEFAULT_SPARK_CONFIG).master == "spark://127.0.0.1:7077"
+    monkeypatch.delenv("ENCORE_SPARK_MASTER")
+    assert load_spark_settings(DEFAULT_SPARK_CONFIG).master == "local[*]"
+
+
 def test_missing_java_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from encore.data import spark_session as spark_module
 

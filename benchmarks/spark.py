@@ -1,0 +1,160 @@
+"""The cost and the parity of ``als_spark`` (MLlib ALS) beside ``als`` (implicit), on one machine and a cluster.
+
+    python -m benchmarks.spark [--experiments lastfm2k,synthetic_1m] [--masters local,1,2]
+
+For each experiment, ``prepare`` runs once (in-process, into a temporary folder); then the
+``train`` stage is fitted with implicit's ALS and with MLlib's ALS on every master: ``local``
+(``local[*]``), ``1`` and ``2`` (a loopback standalone cluster of that many 1-core workers,
+:mod:`encore.data.spark_cluster`). Same factors, iterations, regularization, alpha, weighting
+and seed (the experiment's ``als`` instance). Per run: fit seconds (session start excluded),
+NDCG@10 on test, and against implicit's lists the overlap@100 of the candidate ids.
+Written to ``benchmarks/results/spark.json``; a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.docs_figures import git_commit, machine
+from encore.components.prepare import prepare
+from encore.config.experiment import REPO_ROOT, EncoreConfig, load_config
+from encore.data import load_dataset
+from encore.data.prepared import PreparedData, Stage
+from encore.data.spark_cluster import StandaloneCluster
+from encore.data.spark_session import SparkSettings, load_spark_settings, spark_session
+from encore.evaluation.evaluator import Evaluator
+from encore.evaluation.splits import split_interactions
+from encore.recommenders import Recommender
+from encore.recommenders.als import ALSRecommender
+from encore.recommenders.als_spark import ALSSparkRecommender
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+
+
+def prepare_folder(config: EncoreConfig, out: Path) -> PreparedData:
+    """``config``'s data split and written in the prepared layout (as ``prepare`` does), in ``out``."""
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir)
+    split = split_interactions(dataset.interactions, config.split, seed=config.experiment.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    prepare(dataset, split, out, data_sha256={})
+    return PreparedData(out)
+
+
+def overlap_at(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Mean share of the first ``k`` ids two ``(n_users, >= k)`` lists have in common (-1 slots ignored)."""
+    shares = [len(set(x[:k][x[:k] >= 0]) & set(y[:k][y[:k] >= 0])) / k for x, y in zip(a, b, strict=True)]
+    return float(np.mean(shares)) if shares else 1.0
+
+
+def eval_lists(model: Recommender, prepared: PreparedData, stage: Stage, n: int) -> tuple[np.ndarray, Evaluator]:
+    """Top-``n`` of the users ``stage`` is scored on, already-played items filtered, and their evaluator."""
+    evaluator = Evaluator(prepared, stage, (10, n))
+    ids, _ = model.recommend(evaluator.users, prepared.user_items(stage), n)
+    return ids, evaluator
+
+
+def als_params(config: EncoreConfig) -> dict[str, Any]:
+    """The ``als`` instance's settings both kinds share (implicit's BM25 has no Spark counterpart)."""
+    section = config.components.generator("als")
+    params = {key: getattr(section, key) for key in ("factors", "regularization", "alpha", "iterations", "weighting")}
+    return params | {"random_state": config.experiment.seed}
+
+
+@contextlib.contextmanager
+def session_on(master: str, base: SparkSettings) -> Iterator[Any]:
+    """A Spark session on ``master`` (any running one is stopped first), stopped on exit."""
+    stop_active_session()
+    session = spark_session(base.model_copy(update={"master": master}))
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+def stop_active_session() -> None:
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
+def cluster_settings(base: SparkSettings) -> SparkSettings:
+    """``base`` made to fit 1-core / 1g loopback workers (driver on loopback, 512m executors)."""
+    conf = base.conf | {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+                        "spark.executor.memory": "512m", "spark.executor.cores": 1}
+    return base.model_copy(update={"conf": conf, "driver_memory": "2g"})
+
+
+def run_experiment(name: str, masters: list[str], workdir: Path) -> dict[str, Any]:
+    config = load_config(REPO_ROOT / "experiments" / f"{name}.yaml")
+    started = time.perf_counter()
+    prepared = prepare_folder(config, workdir / name)
+    print(f"{name}: prepared in {time.perf_counter() - started:.0f} s", flush=True)
+    stage: Stage = "train"
+    params = als_params(config)
+    implicit = ALSRecommender(**params)
+    started = time.perf_counter()
+    implicit.fit_stage(prepared.stage_view(stage))
+    implicit_seconds = time.perf_counter() - started
+    reference, evaluator = eval_lists(implicit, prepared, stage, 100)
+    implicit_ndcg = evaluator.evaluate(reference[:, :10])["ndcg@10"]
+    print(f"{name}: implicit {implicit_seconds:.1f} s, ndcg@10 {implicit_ndcg:.4f}", flush=True)
+    runs: dict[str, Any] = {}
+    base = load_spark_settings()
+    spark_params = {k: v for k, v in params.items() if k != "weighting"} | {
+        "weighting": params["weighting"] if params["weighting"] in ("log1p", "none") else "log1p"}
+    for master in masters:
+        with contextlib.ExitStack() as stack:
+            if master == "local":
+                url, settings = "local[*]", base
+            else:
+                cluster = stack.enter_context(StandaloneCluster(n_workers=int(master), cores=1, memory="1g"))
+                url, settings = cluster.master_url, cluster_settings(base)
+            stack.enter_context(session_on(url, settings))
+            model = ALSSparkRecommender(**spark_params)
+            started = time.perf_counter()
+            model.fit_stage(prepared.stage_view(stage))
+            seconds = time.perf_counter() - started
+        lists, _ = eval_lists(model, prepared, stage, 100)
+        where = url if master == "local" else f"standalone, {master} x 1 core"
+        runs[master] = {"master": where, "fit_seconds": seconds,
+                        "ndcg@10": evaluator.evaluate(lists[:, :10])["ndcg@10"],
+                        "overlap@100_vs_implicit": overlap_at(lists, reference, 100)}
+        print(f"{name}: als_spark on {master}: {runs[master]}", flush=True)
+    summary = prepared.summary
+    return {"experiment": f"experiments/{name}.yaml", "n_interactions": int(summary["n_interactions"]),
+            "n_users": int(summary["n_users"]), "n_items": int(summary["n_items"]), "params": spark_params,
+            "implicit": {"fit_seconds": implicit_seconds, "ndcg@10": implicit_ndcg}, "als_spark": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiments", default="lastfm2k", help="comma-separated experiments/<name>.yaml")
+    parser.add_argument("--masters", default="local,1,2", help="local and/or numbers of cluster workers")
+    parser.add_argument("--out", type=Path, default=RESULTS / "spark.json")
+    args = parser.parse_args(argv)
+    report: dict[str, Any] = {"commit": git_commit(), "machine": machine(),
+                              "load_average_at_start": round(os.getloadavg()[0], 1), "experiments": {}}
+    with tempfile.TemporaryDirectory(prefix="encore-bench-spark-") as workdir:
+        for name in args.experiments.split(","):
+            report["experiments"][name] = run_experiment(name, args.masters.split(","), Path(workdir))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
