@@ -142,4 +142,5 @@ for kind in ("sasrec", "twotower"):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines == [f"TorchMissing kind '{kind}' needs PyTorch, which is not installed: pip install "
-                     "'encore[neural]' (or pip install torch==2.13.0, the CPU build)" for kind in ("sasrec", "twotower")]
+                     "'encore[neural]' (or pip install torch==2.13.0, the CPU build)"
+                     for kind in ("sasrec", "twotower")]
