@@ -63,7 +63,7 @@ def peak_mib(config: Any, name: str) -> float | None:
 def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
     commit = git_commit()  # the code measured, before anything is edited during the run
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-                               encore_output_dir=workdir / "outputs", encore_data_dir=workdir / "data")
+                               encore_output_dir=workdir / "outputs")  # data: ENCORE_DATA_DIR, as for a run
     config = load_config(experiment_file(experiment, workdir), settings=settings)
     run_pipeline(config, ["prepare", "tune", *INSTANCES])
     config = tuned(config)
