@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.docs_figures import neural_table
 from encore.config.experiment import REPO_ROOT, MachineSettings, load_config
 from encore.data.prepared import PreparedData
 from encore.evaluation.evaluator import Evaluator, lists_from_frame
@@ -98,18 +99,7 @@ def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"{report['experiment']}, commit {report['commit'][:7]}: {report['test_users']} test users "
-             f"({report['warm_test_users']} warm).", "",
-             "| instance | NDCG@10 | vs EASE (95% CI) | NDCG@10 warm | vs EASE warm (95% CI) | best epoch | "
-             "fit (s) | peak RSS (MiB) |", "|---|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
-        ci = "—" if "diff_ci" not in r else f"{r['diff_ci'][0]:+.4f} … {r['diff_ci'][1]:+.4f}"
-        ci_warm = "—" if "diff_ci_warm" not in r else f"{r['diff_ci_warm'][0]:+.4f} … {r['diff_ci_warm'][1]:+.4f}"
-        epoch = "—" if r["best_epoch"] is None else f"{r['best_epoch']:.0f}"
-        peak = "—" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
-        lines.append(f"| {r['instance']} | {r['ndcg@10']:.4f} | {ci} | {r['ndcg@10_warm']:.4f} | {ci_warm} | {epoch} | "
-                     f"{r['fit_seconds']:.1f} | {peak} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([f"Commit {report['commit'][:7]}.", "", *neural_table(report)]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
