@@ -90,7 +90,7 @@ def trial_run(name: str, number: int, settings: dict[str, Any]) -> Iterator[Call
     if mlflow.active_run() is None:
         yield lambda metrics: None
         return
-    tags = {"encore.component": NAME, "encore.tune.instance": name, "encore.tune.trial": str(number)}
+    tags = {"encore.tune.instance": name, "encore.tune.trial": str(number)}  # not a component run
     with mlflow.start_run(run_name=f"{name} trial {number}", nested=True, tags=tags):
         mlflow.log_params({key: json.dumps(value) if isinstance(value, list | dict) else value
                            for key, value in settings.items()})

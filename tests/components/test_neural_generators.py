@@ -15,7 +15,7 @@ from tests.recommenders.test_runtime_checks import _tabular
 
 TINY_NEURAL = {"epochs": 6, "patience": 2, "factors": 16, "num_threads": 1, "n_similar": 5}
 NEURAL = TINY_SYNTHETIC | {
-    "experiment": {"name": "neural", "seed": 3},
+    "experiment": {"name": "tiny_time", "seed": 3},  # as test_tune's Optuna runs: one prepare for both
     "split": {"kind": "time", "target_start": "2020-05-01", "test_start": "2020-07-01"},
     "components": TINY_SYNTHETIC["components"] | {
         "sasrec": {"kind": "sasrec", "max_len": 20} | TINY_NEURAL,
@@ -25,8 +25,8 @@ RUN = ["prepare", "sasrec", "twotower"]
 
 
 @pytest.fixture(scope="module")
-def neural_run(tmp_path_factory: pytest.TempPathFactory):
-    config = make_config(tmp_path_factory.mktemp("neural"), NEURAL)
+def neural_run(time_split_dir: Path):
+    config = make_config(time_split_dir, NEURAL)
     run_pipeline(config, RUN)
     return config
 
@@ -43,10 +43,10 @@ def test_the_base_fit_stops_on_the_target_part_and_the_refit_uses_its_best_epoch
     assert base.item_factors_.shape == (base.n_items_, TINY_NEURAL["factors"])
 
 
-def test_sasrec_never_sees_a_test_window_event(neural_run, tmp_path: Path) -> None:
+def test_sasrec_never_sees_a_test_window_event(neural_run, time_split_dir: Path) -> None:
     """Another test window (test_end cuts it to a few days), the same base and target parts: the
     same early stopping and the same embeddings, to the last bit, for both stages."""
-    other = make_config(tmp_path, NEURAL | {"split": NEURAL["split"] | {"test_end": "2020-07-05"}})
+    other = make_config(time_split_dir, NEURAL | {"split": NEURAL["split"] | {"test_end": "2020-07-05"}})
     run_pipeline(other, ["prepare", "sasrec"])
     assert output_dir(other, "prepare") != output_dir(neural_run, "prepare")
     mine, theirs = (GeneratorOutput(output_dir(c, "sasrec")) for c in (neural_run, other))

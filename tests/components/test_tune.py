@@ -161,7 +161,7 @@ def test_every_fold_tunes_on_its_own_target_part(tmp_path: Path) -> None:
 OPTUNA_SPACE = {"ease": {"l2": {"low": 1.0, "high": 30000.0, "log": True}},
                 "sasrec": {"learning_rate": {"low": 1e-6, "high": 0.05, "log": True}, "dropout": [0.0, 0.3]}}
 OPTUNA = TUNED | {
-    "experiment": {"name": "optuna", "seed": 3},
+    "experiment": {"name": "tiny_time", "seed": 3},  # as test_neural_generators': one prepare for both
     "components": TUNED["components"] | {"sasrec": {"kind": "sasrec", "epochs": 4, "patience": 2, "factors": 16,
                                                     "max_len": 20, "num_threads": 1}},
     "tuning": {"search": "optuna", "grid": OPTUNA_SPACE, "trials": 5},
@@ -169,8 +169,8 @@ OPTUNA = TUNED | {
 
 
 @pytest.fixture(scope="module")
-def optuna_run(tmp_path_factory: pytest.TempPathFactory):
-    config = make_config(tmp_path_factory.mktemp("optuna"), OPTUNA)
+def optuna_run(time_split_dir: Path):
+    config = make_config(time_split_dir, OPTUNA)
     run_pipeline(config, ["prepare", TUNE])
     return config
 
@@ -211,7 +211,8 @@ def test_optuna_prunes_hopeless_trials_on_their_epoch_scores(optuna_run) -> None
 def test_every_optuna_trial_is_a_nested_run_of_the_tune_run(optuna_run) -> None:
     mlflow.set_tracking_uri(optuna_run.tracking.tracking_uri)
     runs = mlflow.search_runs(experiment_names=[optuna_run.experiment.name], output_format="list")
-    tune_run = next(r for r in runs if r.info.run_name == TUNE)
+    tune_run = next(r for r in runs if r.info.run_name == TUNE
+                    and r.data.tags["encore.output_dir"] == str(output_dir(optuna_run, TUNE)))
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tune_run.info.run_id]
     trials = TuneOutput(output_dir(optuna_run, TUNE)).trials()
     assert len(nested) == len(trials)
@@ -229,11 +230,11 @@ def test_every_optuna_trial_is_a_nested_run_of_the_tune_run(optuna_run) -> None:
     assert tune_run.data.metrics["trials"] == len(trials)
 
 
-def test_optuna_never_reads_test_and_respects_the_time_budget(optuna_run, tmp_path: Path) -> None:
+def test_optuna_never_reads_test_and_respects_the_time_budget(optuna_run, time_split_dir: Path) -> None:
     """Another test window: the same ease trials, to the last digit. A time budget shorter than one
     trial: one trial per instance (Optuna starts no trial after it)."""
     ease_only = {"grid": {"ease": OPTUNA_SPACE["ease"]}}
-    other = make_config(tmp_path, OPTUNA | {"split": OPTUNA["split"] | {"test_end": "2020-07-05"},
+    other = make_config(time_split_dir, OPTUNA | {"split": OPTUNA["split"] | {"test_end": "2020-07-05"},
                                             "tuning": OPTUNA["tuning"] | ease_only})
     run_pipeline(other, ["prepare", TUNE])
     mine = TuneOutput(output_dir(optuna_run, TUNE)).trials()
@@ -241,7 +242,7 @@ def test_optuna_never_reads_test_and_respects_the_time_budget(optuna_run, tmp_pa
     columns = ["instance", "trial", "settings", "ndcg_at_10", "recall_at_50", "chosen"]
     assert mine[mine["instance"] == "ease"][columns].reset_index(drop=True).equals(theirs[columns])
 
-    timed = make_config(tmp_path, OPTUNA | {"split": other.split.model_dump(mode="json"),  # its prepare is reused
+    timed = make_config(time_split_dir, OPTUNA | {"split": other.split.model_dump(mode="json"),  # prepare reused
                                             "tuning": OPTUNA["tuning"] | {"timeout_seconds": 0.001}})
     run_pipeline(timed, ["prepare", TUNE])
     assert list(TuneOutput(output_dir(timed, TUNE)).trials()["instance"]) == ["ease", "sasrec"]
