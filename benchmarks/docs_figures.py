@@ -382,7 +382,8 @@ def neural_table(report: dict[str, Any]) -> list[str]:
     """The neural kinds against tuned EASE on one split (``python -m benchmarks.neural``)."""
     lines = [
         f"{report['experiment']}: {thousands(report['test_users'])} test users "
-        f"({thousands(report['warm_test_users'])} warm).",
+        f"({thousands(report['warm_test_users'])} warm); one torch thread; load average "
+        f"{report['load_average'][0]:.1f} before, {report['load_average'][1]:.1f} after.",
         "",
         "| instance | NDCG@10 | vs EASE (95% CI) | NDCG@10 warm | vs EASE warm (95% CI) | best epoch | "
         "fit (s) | peak RSS (MiB) |",

@@ -5,17 +5,19 @@
 
 Runs the experiment's last split (``split.folds`` dropped: one fold, the experiment's own cut
 points) with ``prepare``, ``tune`` (EASE's grid only, on the experiment's tuning segment), ``ease``
-and a ``sasrec`` and a ``twotower`` instance at their defaults (each stops early on the
+and a ``sasrec`` and a ``twotower`` instance at their defaults (one torch thread) (each stops early on the
 ranker-target part, then refits on base + target for its best epoch count). Each instance's train
 lists are scored on test, over all test users and over warm ones, with the paired bootstrap CI of
 the difference against EASE; training seconds (base + train fits) and the component's peak RSS
-come from the run. Results go to ``benchmarks/results/<name>.json`` and ``.md``.
+come from the run (wall time: the 1-minute load average before and after is recorded).
+Results go to ``benchmarks/results/<name>.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,9 @@ def experiment_file(source: Path, workdir: Path) -> Path:
     tuning["grid"] = {"ease": tuning.get("grid", {}).get("ease", {"l2": [50.0, 500.0, 3000.0]})}
     tuning["segments"] = {}
     experiment["tuning"] = tuning
-    experiment.setdefault("components", {}).update({"sasrec": {"kind": "sasrec"}, "twotower": {"kind": "twotower"}})
+    # One torch thread: on shared cores two threads wait for each other (docs/neural.md).
+    experiment.setdefault("components", {}).update({"sasrec": {"kind": "sasrec", "num_threads": 1},
+                                                     "twotower": {"kind": "twotower", "num_threads": 1}})
     path = workdir / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
     return path
@@ -63,6 +67,7 @@ def peak_mib(config: Any, name: str) -> float | None:
 
 def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
     commit = git_commit()  # the code measured, before anything is edited during the run
+    load_before = os.getloadavg()[0]
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                                encore_output_dir=workdir / "outputs")  # data: ENCORE_DATA_DIR, as for a run
     config = load_config(experiment_file(experiment, workdir), settings=settings)
@@ -95,7 +100,7 @@ def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
     return {"experiment": config.experiment.name, "commit": commit, "n_users": summary["n_users"],
             "n_items": summary["n_items"], "base_rows": summary.get("base_rows"),
             "test_users": len(evaluator.users), "warm_test_users": int(evaluator.segments["warm"].n_users),
-            "rows": rows}
+            "load_average": [load_before, os.getloadavg()[0]], "rows": rows}
 
 
 def markdown(report: dict[str, Any]) -> str:

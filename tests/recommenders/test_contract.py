@@ -19,7 +19,7 @@ from encore.recommenders.kinds import KINDS
 from encore.testing import CHECKS, check_recommender, sample_stage_view
 from tests.recommenders.test_plugins import USER_MODULE
 
-FEW_EPOCHS = {"epochs": 3, "factors": 16}
+FEW_EPOCHS = {"epochs": 3, "factors": 16, "num_threads": 1}
 """The neural kinds' contract holds at any size: a few small epochs keep the suite fast."""
 
 
