@@ -46,7 +46,8 @@ setup(
     python_requires=">=3.11",
     install_requires=requirements,
     # The Spark preprocessing engine (dataset.engine: spark) also needs a Java 17+ runtime.
-    extras_require={"spark": ["pyspark==4.1.1"]},
+    # neural: the sasrec and twotower kinds, on the CPU build of PyTorch (an unpinned torch pulls CUDA).
+    extras_require={"spark": ["pyspark==4.1.1"], "neural": ["torch==2.13.0"]},
     cmdclass={"build_py": BuildWithDefaults},
     license="Apache-2.0",
 )

@@ -397,6 +397,31 @@ def render_spark(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def neural_table(report: dict[str, Any]) -> list[str]:
+    """The neural kinds against tuned EASE on one split (``python -m benchmarks.neural``)."""
+    lines = [
+        f"{report['experiment']}: {thousands(report['test_users'])} test users "
+        f"({thousands(report['warm_test_users'])} warm); one torch thread; load average "
+        f"{report['load_average'][0]:.1f} before, {report['load_average'][1]:.1f} after.",
+        "",
+        "| instance | NDCG@10 | vs EASE (95% CI) | NDCG@10 warm | vs EASE warm (95% CI) | best epoch | "
+        "fit (s) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        ci = "—" if "diff_ci" not in r else f"{r['diff_ci'][0]:+.4f} … {r['diff_ci'][1]:+.4f}"
+        ci_warm = "—" if "diff_ci_warm" not in r else f"{r['diff_ci_warm'][0]:+.4f} … {r['diff_ci_warm'][1]:+.4f}"
+        epoch = "—" if r["best_epoch"] is None else f"{r['best_epoch']:.0f}"
+        peak = "—" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
+        lines.append(f"| {r['instance']} | {r['ndcg@10']:.4f} | {ci} | {r['ndcg@10_warm']:.4f} | {ci_warm} | "
+                     f"{epoch} | {r['fit_seconds']:.1f} | {peak} |")
+    return lines
+
+
+def render_neural(doc: Path, name: str) -> str:
+    return "\n".join([*neural_table(load(name)), "", source_line(doc, name)])
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[[Path], str]
@@ -422,6 +447,8 @@ FIGURES: dict[str, Figure] = {
     "foldin": Figure(render_foldin, ("foldin.json",)),
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
     "spark-als": Figure(render_spark, ("spark.json",)),
+    "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
+                                   ("neural-lastfm2k_time.json",)),
 }
 
 

@@ -7,7 +7,7 @@ benchmarks. Which side data a model fits on comes from its kind's declaration
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,7 +15,7 @@ import pandas as pd
 
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData, Stage
-from encore.evaluation.evaluator import frame_from_lists
+from encore.evaluation.evaluator import Evaluator, frame_from_lists
 from encore.progress import batches
 from encore.recommenders import (
     GeneratorConfig,
@@ -39,8 +39,11 @@ def make_recommender(section: GeneratorConfig, seed: int) -> Recommender:
     return recommender_class(section.kind).from_config(section, seed)
 
 
-def _side_data_error(name: str, problem: object) -> ConfigError:
-    return ConfigError(f"components.{name}: {problem}; set components.{name}.enabled: false")
+def _side_data_error(name: str, problem: object, prepared: PreparedData) -> ConfigError:
+    # "this dataset" becomes its name (e.g. sasrec on a dataset without timestamps).
+    dataset = prepared.summary.get("dataset")
+    message = str(problem).replace("this dataset", f"dataset '{dataset}'") if dataset else str(problem)
+    return ConfigError(f"components.{name}: {message}; set components.{name}.enabled: false")
 
 
 def side_data_error(config: EncoreConfig, prepared: PreparedData,
@@ -52,7 +55,7 @@ def side_data_error(config: EncoreConfig, prepared: PreparedData,
     for name in names:
         problem = recommender_class(config.components.generator(name).kind).side_data_problem(view)
         if problem is not None:
-            return name, _side_data_error(name, problem)
+            return name, _side_data_error(name, problem, prepared)
     return None
 
 
@@ -62,7 +65,7 @@ def fit_recommender(model: Recommender, prepared: PreparedData, stage: Stage, *,
     try:
         return model.fit_stage(prepared.stage_view(stage))
     except SideDataMissing as exc:
-        raise _side_data_error(name, exc) from None
+        raise _side_data_error(name, exc, prepared) from None
     except SettingUnfit as exc:
         raise ConfigError(f"components.{name}.{exc.key}: {exc}") from None
 
@@ -129,3 +132,34 @@ def similar_items(model: Recommender, n_items: int, n_similar: int, batch_size: 
     return pd.concat(frames, ignore_index=True) if frames else frame_from_lists(
         np.empty(0, np.int64), np.empty((0, n_similar), np.int64), np.empty((0, n_similar), np.float32)
     ).rename(columns={"user": "item", "item": "similar_item"})
+
+
+def target_lists(model: Recommender, prepared: PreparedData, users: np.ndarray, k: int, batch_size: int,
+                 label: str) -> np.ndarray:
+    """``(len(users), k)`` top-``k`` ids of a model fit on ``base``: the lists a ranker-target
+    score is computed from (``tune``'s trials, a neural kind's early stopping). Test never enters."""
+    lists = np.full((len(users), k), -1, dtype=np.int64)
+    for start, stop, ids, _ in recommend_batches(model, prepared, "base", users, k, batch_size, label):
+        lists[start:stop] = ids
+    return lists
+
+
+def target_scorer(prepared: PreparedData, evaluator: Evaluator, metric: str, segment: str, batch_size: int,
+                  label: str, on_score: Callable[[int, float], None] | None = None
+                  ) -> Callable[[Recommender], float]:
+    """``f(model) -> metric`` of a base-fit model's lists over the ranker-target users of ``segment``:
+    a neural kind's ``epoch_scorer`` (early stopping on the target part, never test). ``on_score(epoch,
+    score)`` sees every epoch's score (``tune`` reports them to Optuna, which may prune the trial)."""
+    k = max(evaluator.ks)
+    epoch = 0
+
+    def score(model: Recommender) -> float:
+        nonlocal epoch
+        epoch += 1
+        value = evaluator.evaluate(target_lists(model, prepared, evaluator.users, k, batch_size,
+                                                f"{label} epoch {epoch}"), segment)[metric]
+        if on_score is not None:
+            on_score(epoch, value)
+        return value
+
+    return score

@@ -193,9 +193,11 @@ class TuneOutput:
 
     TRIALS = "trials.csv"
     """``instance, trial, settings`` (JSON), ``segment, n_users``, one column per metric at every k,
-    ``seconds``, ``chosen`` (bool)."""
+    ``best_epoch`` (kinds trained in epochs), ``state`` (complete | pruned), ``seconds``, ``chosen`` (bool)."""
     CHOSEN = "chosen.json"
     """``{instance: {setting: value}}``: the best combination of each instance's grid."""
+    FRAGMENT = "chosen.yaml"
+    """The same choice as an experiment-file fragment (``components: {instance: {setting: value}}``)."""
     TABLE_MD = "tuning.md"
 
     def trials(self) -> pd.DataFrame:

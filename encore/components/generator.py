@@ -27,6 +27,7 @@ from encore.candidates import (
     fit_recommender,
     recommend_batches,
     similar_item_batches,
+    target_scorer,
 )
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import STAGES, PreparedData, Stage
@@ -68,10 +69,22 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     out = GeneratorOutput(ctx.output)
     timings = Timings()
     extra: dict[str, float] = {}
+    best_epoch: int | None = None
     for stage in STAGES:
         model = build_recommender(config, name)
+        if hasattr(model, "epoch_scorer"):
+            # A neural kind stops early on the ranker-target part (base fit; never test) and the
+            # base + target refit trains for the epochs that scored best there.
+            if stage == "base":
+                model.epoch_scorer = target_scorer(prepared, Evaluator(prepared, stage, tuple(ks)),
+                                                   config.evaluation.primary_metric, "all", section.batch_size,
+                                                   f"{name} target")
+            elif best_epoch is not None:
+                model.epochs = best_epoch
         with timings.phase(f"fit_{stage}"):
             fit_recommender(model, prepared, stage, name=name)
+        if stage == "base" and hasattr(model, "best_epoch_"):
+            best_epoch = extra["best_epoch"] = model.best_epoch_
         if stage == "base" and not section.propose:
             out.write_model(stage, model)  # the ranker's features; no base candidates to write
             continue

@@ -9,10 +9,21 @@ skipped. The best combination of each instance (the first of equals, in grid ord
 to ``chosen.json``; the runner then runs every later component with those settings
 (:func:`encore.pipeline.reuse_keys.tuned`), so their fingerprints, MLflow params and outputs are
 those of the chosen settings. Test items are
-never read: the choice cannot depend on them (``tests/test_tuning.py`` changes them and checks).
+never read: the choice cannot depend on them (``tests/components/test_tune.py`` changes them and checks).
 
 With ``split.folds`` the component runs in every fold on that fold's own target part, so each
 fold's settings are chosen on data before its test window.
+
+With ``tuning.search: optuna`` the ``grid`` is a search space instead (a list: choices; ``{low,
+high, log}``: a range) and Optuna's TPE sampler, seeded with ``experiment.seed``, runs up to
+``tuning.trials`` trials per instance within ``tuning.timeout_seconds``. A neural kind reports its
+target score after every epoch (it stops early on it, keeping its best epoch): a trial below the
+median of earlier trials at the same epoch is pruned (``tuning.pruning``). Pruned trials are in
+``trials.csv`` (``state``) without scores and are never chosen.
+
+Each trial is a nested MLflow run under the tune run (its settings as params, its target scores,
+per-epoch scores as steps). The choice is also written as an experiment-file fragment
+(``chosen.yaml``) to paste into an experiment and skip the search next time.
 """
 
 from __future__ import annotations
@@ -21,13 +32,16 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from encore.candidates import fit_recommender, make_recommender, recommend_batches
-from encore.config.experiment import ConfigError, EncoreConfig, grid_combinations
+from encore.candidates import fit_recommender, make_recommender, target_lists, target_scorer
+from encore.config.experiment import ConfigError, EncoreConfig, SearchRange, grid_combinations
 from encore.data.prepared import PreparedData
 from encore.evaluation.evaluator import Evaluator
 from encore.evaluation.metric_names import metric_key
@@ -37,7 +51,10 @@ from encore.pipeline.component import Context, Result
 
 NAME = "tune"
 DEPENDS_ON: tuple[str, ...] = ("prepare",)
+OPTUNA_PIN = "optuna==5.0.0"
 log = logging.getLogger(__name__)
+
+EpochReport = Callable[[int, float], None]
 
 
 def CONFIG_SECTIONS(config: EncoreConfig) -> tuple[str, ...]:
@@ -46,28 +63,155 @@ def CONFIG_SECTIONS(config: EncoreConfig) -> tuple[str, ...]:
 
 
 def score_trial(config: EncoreConfig, prepared: PreparedData, evaluator: Evaluator, name: str,
-                settings: dict[str, Any]) -> dict[str, float]:
+                settings: dict[str, Any], on_epoch: EpochReport | None = None) -> tuple[dict[str, float], list[float]]:
     """Every metric at every k of instance ``name`` with ``settings``, fit on base and scored on
-    the target users of its tuning segment."""
+    the target users of its tuning segment; and, for a kind trained in epochs, each epoch's target
+    score (it stops early on them and keeps its best epoch; ``on_epoch`` sees each as it comes)."""
     section = config.components.generator(name)
     section = type(section).model_validate(section.model_dump() | settings)
     model = make_recommender(section, config.experiment.seed)
+    segment = config.tuning.segment_of(name)
+    label = f"tune {name} {settings}"
+    if hasattr(model, "epoch_scorer"):
+        model.epoch_scorer = target_scorer(prepared, evaluator, config.tuning.metric or
+                                           config.evaluation.primary_metric, segment, section.batch_size, label,
+                                           on_epoch)
     fit_recommender(model, prepared, "base", name=name)
-    users = evaluator.users
-    k = max(evaluator.ks)
-    lists = np.full((len(users), k), -1, dtype=np.int64)
-    for start, stop, ids, _ in recommend_batches(model, prepared, "base", users, k, section.batch_size,
-                                                 f"tune {name} {settings}"):
-        lists[start:stop] = ids
-    return evaluator.evaluate(lists, config.tuning.segment_of(name))
+    lists = target_lists(model, prepared, evaluator.users, max(evaluator.ks), section.batch_size, label)
+    return evaluator.evaluate(lists, segment), list(getattr(model, "epoch_scores_", []))
+
+
+@contextmanager
+def trial_run(name: str, number: int, settings: dict[str, Any]) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A nested MLflow run under the tune run for one trial (its settings as params); yields a
+    function logging metrics to it. Outside a tracked run (``run`` called directly) nothing is logged."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        yield lambda metrics: None
+        return
+    tags = {"encore.tune.instance": name, "encore.tune.trial": str(number)}  # not a component run
+    with mlflow.start_run(run_name=f"{name} trial {number}", nested=True, tags=tags):
+        mlflow.log_params({key: json.dumps(value) if isinstance(value, list | dict) else value
+                           for key, value in settings.items()})
+        yield lambda metrics: mlflow.log_metrics({metric_key(key): value for key, value in metrics.items()})
+
+
+class Trials:
+    """The trials of one instance as rows of ``trials.csv``, each logged as a nested MLflow run."""
+
+    def __init__(self, config: EncoreConfig, prepared: PreparedData, evaluator: Evaluator, name: str,
+                 metric: str):
+        self.config, self.prepared, self.evaluator, self.name, self.metric = config, prepared, evaluator, name, metric
+        self.segment = config.tuning.segment_of(name)
+        self.n_users = evaluator.segments[self.segment].n_users
+        self.rows: list[dict[str, Any]] = []
+
+    def run(self, settings: dict[str, Any], on_epoch: EpochReport | None = None) -> float:
+        """Score ``settings``; a pruned trial (``on_epoch`` raised) is recorded and re-raised."""
+        import mlflow
+
+        number = len(self.rows) + 1
+        started = time.perf_counter()
+        row: dict[str, Any] = {"instance": self.name, "trial": number, "settings": json.dumps(settings, sort_keys=True),
+                               "segment": self.segment, "n_users": self.n_users}
+        epochs: list[float] = []
+
+        def report(epoch: int, value: float) -> None:
+            epochs.append(value)
+            if mlflow.active_run() is not None:
+                mlflow.log_metric(f"target_{metric_key(self.metric)}_by_epoch", value, step=epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, value)
+
+        pruned: BaseException | None = None
+        with trial_run(self.name, number, settings) as log_metrics:
+            try:
+                scores, _ = score_trial(self.config, self.prepared, self.evaluator, self.name, settings, report)
+            except Exception as exc:
+                if type(exc).__name__ != "TrialPruned":  # by name: a grid search never imports optuna
+                    raise
+                pruned, scores = exc, {}
+                if mlflow.active_run() is not None:
+                    mlflow.set_tag("encore.tune.state", "pruned")
+            log_metrics({f"target_{key}": value for key, value in scores.items()})
+        row |= {metric_key(key): value for key, value in scores.items()}
+        row |= {"best_epoch": (int(np.argmax(epochs)) + 1) if epochs else None, "state": "pruned" if pruned else
+                "complete", "seconds": time.perf_counter() - started, "chosen": False}
+        self.rows.append(row)
+        if pruned is not None:
+            log.info("tune %s %s: pruned after %d epochs", self.name, settings, len(epochs))
+            raise pruned
+        log.info("tune %s %s: %s %.4f on %d %s target users", self.name, settings, self.metric, scores[self.metric],
+                 self.n_users, self.segment)
+        return scores[self.metric]
+
+    def choose(self) -> dict[str, Any]:
+        """Mark and return the best complete trial's settings (the first of equals)."""
+        column = metric_key(self.metric)
+        values = [row[column] if row["state"] == "complete" else -np.inf for row in self.rows]
+        best = int(np.argmax(values))
+        self.rows[best]["chosen"] = True
+        log.info("tune %s: chose %s (%s %.4f, best of %d trials)", self.name, self.rows[best]["settings"],
+                 self.metric, values[best], len(values))
+        return json.loads(self.rows[best]["settings"])
+
+
+def grid_search(trials: Trials, space: dict[str, Any]) -> None:
+    for settings in grid_combinations(space):
+        trials.run(settings)
+
+
+def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -> None:
+    """TPE (seeded) over ``space`` for up to ``tuning.trials`` trials within ``tuning.timeout_seconds``;
+    with ``tuning.pruning``, a median pruner on the per-epoch target scores."""
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError(f"tuning.search: optuna needs Optuna, which is not installed: pip install {OPTUNA_PIN}"
+                          ) from None
+    tuning = config.tuning
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tuning.pruning
+              else optuna.pruners.NopPruner())
+    study = optuna.create_study(direction="maximize", pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(seed=config.experiment.seed))
+
+    def suggest(trial: Any, setting: str, values: list[Any] | SearchRange) -> Any:
+        if isinstance(values, list):
+            return trial.suggest_categorical(setting, values)
+        if values.integer:
+            return trial.suggest_int(setting, int(values.low), int(values.high), log=values.log)
+        return trial.suggest_float(setting, float(values.low), float(values.high), log=values.log)
+
+    def objective(trial: Any) -> float:
+        settings = {setting: suggest(trial, setting, values) for setting, values in space.items()}
+
+        def on_epoch(epoch: int, value: float) -> None:
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        return trials.run(settings, on_epoch)
+
+    study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds)
 
 
 def markdown(trials: pd.DataFrame, metric: str) -> str:
     lines = [f"| instance | settings | segment | users | {metric} | chosen |", "|---|---|---|---|---|---|"]
     for row in trials.itertuples(index=False):
+        score = getattr(row, metric.replace("@", "_at_"))
         lines.append(f"| {row.instance} | `{row.settings}` | {row.segment} | {row.n_users} | "
-                     f"{getattr(row, metric.replace('@', '_at_')):.4f} | {'**yes**' if row.chosen else ''} |")
+                     f"{'pruned' if row.state == 'pruned' else f'{score:.4f}'} | {'**yes**' if row.chosen else ''} |")
     return "\n".join(lines) + "\n"
+
+
+def fragment(chosen: dict[str, dict[str, Any]], config: EncoreConfig, metric: str) -> str:
+    """The choice as an experiment-file fragment: paste it into an experiment (and drop ``tuning``)
+    to run with these settings without searching again."""
+    header = (f"# Chosen by tune ({config.tuning.search}) on the ranker-target part by {metric}, "
+              f"experiment '{config.experiment.name}'\n")
+    return header + yaml.safe_dump({"components": chosen}, sort_keys=False, default_flow_style=False)
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
@@ -80,43 +224,35 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     evaluator = Evaluator(prepared, "base", tuple(config.evaluation.ks))
     rows: list[dict[str, Any]] = []
     chosen: dict[str, dict[str, Any]] = {}
-    for name, grid in tuning.grid.items():
+    for name, space in tuning.grid.items():
         if not config.components.generator(name).enabled:
             log.info("tune %s: disabled, not tuned", name)
             continue
-        segment = tuning.segment_of(name)
-        n_users = evaluator.segments[segment].n_users
-        if n_users == 0:
-            raise ConfigError(f"tuning.segments.{name}: the ranker-target part has no {segment} users to tune on")
-        first = len(rows)
-        for trial, settings in enumerate(grid_combinations(grid), start=1):
-            started = time.perf_counter()
-            scores = score_trial(config, prepared, evaluator, name, settings)
-            rows.append({"instance": name, "trial": trial, "settings": json.dumps(settings, sort_keys=True),
-                         "segment": segment, "n_users": n_users,
-                         **{metric_key(key): value for key, value in scores.items()},
-                         "seconds": time.perf_counter() - started, "chosen": False})
-            log.info("tune %s %s: %s %.4f on %d %s target users", name, settings, metric, scores[metric],
-                     n_users, segment)
-        values = [row[metric_key(metric)] for row in rows[first:]]
-        best = first + int(np.argmax(values))  # the first of equals
-        rows[best]["chosen"] = True
-        chosen[name] = json.loads(rows[best]["settings"])
-        log.info("tune %s: chose %s (%s %.4f, best of %d trials)", name, chosen[name], metric,
-                 values[best - first], len(values))
-    trials = pd.DataFrame(rows)
+        trials = Trials(config, prepared, evaluator, name, metric)
+        if trials.n_users == 0:
+            raise ConfigError(f"tuning.segments.{name}: the ranker-target part has no {trials.segment} users to "
+                              "tune on")
+        if tuning.search == "optuna":
+            optuna_search(trials, space, config)
+        else:
+            grid_search(trials, space)
+        chosen[name] = trials.choose()
+        rows += trials.rows
+    table = pd.DataFrame(rows)
     out = TuneOutput(ctx.output)
-    trials.to_csv(out.path / out.TRIALS, index=False)
+    table.to_csv(out.path / out.TRIALS, index=False)
     write_json(out.path / out.CHOSEN, chosen)
-    (out.path / out.TABLE_MD).write_text(markdown(trials, metric))
+    (out.path / out.FRAGMENT).write_text(fragment(chosen, config, metric))
+    (out.path / out.TABLE_MD).write_text(markdown(table, metric))
     column = metric_key(metric)
-    best_rows = trials[trials["chosen"]]
+    best_rows = table[table["chosen"]]
     return Result(
         metrics={f"{row.instance}.target_{column}": float(getattr(row, column)) for row in best_rows.itertuples()}
-        | {"trials": float(len(trials)), "seconds": float(trials["seconds"].sum())},
+        | {"trials": float(len(table)), "pruned": float((table["state"] == "pruned").sum()),
+           "seconds": float(table["seconds"].sum())},
         params={f"{name}.{setting}": value for name, settings in chosen.items() for setting, value in settings.items()}
-        | {"metric": metric},
-        artifacts=[out.TRIALS, out.CHOSEN, out.TABLE_MD],
+        | {"metric": metric, "search": tuning.search},
+        artifacts=[out.TRIALS, out.CHOSEN, out.FRAGMENT, out.TABLE_MD],
     )
 
 

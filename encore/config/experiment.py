@@ -33,6 +33,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -362,6 +363,27 @@ TuningSegment = PooledSegment
 """The target users a tuning choice is scored on (per-user segments: the cold-item one is per pair)."""
 
 
+class SearchRange(Strict):
+    """A range Optuna samples a setting from (``tuning.search: optuna``): integers when ``low`` and
+    ``high`` are both integers, else floats; ``log: true`` samples on a log scale."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0 (got {self.low})")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
 class TuningConfig(Strict):
     """Generator settings chosen on the ranker-target part, never on test (docs/evaluation.md, "Tuning").
 
@@ -369,18 +391,43 @@ class TuningConfig(Strict):
     combination of an instance's values on the base part, scores its lists on the target part's
     users of ``segment`` (``segments`` per instance) by ``metric``, and the rest of the pipeline
     runs with each instance's best combination (the first of equals, in grid order).
+
+    With ``search: optuna`` the same ``grid`` is a search space: a list is a set of choices, a
+    ``{low, high, log}`` mapping a range; Optuna's TPE sampler (seeded with ``experiment.seed``)
+    runs up to ``trials`` trials per instance within ``timeout_seconds``, pruning hopeless trials
+    on their per-epoch target scores (``pruning``).
     """
 
-    grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    search: Literal["grid", "optuna"] = "grid"
+    grid: dict[str, dict[str, list[Any] | SearchRange]] = Field(default_factory=dict)
     metric: str | None = None
     """METRIC@K with K in ``evaluation.ks``; None = ``evaluation.primary_metric``."""
     segment: TuningSegment = "all"
     segments: dict[str, TuningSegment] = Field(default_factory=dict)
     max_trials: PositiveInt = 64
     """Most combinations one instance's grid may have (a guard against a mistyped grid)."""
+    trials: PositiveInt = 20
+    """``search: optuna``: trials per instance."""
+    timeout_seconds: PositiveFloat | None = None
+    """``search: optuna``: no new trial of an instance starts after this many seconds (None: no limit)."""
+    pruning: bool = True
+    """``search: optuna``: stop a trial whose per-epoch target score is below the median of earlier trials."""
+
+    @model_serializer(mode="wrap")
+    def _without_unused_search_keys(self, handler: Any) -> dict[str, Any]:
+        """The Optuna keys at their defaults are left out of the dump: an experiment that does not use
+        them resolves, and so fingerprints, exactly as before they existed (its outputs stay reusable)."""
+        dumped = handler(self)
+        for key in _OPTUNA_KEYS:
+            if getattr(self, key) == TuningConfig.model_fields[key].default:
+                dumped.pop(key, None)
+        return dumped
 
     def segment_of(self, name: str) -> TuningSegment:
         return self.segments.get(name, self.segment)
+
+
+_OPTUNA_KEYS = ("search", "trials", "timeout_seconds", "pruning")
 
 
 def check_ranking_metric(metric: str, ks: list[int]) -> None:
@@ -442,6 +489,11 @@ class EncoreConfig(Strict):
                 if setting not in params:
                     raise ValueError(f"{where}.{setting}: not a hyper-parameter of kind '{section.kind}'; "
                                      f"tunable: {', '.join(params) or 'none'}")
+                if isinstance(values, SearchRange):
+                    if tuning.search != "optuna":
+                        raise ValueError(f"{where}.{setting}: a range {{low, high}} needs tuning.search: optuna; "
+                                         "a grid lists values")
+                    values = [values.low, values.high]
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{where}.{setting}: give a non-empty list of values")
                 for value in values:
@@ -450,7 +502,7 @@ class EncoreConfig(Strict):
                     except ValidationError as exc:
                         raise ValueError(f"{where}.{setting}: {value!r} is rejected: "
                                          f"{exc.errors()[0]['msg']}") from None
-            trials = len(grid_combinations(grid))
+            trials = len(grid_combinations(grid)) if tuning.search == "grid" else 0
             if trials > tuning.max_trials:
                 raise ValueError(f"{where}: {trials} combinations exceed tuning.max_trials ({tuning.max_trials})")
         if tuning.grid and not any(instances[name].enabled for name in tuning.grid):

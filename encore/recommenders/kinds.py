@@ -22,7 +22,7 @@ _PACKAGE = __name__.rpartition(".")[0]
 BUILTIN: tuple[str, ...] = tuple(f"{_PACKAGE}.{path}" for path in (
     "popular:PopularRecommender", "als:ALSRecommender", "bpr:BPRRecommender", "item2item:Item2ItemRecommender",
     "itemknn:ItemKNNRecommender", "ease:EASERecommender", "friends:FriendsRecommender",
-    "userknn:UserKNNRecommender",
+    "userknn:UserKNNRecommender", "twotower:TwoTowerRecommender", "sasrec:SASRecRecommender",
     "als_spark:ALSSparkRecommender",
 ))
 

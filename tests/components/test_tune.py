@@ -8,8 +8,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
 
-from encore.config.experiment import ConfigError, grid_combinations
+from encore.config.experiment import ConfigError, grid_combinations, with_settings
 from encore.data.prepared import PreparedData
 from encore.evaluation.evaluator import Evaluator, lists_from_frame
 from encore.outputs import GeneratorOutput, TuneOutput
@@ -154,3 +155,107 @@ def test_every_fold_tunes_on_its_own_target_part(tmp_path: Path) -> None:
     folds = [TuneOutput(output_dir(c, TUNE)).trials() for c in fold_configs(config)]
     assert len({tuple(f["ndcg_at_10"]) for f in folds}) == 2  # two target parts, two sets of scores
     assert all(np.isfinite(f["ndcg_at_10"]).all() for f in folds)
+
+
+# --------------------------------------------------------------------------------------- Optuna
+OPTUNA_SPACE = {"ease": {"l2": {"low": 1.0, "high": 30000.0, "log": True}},
+                "sasrec": {"learning_rate": {"low": 1e-6, "high": 0.05, "log": True}, "dropout": [0.0, 0.3]}}
+OPTUNA = TUNED | {
+    "experiment": {"name": "tiny_time", "seed": 3},  # as test_neural_generators': one prepare for both
+    "components": TUNED["components"] | {"sasrec": {"kind": "sasrec", "epochs": 4, "patience": 2, "factors": 16,
+                                                    "max_len": 20, "num_threads": 1}},
+    "tuning": {"search": "optuna", "grid": OPTUNA_SPACE, "trials": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def optuna_run(time_split_dir: Path):
+    config = make_config(time_split_dir, OPTUNA)
+    run_pipeline(config, ["prepare", TUNE])
+    return config
+
+
+def test_optuna_runs_the_trial_budget_and_chooses_the_best_complete_trial(optuna_run) -> None:
+    out = TuneOutput(output_dir(optuna_run, TUNE))
+    trials = out.trials()
+    assert list(trials["instance"]) == ["ease"] * 5 + ["sasrec"] * 5
+    ease = trials[trials["instance"] == "ease"]
+    l2 = [json.loads(s)["l2"] for s in ease["settings"]]
+    assert all(1.0 <= v <= 30000.0 for v in l2) and len(set(l2)) == 5  # sampled from the range
+    for name, rows in trials.groupby("instance"):
+        complete = rows[rows["state"] == "complete"]
+        best = complete.loc[complete["ndcg_at_10"].idxmax()]
+        assert bool(best["chosen"]) and rows["chosen"].sum() == 1
+        assert out.chosen()[name] == json.loads(best["settings"])
+    # sasrec reports its target score every epoch and stops early on it.
+    sasrec = trials[(trials["instance"] == "sasrec") & (trials["state"] == "complete")]
+    assert sasrec["best_epoch"].between(1, 4).all()
+    assert set(trials["state"]) <= {"complete", "pruned"}
+    assert trials.loc[trials["state"] == "pruned", "ndcg_at_10"].isna().all()
+    # The experiment-file fragment holds the same choice and loads as an experiment's components.
+    fragment = yaml.safe_load((out.path / out.FRAGMENT).read_text())
+    assert fragment == {"components": out.chosen()}
+    rerun = with_settings(optuna_run, fragment["components"])
+    assert rerun.components.generator("ease").l2 == out.chosen()["ease"]["l2"]
+
+
+def test_optuna_prunes_hopeless_trials_on_their_epoch_scores(optuna_run) -> None:
+    """learning_rate down to 1e-6 leaves a trial's target score flat at its first epochs' level: the
+    median pruner stops such trials once two trials have completed."""
+    trials = TuneOutput(output_dir(optuna_run, TUNE)).trials()
+    sasrec = trials[trials["instance"] == "sasrec"]
+    assert (sasrec["state"] == "pruned").any(), sasrec[["settings", "state", "ndcg_at_10"]]
+    assert (sasrec["state"] == "complete").sum() >= 2
+
+
+def test_every_optuna_trial_is_a_nested_run_of_the_tune_run(optuna_run) -> None:
+    mlflow.set_tracking_uri(optuna_run.tracking.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[optuna_run.experiment.name], output_format="list")
+    tune_run = next(r for r in runs if r.info.run_name == TUNE
+                    and r.data.tags["encore.output_dir"] == str(output_dir(optuna_run, TUNE)))
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tune_run.info.run_id]
+    trials = TuneOutput(output_dir(optuna_run, TUNE)).trials()
+    assert len(nested) == len(trials)
+    by_trial = {(r.data.tags["encore.tune.instance"], int(r.data.tags["encore.tune.trial"])): r for r in nested}
+    for row in trials.itertuples():
+        run = by_trial[(row.instance, row.trial)]
+        settings = json.loads(row.settings)
+        assert {k: float(v) for k, v in run.data.params.items()} == \
+            {k: float(v) for k, v in settings.items()}
+        if row.state == "complete":
+            assert run.data.metrics["target_ndcg_at_10"] == pytest.approx(row.ndcg_at_10)
+        else:
+            assert run.data.tags["encore.tune.state"] == "pruned"
+    assert tune_run.data.params["search"] == "optuna"
+    assert tune_run.data.metrics["trials"] == len(trials)
+
+
+def test_optuna_never_reads_test_and_respects_the_time_budget(optuna_run, time_split_dir: Path) -> None:
+    """Another test window: the same ease trials, to the last digit. A time budget shorter than one
+    trial: one trial per instance (Optuna starts no trial after it)."""
+    ease_only = {"grid": {"ease": OPTUNA_SPACE["ease"]}}
+    other = make_config(time_split_dir, OPTUNA | {"split": OPTUNA["split"] | {"test_end": "2020-07-05"},
+                                            "tuning": OPTUNA["tuning"] | ease_only})
+    run_pipeline(other, ["prepare", TUNE])
+    mine = TuneOutput(output_dir(optuna_run, TUNE)).trials()
+    theirs = TuneOutput(output_dir(other, TUNE)).trials()
+    columns = ["instance", "trial", "settings", "ndcg_at_10", "recall_at_50", "chosen"]
+    assert mine[mine["instance"] == "ease"][columns].reset_index(drop=True).equals(theirs[columns])
+
+    timed = make_config(time_split_dir, OPTUNA | {"split": other.split.model_dump(mode="json"),  # prepare reused
+                                            "tuning": OPTUNA["tuning"] | {"timeout_seconds": 0.001}})
+    run_pipeline(timed, ["prepare", TUNE])
+    assert list(TuneOutput(output_dir(timed, TUNE)).trials()["instance"]) == ["ease", "sasrec"]
+
+
+@pytest.mark.parametrize(("tuning", "message"), [
+    ({"grid": {"ease": {"l2": {"low": 1.0, "high": 10.0}}}}, r"tuning.grid.ease.l2: a range \{low, high\} needs "
+                                                             r"tuning.search: optuna"),
+    ({"search": "optuna", "grid": {"ease": {"l2": {"low": 10.0, "high": 1.0}}}}, r"low \(10.0\) must be below"),
+    ({"search": "optuna", "grid": {"ease": {"l2": {"low": -1.0, "high": 10.0}}}}, r"tuning.grid.ease.l2: -1.0 is "
+                                                                                   r"rejected"),
+    ({"search": "random", "grid": GRID}, r"tuning.search"),
+])
+def test_a_bad_search_space_names_the_key(tmp_path: Path, tuning: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_config(tmp_path, TUNED | {"tuning": tuning})

@@ -37,7 +37,10 @@ def test_every_shipped_experiment_validates(experiment: Path) -> None:
     assert config.experiment.name == experiment.stem
 
 
-NEEDS_A_CLUSTER = {"als_spark"}
+OPT_IN = ("sasrec", "twotower", "als_spark")
+"""Built-in kinds without a default instance: the neural ones need the optional PyTorch extra (and
+sasrec, timestamps; docs/neural.md), als_spark a Spark cluster (docs/scaling.md), so an
+experiment adds them."""
 
 
 def test_defaults_file_matches_model_defaults() -> None:
@@ -46,12 +49,11 @@ def test_defaults_file_matches_model_defaults() -> None:
     components = ComponentsConfig.model_validate(raw["components"])
     assert (components.ranker, components.promote) == (ComponentsConfig().ranker, ComponentsConfig().promote)
     for kind, cls in KINDS.items():
-        # Every built-in kind has a default instance of its own name that sets nothing but its
-        # kind: its defaults are declared once, in the config_class next to the recommender.
-        # Except a kind that needs a Spark cluster: the user adds its instance (docs/scaling.md).
-        if kind in NEEDS_A_CLUSTER:
+        if kind in OPT_IN:
             assert kind not in raw["components"], kind
             continue
+        # Every other built-in kind has a default instance of its own name that sets nothing but
+        # its kind: its defaults are declared once, in the config_class next to the recommender.
         assert raw["components"][kind] == {"kind": kind}, kind
         assert components.generators[kind] == cls.config_class(), kind
     for name, section in components.generators.items():

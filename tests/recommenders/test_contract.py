@@ -19,13 +19,16 @@ from encore.recommenders.kinds import KINDS
 from encore.testing import CHECKS, check_recommender, sample_stage_view
 from tests.recommenders.test_plugins import USER_MODULE
 
+FEW_EPOCHS = {"epochs": 3, "factors": 16, "num_threads": 1}
+"""The neural kinds' contract holds at any size: a few small epochs keep the suite fast."""
+
 
 @pytest.mark.parametrize("kind", [kind for kind in KINDS if kind != "als_spark"])
 def test_every_builtin_kind_keeps_the_contract(kind: str) -> None:
     # The suite hands each kind the side data it declares (friends: social links; item2item:
     # tags; popular: timestamps), so every kind is fitted the way the pipeline fits it.
     # als_spark fits on Spark: tests/recommenders/test_als_spark.py checks it on the test cluster.
-    check_recommender(KINDS[kind])
+    check_recommender(KINDS[kind], params=FEW_EPOCHS if kind in ("sasrec", "twotower") else None)
 
 
 def test_the_readme_plugin_example_keeps_the_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -169,7 +169,7 @@ def test_item2item_without_item_features_says_to_disable_it(tmp_path: Path) -> N
     """Tabular data without features: one line naming the instance, not TruncatedSVD's error."""
     config = make_config(tmp_path, _tabular(tmp_path))
     with pytest.raises(runner.ComponentFailed, match=r"components\.item2item: kind 'item2item' needs item "
-                                                      r"features, which this dataset does not have; set "
+                                                      r"features, which dataset '\w+' does not have; set "
                                                       r"components\.item2item\.enabled: false"):
         run_pipeline(config, ["prepare", "item2item"])
 
