@@ -176,5 +176,5 @@ def _too_few_features(kind: str, features: csr_matrix) -> str | None:
     makes every item alike, and TruncatedSVD needs two columns)."""
     distinct = int(np.count_nonzero(np.diff(csr_matrix(features).tocsc().indptr)))
     if distinct < 2:
-        return f"kind '{kind}' needs item features of at least 2 distinct values, and this dataset's have {distinct}"
+        return f"kind '{kind}' needs item features of at least 2 distinct values, and this dataset has {distinct}"
     return None

@@ -189,7 +189,7 @@ def test_item2item_with_one_distinct_feature_value_says_to_disable_it(tmp_path: 
     features = pd.DataFrame({"item": np.arange(60), "feature": "rock"})
     config = make_config(tmp_path, _tabular(tmp_path, features, tags={"kind": "item2item"}))
     with pytest.raises(runner.ComponentFailed, match=r"components\.tags: kind 'item2item' needs item features "
-                                                      r"of at least 2 distinct values, and this dataset's have 1; "
+                                                      r"of at least 2 distinct values, and dataset 'plays' has 1; "
                                                       r"set components\.tags\.enabled: false"):
         run_pipeline(config, ["prepare", "tags"])
 
