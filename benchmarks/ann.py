@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from benchmarks.docs_figures import ann_lines
 from benchmarks.scale import machine
 from encore.config.experiment import REPO_ROOT
 from encore.data.dataset_config import SyntheticConfig
@@ -109,22 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    cat, m = report["catalogue"], report["machine"]
-    lines = [f"ANN vs exact top-{report['n']} (heard items filtered) on ALS factors of a synthetic catalogue: "
-             f"{cat['items']:,} items x {cat['factors']} factors, {cat['users']:,} users, {cat['queries']:,} queries.",
-             f"Machine: {m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}; commit {report['commit']}.",
-             f"Exact: implicit {report['exact']['implicit_seconds']:.2f} s, faiss IndexFlatIP "
-             f"{report['exact']['flat_seconds']:.2f} s (recall@100 flat vs implicit "
-             f"{report['exact']['flat_equals_implicit_recall@100']:.4f}).",
-             f"Default: {report['default']}; built twice, the same lists: {report['reproducible']}.", "",
-             "| index | settings | build s | query s | recall@10 | recall@100 | speed-up vs exact | heard returned |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in report["rows"]:
-        lines.append(f"| {row['index']} | {row['settings']} | {row['build_seconds']:.1f} | "
-                     f"{row['query_seconds']:.2f} | "
-                     f"{row['recall@10']:.3f} | {row['recall@100']:.3f} | {row['speedup_vs_exact']:.1f}x | "
-                     f"{row['seen_returned']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(ann_lines(report)) + "\n"
 
 
 if __name__ == "__main__":

@@ -378,6 +378,32 @@ def render_serve_load(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def ann_lines(report: dict[str, Any]) -> list[str]:
+    """The ANN benchmark (benchmarks/ann.py): catalogue, exact baselines, one row per index."""
+    cat, m, exact = report["catalogue"], report["machine"], report["exact"]
+    lines = [f"Top-{report['n']} by inner product, heard items filtered, for {cat['queries']:,} seeded users of a "
+             f"synthetic catalogue ({cat['items']:,} items, {cat['users']:,} users, {thousands(cat['interactions'])} "
+             f"interactions), ALS item factors ({cat['factors']} dimensions); {m['cpus']} cores, "
+             f"load average {m['load_average_at_start'][0]:.1f} at start, {report['load_average_at_end'][0]:.1f} "
+             "at end.",
+             f"Exact: implicit's `recommend` {exact['implicit_seconds']:.2f} s, faiss `IndexFlatIP` "
+             f"{exact['flat_seconds']:.2f} s (the ground truth; its lists against implicit's: recall@100 "
+             f"{exact['flat_equals_implicit_recall@100']:.4f}). Default index: {report['default']}; built twice, "
+             f"the same lists: {'yes' if report['reproducible'] else 'no'}.", "",
+             "| index | settings | build (s) | query (s) | recall@10 | recall@100 | speed-up vs exact | "
+             "heard items returned |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        lines.append(f"| {row['index']} | {row['settings']} | {row['build_seconds']:.1f} | "
+                     f"{row['query_seconds']:.2f} | {row['recall@10']:.3f} | {row['recall@100']:.3f} | "
+                     f"{row['speedup_vs_exact']:.1f}x | {row['seen_returned']} |")
+    return lines
+
+
+def render_ann(doc: Path) -> str:
+    return "\n".join([*ann_lines(load("ann.json")), "", source_line(doc, "ann.json")])
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[[Path], str]
@@ -402,6 +428,7 @@ FIGURES: dict[str, Figure] = {
     "prepare-engines": Figure(render_prepare_engines, ("prepare_engines.json",)),
     "foldin": Figure(render_foldin, ("foldin.json",)),
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
+    "ann": Figure(render_ann, ("ann.json",)),
 }
 
 
