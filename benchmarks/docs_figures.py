@@ -388,8 +388,9 @@ def ann_lines(report: dict[str, Any]) -> list[str]:
              "at end.",
              f"Exact: implicit's `recommend` {exact['implicit_seconds']:.2f} s, faiss `IndexFlatIP` "
              f"{exact['flat_seconds']:.2f} s (the ground truth; its lists against implicit's: recall@100 "
-             f"{exact['flat_equals_implicit_recall@100']:.4f}). Default index: {report['default']}; built twice, "
-             f"the same lists: {'yes' if report['reproducible'] else 'no'}.", "",
+             f"{exact['flat_equals_implicit_recall@100']:.4f}). Default index: {report['default']}. One graph "
+             f"({report['reproducible_settings']}) built twice gives the same lists: "
+             f"{'yes' if report['reproducible'] else 'no'}.", "",
              "| index | settings | build (s) | query (s) | recall@10 | recall@100 | speed-up vs exact | "
              "heard items returned |",
              "|---|---|---|---|---|---|---|---|"]

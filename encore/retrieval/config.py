@@ -24,9 +24,9 @@ class AnnConfig(Strict):
     index: Literal["hnsw", "ivf", "flat"] = "hnsw"
     hnsw_m: PositiveInt = 32
     """Links per node of the HNSW graph."""
-    ef_construction: PositiveInt = 128
+    ef_construction: PositiveInt = 256
     """Candidate list while the graph is built (higher: better graph, slower build)."""
-    ef_search: PositiveInt = 256
+    ef_search: PositiveInt = 512
     """Candidate list per query (at least the number of items asked for)."""
     nlist: NonNegativeInt = 0
     """IVF cells; 0 = ``4 * sqrt(n_items)``."""

@@ -87,17 +87,23 @@ class InnerProductIndex:
         self.num_threads = num_threads or faiss.omp_get_max_threads()
         n, d = self.vectors.shape
         self.n_items = n
+        self._members = np.arange(n)
+        self._augmented = False
         if settings.index == "flat":
             self._index = faiss.IndexFlatIP(d)
             self._index.add(self.vectors)
-            self._augmented = False
             return
+        # Zero vectors (ALS items nobody played: a sixth of a synthetic catalogue) score 0 for
+        # every query and only clutter a graph; they are left out, and a list that reaches
+        # scores <= 0, where they would rank, is scored exactly (top_n).
+        self._members = np.flatnonzero(np.any(self.vectors != 0, axis=1))
+        members = self.vectors[self._members]
         self._augmented = settings.norm_augmentation
         if self._augmented:
-            max_norm = float(np.sqrt(np.einsum("ij,ij->i", self.vectors, self.vectors).max())) if n else 0.0
-            data, dim, metric = _augment(self.vectors, max_norm), d + 1, faiss.METRIC_L2
+            max_norm = float(np.sqrt(np.einsum("ij,ij->i", members, members).max())) if len(members) else 0.0
+            data, dim, metric = _augment(members, max_norm), d + 1, faiss.METRIC_L2
         else:
-            data, dim, metric = self.vectors, d, faiss.METRIC_INNER_PRODUCT
+            data, dim, metric = np.ascontiguousarray(members), d, faiss.METRIC_INNER_PRODUCT
         if settings.index == "hnsw":
             index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, metric)
             index.hnsw.efConstruction = settings.ef_construction
@@ -105,8 +111,8 @@ class InnerProductIndex:
             with _omp_threads(1):  # parallel insertion order depends on thread timing
                 index.add(data)
         else:
-            nlist = settings.nlist or max(1, int(4 * np.sqrt(n)))
-            nlist = min(nlist, max(1, n // 39))  # faiss wants >= 39 training points per cell
+            nlist = settings.nlist or max(1, int(4 * np.sqrt(len(data))))
+            nlist = min(nlist, max(1, len(data) // 39))  # faiss wants >= 39 training points per cell
             quantizer = faiss.IndexFlat(dim, metric)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, metric)
             index.cp.seed = seed
@@ -121,7 +127,7 @@ class InnerProductIndex:
         fewer) and their exact inner products (float32, ``-inf`` for ``-1``), best first,
         ties by the lower id."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        k = min(k, self.n_items)
+        k = min(k, len(self._members))
         if len(queries) == 0 or k <= 0:
             return np.full((len(queries), max(k, 0)), -1, np.int64), np.full((len(queries), max(k, 0)), -np.inf,
                                                                            np.float32)
@@ -129,9 +135,11 @@ class InnerProductIndex:
             if self.settings.index == "hnsw":
                 # efSearch bounds the candidate list; below k the graph cannot return k items.
                 self._index.hnsw.efSearch = max(self.settings.ef_search, k)
+            elif self.settings.index == "ivf":
+                self._index.nprobe = min(self.settings.nprobe, self._index.nlist)
             _, ids = self._index.search(_with_zero(queries) if self._augmented else queries, k)
-        ids = ids.astype(np.int64, copy=False)
         valid = ids >= 0
+        ids = np.where(valid, self._members[np.maximum(ids, 0)], -1)
         scores = np.einsum("ij,ikj->ik", queries, self.vectors[np.where(valid, ids, 0)]).astype(np.float32)
         scores[~valid] = -np.inf
         order = np.lexsort((np.where(valid, ids, np.iinfo(np.int64).max), -scores), axis=1)
@@ -156,8 +164,10 @@ class InnerProductIndex:
             found, found_scores = self.search(queries[rows], int(size))
             invalid = is_seen(heard[rows], found) if heard is not None else np.zeros(found.shape, bool)
             ids[rows], scores[rows] = compact(found, found_scores, invalid, N)
+        if len(self._members) < self.n_items:  # lists reaching the left-out zero vectors' score
+            exact |= ~(scores[:, N - 1] > 0)
         rows = np.flatnonzero(exact)
-        if len(rows):  # long histories: a dense block of the few users who have them
+        if len(rows):  # long histories (and the above): a dense block of the few users who have them
             block = queries[rows] @ self.vectors.T
             if heard is not None:
                 mask_seen(block, heard[rows])
