@@ -51,9 +51,9 @@ def test_ann_with_an_exact_index_gives_the_exact_lists(cls: type[FactorRecommend
 
 @pytest.fixture(scope="module")
 def catalogue() -> tuple[ALSRecommender, sp.csr_matrix]:
-    """ALS (defaults) on a seeded synthetic catalogue of 20k items: big enough for a graph index
-    to be approximate, small enough for a few seconds."""
-    ds = generate_synthetic(SyntheticConfig(n_users=6000, n_items=20_000, n_interactions=200_000, random_state=7))
+    """ALS on a seeded synthetic catalogue of 10k items: big enough for a graph index to be
+    approximate, small enough for a few seconds."""
+    ds = generate_synthetic(SyntheticConfig(n_users=4000, n_items=10_000, n_interactions=120_000, random_state=7))
     inter = ds.interactions
     user_items = sp.csr_matrix((inter["weight"].to_numpy(np.float32), (inter["user"], inter["item"])),
                                shape=(len(ds.user_ids), len(ds.item_ids)))
@@ -97,7 +97,7 @@ def test_index_build_and_search_are_reproducible(catalogue) -> None:
     for _ in range(2):  # a fresh model each time: no index cached
         clone = ALSRecommender(iterations=5, random_state=7)
         clone.model_, clone.n_users_, clone.n_items_ = model.model_, model.n_users_, model.n_items_
-        clone.set_retrieval("ann", AnnConfig(index="hnsw"))
+        clone.set_retrieval("ann", AnnConfig(hnsw_m=16, ef_construction=64))  # the build procedure, cheaply
         runs.append(clone.recommend(users, user_items, 50)[0])
     np.testing.assert_array_equal(runs[0], runs[1])
 
