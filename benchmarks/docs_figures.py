@@ -405,6 +405,24 @@ def render_ann(doc: Path) -> str:
     return "\n".join([*ann_lines(load("ann.json")), "", source_line(doc, "ann.json")])
 
 
+def render_outputs(doc: Path) -> str:
+    """What one Last.fm 2K run leaves in outputs/, per component (benchmarks/outputs_size.py)."""
+    name = "outputs-lastfm2k.json"
+    report = load(name)["runs"]
+    labels = list(report)
+    lines = ["| component | " + " | ".join(f"{label} (MiB)" for label in labels) + " |",
+             "|---|" + "---|" * len(labels)]
+    names = sorted({c for label in labels for c in report[label]["components"]},
+                   key=lambda c: -max(report[label]["components"].get(c, {}).get("total", 0) for label in labels))
+    for component in names:
+        cells = [report[label]["components"].get(component, {}).get("total") for label in labels]
+        lines.append(f"| {component} | " + " | ".join("–" if c is None else f"{c / 2**20:.1f}" for c in cells) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{report[label]['total_bytes'] / 2**20:.1f}**" for label in labels)
+                 + " |")
+    commits = ", ".join(f"{label}: `{report[label]['commit'][:7]}`" for label in labels)
+    return "\n".join([*lines, "", f"Commits: {commits}.", "", source_line(doc, name)])
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[[Path], str]
@@ -430,6 +448,7 @@ FIGURES: dict[str, Figure] = {
     "foldin": Figure(render_foldin, ("foldin.json",)),
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
+    "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
 }
 
 

@@ -3,7 +3,7 @@
     python -m benchmarks.outputs_size OUTPUTS_EXPERIMENT_DIR --label before [--commit SHA] [--out FILE]
 
 Reads one ``outputs/<experiment>/`` folder (every ``<component>-<fingerprint>/`` in it) and adds
-an entry ``label`` to ``benchmarks/results/outputs-<experiment>.json``: total bytes, bytes per
+an entry ``runs.<label>`` to ``benchmarks/results/outputs-<experiment>.json``: total bytes, bytes per
 component and per file (``model_*.npz``, ``candidates_*.parquet`` ...), the commit measured.
 """
 
@@ -36,10 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out = args.out or RESULTS / f"outputs-{args.experiment_dir.name}.json"
-    report = json.loads(out.read_text()) if out.is_file() else {}
-    report[args.label] = {"commit": args.commit or git_commit()} | sizes(args.experiment_dir)
+    report = json.loads(out.read_text()) if out.is_file() else {"runs": {}}
+    commit = args.commit or git_commit()
+    report["runs"][args.label] = {"commit": commit} | sizes(args.experiment_dir)
+    report["commit"] = commit  # the file's latest measurement (docs_figures names it)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{args.label}: {report[args.label]['total_bytes'] / 2**20:,.1f} MiB -> {out}")
+    print(f"{args.label}: {report['runs'][args.label]['total_bytes'] / 2**20:,.1f} MiB -> {out}")
     return 0
 
 
