@@ -41,5 +41,5 @@ benchmark: setup  ## the benchmarks (writes benchmarks/results/)
 serve: setup  ## the recommendation service (settings from .env)
 	$(PY) -m encore.serving
 
-clean-outputs:  ## remove local outputs/ and mlruns/
-	rm -rf outputs mlruns
+clean-outputs: setup  ## remove the output folders none of the last 3 runs of each experiment used (KEEP=n)
+	$(PY) -m encore.pipeline clean --keep $(or $(KEEP),3)

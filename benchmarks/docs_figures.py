@@ -422,6 +422,51 @@ def render_neural(doc: Path, name: str) -> str:
     return "\n".join([*neural_table(load(name)), "", source_line(doc, name)])
 
 
+def ann_lines(report: dict[str, Any]) -> list[str]:
+    """The ANN benchmark (benchmarks/ann.py): catalogue, exact baselines, one row per index."""
+    cat, m, exact = report["catalogue"], report["machine"], report["exact"]
+    lines = [f"Top-{report['n']} by inner product, heard items filtered, for {cat['queries']:,} seeded users of a "
+             f"synthetic catalogue ({cat['items']:,} items, {cat['users']:,} users, {thousands(cat['interactions'])} "
+             f"interactions), ALS item factors ({cat['factors']} dimensions); {m['cpus']} cores, "
+             f"load average {m['load_average_at_start'][0]:.1f} at start, {report['load_average_at_end'][0]:.1f} "
+             "at end.",
+             f"Exact: implicit's `recommend` {exact['implicit_seconds']:.2f} s, faiss `IndexFlatIP` "
+             f"{exact['flat_seconds']:.2f} s (the ground truth; its lists against implicit's: recall@100 "
+             f"{exact['flat_equals_implicit_recall@100']:.4f}). Default index: {report['default']}. One graph "
+             f"({report['reproducible_settings']}) built twice gives the same lists: "
+             f"{'yes' if report['reproducible'] else 'no'}.", "",
+             "| index | settings | build (s) | query (s) | recall@10 | recall@100 | speed-up vs exact | "
+             "heard items returned |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        lines.append(f"| {row['index']} | {row['settings']} | {row['build_seconds']:.1f} | "
+                     f"{row['query_seconds']:.2f} | {row['recall@10']:.3f} | {row['recall@100']:.3f} | "
+                     f"{row['speedup_vs_exact']:.1f}x | {row['seen_returned']} |")
+    return lines
+
+
+def render_ann(doc: Path) -> str:
+    return "\n".join([*ann_lines(load("ann.json")), "", source_line(doc, "ann.json")])
+
+
+def render_outputs(doc: Path) -> str:
+    """What one Last.fm 2K run leaves in outputs/, per component (benchmarks/outputs_size.py)."""
+    name = "outputs-lastfm2k.json"
+    report = load(name)["runs"]
+    labels = list(report)
+    lines = ["| component | " + " | ".join(f"{label} (MiB)" for label in labels) + " |",
+             "|---|" + "---|" * len(labels)]
+    names = sorted({c for label in labels for c in report[label]["components"]},
+                   key=lambda c: -max(report[label]["components"].get(c, {}).get("total", 0) for label in labels))
+    for component in names:
+        cells = [report[label]["components"].get(component, {}).get("total") for label in labels]
+        lines.append(f"| {component} | " + " | ".join("–" if c is None else f"{c / 2**20:.1f}" for c in cells) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{report[label]['total_bytes'] / 2**20:.1f}**" for label in labels)
+                 + " |")
+    commits = ", ".join(f"{label}: `{report[label]['commit'][:7]}`" for label in labels)
+    return "\n".join([*lines, "", f"Commits: {commits}.", "", source_line(doc, name)])
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[[Path], str]
@@ -449,6 +494,8 @@ FIGURES: dict[str, Figure] = {
     "spark-als": Figure(render_spark, ("spark.json",)),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),
+    "ann": Figure(render_ann, ("ann.json",)),
+    "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
 }
 
 

@@ -234,7 +234,7 @@ def _check_defaults(cls: type[Recommender]) -> None:
         assert kind.default == cls.name, (
             f"{config_class.__name__}.kind defaults to {kind.default!r}, the class is named {cls.name!r}")
     for name, field in config_class.model_fields.items():
-        if name in GeneratorConfig.model_fields:
+        if name in config_class.setting_fields():
             continue
         assert name in parameters, (
             f"{config_class.__name__}.{name} is not an argument of {cls.__name__}.__init__ (from_config passes it)")

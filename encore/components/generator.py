@@ -37,6 +37,7 @@ from encore.outputs import GeneratorOutput
 from encore.pipeline.component import Context, Result
 from encore.progress import Timings
 from encore.recommenders import GeneratorConfig, Recommender
+from encore.recommenders.factorization import FactorRecommender
 
 DEPENDS_ON: tuple[str, ...] = ("prepare",)
 log = logging.getLogger(__name__)
@@ -105,6 +106,13 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                                                   label=f"{name} similar items", name=name):
                     write(frame)
 
+        if isinstance(model, FactorRecommender) and model.retrieval == "ann":
+            extra |= model.retrieval_report(prepared.user_items(stage), users, section.n_candidates,
+                                            seed=config.experiment.seed)
+            log.info("%s: ANN (%s) recall@%d %.3f against exact on %d users, %.1fx faster", name,
+                     model.ann.describe(), section.n_candidates, extra.get(f"ann_recall@{section.n_candidates}", 1.0),
+                     extra.get("ann_sample_users", 0), extra.get("ann_speedup", 1.0))
+
         scores_at_k = evaluator.evaluate(lists[:, : max(ks)])
         extra["candidate_recall"] = evaluator.candidate_recall(lists)
         if hasattr(model, "items_without_features_"):
@@ -115,8 +123,11 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     log.info("%s: ndcg@10 %.4f, candidate recall@%d %.3f on test",
              name, scores_at_k.get("ndcg@10", float("nan")), section.n_candidates, extra["candidate_recall"])
     artifacts = [out.candidates_file("train"), out.METRICS, out.PLOT]
+    tags = {"encore.kind": section.kind, "encore.propose": str(section.propose).lower()}
+    if isinstance(model, FactorRecommender):
+        tags["encore.retrieval"] = model.retrieval if model.retrieval == "exact" else model.ann.describe()
     return Result(metrics=results, artifacts=[*artifacts, out.SIMILAR] if section.n_similar else artifacts,
-                  tags={"encore.kind": section.kind, "encore.propose": str(section.propose).lower()})
+                  tags=tags)
 
 
 def main(argv: list[str] | None = None) -> int:

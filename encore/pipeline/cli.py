@@ -21,6 +21,7 @@ from encore.config.envfile import DEFAULTS_DIR
 from encore.config.experiment import REPO_ROOT, ConfigError, EncoreConfig, load_config
 from encore.data.dataset import DataError
 from encore.pipeline.catalogue import UNTUNED, generator_names, parse_components
+from encore.pipeline.clean import main as clean_main
 from encore.pipeline.component import ComponentFailed
 from encore.pipeline.execution import run_component, run_pipeline
 from encore.pipeline.folds import fold_configs
@@ -104,7 +105,11 @@ def component_main(name: str | None, argv: Sequence[str] | None = None, *, descr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m encore.pipeline``: run chosen components in order under one parent run."""
+    """``python -m encore.pipeline``: run chosen components in order under one parent run;
+    ``python -m encore.pipeline clean``: remove outputs no recent run used (:mod:`encore.pipeline.clean`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["clean"]:
+        return clean_main(argv[1:])
     parser = base_parser("Run a chosen subset of Encore's components in order under one MLflow parent run.",
                          prog="python -m encore.pipeline")  # not "__main__.py"; run.sh and runner run the same
     parser.add_argument("--components", "-c", default="",
@@ -112,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "generator instance of the config, ranker, evaluate)")
     parser.add_argument("--force", default="",
                         help="comma-separated components to recompute even when a complete output exists")
+    parser.epilog = "python -m encore.pipeline clean --help: remove the outputs no recent run used"
     parser.add_argument("--note", default=None,
                         help="a few words naming this run in the MLflow UI (appended to the run name)")
 

@@ -29,8 +29,9 @@ from encore.pipeline.catalogue import (
     run_order,
     section,
 )
+from encore.pipeline.clean import one_run, record_use
 from encore.pipeline.component import ComponentFailed, Context, Result
-from encore.pipeline.folds import fold_configs, fold_tags, n_folds, pool_folds
+from encore.pipeline.folds import fold_configs, fold_tags, folds_dir, n_folds, pool_folds
 from encore.pipeline.reuse_keys import fingerprint, input_digests, input_files, output_dir, tuned
 from encore.resources import measure_peak
 from encore.tracking import runs as tracking
@@ -58,6 +59,7 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     out = output_dir(config, name)
     fp = fingerprint(config, name)
     remove_debris(out.parent)
+    record_use([*inputs.values(), out])  # before the lock: `clean` never takes what a run is about to use
     waiting = f"{name}: waiting for another run that is computing {out}"
     own = section(config, name)
     with tracking.component_run(config, name) as run, path_lock(out, waiting=waiting):
@@ -134,7 +136,7 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str] | None = None, 
     for name in to_run:
         dependencies(config, name)  # a component that cannot run with this config fails before any work
     remove_debris(config.run_dir)
-    with tracking.pipeline_run(config, note=note) as parent:
+    with one_run(), tracking.pipeline_run(config, note=note) as parent:
         if n_folds(config) > 1:
             return run_folds(config, to_run, force=force, parent_id=parent.info.run_id)
         return run_components(config, to_run, force=force, parent_id=parent.info.run_id)
@@ -208,6 +210,7 @@ def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[st
     # Every fold reads the same files: the parent carries their hashes as a one-fold run's does.
     tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(configs[-1], to_run))
     if "evaluate" in to_run:
+        record_use([folds_dir(config)[1]])
         summary, out = pool_folds(config)
         tracking.log_batch(mlflow.MlflowClient(), parent_id, metrics=summary.parent_metrics())
         for artifact in (out.TABLE, out.TABLE_MD, out.SUMMARY):

@@ -11,11 +11,11 @@ from scipy.sparse import csr_matrix
 from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from .factorization import ImplicitFactorizationRecommender
-from .generator_config import GeneratorConfig
+from .generator_config import FactorGeneratorConfig
 from .weighting import InteractionWeighting, weight_user_items
 
 
-class ALSConfig(GeneratorConfig):
+class ALSConfig(FactorGeneratorConfig):
     """Settings of a ``als`` generator instance (``components.<name>: {kind: als, ...}``)."""
 
     kind: Literal["als"] = "als"

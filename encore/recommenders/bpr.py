@@ -10,10 +10,10 @@ from implicit.cpu.matrix_factorization_base import MatrixFactorizationBase
 from encore.config.types import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from .factorization import ImplicitFactorizationRecommender
-from .generator_config import GeneratorConfig
+from .generator_config import FactorGeneratorConfig
 
 
-class BPRConfig(GeneratorConfig):
+class BPRConfig(FactorGeneratorConfig):
     """Settings of a ``bpr`` generator instance (``components.<name>: {kind: bpr, ...}``)."""
 
     kind: Literal["bpr"] = "bpr"

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Literal
 
 import scipy.sparse as sp
+from pydantic import Field
 
 from encore.config.types import NonNegativeInt, PositiveInt, Strict
+from encore.retrieval.config import AnnConfig, Retrieval
 
 SideData = Literal["item_features", "social", "timestamps"]
 
@@ -43,9 +45,30 @@ class GeneratorConfig(Strict):
     n_similar: NonNegativeInt = 20
     batch_size: PositiveInt = 1024
 
+    @classmethod
+    def setting_fields(cls) -> set[str]:
+        """The fields that set up the instance rather than its model (not constructor arguments)."""
+        return set(GeneratorConfig.model_fields)
+
     def params(self) -> dict:
         """The hyper-parameters: every field a kind adds to the shared ones."""
-        return self.model_dump(exclude=set(GeneratorConfig.model_fields))
+        return self.model_dump(exclude=self.setting_fields())
+
+
+class FactorGeneratorConfig(GeneratorConfig):
+    """Settings of a kind whose scores are inner products of user and item vectors (ALS, BPR,
+    item2item, a :class:`~encore.recommenders.factorization.FactorRecommender` of one's own):
+    how its top-N lists and similar items are retrieved (docs/retrieval.md)."""
+
+    retrieval: Retrieval = "exact"
+    """``exact``: every item scored; ``ann``: an approximate index over the item vectors."""
+    ann: AnnConfig = Field(default_factory=AnnConfig)
+    """The index of ``retrieval: ann`` (unused with ``exact``)."""
+
+    @classmethod
+    def setting_fields(cls) -> set[str]:
+        """The shared fields and the retrieval settings."""
+        return set(FactorGeneratorConfig.model_fields)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,50 @@
+"""Settings of approximate retrieval (``components.<instance>.ann``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from encore.config.types import NonNegativeInt, PositiveInt, Strict
+
+Retrieval = Literal["exact", "ann"]
+"""``exact``: score every item (the model's own top-N); ``ann``: search an index over item vectors."""
+
+
+class AnnConfig(Strict):
+    """The index behind ``retrieval: ann``. Defaults measured in benchmarks/results/ann.json
+    (recall@100 against exact on ALS factors of a 100k-item synthetic catalogue).
+
+    ``index``: ``hnsw`` (faiss HNSW graph), ``ivf`` (faiss IVF-Flat: ``nlist`` k-means cells
+    of which ``nprobe`` are scanned) or ``flat`` (exact search through the same code path: the
+    ground truth of the other two). Both approximate indexes search the inner product itself,
+    or with ``norm_augmentation`` the L2 distance of norm-augmented vectors, which ranks items
+    the same way (measured worse on ALS factors, whose norms vary widely: benchmarks/ann.py).
+    """
+
+    index: Literal["hnsw", "ivf", "flat"] = "hnsw"
+    hnsw_m: PositiveInt = 32
+    """Links per node of the HNSW graph."""
+    ef_construction: PositiveInt = 256
+    """Candidate list while the graph is built (higher: better graph, slower build)."""
+    ef_search: PositiveInt = 512
+    """Candidate list per query (at least the number of items asked for)."""
+    nlist: NonNegativeInt = 0
+    """IVF cells; 0 = ``4 * sqrt(n_items)``."""
+    nprobe: PositiveInt = 32
+    """IVF cells scanned per query."""
+    norm_augmentation: bool = False
+    """Search ``[x, sqrt(M^2 - |x|^2)]`` under L2 instead of the inner product (see the class)."""
+    max_fetch: PositiveInt = 2048
+    """Most items one query fetches (N plus the items the user heard, which are filtered out
+    after the search); a user with a longer history is scored exactly."""
+    recall_users: NonNegativeInt = 1000
+    """Users of the seeded sample on which the generator measures recall against exact (0: none)."""
+
+    def describe(self) -> str:
+        """The settings that matter for this index, one line (logged with the recall)."""
+        space = " norm-augmented L2" if self.norm_augmentation else " inner product"
+        if self.index == "hnsw":
+            return f"hnsw M={self.hnsw_m} efConstruction={self.ef_construction} efSearch={self.ef_search}{space}"
+        if self.index == "ivf":
+            return f"ivf nlist={self.nlist or 'auto'} nprobe={self.nprobe}{space}"
+        return "flat (exact)"
