@@ -202,8 +202,9 @@ def test_each_run_is_one_parent_with_a_nested_run_per_component(story: Story) ->
     assert story.strong.parent.info.run_name != story.weak.parent.info.run_name
     for run in (story.strong, story.weak):
         assert run.parent.info.status == "FINISHED"
-        # <experiment>-<config hash>: the strong and the weak run are told apart in the runs table
-        assert run.parent.info.run_name == f"{EXPERIMENT}-{run.parent.data.tags['encore.config_hash'][:8]}"
+        # <experiment> <yyyy-mm-dd hh:mm> <config hash>: the strong and the weak run are told apart
+        name = run.parent.info.run_name.split(" ")
+        assert (name[0], name[3]) == (EXPERIMENT, run.parent.data.tags["encore.config_hash"][:8]), name
         assert sorted(run.children) == sorted(ALL_COMPONENTS)
         for name, child in run.children.items():
             assert child.info.status == "FINISHED", name
