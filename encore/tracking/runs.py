@@ -10,6 +10,7 @@ One pipeline run is one parent MLflow run; each component is a nested run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -66,10 +67,15 @@ NOTE_TAG = "mlflow.note.content"
 """The description MLflow's UI shows (on an experiment's and on a run's page)."""
 RUN_COLOR_TAG = "mlflow.runColor"
 """Run tag MLflow's UI (3.17) reads as the run's colour in its table and charts (its colour picker writes it)."""
-UI_VIEW_QUERY = "workflowType=machine_learning"
+HEADLINE_VIEW = "encore-headline"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+"""An experiment tag ``mlflow.sharedViewState.<id>`` is a saved view of MLflow's runs table (its
+"Views" menu; the URL parameter ``viewStateShareKey=<id>`` opens it): the columns shown and the order."""
+UI_VIEW_QUERY = f"workflowType=machine_learning&viewStateShareKey={HEADLINE_VIEW}"
 """What chooses the view in MLflow 3.17.2's UI: the ``workflowType`` URL parameter, else the
 browser's saved choice (``localStorage['mlflow.workflowType_v1']``), else GenAI; the experiment tag
-is not read. Every link Encore prints carries this query, so it opens on the runs table."""
+is not read. Every link Encore prints carries this query, so it opens on the runs table, with the
+headline view's columns."""
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
               "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
               "#e6550d", "#31a354", "#756bb1", "#636363")
@@ -83,10 +89,29 @@ def run_color(index: int) -> str:
     return RUN_COLORS[index % len(RUN_COLORS)]
 
 
-def experiment_tags(config: EncoreConfig) -> dict[str, str]:
-    """What the UI reads from an experiment: its kind, its primary metric, its description."""
+def headline_columns(config: EncoreConfig) -> list[str]:
+    """The runs-table columns of the headline view: the primary metric (on the parent: the ranker's;
+    on a component run: its own, so the ranker and every generator line up), the best generator's,
+    the uplift with its interval and p-value, and which generator was best."""
+    primary = metric_key(config.evaluation.primary_metric)
+    metrics = [primary, f"best_generator.{primary}", "uplift_vs_best_generator", "uplift_vs_best_generator_ci_low",
+               "uplift_vs_best_generator_ci_high", "uplift_vs_best_generator_p_value"]
+    return [*(f"metrics.`{m}`" for m in metrics), "tags.`encore.best_generator`", "tags.`encore.component`"]
+
+
+def headline_view(config: EncoreConfig, created_ms: int) -> str:
+    """The saved view (JSON, as MLflow 3.17's "Save view" writes it) of :func:`headline_columns`, newest run first."""
+    state = {"selectedColumns": headline_columns(config), "orderByKey": "attributes.start_time", "orderByAsc": False}
+    return json.dumps({"name": "Encore headline", "createdAt": created_ms, "updatedAt": created_ms,
+                       "state": json.dumps(state)})
+
+
+def experiment_tags(config: EncoreConfig, created_ms: int) -> dict[str, str]:
+    """What the UI reads from an experiment: its kind, its primary metric, its description, and the
+    headline view of its runs table."""
     tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
-            PRIMARY_METRIC_TAG: metric_key(config.evaluation.primary_metric)}
+            PRIMARY_METRIC_TAG: metric_key(config.evaluation.primary_metric),
+            VIEW_TAG_PREFIX + HEADLINE_VIEW: headline_view(config, created_ms)}
     if config.experiment.description:
         tags[NOTE_TAG] = config.experiment.description
     return tags
@@ -160,13 +185,14 @@ def _experiment_id(config: EncoreConfig, uri: str) -> str:
         if experiment is None:
             # Local store: keep artifacts beside the database, not in the working directory.
             location = (LOCAL_STORE_DIR / "artifacts").as_uri() if uri.startswith("sqlite:") else None
-            experiment_id = mlflow.create_experiment(name, artifact_location=location, tags=experiment_tags(config))
+            experiment_id = mlflow.create_experiment(name, artifact_location=location)
+            experiment = mlflow.get_experiment(experiment_id)
         else:
             experiment_id = experiment.experiment_id
-            # An experiment made by an older Encore (or switched to GenAI in the UI) is fixed here.
-            for key, value in experiment_tags(config).items():
-                if experiment.tags.get(key) != value:
-                    mlflow.MlflowClient().set_experiment_tag(experiment_id, key, value)
+        # Set on a new experiment, and fixed on one made by an older Encore (or switched to GenAI in the UI).
+        for key, value in experiment_tags(config, experiment.creation_time or 0).items():
+            if experiment.tags.get(key) != value:
+                mlflow.MlflowClient().set_experiment_tag(experiment_id, key, value)
         mlflow.set_experiment(experiment_id=experiment_id)
     except TrackingStoreError:
         raise
