@@ -6,8 +6,9 @@
 Runs the tiny synthetic experiment of the tests (every generator, the ranker, evaluate and
 register; a minute or two) twice into a temporary store (the second run reuses everything),
 starts ``mlflow server`` over it and photographs, in a fresh browser profile, the pages a user
-opens: the runs table (the link Encore prints), the compare view of the ranker and every
-generator, the parent run's page and the registered model. Nothing is typed by hand: re-run it
+opens: the runs table (the link Encore prints), the *Encore models* view (the ranker beside every
+generator), the compare view of the ranker and the best generators, the parent run's page and
+the registered model. Nothing is typed by hand: re-run it
 after a change to what Encore logs.
 """
 
@@ -56,10 +57,10 @@ def fill_store(folder: Path) -> Any:
 
 
 def shoot(config: Any, out: Path) -> list[Path]:
-    """The four screenshots of a filled store; their paths."""
+    """The five screenshots of a filled store; their paths."""
     import mlflow
 
-    from encore.tracking.runs import UI_VIEW_QUERY, setup_tracking, tracking_uri, ui_url
+    from encore.tracking.runs import MODELS_VIEW, UI_VIEW_QUERY, setup_tracking, tracking_uri, ui_url
 
     client = mlflow.MlflowClient(tracking_uri(config))
     experiment_id = setup_tracking(config)
@@ -88,11 +89,12 @@ def shoot(config: Any, out: Path) -> list[Path]:
             expand.first.click()  # the latest parent's component runs, each with its own ndcg_at_10
         save("runs_table")
 
+        page.goto(ui_url(url, experiment_id, view=MODELS_VIEW))
+        page.get_by_text("ranker", exact=True).first.wait_for(timeout=TIMEOUT_MS)
+        save("models")
+
         page.goto(f"{url}/#/compare-runs?runs={compared}&experiments={json.dumps([experiment_id])}")
-        metric = page.get_by_text("ndcg_at_10", exact=True).first
-        metric.wait_for(timeout=TIMEOUT_MS)
-        metric.scroll_into_view_if_needed()
-        page.mouse.wheel(0, -250)
+        page.get_by_text("Run details").first.wait_for(timeout=TIMEOUT_MS)
         save("compare")
 
         page.goto(f"{url}/#/experiments/{experiment_id}/runs/{parent.info.run_id}?{UI_VIEW_QUERY}")

@@ -68,6 +68,7 @@ NOTE_TAG = "mlflow.note.content"
 RUN_COLOR_TAG = "mlflow.runColor"
 """Run tag MLflow's UI (3.17) reads as the run's colour in its table and charts (its colour picker writes it)."""
 HEADLINE_VIEW = "encore-headline"
+MODELS_VIEW = "encore-models"
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 """An experiment tag ``mlflow.sharedViewState.<id>`` is a saved view of MLflow's runs table (its
 "Views" menu; the URL parameter ``viewStateShareKey=<id>`` opens it): the columns shown and the order."""
@@ -99,11 +100,25 @@ def headline_columns(config: EncoreConfig) -> list[str]:
     return [*(f"metrics.`{m}`" for m in metrics), "tags.`encore.best_generator`", "tags.`encore.component`"]
 
 
-def headline_view(config: EncoreConfig, created_ms: int) -> str:
-    """The saved view (JSON, as MLflow 3.17's "Save view" writes it) of :func:`headline_columns`, newest run first."""
-    state = {"selectedColumns": headline_columns(config), "orderByKey": "attributes.start_time", "orderByAsc": False}
-    return json.dumps({"name": "Encore headline", "createdAt": created_ms, "updatedAt": created_ms,
-                       "state": json.dumps(state)})
+def saved_view(name: str, state: Mapping[str, Any], created_ms: int) -> str:
+    """A saved view of MLflow's runs table (JSON, as MLflow 3.17's "Save view" writes it)."""
+    return json.dumps({"name": name, "createdAt": created_ms, "updatedAt": created_ms, "state": json.dumps(state)})
+
+
+def saved_views(config: EncoreConfig, created_ms: int) -> dict[str, str]:
+    """Experiment tags of two views: *Encore headline* (:func:`headline_columns`, newest run first)
+    and *Encore models* (every generator and ranker run, best primary metric first: the ranker
+    beside every generator, one click from the runs table)."""
+    primary = metric_key(config.evaluation.primary_metric)
+    headline = {"selectedColumns": headline_columns(config), "orderByKey": "attributes.start_time",
+                "orderByAsc": False}
+    models = {"selectedColumns": [f"metrics.`{primary}`", "tags.`encore.component`", "tags.`encore.kind`",
+                                  "tags.`encore.reused`"],
+              # component runs with the primary metric: generators and the ranker (evaluate's is the ranker's)
+              "searchFilter": f"metrics.`{primary}` >= 0 and tags.`encore.component` != 'evaluate'",
+              "orderByKey": f"metrics.`{primary}`", "orderByAsc": False}
+    return {VIEW_TAG_PREFIX + HEADLINE_VIEW: saved_view("Encore headline", headline, created_ms),
+            VIEW_TAG_PREFIX + MODELS_VIEW: saved_view("Encore models", models, created_ms)}
 
 
 def experiment_tags(config: EncoreConfig, created_ms: int) -> dict[str, str]:
@@ -111,20 +126,20 @@ def experiment_tags(config: EncoreConfig, created_ms: int) -> dict[str, str]:
     headline view of its runs table."""
     tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
             PRIMARY_METRIC_TAG: metric_key(config.evaluation.primary_metric),
-            VIEW_TAG_PREFIX + HEADLINE_VIEW: headline_view(config, created_ms)}
+            **saved_views(config, created_ms)}
     if config.experiment.description:
         tags[NOTE_TAG] = config.experiment.description
     return tags
 
 
-def ui_url(uri: str, experiment_id: str, run_id: str | None = None) -> str:
-    """The MLflow UI address of an experiment's runs table (or of a run), in the model-training view.
-
-    A server's UI is the tracking URI itself; a local store's is ``mlflow ui``'s default address."""
+def ui_url(uri: str, experiment_id: str, run_id: str | None = None, view: str = HEADLINE_VIEW) -> str:
+    """The MLflow UI address of an experiment's runs table in saved view ``view`` (or of a run), in
+    the model-training view. A server's UI is the tracking URI itself; a local store's is
+    ``mlflow ui``'s default address."""
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     base = mask_uri(base)
     page = f"runs/{run_id}" if run_id else "runs"
-    return f"{base}/#/experiments/{experiment_id}/{page}?{UI_VIEW_QUERY}"
+    return f"{base}/#/experiments/{experiment_id}/{page}?{UI_VIEW_QUERY.replace(HEADLINE_VIEW, view)}"
 
 
 class TrackingStoreError(ConfigError):
