@@ -67,7 +67,7 @@ def shoot(config: Any, out: Path) -> list[Path]:
     runs = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"], max_results=200)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-                and "ndcg_at_10" in r.data.metrics]
+                and "ndcg_at_10" in r.data.metrics and r.data.tags["encore.component"] not in ("evaluate", "register")]
     children.sort(key=lambda r: (r.data.tags["encore.component"] != "ranker", -r.data.metrics["ndcg_at_10"]))
     compared = json.dumps([r.info.run_id for r in children[:6]])  # the ranker and the five best generators
     model = config.tracking.registered_model_name
@@ -93,7 +93,7 @@ def shoot(config: Any, out: Path) -> list[Path]:
         page.get_by_text("ranker", exact=True).first.wait_for(timeout=TIMEOUT_MS)
         save("models")
 
-        page.goto(f"{url}/#/compare-runs?runs={compared}&experiments={json.dumps([experiment_id])}")
+        page.goto(f"{url}/#/compare-runs?runs={compared}&experiments={json.dumps([experiment_id])}&{UI_VIEW_QUERY}")
         page.get_by_text("Run details").first.wait_for(timeout=TIMEOUT_MS)
         save("compare")
 

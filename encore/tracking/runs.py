@@ -114,8 +114,10 @@ def saved_views(config: EncoreConfig, created_ms: int) -> dict[str, str]:
                 "orderByAsc": False}
     models = {"selectedColumns": [f"metrics.`{primary}`", "tags.`encore.component`", "tags.`encore.kind`",
                                   "tags.`encore.reused`"],
-              # component runs with the primary metric: generators and the ranker (evaluate's is the ranker's)
-              "searchFilter": f"metrics.`{primary}` >= 0 and tags.`encore.component` != 'evaluate'",
+              # component runs with the primary metric: generators and the ranker (evaluate's and
+              # register's are the ranker's again)
+              "searchFilter": f"metrics.`{primary}` >= 0 and tags.`encore.component` != 'evaluate' "
+                              "and tags.`encore.component` != 'register'",
               "orderByKey": f"metrics.`{primary}`", "orderByAsc": False}
     return {VIEW_TAG_PREFIX + HEADLINE_VIEW: saved_view("Encore headline", headline, created_ms),
             VIEW_TAG_PREFIX + MODELS_VIEW: saved_view("Encore models", models, created_ms)}

@@ -88,7 +88,10 @@ def test_the_models_view_puts_the_ranker_beside_every_generator(ui) -> None:
     headers = page.locator("[role=columnheader]").all_inner_texts()
     assert "ndcg_at_10" in headers and "encore.component" in headers, headers
     # One row per model run (both pipeline runs), best ndcg_at_10 first: the ranker among the generators.
-    names = [n for n in page.locator("[role=row]").all_inner_texts()]
+    page.get_by_text("Sort: ndcg_at_10").first.wait_for(timeout=TIMEOUT_MS)
+    # The grid places rows by position, not DOM order: read them in their aria-rowindex order.
+    names = page.evaluate("""() => [...document.querySelectorAll('[role=row][aria-rowindex]')]
+        .sort((a, b) => a.getAttribute('aria-rowindex') - b.getAttribute('aria-rowindex')).map(r => r.innerText)""")
     shown = [line.strip() for text in names for line in text.splitlines() if line.strip() in scores]
     first_seen = list(dict.fromkeys(shown))
     assert first_seen == sorted(scores, key=lambda m: -scores[m]), (first_seen, scores)
