@@ -82,8 +82,8 @@ def plot_metric_vs_k(
     ]
     if not any(ks for _, ks, _ in series):
         raise ValueError(f"no '{metric}@k' values in results")
+    styles = model_styles(list(results))  # by the models' own order: the same look in every plot of a run
     series = sorted((s for s in series if s[1]), key=lambda s: -s[2][-1])
-    styles = model_styles([model for model, _, _ in series])
     fig = _figure(8.0 if len(series) > 1 else 6.0, 4.5)
     ax = fig.add_subplot()
     for model, ks, values in series:
@@ -110,7 +110,7 @@ def plot_segments(by_segment: Mapping[str, Mapping[str, Mapping[str, float]]], m
         raise ValueError("no segment with results")
     first = by_segment[segments[0]]
     models = sorted(first, key=lambda m: first[m].get(metric, np.nan), reverse=True)
-    styles = model_styles(models)
+    styles = model_styles(list(first))
     fig = _figure(4.0 * len(segments), 0.32 * len(models) + 1.4)
     axes = fig.subplots(1, len(segments), sharey=True, squeeze=False)[0]
     y = np.arange(len(models))[::-1]
