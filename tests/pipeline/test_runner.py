@@ -52,6 +52,12 @@ def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: Encore
     assert headline["best_generator.ndcg_at_10"] == headline[f"{parent['tags.encore.best_generator']}.ndcg_at_10"]
     assert {"uplift_vs_best_generator.warm_p_value", "ranker.warm.ndcg_at_10"} <= set(headline)
     assert "als.warm.recall_at_50" not in headline  # in evaluate's comparison_segments.csv
+    everything = tiny_config.model_copy(update={"tracking": tiny_config.tracking.model_copy(
+        update={"log_all_metrics": True})})
+    assert everything.fingerprint() == tiny_config.fingerprint()  # a logging choice, in no reuse key
+    run_pipeline(everything, ["evaluate"], force=["evaluate"])
+    latest = runs_of(tiny_config).sort_values("start_time").iloc[-1]
+    assert latest["metrics.als.warm.recall_at_50"] >= 0 and latest["metrics.ranker.novelty_at_5"] > 0
     # Every component in its own colour, the same one in every pipeline run.
     colors = children.set_index("tags.encore.component")["tags.mlflow.runColor"]
     assert colors.notna().all() and colors.nunique() == len(colors)
