@@ -172,6 +172,8 @@ class EvaluateOutput:
     SIGNIFICANCE = "significance.json"
     PER_USER = "per_user.parquet"
     PLOT = "metrics_vs_k.png"
+    SEGMENTS_PLOT = "segments.png"
+    """The primary metric of every model per segment (bars)."""
 
     def comparison(self) -> pd.DataFrame:
         return pd.read_csv(self.path / self.COMPARISON, index_col=0)

@@ -2,7 +2,9 @@
 # Make sure the system programs the test suite needs exist, installing Debian's packages for
 # the missing ones when we may (root):
 #   - PostgreSQL server binaries (initdb, pg_ctl): the integration tests start a throwaway cluster;
-#   - a Java 17+ runtime: the Spark preprocessing engine's tests start a local Spark session.
+#   - a Java 17+ runtime: the Spark preprocessing engine's tests start a local Spark session;
+#   - Chromium (/usr/bin/chromium): the browser tests drive the MLflow UI in it (Playwright never
+#     downloads a browser of its own).
 set -euo pipefail
 
 missing=()
@@ -18,6 +20,9 @@ java_major() {  # major version of the java on PATH (or JAVA_HOME), empty when t
 major="$(java_major)"
 if [[ -z "$major" || "$major" -lt 17 ]]; then
   missing+=(openjdk-17-jre-headless)
+fi
+if [[ ! -x /usr/bin/chromium ]]; then
+  missing+=(chromium)
 fi
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0

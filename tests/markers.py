@@ -4,6 +4,7 @@ The markers are declared once, in ``pyproject.toml`` (``[tool.pytest.ini_options
 A test gets them without writing them:
 
 * ``packaging``: it lives in ``tests/packaging/`` (builds and installs a wheel);
+* ``browser``: it lives in ``tests/browser/`` (drives the MLflow UI in headless Chromium);
 * ``integration``: it lives in ``tests/integration/``, uses a service fixture (``postgres``, ``s3``,
   ``mlflow_server``), or starts the recommendation service (``python -m encore.serving`` / uvicorn);
 * ``realdata``: it (or a fixture it uses) takes ``lastfm2k_dir`` or reads ``LASTFM2K_DIR``;
@@ -40,7 +41,7 @@ from typing import Any
 import pytest
 
 # A folder (a path part under tests/) whose every test carries the marker.
-FOLDER_MARKERS = {"integration": "integration", "packaging": "packaging"}
+FOLDER_MARKERS = {"integration": "integration", "packaging": "packaging", "browser": "browser"}
 
 # A fixture anywhere in a test's closure that implies the marker.
 FIXTURE_MARKERS = {

@@ -3,9 +3,10 @@
 Scores each model's lists with the same :class:`~encore.evaluation.evaluator.Evaluator`,
 writes the comparison table (every metric at every k), a metric-vs-k plot, and paired
 comparisons (paired t-test + bootstrap confidence interval) of the ranker against every
-generator on the primary metric. The headline numbers go to the pipeline's parent run:
-``<model>.<metric>_at_<k>``, and ``<primary>`` / ``uplift_vs_best_generator`` with its
-interval, which promotion and run comparison read.
+generator on the primary metric. The headline (:mod:`encore.evaluation.headline`: the primary
+metric of every model, the ranker and the best generator per segment, the uplift with its
+interval and p-value) goes to this run and the pipeline's parent run; every metric at every k
+and segment is the ``comparison_segments.csv`` artifact.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from encore.config.experiment import EncoreConfig
 from encore.data.prepared import PreparedData
 from encore.evaluation import metrics
 from encore.evaluation.evaluator import SEGMENTS, Evaluator, lists_from_frame
+from encore.evaluation.headline import headline_metrics, headline_tags
 from encore.io import write_json, write_parquet
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
 from encore.pipeline.catalogue import enabled, generator_names
@@ -111,11 +113,6 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     baselines = [name for name in lists if name != "ranker"]
     best = max(baselines, key=lambda name: results[name][primary])
     headline_model = "ranker" if "ranker" in lists else best
-    parent = {f"{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
-    parent |= {f"{name}.{seg}.{key}": value for seg, res in by_segment.items() if seg != "all"
-               for name, scores in res.items() for key, value in scores.items()}
-    parent |= {f"n_test_users.{seg}": float(segments[seg].n_users) for seg in SEGMENTS}
-    parent[primary] = results[headline_model][primary]
     summary: dict = {"primary_metric": primary, "best_generator": best, "headline_model": headline_model,
                      "n_test_users": len(evaluator.users), "segments": {}}
     settings = {"n_resamples": config.evaluation.n_bootstrap, "confidence": config.evaluation.confidence,
@@ -144,17 +141,12 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         vs_best = comparisons[seg_best]
         entry["comparisons"] = {name: c.to_dict() for name, c in comparisons.items()}
         entry["vs_best_generator"] = vs_best.to_dict()
-        suffix = "" if seg == "all" else f".{seg}"
         if not np.isfinite(vs_best.rel_uplift):
             # Every model scores 0 here (e.g. cold items no model can recommend): no relative uplift.
             entry["note"] = f"best generator's mean {primary} is 0: relative uplift undefined"
             log.info("[%s, %d users] every model's %s is %.4f: no uplift to report", seg, n_users, primary,
                      vs_best.mean_a)
             continue
-        parent |= {f"uplift_vs_best_generator{suffix}": vs_best.rel_uplift,
-                   f"uplift_vs_best_generator{suffix}_ci_low": vs_best.rel_ci_low,
-                   f"uplift_vs_best_generator{suffix}_ci_high": vs_best.rel_ci_high,
-                   f"uplift_vs_best_generator{suffix}_p_value": vs_best.p_value}
         log.info("[%s, %d users] ranker %s %.4f vs best generator %s %.4f: %+.1f%% (%.0f%% CI %+.1f%% .. %+.1f%%), "
                  "p=%.2g", seg, n_users, primary, vs_best.mean_b, seg_best, vs_best.mean_a,
                  100 * vs_best.rel_uplift, 100 * vs_best.confidence, 100 * vs_best.rel_ci_low,
@@ -166,15 +158,23 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     if not segments["cold"].n_users:
         log.info("cold segment empty: every test user has history in train (e.g. a per-user holdout)")
     write_json(out.path / out.SIGNIFICANCE, summary)
+    # The runs carry the headline; every model x segment x metric x k is comparison_segments.csv
+    # (and metrics too with tracking.log_all_metrics).
+    parent = headline_metrics(primary, summary["segments"])
+    if config.tracking.log_all_metrics:
+        parent |= {f"{name}{'' if seg == 'all' else '.' + seg}.{key}": value for seg, res in by_segment.items()
+                   for name, scores in res.items() for key, value in scores.items()}
+    metrics.plot_segments(by_segment, primary, out.path / out.SEGMENTS_PLOT)
     log.info("test users %d (warm %d, cold %d, with cold-item pairs %d); comparison at k=10:\n%s",
              len(evaluator.users), segments["warm"].n_users, segments["cold"].n_users,
              segments["cold_items"].n_users, at10.to_string(float_format=lambda v: f"{v:.4f}"))
     return Result(
         metrics=parent,
         artifacts=[out.COMPARISON, out.COMPARISON_MD, out.SEGMENTS_CSV, out.SEGMENTS_MD, out.SIGNIFICANCE, out.PLOT,
-                   out.PER_USER],
+                   out.SEGMENTS_PLOT, out.PER_USER],
         tags={"encore.best_generator": best, "encore.headline_model": headline_model},
         parent_metrics=parent,
+        parent_tags=headline_tags(summary["segments"]) | {"encore.headline_model": headline_model},
     )
 
 

@@ -17,8 +17,9 @@ features, label or score, keep the top-k, append to Parquet), their size derived
 ``components.ranker.train_max_rows``. Batching changes nothing (tests/test_ranker_batches.py).
 
 Writes ``recommendations.parquet`` (user, item, score, rank for every user), ``model.cbm``,
-``feature_importance.csv/.png`` and ``metrics.json`` (training and candidate diagnostics;
-the test metrics are ``evaluate``'s, the serving bundle is ``register``'s).
+``feature_importance.csv/.png`` and ``metrics.json`` (its test metrics under the keys every
+generator run has, training and candidate diagnostics; the comparisons are ``evaluate``'s, the
+serving bundle is ``register``'s).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import sys
 import time
 from dataclasses import replace
 
-import pandas as pd
-
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData
+from encore.evaluation import metrics
+from encore.evaluation.evaluator import Evaluator, lists_from_frame
 from encore.io import ParquetSink, write_json
 from encore.outputs import RankerOutput
 from encore.pipeline.component import Context, Result
@@ -90,11 +91,15 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         info |= rank_users(trained, config, ctx.inputs, prepared, sink, policy=policy)
     timings["rank_seconds"] = time.perf_counter() - started
     info |= policy_info
+    # The ranker's test figures under the keys every generator run has (ndcg_at_10 ...), so the runs
+    # table and the compare view put it beside them; evaluate scores the same lists the same way.
+    evaluator = Evaluator(prepared, "train", ks)
+    test_scores = evaluator.evaluate(lists_from_frame(out.recommendations(), evaluator.users, max(ks)))
 
     importance = trained.importance()
     importance.to_csv(out.path / out.IMPORTANCE, index=False)
-    _plot_importance(importance, out.path / out.IMPORTANCE_PLOT)
-    results = info | timings | {
+    metrics.plot_importance(importance, out.path / out.IMPORTANCE_PLOT)
+    results = test_scores | info | timings | {
         "trees": float(trained.iterations), "train_rows": float(trained.n_rows),
         "train_users": float(trained.n_users), "train_positives": float(trained.n_positives),
         "n_features": float(len(trained.feature_names)),
@@ -110,20 +115,6 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     return Result(metrics=results, artifacts=[out.RECOMMENDATIONS, out.METRICS, out.POLICY, out.IMPORTANCE,
                                               out.IMPORTANCE_PLOT, out.MODEL],
                   tags={f"encore.policy.{segment}": policy.choice[segment] for segment in SEGMENTS})
-
-
-def _plot_importance(importance: pd.DataFrame, path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    top = importance.head(30).iloc[::-1]
-    figure = Figure(figsize=(7, max(3, 0.25 * len(top))))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.barh(top["feature"], top["importance"])
-    axes.set_xlabel("CatBoost feature importance")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":

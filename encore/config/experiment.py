@@ -357,6 +357,10 @@ class TrackingConfig(Strict):
     tracking_uri: str | None = None
     experiment_name: str | None = None
     registered_model_name: str = "encore-ranker"
+    log_all_metrics: bool = Field(default=False, exclude_if=lambda value: not value)
+    """Log every model x segment x metric x k on the parent and evaluate runs (~1,900 values), not
+    only the headline (``encore.evaluation.headline``); the full table is an artifact either way.
+    Left out of dumps when off, so resolved configs stay as they were."""
 
 
 TuningSegment = PooledSegment

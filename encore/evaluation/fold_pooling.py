@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from encore.evaluation import metrics
+from encore.evaluation.headline import headline_metrics, headline_tags
 from encore.evaluation.segments import POOLED_SEGMENTS  # the per-user tables' segments
 
 KEY_COLUMNS = ("fold", "user_id", "segment")
@@ -82,28 +83,14 @@ class PooledSummary:
         return {"primary_metric": self.primary_metric, "folds": self.folds, "segments": self.segments}
 
     def parent_metrics(self) -> dict[str, float]:
-        """MLflow metrics of the parent run: ``pooled.<model>[.<segment>].<primary>``,
-        ``pooled.uplift_vs_best_generator[.<segment>]`` with its interval, and the headline
-        ``<primary>`` / ``uplift_vs_best_generator`` keys the runs table and ``compare`` sort by."""
-        out: dict[str, float] = {"n_folds": float(len(self.folds))}
-        primary = self.primary_metric
-        for segment, entry in self.segments.items():
-            suffix = "" if segment == "all" else f".{segment}"
-            out[f"pooled.n_test_users{suffix}"] = float(entry["n_users"])
-            out |= {f"pooled.{model}{suffix}.{primary}": value for model, value in entry[primary].items()}
-            vs_best = entry.get("vs_best_generator")
-            if vs_best is not None and np.isfinite(vs_best["rel_uplift"]):
-                out |= {f"pooled.uplift_vs_best_generator{suffix}": vs_best["rel_uplift"],
-                        f"pooled.uplift_vs_best_generator{suffix}_ci_low": vs_best["rel_ci_low"],
-                        f"pooled.uplift_vs_best_generator{suffix}_ci_high": vs_best["rel_ci_high"],
-                        f"pooled.uplift_vs_best_generator{suffix}_p_value": vs_best["p_value"]}
-        headline = self.segments["all"]
-        model = "ranker" if "ranker" in headline[primary] else headline["best_generator"]
-        out[primary] = headline[primary][model]
-        for key in ("", "_ci_low", "_ci_high", "_p_value"):
-            if f"pooled.uplift_vs_best_generator{key}" in out:
-                out[f"uplift_vs_best_generator{key}"] = out[f"pooled.uplift_vs_best_generator{key}"]
-        return out
+        """MLflow metrics of the parent run: the headline (:func:`~encore.evaluation.headline.headline_metrics`)
+        of the pool, ``pooled.``-prefixed, ``n_folds``, and the unprefixed ``<primary>`` /
+        ``uplift_vs_best_generator`` keys the runs table and ``compare`` sort by."""
+        return {"n_folds": float(len(self.folds))} | headline_metrics(self.primary_metric, self.segments, "pooled.")
+
+    def parent_tags(self) -> dict[str, str]:
+        """Which generator each ``pooled.best_generator.*`` metric is of."""
+        return headline_tags(self.segments)
 
 
 def pooled_summary(pool: pd.DataFrame, primary: str, *, n_resamples: int, confidence: float,

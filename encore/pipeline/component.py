@@ -24,6 +24,8 @@ class Result:
     tags: dict[str, str] = field(default_factory=dict)
     parent_metrics: dict[str, float] = field(default_factory=dict)
     """Logged on the pipeline's parent run too (the headline numbers compared in the UI)."""
+    parent_tags: dict[str, str] = field(default_factory=dict)
+    """Tags of the pipeline's parent run that name what its headline metrics are of."""
 
 
 @dataclass

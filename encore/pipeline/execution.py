@@ -62,7 +62,8 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     record_use([*inputs.values(), out])  # before the lock: `clean` never takes what a run is about to use
     waiting = f"{name}: waiting for another run that is computing {out}"
     own = section(config, name)
-    with tracking.component_run(config, name) as run, path_lock(out, waiting=waiting):
+    color = tracking.run_color(run_order(config).index(name))
+    with tracking.component_run(config, name, color=color) as run, path_lock(out, waiting=waiting):
         started = time.perf_counter()
         reused = not force and getattr(module, "REUSABLE", True) and _reusable(out, fp, name)
         peak: dict[str, int] = {}
@@ -89,10 +90,11 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
             tracking.log_data_inputs([run.info.run_id, parent_id], files, input_digests(config, name))
         if parent_id and result.parent_metrics:
             client = mlflow.MlflowClient()
-            tracking.log_batch(client, parent_id, metrics=result.parent_metrics)
+            tracking.log_batch(client, parent_id, metrics=result.parent_metrics, tags=result.parent_tags)
             for artifact in result.artifacts:
                 client.log_artifact(parent_id, str(out / artifact), artifact_path="evaluation")
         result.tags["encore.run_id"] = run.info.run_id
+        result.tags["encore.reused"] = str(reused).lower()
     log.info("%s: done in %.1f s%s", name, seconds, " (reused)" if reused else "")
     return result
 
@@ -124,7 +126,9 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str] | None = None, 
     """Run components in pipeline order (default: :func:`pipeline_components`) under one parent
     MLflow run (named with ``note``). With ``split.folds`` > 1 every fold runs them under a
     nested fold run and the folds are pooled (:mod:`encore.pipeline.folds`); the results
-    returned are the last fold's."""
+    returned are the last fold's. A run that recomputed nothing is named so (``(all reused)``)."""
+    import mlflow
+
     components = pipeline_components(config) if components is None else components
     for name in components:
         component_module(config, name)  # unknown names fail before any work
@@ -137,15 +141,21 @@ def run_pipeline(config: EncoreConfig, components: Sequence[str] | None = None, 
         dependencies(config, name)  # a component that cannot run with this config fails before any work
     remove_debris(config.run_dir)
     with one_run(), tracking.pipeline_run(config, note=note) as parent:
+        reused: list[bool] = []
         if n_folds(config) > 1:
-            return run_folds(config, to_run, force=force, parent_id=parent.info.run_id)
-        return run_components(config, to_run, force=force, parent_id=parent.info.run_id)
+            results = run_folds(config, to_run, force=force, parent_id=parent.info.run_id, reused=reused)
+        else:
+            results = run_components(config, to_run, force=force, parent_id=parent.info.run_id, reused=reused)
+        if reused and all(reused):  # a re-run that recomputed nothing says so in the runs table
+            tracking.mark_all_reused(mlflow.MlflowClient(), parent.info.run_id)
+        return results
 
 
 def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[str] = (),
-                   parent_id: str) -> dict[str, Result]:
+                   parent_id: str, reused: list[bool] | None = None) -> dict[str, Result]:
     """Run ``to_run`` in order inside the active MLflow run; the data hashes of what ran (or
-    failed) are tagged on run ``parent_id``."""
+    failed) are tagged on run ``parent_id``; whether each component reused its output is
+    appended to ``reused``."""
     import mlflow
 
     results: dict[str, Result] = {}
@@ -158,6 +168,8 @@ def run_components(config: EncoreConfig, to_run: Sequence[str], *, force: Sequen
             if name not in UNTUNED:
                 config = tuned(config)
             results[name] = run_component(config, name, force=name in force)
+            if reused is not None:
+                reused.append(results[name].tags.get("encore.reused") == "true")
         except Exception as exc:
             with contextlib.suppress(Exception):  # the store may be what failed; keep the real error
                 tracking.log_batch(mlflow.MlflowClient(), parent_id, tags=data_hash_tags(config, list(results)))
@@ -184,7 +196,7 @@ def _check_side_data(config: EncoreConfig, to_run: Sequence[str]) -> None:
 
 
 def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[str] = (),
-              parent_id: str) -> dict[str, Result]:
+              parent_id: str, reused: list[bool] | None = None) -> dict[str, Result]:
     """Every fold's components in a nested fold run; then the pooled evaluation."""
     import mlflow
 
@@ -200,10 +212,11 @@ def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[st
         # Process tags as on the parent and component runs: a fold run whose process was killed is
         # marked KILLED by the next run (tracking.mark_stale_runs), not left RUNNING forever.
         tags = (tracking.run_tags(fold_config) | tracking.process_tags() | fold_tags(split, fold, folds)
-                | {"mlflow.parentRunId": parent_id})
+                | {"mlflow.parentRunId": parent_id, tracking.RUN_COLOR_TAG: tracking.run_color(fold - 1)})
         with tracking.active_run(mlflow.start_run(run_name=f"fold{fold}", nested=True, tags=tags)) as run:
             try:
-                results = run_components(fold_config, names, force=force, parent_id=run.info.run_id)
+                results = run_components(fold_config, names, force=force, parent_id=run.info.run_id,
+                                         reused=reused)
             except ComponentFailed as exc:
                 cause = exc.__cause__ or exc
                 raise ComponentFailed(exc.component, cause, where=f"split.folds, fold {fold} of {folds}: ") from cause
@@ -212,7 +225,8 @@ def run_folds(config: EncoreConfig, to_run: Sequence[str], *, force: Sequence[st
     if "evaluate" in to_run:
         record_use([folds_dir(config)[1]])
         summary, out = pool_folds(config)
-        tracking.log_batch(mlflow.MlflowClient(), parent_id, metrics=summary.parent_metrics())
+        tracking.log_batch(mlflow.MlflowClient(), parent_id, metrics=summary.parent_metrics(),
+                           tags=summary.parent_tags())
         for artifact in (out.TABLE, out.TABLE_MD, out.SUMMARY):
             mlflow.MlflowClient().log_artifact(parent_id, str(out.path / artifact), artifact_path="folds")
     return results

@@ -10,9 +10,11 @@ One pipeline run is one parent MLflow run; each component is a nested run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -56,7 +58,90 @@ TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "
 SQLITE_HEADER = b"SQLite format 3\x00"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-"""Tells MLflow's UI to open the model-training view of an experiment, not the GenAI one."""
+"""The experiment's kind for MLflow: a model-training experiment, not a GenAI one. MLflow 3.17.2's
+UI no longer reads it to choose its view (see :data:`UI_VIEW_QUERY`); the API and older UIs do."""
+PRIMARY_METRIC_TAG = "mlflow.experiment.primaryMetric.name"
+"""Experiment tag MLflow's compare view reads to choose the metric of its first chart (the
+parallel-coordinates plot), instead of the first metric it finds."""
+NOTE_TAG = "mlflow.note.content"
+"""The description MLflow's UI shows (on an experiment's and on a run's page)."""
+RUN_COLOR_TAG = "mlflow.runColor"
+"""Run tag MLflow's UI (3.17) reads as the run's colour in its table and charts (its colour picker writes it)."""
+HEADLINE_VIEW = "encore-headline"
+MODELS_VIEW = "encore-models"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+"""An experiment tag ``mlflow.sharedViewState.<id>`` is a saved view of MLflow's runs table (its
+"Views" menu; the URL parameter ``viewStateShareKey=<id>`` opens it): the columns shown and the order."""
+UI_VIEW_QUERY = f"workflowType=machine_learning&viewStateShareKey={HEADLINE_VIEW}"
+"""What chooses the view in MLflow 3.17.2's UI: the ``workflowType`` URL parameter, else the
+browser's saved choice (``localStorage['mlflow.workflowType_v1']``), else GenAI; the experiment tag
+is not read. Every link Encore prints carries this query, so it opens on the runs table, with the
+headline view's columns."""
+RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+              "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+              "#e6550d", "#31a354", "#756bb1", "#636363")
+"""Twenty distinct colours (matplotlib's tab10, then darker and lighter shades of other hues)."""
+REUSED_SUFFIX = " (all reused)"
+"""Appended to a parent run's name when every component reused its output: nothing was recomputed."""
+
+
+def run_color(index: int) -> str:
+    """The ``index``-th colour of :data:`RUN_COLORS` (cycling)."""
+    return RUN_COLORS[index % len(RUN_COLORS)]
+
+
+def headline_columns(config: EncoreConfig) -> list[str]:
+    """The runs-table columns of the headline view: the primary metric (on the parent: the ranker's;
+    on a component run: its own, so the ranker and every generator line up), the best generator's,
+    the uplift with its interval and p-value, and which generator was best."""
+    primary = metric_key(config.evaluation.primary_metric)
+    metrics = [primary, f"best_generator.{primary}", "uplift_vs_best_generator", "uplift_vs_best_generator_ci_low",
+               "uplift_vs_best_generator_ci_high", "uplift_vs_best_generator_p_value"]
+    return [*(f"metrics.`{m}`" for m in metrics), "tags.`encore.best_generator`", "tags.`encore.component`"]
+
+
+def saved_view(name: str, state: Mapping[str, Any], created_ms: int) -> str:
+    """A saved view of MLflow's runs table (JSON, as MLflow 3.17's "Save view" writes it)."""
+    return json.dumps({"name": name, "createdAt": created_ms, "updatedAt": created_ms, "state": json.dumps(state)})
+
+
+def saved_views(config: EncoreConfig, created_ms: int) -> dict[str, str]:
+    """Experiment tags of two views: *Encore headline* (:func:`headline_columns`, newest run first)
+    and *Encore models* (every generator and ranker run, best primary metric first: the ranker
+    beside every generator, one click from the runs table)."""
+    primary = metric_key(config.evaluation.primary_metric)
+    headline = {"selectedColumns": headline_columns(config), "orderByKey": "attributes.start_time",
+                "orderByAsc": False}
+    models = {"selectedColumns": [f"metrics.`{primary}`", "tags.`encore.component`", "tags.`encore.kind`",
+                                  "tags.`encore.reused`"],
+              # component runs with the primary metric: generators and the ranker (evaluate's and
+              # register's are the ranker's again)
+              "searchFilter": f"metrics.`{primary}` >= 0 and tags.`encore.component` != 'evaluate' "
+                              "and tags.`encore.component` != 'register'",
+              "orderByKey": f"metrics.`{primary}`", "orderByAsc": False}
+    return {VIEW_TAG_PREFIX + HEADLINE_VIEW: saved_view("Encore headline", headline, created_ms),
+            VIEW_TAG_PREFIX + MODELS_VIEW: saved_view("Encore models", models, created_ms)}
+
+
+def experiment_tags(config: EncoreConfig, created_ms: int) -> dict[str, str]:
+    """What the UI reads from an experiment: its kind, its primary metric, its description, and the
+    headline view of its runs table."""
+    tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+            PRIMARY_METRIC_TAG: metric_key(config.evaluation.primary_metric),
+            **saved_views(config, created_ms)}
+    if config.experiment.description:
+        tags[NOTE_TAG] = config.experiment.description
+    return tags
+
+
+def ui_url(uri: str, experiment_id: str, run_id: str | None = None, view: str = HEADLINE_VIEW) -> str:
+    """The MLflow UI address of an experiment's runs table in saved view ``view`` (or of a run), in
+    the model-training view. A server's UI is the tracking URI itself; a local store's is
+    ``mlflow ui``'s default address."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    base = mask_uri(base)
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{base}/#/experiments/{experiment_id}/{page}?{UI_VIEW_QUERY.replace(HEADLINE_VIEW, view)}"
 
 
 class TrackingStoreError(ConfigError):
@@ -117,12 +202,14 @@ def _experiment_id(config: EncoreConfig, uri: str) -> str:
         if experiment is None:
             # Local store: keep artifacts beside the database, not in the working directory.
             location = (LOCAL_STORE_DIR / "artifacts").as_uri() if uri.startswith("sqlite:") else None
-            experiment_id = mlflow.create_experiment(name, artifact_location=location,
-                                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            experiment_id = mlflow.create_experiment(name, artifact_location=location)
+            experiment = mlflow.get_experiment(experiment_id)
         else:
             experiment_id = experiment.experiment_id
-            if EXPERIMENT_KIND_TAG not in experiment.tags:
-                mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        # Set on a new experiment, and fixed on one made by an older Encore (or switched to GenAI in the UI).
+        for key, value in experiment_tags(config, experiment.creation_time or 0).items():
+            if experiment.tags.get(key) != value:
+                mlflow.MlflowClient().set_experiment_tag(experiment_id, key, value)
         mlflow.set_experiment(experiment_id=experiment_id)
     except TrackingStoreError:
         raise
@@ -168,8 +255,6 @@ def log_metrics(metrics: Mapping[str, float], prefix: str = "") -> None:
 def log_batch(client: Any, run_id: str, *, metrics: Mapping[str, float] | None = None,
               tags: Mapping[str, str] | None = None) -> None:
     """Metrics and tags on another run (a parent) in few requests, not one per value."""
-    import time
-
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000)
@@ -275,9 +360,30 @@ def mark_versions_of_killed_runs(client: Any, run_ids: Sequence[str]) -> int:
     return marked
 
 
-def parent_run_name(config: EncoreConfig, note: str | None = None) -> str:
-    """``<experiment>-<config hash>[-<note>]``: parent runs told apart in the runs table."""
-    return "-".join(p for p in (config.experiment.name, config.fingerprint()[:8], note) if p)
+def parent_run_name(config: EncoreConfig, note: str | None = None, started: float | None = None) -> str:
+    """``<experiment> <yyyy-mm-dd hh:mm> <config hash> [note]`` (local time): parent runs told apart in
+    the runs table, even two of the same configuration."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
+    return " ".join(p for p in (config.experiment.name, when, config.fingerprint()[:8], note) if p)
+
+
+def parent_color(client: Any, experiment_id: str) -> str:
+    """A new parent run's colour: the next of :data:`RUN_COLORS` after the experiment's last parent
+    run, so consecutive runs never share one (MLflow's own colour is a hash of the run id)."""
+    last = client.search_runs([experiment_id], filter_string="tags.`encore.config_hash` != ''",
+                              order_by=["attributes.start_time DESC"], max_results=50)
+    parents = [r for r in last if "mlflow.parentRunId" not in r.data.tags]
+    previous = parents[0].data.tags.get(RUN_COLOR_TAG) if parents else None
+    return run_color(RUN_COLORS.index(previous) + 1 if previous in RUN_COLORS else len(parents))
+
+
+def mark_all_reused(client: Any, run_id: str) -> None:
+    """Say on parent run ``run_id`` (name and ``encore.all_reused`` tag) that nothing was recomputed."""
+    name = client.get_run(run_id).info.run_name or ""
+    tags = {"encore.all_reused": "true"}
+    if not name.endswith(REUSED_SUFFIX):
+        tags["mlflow.runName"] = name + REUSED_SUFFIX
+    log_batch(client, run_id, tags=tags)
 
 
 @contextmanager
@@ -288,15 +394,17 @@ def pipeline_run(config: EncoreConfig, *, note: str | None = None) -> Iterator[A
     experiment_id = setup_tracking(config)
     with readable_auth_errors():
         mark_stale_runs(experiment_id)
-    tags = run_tags(config) | process_tags()
+        color = parent_color(mlflow.MlflowClient(), experiment_id)
+    tags = run_tags(config) | process_tags() | {RUN_COLOR_TAG: color}
     if note:
-        tags |= {"encore.note": note, "mlflow.note.content": note}
+        tags |= {"encore.note": note, NOTE_TAG: note}
     with readable_auth_errors(), active_run(mlflow.start_run(run_name=parent_run_name(config, note), tags=tags)) as run:
         log_params(config.model_dump(mode="json", exclude={"tracking", "output_dir", "data_dir"}))
         previous = os.environ.get(PARENT_RUN_ENV)
         os.environ[PARENT_RUN_ENV] = run.info.run_id
         try:
             yield run
+            log.info("MLflow: %s (run %r)", ui_url(tracking_uri(config), experiment_id), run.info.run_name)
         finally:
             if previous is None:
                 os.environ.pop(PARENT_RUN_ENV, None)
@@ -323,8 +431,9 @@ def active_run(run: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
-    """A component's run: nested under the active (or ``ENCORE_PARENT_RUN_ID``) parent run."""
+def component_run(config: EncoreConfig, component: str, *, color: str | None = None) -> Iterator[Any]:
+    """A component's run: nested under the active (or ``ENCORE_PARENT_RUN_ID``) parent run, in
+    ``color`` (one per component, the same in every pipeline run: the compare view's legend)."""
     import mlflow
 
     parent = mlflow.active_run()
@@ -332,6 +441,8 @@ def component_run(config: EncoreConfig, component: str) -> Iterator[Any]:
         mark_stale_runs(setup_tracking(config))
     parent_id = parent.info.run_id if parent is not None else os.environ.get(PARENT_RUN_ENV)
     tags = run_tags(config) | process_tags() | {"encore.component": component}
+    if color:
+        tags[RUN_COLOR_TAG] = color
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     # A refused permission (HTTP 403) becomes one line naming the user and the request.

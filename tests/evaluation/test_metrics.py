@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -547,3 +548,19 @@ def test_plot_metric_vs_k(tmp_path: pytest.TempPathFactory) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no 'nope@k'"):
         M.plot_metric_vs_k(results, "nope", tmp_path / "x.png")
+
+
+def test_fourteen_models_are_told_apart_and_every_plot_writes_a_png(tmp_path: Path) -> None:
+    models = [f"gen{i}" for i in range(14)] + ["ranker"]
+    styles = M.reporting.model_styles(models)
+    looks = {(s["color"], s["linestyle"], s["marker"]) for s in styles.values()}
+    assert len(looks) == len(models)  # no two lines alike: 14 generators and the ranker
+    assert len({s["color"] for s in styles.values()}) == len(models)
+    results = {m: {"ndcg@5": 0.1 + i / 50, "ndcg@10": 0.2 + i / 50} for i, m in enumerate(models)}
+    by_segment = {"all": results, "warm": results, "cold": {}}
+    importance = pd.DataFrame({"feature": ["a", "b"], "importance": [60.0, 40.0]})
+    for name, draw in (("k", lambda p: M.plot_metric_vs_k(results, "ndcg", p)),
+                       ("segments", lambda p: M.plot_segments(by_segment, "ndcg@10", p)),
+                       ("importance", lambda p: M.plot_importance(importance, p))):
+        draw(tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

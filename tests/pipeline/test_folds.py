@@ -102,7 +102,8 @@ def test_pooled_means_by_hand() -> None:
     assert warm["n_users"] == 3 and warm["n_distinct_users"] == 2 and warm["vs_best_generator"]["n_groups"] == 2
     parent = summary.parent_metrics()
     assert parent["ndcg@10"] == parent["pooled.ranker.ndcg@10"] == pytest.approx(0.52)
-    assert parent["pooled.pop.cold.ndcg@10"] == pytest.approx(0.25)
+    assert parent["pooled.best_generator.cold.ndcg@10"] == pytest.approx(0.25)  # pop, the only generator
+    assert summary.parent_tags()["encore.best_generator.cold"] == "pop"
     with pytest.raises(ValueError, match="same models in every fold"):
         pooling.pool_per_user({1: fold1, 2: fold2.drop(columns="pop")})
 
@@ -151,3 +152,5 @@ def test_folds_are_nested_runs_and_the_parent_has_pooled_metrics(folded) -> None
     assert parent.data.metrics["ndcg_at_10"] == pytest.approx(pooled["ndcg@10"]["ranker"])
     assert parent.data.metrics["n_folds"] == 3
     assert "pooled.uplift_vs_best_generator_ci_low" in parent.data.metrics
+    assert len(parent.data.metrics) <= 50  # the pooled headline; every fold's full table is an artifact
+    assert parent.data.tags["encore.best_generator"] == pooled["best_generator"]

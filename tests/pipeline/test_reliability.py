@@ -383,7 +383,8 @@ def test_runs_carry_lineage_the_ui_shows(tiny_config: EncoreConfig, tmp_path: Pa
     runs = runs_of(config)
     parents = runs[runs["tags.mlflow.parentRunId"].isna()].sort_values("start_time")
     short = config.fingerprint()[:8]
-    assert list(parents["tags.mlflow.runName"]) == [f"tab-{short}-first try", f"tab-{short}"]
+    names = list(parents["tags.mlflow.runName"])
+    assert [n.split(" ", 3)[3] for n in names] == [f"{short} first try", f"{short} (all reused)"], names
     for run_id in [*parents["run_id"], *runs[runs["tags.encore.component"] == "prepare"]["run_id"]]:
         inputs = client.get_run(run_id).inputs.dataset_inputs
         assert len(inputs) == 1, run_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,12 +42,36 @@ def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: Encore
     assert parent["params.components.als.factors"] == "64"
     assert parent["metrics.ndcg_at_10"] == pytest.approx(results["evaluate"].metrics["ranker.ndcg@10"])
     assert "metrics.uplift_vs_best_generator_ci_low" in parents.columns
-
+    # <experiment> <yyyy-mm-dd hh:mm> <config hash>; a headline, not every model x segment x metric x k
+    name = parent["tags.mlflow.runName"]
+    assert re.fullmatch(rf"tiny \d{{4}}-\d\d-\d\d \d\d:\d\d {tiny_config.fingerprint()[:8]}", name), name
     client = mlflow.MlflowClient()
-    for _, child in children[children["tags.encore.component"].isin(generator_names(tiny_config))].iterrows():
+    headline = client.get_run(parent_id).data.metrics
+    assert 20 <= len(headline) <= 50, sorted(headline)
+    assert {f"{model}.ndcg_at_10" for model in (*generator_names(tiny_config), "ranker")} <= set(headline)
+    assert headline["best_generator.ndcg_at_10"] == headline[f"{parent['tags.encore.best_generator']}.ndcg_at_10"]
+    assert {"uplift_vs_best_generator.warm_p_value", "ranker.warm.ndcg_at_10"} <= set(headline)
+    assert "als.warm.recall_at_50" not in headline  # in evaluate's comparison_segments.csv
+    everything = tiny_config.model_copy(update={"tracking": tiny_config.tracking.model_copy(
+        update={"log_all_metrics": True})})
+    assert everything.fingerprint() == tiny_config.fingerprint()  # a logging choice, in no reuse key
+    run_pipeline(everything, ["evaluate"], force=["evaluate"])
+    latest = runs_of(tiny_config).sort_values("start_time").iloc[-1]
+    assert latest["metrics.als.warm.recall_at_50"] >= 0 and latest["metrics.ranker.novelty_at_5"] > 0
+    # Every component in its own colour, the same one in every pipeline run.
+    colors = children.set_index("tags.encore.component")["tags.mlflow.runColor"]
+    assert colors.notna().all() and colors.nunique() == len(colors)
+
+    # The ranker's run carries its test metrics under the generators' keys: comparable in the UI.
+    ranker = children[children["tags.encore.component"] == "ranker"].iloc[0]
+    assert ranker["metrics.ndcg_at_10"] == pytest.approx(headline["ranker.ndcg_at_10"])
+    for _, child in children[children["tags.encore.component"].isin([*generator_names(tiny_config), "ranker"])
+                             ].iterrows():
         for metric in RANKING_METRIC_NAMES:
             for k in KS:
                 assert pd.notna(child[f"metrics.{metric}_at_{k}"])
+        if child["tags.encore.component"] == "ranker":
+            continue
         assert pd.notna(child["metrics.candidate_recall"])
         artifacts = {a.path for a in client.list_artifacts(child["run_id"])}
         assert {"candidates_train.parquet", "metrics_vs_k.png", "metrics.json"} <= artifacts
@@ -60,6 +85,10 @@ def test_second_run_reuses_every_output(tiny_config: EncoreConfig) -> None:
     latest_parent = runs[runs["tags.mlflow.parentRunId"].isna()]["run_id"].iloc[0]
     latest = runs[runs["tags.mlflow.parentRunId"] == latest_parent]
     assert set(latest["tags.encore.reused"]) == {"true"}
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()].sort_values("start_time")
+    assert list(parents["tags.encore.all_reused"].fillna("")) == ["", "true"]
+    assert parents["tags.mlflow.runName"].iloc[1].endswith(" (all reused)")
+    assert parents["tags.mlflow.runColor"].nunique() == 2  # consecutive runs never share a colour
 
 
 def test_same_seed_gives_same_metrics_in_a_fresh_output_folder(tmp_path: Path, tiny_config: EncoreConfig) -> None:

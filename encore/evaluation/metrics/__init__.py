@@ -52,7 +52,7 @@ from .beyond_accuracy import (
     novelty,
     user_coverage,
 )
-from .reporting import metrics_table, plot_metric_vs_k
+from .reporting import metrics_table, plot_importance, plot_metric_vs_k, plot_segments
 
 __all__ = [
     "RANKING_METRICS",
@@ -71,7 +71,9 @@ __all__ = [
     "paired_comparison",
     "paired_comparisons",
     "per_user_metric",
+    "plot_importance",
     "plot_metric_vs_k",
+    "plot_segments",
     "precision_at_k",
     "recall_at_k",
     "reciprocal_rank_at_k",
