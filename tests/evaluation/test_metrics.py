@@ -317,6 +317,7 @@ def test_evaluate_keys_and_values() -> None:
         "novelty",
         "diversity",
         "avg_popularity",
+        "new_item_exposure",
     ]
     assert list(res) == [f"{n}@{k}" for k in (3, 10) for n in names]
     assert all(isinstance(v, float) for v in res.values())
