@@ -548,3 +548,11 @@ def test_plot_metric_vs_k(tmp_path: pytest.TempPathFactory) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no 'nope@k'"):
         M.plot_metric_vs_k(results, "nope", tmp_path / "x.png")
+
+
+def test_new_item_exposure_is_the_share_of_filled_slots_on_items_without_listeners() -> None:
+    counts = np.array([5, 0, 3, 0])  # items 1 and 3 have no training listener
+    recs = np.array([[1, 0, 3], [2, -1, -1]])
+    assert M.new_item_exposure(recs, 3, counts) == pytest.approx(2 / 4)
+    assert M.new_item_exposure(recs, 1, counts) == pytest.approx(1 / 2)
+    assert M.new_item_exposure(np.full((2, 3), -1), 3, counts) == 0.0
