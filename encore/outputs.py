@@ -177,6 +177,8 @@ class RerankOutput:
     """Item ages (days at the train stage's last event), embeddings and attributes, for serving."""
     SERVING = "serving.json"
     """The chosen setting and the blocked and rejected items (item indexes), for serving."""
+    CONTENT = "content_candidates.parquet"
+    """user, item, score, rank: the content candidates (never-listened items) of the train stage."""
 
     def recommendations(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / self.RECOMMENDATIONS)
@@ -186,6 +188,16 @@ class RerankOutput:
 
     def chosen(self) -> dict[str, Any]:
         return read_json(self.path / self.CHOSEN)
+
+    def serving(self) -> dict[str, Any]:
+        return read_json(self.path / self.SERVING)
+
+    def item_side(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / self.ITEM_SIDE) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+
+    def content_candidates(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / self.CONTENT)
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData
 from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
-from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput
+from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput, RerankOutput
 from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
 from encore.recommenders import recommender_class
 from encore.serving.pyfunc import log_serving_model, write_bundle
+from encore.serving.rerank import write_rerank_bundle
 from encore.tracking.credentials import readable_auth_errors
 from encore.tracking.model_registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
 from encore.tracking.runs import cli_client, metric_key
@@ -52,7 +53,8 @@ def similar_items_instances(config: EncoreConfig) -> list[str]:
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
     fallback = config.components.ranker.fallback
-    names = ["prepare", "ranker", "evaluate", *similar_items_instances(config), *([fallback] if fallback else [])]
+    names = ["prepare", "ranker", "evaluate", *similar_items_instances(config), *([fallback] if fallback else []),
+             "rerank"]  # dropped when components.rerank is off
     return list(dict.fromkeys(names))
 
 
@@ -88,8 +90,25 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
         items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
         heard=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[heard.row], "item_id": item_raw[heard.col]}),
     )
+    if "rerank" in ctx.inputs:
+        _bundle_rerank(RerankOutput(ctx.inputs["rerank"]), prepared, out)
     write_json(out.bundle / "info.json", {"similar_items_from": source})
     return source
+
+
+def _bundle_rerank(rerank: RerankOutput, prepared: PreparedData, out: RegisterOutput) -> None:
+    """The rerank component's setting and side data in raw ids: the service re-ranks with them."""
+    item_raw, user_raw = prepared.items["raw_id"].to_numpy(), prepared.users["raw_id"].to_numpy()
+    serving = rerank.serving()
+    keys = np.asarray(serving["rejected"], dtype=np.int64)
+    content = rerank.content_candidates()
+    write_rerank_bundle(
+        out.bundle, config={"settings": serving["settings"], "blocked": item_raw[serving["blocked"]].tolist()},
+        items={"item_id": item_raw, **rerank.item_side()},
+        content=pd.DataFrame({"user_id": user_raw[content["user"]], "item_id": item_raw[content["item"]],
+                              "score": content["score"].to_numpy(), "rank": content["rank"].to_numpy()}),
+        rejections=pd.DataFrame({"user_id": user_raw[keys // prepared.n_items],
+                                 "item_id": item_raw[keys % prepared.n_items]}))
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRanker
 
-from encore.components import ranker as ranker_component
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData, Stage
 from encore.evaluation import metrics
@@ -37,7 +36,7 @@ from encore.io import ParquetSink, write_json, write_parquet
 from encore.outputs import GeneratorOutput, RankerOutput, RerankOutput
 from encore.pipeline.component import Context, Result
 from encore.ranking.model import TrainedRanker
-from encore.ranking.stage import rank_users
+from encore.ranking.stage import rank_users, ranker_inputs
 from encore.recommenders import recommender_class
 from encore.reranking.steps import (
     ItemSide,
@@ -63,7 +62,7 @@ def _side_instances(config: EncoreConfig) -> list[str]:
 
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
-    return list(dict.fromkeys([*ranker_component.DEPENDS_ON(config), "ranker", *_side_instances(config)]))
+    return list(dict.fromkeys([*ranker_inputs(config), "ranker", *_side_instances(config)]))
 
 
 def input_files(config: EncoreConfig) -> dict[str, Path]:
@@ -294,6 +293,13 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     np.savez(out.path / out.ITEM_SIDE, age_days=side.age_days,
              embeddings=side.embeddings if side.embeddings is not None else np.zeros((0, 0)),
              attribute=side.attribute if side.attribute is not None else np.zeros(0, dtype=np.int64))
+    content = lists.content_items >= 0
+    write_parquet(pd.DataFrame({
+        "user": np.repeat(users, content.shape[1])[content.ravel()].astype(np.int32),
+        "item": lists.content_items[content].astype(np.int32),
+        "score": lists.content_scores[content],
+        "rank": np.tile(np.arange(1, content.shape[1] + 1, dtype=np.int32), len(users))[content.ravel()],
+    }), out.path / out.CONTENT)
     write_json(out.path / out.SERVING, {"settings": asdict(settings), "blocked": blocked.tolist(),
                                         "rejected": rejected.tolist(), "n_items": prepared.n_items})
 
