@@ -116,3 +116,17 @@ def test_rejected_items_are_never_served_again_even_after_a_restart(reranked_run
     stored = pd.read_sql("SELECT user_id, item_id, action FROM encore_feedback_events ORDER BY id",
                          f"sqlite:///{tmp_path / 'events.db'}")
     assert stored["action"].tolist() == ["dislike", "block", "skip"]
+
+
+def test_sqlite_rejections_are_kept_for_good(tmp_path: Path) -> None:
+    from encore.serving.events import Feedback, Listen, SQLiteEventStore
+
+    store = SQLiteEventStore(tmp_path / "events.db", history_size=2)
+    store.add_feedback([Feedback("u", "a", "dislike", 1.0), Feedback("u", "b", "skip", 2.0),
+                        Feedback("u", "c", "block", 3.0)])
+    store.add([Listen("u", f"i{n}", 10.0 + n) for n in range(5)])  # listens are trimmed; rejections never
+    store.close()
+    again = SQLiteEventStore(tmp_path / "events.db", history_size=2)
+    assert again.rejected("u") == ["a", "c"] and again.rejected("v") == []
+    assert again.recent("u", 10) == ["i4", "i3"]
+    again.close()
