@@ -173,7 +173,7 @@ class Diversify:
         safe = np.maximum(lists.items, 0)
         if use_mmr:
             vectors = np.where(valid[:, :, None], side.embeddings[safe], 0.0)
-            similarity = np.einsum("uid,ujd->uij", vectors, vectors)
+            similarity = vectors @ vectors.transpose(0, 2, 1)  # batched BLAS: (users, width, width) cosines
         attribute = np.where(valid, side.attribute[safe], -1) if use_cap else None
         rows = np.arange(n)
         taken = ~valid  # removed candidates are never chosen by the loop; they go last
