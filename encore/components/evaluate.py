@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from encore.config.component_names import RANKING_STAGES
 from encore.config.experiment import EncoreConfig
 from encore.data.prepared import PreparedData
 from encore.evaluation import metrics
@@ -27,8 +28,6 @@ from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
 
 NAME = "evaluate"
-STAGES_AFTER_GENERATORS = ("ranker", "rerank")
-"""Rows that are not generators: never the "best generator" the ranker is measured against."""
 log = logging.getLogger(__name__)
 
 
@@ -113,7 +112,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                             | {name: evaluator.per_user(model, primary) for name, model in lists.items()})
     write_parquet(per_user, out.path / out.PER_USER)
     # The ranker is measured against the best single model: every instance, feature-only ones too.
-    baselines = [name for name in lists if name not in STAGES_AFTER_GENERATORS]
+    baselines = [name for name in lists if name not in RANKING_STAGES]
     best = max(baselines, key=lambda name: results[name][primary])
     headline_model = "ranker" if "ranker" in lists else best
     parent = {f"{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
