@@ -116,17 +116,18 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     evaluated = EvaluateOutput(ctx.inputs["evaluate"])
     out = RegisterOutput(ctx.output)
     source = build_bundle(config, ctx, PreparedData(ctx.inputs["prepare"]), out)
-    # The ranker's per-user values (from evaluate) travel with the model, so promotion can pair
-    # this run with the champion's.
-    per_user = evaluated.per_user(columns=["user_id", "segment", "ranker"])
-    out.write_per_user(per_user.rename(columns={"ranker": "value"}))
+    # The served lists' per-user values (from evaluate: the re-ranked lists when rerank ran, else
+    # the ranker's) travel with the model, so promotion can pair this run with the champion's.
+    served = "rerank" if "rerank" in ctx.inputs else "ranker"
+    per_user = evaluated.per_user(columns=["user_id", "segment", served])
+    out.write_per_user(per_user.rename(columns={served: "value"}))
     significance = evaluated.significance()
-    # The ranker's test metric overall and per segment (``warm.ndcg@10`` ...), which
+    # Their test metric overall and per segment (``warm.ndcg@10`` ...), which
     # ``components.promote.segment`` compares.
-    scores = {primary: float(evaluated.comparison().loc["ranker", primary])}
+    scores = {primary: float(evaluated.comparison().loc[served, primary])}
     for segment, entry in significance.get("segments", {}).items():
-        if segment in USER_SEGMENTS and "ranker" in entry.get(primary, {}):
-            scores[f"{segment}.{primary}"] = float(entry[primary]["ranker"])
+        if segment in USER_SEGMENTS and served in entry.get(primary, {}):
+            scores[f"{segment}.{primary}"] = float(entry[primary][served])
 
     info = log_serving_model(out.bundle, k=min(10, config.components.ranker.top_k))
     run_id = mlflow.active_run().info.run_id
