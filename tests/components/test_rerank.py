@@ -14,7 +14,7 @@ import pytest
 from encore.components import rerank
 from encore.config.experiment import EncoreConfig
 from encore.data.prepared import PreparedData
-from encore.outputs import EvaluateOutput, RankerOutput, RerankOutput
+from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput, RerankOutput
 from encore.pipeline.runner import dependencies, output_dir
 from encore.tracking.runs import experiment_name, tracking_uri
 
@@ -43,6 +43,10 @@ def test_rerank_has_its_output_run_and_evaluation_row(run: EncoreConfig) -> None
     runs = mlflow.search_runs(experiment_names=[experiment_name(run)])
     mine = runs[runs["tags.encore.component"] == "rerank"]
     assert len(mine) == 1 and pd.notna(mine["metrics.vs_ranker.rel_ci_low"].iloc[0])
+    # What is registered is what is served: the re-ranked lists' per-user values.
+    registered = pd.read_parquet(RegisterOutput(output_dir(run, "register")).path / RegisterOutput.PER_USER)
+    evaluated = EvaluateOutput(output_dir(run, "evaluate")).per_user()
+    np.testing.assert_allclose(registered["value"].to_numpy(), evaluated["rerank"].to_numpy())
 
 
 def test_rejected_and_blocked_items_never_appear(run: EncoreConfig) -> None:
