@@ -384,6 +384,8 @@ def render_rerank(doc: Path, name: str) -> str:
     primary = result["primary_metric"]
     image = os.path.relpath(ROOT / "docs" / "img" / name.replace(".json", ".png"), doc.parent)
     lines = [
+        f"`{result['experiment']}`{' — ' + result['note'] if result.get('note') else ''}.",
+        "",
         f"![the trade-off on each fold's ranker-target part]({image})",
         "",
         f"| fold | chosen λ / boost / m | target {primary}: ranker → rerank | test {primary}: ranker → rerank "

@@ -58,7 +58,7 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
     return found, commit
 
 
-def record(experiment: Path, overrides: list[str]) -> Path:
+def record(experiment: Path, overrides: list[str], note: str = "") -> Path:
     from encore.config.experiment import load_config
     from encore.evaluation import fold_pooling, metrics
     from encore.outputs import EvaluateOutput, RerankOutput
@@ -99,7 +99,7 @@ def record(experiment: Path, overrides: list[str]) -> Path:
             n_resamples=config.evaluation.n_bootstrap, confidence=config.evaluation.confidence,
             random_state=config.experiment.seed, groups=part["user_id"].to_numpy()).to_dict()
     result = {"experiment": shown(experiment.resolve()),
-              "overrides": overrides, "commit": commit, "machine": machine(),
+              "overrides": overrides, "note": note, "commit": commit, "machine": machine(),
               "primary_metric": primary, "rule": {"objective": folds[-1]["chosen"]["objective"],
                                                   "max_loss": folds[-1]["chosen"]["max_loss"]},
               "folds": folds, "pooled_rerank_vs_ranker": pooled}
@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--experiment", type=Path, required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--note", default="", help="how the run differs from the experiment file (shown in the docs)")
     args = parser.parse_args(argv)
-    path = record(args.experiment, args.overrides)
+    path = record(args.experiment, args.overrides, args.note)
     print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
     return 0
 
