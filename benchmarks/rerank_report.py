@@ -58,7 +58,7 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
     return found, commit
 
 
-def record(experiment: Path, overrides: list[str], note: str = "") -> Path:
+def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None) -> Path:
     from encore.config.experiment import load_config
     from encore.evaluation import fold_pooling, metrics
     from encore.outputs import EvaluateOutput, RerankOutput
@@ -98,7 +98,7 @@ def record(experiment: Path, overrides: list[str], note: str = "") -> Path:
             part["ranker"].to_numpy(), part["rerank"].to_numpy(), metric=primary,
             n_resamples=config.evaluation.n_bootstrap, confidence=config.evaluation.confidence,
             random_state=config.experiment.seed, groups=part["user_id"].to_numpy()).to_dict()
-    result = {"experiment": shown(experiment.resolve()),
+    result = {"experiment": shown_as or shown(experiment.resolve()),
               "overrides": overrides, "note": note, "commit": commit, "machine": machine(),
               "primary_metric": primary, "rule": {"objective": folds[-1]["chosen"]["objective"],
                                                   "max_loss": folds[-1]["chosen"]["max_loss"]},
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", type=Path, required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--note", default="", help="how the run differs from the experiment file (shown in the docs)")
+    parser.add_argument("--shown-as", help="the experiment as the docs name it (a derived file outside the repo)")
     args = parser.parse_args(argv)
-    path = record(args.experiment, args.overrides, args.note)
+    path = record(args.experiment, args.overrides, args.note, args.shown_as)
     print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
     return 0
 
