@@ -409,7 +409,9 @@ def render_rerank(doc: Path, name: str) -> str:
             f"{ranker['new_item_exposure@10']:.3f} → {rerank['new_item_exposure@10']:.3f} | {cold_text} |")
     pooled = result["pooled_rerank_vs_ranker"].get("all")
     if pooled:
-        lines += ["", f"**Pooled over {len(result['folds'])} folds ({pooled['n_users']} user-fold rows):** "
+        n = len(result["folds"])
+        lines += ["", f"**{'Pooled over ' + str(n) + ' folds' if n > 1 else 'Fold ' + str(result['folds'][0]['fold'])} "
+                      f"({pooled['n_users']} user-fold rows):** "
                       f"rerank vs ranker {primary} {pooled['mean_b']:.4f} vs {pooled['mean_a']:.4f}, "
                       f"{pct(pooled['rel_uplift'])}, paired cluster-bootstrap 95% CI {pct(pooled['rel_ci_low'])} … "
                       f"{pct(pooled['rel_ci_high'])}. Rule: the highest {result['rule']['objective']} within "

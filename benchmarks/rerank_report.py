@@ -27,10 +27,10 @@ IMAGES = ROOT / "docs" / "img"
 AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
 
 
-def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str, Path]], str]:
-    """The rerank and evaluate output folders of every fold of the newest pipeline run that has
-    a rerank run (oldest fold first, from the runs' ``encore.output_dir`` tags), and the commit
-    that run measured (its ``encore.git_commit`` tag)."""
+def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str, Any]], str]:
+    """The rerank and evaluate output folders of every finished fold of the newest pipeline run
+    that has a rerank run (oldest fold first, from the runs' ``encore.output_dir`` tags), and
+    the commit that run measured (its ``encore.git_commit`` tag)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -51,9 +51,12 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
     groups = ([(int(str(row["tags.encore.fold"]).split("/")[0]), row["run_id"]) for _, row in folds.iterrows()]
               or [(1, pipeline)])
     found = []
-    for _, group in sorted(groups):
+    for fold, group in sorted(groups):
         children = mine[mine["tags.mlflow.parentRunId"] == group].set_index("tags.encore.component")
-        found.append({name: Path(children.loc[name, "tags.encore.output_dir"]) for name in ("rerank", "evaluate")})
+        if not {"rerank", "evaluate"} <= set(children.index):  # a fold the run did not finish
+            continue
+        found.append({"fold": fold} | {name: Path(children.loc[name, "tags.encore.output_dir"])
+                                       for name in ("rerank", "evaluate")})
     commit = str(mine[mine["run_id"] == pipeline]["tags.encore.git_commit"].iloc[0])
     return found, commit
 
@@ -69,7 +72,8 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
     outputs, commit = fold_outputs(tracking_uri(config), experiment_name(config))
     folds: list[dict[str, Any]] = []
     per_user = {}
-    for fold, paths in enumerate(outputs, start=1):
+    for paths in outputs:
+        fold = paths["fold"]
         rerank, evaluate = RerankOutput(paths["rerank"]), EvaluateOutput(paths["evaluate"])
         segments = pd.read_csv(evaluate.path / evaluate.SEGMENTS_CSV)
         test = {}
