@@ -220,26 +220,31 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
     unre-ranked), and the grid row the rule chooses."""
     own = config.components.rerank
     primary = config.evaluation.primary_metric
-    evaluator = Evaluator(prepared, "base", tuple(sorted({*config.evaluation.ks, own.exposure_k})))
+    # Only the cut-offs the rule reads: every setting is evaluated, so every metric costs 1 + grid times.
+    evaluator = Evaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})))
     lists = lists.rows(evaluator.users)
     objective = f"{own.objective}@{own.exposure_k}"
     rows = [{"setting": "ranker"} | evaluator.evaluate(lists.items)]
     if objective not in rows[0]:
         raise ConfigError(f"components.rerank.objective: {objective} cannot be measured on this dataset "
                           "(diversity needs item tags)")
-    for settings in own.grid(config.components.ranker.top_k):
+    grid = own.grid(config.components.ranker.top_k)
+    for n, settings in enumerate(grid, start=1):
         items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
         rows.append({"setting": "rerank", "mmr_lambda": settings.mmr_lambda,
                      "freshness_boost": settings.freshness_boost, "exposure_m": settings.exposure_m}
                     | evaluator.evaluate(items))
-    grid = pd.DataFrame(rows)
-    floor = (1.0 - own.max_loss) * grid.loc[0, primary]
-    within = grid.index[(grid.index > 0) & (grid[primary] >= floor)]
+        log.info("rerank grid %d/%d: lambda %.2f, boost %.2f, m %d: %s %.4f, %s %.4f", n, len(grid),
+                 settings.mmr_lambda, settings.freshness_boost, settings.exposure_m, primary, rows[-1][primary],
+                 objective, rows[-1][objective])
+    table = pd.DataFrame(rows)
+    floor = (1.0 - own.max_loss) * table.loc[0, primary]
+    within = table.index[(table.index > 0) & (table[primary] >= floor)]
     # Nothing within the loss (e.g. exclusions alone cost more): the most accurate setting.
-    chosen = int(grid.loc[within, objective].idxmax()) if len(within) else int(grid.loc[1:, primary].idxmax())
-    grid["within_loss"] = grid.index.isin(within)
-    grid["chosen"] = grid.index == chosen
-    return grid, chosen
+    chosen = int(table.loc[within, objective].idxmax()) if len(within) else int(table.loc[1:, primary].idxmax())
+    table["within_loss"] = table.index.isin(within)
+    table["chosen"] = table.index == chosen
+    return table, chosen
 
 
 def settings_of(config: EncoreConfig, row: pd.Series) -> Settings:
