@@ -444,6 +444,8 @@ FIGURES: dict[str, Figure] = {
     "prepare-engines": Figure(render_prepare_engines, ("prepare_engines.json",)),
     "foldin": Figure(render_foldin, ("foldin.json",)),
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
+    "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),
+                                    ("rerank-synthetic_time.json",)),
 }
 
 

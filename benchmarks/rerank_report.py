@@ -64,6 +64,7 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
 def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None) -> Path:
     from encore.config.experiment import load_config
     from encore.evaluation import fold_pooling, metrics
+    from encore.evaluation.segments import POOLED_SEGMENTS
     from encore.outputs import EvaluateOutput, RerankOutput
     from encore.tracking.runs import experiment_name, tracking_uri
 
@@ -94,7 +95,7 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
         per_user[fold] = evaluate.per_user()
     pool = fold_pooling.pool_per_user(per_user)
     pooled = {}
-    for segment in ("all", "warm", "cold"):
+    for segment in POOLED_SEGMENTS:
         part = fold_pooling.segment_rows(pool, segment)
         if part["user_id"].nunique() < 2:
             continue
