@@ -467,6 +467,48 @@ def render_outputs(doc: Path) -> str:
     return "\n".join([*lines, "", f"Commits: {commits}.", "", source_line(doc, name)])
 
 
+def render_rerank(doc: Path, name: str) -> str:
+    """Per fold: the chosen setting, and the ranker's and the re-ranked lists on test; pooled change."""
+    result = load(name)
+    primary = result["primary_metric"]
+    image = os.path.relpath(ROOT / "docs" / "img" / name.replace(".json", ".png"), doc.parent)
+    lines = [
+        f"`{result['experiment']}`{' — ' + result['note'] if result.get('note') else ''}.",
+        "",
+        f"![the trade-off on each fold's ranker-target part]({image})",
+        "",
+        f"| fold | chosen λ / boost / m | target {primary}: ranker → rerank | test {primary}: ranker → rerank "
+        "(change, 95% CI) | coverage@10 | diversity@10 | new-item exposure@10 | cold-item ndcg@10: rerank / "
+        "best generator |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for fold in result["folds"]:
+        chosen, test, vs = fold["chosen"], fold["test"], fold["vs_ranker"]
+        s = chosen["settings"]
+        ranker, rerank = test["all"]["ranker"], test["all"]["rerank"]
+        cold = test.get("cold_items")
+        cold_text = (f"{cold['rerank'][primary]:.4f} / {cold['best'][primary]:.4f} ({cold['best_generator']})"
+                     if cold else "no cold-item pairs")
+        lines.append(
+            f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s['exposure_m']} | "
+            f"{chosen['target_ranker'][primary]:.4f} → {chosen['target'][primary]:.4f} | "
+            f"{ranker[primary]:.4f} → {rerank[primary]:.4f} ({pct(vs['rel_uplift'])}, {pct(vs['rel_ci_low'])} … "
+            f"{pct(vs['rel_ci_high'])}) | {ranker['catalog_coverage@10']:.3f} → {rerank['catalog_coverage@10']:.3f} | "
+            f"{ranker['diversity@10']:.3f} → {rerank['diversity@10']:.3f} | "
+            f"{ranker['new_item_exposure@10']:.3f} → {rerank['new_item_exposure@10']:.3f} | {cold_text} |")
+    pooled = result["pooled_rerank_vs_ranker"].get("all")
+    if pooled:
+        n = len(result["folds"])
+        lines += ["", f"**{'Pooled over ' + str(n) + ' folds' if n > 1 else 'Fold ' + str(result['folds'][0]['fold'])} "
+                      f"({pooled['n_users']} user-fold rows):** "
+                      f"rerank vs ranker {primary} {pooled['mean_b']:.4f} vs {pooled['mean_a']:.4f}, "
+                      f"{pct(pooled['rel_uplift'])}, paired cluster-bootstrap 95% CI {pct(pooled['rel_ci_low'])} … "
+                      f"{pct(pooled['rel_ci_high'])}. Rule: the highest {result['rule']['objective']} within "
+                      f"{100 * result['rule']['max_loss']:g}% of the ranker's {primary} on the target part."]
+    lines += ["", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[[Path], str]
@@ -496,6 +538,10 @@ FIGURES: dict[str, Figure] = {
                                    ("neural-lastfm2k_time.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
+
+
+    "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),
+                                    ("rerank-synthetic_time.json",)),
 }
 
 

@@ -14,6 +14,9 @@ Generator instance folder (``<instance>-<fingerprint>/``)::
 Ranker folder: ``recommendations.parquet`` (user, item, score, rank, item_id, name), ``model.cbm``,
 ``feature_importance.csv/.png``, ``metrics.json`` (training and candidate diagnostics),
 ``policy.json`` (which segment gets the ranker's or the fallback's list, and why).
+Rerank folder: ``recommendations.parquet``, ``tradeoff.csv/.png`` (the grid on the ranker-target
+part), ``chosen.json``, ``significance.json`` (test, chosen vs the ranker), ``item_side.npz`` and
+``serving.json`` (what the serving model re-ranks with).
 Evaluate folder: ``comparison.csv/.md``, ``comparison_segments.csv/.md``, ``significance.json``,
 ``per_user.parquet`` (with each user's ``segment``).
 Tune folder: ``trials.csv``, ``chosen.json``, ``tuning.md``.
@@ -155,6 +158,46 @@ class RankerOutput:
     def policy(self) -> dict[str, Any]:
         """``fallback``, per segment ``choice`` (ranker / fallback), ``reason`` and ``validation``."""
         return read_json(self.path / self.POLICY)
+
+
+@dataclass(frozen=True)
+class RerankOutput:
+    """The rerank component's output folder: the final lists, the trade-off grid on the
+    ranker-target part, the chosen setting, and what the serving model re-ranks with."""
+
+    path: Path
+
+    RECOMMENDATIONS = "recommendations.parquet"
+    GRID = "tradeoff.csv"
+    PLOT = "tradeoff.png"
+    CHOSEN = "chosen.json"
+    METRICS = "metrics.json"
+    SIGNIFICANCE = "significance.json"
+    ITEM_SIDE = "item_side.npz"
+    """Item ages (days at the train stage's last event), embeddings and attributes, for serving."""
+    SERVING = "serving.json"
+    """The chosen setting and the blocked and rejected items (item indexes), for serving."""
+    CONTENT = "content_candidates.parquet"
+    """user, item, score, rank: the content candidates (never-listened items) of the train stage."""
+
+    def recommendations(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / self.RECOMMENDATIONS)
+
+    def grid(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / self.GRID)
+
+    def chosen(self) -> dict[str, Any]:
+        return read_json(self.path / self.CHOSEN)
+
+    def serving(self) -> dict[str, Any]:
+        return read_json(self.path / self.SERVING)
+
+    def item_side(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / self.ITEM_SIDE) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+
+    def content_candidates(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / self.CONTENT)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -62,6 +63,47 @@ def ran_pipeline(factory: pytest.TempPathFactory, folder: str, experiment: dict)
 
     config = make_config(factory.mktemp(folder), experiment)
     run_pipeline(config, note=folder)
+    return config
+
+
+RERANK_EXPERIMENT = TINY_SYNTHETIC | {
+    "split": {"kind": "time", "target_start": 0.6, "test_start": 0.8},
+    "components": TINY_SYNTHETIC["components"] | {
+        "ranker": {"iterations": 30},
+        # Fewer instances: the re-ranking, not the generators, is under test.
+        **{name: {"enabled": False} for name in ("bpr", "itemknn", "friends", "userknn", "als128", "als32", "bpr128",
+                                                  "ease500", "knncos")},
+        "rerank": {"enabled": True, "lambdas": [1.0, 0.7, 0.3], "freshness_boosts": [0.0, 0.5],
+                   "exposure_ms": [0, 2]}},
+}
+
+
+@pytest.fixture(scope="session")
+def reranked_run(tmp_path_factory: pytest.TempPathFactory) -> EncoreConfig:
+    """A tiny time-split pipeline with ``rerank`` on, a rejections file and a block list, through
+    ``register`` (tests/components/test_rerank.py, tests/serving/test_rerank_serving.py)."""
+    from encore.data.prepared import PreparedData
+    from encore.outputs import RankerOutput
+    from encore.pipeline.runner import output_dir, pipeline_components, run_pipeline
+
+    folder = tmp_path_factory.mktemp("rerank")
+    # The ranker's lists are known only after it ran: run up to it, then reject and block items
+    # it recommends, then run the rest (rerank reads the file: its key holds the content).
+    first = make_config(folder, RERANK_EXPERIMENT)
+    upstream = pipeline_components(first)
+    run_pipeline(first, list(upstream[:upstream.index("ranker") + 1]), note="rerank-ranker")
+    ranked = RankerOutput(output_dir(first, "ranker")).recommendations()
+    prepared = PreparedData(output_dir(first, "prepare"))
+    top = ranked[ranked["rank"] <= 3]
+    users, items = prepared.users["raw_id"].to_numpy(), prepared.items["raw_id"].to_numpy()
+    rejected = pd.DataFrame({"user": users[top["user"].to_numpy()], "item": items[top["item"].to_numpy()]})
+    rejected.to_csv(folder / "rejections.csv", index=False)
+    blocked = str(items[ranked["item"].value_counts().index[0]])
+    components = RERANK_EXPERIMENT["components"]
+    experiment = RERANK_EXPERIMENT | {"components": components | {
+        "rerank": components["rerank"] | {"rejections_file": str(folder / "rejections.csv"), "block_list": [blocked]}}}
+    config = make_config(folder, experiment)
+    run_pipeline(config, [*pipeline_components(config), "register"], note="rerank")
     return config
 
 

@@ -1,4 +1,5 @@
-"""evaluate: every generator instance (feature-only ones too) and the ranker on the same test users.
+"""evaluate: every generator instance (feature-only ones too), the ranker and (when enabled) the
+re-ranked lists on the same test users.
 
 Scores each model's lists with the same :class:`~encore.evaluation.evaluator.Evaluator`,
 writes the comparison table (every metric at every k), a metric-vs-k plot, and paired
@@ -17,13 +18,14 @@ import sys
 import numpy as np
 import pandas as pd
 
+from encore.config.component_names import RANKING_STAGES
 from encore.config.experiment import EncoreConfig
 from encore.data.prepared import PreparedData
 from encore.evaluation import metrics
 from encore.evaluation.evaluator import SEGMENTS, Evaluator, lists_from_frame
 from encore.evaluation.headline import headline_metrics, headline_tags
 from encore.io import write_json, write_parquet
-from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput
+from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RerankOutput
 from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
 
@@ -32,16 +34,18 @@ log = logging.getLogger(__name__)
 
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
-    return ["prepare", *(g for g in generator_names(config) if enabled(config, g)), "ranker"]
+    return ["prepare", *(g for g in generator_names(config) if enabled(config, g)), "ranker", "rerank"]
 
 
 def model_lists(config: EncoreConfig, ctx: Context, users: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Each model's top-k lists for ``users``: every enabled generator instance (proposing or not,
-    in config order), then the ranker."""
+    in config order), then the ranker and the re-ranked lists."""
     lists = {name: lists_from_frame(GeneratorOutput(ctx.inputs[name]).candidates("train"), users, k)
              for name in generator_names(config) if name in ctx.inputs}
     if "ranker" in ctx.inputs:
         lists["ranker"] = lists_from_frame(RankerOutput(ctx.inputs["ranker"]).recommendations(), users, k)
+    if "rerank" in ctx.inputs:
+        lists["rerank"] = lists_from_frame(RerankOutput(ctx.inputs["rerank"]).recommendations(), users, k)
     return lists
 
 
@@ -110,7 +114,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                             | {name: evaluator.per_user(model, primary) for name, model in lists.items()})
     write_parquet(per_user, out.path / out.PER_USER)
     # The ranker is measured against the best single model: every instance, feature-only ones too.
-    baselines = [name for name in lists if name != "ranker"]
+    baselines = [name for name in lists if name not in RANKING_STAGES]
     best = max(baselines, key=lambda name: results[name][primary])
     headline_model = "ranker" if "ranker" in lists else best
     summary: dict = {"primary_metric": primary, "best_generator": best, "headline_model": headline_model,

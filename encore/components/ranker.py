@@ -38,22 +38,14 @@ from encore.outputs import RankerOutput
 from encore.pipeline.component import Context, Result
 from encore.ranking.model import train_ranker
 from encore.ranking.segment_policy import FALLBACK, SEGMENTS, SegmentPolicy
-from encore.ranking.stage import (
-    feature_instances,
-    held_out_policy,
-    rank_users,
-    ranker_generators,
-    training_set,
-)
+from encore.ranking.stage import held_out_policy, rank_users, ranker_inputs, training_set
 
 NAME = "ranker"
 log = logging.getLogger(__name__)
 
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
-    names = [*ranker_generators(config), *feature_instances(config)]
-    fallback = config.components.ranker.fallback
-    return ["prepare", *names, *([fallback] if fallback and fallback not in names else [])]
+    return ranker_inputs(config)
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:

@@ -32,12 +32,13 @@ from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData
 from encore.evaluation.segments import USER_SEGMENTS
 from encore.io import write_json
-from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput
+from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput, RerankOutput
 from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
 from encore.recommenders import recommender_class
 from encore.reports.version_card import version_card
 from encore.serving.pyfunc import log_serving_model, write_bundle
+from encore.serving.rerank import write_rerank_bundle
 from encore.tracking.credentials import readable_auth_errors
 from encore.tracking.model_registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
 from encore.tracking.runs import cli_client, metric_key
@@ -55,7 +56,8 @@ def similar_items_instances(config: EncoreConfig) -> list[str]:
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
     fallback = config.components.ranker.fallback
-    names = ["prepare", "ranker", "evaluate", *similar_items_instances(config), *([fallback] if fallback else [])]
+    names = ["prepare", "ranker", "evaluate", *similar_items_instances(config), *([fallback] if fallback else []),
+             "rerank"]  # dropped when components.rerank is off
     return list(dict.fromkeys(names))
 
 
@@ -91,6 +93,8 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
         items=pd.DataFrame({"item_id": item_raw, "name": prepared.items["name"].to_numpy()}),
         heard=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[heard.row], "item_id": item_raw[heard.col]}),
     )
+    if "rerank" in ctx.inputs:
+        _bundle_rerank(RerankOutput(ctx.inputs["rerank"]), prepared, out)
     write_json(out.bundle / "info.json", {"similar_items_from": source})
     return source
 
@@ -106,22 +110,38 @@ def parent_run(client: MlflowClient, run: mlflow.entities.Run) -> tuple[str, str
     return parent.info.run_name or parent_id, f"#/experiments/{parent.info.experiment_id}/runs/{parent_id}"
 
 
+def _bundle_rerank(rerank: RerankOutput, prepared: PreparedData, out: RegisterOutput) -> None:
+    """The rerank component's setting and side data in raw ids: the service re-ranks with them."""
+    item_raw, user_raw = prepared.items["raw_id"].to_numpy(), prepared.users["raw_id"].to_numpy()
+    serving = rerank.serving()
+    keys = np.asarray(serving["rejected"], dtype=np.int64)
+    content = rerank.content_candidates()
+    write_rerank_bundle(
+        out.bundle, config={"settings": serving["settings"], "blocked": item_raw[serving["blocked"]].tolist()},
+        items={"item_id": item_raw, **rerank.item_side()},
+        content=pd.DataFrame({"user_id": user_raw[content["user"]], "item_id": item_raw[content["item"]],
+                              "score": content["score"].to_numpy(), "rank": content["rank"].to_numpy()}),
+        rejections=pd.DataFrame({"user_id": user_raw[keys // prepared.n_items],
+                                 "item_id": item_raw[keys % prepared.n_items]}))
+
+
 def run(config: EncoreConfig, ctx: Context) -> Result:
     primary = config.evaluation.primary_metric
     evaluated = EvaluateOutput(ctx.inputs["evaluate"])
     out = RegisterOutput(ctx.output)
     source = build_bundle(config, ctx, PreparedData(ctx.inputs["prepare"]), out)
-    # The ranker's per-user values (from evaluate) travel with the model, so promotion can pair
-    # this run with the champion's.
-    per_user = evaluated.per_user(columns=["user_id", "segment", "ranker"])
-    out.write_per_user(per_user.rename(columns={"ranker": "value"}))
+    # The served lists' per-user values (from evaluate: the re-ranked lists when rerank ran, else
+    # the ranker's) travel with the model, so promotion can pair this run with the champion's.
+    served = "rerank" if "rerank" in ctx.inputs else "ranker"
+    per_user = evaluated.per_user(columns=["user_id", "segment", served])
+    out.write_per_user(per_user.rename(columns={served: "value"}))
     significance = evaluated.significance()
-    # The ranker's test metric overall and per segment (``warm.ndcg@10`` ...), which
+    # Their test metric overall and per segment (``warm.ndcg@10`` ...), which
     # ``components.promote.segment`` compares.
-    scores = {primary: float(evaluated.comparison().loc["ranker", primary])}
+    scores = {primary: float(evaluated.comparison().loc[served, primary])}
     for segment, entry in significance.get("segments", {}).items():
-        if segment in USER_SEGMENTS and "ranker" in entry.get(primary, {}):
-            scores[f"{segment}.{primary}"] = float(entry[primary]["ranker"])
+        if segment in USER_SEGMENTS and served in entry.get(primary, {}):
+            scores[f"{segment}.{primary}"] = float(entry[primary][served])
 
     info = log_serving_model(out.bundle, k=min(10, config.components.ranker.top_k))
     client = MlflowClient()

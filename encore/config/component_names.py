@@ -14,8 +14,11 @@ TUNE = "tune"
 """Chooses generator settings on the ranker-target part; what runs after it uses its choice."""
 UNTUNED: tuple[str, ...] = (*FIRST, TUNE)
 """The components that run on the config as written; every later one runs on tune's choice."""
-LAST: tuple[str, ...] = ("ranker", "evaluate")
+LAST: tuple[str, ...] = ("ranker", "rerank", "evaluate")
 """Run after every generator instance: they consume the instances' candidates and scores."""
+RANKING_STAGES: tuple[str, ...] = ("ranker", "rerank")
+"""Components whose lists are evaluated beside the generators' but are no generator: never the
+"best generator" the ranker is compared with."""
 ON_DEMAND: tuple[str, ...] = ("register", "promote")
 """Run only when named: every ``register`` makes a new model version."""
 STANDALONE: tuple[str, ...] = ("download", "compare")

@@ -59,6 +59,7 @@ from encore.ranking.feature_groups import BUILTIN as FEATURE_GROUPS
 from encore.ranking.feature_groups import check_feature_group, distinct
 from encore.recommenders.generator_config import GeneratorConfig
 from encore.recommenders.kinds import KINDS, KindError, recommender_class
+from encore.reranking.config import RerankConfig
 
 DEFAULTS_FILE = DEFAULTS_DIR / "components.yaml"
 TIME_SPLIT_DEFAULTS_FILE = DEFAULTS_DIR / "time_split.yaml"
@@ -271,6 +272,7 @@ class ComponentsConfig(Strict):
     __pydantic_extra__: dict[str, GeneratorInstance] = Field(init=False)  # type: ignore[assignment]
 
     ranker: RankerConfig = RankerConfig()
+    rerank: RerankConfig = RerankConfig()
     promote: PromoteConfig = PromoteConfig()
 
     @model_validator(mode="before")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from encore.config.component_names import RANKING_STAGES
 from encore.evaluation import metrics
 from encore.evaluation.headline import headline_metrics, headline_tags
 from encore.evaluation.segments import POOLED_SEGMENTS  # the per-user tables' segments
@@ -98,7 +99,7 @@ def pooled_summary(pool: pd.DataFrame, primary: str, *, n_resamples: int, confid
     """Pooled means per segment, and the ranker against the segment's best generator (chosen on
     the pooled mean) by a paired cluster bootstrap over users."""
     models = model_columns(pool)
-    baselines = [m for m in models if m != "ranker"]
+    baselines = [m for m in models if m not in RANKING_STAGES]
     summary = PooledSummary(primary, sorted(int(f) for f in pool["fold"].unique()))
     for segment in POOLED_SEGMENTS:
         part = segment_rows(pool, segment)
@@ -113,6 +114,11 @@ def pooled_summary(pool: pd.DataFrame, primary: str, *, n_resamples: int, confid
                 part[best].to_numpy(), part["ranker"].to_numpy(), metric=primary, n_resamples=n_resamples,
                 confidence=confidence, random_state=seed, groups=part["user_id"].to_numpy())
             entry["vs_best_generator"] = comparison.to_dict()
+        if {"ranker", "rerank"} <= set(models) and part["user_id"].nunique() >= 2:
+            # What re-ranking costs (or gains) against the ranker's own lists, the same users paired.
+            entry["rerank_vs_ranker"] = metrics.paired_comparison(
+                part["ranker"].to_numpy(), part["rerank"].to_numpy(), metric=primary, n_resamples=n_resamples,
+                confidence=confidence, random_state=seed, groups=part["user_id"].to_numpy()).to_dict()
         summary.segments[segment] = entry
     return summary
 

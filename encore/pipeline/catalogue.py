@@ -2,8 +2,8 @@
 
 The components of an experiment are ``prepare``, ``tune`` (when ``tuning.grid`` lists
 instances to tune), one per generator instance (``components.<name>``, all run by
-:mod:`encore.components.generator`), ``ranker`` and ``evaluate``; ``register`` and ``promote``
-run only when asked for. Components after ``tune`` run with the settings it chose
+:mod:`encore.components.generator`), ``ranker``, ``rerank`` (when enabled) and ``evaluate``;
+``register`` and ``promote`` run only when asked for. Components after ``tune`` run with the settings it chose
 (:func:`encore.pipeline.reuse_keys.tuned`).
 
 Pure functions of the config (no tracking, no I/O): components import them (``enabled``,
@@ -31,8 +31,10 @@ def generator_names(config: EncoreConfig) -> tuple[str, ...]:
 
 
 def pipeline_components(config: EncoreConfig) -> tuple[str, ...]:
-    """The default run: prepare, tune (with a tuning grid), every generator instance, ranker, evaluate."""
-    return (*FIRST, *((TUNE,) if config.tuning.grid else ()), *generator_names(config), *LAST)
+    """The default run: prepare, tune (with a tuning grid), every generator instance, ranker, rerank
+    (when enabled: it is off by default), evaluate."""
+    last = tuple(name for name in LAST if name != "rerank" or enabled(config, name))
+    return (*FIRST, *((TUNE,) if config.tuning.grid else ()), *generator_names(config), *last)
 
 
 def all_components(config: EncoreConfig) -> tuple[str, ...]:

@@ -77,6 +77,14 @@ def feature_instances(config: EncoreConfig) -> list[str]:
             if not section.propose and section.enabled]
 
 
+def ranker_inputs(config: EncoreConfig) -> list[str]:
+    """The outputs the ranking stage reads: prepare, the proposing and feature-only instances,
+    and the fallback."""
+    names = [*ranker_generators(config), *feature_instances(config)]
+    fallback = config.components.ranker.fallback
+    return ["prepare", *names, *([fallback] if fallback and fallback not in names else [])]
+
+
 @dataclass
 class RankingStage:
     """What one stage's batches are built from: the stage's data and models (``data``, its

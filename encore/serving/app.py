@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from encore.serving.blended_model import ModelLoadError, Recommendation, ServedModel, load_version, resolve_version
-from encore.serving.events import EventStore, Listen, open_store
+from encore.serving.events import EventStore, Feedback, Listen, open_store
 from encore.serving.settings import ServingSettings
 from encore.tracking.client import mask_text
 
@@ -102,13 +102,16 @@ class ModelHolder:
 
 
 class EventIn(BaseModel):
-    """One listen; ``timestamp`` (ISO 8601 or UNIX seconds) defaults to the time of receipt."""
+    """One event; ``timestamp`` (ISO 8601 or UNIX seconds) defaults to the time of receipt.
+    ``action``: ``play`` (a listen, the default), ``skip`` (recorded), ``dislike`` or ``block``
+    (the item is never served to this user again)."""
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     user_id: str = Field(min_length=1, max_length=256)
     item_id: str = Field(min_length=1, max_length=256)
     timestamp: datetime | None = None
+    action: Literal["play", "skip", "dislike", "block"] = "play"
 
 
 class EventBatch(BaseModel):
@@ -234,9 +237,10 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
         recent = state["store"].recent(user_id, settings.history_size)
         index = model.item_index
         history = np.fromiter((index[i] for i in recent if i in index), dtype=np.int64)
+        rejected = np.fromiter((index[i] for i in state["store"].rejected(user_id) if i in index), dtype=np.int64)
         rec = model.recommend(user_id, history, k, recent_listens=settings.recent_listens,
                               online_share=settings.online_share, foldin_min_listens=settings.foldin_min_listens,
-                              exclude_heard=settings.exclude_heard)
+                              exclude_heard=settings.exclude_heard, rejected=rejected)
         return {"user_id": user_id, "model_version": model.version, "known_user": user_id in model.user_index,
                 "recent_listens": len(recent),
                 "items": items_json(rec)}
@@ -274,8 +278,15 @@ def create_app(settings: ServingSettings, *, store: EventStore | None = None, ho
                                      f"more than {settings.max_future_seconds:g} s ahead of the server's clock "
                                      f"({datetime.fromtimestamp(now, UTC).isoformat(timespec='seconds')}); "
                                      "nothing was stored")
-        trimmed = state["store"].add(listens)  # committed before the 2xx below
-        answer: dict[str, Any] = {"accepted": len(listens) - len(trimmed)}
+        feedback = [Feedback(e.user_id, e.item_id, e.action, listen.timestamp)
+                    for e, listen in zip(events, listens, strict=True) if e.action != "play"]
+        if feedback:  # committed before the 2xx below; plays go to the bounded listen history
+            state["store"].add_feedback(feedback)
+        plays = [n for n, e in enumerate(events) if e.action == "play"]
+        listens = [listens[n] for n in plays]
+        # Positions in the request of the plays the store's trim removed at once.
+        trimmed = [plays[n] for n in state["store"].add(listens)] if listens else []
+        answer: dict[str, Any] = {"accepted": len(feedback) + len(listens) - len(trimmed)}
         if trimmed:  # stored and removed by the same transaction: not acknowledged as kept
             answer["not_kept"] = trimmed
             answer["detail"] = (f"{len(trimmed)} event(s) older than their user's newest {settings.history_size} "

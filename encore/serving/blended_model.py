@@ -21,6 +21,7 @@ import pandas as pd
 
 from encore.serving.blend import Blended, Ranked, interleave, neighbour_scores
 from encore.serving.pyfunc import EncoreServingModel
+from encore.serving.rerank import NEW_SOURCE, ServedReranker
 
 log = logging.getLogger("encore.serving")
 
@@ -72,6 +73,10 @@ class ServedModel:
     item_names: np.ndarray | None = None
     """Display name by item index (from the bundle's ``items``; "" where the data has none)."""
 
+
+    reranker: ServedReranker | None = None
+    """The rerank component's steps, from the bundle (None: lists served as blended)."""
+
     @classmethod
     def from_tables(cls, model: EncoreServingModel, *, name: str, version: str, run_id: str | None,
                     load_seconds: float = 0.0) -> ServedModel:
@@ -106,10 +111,15 @@ class ServedModel:
             heard_indptr, heard_items, _ = _csr(rows[keep][order], cols[keep][order],
                                                 np.zeros(int(keep.sum())), len(user_ids))
         item_names = model.names.reindex(item_ids).fillna("").to_numpy(object)
+
+
+        rerank = getattr(model, "rerank", None)
+        user_index = {str(u): i for i, u in enumerate(user_ids)}
+        reranker = ServedReranker.from_tables(rerank, codes, user_index) if rerank is not None else None
         return cls(name=name, version=str(version), run_id=run_id,
                    loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), load_seconds=load_seconds,
                    item_ids=item_ids, item_index={item: i for i, item in enumerate(item_ids)},
-                   user_index={str(u): i for i, u in enumerate(user_ids)},
+                   user_index=user_index, reranker=reranker,
                    rec_indptr=rec_indptr, rec_items=rec_items, rec_scores=rec_scores,
                    sim_indptr=sim_indptr, sim_items=sim_items, sim_scores=sim_scores, popular=popular,
                    heard_indptr=heard_indptr, heard_items=heard_items, item_names=item_names)
@@ -137,11 +147,13 @@ class ServedModel:
         return neighbour_scores(self.sim_indptr, self.sim_items, self.sim_scores, history, limit, source)
 
     def recommend(self, user_id: str, history: np.ndarray, k: int, *, recent_listens: int, online_share: float,
-                  foldin_min_listens: int, exclude_heard: bool = True) -> Recommendation:
+                  foldin_min_listens: int, exclude_heard: bool = True,
+                  rejected: np.ndarray | None = None) -> Recommendation:
         """The service's list for one user; ``history`` = item indices, newest first (module
         :mod:`encore.serving.blend` documents the rule). ``exclude_heard``: nothing the user heard
         in training either (the ranker's list already holds none; online items and the popular
-        fill could)."""
+        fill could). ``rejected`` (item indices the user disliked or blocked) never appear; with
+        a bundle's re-ranking, the blended pool is re-ranked by its steps (:mod:`encore.serving.rerank`)."""
         offline = self.offline(user_id)
         heard = self.heard(user_id) if exclude_heard else np.zeros(0, dtype=np.int64)
         exclude = np.union1d(history, heard) if len(heard) else history
@@ -152,9 +164,24 @@ class ServedModel:
             online, share = self.neighbours(history[:recent_listens], limit, "online"), online_share
         else:
             online, share = Ranked.empty("online"), 0.0
-        blended = interleave(online, offline if offline is not None else self.popular, self.popular, k, share,
-                             exclude=exclude)
-        return self._out(blended)
+        rejected = np.zeros(0, dtype=np.int64) if rejected is None else np.asarray(rejected, dtype=np.int64)
+        if self.reranker is None:
+            return self._out(interleave(online, offline if offline is not None else self.popular, self.popular, k,
+                                        share, exclude=np.union1d(exclude, rejected)))
+        pool = interleave(online, offline if offline is not None else self.popular, self.popular,
+                          max(k, self.reranker.settings.top_k), share, exclude=exclude)
+        items, new = self.reranker.apply(self.user_index.get(user_id), pool.items, pool.scores, rejected)
+        items, new = items[:k], new[:k]
+        score_of = dict(zip(pool.items.tolist(), pool.scores.tolist(), strict=True))
+        source_of = dict(zip(pool.items.tolist(), pool.sources, strict=True))
+        reranked = Blended(items, np.array([score_of.get(i, 0.0) for i in items.tolist()]),
+                           [NEW_SOURCE if n else source_of[i] for i, n in zip(items.tolist(), new, strict=True)])
+        if len(items) < k:  # exclusions emptied the pool: popular items complete it
+            fill = interleave(Ranked.empty("none"), Ranked.empty("none"), self.popular, k - len(items), 0.0,
+                              exclude=np.concatenate([exclude, rejected, self.reranker.blocked, items]))
+            reranked = Blended(np.r_[items, fill.items], np.r_[reranked.scores, fill.scores],
+                               [*reranked.sources, *fill.sources])
+        return self._out(reranked)
 
     def similar(self, item: int, k: int) -> Recommendation:
         """Items similar to ``item`` (never itself), completed from popularity."""

@@ -1,4 +1,5 @@
-"""The listen store: a bounded recent history per user that survives restarts.
+"""The event store: a bounded recent history of listens per user, and every skip, dislike and
+block (never trimmed: a rejected item stays rejected), surviving restarts.
 
 Two backends with one contract (:class:`EventStore`):
 
@@ -27,6 +28,10 @@ from pathlib import Path
 from typing import Protocol
 
 TABLE = "encore_listen_events"
+FEEDBACK_TABLE = "encore_feedback_events"
+"""Skips, dislikes and blocks: never trimmed (a rejection holds for good)."""
+REJECTING = ("dislike", "block")
+"""The actions after which an item is never served to that user again."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,24 @@ class Listen:
     timestamp: float
 
 
+@dataclass(frozen=True)
+class Feedback:
+    """One acknowledged ``skip``, ``dislike`` or ``block`` (raw ids, UNIX seconds)."""
+
+    user_id: str
+    item_id: str
+    action: str
+    timestamp: float
+
+
 class EventStore(Protocol):
     """What the service needs from a store."""
 
     def add(self, events: Sequence[Listen]) -> list[int]: ...
+
+    def add_feedback(self, events: Sequence[Feedback]) -> None: ...
+
+    def rejected(self, user_id: str) -> list[str]: ...
 
     def recent(self, user_id: str, limit: int) -> list[str]: ...
 
@@ -54,6 +73,11 @@ _TRIM = ("DELETE FROM {t} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() O
          "(PARTITION BY user_id ORDER BY ts DESC, id DESC) AS rn FROM {t} WHERE {users}) AS ranked "
          "WHERE rn > {p})")
 _RECENT = "SELECT item_id FROM {t} WHERE user_id = {p} ORDER BY ts DESC, id DESC LIMIT {p}"
+_FEEDBACK_TABLE = ("CREATE TABLE IF NOT EXISTS {t} (id {serial} PRIMARY KEY, user_id TEXT NOT NULL, "
+                   "item_id TEXT NOT NULL, action TEXT NOT NULL, ts {real} NOT NULL)")
+_FEEDBACK_INDEX = "CREATE INDEX IF NOT EXISTS {t}_user ON {t} (user_id, action)"
+_INSERT_FEEDBACK = "INSERT INTO {t} (user_id, item_id, action, ts) VALUES ({p}, {p}, {p}, {p})"
+_REJECTED = "SELECT DISTINCT item_id FROM {t} WHERE user_id = {p} AND action IN ({p}, {p}) ORDER BY item_id"
 
 
 @dataclass
@@ -87,6 +111,8 @@ class SQLiteEventStore:
             f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, "
             f"item_id TEXT NOT NULL, ts REAL NOT NULL);"
             f"CREATE INDEX IF NOT EXISTS {TABLE}_user_ts ON {TABLE} (user_id, ts, id);"
+            + _FEEDBACK_TABLE.format(t=FEEDBACK_TABLE, serial="INTEGER", real="REAL") + ";"
+            + _FEEDBACK_INDEX.format(t=FEEDBACK_TABLE) + ";"
         )
 
     def _conn(self) -> sqlite3.Connection:
@@ -167,6 +193,23 @@ class SQLiteEventStore:
         rows = self._conn().execute(_RECENT.format(t=TABLE, p="?"), (user_id, limit)).fetchall()
         return [row[0] for row in rows]
 
+    def add_feedback(self, events: Sequence[Feedback]) -> None:
+        """Store ``events`` in one transaction, committed (on disk) when this returns."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT_FEEDBACK.format(t=FEEDBACK_TABLE, p="?"),
+                                 [(e.user_id, e.item_id, e.action, e.timestamp) for e in events])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def rejected(self, user_id: str) -> list[str]:
+        rows = self._conn().execute(_REJECTED.format(t=FEEDBACK_TABLE, p="?"), (user_id, *REJECTING)).fetchall()
+        return [row[0] for row in rows]
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
@@ -189,6 +232,8 @@ class PostgresEventStore:
             cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGSERIAL PRIMARY KEY, user_id TEXT NOT NULL, "
                         f"item_id TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)")
             cur.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_user_ts ON {TABLE} (user_id, ts, id)")
+            cur.execute(_FEEDBACK_TABLE.format(t=FEEDBACK_TABLE, serial="BIGSERIAL", real="DOUBLE PRECISION"))
+            cur.execute(_FEEDBACK_INDEX.format(t=FEEDBACK_TABLE))
 
     class _Borrowed:
         def __init__(self, store: PostgresEventStore) -> None:
@@ -233,6 +278,16 @@ class PostgresEventStore:
     def recent(self, user_id: str, limit: int) -> list[str]:
         with self._connection() as conn, conn.cursor() as cur:
             cur.execute(_RECENT.format(t=TABLE, p="%s"), (user_id, limit))
+            return [row[0] for row in cur.fetchall()]
+
+    def add_feedback(self, events: Sequence[Feedback]) -> None:
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.executemany(_INSERT_FEEDBACK.format(t=FEEDBACK_TABLE, p="%s"),
+                            [(e.user_id, e.item_id, e.action, e.timestamp) for e in events])
+
+    def rejected(self, user_id: str) -> list[str]:
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(_REJECTED.format(t=FEEDBACK_TABLE, p="%s"), (user_id, *REJECTING))
             return [row[0] for row in cur.fetchall()]
 
     def close(self) -> None:

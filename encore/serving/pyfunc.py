@@ -15,6 +15,9 @@ The ranker runs offline; what gets served is a *bundle*, a folder of Parquet fil
 ``heard.parquet`` (optional; bundles before it lack it)
     ``user_id``, ``item_id``: what each known user listened to in training. The ranker's lists
     never hold these; neither does the popular fill of a list longer than them.
+``rerank.json``, ``rerank_items.npz``, ``rerank_content.parquet``, ``rerank_rejections.parquet`` (optional)
+    what the ``rerank`` component chose and re-ranks with; the service applies it
+    (:mod:`encore.serving.rerank`), ``predict`` serves the ranker's lists as before.
 
 Queries (a pandas DataFrame):
 
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
 
 BUNDLE_FILES = ("recommendations.parquet", "popular.parquet", "similar_items.parquet", "items.parquet")
 HEARD_FILE = "heard.parquet"
+RERANK_CONFIG, RERANK_ITEMS = "rerank.json", "rerank_items.npz"
+RERANK_CONTENT, RERANK_REJECTIONS = "rerank_content.parquet", "rerank_rejections.parquet"
+"""The re-ranking files (optional): what ``encore.serving.rerank`` re-ranks served lists with."""
 BUNDLE_ARTIFACT = "bundle"
 DEFAULT_K = 10
 USER_COLUMNS = ["user_id", "rank", "item_id", "name", "score", "source"]
@@ -155,6 +161,7 @@ class EncoreServingModel(PythonModel):
         if (bundle_dir / HEARD_FILE).is_file():
             heard = pd.read_parquet(bundle_dir / HEARD_FILE)
             self.heard = pd.DataFrame({"user_id": _as_str(heard["user_id"]), "item_id": _as_str(heard["item_id"])})
+        self.rerank = _read_rerank(bundle_dir)  # the rerank component's setting, when it ran
         return self
 
     @property
@@ -231,6 +238,19 @@ _DTYPES = {
 
 
 # ------------------------------------------------------------------------------- logging
+
+
+def _read_rerank(bundle_dir: Path) -> dict[str, Any] | None:
+    """The bundle's re-ranking files, or None (re-ranking off, or a bundle from before it)."""
+    import json
+
+    if not (bundle_dir / RERANK_CONFIG).is_file():
+        return None
+    with np.load(bundle_dir / RERANK_ITEMS) as arrays:
+        items = {name: arrays[name] for name in arrays.files}
+    return {"config": json.loads((bundle_dir / RERANK_CONFIG).read_text()), "items": items,
+            "content": pd.read_parquet(bundle_dir / RERANK_CONTENT),
+            "rejections": pd.read_parquet(bundle_dir / RERANK_REJECTIONS)}
 
 
 def write_bundle(

@@ -318,6 +318,7 @@ def test_evaluate_keys_and_values() -> None:
         "novelty",
         "diversity",
         "avg_popularity",
+        "new_item_exposure",
     ]
     assert list(res) == [f"{n}@{k}" for k in (3, 10) for n in names]
     assert all(isinstance(v, float) for v in res.values())
@@ -564,3 +565,11 @@ def test_fourteen_models_are_told_apart_and_every_plot_writes_a_png(tmp_path: Pa
                        ("importance", lambda p: M.plot_importance(importance, p))):
         draw(tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_new_item_exposure_is_the_share_of_filled_slots_on_items_without_listeners() -> None:
+    counts = np.array([5, 0, 3, 0])  # items 1 and 3 have no training listener
+    recs = np.array([[1, 0, 3], [2, -1, -1]])
+    assert M.new_item_exposure(recs, 3, counts) == pytest.approx(2 / 4)
+    assert M.new_item_exposure(recs, 1, counts) == pytest.approx(1 / 2)
+    assert M.new_item_exposure(np.full((2, 3), -1), 3, counts) == 0.0

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from encore.serving.app import ModelHolder, create_app
 from encore.serving.blended_model import ServedModel
-from encore.serving.events import TABLE, Listen, PostgresEventStore
+from encore.serving.events import TABLE, Feedback, Listen, PostgresEventStore
 from encore.serving.pyfunc import EncoreServingModel
 from encore.serving.settings import ServingSettings
 from tests.integration.itest_support import Postgres
@@ -45,6 +45,19 @@ def test_events_are_kept_newest_first_bounded_and_durable(store: PostgresEventSt
         with again._connection() as conn, conn.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM {TABLE} WHERE user_id = 'u1'")
             assert cur.fetchone()[0] == 4  # older listens are deleted, not only hidden
+    finally:
+        again.close()
+
+
+def test_rejections_are_kept_for_good_and_survive_a_restart(store: PostgresEventStore, postgres: Postgres) -> None:
+    store.add_feedback([Feedback("r1", "a1", "dislike", 1.0), Feedback("r1", "a2", "skip", 2.0),
+                        Feedback("r1", "a3", "block", 3.0), Feedback("r2", "a4", "dislike", 4.0)])
+    store.add([Listen("r1", f"a{n}", 10.0 + n) for n in range(8)])  # listens trimmed to 4; rejections not
+    store.close()
+    again = PostgresEventStore(dsn(postgres), history_size=4)  # a restarted service
+    try:
+        assert again.rejected("r1") == ["a1", "a3"]  # a skip is recorded, not a rejection
+        assert again.rejected("r2") == ["a4"] and again.rejected("nobody") == []
     finally:
         again.close()
 

@@ -49,6 +49,7 @@ from .beyond_accuracy import (
     average_popularity,
     catalog_coverage,
     intra_list_diversity,
+    new_item_exposure,
     novelty,
     user_coverage,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "intra_list_diversity",
     "metrics_table",
     "ndcg_at_k",
+    "new_item_exposure",
     "novelty",
     "paired_comparison",
     "paired_comparisons",
@@ -99,7 +101,8 @@ def evaluate(
     and ``user_coverage`` is always reported. Beyond-accuracy metrics appear only when
     their inputs are given: ``catalog_coverage`` needs ``train_items``; ``novelty``
     needs ``item_user_counts`` and ``n_train_users``; ``avg_popularity`` needs
-    ``item_user_counts``; ``diversity`` needs ``item_features``.
+    ``item_user_counts``, as does ``new_item_exposure`` (share of slots on items without
+    training listeners); ``diversity`` needs ``item_features``.
     """
     recs = _check_recommendations(recommendations)
     rel = _check_relevant(relevant, recs.shape[0])
@@ -121,6 +124,7 @@ def evaluate(
             out[f"diversity@{k}"] = intra_list_diversity(recs, k, item_features)
         if item_user_counts is not None:
             out[f"avg_popularity@{k}"] = average_popularity(recs, k, item_user_counts)
+            out[f"new_item_exposure@{k}"] = new_item_exposure(recs, k, item_user_counts)
     return out
 
 

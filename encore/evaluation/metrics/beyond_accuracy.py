@@ -143,3 +143,14 @@ def intra_list_diversity(
     mean_cos = (sq_norm - m) / (m * (m - 1.0))
     # The identity subtracts two close numbers; clip float noise back into [0, 2].
     return float(np.clip(1.0 - mean_cos, 0.0, 2.0).mean())
+
+
+def new_item_exposure(recommendations: np.ndarray, k: int, item_user_counts: np.ndarray) -> float:
+    """Share of the filled top-``k`` slots given to items nobody listened to in training
+    (``item_user_counts == 0``): how much room new releases get (0 when no slot is filled)."""
+    top = _top_k(recommendations, k)
+    valid = top != PADDING
+    if not valid.any():
+        return 0.0
+    cold = np.asarray(item_user_counts)[np.where(valid, top, 0)] == 0
+    return float((cold & valid).sum() / valid.sum())

@@ -1,0 +1,160 @@
+"""Record a finished run's re-ranking results: every fold's trade-off grid and choice, the test
+figures of the ranker and the re-ranked lists, pooled over folds (docs/reranking.md).
+
+    python -m benchmarks.rerank_report --experiment experiments/synthetic_time.yaml
+    # after: scripts/pipeline/run.sh -e experiments/synthetic_time.yaml --set components.rerank.enabled=true
+
+The run is found in MLflow (the newest pipeline run with a ``rerank`` run; its folds' output
+folders are the runs' ``encore.output_dir`` tags, its commit the ``encore.git_commit`` tag).
+Writes ``benchmarks/results/rerank-<experiment>.json`` (with the commit measured) and the curve
+``docs/img/rerank-<experiment>.png`` drawn from that file; then ``python -m benchmarks.docs_figures``
+writes the docs' blocks from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.docs_figures import RESULTS, ROOT, machine, shown
+
+IMAGES = ROOT / "docs" / "img"
+AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
+
+
+def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str, Any]], str]:
+    """The rerank and evaluate output folders of every finished fold of the newest pipeline run
+    that has a rerank run (oldest fold first, from the runs' ``encore.output_dir`` tags), and
+    the commit that run measured (its ``encore.git_commit`` tag)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[experiment_name], order_by=["start_time DESC"])
+    reranks = runs[runs["tags.encore.component"] == "rerank"]
+    if reranks.empty:
+        raise SystemExit(f"error: no rerank run in MLflow experiment {experiment_name} at {tracking_uri}")
+    parent_of = dict(zip(runs["run_id"], runs["tags.mlflow.parentRunId"], strict=True))
+
+    def top(run_id: str) -> str:
+        while isinstance(parent_of.get(run_id), str):
+            run_id = parent_of[run_id]
+        return run_id
+
+    pipeline = top(reranks["run_id"].iloc[0])
+    mine = runs[[top(r) == pipeline for r in runs["run_id"]]]
+    folds = mine[mine["tags.encore.fold"].notna()] if "tags.encore.fold" in mine else mine.iloc[:0]
+    groups = ([(int(str(row["tags.encore.fold"]).split("/")[0]), row["run_id"]) for _, row in folds.iterrows()]
+              or [(1, pipeline)])
+    found = []
+    for fold, group in sorted(groups):
+        children = mine[mine["tags.mlflow.parentRunId"] == group].set_index("tags.encore.component")
+        if not {"rerank", "evaluate"} <= set(children.index):  # a fold the run did not finish
+            continue
+        found.append({"fold": fold} | {name: Path(children.loc[name, "tags.encore.output_dir"])
+                                       for name in ("rerank", "evaluate")})
+    commit = str(mine[mine["run_id"] == pipeline]["tags.encore.git_commit"].iloc[0])
+    return found, commit
+
+
+def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None) -> Path:
+    from encore.config.experiment import load_config
+    from encore.evaluation import fold_pooling, metrics
+    from encore.evaluation.segments import POOLED_SEGMENTS
+    from encore.outputs import EvaluateOutput, RerankOutput
+    from encore.tracking.runs import experiment_name, tracking_uri
+
+    config = load_config(experiment, ["components.rerank.enabled=true", *overrides])
+    primary = config.evaluation.primary_metric
+    outputs, commit = fold_outputs(tracking_uri(config), experiment_name(config))
+    folds: list[dict[str, Any]] = []
+    per_user = {}
+    for paths in outputs:
+        fold = paths["fold"]
+        rerank, evaluate = RerankOutput(paths["rerank"]), EvaluateOutput(paths["evaluate"])
+        segments = pd.read_csv(evaluate.path / evaluate.SEGMENTS_CSV)
+        test = {}
+        for segment, rows in segments.groupby("segment"):
+            generators = rows[~rows["model"].isin(["ranker", "rerank"])]
+            best = generators.loc[generators[primary].idxmax()]
+            test[segment] = {"n_users": int(rows["n_users"].iloc[0]), "best_generator": str(best["model"]),
+                             "best": {m: float(best[m]) for m in AT if m in best}}
+            test[segment] |= {model: {m: float(row[m]) for m in AT if m in row}
+                              for model, row in rows.set_index("model").loc[["ranker", "rerank"]].iterrows()}
+        grid = rerank.grid()
+        folds.append({"fold": fold, "chosen": rerank.chosen(), "test": test,
+                      "vs_ranker": json.loads((rerank.path / rerank.SIGNIFICANCE).read_text())["vs_ranker"],
+                      "grid": [{k: (float(v) if isinstance(v, float | int) and not isinstance(v, bool) else v)
+                                for k, v in row.items() if k in ("setting", "mmr_lambda", "freshness_boost",
+                                                                 "exposure_m", "within_loss", "chosen", *AT)}
+                               for row in grid.to_dict("records")]})
+        per_user[fold] = evaluate.per_user()
+    pool = fold_pooling.pool_per_user(per_user)
+    pooled = {}
+    for segment in POOLED_SEGMENTS:
+        part = fold_pooling.segment_rows(pool, segment)
+        if part["user_id"].nunique() < 2:
+            continue
+        pooled[segment] = metrics.paired_comparison(
+            part["ranker"].to_numpy(), part["rerank"].to_numpy(), metric=primary,
+            n_resamples=config.evaluation.n_bootstrap, confidence=config.evaluation.confidence,
+            random_state=config.experiment.seed, groups=part["user_id"].to_numpy()).to_dict()
+    result = {"experiment": shown_as or shown(experiment.resolve()),
+              "overrides": overrides, "note": note, "commit": commit, "machine": machine(),
+              "primary_metric": primary, "rule": {"objective": folds[-1]["chosen"]["objective"],
+                                                  "max_loss": folds[-1]["chosen"]["max_loss"]},
+              "folds": folds, "pooled_rerank_vs_ranker": pooled}
+    path = RESULTS / f"rerank-{config.experiment.name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, IMAGES / f"rerank-{config.experiment.name}.png")
+    return path
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """The trade-off curve of every fold (objective against NDCG@10 on the ranker-target part)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    objective, primary = result["rule"]["objective"], result["primary_metric"]
+    folds = result["folds"]
+    figure = Figure(figsize=(4.2 * len(folds), 3.8))
+    FigureCanvasAgg(figure)
+    for n, fold in enumerate(folds, start=1):
+        axes = figure.add_subplot(1, len(folds), n)
+        grid = pd.DataFrame(fold["grid"])
+        ranker, rows = grid.iloc[0], grid.iloc[1:]
+        for lam, part in rows.groupby("mmr_lambda"):
+            axes.plot(part[objective], part[primary], "o", alpha=0.75, label=f"λ {lam:g}")
+        axes.plot(ranker[objective], ranker[primary], "k*", markersize=12, label="ranker")
+        chosen = rows[rows["chosen"]]
+        axes.plot(chosen[objective], chosen[primary], "rs", markersize=12, fillstyle="none", label="chosen")
+        axes.axhline((1 - result["rule"]["max_loss"]) * ranker[primary], color="grey", linestyle="--", linewidth=1)
+        axes.set_title(f"fold {fold['fold']}", fontsize=9)
+        axes.set_xlabel(f"{objective} (target part)", fontsize=8)
+        axes.set_ylabel(primary, fontsize=8)
+        axes.tick_params(labelsize=7)
+        if n == 1:
+            axes.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
+    parser.add_argument("--experiment", type=Path, required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--note", default="", help="how the run differs from the experiment file (shown in the docs)")
+    parser.add_argument("--shown-as", help="the experiment as the docs name it (a derived file outside the repo)")
+    args = parser.parse_args(argv)
+    path = record(args.experiment, args.overrides, args.note, args.shown_as)
+    print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""rerank: the ranker's lists made into the final lists (docs/reranking.md, "Re-ranking").
+
+The steps (:mod:`encore.reranking.steps`): exclusions (``block_list``, each user's rejections
+from ``rejections_file``), new items from content (``content_from``'s candidates on items
+nobody has listened to), a freshness boost by item age, MMR diversity over ``embeddings_from``'s
+item vectors with an optional cap per top tag, and a new-item exposure floor.
+
+The trade-off is chosen honestly: every setting of the grid (lambdas x freshness_boosts x
+exposure_ms) re-ranks the ranker's lists of the **ranker-target users** (its model scoring
+their base-stage candidates, features from base; test is never read), and the rule picks the
+highest ``objective`` within ``max_loss`` of the unre-ranked lists' primary metric on the target
+part. Test is evaluated once, at that setting, with a paired comparison against the ranker.
+
+Writes ``recommendations.parquet`` (every user), ``tradeoff.csv/.png``, ``chosen.json``,
+``significance.json``, ``metrics.json``, and ``item_side.npz`` + ``serving.json``: what the
+serving model re-ranks with (the same function, the same inputs: the same lists).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from catboost import CatBoostClassifier, CatBoostRanker
+
+from encore.config.experiment import ConfigError, EncoreConfig
+from encore.data.prepared import PreparedData, Stage
+from encore.evaluation import metrics
+from encore.evaluation.evaluator import Evaluator, lists_from_frame
+from encore.io import ParquetSink, write_json, write_parquet
+from encore.outputs import GeneratorOutput, RankerOutput, RerankOutput
+from encore.pipeline.component import Context, Result
+from encore.ranking.model import TrainedRanker
+from encore.ranking.stage import rank_users, ranker_inputs
+from encore.recommenders import recommender_class
+from encore.reranking.steps import (
+    ItemSide,
+    Settings,
+    chain,
+    lists_from_scores,
+    rejection_keys,
+    rerank,
+    with_content_candidates,
+)
+
+NAME = "rerank"
+log = logging.getLogger(__name__)
+BATCH_USERS = 512
+"""Users re-ranked at once: the MMR similarity block is (users, width, width)."""
+SECONDS_PER_DAY = 86_400
+
+
+def _side_instances(config: EncoreConfig) -> list[str]:
+    own = config.components.rerank
+    names = [own.embeddings_from, own.content_from if own.content_candidates else None]
+    return list(dict.fromkeys(n for n in names if n is not None))
+
+
+def DEPENDS_ON(config: EncoreConfig) -> list[str]:
+    return list(dict.fromkeys([*ranker_inputs(config), "ranker", *_side_instances(config)]))
+
+
+def input_files(config: EncoreConfig) -> dict[str, Path]:
+    """The rejections file (reuse is keyed on its content)."""
+    path = config.components.rerank.rejections_file
+    return {"rejections": path} if path is not None else {}
+
+
+# ------------------------------------------------------------------------------ inputs
+def item_vectors(model: object, where: str) -> np.ndarray:
+    """L2-normalised item vectors of a fitted generator: item2item's tag SVD embeddings or a
+    factorisation's item factors."""
+    vectors = getattr(model, "embeddings_", None)
+    if vectors is None:
+        vectors = getattr(model, "item_factors", None)
+    if vectors is None:
+        raise ConfigError(f"{where}: kind '{getattr(model, 'name', type(model).__name__)}' has no item vectors "
+                          "(use item2item, als or bpr), or set it to null to switch MMR off")
+    vectors = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def item_side(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, stage: Stage) -> ItemSide:
+    """Ages (days between an item's first listen and the stage's last event; 0 never listened;
+    nan without timestamps), embeddings and top tags, from what ``stage`` may see."""
+    own = config.components.rerank
+    listeners = prepared.item_listeners(stage)
+    ages = np.full(prepared.n_items, np.nan)
+    if prepared.has_timestamps:
+        frame = prepared.part("base" if stage == "base" else "train")
+        seconds = frame["timestamp"].astype("int64").to_numpy() // 10**9
+        first = pd.Series(seconds).groupby(frame["item"].to_numpy()).min()
+        ages[first.index.to_numpy()] = (seconds.max() - first.to_numpy()) / SECONDS_PER_DAY
+    ages[listeners == 0] = 0.0
+    embeddings = None
+    if own.embeddings_from is not None:
+        section = config.components.generator(own.embeddings_from)
+        model = GeneratorOutput(inputs[own.embeddings_from]).model(stage, recommender_class(section.kind))
+        embeddings = item_vectors(model, "components.rerank.embeddings_from")
+    features = prepared.item_features(stage)
+    attribute = np.asarray(features.argmax(axis=1)).ravel().astype(np.int64)
+    attribute[np.diff(features.indptr) == 0] = -1
+    return ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute)
+
+
+def _indexes(raw: pd.Series, ids: pd.DataFrame) -> np.ndarray:
+    """Positions of the raw ids in ``ids`` (its ``raw_id`` column), -1 when unknown."""
+    lookup = pd.Series(ids.index.to_numpy(), index=ids["raw_id"].astype(str).to_numpy())
+    return raw.astype(str).map(lookup).fillna(-1).to_numpy(np.int64)
+
+
+def exclusions(config: EncoreConfig, prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """Blocked item indexes and the sorted rejection keys (user * n_items + item)."""
+    own = config.components.rerank
+    blocked = _indexes(pd.Series(own.block_list, dtype=str), prepared.items)
+    if (blocked < 0).any():
+        log.info("rerank: %d block_list ids are not in the dataset", int((blocked < 0).sum()))
+    if own.rejections_file is None:
+        return blocked[blocked >= 0], np.zeros(0, dtype=np.int64)
+    path = own.rejections_file
+    try:
+        frame = pd.read_csv(path, dtype=str)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"components.rerank.rejections_file: cannot read {path}: {exc}") from None
+    missing = {"user", "item"} - set(frame.columns)
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected user,item (raw ids)")
+    users, items = _indexes(frame["user"], prepared.users), _indexes(frame["item"], prepared.items)
+    known = (users >= 0) & (items >= 0)
+    if not known.all():
+        log.info("rerank: %d of %d rejections in %s name users or items not in the dataset", int((~known).sum()),
+                 len(frame), path)
+    return blocked[blocked >= 0], rejection_keys(users[known], items[known], prepared.n_items)
+
+
+def padded(frame: pd.DataFrame, users: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item, score, rank) -> ``(len(users), width)`` items (-1 padded) and scores."""
+    items = lists_from_frame(frame, users, width)
+    scores = np.zeros(items.shape)
+    rows = np.searchsorted(users, frame["user"].to_numpy())
+    ranks = frame["rank"].to_numpy() - 1
+    keep = (rows < len(users)) & (ranks < width)
+    keep[keep] &= users[rows[keep]] == frame["user"].to_numpy()[keep]
+    scores[rows[keep], ranks[keep]] = frame["score"].to_numpy()[keep]
+    return items, scores
+
+
+@dataclass
+class StageLists:
+    """The lists of one stage before re-ranking, for the sorted ``users``: the ranker's
+    (``items``/``scores``) and the content candidates on never-listened items."""
+
+    users: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    content_items: np.ndarray
+    content_scores: np.ndarray
+
+    def rows(self, users: np.ndarray) -> StageLists:
+        at = np.searchsorted(self.users, users)
+        return StageLists(users, self.items[at], self.scores[at], self.content_items[at], self.content_scores[at])
+
+
+def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, stage: Stage,
+                ranked: pd.DataFrame, users: np.ndarray) -> StageLists:
+    """The ranker's lists ``ranked`` for ``users`` and, with ``content_candidates`` > 0, the
+    ``content_from`` instance's best candidates among items nobody listened to in ``stage``."""
+    own = config.components.rerank
+    items, scores = padded(ranked, users, config.components.ranker.top_k)
+    content_items = np.full((len(users), 0), -1, dtype=np.int64)
+    content_scores = np.zeros(content_items.shape)
+    if own.content_candidates and own.content_from is not None:
+        proposed = GeneratorOutput(inputs[own.content_from]).candidates(stage, users=users)
+        cold = prepared.item_listeners(stage) == 0
+        proposed = proposed[cold[proposed["item"].to_numpy()]].sort_values(["user", "rank"], kind="stable")
+        proposed = proposed.assign(rank=proposed.groupby("user").cumcount() + 1)
+        content_items, content_scores = padded(proposed, users, own.content_candidates)
+    return StageLists(users, items, scores, content_items, content_scores)
+
+
+def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
+             n_items: int) -> np.ndarray:
+    """The re-ranked ``(len(users), top_k)`` lists (-1 padded), batch by batch of users."""
+    steps = chain(settings, blocked=blocked, rejected=rejected, n_items=n_items)
+    out = np.full((len(lists.users), settings.top_k), -1, dtype=np.int64)
+    for start in range(0, len(lists.users), BATCH_USERS):
+        rows = slice(start, start + BATCH_USERS)
+        batch = with_content_candidates(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows]),
+                                        lists.content_items[rows], lists.content_scores[rows])
+        out[rows] = rerank(batch, side, steps, settings.top_k)[0]
+    return out
+
+
+def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
+                  workdir: Path) -> pd.DataFrame:
+    """The ranker's lists for the ranker-target users: its saved model scoring their base-stage
+    candidates (features from base only), as for its segment policy."""
+    out = RankerOutput(inputs["ranker"])
+    model = CatBoostRanker() if config.components.ranker.loss == "YetiRank" else CatBoostClassifier()
+    model.load_model(str(out.path / out.MODEL))
+    trained = TrainedRanker(model=model, feature_names=list(model.feature_names_), iterations=model.tree_count_,
+                            validation_ndcg=None, n_rows=0, n_users=0, n_positives=0)
+    scratch = workdir / ".target_lists.parquet"
+    with ParquetSink(scratch) as sink:
+        rank_users(trained, config, inputs, prepared, sink, stage="base", users=prepared.eval_users("base"))
+    ranked = pd.read_parquet(scratch)
+    scratch.unlink()
+    return ranked
+
+
+def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists: StageLists, *,
+             blocked: np.ndarray, rejected: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """Every grid setting's metrics on the ranker-target part (first row: the ranker's lists
+    unre-ranked), and the grid row the rule chooses."""
+    own = config.components.rerank
+    primary = config.evaluation.primary_metric
+    # Only the cut-offs the rule reads: every setting is evaluated, so every metric costs 1 + grid times.
+    evaluator = Evaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})))
+    lists = lists.rows(evaluator.users)
+    objective = f"{own.objective}@{own.exposure_k}"
+    rows = [{"setting": "ranker"} | evaluator.evaluate(lists.items)]
+    if objective not in rows[0]:
+        raise ConfigError(f"components.rerank.objective: {objective} cannot be measured on this dataset "
+                          "(diversity needs item tags)")
+    grid = own.grid(config.components.ranker.top_k)
+    for n, settings in enumerate(grid, start=1):
+        items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
+        rows.append({"setting": "rerank", "mmr_lambda": settings.mmr_lambda,
+                     "freshness_boost": settings.freshness_boost, "exposure_m": settings.exposure_m}
+                    | evaluator.evaluate(items))
+        log.info("rerank grid %d/%d: lambda %.2f, boost %.2f, m %d: %s %.4f, %s %.4f", n, len(grid),
+                 settings.mmr_lambda, settings.freshness_boost, settings.exposure_m, primary, rows[-1][primary],
+                 objective, rows[-1][objective])
+    table = pd.DataFrame(rows)
+    floor = (1.0 - own.max_loss) * table.loc[0, primary]
+    within = table.index[(table.index > 0) & (table[primary] >= floor)]
+    # Nothing within the loss (e.g. exclusions alone cost more): the most accurate setting.
+    chosen = int(table.loc[within, objective].idxmax()) if len(within) else int(table.loc[1:, primary].idxmax())
+    table["within_loss"] = table.index.isin(within)
+    table["chosen"] = table.index == chosen
+    return table, chosen
+
+
+def settings_of(config: EncoreConfig, row: pd.Series) -> Settings:
+    own = config.components.rerank
+    return next(s for s in own.grid(config.components.ranker.top_k)
+                if (s.mmr_lambda, s.freshness_boost, s.exposure_m)
+                == (row["mmr_lambda"], row["freshness_boost"], row["exposure_m"]))
+
+
+# ------------------------------------------------------------------------------ the component
+def run(config: EncoreConfig, ctx: Context) -> Result:
+    own = config.components.rerank
+    primary = config.evaluation.primary_metric
+    prepared = PreparedData(ctx.inputs["prepare"])
+    out = RerankOutput(ctx.output)
+    blocked, rejected = exclusions(config, prepared)
+
+    # The choice: the ranker-target part only.
+    target_users = prepared.eval_users("base")
+    base = stage_lists(config, ctx.inputs, prepared, "base", target_ranked(config, ctx.inputs, prepared, out.path),
+                       target_users)
+    grid, chosen_row = tradeoff(config, prepared, item_side(config, ctx.inputs, prepared, "base"), base,
+                                blocked=blocked, rejected=rejected)
+    grid.to_csv(out.path / out.GRID, index=False)
+    settings = settings_of(config, grid.loc[chosen_row])
+    objective = f"{own.objective}@{own.exposure_k}"
+    _plot(grid, primary, objective, own.max_loss, out.path / out.PLOT)
+    chosen = {"settings": asdict(settings), "objective": objective, "max_loss": own.max_loss,
+              "target": {key: float(grid.loc[chosen_row, key]) for key in (primary, objective)},
+              "target_ranker": {key: float(grid.loc[0, key]) for key in (primary, objective)},
+              "within_loss": bool(grid.loc[chosen_row, "within_loss"])}
+    write_json(out.path / out.CHOSEN, chosen)
+    log.info("rerank: chose lambda %.2f, boost %.2f, m %d on %d target users: %s %.4f (ranker %.4f), %s %.4f "
+             "(ranker %.4f)", settings.mmr_lambda, settings.freshness_boost, settings.exposure_m, len(target_users),
+             primary, chosen["target"][primary], chosen["target_ranker"][primary], objective,
+             chosen["target"][objective], chosen["target_ranker"][objective])
+
+    # The final lists of every user, from the ranker's train-stage lists.
+    ranked = RankerOutput(ctx.inputs["ranker"]).recommendations()
+    users = np.unique(ranked["user"].to_numpy()).astype(np.int64)
+    side = item_side(config, ctx.inputs, prepared, "train")
+    lists = stage_lists(config, ctx.inputs, prepared, "train", ranked, users)
+    items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
+    valid = items >= 0
+    write_parquet(pd.DataFrame({
+        "user": np.repeat(users, items.shape[1])[valid.ravel()].astype(np.int32),
+        "item": items[valid].astype(np.int32),
+        "score": np.tile(-np.arange(items.shape[1], dtype=np.float32), len(users))[valid.ravel()],
+        "rank": np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int32), len(users))[valid.ravel()],
+    }), out.path / out.RECOMMENDATIONS)
+    np.savez(out.path / out.ITEM_SIDE, age_days=side.age_days,
+             embeddings=side.embeddings if side.embeddings is not None else np.zeros((0, 0)),
+             attribute=side.attribute if side.attribute is not None else np.zeros(0, dtype=np.int64))
+    content = lists.content_items >= 0
+    write_parquet(pd.DataFrame({
+        "user": np.repeat(users, content.shape[1])[content.ravel()].astype(np.int32),
+        "item": lists.content_items[content].astype(np.int32),
+        "score": lists.content_scores[content],
+        "rank": np.tile(np.arange(1, content.shape[1] + 1, dtype=np.int32), len(users))[content.ravel()],
+    }), out.path / out.CONTENT)
+    write_json(out.path / out.SERVING, {"settings": asdict(settings), "blocked": blocked.tolist(),
+                                        "rejected": rejected.tolist(), "n_items": prepared.n_items})
+
+    # Test, once, at the chosen setting: paired against the ranker's lists.
+    evaluator = Evaluator(prepared, "train", tuple(config.evaluation.ks))
+    test_lists = {"ranker": lists.rows(evaluator.users).items,
+                  "rerank": items[np.searchsorted(users, evaluator.users)]}
+    results = {name: evaluator.evaluate(model) for name, model in test_lists.items()}
+    values = pd.DataFrame({name: evaluator.per_user(model, primary) for name, model in test_lists.items()})
+    comparison = metrics.paired_comparisons({"ranker": values["ranker"].to_numpy()}, values["rerank"].to_numpy(),
+                                            metric=primary, n_resamples=config.evaluation.n_bootstrap,
+                                            confidence=config.evaluation.confidence,
+                                            random_state=config.experiment.seed)["ranker"]
+    write_json(out.path / out.SIGNIFICANCE, {"primary_metric": primary, "vs_ranker": comparison.to_dict(),
+                                             "test": results, "n_test_users": len(evaluator.users)})
+    found = {f"test.{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
+    found |= {f"target.{key}": value for key, value in chosen["target"].items()}
+    found |= {"chosen.mmr_lambda": settings.mmr_lambda, "chosen.freshness_boost": settings.freshness_boost,
+              "chosen.exposure_m": float(settings.exposure_m), "vs_ranker.rel_uplift": comparison.rel_uplift,
+              "vs_ranker.rel_ci_low": comparison.rel_ci_low, "vs_ranker.rel_ci_high": comparison.rel_ci_high}
+    write_json(out.path / out.METRICS, found)
+    log.info("rerank on test: %s %.4f vs ranker %.4f (%+.1f%%, CI %+.1f%% .. %+.1f%%)", primary,
+             comparison.mean_b, comparison.mean_a, 100 * comparison.rel_uplift, 100 * comparison.rel_ci_low,
+             100 * comparison.rel_ci_high)
+    return Result(metrics={k.replace("@", "_at_"): v for k, v in found.items()},
+                  params={f"chosen.{k}": v for k, v in asdict(settings).items()},
+                  artifacts=[out.RECOMMENDATIONS, out.GRID, out.PLOT, out.CHOSEN, out.SIGNIFICANCE, out.METRICS,
+                             out.SERVING])
+
+
+def _plot(grid: pd.DataFrame, primary: str, objective: str, max_loss: float, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    settings = grid.iloc[1:]
+    for lam, rows in settings.groupby("mmr_lambda"):
+        axes.plot(rows[objective], rows[primary], "o", label=f"lambda {lam:g}", alpha=0.8)
+    axes.plot(grid.loc[0, objective], grid.loc[0, primary], "k*", markersize=12, label="ranker")
+    chosen = grid[grid["chosen"]]
+    axes.plot(chosen[objective], chosen[primary], "rs", markersize=12, fillstyle="none", label="chosen")
+    axes.axhline((1 - max_loss) * grid.loc[0, primary], color="grey", linestyle="--", linewidth=1,
+                 label=f"{100 * max_loss:g}% below the ranker")
+    axes.set_xlabel(f"{objective} (ranker-target part)")
+    axes.set_ylabel(primary)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    from encore.pipeline.cli import component_main  # the CLI is no part of what this component computes
+
+    sys.exit(component_main(NAME, description=__doc__ or ""))

@@ -1,0 +1,72 @@
+"""``components.rerank``: the re-ranking component's settings (docs/reranking.md).
+
+Every step is off at its neutral value: ``lambdas: [1.0]`` (no MMR), ``freshness_boosts:
+[0.0]``, ``exposure_ms: [0]``, ``cap_per_attribute: null``, ``content_candidates: 0`` (no new
+items from content), an empty ``block_list`` and no ``rejections_file``. The grid (lambdas x
+boosts x ms) is evaluated on the ranker-target part and one setting is chosen by the rule:
+the highest ``objective`` whose ``ndcg@10`` (``evaluation.primary_metric``) is within
+``max_loss`` of the unre-ranked list's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Strict, UnitInterval
+from encore.reranking.steps import Settings
+
+OBJECTIVES = ("diversity", "catalog_coverage", "novelty", "new_item_exposure")
+"""What the rule maximises (at ``exposure_k``): the beyond-accuracy metrics of the evaluator."""
+
+
+class RerankConfig(Strict):
+    """The re-ranking component after ``ranker`` (off by default: ``enabled: true`` adds it)."""
+
+    enabled: bool = False
+    block_list: list[str] = Field(default_factory=list)
+    """Raw item ids nobody is recommended."""
+    rejections_file: Path | None = None
+    """CSV with columns ``user,item`` (raw ids): items each user rejected (dislike, block)."""
+    embeddings_from: str | None = "item2item"
+    """Generator instance whose item vectors MMR uses (item2item: the tag SVD space; als, bpr: factors)."""
+    content_from: str | None = "item2item"
+    """Generator instance whose candidates on items without listens join the lists (new items)."""
+    content_candidates: NonNegativeInt = 20
+    lambdas: list[UnitInterval] = Field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.5])
+    freshness_boosts: list[NonNegativeFloat] = Field(default_factory=lambda: [0.0, 0.2, 0.5])
+    exposure_ms: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 2])
+    freshness_half_life_days: PositiveFloat = 30.0
+    new_days: PositiveFloat = 30.0
+    """An item is new when first listened to fewer than this many days before the stage's last event."""
+    exposure_k: PositiveInt = 10
+    cap_per_attribute: PositiveInt | None = None
+    """At most this many items per top tag (where the candidates allow it); null = no cap."""
+    objective: str = "diversity"
+    max_loss: Annotated[float, Field(ge=0, lt=1)] = 0.02
+
+    @field_validator("lambdas", "freshness_boosts", "exposure_ms")
+    @classmethod
+    def _not_empty(cls, values: list) -> list:
+        if not values:
+            raise ValueError("give at least one value (the neutral one switches the step off)")
+        return values
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, name: str) -> str:
+        if name not in OBJECTIVES:
+            raise ValueError(f"'{name}' is not one of {', '.join(OBJECTIVES)}")
+        return name
+
+    def grid(self, top_k: int) -> list[Settings]:
+        """Every setting of the trade-off grid, the neutral one first when it is in the grid."""
+        shared = {"top_k": top_k, "freshness_half_life_days": self.freshness_half_life_days,
+                  "cap_per_attribute": self.cap_per_attribute, "exposure_k": self.exposure_k,
+                  "new_days": self.new_days}
+        points = itertools.product(sorted(set(self.lambdas), reverse=True), sorted(set(self.freshness_boosts)),
+                                   sorted(set(self.exposure_ms)))
+        return [Settings(mmr_lambda=lam, freshness_boost=boost, exposure_m=m, **shared) for lam, boost, m in points]

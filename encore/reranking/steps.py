@@ -1,0 +1,271 @@
+"""The re-ranking steps over a batch of users' candidate lists, vectorised across users.
+
+A batch is :class:`Lists`: per user (row) the candidate items (``-1`` padded) and their
+relevance. Every step is a :class:`Step`: it takes a batch and returns one (reordered, or with
+items removed), so a chain is any sequence of steps, a user's own step included (the
+extension point, as RecTools' re-rankers). The built-in chain (:func:`chain`) is:
+
+1. :class:`Exclude` -- the global block list and each user's rejected items never appear;
+2. :class:`Freshness` -- ``relevance += boost * 2^(-age / half_life)``;
+3. :class:`Diversify` -- greedy MMR, ``lambda * relevance - (1 - lambda) * max cosine to the
+   items already chosen``, optionally with at most ``cap`` items per attribute (a capped
+   item is taken only when no uncapped one is left: where the candidates do not allow it);
+4. :class:`ExposureFloor` -- at least ``m`` of the top ``k`` are new items (younger than
+   ``new_days``, or never listened to), where the candidates allow it: the lowest-placed
+   older items give their places to the best-placed new items from below ``k``.
+
+Relevance starts as the ranker's score min-max scaled per user to [0, 1]; candidates that
+only content proposes (new items, see :func:`with_content_candidates`) sit below every ranker
+candidate, at ``[-1, -0.5]`` in the order of their content score, so only the boost, MMR or the
+floor lift them. Each step is off at its neutral setting (boost 0, lambda 1 and no cap, m 0,
+nothing blocked). Only numpy here: the serving process imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+EXCLUDED = -np.inf
+"""Relevance of a removed candidate (its item is set to -1)."""
+
+
+@dataclass(frozen=True)
+class ItemSide:
+    """What the steps know of every item, by item index.
+
+    ``age_days``: days since release or first listen at the reference time (``nan`` unknown;
+    0 for an item nobody has listened to yet); ``embeddings``: ``(n_items, d)`` L2-normalised
+    vectors (zero rows: unknown) or None; ``attribute``: an int per item (e.g. its top tag;
+    -1 none) or None.
+    """
+
+    age_days: np.ndarray
+    embeddings: np.ndarray | None = None
+    attribute: np.ndarray | None = None
+
+    def is_new(self, items: np.ndarray, new_days: float) -> np.ndarray:
+        ages = np.where(items >= 0, self.age_days[np.maximum(items, 0)], np.nan)
+        return np.nan_to_num(ages, nan=np.inf) < new_days
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One setting of every step (a point of the trade-off grid); plain values, so the serving
+    bundle stores it as JSON. The neutral values switch a step off."""
+
+    top_k: int = 50
+    mmr_lambda: float = 1.0
+    freshness_boost: float = 0.0
+    freshness_half_life_days: float = 30.0
+    cap_per_attribute: int | None = None
+    exposure_m: int = 0
+    exposure_k: int = 10
+    new_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class Lists:
+    """A batch: ``users`` (n,), ``items`` (n, width) with -1 padding, ``relevance`` (n, width)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    relevance: np.ndarray
+
+    def take(self, order: np.ndarray) -> Lists:
+        """Rows reordered column-wise by ``order`` (n, width') of column indices."""
+        return replace(self, items=np.take_along_axis(self.items, order, 1),
+                       relevance=np.take_along_axis(self.relevance, order, 1))
+
+
+class Step(Protocol):
+    """A re-ranking step: a batch in, a batch out (same users, same or fewer valid items)."""
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists: ...
+
+
+def scaled(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Scores min-max scaled per row to [0, 1] over the valid items (a constant row gives 1)."""
+    valid = items >= 0
+    low = np.where(valid, scores, np.inf).min(axis=1, keepdims=True)
+    high = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
+    span = np.where(high > low, high - low, 1.0)
+    out = np.where(high > low, (scores - low) / span, 1.0)
+    return np.where(valid, out, EXCLUDED)
+
+
+def lists_from_scores(users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> Lists:
+    """The ranker's lists as a batch: relevance = the scores scaled per user (:func:`scaled`)."""
+    items = np.asarray(items, dtype=np.int64)
+    return Lists(users=np.asarray(users, dtype=np.int64), items=items,
+                 relevance=scaled(items, np.asarray(scores, dtype=np.float64)))
+
+
+def with_content_candidates(lists: Lists, items: np.ndarray, scores: np.ndarray) -> Lists:
+    """``lists`` with content-only candidates appended per user (``items``/``scores`` (n, c),
+    -1 padded), at relevance ``[-1, -0.5]`` by content score: below every ranker candidate.
+    An item already in a user's list is not added again."""
+    items = np.asarray(items, dtype=np.int64)
+    if items.shape[1] == 0:
+        return lists
+    twice = (items[:, :, None] == lists.items[:, None, :]).any(axis=2) & (items >= 0)
+    items = np.where(twice, -1, items)
+    relevance = np.where(items >= 0, scaled(items, np.asarray(scores, dtype=np.float64)) * 0.5 - 1.0, EXCLUDED)
+    return Lists(users=lists.users, items=np.concatenate([lists.items, items], axis=1),
+                 relevance=np.concatenate([lists.relevance, relevance], axis=1))
+
+
+@dataclass(frozen=True)
+class Exclude:
+    """Remove ``blocked`` items (global) and each user's ``rejected`` items: ``rejected`` is a
+    sorted array of ``user * n_items + item`` keys (:func:`rejection_keys`)."""
+
+    blocked: np.ndarray
+    rejected: np.ndarray
+    n_items: int
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists:
+        keys = lists.users[:, None] * self.n_items + lists.items
+        gone = np.isin(lists.items, self.blocked) | np.isin(keys, self.rejected)
+        gone &= lists.items >= 0
+        return replace(lists, items=np.where(gone, -1, lists.items),
+                       relevance=np.where(gone, EXCLUDED, lists.relevance))
+
+
+def rejection_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Sorted unique ``user * n_items + item`` keys of (user, item) rejections."""
+    return np.unique(np.asarray(users, dtype=np.int64) * n_items + np.asarray(items, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """``relevance += boost * 2^(-age / half_life)``; unknown ages get nothing."""
+
+    boost: float
+    half_life_days: float
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists:
+        if self.boost == 0:
+            return lists
+        ages = np.where(lists.items >= 0, side.age_days[np.maximum(lists.items, 0)], np.nan)
+        bonus = np.nan_to_num(self.boost * np.exp2(-np.maximum(ages, 0) / self.half_life_days), nan=0.0)
+        return replace(lists, relevance=np.where(lists.items >= 0, lists.relevance + bonus, EXCLUDED))
+
+
+@dataclass(frozen=True)
+class Diversify:
+    """Greedy MMR order of every row with an optional per-attribute cap; without either, a
+    stable sort by relevance. Removed candidates go last."""
+
+    mmr_lambda: float = 1.0
+    cap: int | None = None
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists:
+        n, width = lists.items.shape
+        valid = lists.items >= 0
+        use_mmr = self.mmr_lambda < 1.0 and side.embeddings is not None
+        use_cap = self.cap is not None and side.attribute is not None
+        if not (use_mmr or use_cap):
+            return lists.take(np.argsort(-lists.relevance, axis=1, kind="stable"))
+        safe = np.maximum(lists.items, 0)
+        if use_mmr:
+            vectors = np.where(valid[:, :, None], side.embeddings[safe], 0.0)
+            similarity = vectors @ vectors.transpose(0, 2, 1)  # batched BLAS: (users, width, width) cosines
+        attribute = np.where(valid, side.attribute[safe], -1) if use_cap else None
+        rows = np.arange(n)
+        taken = ~valid  # removed candidates are never chosen by the loop; they go last
+        closest = np.zeros((n, width))
+        counts = np.zeros((n, width), dtype=np.int64)  # items already chosen with each candidate's attribute
+        order = np.zeros((n, width), dtype=np.int64)
+        lam = self.mmr_lambda if use_mmr else 1.0
+        for step in range(width):
+            value = lam * lists.relevance - (1.0 - lam) * closest
+            if use_cap:
+                # A capped candidate ranks below every uncapped one, never out of the list.
+                value = np.where((counts >= self.cap) & (attribute >= 0), value - 1e9, value)
+            value = np.where(taken, -np.inf, value)
+            pick = np.argmax(value, axis=1)
+            # Rows with nothing left pick a removed column: the first not yet placed.
+            exhausted = taken[rows, pick]
+            if exhausted.any():
+                pick = np.where(exhausted, np.argmax(~_placed(order, step, width), axis=1), pick)
+            order[:, step] = pick
+            taken = taken.copy()
+            taken[rows, pick] = True
+            if use_mmr:
+                closest = np.maximum(closest, np.where(valid[rows, pick][:, None], similarity[rows, pick], 0.0))
+            if use_cap:
+                chosen = attribute[rows, pick]
+                counts += (attribute == chosen[:, None]) & (chosen[:, None] >= 0)
+        return lists.take(order)
+
+
+def _placed(order: np.ndarray, step: int, width: int) -> np.ndarray:
+    placed = np.zeros((order.shape[0], width), dtype=bool)
+    np.put_along_axis(placed, order[:, :step], True, axis=1)
+    return placed
+
+
+@dataclass(frozen=True)
+class ExposureFloor:
+    """At least ``m`` new items in the top ``k`` of every (ordered) row, where it has them: the
+    best-placed new items from below ``k`` take, top to bottom, the places of the lowest-placed
+    older items in the top ``k``; everything else keeps its order."""
+
+    m: int
+    k: int
+    new_days: float
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists:
+        n, width = lists.items.shape
+        k = min(self.k, width)
+        if self.m <= 0 or k == 0:
+            return lists
+        new = side.is_new(lists.items, self.new_days)
+        top_new = new[:, :k].sum(axis=1)
+        below = np.cumsum(new[:, k:], axis=1)  # rank (from 1) of each new item below k
+        need = np.minimum(np.maximum(min(self.m, k) - top_new, 0), below[:, -1] if width > k else 0)
+        # Older items in the top k, counted from the bottom: those with count <= need give way.
+        older = ~new[:, :k]
+        from_bottom = np.cumsum(older[:, ::-1], axis=1)[:, ::-1]
+        gives_way = older & (from_bottom <= need[:, None])
+        promoted = new[:, k:] & (below <= need[:, None])
+        # Stable: sort keys put each promoted item at the place of the gives-way item with the same
+        # rank (top to bottom), and the displaced items right after the top k, in their order.
+        position = np.arange(width, dtype=np.float64)[None, :].repeat(n, axis=0)
+        gives_rank = np.cumsum(gives_way, axis=1)  # 1.. top to bottom
+        slots = np.where(gives_way, position[:, :k], np.inf)
+        slot_of = np.sort(slots, axis=1)  # the gives-way places, top to bottom
+        promoted_rank = np.where(promoted, below, 0)
+        key = position.copy()
+        key[:, :k] = np.where(gives_way, k - 0.5 + gives_rank * 1e-6, key[:, :k])
+        target = np.take_along_axis(slot_of, np.maximum(promoted_rank - 1, 0), axis=1)
+        key[:, k:] = np.where(promoted, target, key[:, k:])
+        return lists.take(np.argsort(key, axis=1, kind="stable"))
+
+
+def chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray, n_items: int) -> list[Step]:
+    """The built-in steps for one setting, in order."""
+    return [Exclude(np.asarray(blocked, dtype=np.int64), np.asarray(rejected, dtype=np.int64), n_items),
+            Freshness(settings.freshness_boost, settings.freshness_half_life_days),
+            Diversify(settings.mmr_lambda, settings.cap_per_attribute),
+            ExposureFloor(settings.exposure_m, settings.exposure_k, settings.new_days)]
+
+
+def rerank(lists: Lists, side: ItemSide, steps: Sequence[Step], top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``steps`` over ``lists``; the first ``top_k`` items per row (-1 padded) and their
+    final relevance."""
+    for step in steps:
+        lists = step(lists, side)
+    items = lists.items[:, :top_k]
+    relevance = np.where(items >= 0, lists.relevance[:, :top_k], np.nan)
+    if items.shape[1] < top_k:
+        pad = top_k - items.shape[1]
+        items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
+        relevance = np.pad(relevance, ((0, 0), (0, pad)), constant_values=np.nan)
+    # Removed items sort last in every step but the floor's, which only swaps valid ones: compact.
+    order = np.argsort(items < 0, axis=1, kind="stable")
+    return np.take_along_axis(items, order, 1), np.take_along_axis(relevance, order, 1)

@@ -1,0 +1,87 @@
+"""The rerank component on a tiny time-split pipeline: its own output, MLflow run and evaluation
+row, exclusions honoured, and a choice made on the ranker-target part only."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from encore.components import rerank
+from encore.config.experiment import EncoreConfig
+from encore.data.prepared import PreparedData
+from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput, RerankOutput
+from encore.pipeline.runner import dependencies, output_dir
+from encore.tracking.runs import experiment_name, tracking_uri
+
+
+@pytest.fixture
+def run(reranked_run: EncoreConfig) -> EncoreConfig:
+    return reranked_run
+
+
+def test_rerank_has_its_output_run_and_evaluation_row(run: EncoreConfig) -> None:
+    assert "rerank" in dependencies(run, "evaluate")
+    out = RerankOutput(output_dir(run, "rerank"))
+    grid = out.grid()
+    assert grid.loc[0, "setting"] == "ranker" and len(grid) == 1 + 3 * 2 * 2
+    assert grid["chosen"].sum() == 1
+    chosen = out.chosen()
+    # The rule: the most diverse setting within 2% of the ranker's ndcg@10 on the target part.
+    within = grid[grid["within_loss"]]
+    assert (within["ndcg@10"] >= 0.98 * grid.loc[0, "ndcg@10"]).all()
+    assert chosen["target"]["diversity@10"] == pytest.approx(within["diversity@10"].max())
+    assert (out.path / out.PLOT).stat().st_size > 0
+    table = EvaluateOutput(output_dir(run, "evaluate")).comparison()
+    assert {"ranker", "rerank"} <= set(table.index)
+    assert "new_item_exposure@10" in table.columns
+    mlflow.set_tracking_uri(tracking_uri(run))
+    runs = mlflow.search_runs(experiment_names=[experiment_name(run)])
+    mine = runs[runs["tags.encore.component"] == "rerank"]
+    assert len(mine) == 1 and pd.notna(mine["metrics.vs_ranker.rel_ci_low"].iloc[0])
+    # What is registered is what is served: the re-ranked lists' per-user values.
+    registered = pd.read_parquet(RegisterOutput(output_dir(run, "register")).path / RegisterOutput.PER_USER)
+    evaluated = EvaluateOutput(output_dir(run, "evaluate")).per_user()
+    np.testing.assert_allclose(registered["value"].to_numpy(), evaluated["rerank"].to_numpy())
+
+
+def test_rejected_and_blocked_items_never_appear(run: EncoreConfig) -> None:
+    prepared = PreparedData(output_dir(run, "prepare"))
+    final = RerankOutput(output_dir(run, "rerank")).recommendations()
+    users = pd.Series(np.arange(prepared.n_users), index=prepared.users["raw_id"].to_numpy())
+    items = pd.Series(np.arange(prepared.n_items), index=prepared.items["raw_id"].to_numpy())
+    rejected = pd.read_csv(run.components.rerank.rejections_file, dtype=str)
+    keys = users[rejected["user"]].to_numpy() * prepared.n_items + items[rejected["item"]].to_numpy()
+    assert len(keys) > 0
+    assert not np.isin(final["user"].to_numpy() * prepared.n_items + final["item"].to_numpy(), keys).any()
+    assert not np.isin(final["item"].to_numpy(), items[run.components.rerank.block_list].to_numpy()).any()
+    ranked = RankerOutput(output_dir(run, "ranker")).recommendations()
+    assert final.groupby("user").size().min() >= 10 and set(final["user"]) == set(ranked["user"])
+
+
+def test_the_choice_never_reads_test(run: EncoreConfig, tmp_path: Path) -> None:
+    """Another test window (half of it dropped, the rest moved to other users) gives the same
+    grid and the same choice."""
+    inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
+    other = tmp_path / "prepare"
+    shutil.copytree(inputs["prepare"], other)
+    test = pd.read_parquet(other / "test.parquet")
+    test = test.iloc[: len(test) // 2].assign(user=lambda f: f["user"].to_numpy()[::-1])
+    test.to_parquet(other / "test.parquet")
+
+    def choice(prepare: Path) -> pd.DataFrame:
+        prepared = PreparedData(prepare)
+        here = inputs | {"prepare": prepare}
+        blocked, rejected = rerank.exclusions(run, prepared)
+        lists = rerank.stage_lists(run, here, prepared, "base", rerank.target_ranked(run, here, prepared, tmp_path),
+                                   prepared.eval_users("base"))
+        side = rerank.item_side(run, here, prepared, "base")
+        return rerank.tradeoff(run, prepared, side, lists, blocked=blocked, rejected=rejected)[0]
+
+    assert not PreparedData(other).part("test").equals(PreparedData(inputs["prepare"]).part("test"))
+    pd.testing.assert_frame_equal(choice(inputs["prepare"]), choice(other))
+    pd.testing.assert_frame_equal(choice(other), RerankOutput(output_dir(run, "rerank")).grid(), check_dtype=False)
