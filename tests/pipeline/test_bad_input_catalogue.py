@@ -245,7 +245,8 @@ CASES: list[Case] = [
          "(got 'sometimes')"),
     Case("number-for-a-section", with_(lastfm2k(), components={"popular": 5}),
          INVALID + "components.popular: a generator instance is a mapping with a `kind`: a built-in kind (popular, "
-         "als, bpr, item2item, itemknn, ease, friends, userknn) or 'package.module:ClassName' (got 5)"),
+         "als, bpr, item2item, itemknn, ease, friends, userknn, twotower, sasrec, als_spark) "
+         "or 'package.module:ClassName' (got 5)"),
     Case("test-fraction-above-one", with_(lastfm2k(), split={"kind": "per_user", "test_fraction": 1.5}),
          INVALID + "split.per_user.test_fraction: Input should be less than 1 (got 1.5)"),
     Case("time-split-reversed", with_(lastfm2k(), split={"kind": "time", "target_start": 0.8, "test_start": 0.5}),
@@ -278,7 +279,8 @@ CASES: list[Case] = [
          "propose: false}}` (the params move up one level)"),
     Case("instance-without-a-kind", with_(lastfm2k(), components={"mine": {"factors": 8}}),
          INVALID + "components.mine: a generator instance is a mapping with a `kind`: a built-in kind (popular, "
-         "als, bpr, item2item, itemknn, ease, friends, userknn) or 'package.module:ClassName' (got {'factors': 8})"),
+         "als, bpr, item2item, itemknn, ease, friends, userknn, twotower, sasrec, als_spark) "
+         "or 'package.module:ClassName' (got {'factors': 8})"),
     Case("instance-kind-not-importable", with_(lastfm2k(), components={"mine": {"kind": "nope.mod:X"}}),
          INVALID + "components.mine: Value error, kind 'nope.mod:X': cannot import module 'nope.mod' (No module "
          "named 'nope') (got {'kind': 'nope.mod:X'})"),
@@ -576,7 +578,7 @@ def case_argv(case: Case, tmp: Path) -> list[str]:
             *subst(case.argv, tmp)]
 
 
-BOOKKEEPING = (".locks", ".file-digests.json")
+BOOKKEEPING = (".locks", ".file-digests.json", ".usage.jsonl")  # locks, digest cache, clean's record of use
 """Not outputs: the lock files of output folders and the cache of data-file digests."""
 
 
