@@ -153,14 +153,15 @@ def test_editing_shared_computing_code_recomputes_what_uses_it(
 NOT_COMPUTING = ("encore.tracking", "encore.mlflow_server", "encore.serving", "encore.pipeline.runner",
                  "encore.pipeline.cli", "encore.pipeline.execution", "encore.pipeline.folds",
                  "encore.pipeline.catalogue", "encore.pipeline.reuse_keys", "encore.pipeline.__main__")
-BUNDLE_WRITER = {"encore.serving", "encore.serving.pyfunc"}
-"""What ``register`` needs to write the serving bundle (its output), and nothing more of serving."""
+BUNDLE_WRITER = {"encore.serving", "encore.serving.pyfunc", "encore.serving.rerank"}
+"""What ``register`` needs to write the serving bundle (its output: the pyfunc model and the re-ranking
+setting and side data), and nothing more of serving."""
 
 
 def test_no_components_key_covers_tracking_server_serving_or_cli_code(tiny_config: EncoreConfig,
                                                                      fresh_digests: None) -> None:
     modules = {component_module(tiny_config, name).__name__ for name in run_order(tiny_config)}
-    assert GENERATOR_MODULE in modules and len(modules) == 7  # prepare, tune, generator, ranker, evaluate, ...
+    assert GENERATOR_MODULE in modules and len(modules) == 8  # prepare, tune, generator, ranker, rerank, evaluate, ...
     for module in sorted(modules):
         closure = lineage.module_closure(module)
         assert {"encore.pipeline.component", "encore.config.experiment"} <= closure, module
@@ -177,7 +178,7 @@ def test_importing_a_component_loads_no_cli_or_execution_code() -> None:
             "    for module in modules:\n"
             "        __import__(f'encore.components.{module}')\n"
             "    return sorted(m for m in sys.modules if m.startswith(('encore.pipeline.', 'encore.mlflow_server')))\n"
-            "print(loaded('prepare', 'generator', 'tune', 'ranker', 'evaluate', 'register'))\n"
+            "print(loaded('prepare', 'generator', 'tune', 'ranker', 'rerank', 'evaluate', 'register'))\n"
             "print(loaded('promote'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     computing, with_promote = out.splitlines()

@@ -63,7 +63,7 @@ def test_fold_runs_carry_the_process_tags_parent_runs_carry(tmp_path: Path) -> N
 
     seen: list[dict[str, str]] = []
 
-    def record(config, to_run, *, force=(), parent_id):
+    def record(config, to_run, *, force=(), parent_id, reused=None):
         seen.append(mlflow.MlflowClient().get_run(parent_id).data.tags)
         return {}
 
