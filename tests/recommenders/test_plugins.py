@@ -195,8 +195,8 @@ def test_missing_side_data_names_the_instance(tmp_path: Path) -> None:
     config = make_config(tmp_path, {"experiment": {"name": "side"}, "dataset": {
         "kind": "tabular", "interactions": str(plays), "columns": {"user": "user", "item": "item"}},
         "components": {"pals": {"kind": "friends"}}})
-    with pytest.raises(runner.ComponentFailed, match=r"components\.pals: kind 'friends' needs social, which this "
-                                                      r"dataset does not have; set components\.pals\.enabled: false"):
+    with pytest.raises(runner.ComponentFailed, match=r"components\.pals: kind 'friends' needs social, which dataset "
+                                                      r"'plays' does not have; set components\.pals\.enabled: false"):
         run_pipeline(config, ["prepare", "pals"])
 
 

@@ -100,7 +100,7 @@ def seen_sets(user_items: sp.csr_matrix, users: np.ndarray) -> list[set[int]]:
 
 def test_registry_lists_every_model() -> None:
     assert set(RECOMMENDERS) == {"als", "bpr", "item2item", "popular", "itemknn", "ease", "friends", "userknn",
-                                 "als_spark"}
+                                 "als_spark", "twotower", "sasrec"}
     for name, cls in RECOMMENDERS.items():
         assert issubclass(cls, Recommender) and cls.name == name
 
