@@ -70,6 +70,14 @@ def state_arrays(module: Any, prefix: str = "w.") -> dict[str, np.ndarray]:
     return {prefix + key: value.detach().cpu().numpy().copy() for key, value in module.state_dict().items()}
 
 
+def optimizer_step(optimizer: Any, loss: Any) -> float:
+    """One gradient step on ``loss``; its value, for the epoch's mean."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.item())
+
+
 def l2_normalised(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
@@ -92,12 +100,18 @@ class EmbeddingRecommender(Recommender):
 
     # -- training loop ---------------------------------------------------------------------
 
-    def _train(self, epochs: int, patience: int, run_epoch: Callable[[], float],
-               export: Callable[[], tuple[np.ndarray, np.ndarray]], snapshot: Callable[[], Any],
-               restore: Callable[[Any], None]) -> None:
-        """Up to ``epochs`` calls of ``run_epoch`` (returns the mean loss) with a progress line per
-        epoch (loss, ETA); with an ``epoch_scorer``, stop after ``patience`` epochs without a better
-        score and keep the best epoch (its ``snapshot`` is restored)."""
+    def _train(self, net: Any, run_epoch: Callable[[], float],
+               export: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Up to ``self.epochs`` calls of ``run_epoch`` (returns the mean loss) with a progress line
+        per epoch (loss, ETA); with an ``epoch_scorer``, stop after ``self.patience`` epochs without
+        a better score and keep the best epoch (the torch module ``net``'s weights then are restored).
+        The kept weights end in ``weights_`` (arrays, saved without pickle)."""
+        epochs, patience = self.epochs, self.patience
+
+        def snapshot() -> Any:
+            return {key: value.clone() for key, value in net.state_dict().items()}
+
+        restore = net.load_state_dict
         self.epoch_scores_, self.best_epoch_ = [], epochs
         best: tuple[float, int, Any] | None = None
         started = time.monotonic()
@@ -123,6 +137,7 @@ class EmbeddingRecommender(Recommender):
             self.best_epoch_ = best[1]
             restore(best[2])
             self.user_factors_, self.item_factors_ = export()
+        self.weights_ = state_arrays(net)
         self.fit_seconds_ = time.monotonic() - started
 
     # -- scoring from the embeddings -------------------------------------------------------

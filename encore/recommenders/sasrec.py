@@ -28,7 +28,7 @@ from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat,
 
 from .base import check_user_items
 from .generator_config import GeneratorConfig, SettingUnfit, SideDataMissing
-from .neural import EmbeddingRecommender, import_torch, state_arrays, torch_session
+from .neural import EmbeddingRecommender, import_torch, optimizer_step, torch_session
 
 
 class SASRecConfig(GeneratorConfig):
@@ -190,10 +190,7 @@ class SASRecRecommender(EmbeddingRecommender):
                     negative = negative.masked_fill(targets.unsqueeze(-1) == negatives, float("-inf"))
                     logits = torch.cat([positive, negative], dim=-1)[real]
                     loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total, steps = total + loss.item(), steps + 1
+                    total, steps = total + optimizer_step(optimizer, loss), steps + 1
                 return total / max(steps, 1)
 
             def export() -> tuple[np.ndarray, np.ndarray]:
@@ -205,10 +202,7 @@ class SASRecRecommender(EmbeddingRecommender):
                     items = net.items.weight[1:].numpy().astype(np.float32, copy=True)
                 return users, items
 
-            self._train(self.epochs, self.patience, run_epoch, export,
-                        snapshot=lambda: {k: v.clone() for k, v in net.state_dict().items()},
-                        restore=net.load_state_dict)
-            self.weights_ = state_arrays(net)
+            self._train(net, run_epoch, export)
         return self
 
     def _extra_state(self) -> dict[str, np.ndarray]:

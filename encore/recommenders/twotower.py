@@ -24,7 +24,7 @@ from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat,
 
 from .base import as_ids, check_user_items
 from .generator_config import GeneratorConfig
-from .neural import EmbeddingRecommender, import_torch, l2_normalised, state_arrays, torch_session
+from .neural import EmbeddingRecommender, import_torch, l2_normalised, optimizer_step, torch_session
 
 
 class TwoTowerConfig(GeneratorConfig):
@@ -179,10 +179,7 @@ class TwoTowerRecommender(EmbeddingRecommender):
                     np.fill_diagonal(same, False)
                     logits = (logits / self.temperature).masked_fill(torch.from_numpy(same), float("-inf"))
                     loss = functional.cross_entropy(logits, torch.arange(len(pairs)))
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total, steps = total + loss.item(), steps + 1
+                    total, steps = total + optimizer_step(optimizer, loss), steps + 1
                 return total / max(steps, 1)
 
             def export() -> tuple[np.ndarray, np.ndarray]:
@@ -193,10 +190,7 @@ class TwoTowerRecommender(EmbeddingRecommender):
                     return (functional.normalize(users, dim=-1).numpy().copy(),
                             functional.normalize(items, dim=-1).numpy().copy())
 
-            self._train(self.epochs, self.patience, run_epoch, export,
-                        snapshot=lambda: {k: v.clone() for k, v in net.state_dict().items()},
-                        restore=net.load_state_dict)
-            self.weights_ = state_arrays(net)
+            self._train(net, run_epoch, export)
         return self
 
     def fold_in(self, user_items: csr_matrix, user_ids: np.ndarray | None = None) -> np.ndarray:
