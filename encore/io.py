@@ -154,12 +154,14 @@ def remove_debris(folder: Path) -> list[Path]:
 
 
 @contextmanager
-def path_lock(path: Path, *, waiting: str | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (a file in ``.locks/`` beside it) for the block.
+def path_lock(path: Path, *, waiting: str | None = None, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (a file in ``.locks/`` beside it) for the block; yields
+    True once held.
 
-    A second process asking for the same lock waits here (logging ``waiting``, if given). The
-    lock is an ``flock``: the kernel releases it when its holder dies, so a crashed holder
-    never blocks later runs.
+    A second process asking for the same lock waits here (logging ``waiting``, if given); with
+    ``wait=False`` it does not wait and the block runs with False (nothing held: e.g. ``clean``
+    skipping a folder a running pipeline holds). The lock is an ``flock``: the kernel releases it
+    when its holder dies, so a crashed holder never blocks later runs.
     """
     lock_file = path.parent / ".locks" / f"{path.name}.lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +171,9 @@ def path_lock(path: Path, *, waiting: str | None = None) -> Iterator[None]:
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
+            if not wait:
+                yield False
+                return
             if waiting:
                 log.info("%s", waiting)
             started = time.monotonic()
@@ -176,7 +181,7 @@ def path_lock(path: Path, *, waiting: str | None = None) -> Iterator[None]:
             if waiting:
                 log.info("waited %.1f s", time.monotonic() - started)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 

@@ -14,8 +14,6 @@ freed; ``--dry-run`` only says what it would remove.
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -27,6 +25,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+
+from encore.io import path_lock
 
 USAGE = ".usage.jsonl"
 DEFAULT_KEEP = 3
@@ -86,26 +86,6 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-@contextmanager
-def _unless_held(folder: Path) -> Iterator[bool]:
-    """Hold ``folder``'s pipeline lock (:func:`encore.io.path_lock`'s file) if free: yields False
-    when another process holds it."""
-    lock_file = folder.parent / ".locks" / f"{folder.name}.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 @dataclass(frozen=True)
 class Cleaned:
     """What :func:`clean` did with one folder: ``removed`` (or would, dry run), ``held``."""
@@ -128,7 +108,7 @@ def clean(output_dir: Path, keep: int = DEFAULT_KEEP, *, dry_run: bool = False) 
         for folder in sorted(experiment_dir.iterdir()):
             if not folder.is_dir() or folder.name.startswith(".") or folder.name in kept:
                 continue
-            with _unless_held(folder) as free:
+            with path_lock(folder, wait=False) as free:
                 if not free:
                     done.append(Cleaned(folder, 0, "held"))
                     continue
