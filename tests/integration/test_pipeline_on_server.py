@@ -474,9 +474,9 @@ def test_compare_cli_lists_both_runs_best_first(story: Story, mlflow_server: Mlf
     assert "ndcg_at_10" in lines[0] and "params.components.ranker.iterations" in lines[0]
     assert lines[1].startswith(strong_id) and lines[2].startswith(weak_id), result.stdout
     # run_id, run_name, ndcg_at_10, ...: the printed metric is each parent run's, to 4 decimals. Run names hold
-    # spaces (`<experiment> <date> <time> <hash>`): the value is the word that ends where its header ends.
-    end = lines[0].index("ndcg_at_10") + len("ndcg_at_10")
-    printed = [float(line[:end].split()[-1]) for line in lines[1:]]
+    # spaces (`<experiment> <date> <time> <hash>`): the value is the first word after the run's name.
+    runs = (story.strong.parent, story.weak.parent)
+    printed = [float(line.split(run.info.run_name, 1)[1].split()[0]) for line, run in zip(lines[1:], runs, strict=True)]
     assert printed == pytest.approx([story.strong.parent.data.metrics["ndcg_at_10"],
                                      story.weak.parent.data.metrics["ndcg_at_10"]], abs=5e-5)
     assert printed[0] > printed[1]
