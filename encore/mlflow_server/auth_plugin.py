@@ -128,6 +128,20 @@ def _canonical(path: str) -> str:
     return posixpath.normpath("/" + unquote(path)).lstrip("/")
 
 
+# A version's storage location never changes once it is registered (MLflow keeps a deleted
+# version's number, so (name, version, source) names one location for good): looked up once per
+# server process instead of once per version on every artifact write.
+_DOWNLOAD_URIS: dict[tuple[str, str, str], str] = {}
+
+
+def _download_uri(store: Any, version: Any) -> str:
+    """Where ``version``'s files are: the logged model's artifact location for a ``models:/`` source."""
+    key = (version.name, str(version.version), version.source or "")
+    if key not in _DOWNLOAD_URIS:
+        _DOWNLOAD_URIS[key] = store.get_model_version_download_uri(version.name, version.version) or ""
+    return _DOWNLOAD_URIS[key]
+
+
 def _registered_artifact_refusal(artifact_path: str, username: str, mlflow_auth: Any) -> str | None:
     """Why a write at ``artifact_path`` is refused: it lies under a registered version's files (or is their parent)."""
     store = mlflow_auth._get_model_registry_store()
@@ -135,8 +149,7 @@ def _registered_artifact_refusal(artifact_path: str, username: str, mlflow_auth:
     while True:
         page = store.search_model_versions(max_results=1000, page_token=token)
         for version in page:
-            # Where the version's files are: the logged model's artifact location for a ``models:/`` source.
-            location = store.get_model_version_download_uri(version.name, version.version) or ""
+            location = _download_uri(store, version)
             if not location.startswith(_PROXY_SCHEME):
                 continue
             protected = _canonical(location[len(_PROXY_SCHEME):])
