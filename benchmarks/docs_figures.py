@@ -515,7 +515,8 @@ def render_rerank(doc: Path, name: str) -> str:
         coverage, change = found["coverage@10"], found[f"{primary}_change"]
         lines += ["", "| target (pooled over the folds) | measured | met |", "|---|---|---|",
                   f"| coverage@10 ≥ 2× the ranker's at ≤ 2% {primary} loss | {coverage['rerank']:.3f} vs "
-                  f"{coverage['ranker']:.3f} ({coverage['ratio']:.2f}×), {primary} {pct(change['rel_uplift'])} "
+                  f"{coverage['ranker']:.3f} ({coverage['ratio']:.2f}×; at most {coverage['pool_bound']:.3f} from the "
+                  f"ranker's candidate lists), {primary} {pct(change['rel_uplift'])} "
                   f"(CI {pct(change['rel_ci_low'])} … {pct(change['rel_ci_high'])}) | "
                   f"{'yes' if found['coverage_met'] else 'no'} |"]
         cold = found.get(f"cold_items.{primary}")
