@@ -40,7 +40,7 @@ def test_rerank_has_its_output_run_and_evaluation_row(run: EncoreConfig) -> None
     assert chosen["objective"] == ["catalog_coverage@10", "diversity@10"]
     assert grid.loc[grid["chosen"], "rule_score"].item() == pytest.approx(within["rule_score"].max())
     cold = "cold_items.ndcg@10"
-    if chosen["cold_items_matched"]:
+    if chosen.get("cold_items_matched"):
         assert (within[cold] >= chosen["target_content"][cold]).all()
     assert (out.path / out.PLOT).stat().st_size > 0
     table = EvaluateOutput(output_dir(run, "evaluate")).comparison()
