@@ -567,6 +567,8 @@ FIGURES: dict[str, Figure] = {
                                     ("rerank-synthetic_time.json",)),
     "rerank-lastfm2k_time": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time.json"),
                                    ("rerank-lastfm2k_time.json",)),
+    "rerank-lastfm2k_time-loss1": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-loss1.json"),
+                                         ("rerank-lastfm2k_time-loss1.json",)),
 }
 
 

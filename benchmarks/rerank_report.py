@@ -64,7 +64,8 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
     return found, commit
 
 
-def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None) -> Path:
+def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None,
+           suffix: str = "") -> Path:
     from encore.config.experiment import load_config
     from encore.evaluation import fold_pooling, metrics
     from encore.evaluation.segments import POOLED_SEGMENTS
@@ -114,9 +115,10 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
               "rule": {"objective": folds[-1]["chosen"]["objective"], "max_loss": folds[-1]["chosen"]["max_loss"],
                        "match_content_on_cold_items": folds[-1]["chosen"].get("match_content_on_cold_items", False)},
               "folds": folds, "pooled_rerank_vs_ranker": pooled, "targets": targets(folds, pooled, primary)}
-    path = RESULTS / f"rerank-{config.experiment.name}.json"
+    name = f"rerank-{config.experiment.name}{suffix}"
+    path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, IMAGES / f"rerank-{config.experiment.name}.png")
+    plot(result, IMAGES / f"{name}.png")
     return path
 
 
@@ -213,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--note", default="", help="how the run differs from the experiment file (shown in the docs)")
     parser.add_argument("--shown-as", help="the experiment as the docs name it (a derived file outside the repo)")
+    parser.add_argument("--suffix", default="", help="appended to the result's name (a variant of the same experiment)")
     args = parser.parse_args(argv)
-    path = record(args.experiment, args.overrides, args.note, args.shown_as)
+    path = record(args.experiment, args.overrides, args.note, args.shown_as, args.suffix)
     print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
     return 0
 
