@@ -477,7 +477,8 @@ def render_rerank(doc: Path, name: str) -> str:
         "",
         f"![the trade-off on each fold's ranker-target part]({image})",
         "",
-        f"| fold | chosen λ / boost / m | target {primary}: ranker → rerank | test {primary}: ranker → rerank "
+        f"| fold | chosen λ / boost / pop. penalty / content weight / m | target {primary}: ranker → rerank | "
+        f"test {primary}: ranker → rerank "
         "(change, 95% CI) | coverage@10 | diversity@10 | new-item exposure@10 | cold-item ndcg@10: rerank / "
         "best generator |",
         "|---|---|---|---|---|---|---|---|",
@@ -490,7 +491,8 @@ def render_rerank(doc: Path, name: str) -> str:
         cold_text = (f"{cold['rerank'][primary]:.4f} / {cold['best'][primary]:.4f} ({cold['best_generator']})"
                      if cold else "no cold-item pairs")
         lines.append(
-            f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s['exposure_m']} | "
+            f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s.get('popularity_penalty', 0):g} / "
+            f"{s.get('content_weight', 0):g} / {s['exposure_m']} | "
             f"{chosen['target_ranker'][primary]:.4f} → {chosen['target'][primary]:.4f} | "
             f"{ranker[primary]:.4f} → {rerank[primary]:.4f} ({pct(vs['rel_uplift'])}, {pct(vs['rel_ci_low'])} … "
             f"{pct(vs['rel_ci_high'])}) | {ranker['catalog_coverage@10']:.3f} → {rerank['catalog_coverage@10']:.3f} | "
@@ -503,10 +505,31 @@ def render_rerank(doc: Path, name: str) -> str:
                       f"({pooled['n_users']} user-fold rows):** "
                       f"rerank vs ranker {primary} {pooled['mean_b']:.4f} vs {pooled['mean_a']:.4f}, "
                       f"{pct(pooled['rel_uplift'])}, paired cluster-bootstrap 95% CI {pct(pooled['rel_ci_low'])} … "
-                      f"{pct(pooled['rel_ci_high'])}. Rule: the highest {result['rule']['objective']} within "
-                      f"{100 * result['rule']['max_loss']:g}% of the ranker's {primary} on the target part."]
+                      f"{pct(pooled['rel_ci_high'])}. Rule: the highest {_objective(result['rule']['objective'])} "
+                      f"within {100 * result['rule']['max_loss']:g}% of the ranker's {primary} on the target part"
+                      + (", and at least the content generator's cold-item "
+                         f"{primary} there when a setting is" if result["rule"].get("match_content_on_cold_items")
+                         else "") + "."]
+    found = result.get("targets")
+    if found:
+        coverage, change = found["coverage@10"], found[f"{primary}_change"]
+        lines += ["", "| target (pooled over the folds) | measured | met |", "|---|---|---|",
+                  f"| coverage@10 ≥ 2× the ranker's at ≤ 2% {primary} loss | {coverage['rerank']:.3f} vs "
+                  f"{coverage['ranker']:.3f} ({coverage['ratio']:.2f}×; at most {coverage['pool_bound']:.3f} from the "
+                  f"ranker's candidate lists), {primary} {pct(change['rel_uplift'])} "
+                  f"(CI {pct(change['rel_ci_low'])} … {pct(change['rel_ci_high'])}) | "
+                  f"{'yes' if found['coverage_met'] else 'no'} |"]
+        cold = found.get(f"cold_items.{primary}")
+        if cold:
+            lines.append(f"| cold-item {primary} ≥ the best generator's, {primary} loss ≤ 2% | {cold['rerank']:.4f} "
+                         f"(ranker {cold['ranker']:.4f}) vs {cold['best']:.4f} ({cold['best_generator']}) | "
+                         f"{'yes' if found['cold_items_met'] else 'no'} |")
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
+
+
+def _objective(objective: str | list[str]) -> str:
+    return objective if isinstance(objective, str) else " + ".join(objective) + " (each min-max scaled)"
 
 
 @dataclass(frozen=True)
@@ -542,6 +565,10 @@ FIGURES: dict[str, Figure] = {
 
     "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),
                                     ("rerank-synthetic_time.json",)),
+    "rerank-lastfm2k_time": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time.json"),
+                                   ("rerank-lastfm2k_time.json",)),
+    "rerank-lastfm2k_time-loss1": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-loss1.json"),
+                                         ("rerank-lastfm2k_time-loss1.json",)),
 }
 
 

@@ -19,12 +19,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.docs_figures import RESULTS, ROOT, machine, shown
 
 IMAGES = ROOT / "docs" / "img"
 AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
+GRID_KEYS = ("setting", "mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m",
+             "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
 
 
 def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str, Any]], str]:
@@ -53,15 +56,16 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
     found = []
     for fold, group in sorted(groups):
         children = mine[mine["tags.mlflow.parentRunId"] == group].set_index("tags.encore.component")
-        if not {"rerank", "evaluate"} <= set(children.index):  # a fold the run did not finish
+        if not {"prepare", "ranker", "rerank", "evaluate"} <= set(children.index):  # a fold the run did not finish
             continue
         found.append({"fold": fold} | {name: Path(children.loc[name, "tags.encore.output_dir"])
-                                       for name in ("rerank", "evaluate")})
+                                       for name in ("prepare", "ranker", "rerank", "evaluate")})
     commit = str(mine[mine["run_id"] == pipeline]["tags.encore.git_commit"].iloc[0])
     return found, commit
 
 
-def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None) -> Path:
+def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None,
+           suffix: str = "") -> Path:
     from encore.config.experiment import load_config
     from encore.evaluation import fold_pooling, metrics
     from encore.evaluation.segments import POOLED_SEGMENTS
@@ -82,15 +86,17 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
             generators = rows[~rows["model"].isin(["ranker", "rerank"])]
             best = generators.loc[generators[primary].idxmax()]
             test[segment] = {"n_users": int(rows["n_users"].iloc[0]), "best_generator": str(best["model"]),
-                             "best": {m: float(best[m]) for m in AT if m in best}}
+                             "best": {m: float(best[m]) for m in AT if m in best},
+                             "generators": dict(zip(generators["model"], generators[primary].astype(float),
+                                                    strict=True))}
             test[segment] |= {model: {m: float(row[m]) for m in AT if m in row}
                               for model, row in rows.set_index("model").loc[["ranker", "rerank"]].iterrows()}
         grid = rerank.grid()
         folds.append({"fold": fold, "chosen": rerank.chosen(), "test": test,
+                      "pool_coverage": pool_coverage(paths["prepare"], paths["ranker"]),
                       "vs_ranker": json.loads((rerank.path / rerank.SIGNIFICANCE).read_text())["vs_ranker"],
                       "grid": [{k: (float(v) if isinstance(v, float | int) and not isinstance(v, bool) else v)
-                                for k, v in row.items() if k in ("setting", "mmr_lambda", "freshness_boost",
-                                                                 "exposure_m", "within_loss", "chosen", *AT)}
+                                for k, v in row.items() if k in (*GRID_KEYS, *AT) and not pd.isna(v)}
                                for row in grid.to_dict("records")]})
         per_user[fold] = evaluate.per_user()
     pool = fold_pooling.pool_per_user(per_user)
@@ -105,30 +111,89 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
             random_state=config.experiment.seed, groups=part["user_id"].to_numpy()).to_dict()
     result = {"experiment": shown_as or shown(experiment.resolve()),
               "overrides": overrides, "note": note, "commit": commit, "machine": machine(),
-              "primary_metric": primary, "rule": {"objective": folds[-1]["chosen"]["objective"],
-                                                  "max_loss": folds[-1]["chosen"]["max_loss"]},
-              "folds": folds, "pooled_rerank_vs_ranker": pooled}
-    path = RESULTS / f"rerank-{config.experiment.name}.json"
+              "primary_metric": primary,
+              "rule": {"objective": folds[-1]["chosen"]["objective"], "max_loss": folds[-1]["chosen"]["max_loss"],
+                       "match_content_on_cold_items": folds[-1]["chosen"].get("match_content_on_cold_items", False)},
+              "folds": folds, "pooled_rerank_vs_ranker": pooled, "targets": targets(folds, pooled, primary)}
+    name = f"rerank-{config.experiment.name}{suffix}"
+    path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, IMAGES / f"rerank-{config.experiment.name}.png")
+    plot(result, IMAGES / f"{name}.png")
     return path
 
 
+def pool_coverage(prepare: Path, ranker: Path) -> float:
+    """The most catalogue coverage@10 any re-ranking can reach on test: the share of the training
+    catalogue in the union of the test users' ranker candidate lists (its ``top_k``), which is
+    all that rerank reorders (the content candidates are new items, outside the catalogue that
+    coverage counts)."""
+    from encore.data.prepared import PreparedData
+    from encore.evaluation.metrics.beyond_accuracy import catalog_coverage
+    from encore.outputs import RankerOutput
+
+    prepared = PreparedData(prepare)
+    ranked = RankerOutput(ranker).recommendations()
+    users = prepared.eval_users("train")
+    ranked = ranked[np.isin(ranked["user"].to_numpy(), users)]
+    train_items = np.flatnonzero(prepared.item_listeners("train") > 0)
+    return catalog_coverage(ranked["item"].to_numpy()[:, None], 1, train_items)
+
+
+def targets(folds: list[dict[str, Any]], pooled: dict[str, Any], primary: str) -> dict[str, Any]:
+    """The issue's targets over the folds: catalogue coverage@10 (the folds' mean; a list-level
+    metric has no per-user rows to pool) of the re-ranked lists against the ranker's, with the
+    pooled paired change of ``primary`` and its CI; cold-item ``primary`` (the test pairs on items
+    without training listeners) of the re-ranked lists against the best generator's, each the
+    (fold, user)-weighted mean over the folds (= the pooled mean)."""
+    def mean(segment: str, model: str, metric: str) -> float:
+        rows = [(f["test"][segment]["n_users"], f["test"][segment][model][metric])
+                for f in folds if segment in f["test"]]
+        return sum(n * v for n, v in rows) / sum(n for n, _ in rows) if rows else float("nan")
+
+    coverage = {m: sum(f["test"]["all"][m]["catalog_coverage@10"] for f in folds) / len(folds)
+                for m in ("ranker", "rerank")}
+    loss = pooled.get("all", {})
+    found: dict[str, Any] = {
+        "coverage@10": coverage | {"ratio": coverage["rerank"] / coverage["ranker"]},
+        f"{primary}_change": {k: loss.get(k) for k in ("rel_uplift", "rel_ci_low", "rel_ci_high")},
+    }
+    found["coverage@10"]["pool_bound"] = sum(f["pool_coverage"] for f in folds) / len(folds)
+    found["coverage_met"] = bool(found["coverage@10"]["ratio"] >= 2 and loss and loss["rel_uplift"] >= -0.02)
+    if all("cold_items" in f["test"] for f in folds):
+        generators = set.intersection(*(set(f["test"]["cold_items"]["generators"]) for f in folds))
+        cold: dict[str, float] = {}
+        weights = [f["test"]["cold_items"]["n_users"] for f in folds]
+        for g in generators:
+            cold[g] = sum(w * f["test"]["cold_items"]["generators"][g] for w, f in zip(weights, folds, strict=True)) \
+                / sum(weights)
+        best = max(cold, key=cold.get)
+        found[f"cold_items.{primary}"] = {"rerank": mean("cold_items", "rerank", primary),
+                                          "ranker": mean("cold_items", "ranker", primary),
+                                          "best_generator": best, "best": cold[best]}
+        found["cold_items_met"] = bool(found[f"cold_items.{primary}"]["rerank"] >= cold[best]
+                                       and loss and loss["rel_uplift"] >= -0.02)
+    return found
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
-    """The trade-off curve of every fold (objective against NDCG@10 on the ranker-target part)."""
+    """The trade-off of every fold on its ranker-target part: catalogue coverage@10 (the target's
+    metric) against NDCG@10, one colour per popularity penalty."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    objective, primary = result["rule"]["objective"], result["primary_metric"]
+    objective, primary = "catalog_coverage@10", result["primary_metric"]
     folds = result["folds"]
     figure = Figure(figsize=(4.2 * len(folds), 3.8))
     FigureCanvasAgg(figure)
     for n, fold in enumerate(folds, start=1):
         axes = figure.add_subplot(1, len(folds), n)
         grid = pd.DataFrame(fold["grid"])
-        ranker, rows = grid.iloc[0], grid.iloc[1:]
-        for lam, part in rows.groupby("mmr_lambda"):
-            axes.plot(part[objective], part[primary], "o", alpha=0.75, label=f"λ {lam:g}")
+        ranker, rows = grid.iloc[0], grid[grid["setting"] == "rerank"]
+        for penalty, part in rows.groupby("popularity_penalty"):
+            axes.plot(part[objective], part[primary], "o", alpha=0.75, label=f"pop. penalty {penalty:g}")
+        content = grid[grid["setting"] == "content"]
+        if len(content):
+            axes.plot(content[objective], content[primary], "g^", label="content generator")
         axes.plot(ranker[objective], ranker[primary], "k*", markersize=12, label="ranker")
         chosen = rows[rows["chosen"]]
         axes.plot(chosen[objective], chosen[primary], "rs", markersize=12, fillstyle="none", label="chosen")
@@ -150,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--note", default="", help="how the run differs from the experiment file (shown in the docs)")
     parser.add_argument("--shown-as", help="the experiment as the docs name it (a derived file outside the repo)")
+    parser.add_argument("--suffix", default="", help="appended to the result's name (a variant of the same experiment)")
     args = parser.parse_args(argv)
-    path = record(args.experiment, args.overrides, args.note, args.shown_as)
+    path = record(args.experiment, args.overrides, args.note, args.shown_as, args.suffix)
     print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
     return 0
 

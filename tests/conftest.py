@@ -73,8 +73,9 @@ RERANK_EXPERIMENT = TINY_SYNTHETIC | {
         # Fewer instances: the re-ranking, not the generators, is under test.
         **{name: {"enabled": False} for name in ("bpr", "itemknn", "friends", "userknn", "als128", "als32", "bpr128",
                                                   "ease500", "knncos")},
-        "rerank": {"enabled": True, "lambdas": [1.0, 0.7, 0.3], "freshness_boosts": [0.0, 0.5],
-                   "exposure_ms": [0, 2]}},
+        "rerank": {"enabled": True, "lambdas": [1.0, 0.3], "freshness_boosts": [0.0, 0.5],
+                   "exposure_ms": [0, 2], "popularity_penalties": [0.0, 0.5], "content_weights": [0.0, 0.5],
+                   "objective": ["catalog_coverage", "diversity"], "match_content_on_cold_items": True}},
 }
 
 

@@ -2,14 +2,16 @@
 
 The steps (:mod:`encore.reranking.steps`): exclusions (``block_list``, each user's rejections
 from ``rejections_file``), new items from content (``content_from``'s candidates on items
-nobody has listened to), a freshness boost by item age, MMR diversity over ``embeddings_from``'s
-item vectors with an optional cap per top tag, and a new-item exposure floor.
+nobody has listened to, below the ranker's candidates or on their scale by ``content_weights``),
+a freshness boost by item age, a penalty on item popularity, MMR diversity over
+``embeddings_from``'s item vectors with an optional cap per top tag, and a new-item exposure floor.
 
 The trade-off is chosen honestly: every setting of the grid (lambdas x freshness_boosts x
-exposure_ms) re-ranks the ranker's lists of the **ranker-target users** (its model scoring
-their base-stage candidates, features from base; test is never read), and the rule picks the
-highest ``objective`` within ``max_loss`` of the unre-ranked lists' primary metric on the target
-part. Test is evaluated once, at that setting, with a paired comparison against the ranker.
+popularity_penalties x content_weights x exposure_ms) re-ranks the ranker's lists of the
+**ranker-target users** (its model scoring their base-stage candidates, features from base;
+test is never read), and the rule (:mod:`encore.reranking.rule`) picks the highest ``objective``
+within ``max_loss`` of the unre-ranked lists' primary metric on the target part.
+Test is evaluated once, at that setting, with a paired comparison against the ranker.
 
 Writes ``recommendations.parquet`` (every user), ``tradeoff.csv/.png``, ``chosen.json``,
 ``significance.json``, ``metrics.json``, and ``item_side.npz`` + ``serving.json``: what the
@@ -38,11 +40,13 @@ from encore.pipeline.component import Context, Result
 from encore.ranking.model import TrainedRanker
 from encore.ranking.stage import rank_users, ranker_inputs
 from encore.recommenders import recommender_class
+from encore.reranking.rule import choose
 from encore.reranking.steps import (
     ItemSide,
     Settings,
     chain,
     lists_from_scores,
+    popularity,
     rejection_keys,
     rerank,
     with_content_candidates,
@@ -88,7 +92,8 @@ def item_vectors(model: object, where: str) -> np.ndarray:
 
 def item_side(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, stage: Stage) -> ItemSide:
     """Ages (days between an item's first listen and the stage's last event; 0 never listened;
-    nan without timestamps), embeddings and top tags, from what ``stage`` may see."""
+    nan without timestamps), log-popularity (listeners), embeddings and top tags, from what
+    ``stage`` may see."""
     own = config.components.rerank
     listeners = prepared.item_listeners(stage)
     ages = np.full(prepared.n_items, np.nan)
@@ -106,7 +111,7 @@ def item_side(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prepar
     features = prepared.item_features(stage)
     attribute = np.asarray(features.argmax(axis=1)).ravel().astype(np.int64)
     attribute[np.diff(features.indptr) == 0] = -1
-    return ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute)
+    return ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute, popularity=popularity(listeners))
 
 
 def _indexes(raw: pd.Series, ids: pd.DataFrame) -> np.ndarray:
@@ -192,7 +197,7 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
         batch = with_content_candidates(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows]),
-                                        lists.content_items[rows], lists.content_scores[rows])
+                                        lists.content_items[rows], lists.content_scores[rows], settings.content_weight)
         out[rows] = rerank(batch, side, steps, settings.top_k)[0]
     return out
 
@@ -214,44 +219,77 @@ def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Pr
     return ranked
 
 
+GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m")
+"""The grid's columns naming a setting (``tradeoff.csv``)."""
+COLD_ITEMS = "cold_items"
+
+
 def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists: StageLists, *,
-             blocked: np.ndarray, rejected: np.ndarray) -> tuple[pd.DataFrame, int]:
+             blocked: np.ndarray, rejected: np.ndarray,
+             content_lists: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[pd.DataFrame, int]:
     """Every grid setting's metrics on the ranker-target part (first row: the ranker's lists
-    unre-ranked), and the grid row the rule chooses."""
+    unre-ranked; with ``content_lists`` (sorted users, their lists), the content generator's own
+    lists, a row ``content``), and the grid row the rule chooses. ``cold_items.<primary>`` is the
+    cold-item segment's primary metric (items without base listeners), when it has users."""
     own = config.components.rerank
     primary = config.evaluation.primary_metric
     # Only the cut-offs the rule reads: every setting is evaluated, so every metric costs 1 + grid times.
     evaluator = Evaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})))
     lists = lists.rows(evaluator.users)
-    objective = f"{own.objective}@{own.exposure_k}"
-    rows = [{"setting": "ranker"} | evaluator.evaluate(lists.items)]
-    if objective not in rows[0]:
-        raise ConfigError(f"components.rerank.objective: {objective} cannot be measured on this dataset "
-                          "(diversity needs item tags)")
+    objectives = own.objectives()
+    cold = f"{COLD_ITEMS}.{primary}"
+    has_cold = evaluator.segments[COLD_ITEMS].n_users > 0
+
+    def scores(items: np.ndarray) -> dict[str, float]:
+        found = evaluator.evaluate(items)
+        if has_cold:
+            found[cold] = evaluator.evaluate(items, COLD_ITEMS)[primary]
+        return found
+
+    rows = [{"setting": "ranker"} | scores(lists.items)]
+    for objective in objectives:
+        if objective not in rows[0]:
+            raise ConfigError(f"components.rerank.objective: {objective} cannot be measured on this dataset "
+                              "(diversity needs item tags)")
     grid = own.grid(config.components.ranker.top_k)
     for n, settings in enumerate(grid, start=1):
         items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
-        rows.append({"setting": "rerank", "mmr_lambda": settings.mmr_lambda,
-                     "freshness_boost": settings.freshness_boost, "exposure_m": settings.exposure_m}
-                    | evaluator.evaluate(items))
-        log.info("rerank grid %d/%d: lambda %.2f, boost %.2f, m %d: %s %.4f, %s %.4f", n, len(grid),
-                 settings.mmr_lambda, settings.freshness_boost, settings.exposure_m, primary, rows[-1][primary],
-                 objective, rows[-1][objective])
+        rows.append({"setting": "rerank"} | {key: getattr(settings, key) for key in GRID_KEYS} | scores(items))
+        log.info("rerank grid %d/%d: %s: %s %.4f, %s", n, len(grid),
+                 ", ".join(f"{key} {getattr(settings, key):g}" for key in GRID_KEYS), primary, rows[-1][primary],
+                 ", ".join(f"{o} {rows[-1][o]:.4f}" for o in objectives))
+    if content_lists is not None:
+        content_users, content_items = content_lists
+        rows.append({"setting": "content"} | scores(content_items[np.searchsorted(content_users, evaluator.users)]))
     table = pd.DataFrame(rows)
-    floor = (1.0 - own.max_loss) * table.loc[0, primary]
-    within = table.index[(table.index > 0) & (table[primary] >= floor)]
-    # Nothing within the loss (e.g. exclusions alone cost more): the most accurate setting.
-    chosen = int(table.loc[within, objective].idxmax()) if len(within) else int(table.loc[1:, primary].idxmax())
-    table["within_loss"] = table.index.isin(within)
-    table["chosen"] = table.index == chosen
+    reference = None
+    if own.match_content_on_cold_items and has_cold and content_lists is not None:
+        reference = float(table.loc[table["setting"] == "content", cold].iloc[0])
+    choice = choose(table, primary=primary, objectives=objectives, max_loss=own.max_loss,
+                    cold_column=cold if reference is not None else None, cold_reference=reference)
+    table["rule_score"] = choice.score
+    table["within_loss"] = table.index.isin(choice.within)
+    table["chosen"] = table.index == choice.chosen
+    chosen = choice.chosen
     return table, chosen
+
+
+def content_target_lists(config: EncoreConfig, inputs: Mapping[str, Path],
+                         users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``content_from`` generator's own base-stage top-k lists of ``users`` (its reference on
+    the target part's cold items), or None without one."""
+    own = config.components.rerank
+    if own.content_from is None or not own.match_content_on_cold_items:
+        return None
+    proposed = GeneratorOutput(inputs[own.content_from]).candidates("base", users=users)
+    return users, padded(proposed.sort_values(["user", "rank"], kind="stable"), users,
+                         config.components.ranker.top_k)[0]
 
 
 def settings_of(config: EncoreConfig, row: pd.Series) -> Settings:
     own = config.components.rerank
     return next(s for s in own.grid(config.components.ranker.top_k)
-                if (s.mmr_lambda, s.freshness_boost, s.exposure_m)
-                == (row["mmr_lambda"], row["freshness_boost"], row["exposure_m"]))
+                if all(getattr(s, key) == row[key] for key in GRID_KEYS))
 
 
 # ------------------------------------------------------------------------------ the component
@@ -267,20 +305,28 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     base = stage_lists(config, ctx.inputs, prepared, "base", target_ranked(config, ctx.inputs, prepared, out.path),
                        target_users)
     grid, chosen_row = tradeoff(config, prepared, item_side(config, ctx.inputs, prepared, "base"), base,
-                                blocked=blocked, rejected=rejected)
+                                blocked=blocked, rejected=rejected,
+                                content_lists=content_target_lists(config, ctx.inputs, target_users))
     grid.to_csv(out.path / out.GRID, index=False)
     settings = settings_of(config, grid.loc[chosen_row])
-    objective = f"{own.objective}@{own.exposure_k}"
-    _plot(grid, primary, objective, own.max_loss, out.path / out.PLOT)
+    objectives = own.objectives()
+    objective = objectives[0] if len(objectives) == 1 else objectives
+    shown = [primary, *objectives, *([f"{COLD_ITEMS}.{primary}"] if f"{COLD_ITEMS}.{primary}" in grid else [])]
+    _plot(grid, primary, objectives[0], own.max_loss, out.path / out.PLOT)
     chosen = {"settings": asdict(settings), "objective": objective, "max_loss": own.max_loss,
-              "target": {key: float(grid.loc[chosen_row, key]) for key in (primary, objective)},
-              "target_ranker": {key: float(grid.loc[0, key]) for key in (primary, objective)},
+              "match_content_on_cold_items": own.match_content_on_cold_items,
+              "target": {key: float(grid.loc[chosen_row, key]) for key in shown},
+              "target_ranker": {key: float(grid.loc[0, key]) for key in shown},
               "within_loss": bool(grid.loc[chosen_row, "within_loss"])}
+    if (grid["setting"] == "content").any():
+        chosen["target_content"] = {key: float(grid.loc[grid["setting"] == "content", key].iloc[0]) for key in shown}
+        cold = f"{COLD_ITEMS}.{primary}"
+        if cold in shown:  # whether the cold-item ask held (when none met it within the loss, it was dropped)
+            chosen["cold_items_matched"] = chosen["target"][cold] >= chosen["target_content"][cold]
     write_json(out.path / out.CHOSEN, chosen)
-    log.info("rerank: chose lambda %.2f, boost %.2f, m %d on %d target users: %s %.4f (ranker %.4f), %s %.4f "
-             "(ranker %.4f)", settings.mmr_lambda, settings.freshness_boost, settings.exposure_m, len(target_users),
-             primary, chosen["target"][primary], chosen["target_ranker"][primary], objective,
-             chosen["target"][objective], chosen["target_ranker"][objective])
+    log.info("rerank: chose %s on %d target users: %s", ", ".join(f"{k} {getattr(settings, k):g}" for k in GRID_KEYS),
+             len(target_users), ", ".join(f"{k} {chosen['target'][k]:.4f} (ranker {chosen['target_ranker'][k]:.4f})"
+                                         for k in shown))
 
     # The final lists of every user, from the ranker's train-stage lists.
     ranked = RankerOutput(ctx.inputs["ranker"]).recommendations()
@@ -295,7 +341,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         "score": np.tile(-np.arange(items.shape[1], dtype=np.float32), len(users))[valid.ravel()],
         "rank": np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int32), len(users))[valid.ravel()],
     }), out.path / out.RECOMMENDATIONS)
-    np.savez(out.path / out.ITEM_SIDE, age_days=side.age_days,
+    np.savez(out.path / out.ITEM_SIDE, age_days=side.age_days, popularity=side.popularity,
              embeddings=side.embeddings if side.embeddings is not None else np.zeros((0, 0)),
              attribute=side.attribute if side.attribute is not None else np.zeros(0, dtype=np.int64))
     content = lists.content_items >= 0
@@ -322,8 +368,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                                              "test": results, "n_test_users": len(evaluator.users)})
     found = {f"test.{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
     found |= {f"target.{key}": value for key, value in chosen["target"].items()}
-    found |= {"chosen.mmr_lambda": settings.mmr_lambda, "chosen.freshness_boost": settings.freshness_boost,
-              "chosen.exposure_m": float(settings.exposure_m), "vs_ranker.rel_uplift": comparison.rel_uplift,
+    found |= {f"chosen.{key}": float(getattr(settings, key)) for key in GRID_KEYS}
+    found |= {"vs_ranker.rel_uplift": comparison.rel_uplift,
               "vs_ranker.rel_ci_low": comparison.rel_ci_low, "vs_ranker.rel_ci_high": comparison.rel_ci_high}
     write_json(out.path / out.METRICS, found)
     log.info("rerank on test: %s %.4f vs ranker %.4f (%+.1f%%, CI %+.1f%% .. %+.1f%%)", primary,
@@ -342,9 +388,9 @@ def _plot(grid: pd.DataFrame, primary: str, objective: str, max_loss: float, pat
     figure = Figure(figsize=(6.5, 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    settings = grid.iloc[1:]
-    for lam, rows in settings.groupby("mmr_lambda"):
-        axes.plot(rows[objective], rows[primary], "o", label=f"lambda {lam:g}", alpha=0.8)
+    settings = grid[grid["setting"] == "rerank"]
+    for penalty, rows in settings.groupby("popularity_penalty"):
+        axes.plot(rows[objective], rows[primary], "o", label=f"popularity penalty {penalty:g}", alpha=0.8)
     axes.plot(grid.loc[0, objective], grid.loc[0, primary], "k*", markersize=12, label="ranker")
     chosen = grid[grid["chosen"]]
     axes.plot(chosen[objective], chosen[primary], "rs", markersize=12, fillstyle="none", label="chosen")

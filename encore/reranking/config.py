@@ -1,11 +1,15 @@
 """``components.rerank``: the re-ranking component's settings (docs/reranking.md).
 
 Every step is off at its neutral value: ``lambdas: [1.0]`` (no MMR), ``freshness_boosts:
-[0.0]``, ``exposure_ms: [0]``, ``cap_per_attribute: null``, ``content_candidates: 0`` (no new
-items from content), an empty ``block_list`` and no ``rejections_file``. The grid (lambdas x
-boosts x ms) is evaluated on the ranker-target part and one setting is chosen by the rule:
-the highest ``objective`` whose ``ndcg@10`` (``evaluation.primary_metric``) is within
-``max_loss`` of the unre-ranked list's.
+[0.0]``, ``popularity_penalties: [0.0]``, ``exposure_ms: [0]``, ``cap_per_attribute: null``,
+``content_candidates: 0`` (no new items from content; ``content_weights: [0.0]`` keeps them
+below the ranker's candidates), an empty ``block_list`` and no ``rejections_file``. The grid
+(lambdas x boosts x penalties x content weights x ms) is evaluated on the ranker-target part and
+one setting is chosen by the rule: the highest ``objective`` whose ``ndcg@10``
+(``evaluation.primary_metric``) is within ``max_loss`` of the unre-ranked list's (a list of
+objectives: the highest sum of each one min-max scaled over the grid); with
+``match_content_on_cold_items``, among those, only settings whose cold-item ndcg@10 is at least
+the ``content_from`` generator's on the same target part (when any is).
 """
 
 from __future__ import annotations
@@ -45,10 +49,21 @@ class RerankConfig(Strict):
     exposure_k: PositiveInt = 10
     cap_per_attribute: PositiveInt | None = None
     """At most this many items per top tag (where the candidates allow it); null = no cap."""
-    objective: str = "diversity"
+    objective: str | list[str] = "diversity"
+    """What the rule maximises; a list: the sum of each one min-max scaled over the grid."""
     max_loss: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    # New keys: left out of the resolved config at their defaults (fingerprints do not change).
+    popularity_penalties: list[NonNegativeFloat] = Field(default_factory=lambda: [0.0],
+                                                         exclude_if=lambda values: values == [0.0])
+    """``relevance -= penalty * log-popularity`` grid; [0.0] = off."""
+    content_weights: list[NonNegativeFloat] = Field(default_factory=lambda: [0.0],
+                                                    exclude_if=lambda values: values == [0.0])
+    """New items' relevance = weight * their content score scaled to [0, 1] (competing with the
+    ranker's candidates); [0.0] = below every ranker candidate."""
+    match_content_on_cold_items: bool = Field(default=False, exclude_if=lambda value: not value)
+    """The rule also asks for the content generator's cold-item ndcg@10 on the target part."""
 
-    @field_validator("lambdas", "freshness_boosts", "exposure_ms")
+    @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights")
     @classmethod
     def _not_empty(cls, values: list) -> list:
         if not values:
@@ -57,10 +72,18 @@ class RerankConfig(Strict):
 
     @field_validator("objective")
     @classmethod
-    def _known_objective(cls, name: str) -> str:
-        if name not in OBJECTIVES:
-            raise ValueError(f"'{name}' is not one of {', '.join(OBJECTIVES)}")
-        return name
+    def _known_objective(cls, names: str | list[str]) -> str | list[str]:
+        for name in [names] if isinstance(names, str) else names:
+            if name not in OBJECTIVES:
+                raise ValueError(f"'{name}' is not one of {', '.join(OBJECTIVES)}")
+        if not names:
+            raise ValueError("give at least one objective")
+        return names
+
+    def objectives(self) -> list[str]:
+        """The objective metric names at ``exposure_k`` (e.g. ``catalog_coverage@10``)."""
+        names = [self.objective] if isinstance(self.objective, str) else self.objective
+        return [f"{name}@{self.exposure_k}" for name in names]
 
     def grid(self, top_k: int) -> list[Settings]:
         """Every setting of the trade-off grid, the neutral one first when it is in the grid."""
@@ -68,5 +91,7 @@ class RerankConfig(Strict):
                   "cap_per_attribute": self.cap_per_attribute, "exposure_k": self.exposure_k,
                   "new_days": self.new_days}
         points = itertools.product(sorted(set(self.lambdas), reverse=True), sorted(set(self.freshness_boosts)),
+                                   sorted(set(self.popularity_penalties)), sorted(set(self.content_weights)),
                                    sorted(set(self.exposure_ms)))
-        return [Settings(mmr_lambda=lam, freshness_boost=boost, exposure_m=m, **shared) for lam, boost, m in points]
+        return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
+                         exposure_m=m, **shared) for lam, boost, penalty, weight, m in points]

@@ -7,18 +7,23 @@ extension point, as RecTools' re-rankers). The built-in chain (:func:`chain`) is
 
 1. :class:`Exclude` -- the global block list and each user's rejected items never appear;
 2. :class:`Freshness` -- ``relevance += boost * 2^(-age / half_life)``;
-3. :class:`Diversify` -- greedy MMR, ``lambda * relevance - (1 - lambda) * max cosine to the
+3. :class:`PopularityPenalty` -- ``relevance -= penalty * popularity``, the popularity being
+   ``log(1 + listeners) / log(1 + most listeners)`` in [0, 1] (0 for an item nobody listened
+   to): it spreads the lists over the catalogue (coverage) where MMR only spreads each list;
+4. :class:`Diversify` -- greedy MMR, ``lambda * relevance - (1 - lambda) * max cosine to the
    items already chosen``, optionally with at most ``cap`` items per attribute (a capped
    item is taken only when no uncapped one is left: where the candidates do not allow it);
-4. :class:`ExposureFloor` -- at least ``m`` of the top ``k`` are new items (younger than
+5. :class:`ExposureFloor` -- at least ``m`` of the top ``k`` are new items (younger than
    ``new_days``, or never listened to), where the candidates allow it: the lowest-placed
    older items give their places to the best-placed new items from below ``k``.
 
 Relevance starts as the ranker's score min-max scaled per user to [0, 1]; candidates that
 only content proposes (new items, see :func:`with_content_candidates`) sit below every ranker
-candidate, at ``[-1, -0.5]`` in the order of their content score, so only the boost, MMR or the
-floor lift them. Each step is off at its neutral setting (boost 0, lambda 1 and no cap, m 0,
-nothing blocked). Only numpy here: the serving process imports this module.
+candidate, at ``[-1, -0.5]`` in the order of their content score, so only the boost, the
+penalty, MMR or the floor lift them -- or, with ``content_weight`` w > 0, they compete with the
+ranker's candidates at ``w * `` their content score scaled per user to [0, 1]. Each step is off
+at its neutral setting (boost 0, penalty 0, lambda 1 and no cap, m 0, nothing blocked, weight 0).
+Only numpy here: the serving process imports this module.
 """
 
 from __future__ import annotations
@@ -40,12 +45,13 @@ class ItemSide:
     ``age_days``: days since release or first listen at the reference time (``nan`` unknown;
     0 for an item nobody has listened to yet); ``embeddings``: ``(n_items, d)`` L2-normalised
     vectors (zero rows: unknown) or None; ``attribute``: an int per item (e.g. its top tag;
-    -1 none) or None.
+    -1 none) or None; ``popularity``: ``(n_items,)`` in [0, 1] (:func:`popularity`) or None.
     """
 
     age_days: np.ndarray
     embeddings: np.ndarray | None = None
     attribute: np.ndarray | None = None
+    popularity: np.ndarray | None = None
 
     def is_new(self, items: np.ndarray, new_days: float) -> np.ndarray:
         ages = np.where(items >= 0, self.age_days[np.maximum(items, 0)], np.nan)
@@ -65,6 +71,8 @@ class Settings:
     exposure_m: int = 0
     exposure_k: int = 10
     new_days: float = 30.0
+    popularity_penalty: float = 0.0
+    content_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -104,16 +112,27 @@ def lists_from_scores(users: np.ndarray, items: np.ndarray, scores: np.ndarray) 
                  relevance=scaled(items, np.asarray(scores, dtype=np.float64)))
 
 
-def with_content_candidates(lists: Lists, items: np.ndarray, scores: np.ndarray) -> Lists:
+def popularity(listeners: np.ndarray) -> np.ndarray:
+    """``log(1 + listeners) / log(1 + max listeners)`` per item, in [0, 1] (all 0 when nobody
+    listened): the log keeps the long tail apart, which a linear share would squash to 0."""
+    logs = np.log1p(np.asarray(listeners, dtype=np.float64))
+    top = logs.max(initial=0.0)
+    return logs / top if top > 0 else np.zeros_like(logs)
+
+
+def with_content_candidates(lists: Lists, items: np.ndarray, scores: np.ndarray, weight: float = 0.0) -> Lists:
     """``lists`` with content-only candidates appended per user (``items``/``scores`` (n, c),
-    -1 padded), at relevance ``[-1, -0.5]`` by content score: below every ranker candidate.
+    -1 padded). With ``weight`` 0 at relevance ``[-1, -0.5]`` by content score: below every ranker
+    candidate; with ``weight`` w > 0 at ``w * `` the content score scaled per user to [0, 1], on
+    the ranker candidates' [0, 1] scale: the best new item ties a ranker candidate of relevance w.
     An item already in a user's list is not added again."""
     items = np.asarray(items, dtype=np.int64)
     if items.shape[1] == 0:
         return lists
     twice = (items[:, :, None] == lists.items[:, None, :]).any(axis=2) & (items >= 0)
     items = np.where(twice, -1, items)
-    relevance = np.where(items >= 0, scaled(items, np.asarray(scores, dtype=np.float64)) * 0.5 - 1.0, EXCLUDED)
+    content = scaled(items, np.asarray(scores, dtype=np.float64))
+    relevance = np.where(items >= 0, weight * content if weight > 0 else content * 0.5 - 1.0, EXCLUDED)
     return Lists(users=lists.users, items=np.concatenate([lists.items, items], axis=1),
                  relevance=np.concatenate([lists.relevance, relevance], axis=1))
 
@@ -153,6 +172,21 @@ class Freshness:
         ages = np.where(lists.items >= 0, side.age_days[np.maximum(lists.items, 0)], np.nan)
         bonus = np.nan_to_num(self.boost * np.exp2(-np.maximum(ages, 0) / self.half_life_days), nan=0.0)
         return replace(lists, relevance=np.where(lists.items >= 0, lists.relevance + bonus, EXCLUDED))
+
+
+@dataclass(frozen=True)
+class PopularityPenalty:
+    """``relevance -= penalty * popularity`` (:attr:`ItemSide.popularity`); off at 0 or without
+    popularity. Per user and stateless (unlike a cap on an item's exposure across users), so the
+    service applies it to one request exactly as the component to a batch."""
+
+    penalty: float
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists:
+        if self.penalty == 0 or side.popularity is None:
+            return lists
+        pop = side.popularity[np.maximum(lists.items, 0)]
+        return replace(lists, relevance=np.where(lists.items >= 0, lists.relevance - self.penalty * pop, EXCLUDED))
 
 
 @dataclass(frozen=True)
@@ -251,6 +285,7 @@ def chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray, n_it
     """The built-in steps for one setting, in order."""
     return [Exclude(np.asarray(blocked, dtype=np.int64), np.asarray(rejected, dtype=np.int64), n_items),
             Freshness(settings.freshness_boost, settings.freshness_half_life_days),
+            PopularityPenalty(settings.popularity_penalty),
             Diversify(settings.mmr_lambda, settings.cap_per_attribute),
             ExposureFloor(settings.exposure_m, settings.exposure_k, settings.new_days)]
 

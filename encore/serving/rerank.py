@@ -1,8 +1,8 @@
 """The re-ranking inside the served model: the rerank component's steps, configured from the bundle.
 
 ``register`` copies what the ``rerank`` component chose into the bundle (``rerank.json``: the
-setting, blocked items, the offline rejections; ``rerank_items.npz``: item ages, vectors and
-attributes by raw item id; ``rerank_content.parquet``: each user's content candidates). A
+setting, blocked items, the offline rejections; ``rerank_items.npz``: item ages, popularity, vectors
+and attributes by raw item id; ``rerank_content.parquet``: each user's content candidates). A
 served list is the blended candidate pool re-ranked by :func:`encore.reranking.steps.rerank`
 -- the function the component ran -- with the user's rejections (the offline file's and those
 posted to ``/events``) excluded. For a known user without new listens the pool is the ranker's
@@ -63,9 +63,14 @@ class ServedReranker:
         if arrays["attribute"].size:
             attribute = np.full(n, -1, dtype=np.int64)
             attribute[at[known]] = arrays["attribute"][known]
+        popularity = None
+        if "popularity" in arrays and arrays["popularity"].size:
+            # An item the bundle does not know (none: the served codes are the experiment's) is unpenalised.
+            popularity = np.zeros(n)
+            popularity[at[known]] = arrays["popularity"][known]
         blocked = codes.get_indexer(pd.Index([str(i) for i in config["blocked"]]))
         return cls(settings=Settings(**config["settings"]),
-                   side=ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute),
+                   side=ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute, popularity=popularity),
                    blocked=blocked[blocked >= 0], content=_by_user(tables["content"], codes, user_index, True),
                    rejected={row: items for row, (items, _) in
                              _by_user(tables["rejections"], codes, user_index, False).items()})
@@ -78,7 +83,7 @@ class ServedReranker:
         lists = lists_from_scores(np.zeros(1, dtype=np.int64), items[None, :], scores[None, :])
         extra, extra_scores = self.content.get(user_row, (np.zeros(0, dtype=np.int64), np.zeros(0))) \
             if user_row is not None else (np.zeros(0, dtype=np.int64), np.zeros(0))
-        lists = with_content_candidates(lists, extra[None, :], extra_scores[None, :])
+        lists = with_content_candidates(lists, extra[None, :], extra_scores[None, :], self.settings.content_weight)
         offline = self.rejected.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
         gone = np.union1d(np.asarray(rejected, dtype=np.int64), offline)
         steps = chain(self.settings, blocked=self.blocked, rejected=rejection_keys(np.zeros(len(gone)), gone,

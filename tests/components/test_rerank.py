@@ -28,13 +28,20 @@ def test_rerank_has_its_output_run_and_evaluation_row(run: EncoreConfig) -> None
     assert "rerank" in dependencies(run, "evaluate")
     out = RerankOutput(output_dir(run, "rerank"))
     grid = out.grid()
-    assert grid.loc[0, "setting"] == "ranker" and len(grid) == 1 + 3 * 2 * 2
+    # The ranker's lists, 2 x 2 x 2 x 2 x 2 settings, the content generator's lists.
+    assert grid.loc[0, "setting"] == "ranker" and len(grid) == 1 + 2**5 + 1
+    assert grid["setting"].iloc[-1] == "content" and not grid["chosen"].iloc[-1]
     assert grid["chosen"].sum() == 1
     chosen = out.chosen()
-    # The rule: the most diverse setting within 2% of the ranker's ndcg@10 on the target part.
+    # The rule: within 2% of the ranker's ndcg@10 on the target part (and at least the content
+    # generator's cold-item ndcg@10 when a setting is), the highest coverage + diversity, scaled.
     within = grid[grid["within_loss"]]
     assert (within["ndcg@10"] >= 0.98 * grid.loc[0, "ndcg@10"]).all()
-    assert chosen["target"]["diversity@10"] == pytest.approx(within["diversity@10"].max())
+    assert chosen["objective"] == ["catalog_coverage@10", "diversity@10"]
+    assert grid.loc[grid["chosen"], "rule_score"].item() == pytest.approx(within["rule_score"].max())
+    cold = "cold_items.ndcg@10"
+    if chosen.get("cold_items_matched"):
+        assert (within[cold] >= chosen["target_content"][cold]).all()
     assert (out.path / out.PLOT).stat().st_size > 0
     table = EvaluateOutput(output_dir(run, "evaluate")).comparison()
     assert {"ranker", "rerank"} <= set(table.index)
@@ -80,7 +87,9 @@ def test_the_choice_never_reads_test(run: EncoreConfig, tmp_path: Path) -> None:
         lists = rerank.stage_lists(run, here, prepared, "base", rerank.target_ranked(run, here, prepared, tmp_path),
                                    prepared.eval_users("base"))
         side = rerank.item_side(run, here, prepared, "base")
-        return rerank.tradeoff(run, prepared, side, lists, blocked=blocked, rejected=rejected)[0]
+        content = rerank.content_target_lists(run, here, prepared.eval_users("base"))
+        return rerank.tradeoff(run, prepared, side, lists, blocked=blocked, rejected=rejected,
+                               content_lists=content)[0]
 
     assert not PreparedData(other).part("test").equals(PreparedData(inputs["prepare"]).part("test"))
     pd.testing.assert_frame_equal(choice(inputs["prepare"]), choice(other))

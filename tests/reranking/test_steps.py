@@ -10,9 +10,11 @@ from encore.reranking.steps import (
     ExposureFloor,
     Freshness,
     ItemSide,
+    PopularityPenalty,
     Settings,
     chain,
     lists_from_scores,
+    popularity,
     rejection_keys,
     rerank,
     with_content_candidates,
@@ -118,3 +120,36 @@ def test_batches_of_users_are_reranked_independently() -> None:
     for u in range(4):
         alone, _ = rerank(lists_from_scores(np.array([u]), items[u:u + 1], scores[u:u + 1]), s, steps, 5)
         assert alone[0].tolist() == whole[u].tolist()
+
+
+def test_popularity_is_log_listeners_over_the_most() -> None:
+    np.testing.assert_allclose(popularity(np.array([0, 1, 3, 15])), [0.0, np.log(2) / np.log(16), 0.5, 1.0])
+    np.testing.assert_array_equal(popularity(np.zeros(3)), [0.0, 0.0, 0.0])
+
+
+def test_popularity_penalty_by_hand() -> None:
+    # Relevance [1, 0.75, 0.5, 0.25, 0] for items [0, 1, 2, 3, 4]; popularity [1, 0.8, 0, 0.2, 0.1, 0].
+    lists = one([0, 1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0, 0.0])
+    s = side(popularity=np.array([1.0, 0.8, 0.0, 0.2, 0.1, 0.0]))
+    out = PopularityPenalty(0.5)(lists, s)
+    # 1 - 0.5, 0.75 - 0.4, 0.5 - 0, 0.25 - 0.1, 0 - 0.05
+    np.testing.assert_allclose(out.relevance[0], [0.5, 0.35, 0.5, 0.15, -0.05])
+    items, _ = rerank(lists, s, chain(Settings(top_k=5, popularity_penalty=0.5), blocked=np.array([]),
+                                      rejected=np.array([]), n_items=N_ITEMS), 5)
+    assert items[0].tolist() == [0, 2, 1, 3, 4]  # the stable sort keeps 0 before 2 at the tie
+    items, _ = rerank(lists, s, chain(Settings(top_k=5, popularity_penalty=2.0), blocked=np.array([]),
+                                      rejected=np.array([]), n_items=N_ITEMS), 5)
+    # 1 - 2, 0.75 - 1.6, 0.5, 0.25 - 0.4, 0 - 0.2
+    assert items[0].tolist() == [2, 3, 4, 1, 0]
+    # Off at 0, and without popularity.
+    assert PopularityPenalty(0.0)(lists, s) is lists
+    assert PopularityPenalty(1.0)(lists, side()) is lists
+
+
+def test_content_weight_puts_new_items_on_the_rankers_scale() -> None:
+    base = one([0, 1, 3], [3.0, 2.0, 1.0])  # relevance 1, 0.5, 0
+    lists = with_content_candidates(base, np.array([[4, 2]]), np.array([[0.9, 0.5]]), weight=0.8)
+    np.testing.assert_allclose(lists.relevance[0], [1.0, 0.5, 0.0, 0.8, 0.0])  # 0.8 * [1, 0]
+    items, _ = rerank(lists, side(), chain(Settings(top_k=5, content_weight=0.8), blocked=np.array([]),
+                                           rejected=np.array([]), n_items=N_ITEMS), 5)
+    assert items[0].tolist() == [0, 4, 1, 3, 2]  # 4 between 0 and 1; 2 ties 3 and stays after it
