@@ -464,7 +464,32 @@ def render_outputs(doc: Path) -> str:
     lines.append("| **total** | " + " | ".join(f"**{report[label]['total_bytes'] / 2**20:.1f}**" for label in labels)
                  + " |")
     commits = ", ".join(f"{label}: `{report[label]['commit'][:7]}`" for label in labels)
-    return "\n".join([*lines, "", f"Commits: {commits}.", "", source_line(doc, name)])
+    timed = [f"{label}: the whole pipeline from scratch in {run['pipeline_seconds']:.0f} s on {run['cpus']} cores "
+             f"(load average {run['loadavg_before'][0]:.1f} before, {run['loadavg_after'][0]:.1f} after), "
+             + ", ".join(f"{key.removeprefix('ranker_')} of the ranker {value:.4f}"
+                         for key, value in run.items() if key.startswith("ranker_"))
+             for label, run in report.items() if "pipeline_seconds" in run]
+    return "\n".join([*lines, "", f"Commits: {commits}.", *(["", *(f"{t}." for t in timed)] if timed else []),
+                      "", source_line(doc, name)])
+
+
+def render_ease_pruning(doc: Path) -> str:
+    """EASE's saved ``B`` per ``saved_top_k``: model bytes and the ranker's test metric, paired with dense."""
+    name = "ease-pruning-lastfm2k.json"
+    report = load(name)
+    values = report["values"]
+    metric = next(key for key in next(iter(values.values())) if key.startswith("ranker_") and "@" in key)
+    lines = [f"| saved_top_k | saved models of {', '.join(report['instances'])} (MiB) | {metric} | "
+             "vs dense: difference (95% CI) | ranker vs best generator (95% CI) |",
+             "|---|---|---|---|---|"]
+    for value, row in sorted(values.items(), key=lambda item: float("inf") if item[0] == "null" else int(item[0])):
+        dense, best = row["ranker_vs_dense"], row["ranker_vs_best_generator"]
+        vs_dense = ("reference" if value == "null" else
+                    f"{dense['diff']:+.4f} ({dense['ci_low']:+.4f} … {dense['ci_high']:+.4f})")
+        lines.append(f"| {'dense' if value == 'null' else value} | {sum(row['model_bytes'].values()) / 2**20:.1f} | "
+                     f"{row[metric]:.4f} | {vs_dense} | {best['rel_uplift']:+.1%} ({best['rel_ci_low']:+.1%} … "
+                     f"{best['rel_ci_high']:+.1%}) |")
+    return "\n".join([*lines, "", source_line(doc, name)])
 
 
 def render_rerank(doc: Path, name: str) -> str:
@@ -538,6 +563,7 @@ FIGURES: dict[str, Figure] = {
                                    ("neural-lastfm2k_time.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
+    "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
 
 
     "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),
