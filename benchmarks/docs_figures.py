@@ -473,6 +473,11 @@ def render_outputs(doc: Path) -> str:
                       "", source_line(doc, name)])
 
 
+def _mass_kept(row: dict[str, Any]) -> str:
+    kept = next((v for k, v in row.items() if k.endswith("_column_mass_kept")), None)
+    return "all" if kept is None else f"{kept['median']:.0%} / {kept['p10']:.0%}"
+
+
 def render_ease_pruning(doc: Path) -> str:
     """EASE's saved ``B`` per ``saved_top_k``: model bytes and the ranker's test metric, paired with dense."""
     name = "ease-pruning-lastfm2k.json"
@@ -480,15 +485,15 @@ def render_ease_pruning(doc: Path) -> str:
     values = report["values"]
     metric = next(key for key in next(iter(values.values())) if key.startswith("ranker_") and "@" in key)
     lines = [f"| saved_top_k | saved models of {', '.join(report['instances'])} (MiB) | {metric} | "
-             "vs dense: difference (95% CI) | ranker vs best generator (95% CI) |",
-             "|---|---|---|---|---|"]
+             "vs dense: difference (95% CI) | ranker vs best generator (95% CI) | column weight kept: median / p10 |",
+             "|---|---|---|---|---|---|"]
     for value, row in sorted(values.items(), key=lambda item: float("inf") if item[0] == "null" else int(item[0])):
         dense, best = row["ranker_vs_dense"], row["ranker_vs_best_generator"]
         vs_dense = ("reference" if value == "null" else
                     f"{dense['diff']:+.4f} ({dense['ci_low']:+.4f} … {dense['ci_high']:+.4f})")
         lines.append(f"| {'dense' if value == 'null' else value} | {sum(row['model_bytes'].values()) / 2**20:.1f} | "
                      f"{row[metric]:.4f} | {vs_dense} | {best['rel_uplift']:+.1%} ({best['rel_ci_low']:+.1%} … "
-                     f"{best['rel_ci_high']:+.1%}) |")
+                     f"{best['rel_ci_high']:+.1%}) | {_mass_kept(row)} |")
     return "\n".join([*lines, "", source_line(doc, name)])
 
 

@@ -8,7 +8,8 @@ named by ``--instances``; ``null`` = the dense matrix), reusing every output tha
 depend on it (all but those instances, the ranker and evaluate). Per value: the instances'
 saved model bytes, the ranker's primary metric on test and its paired difference (bootstrap
 95% CI over test users) against the dense value's ranker, the ranker's uplift over the best
-generator. Written to ``benchmarks/results/ease-pruning-<experiment>.json``; a benchmark, not
+generator; and how much of each column's squared weight the kept entries hold (the first
+instance's train fit). Written to ``benchmarks/results/ease-pruning-<experiment>.json``; a benchmark, not
 a test (it measures what docs/benchmarks.md, "Outputs", chooses ``saved_top_k`` by).
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 from encore.config.experiment import REPO_ROOT, load_config
 from encore.evaluation.significance import paired_comparison
 from encore.lineage import git_commit
-from encore.outputs import EvaluateOutput
+from encore.outputs import EvaluateOutput, GeneratorOutput
 from encore.pipeline import output_dir, run_pipeline
 from encore.pipeline.cli import setup_logging
 
@@ -67,7 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             "ranker_vs_best_generator": {k: vs_best[k] for k in ("rel_uplift", "rel_ci_low", "rel_ci_high")},
             "pipeline_seconds": round(seconds, 1), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         }
+    dense = load_config(args.experiment, [f"components.{name}.saved_top_k=null" for name in instances])
+    B = GeneratorOutput(output_dir(dense, instances[0])).model("train").B_.astype(np.float64)
+    mass = np.maximum((B ** 2).sum(axis=0), np.finfo(np.float64).tiny)
     for value in values:
+        if value != "null":
+            # How much of each column's squared weight the kept entries hold (the rest scores 0).
+            top = -np.partition(-np.abs(B), int(value) - 1, axis=0)[: int(value)]
+            rows[value][f"{instances[0]}_train_column_mass_kept"] = {
+                "median": float(np.median((top ** 2).sum(axis=0) / mass)),
+                "p10": float(np.quantile((top ** 2).sum(axis=0) / mass, 0.1))}
         diff = paired_comparison(per_user["null"], per_user[value], random_state=0)
         rows[value]["ranker_vs_dense"] = {"diff": diff.diff, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
                                           "p_value": diff.p_value}
