@@ -465,7 +465,8 @@ def render_outputs(doc: Path) -> str:
                  + " |")
     commits = ", ".join(f"{label}: `{report[label]['commit'][:7]}`" for label in labels)
     timed = [f"{label}: the whole pipeline from scratch in {run['pipeline_seconds']:.0f} s on {run['cpus']} cores "
-             f"(load average {run['loadavg_before'][0]:.1f} before, {run['loadavg_after'][0]:.1f} after), "
+             f"(load average {run['loadavg_before'][0]:.1f} before, {run['loadavg_after'][0]:.1f} after; "
+             f"{run['model_save_seconds']:.1f} s of it saving the generators' models), "
              + ", ".join(f"{key.removeprefix('ranker_')} of the ranker {value:.4f}"
                          for key, value in run.items() if key.startswith("ranker_"))
              for label, run in report.items() if "pipeline_seconds" in run]

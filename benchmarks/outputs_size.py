@@ -29,11 +29,18 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 
 
 def sizes(experiment_dir: Path) -> dict[str, Any]:
+    """Bytes per component folder and file, and the seconds generators spent saving models
+    (their ``save_<stage>_seconds`` metrics: what writing, and deflating, the models cost)."""
     components: dict[str, dict[str, int]] = {}
+    save_seconds = 0.0
     for folder in sorted(p for p in experiment_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = {f.name: f.stat().st_size for f in folder.rglob("*") if f.is_file()}
         components[folder.name.rsplit("-", 1)[0]] = dict(sorted(files.items())) | {"total": sum(files.values())}
-    return {"total_bytes": sum(c["total"] for c in components.values()), "components": components}
+        if (folder / "metrics.json").is_file():
+            metrics = json.loads((folder / "metrics.json").read_text())
+            save_seconds += sum(v for k, v in metrics.items() if k.startswith("save_") and k.endswith("_seconds"))
+    return {"total_bytes": sum(c["total"] for c in components.values()),
+            "model_save_seconds": round(save_seconds, 1), "components": components}
 
 
 def timed_run(experiment: Path, root: Path) -> tuple[Path, dict[str, Any]]:
