@@ -498,6 +498,26 @@ def render_ease_pruning(doc: Path) -> str:
     return "\n".join([*lines, "", source_line(doc, name)])
 
 
+def render_bpr_epochs(doc: Path) -> str:
+    """BPR's epochs: fit seconds per stage, test NDCG@10 and its paired difference from the default."""
+    name = "bpr-epochs-synthetic_1m.json"
+    report = load(name)
+    reference = report["reference"]
+    lines = [f"`{report['experiment']}`, instance `{report['instance']}`, {report['num_threads']} thread(s) "
+             f"({'reproducible' if report['reproducible'] else 'not bit-reproducible: implicit BPR updates race'}).",
+             "", f"| iterations | fit base + train (s) | load average | NDCG@10 (test) | vs {reference} epochs "
+             "(95% CI) | candidate recall (test) | candidate recall (target part, base fit) |",
+             "|---|---|---|---|---|---|---|"]
+    for value, row in sorted(report["values"].items(), key=lambda item: int(item[0])):
+        diff = row["ndcg@10_vs_reference"]
+        vs = ("reference" if int(value) == reference else
+              f"{diff['diff']:+.4f} ({diff['ci_low']:+.4f} … {diff['ci_high']:+.4f})")
+        lines.append(f"| {value} | {row['fit_base_seconds']:.1f} + {row['fit_train_seconds']:.1f} | "
+                     f"{row['loadavg_before'][0]:.1f} | {row['ndcg@10']:.4f} | {vs} | {row['candidate_recall']:.3f} | "
+                     f"{row['target_candidate_recall']:.3f} |")
+    return "\n".join([*lines, "", source_line(doc, name)])
+
+
 def render_rerank(doc: Path, name: str) -> str:
     """Per fold: the chosen setting, and the ranker's and the re-ranked lists on test; pooled change."""
     result = load(name)
@@ -570,6 +590,7 @@ FIGURES: dict[str, Figure] = {
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
+    "bpr-epochs": Figure(render_bpr_epochs, ("bpr-epochs-synthetic_1m.json",)),
 
 
     "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),
