@@ -464,7 +464,58 @@ def render_outputs(doc: Path) -> str:
     lines.append("| **total** | " + " | ".join(f"**{report[label]['total_bytes'] / 2**20:.1f}**" for label in labels)
                  + " |")
     commits = ", ".join(f"{label}: `{report[label]['commit'][:7]}`" for label in labels)
-    return "\n".join([*lines, "", f"Commits: {commits}.", "", source_line(doc, name)])
+    timed = [f"{label}: the whole pipeline from scratch in {run['pipeline_seconds']:.0f} s on {run['cpus']} cores "
+             f"(load average {run['loadavg_before'][0]:.1f} before, {run['loadavg_after'][0]:.1f} after; "
+             f"{run['model_save_seconds']:.1f} s of it saving the generators' models), "
+             + ", ".join(f"{key.removeprefix('ranker_')} of the ranker {value:.4f}"
+                         for key, value in run.items() if key.startswith("ranker_"))
+             for label, run in report.items() if "pipeline_seconds" in run]
+    return "\n".join([*lines, "", f"Commits: {commits}.", *(["", *(f"{t}." for t in timed)] if timed else []),
+                      "", source_line(doc, name)])
+
+
+def _mass_kept(row: dict[str, Any]) -> str:
+    kept = next((v for k, v in row.items() if k.endswith("_column_mass_kept")), None)
+    return "all" if kept is None else f"{kept['median']:.0%} / {kept['p10']:.0%}"
+
+
+def render_ease_pruning(doc: Path) -> str:
+    """EASE's saved ``B`` per ``saved_top_k``: model bytes and the ranker's test metric, paired with dense."""
+    name = "ease-pruning-lastfm2k.json"
+    report = load(name)
+    values = report["values"]
+    metric = next(key for key in next(iter(values.values())) if key.startswith("ranker_") and "@" in key)
+    lines = [f"| saved_top_k | saved models of {', '.join(report['instances'])} (MiB) | {metric} | "
+             "vs dense: difference (95% CI) | ranker vs best generator (95% CI) | column weight kept: median / p10 |",
+             "|---|---|---|---|---|---|"]
+    for value, row in sorted(values.items(), key=lambda item: float("inf") if item[0] == "null" else int(item[0])):
+        dense, best = row["ranker_vs_dense"], row["ranker_vs_best_generator"]
+        vs_dense = ("reference" if value == "null" else
+                    f"{dense['diff']:+.4f} ({dense['ci_low']:+.4f} … {dense['ci_high']:+.4f})")
+        lines.append(f"| {'dense' if value == 'null' else value} | {sum(row['model_bytes'].values()) / 2**20:.1f} | "
+                     f"{row[metric]:.4f} | {vs_dense} | {best['rel_uplift']:+.1%} ({best['rel_ci_low']:+.1%} … "
+                     f"{best['rel_ci_high']:+.1%}) | {_mass_kept(row)} |")
+    return "\n".join([*lines, "", source_line(doc, name)])
+
+
+def render_bpr_epochs(doc: Path) -> str:
+    """BPR's epochs: fit seconds per stage, test NDCG@10 and its paired difference from the default."""
+    name = "bpr-epochs-synthetic_1m.json"
+    report = load(name)
+    reference = report["reference"]
+    lines = [f"`{report['experiment']}`, instance `{report['instance']}`, {report['num_threads']} thread(s) "
+             f"({'reproducible' if report['reproducible'] else 'not bit-reproducible: implicit BPR updates race'}).",
+             "", f"| iterations | fit base + train (s) | load average | NDCG@10 (test) | vs {reference} epochs "
+             "(95% CI) | candidate recall (test) | candidate recall (target part, base fit) |",
+             "|---|---|---|---|---|---|---|"]
+    for value, row in sorted(report["values"].items(), key=lambda item: int(item[0])):
+        diff = row["ndcg@10_vs_reference"]
+        vs = ("reference" if int(value) == reference else
+              f"{diff['diff']:+.4f} ({diff['ci_low']:+.4f} … {diff['ci_high']:+.4f})")
+        lines.append(f"| {value} | {row['fit_base_seconds']:.1f} + {row['fit_train_seconds']:.1f} | "
+                     f"{row['loadavg_before'][0]:.1f} | {row['ndcg@10']:.4f} | {vs} | {row['candidate_recall']:.3f} | "
+                     f"{row['target_candidate_recall']:.3f} |")
+    return "\n".join([*lines, "", source_line(doc, name)])
 
 
 def render_rerank(doc: Path, name: str) -> str:
@@ -561,6 +612,8 @@ FIGURES: dict[str, Figure] = {
                                    ("neural-lastfm2k_time.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
+    "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
+    "bpr-epochs": Figure(render_bpr_epochs, ("bpr-epochs-synthetic_1m.json",)),
 
 
     "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),

@@ -8,7 +8,8 @@ Generator instance folder (``<instance>-<fingerprint>/``)::
 
     candidates_base.parquet, candidates_train.parquet   user, item, score, rank
     similar_items.parquet    item, similar_item, score, rank     [when n_similar > 0]
-    model_base.npz, model_train.npz                      the fitted recommender of each stage
+    model_base.npz, model_train.npz                      the fitted recommender of each stage that a
+                                                         later component reads (deflated .npz)
     metrics.json, metrics_vs_k.png                       test metrics of the train fit
 
 Ranker folder: ``recommendations.parquet`` (user, item, score, rank, item_id, name), ``model.cbm``,

@@ -6,7 +6,9 @@
 For each stage (``base``: fit on base, candidates for ranker-target users; ``train``: refit
 on base + target, candidates for every user, scored on test) it fits the instance's model on
 the stage view, writes per-user top-N candidates and saves the model; from the ``train`` fit
-it also writes the similar-items table and evaluates its lists on test. A feature-only
+it also writes the similar-items table and evaluates its lists on test. A stage's model is
+written only when a later component reads it (:func:`encore.pipeline.catalogue.model_stages_read`:
+the ranker, rerank's embeddings, the fallback's popularity; part of the reuse key). A feature-only
 instance (``propose: false``) skips what nothing reads: its base candidates (the ranker
 reads only its models) and its train candidates of users without test items (evaluate reads
 only test users). Candidates and similar items are computed and written batch by batch
@@ -34,6 +36,7 @@ from encore.data.prepared import STAGES, PreparedData, Stage
 from encore.evaluation import metrics
 from encore.evaluation.evaluator import Evaluator, frame_from_lists
 from encore.outputs import GeneratorOutput
+from encore.pipeline.catalogue import model_stages_read
 from encore.pipeline.component import Context, Result
 from encore.progress import Timings
 from encore.recommenders import GeneratorConfig, Recommender
@@ -71,6 +74,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     timings = Timings()
     extra: dict[str, float] = {}
     best_epoch: int | None = None
+    models_read = model_stages_read(config, name)  # nothing else reads a model: none is written
     for stage in STAGES:
         model = build_recommender(config, name)
         if hasattr(model, "epoch_scorer"):
@@ -87,13 +91,16 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         if stage == "base" and hasattr(model, "best_epoch_"):
             best_epoch = extra["best_epoch"] = model.best_epoch_
         if stage == "base" and not section.propose:
-            out.write_model(stage, model)  # the ranker's features; no base candidates to write
+            if stage in models_read:
+                out.write_model(stage, model)  # the ranker's features; no base candidates to write
             continue
         users = candidate_users(prepared, stage, propose=section.propose)
         with timings.phase(f"recommend_{stage}"):
             lists = write_candidates(model, prepared, stage, users, section, out, f"{name} candidates {stage}",
                                      name=name)
-        out.write_model(stage, model)
+        if stage in models_read:
+            with timings.phase(f"save_{stage}"):
+                out.write_model(stage, model)
         evaluator = Evaluator(prepared, stage, tuple(ks))
         lists = lists[np.searchsorted(users, evaluator.users)].astype(np.int64)
         if stage == "base":

@@ -19,8 +19,8 @@ from encore.config.component_names import FIRST, LAST, ON_DEMAND, TUNE, UNTUNED
 from encore.config.experiment import ConfigError, EncoreConfig
 
 __all__ = ["FIRST", "GENERATOR_MODULE", "LAST", "ON_DEMAND", "TUNE", "UNTUNED", "all_components", "component_module",
-           "dependencies", "enabled", "generator_names", "parse_components", "pipeline_components", "run_order",
-           "section"]
+           "dependencies", "enabled", "generator_names", "model_stages_read", "parse_components", "pipeline_components",
+           "run_order", "section"]
 
 GENERATOR_MODULE = "encore.components.generator"
 
@@ -74,6 +74,29 @@ def dependencies(config: EncoreConfig, name: str) -> list[str]:
     """The enabled components whose outputs ``name`` reads (its module's ``DEPENDS_ON``)."""
     deps = component_module(config, name).DEPENDS_ON
     return [d for d in (deps(config) if callable(deps) else deps) if enabled(config, d)]
+
+
+def model_stages_read(config: EncoreConfig, name: str) -> tuple[str, ...]:
+    """The stages (``base``, ``train``) whose fitted model of generator instance ``name`` some
+    component reads, in stage order; the generator writes ``model_<stage>.npz`` for these only.
+
+    Readers: the ranker (every instance it depends on: the proposing and feature-only instances
+    score its candidate pairs; the base fit always, the train fit when ``refit_generators``), the
+    ``rerank`` component (``embeddings_from``'s item vectors, both stages) and ``register``
+    (``ranker.fallback``'s train popularity; register runs on demand, so the fallback always
+    keeps its models: a popularity vector, a few kB). Part of the instance's reuse key
+    (:func:`encore.pipeline.reuse_keys.fingerprint`): adding an instance to a reader later
+    names a new output folder, which is computed with its models, never one without them.
+    """
+    stages: set[str] = set()
+    components = config.components
+    if enabled(config, "ranker") and name in dependencies(config, "ranker"):
+        stages |= {"base", "train"} if components.ranker.refit_generators else {"base"}
+    if enabled(config, "rerank") and name == components.rerank.embeddings_from:
+        stages |= {"base", "train"}
+    if name == components.ranker.fallback:
+        stages |= {"base", "train"}
+    return tuple(stage for stage in ("base", "train") if stage in stages)
 
 
 def parse_components(config: EncoreConfig, text: str) -> list[str]:

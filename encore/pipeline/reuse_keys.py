@@ -17,7 +17,7 @@ from encore.config.experiment import ConfigError, EncoreConfig, with_settings
 from encore.io import completion_problem
 from encore.lineage import code_digest, file_digests, package_versions
 from encore.outputs import TuneOutput
-from encore.pipeline.catalogue import TUNE, component_module, dependencies, section
+from encore.pipeline.catalogue import TUNE, component_module, dependencies, model_stages_read, section
 from encore.recommenders import recommender_class
 
 
@@ -42,8 +42,9 @@ def code_digests(config: EncoreConfig, name: str) -> dict[str, str]:
 
 def fingerprint(config: EncoreConfig, name: str) -> str:
     """Hash of everything a component's output depends on: its settings, the code that computes it
-    (:func:`code_digests`, the key packages' versions), the content of the files it reads, and the
-    fingerprints of its upstream outputs."""
+    (:func:`code_digests`, the key packages' versions), the content of the files it reads, the
+    fingerprints of its upstream outputs and, for a generator instance, the stages whose models
+    it writes (:func:`encore.pipeline.catalogue.model_stages_read`)."""
     module = component_module(config, name)
     own = section(config, name)
     sections = getattr(module, "CONFIG_SECTIONS", ())
@@ -59,6 +60,10 @@ def fingerprint(config: EncoreConfig, name: str) -> str:
         "data": input_digests(config, name),
         "upstream": {dep: fingerprint(config, dep) for dep in dependencies(config, name)},
     }
+    if name in config.components.generators:
+        # Which fitted models the instance writes (what downstream reads): a folder without
+        # them is never reused for a config whose ranker or rerank reads them.
+        parts["models"] = list(model_stages_read(config, name))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -36,6 +36,7 @@ from .kernels import (  # re-exported: models import them from here
     mask_seen,
     mask_seen_sparse,
     npz_bytes,
+    save_npz_compressed,
     seen_flat_indices,
     single_threaded_blas,
     topk,
@@ -351,19 +352,18 @@ class Recommender(ABC):
         """Write the model to one ``.npz`` file (suffix added to names without it).
 
         Layout: ``__model__`` (registry name), ``__params__`` (JSON constructor arguments)
-        and the fitted arrays. Never pickled.
+        and the fitted arrays, zlib-compressed (:func:`~.kernels.save_npz_compressed`). Never pickled.
         """
         self._check_fitted()
         state = self._get_state()
         meta = {"n_users_": int(self.n_users_), "n_items_": int(self.n_items_)}
-        np.savez(
-            _npz_path(path),
-            __model__=np.array(self.name),
+        save_npz_compressed(path, {
+            "__model__": np.array(self.name),
             # default=: numpy scalars passed as hyper-parameters (np.float64(0.1) ...)
-            __params__=np.array(json.dumps(self.get_params(), default=lambda v: v.item())),
-            __meta__=np.array(json.dumps(meta)),
+            "__params__": np.array(json.dumps(self.get_params(), default=lambda v: v.item())),
+            "__meta__": np.array(json.dumps(meta)),
             **state,
-        )
+        })
 
     @classmethod
     def load(cls, path: PathOrFile) -> Self:
