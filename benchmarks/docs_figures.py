@@ -397,6 +397,66 @@ def render_spark(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def render_spark_stages(doc: Path) -> str:
+    name = "spark_stages.json"
+    report = load(name)
+    lines = ["| engine | master | ranker (s) | of it: scoring (s) | evaluate (s) | broadcast (MiB) | buckets | "
+             "same lists as pandas | max metric difference | load average |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, run in report["runs"].items():
+        spark = key != "pandas"
+        broadcast = f"{run['broadcast_bytes'] / 2**20:.1f}" if spark and run.get("broadcast_bytes") else "–"
+        same = ("yes" if run["same_lists_as_pandas"] else "no") if spark else "–"
+        diff = f"{run['max_metric_difference']:.1e}" if spark else "–"
+        lines.append(f"| {'spark' if spark else 'pandas'} | {run['master']} | {run['ranker_seconds']:.1f} | "
+                     f"{run['rank_seconds']:.1f} | {run['evaluate_seconds']:.1f} | {broadcast} | "
+                     f"{run['buckets']:.0f} | {same} | {diff} | {run['load_average']} |")
+    reads = ", ".join(f"{g} {v / 2**20:.1f} MiB" for g, v in report["candidate_bytes"].items())
+    written = report["runs"]["pandas"]["recommendations_bytes"] / 2**20
+    lines += ["", f"{report['experiment']}: {thousands(report['n_interactions'])} interactions, "
+              f"{thousands(report['n_users'])} users, {thousands(report['n_items'])} items; generators "
+              f"{', '.join(report['generators'])}. The scoring reads the candidate Parquet ({reads}) and writes "
+              f"recommendations.parquet ({written:.1f} MiB); evaluate reads those lists and the test part "
+              f"({report['test_part_bytes'] / 2**20:.2f} MiB). Machine: {report['machine']} (shared).", "",
+              source_line(doc, name)]
+    return "\n".join(lines)
+
+
+def render_spark_plan(doc: Path) -> str:
+    """A 1-billion-interaction run, scaled linearly per user / per interaction from spark_stages.json."""
+    name = "spark_stages.json"
+    r = load(name)
+    target = 1e9
+    per_user = r["n_interactions"] / r["n_users"]
+    users = target / per_user
+    scale_users, scale_rows = users / r["n_users"], target / r["n_interactions"]
+    pandas, spark = r["runs"]["pandas"], r["runs"][max((k for k in r["runs"] if k != "pandas"), key=str)]
+    gib = 2**30
+    candidates = sum(r["candidate_bytes"].values()) * scale_users / gib
+    recs = pandas["recommendations_bytes"] * scale_users / gib
+    test = r["test_part_bytes"] * scale_rows / gib
+    # Core-hours: the pandas path's seconds are one process on this machine's 2 cores.
+    score_core_h = pandas["rank_seconds"] * 2 * scale_users / 3600
+    eval_core_h = pandas["evaluate_seconds"] * 2 * scale_users / 3600
+    broadcast = (spark.get("broadcast_bytes") or 0) * scale_rows / gib
+    lines = ["| step | where | reads | writes | compute (core-hours) | executors for 1 hour (4 cores each) |",
+             "|---|---|---|---|---|---|",
+             f"| ranking stage: merge + features + scoring | executors (`ranker.engine: spark`) | candidates "
+             f"{candidates:,.0f} GiB | recommendations {recs:,.0f} GiB | {score_core_h:,.0f} | "
+             f"{max(1, round(score_core_h / 4)):,} |",
+             f"| evaluate: per-user metrics | executors (`evaluation.engine: spark`) | lists {recs:,.0f} GiB per "
+             f"model + test {test:,.1f} GiB | per-user primary metric | {eval_core_h:,.0f} | "
+             f"{max(1, round(eval_core_h / 4)):,} |",
+             f"| ranking stage: broadcast stage data | every executor's memory | – | – | – | "
+             f"{broadcast:,.0f} GiB each: over any executor (see below) |",
+             "", f"Scaled linearly from {r['experiment']} ({thousands(r['n_interactions'])} interactions, "
+             f"{thousands(r['n_users'])} users: {per_user:.0f} per user) to 1 billion interactions at the same "
+             f"density: {users / 1e6:,.1f} million users. Compute from the pandas run's seconds on this machine "
+             "(2 cores, shared), sizes per user (candidates, lists) and per interaction (test part, broadcast).",
+             "", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 def neural_table(report: dict[str, Any]) -> list[str]:
     """The neural kinds against tuned EASE on one split (``python -m benchmarks.neural``)."""
     lines = [
@@ -608,6 +668,8 @@ FIGURES: dict[str, Figure] = {
     "foldin": Figure(render_foldin, ("foldin.json",)),
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
     "spark-als": Figure(render_spark, ("spark.json",)),
+    "spark-stages": Figure(render_spark_stages, ("spark_stages.json",)),
+    "spark-plan": Figure(render_spark_plan, ("spark_stages.json",)),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),
     "ann": Figure(render_ann, ("ann.json",)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,52 @@ def model_lists(config: EncoreConfig, ctx: Context, users: np.ndarray, k: int) -
     return lists
 
 
+def list_files(config: EncoreConfig, ctx: Context) -> dict[str, Path]:
+    """The Parquet file of each model's lists (user, item, rank), in :func:`model_lists`' order:
+    what the executors read with ``evaluation.engine: spark``."""
+    files = {name: GeneratorOutput(ctx.inputs[name]).path / GeneratorOutput.candidates_file("train")
+             for name in generator_names(config) if name in ctx.inputs}
+    if "ranker" in ctx.inputs:
+        files["ranker"] = RankerOutput(ctx.inputs["ranker"]).path / RankerOutput.RECOMMENDATIONS
+    if "rerank" in ctx.inputs:
+        files["rerank"] = RerankOutput(ctx.inputs["rerank"]).path / RerankOutput.RECOMMENDATIONS
+    return files
+
+
+class PandasScores:
+    """Every metric and the per-user values in this process (``evaluation.engine: pandas``)."""
+
+    def __init__(self, evaluator: Evaluator, lists: dict[str, np.ndarray]) -> None:
+        self.evaluator, self.lists = evaluator, lists
+
+    def evaluate(self, name: str, segment: str) -> dict[str, float]:
+        return self.evaluator.evaluate(self.lists[name], segment)
+
+    def per_user(self, name: str, metric: str, segment: str = "all") -> np.ndarray:
+        return self.evaluator.per_user(self.lists[name], metric, segment)
+
+
+class SparkEngineScores:
+    """The per-user ranking metrics from the executors (``evaluation.engine: spark``,
+    :mod:`encore.evaluation.spark_eval`), the whole-list metrics from this process."""
+
+    def __init__(self, evaluator: Evaluator, lists: dict[str, np.ndarray], files: dict[str, Path],
+                 primary: str) -> None:
+        from encore.evaluation import spark_eval  # pyspark only when asked for
+
+        self.evaluator, self.lists, self.primary = evaluator, lists, primary
+        self.spark = spark_eval.spark_ranking_metrics(evaluator, files, primary)
+        self._beyond, self._combined = spark_eval.beyond_accuracy, spark_eval.combined
+
+    def evaluate(self, name: str, segment: str) -> dict[str, float]:
+        beyond = self._beyond(self.evaluator, self.lists[name], segment)
+        return self._combined(self.spark.results[segment][name], beyond, tuple(self.evaluator.ks))
+
+    def per_user(self, name: str, metric: str, segment: str = "all") -> np.ndarray:
+        assert metric == self.primary, "the executors return the primary metric's per-user values only"
+        return self.spark.per_user[segment][name].to_numpy()
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A README-ready Markdown table, values to four decimals."""
     header = ["model", *table.columns]
@@ -81,13 +128,15 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     primary = config.evaluation.primary_metric
     evaluator = Evaluator(prepared, "train", ks)
     lists = model_lists(config, ctx, evaluator.users, max(ks))
+    scores = (SparkEngineScores(evaluator, lists, list_files(config, ctx), primary)
+              if config.evaluation.engine == "spark" else PandasScores(evaluator, lists))
     segments = evaluator.segments
     # Every metric per segment; an empty segment (e.g. cold users of a per-user holdout) is skipped.
     by_segment: dict[str, dict[str, dict[str, float]]] = {}
     for seg in (seg for seg in SEGMENTS if segments[seg].n_users):
         same = evaluator.scored_as(seg)
-        by_segment[seg] = by_segment[same] if same != seg else {name: evaluator.evaluate(model, seg)
-                                                                for name, model in lists.items()}
+        by_segment[seg] = by_segment[same] if same != seg else {name: scores.evaluate(name, seg)
+                                                                for name in lists}
     results = by_segment["all"]
     table = metrics.metrics_table(results)
     out = EvaluateOutput(ctx.output)
@@ -111,7 +160,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     # Per-user values of the primary metric by raw user id: paired tests here, and at promotion.
     per_user = pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[evaluator.users],
                              "segment": evaluator.user_segment()}
-                            | {name: evaluator.per_user(model, primary) for name, model in lists.items()})
+                            | {name: scores.per_user(name, primary) for name in lists})
     write_parquet(per_user, out.path / out.PER_USER)
     # The ranker is measured against the best single model: every instance, feature-only ones too.
     baselines = [name for name in lists if name not in RANKING_STAGES]
@@ -139,7 +188,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
             continue
         same = evaluator.scored_as(seg)
         if same == seg:
-            values = pd.DataFrame({name: evaluator.per_user(model, primary, seg) for name, model in lists.items()})
+            values = pd.DataFrame({name: scores.per_user(name, primary, seg) for name in lists})
             compared[seg] = compare(values, primary, challenger="ranker", **settings)
         comparisons = compared[same]
         vs_best = comparisons[seg_best]

@@ -80,7 +80,13 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
 
     started = time.perf_counter()
     with ParquetSink(out.path / out.RECOMMENDATIONS) as sink:
-        info |= rank_users(trained, config, ctx.inputs, prepared, sink, policy=policy)
+        if ranker.engine == "spark":
+            # Merge, features and scoring on the executors; the same rows (docs/scaling.md).
+            from encore.ranking.spark_stage import rank_users_spark  # pyspark only when asked for
+
+            info |= rank_users_spark(trained, config, ctx.inputs, prepared, sink, out.path, policy=policy)
+        else:
+            info |= rank_users(trained, config, ctx.inputs, prepared, sink, policy=policy)
     timings["rank_seconds"] = time.perf_counter() - started
     info |= policy_info
     # The ranker's test figures under the keys every generator run has (ndcg_at_10 ...), so the runs

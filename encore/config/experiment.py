@@ -218,6 +218,10 @@ class RankerConfig(Strict):
     """Window of the recency features (``item_trend``, ``user_recent_items``, ...) on timestamped data."""
     top_k: PositiveInt = 50
     similar_items_from: str = "ease"
+    engine: Literal["pandas", "spark"] = Field(default="pandas", exclude_if=lambda value: value == "pandas")
+    """Where the final lists are scored: ``pandas`` (this process, batch by batch) or ``spark`` (candidate
+    merge, features and CatBoost scoring in ``applyInPandas`` on the executors; docs/scaling.md). Same
+    lists either way; training stays a sampled single-machine fit. Left out of dumps at its default."""
     seed: Seed | None = None
     """The ranker's own seed (user sample, negatives, policy slice, CatBoost); None = ``experiment.seed``.
     Varying it alone refits only the ranker: the spread over ranker seeds (``benchmarks/sweep.py``)."""
@@ -327,6 +331,10 @@ class EvaluationConfig(Strict):
     """A user's own ranking metrics (``package.module:function``), reported beside the built-in ones.
     Left out of dumps when empty, so configs without any keep their reuse keys."""
     primary_metric: str = "ndcg@10"
+    engine: Literal["pandas", "spark"] = Field(default="pandas", exclude_if=lambda value: value == "pandas")
+    """Where ``evaluate`` computes the per-user ranking metrics: ``pandas`` (this process) or ``spark``
+    (per user bucket in ``applyInPandas``, means aggregated by Spark; docs/scaling.md). Same figures
+    either way. Left out of dumps at its default."""
     n_bootstrap: PositiveInt = 2000
     confidence: Fraction = 0.95
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,10 @@ def spark_session(settings: SparkSettings) -> SparkSession:
         log.info("reusing the running Spark session (%s)", active.sparkContext.master)
         return active
     _check_java()
+    # Python on the executors (applyInPandas in the ranking stage and evaluate): pyspark reads
+    # PYSPARK_PYTHON when the context starts, "python3" without it. The driver's interpreter has
+    # Encore and its packages; a cluster whose machines install them elsewhere sets PYSPARK_PYTHON.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in settings.spark_conf().items():
         builder = builder.config(key, value)

@@ -54,7 +54,9 @@ def fingerprint(config: EncoreConfig, name: str) -> str:
         "own": own.model_dump(mode="json") if own is not None else None,
         "config": config.fingerprint(*sections) if sections else None,
         "seed": config.experiment.seed,
-        "evaluation": config.evaluation.model_dump(mode="json"),
+        # Every component's metrics follow the evaluation settings; where evaluate runs (its engine)
+        # is evaluate's alone, so switching it recomputes evaluate and nothing upstream.
+        "evaluation": config.evaluation.model_dump(mode="json", exclude=None if name == "evaluate" else {"engine"}),
         "code": code_digests(config, name),
         "packages": package_versions(),
         "data": input_digests(config, name),
