@@ -11,6 +11,15 @@ lists are scored on test, over all test users and over warm ones, with the paire
 the difference against EASE; training seconds (base + train fits) and the component's peak RSS
 come from the run (wall time: the 1-minute load average before and after is recorded).
 Results go to ``benchmarks/results/<name>.json`` and ``.md``.
+
+``--pooled`` instead runs the experiment's whole pipeline over all its folds twice in one work
+folder: as shipped (the ranker of today), then with ``sasrec`` and ``twotower`` added at their
+defaults (one torch thread) as generators whose candidates and scores the ranker uses. Everything
+the two runs share (prepare, tune, the other generators) is computed once (same fingerprints).
+It reports, pooled over the folds' (fold, user) rows with the paired cluster bootstrap over users,
+the ranker with the neural kinds against the ranker without them, and each neural kind against
+tuned EASE, over all and warm test users (``benchmarks/results/<name>.json``, default
+``neural-ranker-<experiment>``).
 """
 
 from __future__ import annotations
@@ -103,6 +112,79 @@ def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
             "load_average": [load_before, os.getloadavg()[0]], "rows": rows}
 
 
+NEURAL = {"sasrec": {"kind": "sasrec", "num_threads": 1}, "twotower": {"kind": "twotower", "num_threads": 1}}
+SEGMENTS = ("all", "warm")
+
+
+def pooled_experiment_files(source: Path, workdir: Path) -> tuple[Path, Path]:
+    """The experiment as shipped, and the same with the two neural instances added."""
+    experiment = yaml.safe_load(source.read_text())
+    without = workdir / "without.yaml"
+    without.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    experiment.setdefault("components", {}).update(NEURAL)
+    with_neural = workdir / "with.yaml"
+    with_neural.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    return without, with_neural
+
+
+def comparison_entry(a: Any, b: Any, groups: Any, seed: int) -> dict[str, Any]:
+    result = paired_comparison(a, b, metric=METRIC, random_state=seed, groups=groups).to_dict()
+    return {key: result[key] for key in ("mean_a", "mean_b", "diff", "ci_low", "ci_high", "rel_uplift",
+                                         "rel_ci_low", "rel_ci_high", "n_users", "n_groups", "p_value")}
+
+
+def measure_pooled(experiment: Path, workdir: Path) -> dict[str, Any]:
+    """Both pipelines over every fold; the pooled comparisons (module doc)."""
+    import time
+
+    from encore.outputs import FoldsOutput
+    from encore.pipeline.folds import folds_dir, tuned_fold_configs
+
+    commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
+    settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                               encore_output_dir=workdir / "outputs")
+    without_file, with_file = pooled_experiment_files(experiment, workdir)
+    runs: dict[str, Any] = {}
+    for label, path in (("without", without_file), ("with", with_file)):
+        config = load_config(path, settings=settings)
+        load_before, started = os.getloadavg()[0], time.monotonic()
+        run_pipeline(config, note=f"neural-ranker {label}")
+        runs[label] = {"config": config, "seconds": time.monotonic() - started,
+                       "load_average": [load_before, os.getloadavg()[0]],
+                       "pool": FoldsOutput(folds_dir(config)[1]).per_user()}
+    seed = runs["with"]["config"].experiment.seed
+    keys = ["fold", "user_id", "segment"]
+    joined = runs["without"]["pool"][[*keys, "ranker"]].merge(runs["with"]["pool"], on=keys, how="inner",
+                                                               suffixes=("_without", ""), validate="one_to_one")
+    assert len(joined) == len(runs["with"]["pool"]) == len(runs["without"]["pool"]), "the runs tested other users"
+    segments: dict[str, Any] = {}
+    for segment in SEGMENTS:
+        part = joined if segment == "all" else joined[joined["segment"] == segment]
+        groups = part["user_id"].to_numpy()
+        entry = {"n_rows": len(part), "n_users": int(part["user_id"].nunique()),
+                 "means": {name: float(part[name].mean()) for name in
+                           ("ranker_without", "ranker", "ease", "sasrec", "twotower")},
+                 "ranker_with_vs_without": comparison_entry(part["ranker_without"].to_numpy(),
+                                                            part["ranker"].to_numpy(), groups, seed)}
+        for name in NEURAL:
+            entry[f"{name}_vs_ease"] = comparison_entry(part["ease"].to_numpy(), part[name].to_numpy(), groups, seed)
+        entry["per_fold"] = {str(fold): {name: float(rows[name].mean()) for name in
+                                         ("ranker_without", "ranker", "ease", "sasrec", "twotower")}
+                             for fold, rows in part.groupby("fold")}
+        segments[segment] = entry
+    fits = []
+    for fold, config in enumerate(tuned_fold_configs(runs["with"]["config"]), start=1):
+        for name in NEURAL:
+            metrics = GeneratorOutput(output_dir(config, name)).metrics()
+            fits.append({"fold": fold, "instance": name, "best_epoch": metrics.get("best_epoch"),
+                         "fit_seconds": metrics["fit_base_seconds"] + metrics["fit_train_seconds"]})
+    return {"experiment": runs["with"]["config"].experiment.name, "commit": commit,
+            "folds": len(tuned_fold_configs(runs["with"]["config"])), "metric": METRIC,
+            "neural_settings": "defaults, num_threads=1 (not tuned)", "segments": segments, "fits": fits,
+            "runs": {label: {"seconds": run["seconds"], "load_average": run["load_average"]}
+                     for label, run in runs.items()}}
+
+
 def markdown(report: dict[str, Any]) -> str:
     return "\n".join([f"Commit {report['commit'][:7]}.", "", *neural_table(report)]) + "\n"
 
@@ -112,9 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", type=Path, default=REPO_ROOT / "experiments" / "lastfm2k_time.yaml")
     parser.add_argument("--workdir", type=Path, default=None, help="outputs and MLflow store (default: a temp dir)")
     parser.add_argument("--name", default=None, help="results file name (default: neural-<experiment name>)")
+    parser.add_argument("--pooled", action="store_true",
+                        help="the ranker with and without the neural kinds over all folds (module doc)")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="encore-neural-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.pooled:
+        report = measure_pooled(args.experiment, workdir)
+        name = args.name or f"neural-ranker-{report['experiment']}"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["segments"], indent=1))
+        return 0
     report = measure(args.experiment, workdir)
     name = args.name or f"neural-{report['experiment']}"
     RESULTS.mkdir(parents=True, exist_ok=True)
