@@ -20,6 +20,14 @@ It reports, pooled over the folds' (fold, user) rows with the paired cluster boo
 the ranker with the neural kinds against the ranker without them, and each neural kind against
 tuned EASE, over all and warm test users (``benchmarks/results/<name>.json``, default
 ``neural-ranker-<experiment>``).
+
+``--timing`` measures training cost: for each experiment given (default the 1M-interaction
+synthetic one and lastfm2k_time), ``prepare`` runs once, then each kind is fitted on the ``train``
+stage (base + target: the largest fit the pipeline makes) at its defaults with one torch thread
+and no early stopping, for ``--epochs`` epochs, in a fresh process that reports its own peak RSS
+(:mod:`benchmarks.peak`). Recorded: seconds per epoch, the fit's seconds and peak RSS, the
+1-minute load average before and after, and the projected time of a full fit at the kind's
+default ``epochs`` (``benchmarks/results/neural-timing.json``).
 """
 
 from __future__ import annotations
@@ -185,6 +193,61 @@ def measure_pooled(experiment: Path, workdir: Path) -> dict[str, Any]:
                      for label, run in runs.items()}}
 
 
+def fit_once(experiment: Path, workdir: Path, kind: str, epochs: int, out: Path) -> None:
+    """The child process of ``--timing``: fit ``kind`` on the ``train`` stage, write its figures to ``out``."""
+    import time
+
+    from encore.candidates import fit_recommender
+    from encore.recommenders import KINDS
+    from encore.recommenders.neural import import_torch
+
+    settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                               encore_output_dir=workdir / "outputs")
+    config = load_config(experiment, settings=settings)
+    prepared = PreparedData(output_dir(config, "prepare"))
+    view = prepared.stage_view("train")
+    model = KINDS[kind](epochs=epochs, num_threads=1, random_state=config.experiment.seed)
+    import_torch(kind)  # imported before the clock starts: a process pays it once, not per fit
+    started = time.monotonic()
+    fit_recommender(model, prepared, "train", name=kind)
+    seconds = time.monotonic() - started
+    setup = seconds - model.fit_seconds_  # tensors, network, optimizer: once per fit
+    default_epochs = KINDS[kind]().epochs
+    out.write_text(json.dumps({"kind": kind, "epochs": epochs, "fit_seconds": seconds, "setup_seconds": setup,
+                               "seconds_per_epoch": model.fit_seconds_ / epochs, "default_epochs": default_epochs,
+                               "projected_default_fit_seconds": setup + model.fit_seconds_ / epochs * default_epochs,
+                               "interactions": int(view.user_items.nnz), "users": int(view.user_items.shape[0]),
+                               "items": int(view.user_items.shape[1])}))
+
+
+def measure_timing(experiments: list[Path], workdir: Path, epochs: int) -> dict[str, Any]:
+    import subprocess
+
+    from benchmarks.peak import measured_command, read_peak_bytes
+
+    commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
+    settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                               encore_output_dir=workdir / "outputs")
+    rows = []
+    for experiment in experiments:
+        config = load_config(experiment, settings=settings)
+        run_pipeline(config, ["prepare"])
+        for kind in NEURAL:
+            stem = workdir / f"{config.experiment.name}-{kind}"
+            out, peak = stem.with_suffix(".json"), stem.with_suffix(".peak")
+            load_before = os.getloadavg()[0]
+            subprocess.run(measured_command("benchmarks.neural", ["--fit-one", kind, "--experiment", str(experiment),
+                                                                  "--workdir", str(workdir), "--epochs", str(epochs),
+                                                                  "--out", str(out)], peak),
+                           check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            row = json.loads(out.read_text()) | {"experiment": config.experiment.name,
+                                                 "peak_rss_mib": read_peak_bytes(peak) / 2**20,
+                                                 "load_average": [load_before, os.getloadavg()[0]]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return {"commit": commit, "torch_threads": 1, "cores": os.cpu_count(), "rows": rows}
+
+
 def markdown(report: dict[str, Any]) -> str:
     return "\n".join([f"Commit {report['commit'][:7]}.", "", *neural_table(report)]) + "\n"
 
@@ -196,9 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="results file name (default: neural-<experiment name>)")
     parser.add_argument("--pooled", action="store_true",
                         help="the ranker with and without the neural kinds over all folds (module doc)")
+    parser.add_argument("--timing", nargs="*", type=Path, default=None,
+                        help="training time and peak RSS per kind on these experiments (module doc)")
+    parser.add_argument("--epochs", type=int, default=2, help="--timing: epochs per measured fit")
+    parser.add_argument("--fit-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="encore-neural-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.fit_one:
+        fit_once(args.experiment, workdir, args.fit_one, args.epochs, args.out)
+        return 0
+    if args.timing is not None:
+        experiments = args.timing or [REPO_ROOT / "experiments" / "synthetic_1m.yaml",
+                                      REPO_ROOT / "experiments" / "lastfm2k_time.yaml"]
+        report = measure_timing(experiments, workdir, args.epochs)
+        (RESULTS / f"{args.name or 'neural-timing'}.json").write_text(json.dumps(report, indent=2) + "\n")
+        return 0
     if args.pooled:
         report = measure_pooled(args.experiment, workdir)
         name = args.name or f"neural-ranker-{report['experiment']}"
