@@ -430,17 +430,20 @@ def render_optuna_vs_grid(doc: Path, name: str) -> str:
              f"{metric} on the target part; grids from `{report['grids_from']}`; Optuna sampler seeds "
              f"0–{report['seeds'] - 1}, each run for as many trials as the grid has points.", "",
              "| instance | grid points | grid's best | best setting | seeds reaching it within half the trials | "
-             "median trial reaching it | mean best within half | trials to reach it, per seed |",
-             "|---|---|---|---|---|---|---|---|"]
+             "median trial reaching it | mean best within half | distinct points within half | "
+             "trials to reach it, per seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for instance, entry in report["instances"].items():
         firsts = ", ".join("—" if run["first_reaching_best"] is None else str(run["first_reaching_best"])
                            for run in entry["optuna"])
         within = sum(run["best_within_half"] for run in entry["optuna"]) / len(entry["optuna"])
         median = entry["median_first_reaching_best"]
         setting = ", ".join(f"{k}={v}" for k, v in entry["grid_best_settings"].items())
+        distinct = [run["distinct_points_within_half"] for run in entry["optuna"]]
         lines.append(f"| {instance} | {entry['grid_size']} | {entry['grid_best']:.4f} | {setting} | "
                      f"{entry['seeds_reaching_best_within_half']}/{len(entry['optuna'])} (≤ {entry['half_budget']}) | "
-                     f"{'never' if median == float('inf') else f'{median:g}'} | {within:.4f} | {firsts} |")
+                     f"{'never' if median == float('inf') else f'{median:g}'} | {within:.4f} | "
+                     f"{min(distinct)}–{max(distinct)} of {entry['half_budget']} | {firsts} |")
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
 
