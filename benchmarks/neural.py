@@ -141,30 +141,55 @@ def comparison_entry(a: Any, b: Any, groups: Any, seed: int) -> dict[str, Any]:
                                          "rel_ci_low", "rel_ci_high", "n_users", "n_groups", "p_value")}
 
 
-def measure_pooled(experiment: Path, workdir: Path) -> dict[str, Any]:
-    """Both pipelines over every fold; the pooled comparisons (module doc)."""
+def fold_pool(config: Any) -> Any:
+    """The per-user table (``fold, user_id, segment`` + one column per model) of the folds of
+    ``config`` whose ``evaluate`` output is complete (all of them after a whole run)."""
+    import pandas as pd
+
+    from encore.io import completion_problem
+    from encore.outputs import EvaluateOutput
+    from encore.pipeline.folds import fold_configs
+    from encore.pipeline.reuse_keys import fingerprint
+
+    frames = []
+    for fold, raw in enumerate(fold_configs(config), start=1):
+        if completion_problem(output_dir(raw, "tune"), fingerprint(raw, "tune")) is not None:
+            continue
+        fold_config = tuned(raw)
+        path = output_dir(fold_config, "evaluate")
+        if completion_problem(path, fingerprint(fold_config, "evaluate")) is None:
+            frames.append(EvaluateOutput(path).per_user().assign(fold=fold))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False) -> dict[str, Any]:
+    """Both pipelines over every fold; the pooled comparisons (module doc). ``report_only``: run
+    nothing, compare over the folds both runs have completed so far."""
     import time
 
-    from encore.outputs import FoldsOutput
-    from encore.pipeline.folds import folds_dir, tuned_fold_configs
+    from encore.pipeline.folds import tuned_fold_configs
 
     commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                                encore_output_dir=workdir / "outputs")
-    without_file, with_file = pooled_experiment_files(experiment, workdir)
+    without_file, with_file = (pooled_experiment_files(experiment, workdir) if not report_only
+                               else (workdir / "without.yaml", workdir / "with.yaml"))
     runs: dict[str, Any] = {}
     for label, path in (("without", without_file), ("with", with_file)):
         config = load_config(path, settings=settings)
         load_before, started = os.getloadavg()[0], time.monotonic()
-        run_pipeline(config, note=f"neural-ranker {label}")
-        runs[label] = {"config": config, "seconds": time.monotonic() - started,
-                       "load_average": [load_before, os.getloadavg()[0]],
-                       "pool": FoldsOutput(folds_dir(config)[1]).per_user()}
+        if not report_only:
+            run_pipeline(config, note=f"neural-ranker {label}")
+        runs[label] = {"config": config, "seconds": None if report_only else time.monotonic() - started,
+                       "load_average": [load_before, os.getloadavg()[0]], "pool": fold_pool(config)}
     seed = runs["with"]["config"].experiment.seed
     keys = ["fold", "user_id", "segment"]
     joined = runs["without"]["pool"][[*keys, "ranker"]].merge(runs["with"]["pool"], on=keys, how="inner",
                                                                suffixes=("_without", ""), validate="one_to_one")
-    assert len(joined) == len(runs["with"]["pool"]) == len(runs["without"]["pool"]), "the runs tested other users"
+    folds = sorted(int(f) for f in joined["fold"].unique())
+    for label in runs:  # the same (fold, user) rows on both sides of every compared fold
+        pool = runs[label]["pool"]
+        assert len(joined) == int(pool["fold"].isin(folds).sum()), f"the {label} run tested other users"
     segments: dict[str, Any] = {}
     for segment in SEGMENTS:
         part = joined if segment == "all" else joined[joined["segment"] == segment]
@@ -182,12 +207,14 @@ def measure_pooled(experiment: Path, workdir: Path) -> dict[str, Any]:
         segments[segment] = entry
     fits = []
     for fold, config in enumerate(tuned_fold_configs(runs["with"]["config"]), start=1):
+        if fold not in folds:
+            continue
         for name in NEURAL:
             metrics = GeneratorOutput(output_dir(config, name)).metrics()
             fits.append({"fold": fold, "instance": name, "best_epoch": metrics.get("best_epoch"),
                          "fit_seconds": metrics["fit_base_seconds"] + metrics["fit_train_seconds"]})
-    return {"experiment": runs["with"]["config"].experiment.name, "commit": commit,
-            "folds": len(tuned_fold_configs(runs["with"]["config"])), "metric": METRIC,
+    return {"experiment": runs["with"]["config"].experiment.name, "commit": commit, "folds": len(folds),
+            "folds_compared": folds, "folds_in_experiment": runs["with"]["config"].split.folds, "metric": METRIC,
             "neural_settings": "defaults, num_threads=1 (not tuned)", "segments": segments, "fits": fits,
             "runs": {label: {"seconds": run["seconds"], "load_average": run["load_average"]}
                      for label, run in runs.items()}}
@@ -259,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="results file name (default: neural-<experiment name>)")
     parser.add_argument("--pooled", action="store_true",
                         help="the ranker with and without the neural kinds over all folds (module doc)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="--pooled: run nothing, compare the folds both runs completed in --workdir")
     parser.add_argument("--timing", nargs="*", type=Path, default=None,
                         help="training time and peak RSS per kind on these experiments (module doc)")
     parser.add_argument("--epochs", type=int, default=2, help="--timing: epochs per measured fit")
@@ -277,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{args.name or 'neural-timing'}.json").write_text(json.dumps(report, indent=2) + "\n")
         return 0
     if args.pooled:
-        report = measure_pooled(args.experiment, workdir)
+        report = measure_pooled(args.experiment, workdir, report_only=args.report_only)
         name = args.name or f"neural-ranker-{report['experiment']}"
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
