@@ -480,6 +480,25 @@ def render_neural_ranker(doc: Path, name: str) -> str:
     return "\n".join(lines)
 
 
+def render_neural_timing(doc: Path, name: str) -> str:
+    """Training time and peak RSS per neural kind (``python -m benchmarks.neural --timing``)."""
+    report = load(name)
+    lines = [f"One torch thread, {report['cores']} cores shared with other jobs (load average before → after "
+             "each fit in the last column); each fit is the `train` stage at the kind's defaults, without early "
+             "stopping, for the epochs shown; the full fit is projected from them.", "",
+             "| data | kind | interactions (users × items) | epochs run | setup (s) | s per epoch | fit (s) | "
+             "projected fit at default epochs (s) | peak RSS (MiB) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['experiment']} | {r['kind']} | {thousands(r['interactions'])} ({thousands(r['users'])} × "
+                     f"{thousands(r['items'])}) | {r['epochs']} | {r['setup_seconds']:.0f} | "
+                     f"{r['seconds_per_epoch']:.0f} | {r['fit_seconds']:.0f} | "
+                     f"{r['projected_default_fit_seconds']:.0f} ({r['default_epochs']} epochs) | "
+                     f"{r['peak_rss_mib']:.0f} | {r['load_average'][0]:.1f} → {r['load_average'][1]:.1f} |")
+    lines += ["", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 def ann_lines(report: dict[str, Any]) -> list[str]:
     """The ANN benchmark (benchmarks/ann.py): catalogue, exact baselines, one row per index."""
     cat, m, exact = report["catalogue"], report["machine"], report["exact"]
@@ -596,6 +615,7 @@ FIGURES: dict[str, Figure] = {
                                    ("neural-lastfm2k_time.json",)),
     "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),
                                           ("neural-ranker-lastfm2k_time.json",)),
+    "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
     "optuna-vs-grid": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k.json"),
                              ("optuna_vs_grid-lastfm2k.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
