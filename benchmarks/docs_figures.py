@@ -451,15 +451,10 @@ def render_optuna_vs_grid(doc: Path, name: str) -> str:
 def render_neural_ranker(doc: Path, name: str) -> str:
     """The ranker with and without the neural kinds, pooled over folds (``benchmarks.neural --pooled``)."""
     report = load(name)
-    runs = report["runs"]
-
-    def wall(label: str) -> str:
-        load_before, load_after = runs[label]["load_average"]
-        return f"{runs[label]['seconds'] / 60:.0f} min (load {load_before:.1f} → {load_after:.1f})"
-
-    lines = [f"{report['experiment']}, {report['folds']} folds pooled; neural kinds: {report['neural_settings']}. "
-             f"Paired cluster bootstrap over users (95% CI). Wall time: the pipeline without them "
-             f"{wall('without')}, then the additions {wall('with')}.", "",
+    folds = ", ".join(str(f) for f in report["folds_compared"])
+    lines = [f"{report['experiment']}: fold(s) {folds} of {report['folds_in_experiment']} compared (pooled over "
+             f"their (fold, user) rows); neural kinds: {report['neural_settings']}. Paired cluster bootstrap over "
+             "users, 95% CI; a difference is the second model minus the first.", "",
              "| users | (fold, user) rows | ranker without | ranker with | difference (95% CI) | "
              "sasrec vs EASE (95% CI) | twotower vs EASE (95% CI) |", "|---|---|---|---|---|---|---|"]
 

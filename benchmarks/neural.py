@@ -167,7 +167,7 @@ def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False) -
     nothing, compare over the folds both runs have completed so far."""
     import time
 
-    from encore.pipeline.folds import tuned_fold_configs
+    from encore.pipeline.folds import fold_configs
 
     commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
@@ -206,9 +206,10 @@ def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False) -
                              for fold, rows in part.groupby("fold")}
         segments[segment] = entry
     fits = []
-    for fold, config in enumerate(tuned_fold_configs(runs["with"]["config"]), start=1):
+    for fold, raw in enumerate(fold_configs(runs["with"]["config"]), start=1):
         if fold not in folds:
             continue
+        config = tuned(raw)
         for name in NEURAL:
             metrics = GeneratorOutput(output_dir(config, name)).metrics()
             fits.append({"fold": fold, "instance": name, "best_epoch": metrics.get("best_epoch"),
