@@ -25,7 +25,7 @@ tuned EASE, over all and warm test users (``benchmarks/results/<name>.json``, de
 synthetic one and lastfm2k_time), ``prepare`` runs once, then each kind is fitted on the ``train``
 stage (base + target: the largest fit the pipeline makes) at its defaults with one torch thread
 and no early stopping, for ``--epochs`` epochs, in a fresh process that reports its own peak RSS
-(:mod:`benchmarks.peak`). Recorded: seconds per epoch, the fit's seconds and peak RSS, the
+(:mod:`benchmarks.peak`). Recorded: seconds per epoch, the fit's wall and CPU seconds and peak RSS, the
 1-minute load average before and after, and the projected time of a full fit at the kind's
 default ``epochs`` (``benchmarks/results/neural-timing.json``).
 """
@@ -236,12 +236,13 @@ def fit_once(experiment: Path, workdir: Path, kind: str, epochs: int, out: Path)
     view = prepared.stage_view("train")
     model = KINDS[kind](epochs=epochs, num_threads=1, random_state=config.experiment.seed)
     import_torch(kind)  # imported before the clock starts: a process pays it once, not per fit
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     fit_recommender(model, prepared, "train", name=kind)
-    seconds = time.monotonic() - started
+    seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
     setup = seconds - model.fit_seconds_  # tensors, network, optimizer: once per fit
     default_epochs = KINDS[kind]().epochs
     out.write_text(json.dumps({"kind": kind, "epochs": epochs, "fit_seconds": seconds, "setup_seconds": setup,
+                               "cpu_seconds": cpu_seconds,
                                "seconds_per_epoch": model.fit_seconds_ / epochs, "default_epochs": default_epochs,
                                "projected_default_fit_seconds": setup + model.fit_seconds_ / epochs * default_epochs,
                                "interactions": int(view.user_items.nnz), "users": int(view.user_items.shape[0]),
