@@ -226,12 +226,13 @@ def fit_once(experiment: Path, workdir: Path, kind: str, epochs: int, out: Path)
     import time
 
     from encore.candidates import fit_recommender
+    from encore.pipeline.folds import fold_configs
     from encore.recommenders import KINDS
     from encore.recommenders.neural import import_torch
 
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                                encore_output_dir=workdir / "outputs")
-    config = load_config(experiment, settings=settings)
+    config = fold_configs(load_config(experiment, settings=settings))[-1]  # with folds: the experiment's own split
     prepared = PreparedData(output_dir(config, "prepare"))
     view = prepared.stage_view("train")
     model = KINDS[kind](epochs=epochs, num_threads=1, random_state=config.experiment.seed)
@@ -253,13 +254,14 @@ def measure_timing(experiments: list[Path], workdir: Path, epochs: int) -> dict[
     import subprocess
 
     from benchmarks.peak import measured_command, read_peak_bytes
+    from encore.pipeline.folds import fold_configs
 
     commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                                encore_output_dir=workdir / "outputs")
     rows = []
     for experiment in experiments:
-        config = load_config(experiment, settings=settings)
+        config = fold_configs(load_config(experiment, settings=settings))[-1]
         run_pipeline(config, ["prepare"])
         for kind in NEURAL:
             stem = workdir / f"{config.experiment.name}-{kind}"
