@@ -482,6 +482,79 @@ def render_neural(doc: Path, name: str) -> str:
     return "\n".join([*neural_table(load(name)), "", source_line(doc, name)])
 
 
+def render_optuna_vs_grid(doc: Path, name: str) -> str:
+    """Trials Optuna's TPE needs to reach the full grid's best target score (``benchmarks.optuna_vs_grid``)."""
+    report = load(name)
+    metric = report["metric"].replace("ndcg", "NDCG")
+    lines = [f"{report['experiment']}: {thousands(report['target_users'])} ranker-target users ({report['segment']}), "
+             f"{metric} on the target part; grids from `{report['grids_from']}`; Optuna sampler seeds "
+             f"0–{report['seeds'] - 1}, each run for as many trials as the grid has points.", "",
+             "| instance | grid points | grid's best | best setting | seeds reaching it within half the trials | "
+             "median trial reaching it | mean best within half | distinct points within half | "
+             "trials to reach it, per seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for instance, entry in report["instances"].items():
+        firsts = ", ".join("—" if run["first_reaching_best"] is None else str(run["first_reaching_best"])
+                           for run in entry["optuna"])
+        within = sum(run["best_within_half"] for run in entry["optuna"]) / len(entry["optuna"])
+        median = entry["median_first_reaching_best"]
+        setting = ", ".join(f"{k}={v}" for k, v in entry["grid_best_settings"].items())
+        distinct = [run["distinct_points_within_half"] for run in entry["optuna"]]
+        lines.append(f"| {instance} | {entry['grid_size']} | {entry['grid_best']:.4f} | {setting} | "
+                     f"{entry['seeds_reaching_best_within_half']}/{len(entry['optuna'])} (≤ {entry['half_budget']}) | "
+                     f"{'never' if median == float('inf') else f'{median:g}'} | {within:.4f} | "
+                     f"{min(distinct)}–{max(distinct)} of {entry['half_budget']} | {firsts} |")
+    lines += ["", source_line(doc, name)]
+    return "\n".join(lines)
+
+
+def render_neural_ranker(doc: Path, name: str) -> str:
+    """The ranker with and without the neural kinds, pooled over folds (``benchmarks.neural --pooled``)."""
+    report = load(name)
+    folds = ", ".join(str(f) for f in report["folds_compared"])
+    lines = [f"{report['experiment']}: fold(s) {folds} of {report['folds_in_experiment']} compared (pooled over "
+             f"their (fold, user) rows); neural kinds: {report['neural_settings']}. Paired cluster bootstrap over "
+             "users, 95% CI; a difference is the second model minus the first.", "",
+             "| users | (fold, user) rows | ranker without | ranker with | difference (95% CI) | "
+             "sasrec vs EASE (95% CI) | twotower vs EASE (95% CI) |", "|---|---|---|---|---|---|---|"]
+
+    def ci(entry: dict[str, Any]) -> str:
+        return f"{entry['mean_b']:.4f} vs {entry['mean_a']:.4f}: {entry['diff']:+.4f} ({entry['ci_low']:+.4f} … " \
+               f"{entry['ci_high']:+.4f})"
+
+    for segment, entry in report["segments"].items():
+        ranker = entry["ranker_with_vs_without"]
+        lines.append(f"| {segment} | {thousands(entry['n_rows'])} ({thousands(entry['n_users'])} users) | "
+                     f"{ranker['mean_a']:.4f} | {ranker['mean_b']:.4f} | {ranker['diff']:+.4f} "
+                     f"({ranker['ci_low']:+.4f} … {ranker['ci_high']:+.4f}) | {ci(entry['sasrec_vs_ease'])} | "
+                     f"{ci(entry['twotower_vs_ease'])} |")
+    fits = report["fits"]
+    lines += ["", "Best epoch and fit seconds (base + train) per fold: " + "; ".join(
+        f"{f['instance']} fold {f['fold']}: epoch {f['best_epoch']:.0f}, {f['fit_seconds']:.0f} s" for f in fits) + ".",
+        "", source_line(doc, name)]
+    return "\n".join(lines)
+
+
+def render_neural_timing(doc: Path, name: str) -> str:
+    """Training time and peak RSS per neural kind (``python -m benchmarks.neural --timing``)."""
+    report = load(name)
+    lines = [f"One torch thread, {report['cores']} cores shared with other jobs (load average before → after "
+             "each fit in the last column); each fit is the `train` stage at the kind's defaults, without early "
+             "stopping, for the epochs shown; the full fit is projected from them.", "",
+             "| data | kind | interactions (users × items) | epochs run | setup (s) | s per epoch | fit (s) | "
+             "fit CPU (s) | projected fit at default epochs (s) | peak RSS (MiB) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['experiment']} | {r['kind']} | {thousands(r['interactions'])} ({thousands(r['users'])} × "
+                     f"{thousands(r['items'])}) | {r['epochs']} | {r['setup_seconds']:.0f} | "
+                     f"{r['seconds_per_epoch']:.0f} | {r['fit_seconds']:.0f} | "
+                     f"{'—' if r.get('cpu_seconds') is None else format(r['cpu_seconds'], '.0f')} | "
+                     f"{r['projected_default_fit_seconds']:.0f} ({r['default_epochs']} epochs) | "
+                     f"{r['peak_rss_mib']:.0f} | {r['load_average'][0]:.1f} → {r['load_average'][1]:.1f} |")
+    lines += ["", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 def ann_lines(report: dict[str, Any]) -> list[str]:
     """The ANN benchmark (benchmarks/ann.py): catalogue, exact baselines, one row per index."""
     cat, m, exact = report["catalogue"], report["machine"], report["exact"]
@@ -672,6 +745,11 @@ FIGURES: dict[str, Figure] = {
     "spark-plan": Figure(render_spark_plan, ("spark_stages.json",)),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),
+    "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),
+                                          ("neural-ranker-lastfm2k_time.json",)),
+    "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
+    "optuna-vs-grid": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k.json"),
+                             ("optuna_vs_grid-lastfm2k.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),

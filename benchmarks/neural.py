@@ -11,6 +11,23 @@ lists are scored on test, over all test users and over warm ones, with the paire
 the difference against EASE; training seconds (base + train fits) and the component's peak RSS
 come from the run (wall time: the 1-minute load average before and after is recorded).
 Results go to ``benchmarks/results/<name>.json`` and ``.md``.
+
+``--pooled`` instead runs the experiment's whole pipeline over all its folds twice in one work
+folder: as shipped (the ranker of today), then with ``sasrec`` and ``twotower`` added at their
+defaults (one torch thread) as generators whose candidates and scores the ranker uses. Everything
+the two runs share (prepare, tune, the other generators) is computed once (same fingerprints).
+It reports, pooled over the folds' (fold, user) rows with the paired cluster bootstrap over users,
+the ranker with the neural kinds against the ranker without them, and each neural kind against
+tuned EASE, over all and warm test users (``benchmarks/results/<name>.json``, default
+``neural-ranker-<experiment>``).
+
+``--timing`` measures training cost: for each experiment given (default the 1M-interaction
+synthetic one and lastfm2k_time), ``prepare`` runs once, then each kind is fitted on the ``train``
+stage (base + target: the largest fit the pipeline makes) at its defaults with one torch thread
+and no early stopping, for ``--epochs`` epochs, in a fresh process that reports its own peak RSS
+(:mod:`benchmarks.peak`). Recorded: seconds per epoch, the fit's wall and CPU seconds and peak RSS, the
+1-minute load average before and after, and the projected time of a full fit at the kind's
+default ``epochs`` (``benchmarks/results/neural-timing.json``).
 """
 
 from __future__ import annotations
@@ -103,6 +120,165 @@ def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
             "load_average": [load_before, os.getloadavg()[0]], "rows": rows}
 
 
+NEURAL = {"sasrec": {"kind": "sasrec", "num_threads": 1}, "twotower": {"kind": "twotower", "num_threads": 1}}
+SEGMENTS = ("all", "warm")
+
+
+def pooled_experiment_files(source: Path, workdir: Path) -> tuple[Path, Path]:
+    """The experiment as shipped, and the same with the two neural instances added."""
+    experiment = yaml.safe_load(source.read_text())
+    without = workdir / "without.yaml"
+    without.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    experiment.setdefault("components", {}).update(NEURAL)
+    with_neural = workdir / "with.yaml"
+    with_neural.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    return without, with_neural
+
+
+def comparison_entry(a: Any, b: Any, groups: Any, seed: int) -> dict[str, Any]:
+    result = paired_comparison(a, b, metric=METRIC, random_state=seed, groups=groups).to_dict()
+    return {key: result[key] for key in ("mean_a", "mean_b", "diff", "ci_low", "ci_high", "rel_uplift",
+                                         "rel_ci_low", "rel_ci_high", "n_users", "n_groups", "p_value")}
+
+
+def fold_pool(config: Any) -> Any:
+    """The per-user table (``fold, user_id, segment`` + one column per model) of the folds of
+    ``config`` whose ``evaluate`` output is complete (all of them after a whole run)."""
+    import pandas as pd
+
+    from encore.io import completion_problem
+    from encore.outputs import EvaluateOutput
+    from encore.pipeline.folds import fold_configs
+    from encore.pipeline.reuse_keys import fingerprint
+
+    frames = []
+    for fold, raw in enumerate(fold_configs(config), start=1):
+        if completion_problem(output_dir(raw, "tune"), fingerprint(raw, "tune")) is not None:
+            continue
+        fold_config = tuned(raw)
+        path = output_dir(fold_config, "evaluate")
+        if completion_problem(path, fingerprint(fold_config, "evaluate")) is None:
+            frames.append(EvaluateOutput(path).per_user().assign(fold=fold))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False) -> dict[str, Any]:
+    """Both pipelines over every fold; the pooled comparisons (module doc). ``report_only``: run
+    nothing, compare over the folds both runs have completed so far."""
+    import time
+
+    from encore.pipeline.folds import fold_configs
+
+    commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
+    settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                               encore_output_dir=workdir / "outputs")
+    without_file, with_file = (pooled_experiment_files(experiment, workdir) if not report_only
+                               else (workdir / "without.yaml", workdir / "with.yaml"))
+    runs: dict[str, Any] = {}
+    for label, path in (("without", without_file), ("with", with_file)):
+        config = load_config(path, settings=settings)
+        load_before, started = os.getloadavg()[0], time.monotonic()
+        if not report_only:
+            run_pipeline(config, note=f"neural-ranker {label}")
+        runs[label] = {"config": config, "seconds": None if report_only else time.monotonic() - started,
+                       "load_average": [load_before, os.getloadavg()[0]], "pool": fold_pool(config)}
+    seed = runs["with"]["config"].experiment.seed
+    keys = ["fold", "user_id", "segment"]
+    joined = runs["without"]["pool"][[*keys, "ranker"]].merge(runs["with"]["pool"], on=keys, how="inner",
+                                                               suffixes=("_without", ""), validate="one_to_one")
+    folds = sorted(int(f) for f in joined["fold"].unique())
+    for label in runs:  # the same (fold, user) rows on both sides of every compared fold
+        pool = runs[label]["pool"]
+        assert len(joined) == int(pool["fold"].isin(folds).sum()), f"the {label} run tested other users"
+    segments: dict[str, Any] = {}
+    for segment in SEGMENTS:
+        part = joined if segment == "all" else joined[joined["segment"] == segment]
+        groups = part["user_id"].to_numpy()
+        entry = {"n_rows": len(part), "n_users": int(part["user_id"].nunique()),
+                 "means": {name: float(part[name].mean()) for name in
+                           ("ranker_without", "ranker", "ease", "sasrec", "twotower")},
+                 "ranker_with_vs_without": comparison_entry(part["ranker_without"].to_numpy(),
+                                                            part["ranker"].to_numpy(), groups, seed)}
+        for name in NEURAL:
+            entry[f"{name}_vs_ease"] = comparison_entry(part["ease"].to_numpy(), part[name].to_numpy(), groups, seed)
+        entry["per_fold"] = {str(fold): {name: float(rows[name].mean()) for name in
+                                         ("ranker_without", "ranker", "ease", "sasrec", "twotower")}
+                             for fold, rows in part.groupby("fold")}
+        segments[segment] = entry
+    fits = []
+    for fold, raw in enumerate(fold_configs(runs["with"]["config"]), start=1):
+        if fold not in folds:
+            continue
+        config = tuned(raw)
+        for name in NEURAL:
+            metrics = GeneratorOutput(output_dir(config, name)).metrics()
+            fits.append({"fold": fold, "instance": name, "best_epoch": metrics.get("best_epoch"),
+                         "fit_seconds": metrics["fit_base_seconds"] + metrics["fit_train_seconds"]})
+    return {"experiment": runs["with"]["config"].experiment.name, "commit": commit, "folds": len(folds),
+            "folds_compared": folds, "folds_in_experiment": runs["with"]["config"].split.folds, "metric": METRIC,
+            "neural_settings": "defaults, num_threads=1 (not tuned)", "segments": segments, "fits": fits,
+            "runs": {label: {"seconds": run["seconds"], "load_average": run["load_average"]}
+                     for label, run in runs.items()}}
+
+
+def fit_once(experiment: Path, workdir: Path, kind: str, epochs: int, out: Path) -> None:
+    """The child process of ``--timing``: fit ``kind`` on the ``train`` stage, write its figures to ``out``."""
+    import time
+
+    from encore.candidates import fit_recommender
+    from encore.pipeline.folds import fold_configs
+    from encore.recommenders import KINDS
+    from encore.recommenders.neural import import_torch
+
+    settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                               encore_output_dir=workdir / "outputs")
+    config = fold_configs(load_config(experiment, settings=settings))[-1]  # with folds: the experiment's own split
+    prepared = PreparedData(output_dir(config, "prepare"))
+    view = prepared.stage_view("train")
+    model = KINDS[kind](epochs=epochs, num_threads=1, random_state=config.experiment.seed)
+    import_torch(kind)  # imported before the clock starts: a process pays it once, not per fit
+    started, cpu_started = time.monotonic(), time.process_time()
+    fit_recommender(model, prepared, "train", name=kind)
+    seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
+    setup = seconds - model.fit_seconds_  # tensors, network, optimizer: once per fit
+    default_epochs = KINDS[kind]().epochs
+    out.write_text(json.dumps({"kind": kind, "epochs": epochs, "fit_seconds": seconds, "setup_seconds": setup,
+                               "cpu_seconds": cpu_seconds,
+                               "seconds_per_epoch": model.fit_seconds_ / epochs, "default_epochs": default_epochs,
+                               "projected_default_fit_seconds": setup + model.fit_seconds_ / epochs * default_epochs,
+                               "interactions": int(view.user_items.nnz), "users": int(view.user_items.shape[0]),
+                               "items": int(view.user_items.shape[1])}))
+
+
+def measure_timing(experiments: list[Path], workdir: Path, epochs: int) -> dict[str, Any]:
+    import subprocess
+
+    from benchmarks.peak import measured_command, read_peak_bytes
+    from encore.pipeline.folds import fold_configs
+
+    commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
+    settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                               encore_output_dir=workdir / "outputs")
+    rows = []
+    for experiment in experiments:
+        config = fold_configs(load_config(experiment, settings=settings))[-1]
+        run_pipeline(config, ["prepare"])
+        for kind in NEURAL:
+            stem = workdir / f"{config.experiment.name}-{kind}"
+            out, peak = stem.with_suffix(".json"), stem.with_suffix(".peak")
+            load_before = os.getloadavg()[0]
+            subprocess.run(measured_command("benchmarks.neural", ["--fit-one", kind, "--experiment", str(experiment),
+                                                                  "--workdir", str(workdir), "--epochs", str(epochs),
+                                                                  "--out", str(out)], peak),
+                           check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            row = json.loads(out.read_text()) | {"experiment": config.experiment.name,
+                                                 "peak_rss_mib": read_peak_bytes(peak) / 2**20,
+                                                 "load_average": [load_before, os.getloadavg()[0]]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return {"commit": commit, "torch_threads": 1, "cores": os.cpu_count(), "rows": rows}
+
+
 def markdown(report: dict[str, Any]) -> str:
     return "\n".join([f"Commit {report['commit'][:7]}.", "", *neural_table(report)]) + "\n"
 
@@ -112,9 +288,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", type=Path, default=REPO_ROOT / "experiments" / "lastfm2k_time.yaml")
     parser.add_argument("--workdir", type=Path, default=None, help="outputs and MLflow store (default: a temp dir)")
     parser.add_argument("--name", default=None, help="results file name (default: neural-<experiment name>)")
+    parser.add_argument("--pooled", action="store_true",
+                        help="the ranker with and without the neural kinds over all folds (module doc)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="--pooled: run nothing, compare the folds both runs completed in --workdir")
+    parser.add_argument("--timing", nargs="*", type=Path, default=None,
+                        help="training time and peak RSS per kind on these experiments (module doc)")
+    parser.add_argument("--epochs", type=int, default=2, help="--timing: epochs per measured fit")
+    parser.add_argument("--fit-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="encore-neural-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.fit_one:
+        fit_once(args.experiment, workdir, args.fit_one, args.epochs, args.out)
+        return 0
+    if args.timing is not None:
+        experiments = args.timing or [REPO_ROOT / "experiments" / "synthetic_1m.yaml",
+                                      REPO_ROOT / "experiments" / "lastfm2k_time.yaml"]
+        report = measure_timing(experiments, workdir, args.epochs)
+        (RESULTS / f"{args.name or 'neural-timing'}.json").write_text(json.dumps(report, indent=2) + "\n")
+        return 0
+    if args.pooled:
+        report = measure_pooled(args.experiment, workdir, report_only=args.report_only)
+        name = args.name or f"neural-ranker-{report['experiment']}"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["segments"], indent=1))
+        return 0
     report = measure(args.experiment, workdir)
     name = args.name or f"neural-{report['experiment']}"
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -35,9 +35,10 @@ from encore.io import write_json
 from encore.outputs import EvaluateOutput, GeneratorOutput, RankerOutput, RegisterOutput, RerankOutput
 from encore.pipeline.catalogue import enabled, generator_names
 from encore.pipeline.component import Context, Result
+from encore.ranking.stage import feature_instances, ranker_generators
 from encore.recommenders import recommender_class
 from encore.reports.version_card import version_card
-from encore.serving.pyfunc import log_serving_model, write_bundle
+from encore.serving.pyfunc import log_serving_model, write_bundle, write_foldin
 from encore.serving.rerank import write_rerank_bundle
 from encore.tracking.credentials import readable_auth_errors
 from encore.tracking.model_registry import CHALLENGER, SIGNIFICANCE_TAG, register_run_model
@@ -54,10 +55,18 @@ def similar_items_instances(config: EncoreConfig) -> list[str]:
             if enabled(config, name) and config.components.generator(name).n_similar]
 
 
+def foldin_instance(config: EncoreConfig) -> str | None:
+    """The first ``twotower`` instance the ranker uses (candidates or features): the service folds
+    new listeners in with it (:mod:`encore.serving.foldin`); None without one."""
+    used = [*ranker_generators(config), *feature_instances(config)]
+    return next((name for name in used if config.components.generator(name).kind == "twotower"), None)
+
+
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
     fallback = config.components.ranker.fallback
+    foldin = foldin_instance(config)
     names = ["prepare", "ranker", "evaluate", *similar_items_instances(config), *([fallback] if fallback else []),
-             "rerank"]  # dropped when components.rerank is off
+             *([foldin] if foldin else []), "rerank"]  # rerank: dropped when components.rerank is off
     return list(dict.fromkeys(names))
 
 
@@ -95,7 +104,11 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
     )
     if "rerank" in ctx.inputs:
         _bundle_rerank(RerankOutput(ctx.inputs["rerank"]), prepared, out)
-    write_json(out.bundle / "info.json", {"similar_items_from": source})
+    foldin = foldin_instance(config)
+    if foldin is not None:  # the model the ranker's candidates came from, as refitted on train
+        model = GeneratorOutput(ctx.inputs[foldin]).model("train", recommender_class("twotower"))
+        write_foldin(out.bundle, item_ids=item_raw, state=model.fold_in_state(), source=foldin)
+    write_json(out.bundle / "info.json", {"similar_items_from": source, "foldin_from": foldin})
     return source
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from ..foldin import l2_normalised
 from ..progress import Progress
 from .base import Recommender, as_ids, drop_self, factor_pair_scores, topk
 from .generator_config import SideDataMissing
@@ -76,11 +77,6 @@ def optimizer_step(optimizer: Any, loss: Any) -> float:
     loss.backward()
     optimizer.step()
     return float(loss.item())
-
-
-def l2_normalised(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
 EpochScorer = Callable[[Recommender], float]

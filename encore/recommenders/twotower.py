@@ -21,10 +21,11 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
+from encore.foldin import FOLD_IN_WEIGHTS, fold_in_embeddings, history_weights
 
 from .base import as_ids, check_user_items
 from .generator_config import GeneratorConfig
-from .neural import EmbeddingRecommender, import_torch, l2_normalised, optimizer_step, torch_session
+from .neural import EmbeddingRecommender, import_torch, optimizer_step, torch_session
 
 
 class TwoTowerConfig(GeneratorConfig):
@@ -50,16 +51,6 @@ def bags(matrix: csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     offsets = np.cumsum(lengths) - lengths
     positions = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
     return matrix.indices[positions].astype(np.int64), offsets.astype(np.int64), matrix.data[positions]
-
-
-def history_weights(user_items: csr_matrix) -> csr_matrix:
-    """``log1p(plays)``, each row summing to 1 (a heavy listener's 10,000 plays of one artist do
-    not drown the rest of their bag)."""
-    weights = user_items.astype(np.float32, copy=True)
-    weights.data = np.log1p(weights.data)
-    sums = np.asarray(weights.sum(axis=1)).ravel()
-    weights.data /= np.repeat(np.maximum(sums, 1e-12), np.diff(weights.indptr)).astype(np.float32)
-    return weights
 
 
 def _network(torch: Any, n_users: int, n_items: int, n_tags: int, factors: int) -> Any:
@@ -203,9 +194,14 @@ class TwoTowerRecommender(EmbeddingRecommender):
         self._check_fitted()
         user_items = check_user_items(user_items, self.n_items_)
         rows = user_items if user_ids is None else user_items[as_ids(user_ids)]
-        weights = self.weights_
-        bag = np.asarray(history_weights(rows) @ weights["w.history.weight"], dtype=np.float32)
-        return l2_normalised(bag @ weights["w.bag.weight"].T + weights["w.bag.bias"])
+        return fold_in_embeddings(rows, self.weights_)
+
+    def fold_in_state(self) -> dict[str, np.ndarray]:
+        """What :meth:`fold_in` and scoring need, and no more: the :data:`~encore.foldin.FOLD_IN_WEIGHTS`
+        and ``item_factors`` ``(n_items, factors)`` (the service's bundle holds these, not the
+        ``(n_users, factors)`` user embeddings)."""
+        self._check_fitted()
+        return {key: self.weights_[key] for key in FOLD_IN_WEIGHTS} | {"item_factors": self.item_factors_}
 
     def _extra_state(self) -> dict[str, np.ndarray]:
         return dict(self.weights_)

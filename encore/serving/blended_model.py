@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from encore.serving.blend import Blended, Ranked, interleave, neighbour_scores
+from encore.serving.foldin import EmbeddingFoldIn
 from encore.serving.pyfunc import EncoreServingModel
 from encore.serving.rerank import NEW_SOURCE, ServedReranker
 
@@ -76,6 +77,8 @@ class ServedModel:
 
     reranker: ServedReranker | None = None
     """The rerank component's steps, from the bundle (None: lists served as blended)."""
+    foldin: EmbeddingFoldIn | None = None
+    """A two-tower model's fold-in, from the bundle (None: fold-in over the similar-items table)."""
 
     @classmethod
     def from_tables(cls, model: EncoreServingModel, *, name: str, version: str, run_id: str | None,
@@ -116,7 +119,9 @@ class ServedModel:
         rerank = getattr(model, "rerank", None)
         user_index = {str(u): i for i, u in enumerate(user_ids)}
         reranker = ServedReranker.from_tables(rerank, codes, user_index) if rerank is not None else None
-        return cls(name=name, version=str(version), run_id=run_id,
+        arrays = getattr(model, "foldin", None)  # absent from bundles logged before it
+        foldin = EmbeddingFoldIn.from_arrays(arrays, codes) if arrays is not None else None
+        return cls(foldin=foldin, name=name, version=str(version), run_id=run_id,
                    loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), load_seconds=load_seconds,
                    item_ids=item_ids, item_index={item: i for i, item in enumerate(item_ids)},
                    user_index=user_index, reranker=reranker,
@@ -159,7 +164,10 @@ class ServedModel:
         exclude = np.union1d(history, heard) if len(heard) else history
         limit = k + len(history) + len(heard)
         if offline is None and len(history) >= foldin_min_listens:
-            online, share = self.neighbours(history, limit, "foldin"), 1.0
+            # The two-tower model places the listener when the bundle has one, else item-to-item.
+            online = (self.foldin.rank(history, limit, "foldin") if self.foldin is not None
+                      else self.neighbours(history, limit, "foldin"))
+            share = 1.0
         elif len(history):
             online, share = self.neighbours(history[:recent_listens], limit, "online"), online_share
         else:
@@ -201,7 +209,8 @@ class ServedModel:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "loaded_at": self.loaded_at,
-                "load_seconds": round(self.load_seconds, 3), "users": len(self.user_index), "items": self.n_items}
+                "load_seconds": round(self.load_seconds, 3), "users": len(self.user_index), "items": self.n_items,
+                "foldin": f"twotower:{self.foldin.source}" if self.foldin is not None else "similar_items"}
 
 
 def resolve_version(client: Any, name: str, alias: str) -> Any:

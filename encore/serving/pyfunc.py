@@ -18,6 +18,10 @@ The ranker runs offline; what gets served is a *bundle*, a folder of Parquet fil
 ``rerank.json``, ``rerank_items.npz``, ``rerank_content.parquet``, ``rerank_rejections.parquet`` (optional)
     what the ``rerank`` component chose and re-ranks with; the service applies it
     (:mod:`encore.serving.rerank`), ``predict`` serves the ranker's lists as before.
+``foldin.npz`` (optional: when the ranker uses a ``twotower`` instance)
+    ``item_id`` (str) and that model's fold-in arrays (``item_factors``, the user tower's history
+    weights): the service places a listener the model never saw from their listens
+    (:mod:`encore.serving.foldin`); ``predict`` does not use it.
 
 Queries (a pandas DataFrame):
 
@@ -51,6 +55,8 @@ HEARD_FILE = "heard.parquet"
 RERANK_CONFIG, RERANK_ITEMS = "rerank.json", "rerank_items.npz"
 RERANK_CONTENT, RERANK_REJECTIONS = "rerank_content.parquet", "rerank_rejections.parquet"
 """The re-ranking files (optional): what ``encore.serving.rerank`` re-ranks served lists with."""
+FOLDIN_FILE = "foldin.npz"
+"""A two-tower model's fold-in arrays (optional): what ``encore.serving.foldin`` places new listeners with."""
 BUNDLE_ARTIFACT = "bundle"
 DEFAULT_K = 10
 USER_COLUMNS = ["user_id", "rank", "item_id", "name", "score", "source"]
@@ -125,6 +131,8 @@ class EncoreServingModel(PythonModel):
         self.items = pd.DataFrame(columns=["item_id", "name"])
         self._names: tuple[pd.DataFrame, pd.Series] | None = None
         self.heard = pd.DataFrame({"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str)})
+        self.rerank: dict[str, Any] | None = None
+        self.foldin: dict[str, np.ndarray] | None = None
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -162,6 +170,7 @@ class EncoreServingModel(PythonModel):
             heard = pd.read_parquet(bundle_dir / HEARD_FILE)
             self.heard = pd.DataFrame({"user_id": _as_str(heard["user_id"]), "item_id": _as_str(heard["item_id"])})
         self.rerank = _read_rerank(bundle_dir)  # the rerank component's setting, when it ran
+        self.foldin = _read_foldin(bundle_dir)  # a twotower ranker input's fold-in arrays, when there is one
         return self
 
     @property
@@ -251,6 +260,21 @@ def _read_rerank(bundle_dir: Path) -> dict[str, Any] | None:
     return {"config": json.loads((bundle_dir / RERANK_CONFIG).read_text()), "items": items,
             "content": pd.read_parquet(bundle_dir / RERANK_CONTENT),
             "rejections": pd.read_parquet(bundle_dir / RERANK_REJECTIONS)}
+
+
+def _read_foldin(bundle_dir: Path) -> dict[str, np.ndarray] | None:
+    """The bundle's fold-in arrays by name (``item_id`` as str), or None (no twotower in the ranker)."""
+    if not (bundle_dir / FOLDIN_FILE).is_file():
+        return None
+    with np.load(bundle_dir / FOLDIN_FILE, allow_pickle=False) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
+def write_foldin(bundle_dir: Path, *, item_ids: np.ndarray, state: dict[str, np.ndarray], source: str) -> None:
+    """Write ``foldin.npz``: ``item_ids`` (raw, in the model's item order), the model's fold-in
+    ``state`` (``TwoTowerRecommender.fold_in_state``) and ``source``, the instance it came from."""
+    np.savez(Path(bundle_dir) / FOLDIN_FILE, item_id=np.asarray(item_ids).astype(str), source=np.asarray(source),
+             **state)
 
 
 def write_bundle(
