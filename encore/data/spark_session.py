@@ -132,3 +132,36 @@ def spark_session(settings: SparkSettings) -> SparkSession:
     session.sparkContext.setLogLevel(settings.log_level)
     log.info("started Spark %s (%s, driver memory %s)", session.version, settings.master, settings.driver_memory)
     return session
+
+
+_UNPICKLED: dict[str, Any] = {}
+"""The value of the broadcast in use, by token: unpickled once per (reused) Python worker, not once
+per task. One entry: a new job's token replaces the last job's value."""
+
+
+class PickledBroadcast:
+    """A driver-side object shipped to the executors once: pickled, broadcast, and unpickled at
+    most once per Python worker (:meth:`value`). Only the Spark broadcast handle and a token travel
+    in a task's closure, not the payload; ``payload_bytes`` is its pickled size (for the logs)."""
+
+    def __init__(self, spark: SparkSession, value: Any) -> None:
+        import pickle
+        import uuid
+
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self.payload_bytes = len(payload)
+        self._broadcast = spark.sparkContext.broadcast(payload)
+        self._token = uuid.uuid4().hex
+
+    def value(self) -> Any:
+        """The object, on an executor (or the driver)."""
+        if self._token not in _UNPICKLED:
+            import pickle
+
+            _UNPICKLED.clear()
+            _UNPICKLED[self._token] = pickle.loads(self._broadcast.value)
+        return _UNPICKLED[self._token]
+
+    def destroy(self) -> None:
+        """Free the broadcast on the driver and the executors."""
+        self._broadcast.destroy()

@@ -21,8 +21,6 @@ from the ``(users, k)`` item arrays.
 
 from __future__ import annotations
 
-import pickle
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from encore.data.prepared import EVAL_PART
+from encore.data.spark_session import PickledBroadcast, load_spark_settings, spark_session
 from encore.evaluation import metrics
 from encore.evaluation.evaluator import Evaluator, lists_from_frame
 from encore.evaluation.segments import ALL, COLD, COLD_ITEMS, SEGMENTS, WARM
@@ -121,17 +120,6 @@ class SparkScores:
     per_user: dict[str, pd.DataFrame]
 
 
-_CONTEXTS: dict[str, MetricContext] = {}
-"""Unpickled contexts by the job's token: once per (reused) Python worker, not once per bucket."""
-
-
-def _context(token: str, broadcast: Any) -> MetricContext:
-    if token not in _CONTEXTS:
-        _CONTEXTS.clear()
-        _CONTEXTS[token] = pickle.loads(broadcast.value)
-    return _CONTEXTS[token]
-
-
 def list_union(spark: SparkSession, lists: Mapping[str, Path], relevant: Path, width: int, n_users: int,
                n_buckets: int) -> DataFrame:
     """Every model's lists (rank <= ``width``) tagged 0, 1, ... and the eval part's pairs tagged
@@ -164,8 +152,7 @@ def spark_ranking_metrics(evaluator: Evaluator, lists: Mapping[str, Path], prima
     context = MetricContext(warm=np.diff(prepared.user_items(evaluator.stage).indptr) > 0,
                             cold_item=evaluator.item_user_counts == 0, ks=tuple(evaluator.ks),
                             functions=dict(metrics.RANKING_METRICS), n_models=len(names))
-    broadcast = spark.sparkContext.broadcast(pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL))
-    token = uuid.uuid4().hex
+    broadcast = PickledBroadcast(spark, context)
     n_users = prepared.n_users
     n_buckets = n_buckets or max(1, min(n_users, 4 * spark.sparkContext.defaultParallelism,
                                         len(evaluator.users) // 50_000 + 1))
@@ -173,7 +160,7 @@ def spark_ranking_metrics(evaluator: Evaluator, lists: Mapping[str, Path], prima
                        n_users, n_buckets)
 
     def score(rows: pd.DataFrame) -> pd.DataFrame:
-        return _context(token, broadcast).bucket_metrics(rows)
+        return broadcast.value().bucket_metrics(rows)
 
     try:
         per_user = union.groupBy("bucket").applyInPandas(score, schema=context.schema()).cache()
@@ -244,6 +231,5 @@ def combined(ranking: Mapping[str, float], beyond: Mapping[str, float], ks: tupl
 
 
 def _session() -> SparkSession:
-    from encore.data.spark_session import load_spark_settings, spark_session
 
     return spark_session(load_spark_settings())

@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -47,6 +45,7 @@ import pyarrow.parquet as pq
 from encore.arrays import pair_keys
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import EVAL_PART, PreparedData, Stage
+from encore.data.spark_session import PickledBroadcast, load_spark_settings, spark_session
 from encore.io import ParquetSink
 from encore.outputs import GeneratorOutput
 from encore.ranking.feature_groups import StageData
@@ -134,17 +133,6 @@ def _source_rows(rows: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
     return frame.sort_values(["user", "rank"], kind="stable").reset_index(drop=True)
 
 
-_CONTEXTS: dict[str, ScoringContext] = {}
-"""Unpickled contexts by the job's token: once per (reused) Python worker, not once per bucket."""
-
-
-def _context(token: str, broadcast: Any) -> ScoringContext:
-    if token not in _CONTEXTS:
-        _CONTEXTS.clear()
-        _CONTEXTS[token] = pickle.loads(broadcast.value)
-    return _CONTEXTS[token]
-
-
 def candidate_union(spark: SparkSession, config: EncoreConfig, inputs: Mapping[str, Path], stage: Stage,
                     n_users: int, n_buckets: int) -> DataFrame:
     """Every proposing instance's candidates (rank <= ``candidates_per_generator``), the fallback's
@@ -215,13 +203,11 @@ def rank_users_spark(trained: TrainedRanker, config: EncoreConfig, inputs: Mappi
         policy=policy, popular=np.argsort(-prepared.item_listeners(stage), kind="stable"),
         raw_ids=prepared.items["raw_id"].astype(str).to_numpy(), names=prepared.items["name"].astype(str).to_numpy(),
         n_users=n_users, n_buckets=n_buckets)
-    payload = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
-    broadcast = spark.sparkContext.broadcast(payload)
-    token = uuid.uuid4().hex
+    broadcast = PickledBroadcast(spark, context)
     union = candidate_union(spark, config, inputs, stage, n_users, n_buckets)
 
     def score(rows: pd.DataFrame) -> pd.DataFrame:
-        ctx = _context(token, broadcast)
+        ctx = broadcast.value()
         bucket = int(rows["bucket"].iloc[0])
         ranked = ctx.rank_bucket(rows[rows["source"] != MARKER_SOURCE], ctx.bucket_users(bucket))
         return ranked.assign(bucket=np.int32(bucket))
@@ -244,10 +230,10 @@ def rank_users_spark(trained: TrainedRanker, config: EncoreConfig, inputs: Mappi
         everyone = np.arange(n_users, dtype=np.int64)
         fallback_users = int(policy.uses_fallback(cold_users(prepared.user_items(stage), everyone)).sum())
     log.info("ranker (spark): %d users in %d buckets, %d rows; broadcast %.1f MiB", n_users, n_buckets, written,
-             len(payload) / 2**20)
+             broadcast.payload_bytes / 2**20)
     n_relevant = len(prepared.part(EVAL_PART[stage]))
     return {"candidate_recall": found / max(n_relevant, 1), "rank_batches": float(n_buckets),
-            "fallback_users": float(fallback_users), "spark_broadcast_bytes": float(len(payload))}
+            "fallback_users": float(fallback_users), "spark_broadcast_bytes": float(broadcast.payload_bytes)}
 
 
 def copy_parts(folder: Path, n_buckets: int, sink: ParquetSink) -> int:
@@ -272,7 +258,6 @@ def copy_parts(folder: Path, n_buckets: int, sink: ParquetSink) -> int:
 
 
 def _session() -> SparkSession:
-    from encore.data.spark_session import load_spark_settings, spark_session
 
     return spark_session(load_spark_settings())
 

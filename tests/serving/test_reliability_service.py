@@ -24,6 +24,7 @@ from encore.serving.blended_model import ServedModel
 from encore.serving.events import Listen, SQLiteEventStore
 from encore.serving.pyfunc import EncoreServingModel
 from encore.serving.settings import ServingSettings
+from tests.serving.http_client import free_port
 
 N_ITEMS = 40
 ITEMS = [f"a{i}" for i in range(N_ITEMS)]
@@ -144,12 +145,6 @@ def test_sqlite_store_reports_the_trimmed_positions_of_each_batch(tmp_path: Path
 # ------------------------------------------------------------------ 8: credentials never shown
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_tracking_and_store_credentials_never_reach_responses_or_logs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import mlflow
@@ -161,7 +156,7 @@ def test_tracking_and_store_credentials_never_reach_responses_or_logs(
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "Env-pa55word")
     previous = mlflow.get_tracking_uri()
     secrets = ("S3cr3t-pw", "S3cr3t%2Dpw", "Qu3ry-pw", "Env-pa55word")
-    uri = f"http://svc:S3cr3t%2Dpw@127.0.0.1:{_free_port()}/"  # nothing listens there
+    uri = f"http://svc:S3cr3t%2Dpw@127.0.0.1:{free_port()}/"  # nothing listens there
     settings = make_settings(tmp_path, tracking_uri=uri,
                              event_store=f"sqlite:///{tmp_path / 'events.db'}")
     caplog.set_level("DEBUG")
@@ -191,7 +186,7 @@ def test_an_event_store_password_in_the_query_is_masked_at_start_up(capsys: pyte
     from encore.serving.__main__ import main
 
     code = main(["--env-file", str(tmp_path / "none.env"), "--event-store",
-                 f"postgresql://svc@127.0.0.1:{_free_port()}/events?sslmode=disable&password=Qu3ry-pw"])
+                 f"postgresql://svc@127.0.0.1:{free_port()}/events?sslmode=disable&password=Qu3ry-pw"])
     err = capsys.readouterr().err
     assert code == 2 and "postgresql://svc@127.0.0.1" in err and "password=****" in err, err
     assert "Qu3ry-pw" not in err
@@ -213,7 +208,7 @@ def test_mask_text_covers_every_credential_form() -> None:
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """A real uvicorn server (in a thread) with a 4 KiB body limit."""
-    port = _free_port()
+    port = free_port()
     app = make_app(make_settings(tmp_path, max_body_bytes=4096))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -4,14 +4,11 @@ again, across a restart of the real service."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ from encore.serving.blended_model import ServedModel
 from encore.serving.pyfunc import EncoreServingModel
 from encore.tracking.model_registry import CHALLENGER
 from tests.conftest import REPO_ROOT
+from tests.serving.http_client import call_json, free_port
 
 
 def test_served_lists_are_the_offline_reranked_lists(reranked_run: EncoreConfig) -> None:
@@ -44,22 +42,8 @@ def test_served_lists_are_the_offline_reranked_lists(reranked_run: EncoreConfig)
     assert checked >= 30
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _call(base: str, path: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{base}{path}", data=data, headers={"content-type": "application/json"},
-                                     method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
 def _serve(config: EncoreConfig, tmp_path: Path, log_name: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORE_SERVING_", "MLFLOW_"))}
     env |= {"ENV_FILE": str(tmp_path / "absent.env")}
     cmd = [sys.executable, "-m", "encore.serving", "--port", str(port), "--tracking-uri",
@@ -72,7 +56,7 @@ def _serve(config: EncoreConfig, tmp_path: Path, log_name: str) -> tuple[subproc
     while True:
         assert proc.poll() is None, (tmp_path / log_name).read_text()
         try:
-            if _call(base, "/ready")["ready"]:
+            if call_json(base, "/ready")["ready"]:
                 return proc, base
         except OSError:
             pass
@@ -92,23 +76,23 @@ def test_rejected_items_are_never_served_again_even_after_a_restart(reranked_run
                                                  .recommendations()["user"].iloc[0])])
     proc, base = _serve(reranked_run, tmp_path, "first.log")
     try:
-        before = [entry["item_id"] for entry in _call(base, f"/recommendations/{user}?k=10")["items"]]
+        before = [entry["item_id"] for entry in call_json(base, f"/recommendations/{user}?k=10")["items"]]
         disliked, blocked, skipped = before[0], before[1], before[2]
-        answer = _call(base, "/events", {"events": [
+        answer = call_json(base, "/events", {"events": [
             {"user_id": user, "item_id": disliked, "action": "dislike"},
             {"user_id": user, "item_id": blocked, "action": "block"},
             {"user_id": user, "item_id": skipped, "action": "skip"}]})
         assert answer == {"accepted": 3}
-        after = [entry["item_id"] for entry in _call(base, f"/recommendations/{user}?k=10")["items"]]
+        after = [entry["item_id"] for entry in call_json(base, f"/recommendations/{user}?k=10")["items"]]
         assert len(after) == 10 and disliked not in after and blocked not in after
         assert skipped in after  # a skip is recorded, not a rejection
         other = str(prepared.users["raw_id"].iloc[-1])
-        assert _call(base, "/events", {"user_id": other, "item_id": disliked})["accepted"] == 1  # play: the default
+        assert call_json(base, "/events", {"user_id": other, "item_id": disliked})["accepted"] == 1  # play: the default
     finally:
         _stop(proc)
     proc, base = _serve(reranked_run, tmp_path, "second.log")
     try:
-        again = [entry["item_id"] for entry in _call(base, f"/recommendations/{user}?k=50")["items"]]
+        again = [entry["item_id"] for entry in call_json(base, f"/recommendations/{user}?k=50")["items"]]
         assert disliked not in again and blocked not in again
         assert again[:8] == after[:8]
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from encore.serving.events import Listen, SQLiteEventStore
 from encore.serving.settings import ServingSettings, load_serving_settings
 from encore.tracking.model_registry import CHAMPION, register_run_model
 from tests.conftest import REPO_ROOT, make_config
+from tests.serving.http_client import free_port
 
 TOKEN = "t0ken-for-tests"
 # The cheapest pipeline that still trains every stage the bundle needs on the real data: ALS
@@ -280,7 +280,7 @@ def test_an_unreachable_event_store_is_one_clear_error_without_the_password(caps
                                                                             tmp_path: Path) -> None:
     from encore.serving.__main__ import main
 
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     code = main(["--env-file", str(tmp_path / "none.env"),
                  "--event-store", f"postgresql://svc:pa%40ss-w0rd@127.0.0.1:{port}/events"])
     err = capsys.readouterr().err
@@ -367,14 +367,8 @@ def test_periodic_alias_check_follows_the_champion(reload_registry: Registry, tm
 # ------------------------------------------------------------------ a real server process
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_real_uvicorn_server_on_loopback(registry: Registry, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORE_SERVING_", "MLFLOW_"))}
     env |= {"ENV_FILE": str(tmp_path / "absent.env"), "ENCORE_SERVING_MODEL_NAME": registry.name}
     cmd = [sys.executable, "-m", "encore.serving", "--port", str(port), "--tracking-uri", registry.uri,

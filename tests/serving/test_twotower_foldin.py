@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from encore.pipeline.runner import output_dir, pipeline_components, run_pipeline
 from encore.serving.pyfunc import FOLDIN_FILE
 from encore.tracking.model_registry import CHALLENGER
 from tests.conftest import REPO_ROOT, TINY_SYNTHETIC, make_config
+from tests.serving.http_client import call_json, free_port
 
 OFF = {"enabled": False}
 TWOTOWER = TINY_SYNTHETIC | {
@@ -45,20 +44,6 @@ def twotower_run(tmp_path_factory: pytest.TempPathFactory) -> EncoreConfig:
     config = make_config(tmp_path_factory.mktemp("twotower_serving"), TWOTOWER)
     run_pipeline(config, [*pipeline_components(config), "register"], note="twotower-serving")
     return config
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _call(base: str, path: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{base}{path}", data=data, headers={"content-type": "application/json"},
-                                     method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 def test_a_new_listener_gets_the_twotower_fold_in_from_a_service_without_torch(twotower_run: EncoreConfig,
@@ -82,7 +67,7 @@ def test_a_new_listener_gets_the_twotower_fold_in_from_a_service_without_torch(t
     blocker = tmp_path / "no_torch" / "torch"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORE_SERVING_", "MLFLOW_"))}
     env |= {"ENV_FILE": str(tmp_path / "absent.env"),
             "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(REPO_ROOT)])}
@@ -97,17 +82,17 @@ def test_a_new_listener_gets_the_twotower_fold_in_from_a_service_without_torch(t
         while True:
             assert proc.poll() is None, log.read_text()
             try:
-                if _call(base, "/ready")["ready"]:
+                if call_json(base, "/ready")["ready"]:
                     break
             except OSError:
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
-        assert _call(base, "/health")["model"]["foldin"] == "twotower:twotower"
+        assert call_json(base, "/health")["model"]["foldin"] == "twotower:twotower"
         events = [{"user_id": "new-listener", "item_id": items[i], "timestamp": f"2020-01-0{n + 1}T00:00:00Z"}
                   for n, i in enumerate(listened)]
-        assert _call(base, "/events", {"events": events}) == {"accepted": len(events)}
-        body = _call(base, "/recommendations/new-listener?k=10")
+        assert call_json(base, "/events", {"events": events}) == {"accepted": len(events)}
+        body = call_json(base, "/recommendations/new-listener?k=10")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
