@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +65,7 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
     own = section(config, name)
     color = tracking.run_color(run_order(config).index(name))
     with tracking.component_run(config, name, color=color) as run, path_lock(out, waiting=waiting):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         reused = not force and getattr(module, "REUSABLE", True) and _reusable(out, fp, name)
         peak: dict[str, int] = {}
         if reused:
@@ -75,12 +76,15 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
             with atomic_dir(out, fp, component=name, git_commit=git_commit()) as tmp, measure_peak() as peak:
                 result = module.run(config, Context(config=config, output=tmp, inputs=inputs, name=name))
                 write_json(tmp / "result.json", result.__dict__)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
         mlflow.set_tags({"encore.reused": str(reused).lower(), "encore.output_dir": str(out),
                          "encore.output_commit": str(read_marker(out).get("git_commit", "unknown"))}
                         | result.tags | data_hash_tags(config, [name]))
         tracking.log_params((own.model_dump(mode="json") if own is not None else {}) | result.params)
-        tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds}
+        # CPU seconds (user + sys, every thread) beside the wall time: on a shared machine the
+        # wall time grows with the load, the CPU time much less.
+        tracking.log_metrics(result.metrics | {f"time_{'reuse' if reused else 'run'}_seconds": seconds,
+                                               f"cpu_{'reuse' if reused else 'run'}_seconds": cpu}
                              | ({"peak_rss_mib": peak["bytes"] / 2**20} if "bytes" in peak else {}))
         for artifact in result.artifacts:
             mlflow.log_artifact(str(out / artifact))
@@ -97,6 +101,12 @@ def run_component(config: EncoreConfig, name: str, *, force: bool = False) -> Re
         result.tags["encore.reused"] = str(reused).lower()
     log.info("%s: done in %.1f s%s", name, seconds, " (reused)" if reused else "")
     return result
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds this process has used so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _reusable(out: Path, fp: str, name: str) -> bool:
