@@ -303,6 +303,30 @@ def render_scale(doc: Path, name: str) -> str:
     return "\n".join([*scale_tables(load(name)), "", source_line(doc, name)])
 
 
+def render_scale_projection(doc: Path, name: str) -> str:
+    """A size projected from measured ones (``python -m benchmarks.scale --project``): per
+    component the projected time and peak and the exponents they extrapolate."""
+    report = load(name)
+    p = report["projection"]
+    small, large = p["from_sizes"]
+    lines = [
+        f"**Projection, not a measurement**: {thousands(p['n_interactions'])} interactions, each component "
+        f"extrapolated from its {small} and {large} figures in `{report['projected_from']}` (measured on commit "
+        f"`{report['measured_commit'][:7]}`) as `value_{large} × ({thousands(p['n_interactions'])} / n_{large})"
+        f"^exponent`.",
+        "",
+        f"| component | projected s | time exponent {small}->{large} | projected GiB | peak exponent {small}->{large} |",
+        "|---|---|---|---|---|",
+    ]
+    for c, fig in p["components"].items():
+        lines.append(f"| {c} | {fig['seconds']:.0f} | {fig['time_exponent']:.2f} | "
+                     f"{fig['peak_rss_bytes'] / 2**30:.2f} | {fig['rss_exponent']:.2f} |")
+    lines.append(f"| start-up, tracking | {p['overhead_seconds']:.0f} | — | — | — |")
+    lines.append(f"| **pipeline** | **{p['total_seconds']:.0f}** ({p['total_seconds'] / 60:.0f} min) | | "
+                 f"**{p['peak_rss_bytes'] / 2**30:.2f}** | |")
+    return "\n".join([*lines, "", source_line(doc, report["projected_from"], name)])
+
+
 def render_userknn_listeners(doc: Path) -> str:
     name = "userknn_listeners.json"
     report = load(name)
@@ -735,6 +759,8 @@ FIGURES: dict[str, Figure] = {
     "generators": Figure(render_generators, ("benchmark.json", "itemknn.json")),
     "pipeline-lastfm2k": Figure(render_pipeline, ("lastfm2k-pipeline.json",)),
     "scale": Figure(lambda doc: render_scale(doc, "scale.json"), ("scale.json",)),
+    "scale-30m-projection": Figure(lambda doc: render_scale_projection(doc, "scale-30m-projection.json"),
+                                   ("scale-30m-projection.json", "scale.json")),
     "scale-1m-final": Figure(lambda doc: render_scale(doc, "scale-1m-final.json"), ("scale-1m-final.json",)),
     "userknn-listeners": Figure(render_userknn_listeners, ("userknn_listeners.json",)),
     "prepare-engines": Figure(render_prepare_engines, ("prepare_engines.json",)),

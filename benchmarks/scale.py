@@ -11,8 +11,18 @@ the benchmark reads them back from the store. Reported per size: per-component t
 RSS, the pipeline's wall time (the process's, start-up and tracking included) and its peak (the
 process's), the ranker's NDCG@10 against the best single generator with the paired CI from
 ``evaluate``; between sizes, each component's growth exponent ``log(t2 / t1) / log(n2 / n1)``
-over the interaction counts. Written to ``benchmarks/results/<name>.json`` and ``.md``; this is
-a benchmark, not a test.
+over the interaction counts; each component's CPU seconds (user + sys of the process, every
+thread: ``cpu_run_seconds``) beside its wall time, since the wall time of a shared machine grows
+with its load. Written to ``benchmarks/results/<name>.json`` and ``.md``; this is a benchmark,
+not a test.
+
+    python -m benchmarks.scale --project 30m [--project-from scale.json]
+
+writes ``benchmarks/results/scale-30m-projection.json`` instead: each component's time and peak
+RSS at 30M interactions extrapolated from the measured file's smallest and largest sizes
+(``t_30M = t_10M * 3 ** exponent``, the same for the peak with its own exponent), with the
+commit those measurements were taken on. A projection, not a measurement: it assumes each
+component keeps the growth it showed between the measured sizes.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ def component_figures(config: EncoreConfig) -> dict[str, dict[str, float]]:
     by_name = {r.info.run_name: r.data.metrics for r in runs if "mlflow.parentRunId" in r.data.tags}
     return {name: {"seconds": by_name[name]["time_run_seconds"],
                    "peak_rss_bytes": by_name[name]["peak_rss_mib"] * 2**20}
+            | ({"cpu_seconds": by_name[name]["cpu_run_seconds"]} if "cpu_run_seconds" in by_name[name] else {})
             for name in pipeline_components(config) if name in by_name}
 
 
@@ -86,6 +97,7 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
         "total_seconds": wall,
         "overhead_seconds": wall - sum(c["seconds"] for c in components.values()),
         "peak_rss_bytes": read_peak_bytes(peak_file),
+        "load_average_at_end": os.getloadavg(),
         "best_generator": significance["best_generator"],
         "vs_best_generator": significance.get("vs_best_generator", {}),
     }
@@ -113,17 +125,82 @@ def machine() -> dict[str, Any]:
             "memory_gib": round(int(memory) / 2**20, 1), "load_average_at_start": os.getloadavg()}
 
 
+def cpu_cell(figures: dict[str, float]) -> str:
+    """A component's CPU seconds, or a dash for files measured before they were logged."""
+    return f"{figures['cpu_seconds']:.0f}" if "cpu_seconds" in figures else "—"
+
+
+def measured_commit(name: str) -> str:
+    """The commit a result file's figures were measured on: its ``commit`` key, else its entry
+    in ``benchmarks/results/provenance.json`` (files written before results carried it)."""
+    report = json.loads((RESULTS / name).read_text())
+    if report.get("commit"):
+        return str(report["commit"])
+    entry = json.loads((RESULTS / "provenance.json").read_text()).get(name, {})
+    if not entry.get("measured_on"):
+        raise SystemExit(f"error: benchmarks/results/provenance.json has no 'measured_on' for {name}")
+    return str(entry["measured_on"])
+
+
+def interactions(size: str) -> int:
+    """``30m`` -> 30,000,000; ``500k`` -> 500,000."""
+    units = {"k": 10**3, "m": 10**6, "b": 10**9}
+    try:
+        return int(float(size[:-1]) * units[size[-1].lower()])
+    except (KeyError, ValueError, IndexError):
+        raise SystemExit(f"error: --project {size!r}: expected a size such as 30m") from None
+
+
+def project(measured: dict[str, Any], target: int) -> dict[str, Any]:
+    """Each component's time and peak RSS at ``target`` interactions, from the measured
+    report's smallest and largest sizes: ``value_large * (target / n_large) ** exponent`` with
+    the exponent of that value between the two sizes (time and peak each their own). The
+    start-up and tracking overhead is taken as the largest size's (it does not grow); the
+    pipeline's time is the components' sum plus it, its peak the largest component peak."""
+    sizes = list(measured["results"])
+    small, large = measured["results"][sizes[0]], measured["results"][sizes[-1]]
+    span = math.log(large["n_interactions"] / small["n_interactions"])
+    ahead = target / large["n_interactions"]
+    components = {}
+    for name, figures in large["components"].items():
+        base = small["components"][name]
+        time_exp = math.log(figures["seconds"] / base["seconds"]) / span
+        rss_exp = math.log(figures["peak_rss_bytes"] / base["peak_rss_bytes"]) / span
+        components[name] = {"seconds": figures["seconds"] * ahead**time_exp, "time_exponent": time_exp,
+                            "peak_rss_bytes": figures["peak_rss_bytes"] * ahead**rss_exp, "rss_exponent": rss_exp}
+    return {"from_sizes": [sizes[0], sizes[-1]], "n_interactions": target,
+            "components": components, "overhead_seconds": large["overhead_seconds"],
+            "total_seconds": sum(c["seconds"] for c in components.values()) + large["overhead_seconds"],
+            "peak_rss_bytes": max(c["peak_rss_bytes"] for c in components.values())}
+
+
+def projection_markdown(report: dict[str, Any]) -> str:
+    """The projection as a table: per component, projected seconds and GiB and the exponents used."""
+    p = report["projection"]
+    small, large = p["from_sizes"]
+    lines = [f"Projection to {p['n_interactions']:,} interactions from {report['projected_from']} "
+             f"({small} and {large}, measured on commit {report['measured_commit'][:7]}); not a measurement.",
+             "", f"| component | projected s | time exponent {small}->{large} | projected GiB | "
+             f"peak exponent {small}->{large} |", "|---|---|---|---|---|"]
+    for name, c in p["components"].items():
+        lines.append(f"| {name} | {c['seconds']:.0f} | {c['time_exponent']:.2f} | "
+                     f"{c['peak_rss_bytes'] / GIB:.2f} | {c['rss_exponent']:.2f} |")
+    lines.append(f"| start-up, tracking | {p['overhead_seconds']:.0f} | — | — | — |")
+    lines.append(f"| **pipeline** | **{p['total_seconds']:.0f}** | | **{p['peak_rss_bytes'] / GIB:.2f}** | |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict[str, Any]) -> str:
     results, exponents = report["results"], report["growth"]
     sizes = list(results)
     lines = [f"Machine: {report['machine']['cpus']} cores, {report['machine']['memory_gib']} GiB, "
              f"Python {report['machine']['python']}; load average at start "
              f"{report['machine']['load_average_at_start'][0]:.1f}, at end {report['load_average_at_end'][0]:.1f}.",
-             "", "| component | " + " | ".join(f"{s}: s / GiB" for s in sizes) + " | "
+             "", "| component | " + " | ".join(f"{s}: s (CPU s) / GiB" for s in sizes) + " | "
              + " | ".join(f"exponent {k}" for k in exponents) + " |",
              "|---|" + "---|" * (len(sizes) + len(exponents))]
     for name in results[sizes[0]]["components"]:
-        cells = [f"{results[s]['components'][name]['seconds']:.0f} / "
+        cells = [f"{results[s]['components'][name]['seconds']:.0f} ({cpu_cell(results[s]['components'][name])}) / "
                  f"{results[s]['components'][name]['peak_rss_bytes'] / GIB:.2f}" for s in sizes]
         cells += [f"{exponents[k].get(name, float('nan')):.2f}" for k in exponents]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -149,9 +226,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1m,3m,10m", help="comma-separated: experiments/synthetic_<size>.yaml")
     parser.add_argument("--name", default="scale", help="results file name (benchmarks/results/<name>.json)")
+    parser.add_argument("--project", metavar="SIZE",
+                        help="instead of running: project each component to SIZE interactions (e.g. 30m) "
+                             "from --project-from's smallest and largest sizes")
+    parser.add_argument("--project-from", default="scale.json",
+                        help="the measured result file the projection reads (default scale.json)")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "outputs" / "benchmark-scale",
                         help="where each size's outputs and MLflow store go (default outputs/benchmark-scale)")
     args = parser.parse_args(argv)
+    if args.project:
+        source = RESULTS / args.project_from
+        if not source.exists():
+            raise SystemExit(f"error: --project-from: {source} does not exist")
+        measured = json.loads(source.read_text())
+        if len(measured.get("results", {})) < 2:
+            raise SystemExit(f"error: --project-from: {source} holds fewer than two sizes; nothing to extrapolate")
+        projected = {"commit": git_commit(), "projected_from": args.project_from,
+                     "measured_commit": measured_commit(args.project_from),
+                     "projection": project(measured, interactions(args.project))}
+        name = f"scale-{args.project}-projection"
+        (RESULTS / f"{name}.json").write_text(json.dumps(projected, indent=2))
+        (RESULTS / f"{name}.md").write_text(projection_markdown(projected))
+        print(projection_markdown(projected))
+        return 0
     report: dict[str, Any] = {"commit": git_commit(), "machine": machine(), "results": {}}
     for size in args.sizes.split(","):
         report["results"][size] = bench_size(size, args.workdir)
