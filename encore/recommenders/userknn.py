@@ -12,7 +12,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, vstack
 from sklearn.preprocessing import normalize
 
-from encore.arrays import positions_in_groups, row_sums
+from encore.arrays import lookup_pairs, pair_keys, positions_in_groups, row_sums
 from encore.config.types import PositiveFloat, PositiveInt
 
 from .base import Recommender, as_ids, check_user_items, topk, topk_sparse
@@ -195,6 +195,30 @@ class UserKNNRecommender(Recommender):
     def score_sparse(self, user_ids: np.ndarray, user_items: csr_matrix) -> csr_matrix:
         """Sparse :meth:`score`: at most ``K`` neighbours' plays per row."""
         return csr_matrix(self.neighbours(user_ids, user_items) @ self.plays_)
+
+    def score_pairs(
+        self, users: np.ndarray, items: np.ndarray, user_items: csr_matrix, batch_size: int = 1024
+    ) -> np.ndarray:
+        """float32 ``(n_pairs,)``: :meth:`score` at each ``(users[p], items[p])``, looked up in the
+        sparse scores of ``batch_size`` distinct users at a time (about ``K`` neighbours' items a
+        row) instead of dense ``(batch_size, n_items)`` blocks: the ranker scores millions of pairs."""
+        self._check_fitted()
+        users, items = as_ids(users), as_ids(items)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same length, got {len(users)} and {len(items)}")
+        out = np.zeros(len(users), dtype=np.float32)
+        uniq, inverse = np.unique(users, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        sorted_inverse = inverse[order]
+        for start in range(0, len(uniq), batch_size):
+            stop = min(start + batch_size, len(uniq))
+            lo, hi = np.searchsorted(sorted_inverse, [start, stop])
+            pairs = order[lo:hi]
+            block = self.score_sparse(uniq[start:stop], user_items).tocoo()
+            out[pairs] = lookup_pairs(pair_keys(inverse[pairs] - start, items[pairs], self.n_items_),
+                                      pair_keys(block.row, block.col, self.n_items_),
+                                      block.data.astype(np.float32), fill=0.0)
+        return out
 
     def similar_items(self, item_ids: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
         """Items whose weighted listener vectors are closest (cosine), self excluded."""

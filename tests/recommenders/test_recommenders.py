@@ -659,3 +659,16 @@ def test_itemknn_auto_weighting_on_binary_and_counts() -> None:
         loaded = ItemKNNRecommender.load(path)
     assert (loaded.weighting_, loaded.B_) == ("none", 0.0)
     np.testing.assert_allclose(loaded.score(np.arange(5), binary), auto.score(np.arange(5), binary))
+
+
+def test_userknn_score_pairs_is_the_dense_score_in_any_batching(user_items: sp.csr_matrix) -> None:
+    """UserKNN looks pairs up in sparse score rows (not dense blocks): the same values as
+    ``score`` however the distinct users are batched, zero where no neighbour played the item."""
+    model = UserKNNRecommender(K=5).fit(user_items)
+    rng = np.random.default_rng(11)
+    users, items = rng.integers(0, N_USERS, 400), rng.integers(0, N_ITEMS, 400)
+    dense = model.score(np.arange(N_USERS), user_items)
+    assert (dense[users, items] == 0).any() and (dense[users, items] > 0).any()
+    for batch_size in (1, 7, 1024):
+        np.testing.assert_array_equal(model.score_pairs(users, items, user_items, batch_size=batch_size),
+                                      dense[users, items])
