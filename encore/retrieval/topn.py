@@ -122,7 +122,12 @@ def topk_sparse(scores: csr_matrix, N: int) -> tuple[np.ndarray, np.ndarray]:
     Stored ``-inf`` and NaN entries are never returned either; ties go to the lower item id.
     """
     scores = csr_matrix(scores)
-    n_rows = scores.shape[0]
+    scores.sum_duplicates()
+    n_rows, n_items = scores.shape
+    if n_rows and scores.nnz * _SPARSE_SORT_COST >= n_rows * n_items:
+        # Rows dense enough that writing them into -inf blocks and the dense top-N is cheaper
+        # than sorting the stored entries: the same lists.
+        return _topk_sparse_dense(scores, N)
     ids = np.full((n_rows, N), -1, dtype=np.int64)
     out = np.full((n_rows, N), -np.inf, dtype=np.float32)
     rows = np.repeat(np.arange(n_rows), np.diff(scores.indptr))
@@ -135,6 +140,29 @@ def topk_sparse(scores: csr_matrix, N: int) -> tuple[np.ndarray, np.ndarray]:
     keep = rank < N
     ids[rows[keep], rank[keep]] = cols[keep]
     out[rows[keep], rank[keep]] = vals[keep]
+    return ids, out
+
+
+_SPARSE_SORT_COST = 100
+"""Cells of a dense block worth one stored entry of a sparse one: a block with at least 1% of its
+cells stored goes through the dense top-N. Measured (CPU seconds, 1024 rows, top 100): 20k items
+x 1,650 a row 0.74 s sorted vs 0.11 s dense, 300 a row 0.09 vs 0.08; 100k items x 2,000 a row
+0.99 vs 0.29, 500 a row 0.17 vs 0.24 (the crossover is near 1%)."""
+_DENSE_BLOCK_CELLS = 1 << 24
+"""Most cells of one dense block in :func:`_topk_sparse_dense` (64 MiB of float32)."""
+
+
+def _topk_sparse_dense(scores: csr_matrix, N: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_sparse` through dense ``-inf``-filled blocks of at most ``_DENSE_BLOCK_CELLS``."""
+    n_rows, n_items = scores.shape
+    ids = np.empty((n_rows, N), dtype=np.int64)
+    out = np.empty((n_rows, N), dtype=np.float32)
+    step = max(1, _DENSE_BLOCK_CELLS // max(n_items, 1))
+    for lo in range(0, n_rows, step):
+        part = scores[lo:lo + step]
+        block = np.full(part.shape, -np.inf, dtype=np.float32)
+        block[np.repeat(np.arange(part.shape[0]), np.diff(part.indptr)), part.indices] = part.data
+        ids[lo:lo + step], out[lo:lo + step] = topk(block, N)
     return ids, out
 
 

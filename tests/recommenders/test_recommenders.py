@@ -159,7 +159,13 @@ def test_topk_row_slices_on_threads_equal_one_thread(monkeypatch: pytest.MonkeyP
         np.testing.assert_array_equal(topk(scores, 25, num_threads=threads), one)
 
 
-def test_topk_sparse_equals_topk_of_the_dense_block_with_unstored_as_minus_inf() -> None:
+@pytest.mark.parametrize("sort_cost", [0, 10**9])  # every block sorted / every block through dense top-N
+def test_topk_sparse_equals_topk_of_the_dense_block_with_unstored_as_minus_inf(
+        sort_cost: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import encore.retrieval.topn
+
+    monkeypatch.setattr(encore.retrieval.topn, "_SPARSE_SORT_COST", sort_cost)
+    monkeypatch.setattr(encore.retrieval.topn, "_DENSE_BLOCK_CELLS", 500)  # several dense blocks
     rng = np.random.default_rng(8)
     for _ in range(20):
         n, m, N = int(rng.integers(1, 9)), int(rng.integers(1, 300)), int(rng.integers(1, 30))
