@@ -147,10 +147,17 @@ class Batch:
 
 
 def merge_candidates(candidates: Mapping[str, pd.DataFrame], users: np.ndarray) -> pd.DataFrame:
-    """Union of every generator's (user, item) candidates for ``users``, sorted by user then item."""
-    frames = [frame.loc[frame["user"].isin(users), ["user", "item"]] for frame in candidates.values()]
-    merged = pd.concat(frames, ignore_index=True).drop_duplicates()
-    return merged.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
+    """Union of every generator's (user, item) candidates for ``users``, sorted by user then item
+    (the columns keep the lists' dtypes), from one sort of int64 pair keys."""
+    frames = list(candidates.values())
+    pair_users = np.concatenate([f["user"].to_numpy() for f in frames]) if frames else np.zeros(0, np.int64)
+    pair_items = np.concatenate([f["item"].to_numpy() for f in frames]) if frames else np.zeros(0, np.int64)
+    keep = np.isin(pair_users, users)
+    width = int(pair_items.max(initial=-1)) + 1
+    keys = np.sort(pair_users[keep].astype(np.int64) * width + pair_items[keep])
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys  # sorted unique: np.unique hashes first
+    return pd.DataFrame({"user": (keys // max(width, 1)).astype(pair_users.dtype),
+                         "item": (keys % max(width, 1)).astype(pair_items.dtype)})
 
 
 def labelled_batch(stage: RankingStage, prepared: PreparedData, users: np.ndarray, per_generator: int) -> Batch:
