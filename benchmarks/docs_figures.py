@@ -265,7 +265,9 @@ def scale_tables(report: dict[str, Any]) -> list[str]:
         "",
     ]
     pairs = list(report.get("growth", {}))
-    header = [f"{s}: s / GiB" for s in sizes] + [f"exponent {p}" for p in pairs]
+    # CPU seconds (every thread) beside the wall time, in files measured since they are logged.
+    with_cpu = all("cpu_seconds" in fig for s in sizes for fig in report["results"][s]["components"].values())
+    header = [f"{s}: s {'(CPU s) ' if with_cpu else ''}/ GiB" for s in sizes] + [f"exponent {p}" for p in pairs]
     lines.append("| component | " + " | ".join(header) + " |")
     lines.append("|---|" + "---|" * (len(sizes) + len(pairs)))
     components = list(report["results"][sizes[0]]["components"])
@@ -273,7 +275,8 @@ def scale_tables(report: dict[str, Any]) -> list[str]:
         cells = []
         for s in sizes:
             fig = report["results"][s]["components"][c]
-            cells.append(f"{fig['seconds']:.0f} / {fig['peak_rss_bytes'] / 2**30:.2f}")
+            cpu = f" ({fig['cpu_seconds']:.0f})" if with_cpu else ""
+            cells.append(f"{fig['seconds']:.0f}{cpu} / {fig['peak_rss_bytes'] / 2**30:.2f}")
         exps = [f"{report['growth'][p][c]:.2f}" for p in pairs]
         lines.append(f"| {c} | " + " | ".join(cells + exps) + " |")
     overhead = [f"{report['results'][s]['overhead_seconds']:.0f} / —" for s in sizes]
@@ -315,7 +318,8 @@ def render_scale_projection(doc: Path, name: str) -> str:
         f"`{report['measured_commit'][:7]}`) as `value_{large} × ({thousands(p['n_interactions'])} / n_{large})"
         f"^exponent`.",
         "",
-        f"| component | projected s | time exponent {small}->{large} | projected GiB | peak exponent {small}->{large} |",
+        f"| component | projected s | time exponent {small}->{large} | projected GiB "
+        f"| peak exponent {small}->{large} |",
         "|---|---|---|---|---|",
     ]
     for c, fig in p["components"].items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.scale import growth, markdown
+from benchmarks.scale import growth, markdown, project
 from benchmarks.userknn_listeners import markdown as listeners_markdown
 
 
@@ -28,8 +28,22 @@ def test_growth_exponents_between_sizes_and_first_to_last() -> None:
     assert list(growth({"1m": results["1m"], "4m": results["4m"]})) == ["1m->4m"]
     table = markdown({"results": results, "growth": exponents, "load_average_at_end": (1.0,),
                       "machine": {"cpus": 2, "memory_gib": 23.5, "python": "3.11", "load_average_at_start": (0.5,)}})
-    assert "| ranker | 20 / 0.50 | 160 / 0.50 | 640 / 0.50 | 1.50 | 1.00 | 1.25 |" in table
+    assert "| ranker | 20 (—) / 0.50 | 160 (—) / 0.50 | 640 (—) / 0.50 | 1.50 | 1.00 | 1.25 |" in table
     assert "| 16m | 16,000,000 | 1,600,000 × 800,000 | 0.3300 | ease 0.3000 | +10.0% (+5.0% .. +15.0%) |" in table
+
+
+def test_projection_extrapolates_each_component_with_its_own_exponents() -> None:
+    results = {"1m": _size(1_000_000, {"als": 10.0, "ranker": 20.0}),
+               "16m": _size(16_000_000, {"als": 160.0, "ranker": 640.0})}
+    results["16m"]["components"]["ranker"]["peak_rss_bytes"] = 2**31  # 4x the 1m peak over 16x: exponent 0.5
+    projected = project({"results": results}, 64_000_000)
+    assert projected["from_sizes"] == ["1m", "16m"]
+    als, ranker = projected["components"]["als"], projected["components"]["ranker"]
+    assert (als["time_exponent"], als["seconds"], als["peak_rss_bytes"]) == pytest.approx((1.0, 640.0, 2**29))
+    assert ranker["time_exponent"] == pytest.approx(1.25) and ranker["seconds"] == pytest.approx(640 * 4**1.25)
+    assert ranker["rss_exponent"] == pytest.approx(0.5) and ranker["peak_rss_bytes"] == pytest.approx(2**32)
+    assert projected["total_seconds"] == pytest.approx(640 + 640 * 4**1.25 + 1.0)  # + the overhead as measured
+    assert projected["peak_rss_bytes"] == pytest.approx(2**32)
 
 
 def test_userknn_listeners_table_names_the_exact_index_and_the_items_cut() -> None:
