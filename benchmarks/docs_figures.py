@@ -763,6 +763,7 @@ FIGURES: dict[str, Figure] = {
     "generators": Figure(render_generators, ("benchmark.json", "itemknn.json")),
     "pipeline-lastfm2k": Figure(render_pipeline, ("lastfm2k-pipeline.json",)),
     "scale": Figure(lambda doc: render_scale(doc, "scale.json"), ("scale.json",)),
+    "scale-1m-i27": Figure(lambda doc: render_scale(doc, "scale-1m-i27.json"), ("scale-1m-i27.json",)),
     "scale-30m-projection": Figure(lambda doc: render_scale_projection(doc, "scale-30m-projection.json"),
                                    ("scale-30m-projection.json", "scale.json")),
     "scale-1m-final": Figure(lambda doc: render_scale(doc, "scale-1m-final.json"), ("scale-1m-final.json",)),
