@@ -35,6 +35,8 @@ def test_pipeline_logs_one_parent_with_nested_component_runs(tiny_config: Encore
     parent_id = parents["run_id"].iloc[0]
     children = runs[runs["tags.mlflow.parentRunId"] == parent_id]
     assert sorted(children["tags.encore.component"]) == sorted(pipeline_components(tiny_config))
+    # Each computed component's CPU seconds (all threads) beside its wall time.
+    assert (children["metrics.cpu_run_seconds"] > 0).all() and (children["metrics.time_run_seconds"] > 0).all()
 
     parent = parents.iloc[0]
     for tag in ("git_commit", "config_hash", "split_hash", "version.implicit", "version.catboost"):
