@@ -381,19 +381,48 @@ def render_serve_load(doc: Path) -> str:
 def render_spark(doc: Path) -> str:
     name = "spark.json"
     report = load(name)
-    lines = ["| data | interactions | fit | master | fit (s) | NDCG@10 | overlap@100 with implicit |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| data | interactions | fit | master | fit (s) | NDCG@10 | overlap@100 with implicit | load after fit |",
+             "|---|---|---|---|---|---|---|---|"]
     for data, r in report["experiments"].items():
         p = r["params"]
         lines.append(f"| {data} | {thousands(r['n_interactions'])} | implicit ALS | this process | "
-                     f"{r['implicit']['fit_seconds']:.1f} | {r['implicit']['ndcg@10']:.4f} | – |")
+                     f"{r['implicit']['fit_seconds']:.1f} | {r['implicit']['ndcg@10']:.4f} | – | "
+                     f"{r['implicit'].get('load_after_fit', '–')} |")
         for run in r["als_spark"].values():
             lines.append(f"| {data} | {thousands(r['n_interactions'])} | als_spark | {run['master']} | "
-                         f"{run['fit_seconds']:.1f} | {run['ndcg@10']:.4f} | {run['overlap@100_vs_implicit']:.3f} |")
+                         f"{run['fit_seconds']:.1f} | {run['ndcg@10']:.4f} | {run['overlap@100_vs_implicit']:.3f} | "
+                         f"{run.get('load_after_fit', '–')} |")
     lines += ["", f"Both: {p['factors']} factors, {p['iterations']} iterations, regularization {p['regularization']}, "
               f"alpha {p['alpha']}, {p['weighting']} weights, seed {p['random_state']}; train stage, NDCG@10 on test. "
               f"Machine: {report['machine']}, load average {report['load_average_at_start']} at the start "
-              "(shared).", "", source_line(doc, name)]
+              "(shared).", *([f"Measured on commit {c[:7]} ({', '.join(d)})." for c, d in report['commits'].items()]
+                             if "commits" in report else []), "", source_line(doc, name)]
+    return "\n".join(lines)
+
+
+def render_spark_topn(doc: Path) -> str:
+    """als_spark's lists on the driver against the executors, on the same factors (spark_topn.json)."""
+    name = "spark_topn.json"
+    report = load(name)
+    lines = ["| data | users | items | where | top-100 of every user (s) | 20 similar items of every item (s) | "
+             "identical ids (candidates, similar) | load average before / after |",
+             "|---|---|---|---|---|---|---|---|"]
+    for data, r in report["experiments"].items():
+        d = r["driver"]
+        lines.append(f"| {data} | {thousands(r['n_users'])} | {thousands(r['n_items'])} | driver (implicit, "
+                     f"every core) | {d['top100']['seconds']:.1f} | {d['similar20']['seconds']:.1f} | – | "
+                     f"{d['top100']['load_before']} / {d['similar20']['load_after']} |")
+        for run in r["executors"].values():
+            lines.append(f"| {data} | {thousands(r['n_users'])} | {thousands(r['n_items'])} | executors, "
+                         f"{run['master']} | {run['top100']['seconds']:.1f} | {run['similar20']['seconds']:.1f} | "
+                         f"{run['identical_ids']:.4f}, {run['identical_similar_ids']:.4f} | "
+                         f"{run['top100']['load_before']} / {run['similar20']['load_after']} |")
+    first = next(iter(report["experiments"].values()))
+    lines += ["", f"Same factors in both ({first['factors']}, implicit's ALS fit on the train stage), played items "
+              f"filtered; executor blocks of {first['block_users']:,} users (items). Broadcast per executor: the "
+              "item factors, " + ", ".join(f"{d} {r['item_broadcast_bytes'] / 2**20:.1f} MiB"
+                                            for d, r in report["experiments"].items())
+              + f". Machine: {report['machine']} (shared).", "", source_line(doc, name)]
     return "\n".join(lines)
 
 
@@ -742,6 +771,7 @@ FIGURES: dict[str, Figure] = {
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
     "spark-als": Figure(render_spark, ("spark.json",)),
     "spark-stages": Figure(render_spark_stages, ("spark_stages.json",)),
+    "spark-topn": Figure(render_spark_topn, ("spark_topn.json",)),
     "spark-plan": Figure(render_spark_plan, ("spark_stages.json",)),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),

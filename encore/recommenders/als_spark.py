@@ -191,9 +191,9 @@ class ALSSparkRecommender(ImplicitFactorizationRecommender):
         self._check_fitted()
         if self.top_n_on != "executors" or not parts or self.retrieval != "exact":
             return None
-        spark = _session()
-        return executor_top_n(spark, self._factor_frame(spark, "user"), self.item_factors, as_sorted_ids(users),
-                              parts, N, self.block_users)
+        users = as_sorted_ids(users)
+        return self._on_executors("user", lambda spark, frame: executor_top_n(
+            spark, frame, self.item_factors, users, parts, N, self.block_users))
 
     def stage_similar_item_batches(self, N: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]] | None:
         """Every item's ``N`` most similar items (cosine, self excluded) computed on the executors,
@@ -202,20 +202,23 @@ class ALSSparkRecommender(ImplicitFactorizationRecommender):
         self._check_fitted()
         if self.top_n_on != "executors" or self.retrieval != "exact":
             return None
-        spark = _session()
-        return executor_similar_items(spark, self._factor_frame(spark, "item"), self.item_factors, N,
-                                      self.block_users)
+        return self._on_executors("item", lambda spark, frame: executor_similar_items(
+            spark, frame, self.item_factors, N, self.block_users))
 
-    def _factor_frame(self, spark: SparkSession, which: Literal["user", "item"]) -> DataFrame:
-        """(id, features) of the users or items: MLlib's own DataFrame after a fit in this session
-        (never collected again), else made from the driver's factors (a loaded model)."""
-        frames = self.__dict__.get("_factor_frames") or {}
-        frame = frames.get(which)
+    def _on_executors(self, which: Literal["user", "item"], job: Any
+                      ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """``job(spark, factor_frame)``'s blocks, the factors as a DataFrame of (id, features): MLlib's
+        own after a fit in this session (never collected again), else the driver's (a loaded model)
+        written to a temporary Parquet file the executors read (a shared folder on a multi-machine
+        cluster, as for :meth:`fit`)."""
+        spark = _session()
+        frame = (self.__dict__.get("_factor_frames") or {}).get(which)
         if frame is not None and frame.sparkSession._jsparkSession.equals(spark._jsparkSession):
-            return frame
+            yield from job(spark, frame)
+            return
         factors = self.user_factors if which == "user" else self.item_factors
-        rows = np.flatnonzero(np.any(factors != 0, axis=1))
-        return _frame_of(spark, rows, factors[rows])
+        with tempfile.TemporaryDirectory(prefix="encore-als-spark-factors-") as folder:
+            yield from job(spark, _frame_of(spark, factors, Path(folder) / f"{which}_factors.parquet"))
 
     def _solve(self, ratings: DataFrame, ratings_per_user: float, n_users: int, n_items: int
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -270,13 +273,18 @@ def as_sorted_ids(ids: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _frame_of(spark: SparkSession, ids: np.ndarray, factors: np.ndarray) -> DataFrame:
-    """(id int, features array<float>) rows from driver arrays (a loaded model's factors)."""
-    from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
+def _frame_of(spark: SparkSession, factors: np.ndarray, path: Path) -> DataFrame:
+    """(id int, features array<float>) of the non-zero rows of ``factors`` ``(n, k)``, as MLlib's
+    factor DataFrames are, written to ``path`` and read back by the executors."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    schema = StructType([StructField("id", IntegerType()), StructField("features", ArrayType(FloatType()))])
-    frame = pd.DataFrame({"id": ids.astype(np.int32), "features": list(factors.astype(np.float32))})
-    return spark.createDataFrame(frame, schema)
+    rows = np.flatnonzero(np.any(factors != 0, axis=1))
+    values = pa.array(np.ascontiguousarray(factors[rows], dtype=np.float32).ravel())
+    offsets = pa.array(np.arange(len(rows) + 1, dtype=np.int32) * factors.shape[1])
+    pq.write_table(pa.table({"id": pa.array(rows.astype(np.int32)),
+                             "features": pa.ListArray.from_arrays(offsets, values)}), path)
+    return spark.read.parquet(str(path))
 
 
 _LISTS_SCHEMA = "block int, row int, item int, score float, rank int"
