@@ -381,22 +381,27 @@ def render_serve_load(doc: Path) -> str:
 def render_spark(doc: Path) -> str:
     name = "spark.json"
     report = load(name)
-    lines = ["| data | interactions | fit | master | fit (s) | NDCG@10 | overlap@100 with implicit | load after fit |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | interactions | fit | master | fit (s) | x implicit's time | NDCG@10 | overlap@100 with implicit "
+             "| load average (start / after fit) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    settings = []
     for data, r in report["experiments"].items():
-        p = r["params"]
+        p, implicit = r["params"], r["implicit"]
+        start = report["load_average_at_start"]
         lines.append(f"| {data} | {thousands(r['n_interactions'])} | implicit ALS | this process | "
-                     f"{r['implicit']['fit_seconds']:.1f} | {r['implicit']['ndcg@10']:.4f} | – | "
-                     f"{r['implicit'].get('load_after_fit', '–')} |")
+                     f"{implicit['fit_seconds']:.1f} | 1 | {implicit['ndcg@10']:.4f} | – | "
+                     f"{implicit.get('load_at_start', start)} / {implicit.get('load_after_fit', '–')} |")
         for run in r["als_spark"].values():
             lines.append(f"| {data} | {thousands(r['n_interactions'])} | als_spark | {run['master']} | "
-                         f"{run['fit_seconds']:.1f} | {run['ndcg@10']:.4f} | {run['overlap@100_vs_implicit']:.3f} | "
-                         f"{run.get('load_after_fit', '–')} |")
+                         f"{run['fit_seconds']:.1f} | {run['fit_seconds'] / implicit['fit_seconds']:.0f} | "
+                         f"{run['ndcg@10']:.4f} | {run['overlap@100_vs_implicit']:.3f} | "
+                         f"{run.get('load_at_start', start)} / {run.get('load_after_fit', '–')} |")
+        settings.append(f"{data}: seed {p['random_state']}")
     lines += ["", f"Both: {p['factors']} factors, {p['iterations']} iterations, regularization {p['regularization']}, "
-              f"alpha {p['alpha']}, {p['weighting']} weights, seed {p['random_state']}; train stage, NDCG@10 on test. "
-              f"Machine: {report['machine']}, load average {report['load_average_at_start']} at the start "
-              "(shared).", *([f"Measured on commit {c[:7]} ({', '.join(d)})." for c, d in report['commits'].items()]
-                             if "commits" in report else []), "", source_line(doc, name)]
+              f"alpha {p['alpha']}, {p['weighting']} weights ({'; '.join(settings)}); train stage, NDCG@10 on test. "
+              f"Machine: {report['machine']} (shared).",
+              *([f"Measured on commit {c[:7]} ({', '.join(d)})." for c, d in report['commits'].items()]
+                if "commits" in report else []), "", source_line(doc, name)]
     return "\n".join(lines)
 
 
