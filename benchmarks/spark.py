@@ -165,6 +165,19 @@ def _stitched(blocks: Any, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, scores
 
 
+def agreement(ids: np.ndarray, ref_ids: np.ndarray, ref_scores: np.ndarray, tolerance: float = 1e-5
+              ) -> dict[str, float]:
+    """How far ``(n, N)`` lists agree with reference lists of ``N + 1`` columns: the share of identical
+    ids, the share among slots whose reference score is not tied (within ``tolerance``) with a
+    neighbour's (the extra column catches a tie across the list's end), and that tied share."""
+    n = ids.shape[1]
+    gaps = np.abs(np.diff(ref_scores, axis=1)) < tolerance
+    tied = gaps[:, :n] | np.pad(gaps[:, : n - 1], ((0, 0), (1, 0)))
+    same = ids == ref_ids[:, :n]
+    return {"identical": float(same.mean()), "identical_where_not_tied": float(same[~tied].mean()),
+            "tied": float(tied.mean())}
+
+
 def run_top_n(name: str, masters: list[str], workdir: Path, n: int = 100, n_similar: int = 20) -> dict[str, Any]:
     """Driver against executor top-N (and similar items) on the same factors, per master."""
     config = load_config(REPO_ROOT / "experiments" / f"{name}.yaml")
@@ -178,9 +191,11 @@ def run_top_n(name: str, masters: list[str], workdir: Path, n: int = 100, n_simi
     users = np.arange(prepared.n_users, dtype=np.int64)
     heard = prepared.user_items("train")
     parts = prepared.stage_view("train").parts
-    (driver_ids, _), driver_time = _timed(lambda: model.recommend(users, heard, n))
-    (driver_similar, _), driver_similar_time = _timed(lambda: model.similar_items(np.arange(prepared.n_items),
-                                                                                  n_similar))
+    # one slot more than asked: it tells a tie across the list's end (agreement); timed with it
+    (driver_ids, driver_scores), driver_time = _timed(lambda: model.recommend(users, heard, n + 1))
+    (driver_similar, similar_scores), driver_similar_time = _timed(
+        lambda: model.similar_items(np.arange(prepared.n_items), n_similar + 1))
+    has_vector = np.any(model.item_factors != 0, axis=1)
     print(f"{name}: driver top-{n} {driver_time}, similar {driver_similar_time}", flush=True)
     runs: dict[str, Any] = {}
     base = load_spark_settings()
@@ -198,8 +213,11 @@ def run_top_n(name: str, masters: list[str], workdir: Path, n: int = 100, n_simi
                                                                   prepared.n_items, n_similar))
         where = url if master == "local" else f"standalone, {master} x 1 core"
         runs[master] = {"master": where, f"top{n}": top_time, f"similar{n_similar}": similar_time,
-                        "identical_ids": float(np.mean(ids == driver_ids)),
-                        "identical_similar_ids": float(np.mean(similar == driver_similar))}
+                        "candidates": agreement(ids, driver_ids, driver_scores),
+                        # items with a zero vector: -1 rows on the executors, implicit's arbitrary lists on the driver
+                        "similar_items": agreement(similar[has_vector], driver_similar[has_vector],
+                                                   similar_scores[has_vector]),
+                        "items_without_vector": int((~has_vector).sum())}
         print(f"{name}: executors on {master}: {runs[master]}", flush=True)
     summary = prepared.summary
     k = params["factors"]
@@ -207,7 +225,7 @@ def run_top_n(name: str, masters: list[str], workdir: Path, n: int = 100, n_simi
             "n_items": int(summary["n_items"]), "factors": k, "block_users": model.block_users,
             "item_broadcast_bytes": int(summary["n_items"]) * k * 4,
             "driver": {f"top{n}": driver_time, f"similar{n_similar}": driver_similar_time,
-                       "threads": "implicit, every core"},
+                       "threads": "implicit, every core", "note": f"timed with {n + 1} and {n_similar + 1} slots"},
             "executors": runs}
 
 
