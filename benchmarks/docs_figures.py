@@ -409,19 +409,55 @@ def render_serve_load(doc: Path) -> str:
 def render_spark(doc: Path) -> str:
     name = "spark.json"
     report = load(name)
-    lines = ["| data | interactions | fit | master | fit (s) | NDCG@10 | overlap@100 with implicit |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| data | interactions | fit | master | fit (s) | x implicit's time | NDCG@10 | overlap@100 with implicit "
+             "| load average (start / after fit) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    settings = []
     for data, r in report["experiments"].items():
-        p = r["params"]
+        p, implicit = r["params"], r["implicit"]
+        start = report["load_average_at_start"]
         lines.append(f"| {data} | {thousands(r['n_interactions'])} | implicit ALS | this process | "
-                     f"{r['implicit']['fit_seconds']:.1f} | {r['implicit']['ndcg@10']:.4f} | – |")
+                     f"{implicit['fit_seconds']:.1f} | 1 | {implicit['ndcg@10']:.4f} | – | "
+                     f"{implicit.get('load_at_start', start)} / {implicit.get('load_after_fit', '–')} |")
         for run in r["als_spark"].values():
             lines.append(f"| {data} | {thousands(r['n_interactions'])} | als_spark | {run['master']} | "
-                         f"{run['fit_seconds']:.1f} | {run['ndcg@10']:.4f} | {run['overlap@100_vs_implicit']:.3f} |")
+                         f"{run['fit_seconds']:.1f} | {run['fit_seconds'] / implicit['fit_seconds']:.0f} | "
+                         f"{run['ndcg@10']:.4f} | {run['overlap@100_vs_implicit']:.3f} | "
+                         f"{run.get('load_at_start', start)} / {run.get('load_after_fit', '–')} |")
+        settings.append(f"{data}: seed {p['random_state']}")
     lines += ["", f"Both: {p['factors']} factors, {p['iterations']} iterations, regularization {p['regularization']}, "
-              f"alpha {p['alpha']}, {p['weighting']} weights, seed {p['random_state']}; train stage, NDCG@10 on test. "
-              f"Machine: {report['machine']}, load average {report['load_average_at_start']} at the start "
-              "(shared).", "", source_line(doc, name)]
+              f"alpha {p['alpha']}, {p['weighting']} weights ({'; '.join(settings)}); train stage, NDCG@10 on test. "
+              f"Machine: {report['machine']} (shared).",
+              *([f"Measured on commit {c[:7]} ({', '.join(d)})." for c, d in report['commits'].items()]
+                if "commits" in report else []), "", source_line(doc, name)]
+    return "\n".join(lines)
+
+
+def render_spark_topn(doc: Path) -> str:
+    """als_spark's lists on the driver against the executors, on the same factors (spark_topn.json)."""
+    name = "spark_topn.json"
+    report = load(name)
+    lines = ["| data | users | items | where | top-100 of every user (s) | 20 similar items of every item (s) | "
+             "identical ids where not tied: candidates, similar (tied share) | load average before / after |",
+             "|---|---|---|---|---|---|---|---|"]
+    for data, r in report["experiments"].items():
+        d = r["driver"]
+        lines.append(f"| {data} | {thousands(r['n_users'])} | {thousands(r['n_items'])} | driver (implicit, "
+                     f"every core) | {d['top100']['seconds']:.1f} | {d['similar20']['seconds']:.1f} | – | "
+                     f"{d['top100']['load_before']} / {d['similar20']['load_after']} |")
+        for run in r["executors"].values():
+            c, s_ = run["candidates"], run["similar_items"]
+            lines.append(f"| {data} | {thousands(r['n_users'])} | {thousands(r['n_items'])} | executors, "
+                         f"{run['master']} | {run['top100']['seconds']:.1f} | {run['similar20']['seconds']:.1f} | "
+                         f"{c['identical_where_not_tied']:.4f} ({c['tied']:.3f}), "
+                         f"{s_['identical_where_not_tied']:.4f} ({s_['tied']:.3f}) | "
+                         f"{run['top100']['load_before']} / {run['similar20']['load_after']} |")
+    first = next(iter(report["experiments"].values()))
+    lines += ["", f"Same factors in both ({first['factors']}, implicit's ALS fit on the train stage), played items "
+              f"filtered; executor blocks of {first['block_users']:,} users (items); similar items compared for "
+              "items with a non-zero vector. Broadcast per executor: the item factors, "
+              + ", ".join(f"{d} {r['item_broadcast_bytes'] / 2**20:.1f} MiB" for d, r in report["experiments"].items())
+              + f". Machine: {report['machine']} (shared).", "", source_line(doc, name)]
     return "\n".join(lines)
 
 
@@ -448,6 +484,26 @@ def render_spark_stages(doc: Path) -> str:
               f"({report['test_part_bytes'] / 2**20:.2f} MiB). Machine: {report['machine']} (shared).", "",
               source_line(doc, name)]
     return "\n".join(lines)
+
+
+_PLAN_ITEMS = 1_000_000
+"""The item count the 1-billion-event plan assumes for als_spark's top-N (an assumption, said so)."""
+
+
+def _top_n_plan_rows(users: float) -> list[str]:
+    """The plan's row for als_spark's top-N on the executors, from spark_topn.json's largest data set."""
+    report = load("spark_topn.json")
+    r = max(report["experiments"].values(), key=lambda e: e["n_users"] * e["n_items"])
+    pairs = r["n_users"] * r["n_items"]
+    driver_ns = r["driver"]["top100"]["seconds"] * 2 / pairs * 1e9  # core-ns per pair, 2 cores
+    executor_ns = max(run["top100"]["seconds"] for run in r["executors"].values()) * 2 / pairs * 1e9
+    low, high = (ns * users * _PLAN_ITEMS / 1e9 / 3600 for ns in (driver_ns, executor_ns))
+    broadcast = _PLAN_ITEMS * r["factors"] * 4 / 2**20
+    return [f"| als_spark top-100 of every user | executors (`top_n_on: executors`) | user factors "
+            f"{users * r['factors'] * 4 / 2**30:,.1f} GiB + played items | candidates (as above) | "
+            f"{low:,.0f} to {high:,.0f} | {max(1, round(low / 4)):,} to {max(1, round(high / 4)):,} |",
+            f"| als_spark top-N: broadcast item factors | every executor's memory | – | – | – | "
+            f"{broadcast:,.0f} MiB each |"]
 
 
 def render_spark_plan(doc: Path) -> str:
@@ -477,11 +533,15 @@ def render_spark_plan(doc: Path) -> str:
              f"{max(1, round(eval_core_h / 4)):,} |",
              f"| ranking stage: broadcast stage data | every executor's memory | – | – | – | "
              f"{broadcast:,.0f} GiB each: over any executor (see below) |",
+             *_top_n_plan_rows(users),
              "", f"Scaled linearly from {r['experiment']} ({thousands(r['n_interactions'])} interactions, "
              f"{thousands(r['n_users'])} users: {per_user:.0f} per user) to 1 billion interactions at the same "
              f"density: {users / 1e6:,.1f} million users. Compute from the pandas run's seconds on this machine "
-             "(2 cores, shared), sizes per user (candidates, lists) and per interaction (test part, broadcast).",
-             "", source_line(doc, name)]
+             "(2 cores, shared), sizes per user (candidates, lists) and per interaction (test part, broadcast). "
+             f"als_spark's top-N: {thousands(_PLAN_ITEMS)} items assumed (not measured), cost per (user, item) pair "
+             "from spark_topn.json's largest data set: the driver's rate (implicit, this machine's 2 cores) as the "
+             "low end, the executors' whole measured time (their fixed overhead included) as the high end.",
+             "", source_line(doc, name, "spark_topn.json")]
     return "\n".join(lines)
 
 
@@ -773,7 +833,8 @@ FIGURES: dict[str, Figure] = {
     "serve-load": Figure(render_serve_load, ("serve_load.json",)),
     "spark-als": Figure(render_spark, ("spark.json",)),
     "spark-stages": Figure(render_spark_stages, ("spark_stages.json",)),
-    "spark-plan": Figure(render_spark_plan, ("spark_stages.json",)),
+    "spark-topn": Figure(render_spark_topn, ("spark_topn.json",)),
+    "spark-plan": Figure(render_spark_plan, ("spark_stages.json", "spark_topn.json")),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),
     "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),

@@ -9,6 +9,14 @@ For each experiment, ``prepare`` runs once (in-process, into a temporary folder)
 and seed (the experiment's ``als`` instance). Per run: fit seconds (session start excluded),
 NDCG@10 on test, and against implicit's lists the overlap@100 of the candidate ids.
 Written to ``benchmarks/results/spark.json``; a benchmark, not a test.
+
+    python -m benchmarks.spark --top-n [--experiments lastfm2k,synthetic_1m] [--masters local,2]
+
+measures where ``als_spark`` computes its lists instead (``benchmarks/results/spark_topn.json``):
+on the same factors (implicit's ALS fit, copied into an ``als_spark`` model, as a loaded model
+is), the top-100 of every user and the 20 similar items of every item on the driver (implicit's
+batched ``recommend``, the ``top_n_on: driver`` path) and on the executors (``top_n_on:
+executors``), with the share of identical ids. Every wall time has the load average beside it.
 """
 
 from __future__ import annotations
@@ -108,6 +116,7 @@ def run_experiment(name: str, masters: list[str], workdir: Path) -> dict[str, An
     started = time.perf_counter()
     implicit.fit_stage(prepared.stage_view(stage))
     implicit_seconds = time.perf_counter() - started
+    implicit_load = round(os.getloadavg()[0], 2)
     reference, evaluator = eval_lists(implicit, prepared, stage, 100)
     implicit_ndcg = evaluator.evaluate(reference[:, :10])["ndcg@10"]
     print(f"{name}: implicit {implicit_seconds:.1f} s, ndcg@10 {implicit_ndcg:.4f}", flush=True)
@@ -129,27 +138,111 @@ def run_experiment(name: str, masters: list[str], workdir: Path) -> dict[str, An
             seconds = time.perf_counter() - started
         lists, _ = eval_lists(model, prepared, stage, 100)
         where = url if master == "local" else f"standalone, {master} x 1 core"
-        runs[master] = {"master": where, "fit_seconds": seconds,
+        runs[master] = {"master": where, "fit_seconds": seconds, "load_after_fit": round(os.getloadavg()[0], 2),
                         "ndcg@10": evaluator.evaluate(lists[:, :10])["ndcg@10"],
                         "overlap@100_vs_implicit": overlap_at(lists, reference, 100)}
         print(f"{name}: als_spark on {master}: {runs[master]}", flush=True)
     summary = prepared.summary
     return {"experiment": f"experiments/{name}.yaml", "n_interactions": int(summary["n_interactions"]),
             "n_users": int(summary["n_users"]), "n_items": int(summary["n_items"]), "params": spark_params,
-            "implicit": {"fit_seconds": implicit_seconds, "ndcg@10": implicit_ndcg}, "als_spark": runs}
+            "implicit": {"fit_seconds": implicit_seconds, "load_after_fit": implicit_load, "ndcg@10": implicit_ndcg},
+            "als_spark": runs}
+
+
+def _timed(run: Any) -> tuple[Any, dict[str, float]]:
+    """``run()``'s value, and its seconds with the 1-minute load average before and after."""
+    before = os.getloadavg()[0]
+    started = time.perf_counter()
+    value = run()
+    return value, {"seconds": time.perf_counter() - started, "load_before": round(before, 2),
+                   "load_after": round(os.getloadavg()[0], 2)}
+
+
+def _stitched(blocks: Any, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    ids, scores = np.full((n, width), -1, dtype=np.int64), np.full((n, width), -np.inf, dtype=np.float32)
+    for start, stop, block_ids, block_scores in blocks:
+        ids[start:stop], scores[start:stop] = block_ids, block_scores
+    return ids, scores
+
+
+def agreement(ids: np.ndarray, ref_ids: np.ndarray, ref_scores: np.ndarray, tolerance: float = 1e-5
+              ) -> dict[str, float]:
+    """How far ``(n, N)`` lists agree with reference lists of ``N + 1`` columns: the share of identical
+    ids, the share among slots whose reference score is not tied (within ``tolerance``) with a
+    neighbour's (the extra column catches a tie across the list's end), and that tied share."""
+    n = ids.shape[1]
+    gaps = np.abs(np.diff(ref_scores, axis=1)) < tolerance
+    tied = gaps[:, :n] | np.pad(gaps[:, : n - 1], ((0, 0), (1, 0)))
+    same = ids == ref_ids[:, :n]
+    return {"identical": float(same.mean()), "identical_where_not_tied": float(same[~tied].mean()),
+            "tied": float(tied.mean())}
+
+
+def run_top_n(name: str, masters: list[str], workdir: Path, n: int = 100, n_similar: int = 20) -> dict[str, Any]:
+    """Driver against executor top-N (and similar items) on the same factors, per master."""
+    config = load_config(REPO_ROOT / "experiments" / f"{name}.yaml")
+    prepared = prepare_folder(config, workdir / name)
+    params = als_params(config)
+    implicit = ALSRecommender(**params).fit_stage(prepared.stage_view("train"))
+    spark_params = {k: v for k, v in params.items() if k != "weighting"}
+    model = ALSSparkRecommender(**spark_params)
+    model.model_, model.n_users_, model.n_items_ = implicit.model_, implicit.n_users_, implicit.n_items_
+    model.set_retrieval("exact")
+    users = np.arange(prepared.n_users, dtype=np.int64)
+    heard = prepared.user_items("train")
+    parts = prepared.stage_view("train").parts
+    # one slot more than asked: it tells a tie across the list's end (agreement); timed with it
+    (driver_ids, driver_scores), driver_time = _timed(lambda: model.recommend(users, heard, n + 1))
+    (driver_similar, similar_scores), driver_similar_time = _timed(
+        lambda: model.similar_items(np.arange(prepared.n_items), n_similar + 1))
+    has_vector = np.any(model.item_factors != 0, axis=1)
+    print(f"{name}: driver top-{n} {driver_time}, similar {driver_similar_time}", flush=True)
+    runs: dict[str, Any] = {}
+    base = load_spark_settings()
+    for master in masters:
+        with contextlib.ExitStack() as stack:
+            if master == "local":
+                url, settings = "local[*]", base
+            else:
+                cluster = stack.enter_context(StandaloneCluster(n_workers=int(master), cores=1, memory="1g"))
+                url, settings = cluster.master_url, cluster_settings(base)
+            stack.enter_context(session_on(url, settings))
+            (ids, _), top_time = _timed(lambda: _stitched(model.stage_recommend_batches(users, parts, n),
+                                                          len(users), n))
+            (similar, _), similar_time = _timed(lambda: _stitched(model.stage_similar_item_batches(n_similar),
+                                                                  prepared.n_items, n_similar))
+        where = url if master == "local" else f"standalone, {master} x 1 core"
+        runs[master] = {"master": where, f"top{n}": top_time, f"similar{n_similar}": similar_time,
+                        "candidates": agreement(ids, driver_ids, driver_scores),
+                        # items with a zero vector: -1 rows on the executors, implicit's arbitrary lists on the driver
+                        "similar_items": agreement(similar[has_vector], driver_similar[has_vector],
+                                                   similar_scores[has_vector]),
+                        "items_without_vector": int((~has_vector).sum())}
+        print(f"{name}: executors on {master}: {runs[master]}", flush=True)
+    summary = prepared.summary
+    k = params["factors"]
+    return {"experiment": f"experiments/{name}.yaml", "n_users": int(summary["n_users"]),
+            "n_items": int(summary["n_items"]), "factors": k, "block_users": model.block_users,
+            "item_broadcast_bytes": int(summary["n_items"]) * k * 4,
+            "driver": {f"top{n}": driver_time, f"similar{n_similar}": driver_similar_time,
+                       "threads": "implicit, every core", "note": f"timed with {n + 1} and {n_similar + 1} slots"},
+            "executors": runs}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", default="lastfm2k", help="comma-separated experiments/<name>.yaml")
     parser.add_argument("--masters", default="local,1,2", help="local and/or numbers of cluster workers")
-    parser.add_argument("--out", type=Path, default=RESULTS / "spark.json")
+    parser.add_argument("--top-n", action="store_true", help="driver against executor top-N (spark_topn.json)")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default: spark.json / spark_topn.json)")
     args = parser.parse_args(argv)
+    args.out = args.out or RESULTS / ("spark_topn.json" if args.top_n else "spark.json")
     report: dict[str, Any] = {"commit": git_commit(), "machine": machine(),
                               "load_average_at_start": round(os.getloadavg()[0], 1), "experiments": {}}
     with tempfile.TemporaryDirectory(prefix="encore-bench-spark-") as workdir:
         for name in args.experiments.split(","):
-            report["experiments"][name] = run_experiment(name, args.masters.split(","), Path(workdir))
+            run = run_top_n if args.top_n else run_experiment
+            report["experiments"][name] = run(name, args.masters.split(","), Path(workdir))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

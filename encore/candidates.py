@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from encore.config.experiment import ConfigError, EncoreConfig
-from encore.data.prepared import PreparedData, Stage
+from encore.data.prepared import STAGE_PARTS, PreparedData, Stage
 from encore.evaluation.evaluator import Evaluator, frame_from_lists
-from encore.progress import batches
+from encore.progress import Progress, batches
 from encore.recommenders import (
     GeneratorConfig,
     ModelOutputError,
@@ -89,6 +89,17 @@ def recommend_batches(model: Recommender, prepared: PreparedData, stage: Stage, 
 
     What the model returns is checked (shape, dtype, ids in range, no NaN scores): a wrong
     output is a :class:`ModelOutputError` naming the class, and instance ``name`` if given."""
+    on_executors = getattr(model, "stage_recommend_batches", None)  # als_spark: top-N in Spark tasks
+    blocks = on_executors(users, tuple(prepared.path / f"{part}.parquet" for part in STAGE_PARTS[stage]), n) \
+        if on_executors is not None else None
+    if blocks is not None:
+        with Progress(label, len(users), unit="users") as progress:
+            for start, stop, ids, scores in blocks:
+                with _naming(model, name):
+                    ids, scores = check_lists(model, "recommend", ids, scores, stop - start, n)
+                yield start, stop, ids, scores
+                progress.advance(stop - start)
+        return
     user_items = prepared.user_items(stage)
     for start, stop in batches(len(users), batch_size, label):
         with _naming(model, name):
@@ -118,6 +129,15 @@ def similar_item_batches(model: Recommender, n_items: int, n_similar: int, batch
     """Every item's ``n_similar`` most similar items (item, similar_item, score, rank), one
     frame per batch of items (batches bound the dense ``(batch, n_items)`` blocks), with progress;
     what the model returns is checked as in :func:`recommend_batches`."""
+    on_executors = getattr(model, "stage_similar_item_batches", None)  # als_spark: in Spark tasks
+    blocks = on_executors(n_similar) if on_executors is not None else None
+    if blocks is not None:
+        for start, stop, ids, scores in blocks:
+            with _naming(model, name):
+                ids, scores = check_lists(model, "similar_items", ids, scores, stop - start, n_similar)
+            items = np.arange(start, stop, dtype=np.int64)
+            yield frame_from_lists(items, ids, scores).rename(columns={"user": "item", "item": "similar_item"})
+        return
     for start, stop in batches(n_items, batch_size * 4, label, unit="items"):
         items = np.arange(start, stop, dtype=np.int64)
         with _naming(model, name):

@@ -167,3 +167,55 @@ def spark_cluster() -> Iterator[object]:
 
     with StandaloneCluster(n_workers=2, cores=1, memory="1g") as cluster:
         yield cluster
+
+
+SPARK_COMPONENTS = ["prepare", "popular", "als_spark", "ranker", "evaluate"]
+SPARK_EXPERIMENT = TINY_SYNTHETIC | {"components": {
+    **{name: {"enabled": False} for name in ("als", "bpr", "item2item", "itemknn", "friends", "ease", "userknn",
+                                             "als128", "als32", "bpr128", "ease500", "knncos")},
+    "als_spark": {"kind": "als_spark", "factors": 16, "iterations": 5, "blocks": 2, "num_threads": 1,
+                  "block_users": 128},
+    "ranker": {"iterations": 30, "similar_items_from": "als_spark", "fallback": "popular"}},
+    "evaluation": {"n_bootstrap": 200}}
+"""The Spark tests' one pipeline: tiny synthetic data, MLlib's ALS (5 iterations, user blocks of 128: several
+executor blocks), the ranker and evaluate."""
+
+
+def spark_experiment(experiment: dict) -> dict:
+    """``experiment`` with the ranking stage and evaluate on Spark (``engine: spark``)."""
+    components = experiment["components"]
+    return experiment | {"components": components | {"ranker": components["ranker"] | {"engine": "spark"}},
+                         "evaluation": experiment["evaluation"] | {"engine": "spark"}}
+
+
+@dataclass
+class SparkRuns:
+    """Configs of :func:`spark_runs`' three pipelines (their outputs are on disk)."""
+
+    pandas: EncoreConfig
+    cluster: EncoreConfig
+    local: EncoreConfig
+
+
+@pytest.fixture(scope="session")
+def spark_runs(tmp_path_factory: pytest.TempPathFactory, spark_cluster: object) -> SparkRuns:
+    """``prepare + popular + als_spark + ranker + evaluate`` on the session's cluster with the pandas
+    ranking stage and evaluation, then the same pipeline with both on Spark (the runner reuses prepare
+    and the generators: same candidates, same trained model), then the whole Spark pipeline again from
+    scratch on ``local[2]``. Shared by the ``als_spark`` and the Spark ranking-stage tests (one set of
+    MLlib fits for both)."""
+    from benchmarks.spark import cluster_settings, session_on
+    from encore.data.spark_session import SparkSettings
+    from encore.pipeline.runner import run_pipeline
+
+    base = SparkSettings(driver_memory="1g", shuffle_partitions=2,
+                         conf={"spark.ui.enabled": False, "spark.ui.showConsoleProgress": False})
+    folder = tmp_path_factory.mktemp("spark_runs")
+    runs = SparkRuns(make_config(folder, SPARK_EXPERIMENT), make_config(folder, spark_experiment(SPARK_EXPERIMENT)),
+                     make_config(tmp_path_factory.mktemp("spark_runs_local"), spark_experiment(SPARK_EXPERIMENT)))
+    with session_on(spark_cluster.master_url, cluster_settings(base)):  # type: ignore[attr-defined]
+        run_pipeline(runs.pandas, SPARK_COMPONENTS, note="pandas stage")
+        run_pipeline(runs.cluster, SPARK_COMPONENTS, note="spark stage")
+    with session_on("local[2]", base):
+        run_pipeline(runs.local, SPARK_COMPONENTS, note="spark stage, local")
+    return runs
