@@ -483,27 +483,28 @@ def render_neural(doc: Path, name: str) -> str:
 
 
 def render_optuna_vs_grid(doc: Path, name: str) -> str:
-    """Trials Optuna's TPE needs to reach the full grid's best target score (``benchmarks.optuna_vs_grid``)."""
+    """Trials (fits) Optuna's TPE needs to reach the full grid's best target score (``benchmarks.optuna_vs_grid``)."""
     report = load(name)
     metric = report["metric"].replace("ndcg", "NDCG")
     lines = [f"{report['experiment']}: {thousands(report['target_users'])} ranker-target users ({report['segment']}), "
              f"{metric} on the target part; grids from `{report['grids_from']}`; Optuna sampler seeds "
-             f"0–{report['seeds'] - 1}, each run for as many trials as the grid has points.", "",
+             f"0–{report['seeds'] - 1}, each with a budget of as many trials (fits) as the grid has points. "
+             f"Sampler: {report.get('sampler', 'TPE defaults')}.", "",
              "| instance | grid points | grid's best | best setting | seeds reaching it within half the trials | "
-             "median trial reaching it | mean best within half | distinct points within half | "
-             "trials to reach it, per seed |",
+             "median trial reaching it | mean best within half | trials to reach it, per seed | "
+             "proposals (with repeats) to reach it, per seed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for instance, entry in report["instances"].items():
-        firsts = ", ".join("—" if run["first_reaching_best"] is None else str(run["first_reaching_best"])
-                           for run in entry["optuna"])
+        def per_seed(key: str, runs: list[dict[str, Any]] = entry["optuna"]) -> str:
+            return ", ".join("—" if run.get(key) is None else str(run[key]) for run in runs)
+
         within = sum(run["best_within_half"] for run in entry["optuna"]) / len(entry["optuna"])
         median = entry["median_first_reaching_best"]
         setting = ", ".join(f"{k}={v}" for k, v in entry["grid_best_settings"].items())
-        distinct = [run["distinct_points_within_half"] for run in entry["optuna"]]
         lines.append(f"| {instance} | {entry['grid_size']} | {entry['grid_best']:.4f} | {setting} | "
                      f"{entry['seeds_reaching_best_within_half']}/{len(entry['optuna'])} (≤ {entry['half_budget']}) | "
                      f"{'never' if median == float('inf') else f'{median:g}'} | {within:.4f} | "
-                     f"{min(distinct)}–{max(distinct)} of {entry['half_budget']} | {firsts} |")
+                     f"{per_seed('first_reaching_best')} | {per_seed('proposals_to_first_reaching_best')} |")
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
 
