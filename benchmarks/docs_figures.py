@@ -746,6 +746,9 @@ FIGURES: dict[str, Figure] = {
     "spark-plan": Figure(render_spark_plan, ("spark_stages.json",)),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),
+    "neural-lastfm2k_time-old-defaults": Figure(
+        lambda doc: render_neural(doc, "neural-lastfm2k_time-old-defaults.json"),
+        ("neural-lastfm2k_time-old-defaults.json",)),
     "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),
                                           ("neural-ranker-lastfm2k_time.json",)),
     "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
