@@ -541,16 +541,23 @@ def render_neural_timing(doc: Path, name: str) -> str:
     report = load(name)
     lines = [f"One torch thread, {report['cores']} cores shared with other jobs (load average before → after "
              "each fit in the last column); each fit is the `train` stage at the kind's defaults, without early "
-             "stopping, for the epochs shown; the full fit is projected from them.", "",
+             "stopping, for the epochs shown; the full fit is projected from them at the kind's default (maximum) "
+             "epochs, from wall seconds and, since a loaded machine inflates wall time, from CPU seconds "
+             "(setup CPU + CPU seconds per epoch × default epochs).", "",
              "| data | kind | interactions (users × items) | epochs run | setup (s) | s per epoch | fit (s) | "
-             "fit CPU (s) | projected fit at default epochs (s) | peak RSS (MiB) | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fit CPU (s) | projected fit at default epochs (s) | projected from CPU (s) | peak RSS (MiB) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def from_cpu(r: dict[str, Any]) -> str:
+        return "—" if r.get("projected_default_fit_cpu_seconds") is None else \
+            f"{r['projected_default_fit_cpu_seconds']:.0f}"
+
     for r in report["rows"]:
         lines.append(f"| {r['experiment']} | {r['kind']} | {thousands(r['interactions'])} ({thousands(r['users'])} × "
                      f"{thousands(r['items'])}) | {r['epochs']} | {r['setup_seconds']:.0f} | "
                      f"{r['seconds_per_epoch']:.0f} | {r['fit_seconds']:.0f} | "
                      f"{'—' if r.get('cpu_seconds') is None else format(r['cpu_seconds'], '.0f')} | "
-                     f"{r['projected_default_fit_seconds']:.0f} ({r['default_epochs']} epochs) | "
+                     f"{r['projected_default_fit_seconds']:.0f} ({r['default_epochs']} epochs) | {from_cpu(r)} | "
                      f"{r['peak_rss_mib']:.0f} | {r['load_average'][0]:.1f} → {r['load_average'][1]:.1f} |")
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
