@@ -43,7 +43,7 @@ class SASRecConfig(GeneratorConfig):
     n_negatives: PositiveInt = 128
     learning_rate: PositiveFloat = 0.002
     weight_decay: NonNegativeFloat = 0.0
-    epochs: PositiveInt = 20
+    epochs: PositiveInt = 15
     patience: PositiveInt = 2
     train_batch_size: PositiveInt = 128
     num_threads: NonNegativeInt = 0
@@ -155,7 +155,7 @@ class SASRecRecommender(EmbeddingRecommender):
 
     def __init__(self, factors: int = 64, n_blocks: int = 2, n_heads: int = 2, max_len: int = 50,
                  dropout: float = 0.2, n_negatives: int = 128, learning_rate: float = 0.002,
-                 weight_decay: float = 0.0, epochs: int = 20, patience: int = 2, train_batch_size: int = 128,
+                 weight_decay: float = 0.0, epochs: int = 15, patience: int = 2, train_batch_size: int = 128,
                  num_threads: int = 0, random_state: int | None = 42):
         self.factors = factors
         self.n_blocks = n_blocks

@@ -38,7 +38,7 @@ class TwoTowerConfig(GeneratorConfig):
     use_tags: bool = True
     learning_rate: PositiveFloat = 0.005
     weight_decay: NonNegativeFloat = 0.0
-    epochs: PositiveInt = 12
+    epochs: PositiveInt = 9
     patience: PositiveInt = 2
     train_batch_size: PositiveInt = 2048
     num_threads: NonNegativeInt = 0
@@ -105,7 +105,7 @@ class TwoTowerRecommender(EmbeddingRecommender):
     side_data = ("item_features",)
 
     def __init__(self, factors: int = 64, temperature: float = 0.1, id_dropout: float = 0.5, use_tags: bool = True,
-                 learning_rate: float = 0.005, weight_decay: float = 0.0, epochs: int = 12, patience: int = 2,
+                 learning_rate: float = 0.005, weight_decay: float = 0.0, epochs: int = 9, patience: int = 2,
                  train_batch_size: int = 2048, num_threads: int = 0, random_state: int | None = 42):
         self.factors = factors
         self.temperature = temperature
