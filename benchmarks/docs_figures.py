@@ -759,6 +759,8 @@ FIGURES: dict[str, Figure] = {
     "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),
                                           ("neural-ranker-lastfm2k_time.json",)),
     "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
+    "neural-timing-old-defaults": Figure(lambda doc: render_neural_timing(doc, "neural-timing-old-defaults.json"),
+                                         ("neural-timing-old-defaults.json",)),
     "optuna-vs-grid": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k.json"),
                              ("optuna_vs_grid-lastfm2k.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
