@@ -5,6 +5,8 @@ items are ordered by their last-play time (the ``timestamps`` side data; a datas
 cannot run this kind) and the last ``max_len`` + 1 of them make the training sequence: at every
 position the network reads the items so far (a causal mask) and is trained to score the next
 item above ``n_negatives`` items drawn uniformly (a sampled softmax, one shared draw per batch).
+A batch holds users of similar history length, without the columns that are padding in all of
+its rows (:func:`length_batches`, :func:`trimmed`): the cost of an epoch follows the real items.
 
 After training, the hidden state at each user's last item is that user's embedding
 (``user_factors_``) and the input item embeddings are ``item_factors_``: ``score(u, i)`` is their
