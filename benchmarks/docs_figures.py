@@ -571,27 +571,28 @@ def render_neural(doc: Path, name: str) -> str:
 
 
 def render_optuna_vs_grid(doc: Path, name: str) -> str:
-    """Trials Optuna's TPE needs to reach the full grid's best target score (``benchmarks.optuna_vs_grid``)."""
+    """Trials (fits) Optuna's TPE needs to reach the full grid's best target score (``benchmarks.optuna_vs_grid``)."""
     report = load(name)
     metric = report["metric"].replace("ndcg", "NDCG")
     lines = [f"{report['experiment']}: {thousands(report['target_users'])} ranker-target users ({report['segment']}), "
              f"{metric} on the target part; grids from `{report['grids_from']}`; Optuna sampler seeds "
-             f"0–{report['seeds'] - 1}, each run for as many trials as the grid has points.", "",
+             f"0–{report['seeds'] - 1}, each with a budget of as many trials (fits) as the grid has points. "
+             f"Sampler: {report.get('sampler', 'TPE defaults')}.", "",
              "| instance | grid points | grid's best | best setting | seeds reaching it within half the trials | "
-             "median trial reaching it | mean best within half | distinct points within half | "
-             "trials to reach it, per seed |",
+             "median trial reaching it | mean best within half | trials to reach it, per seed | "
+             "proposals (with repeats) to reach it, per seed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for instance, entry in report["instances"].items():
-        firsts = ", ".join("—" if run["first_reaching_best"] is None else str(run["first_reaching_best"])
-                           for run in entry["optuna"])
+        def per_seed(key: str, runs: list[dict[str, Any]] = entry["optuna"]) -> str:
+            return ", ".join("—" if run.get(key) is None else str(run[key]) for run in runs)
+
         within = sum(run["best_within_half"] for run in entry["optuna"]) / len(entry["optuna"])
         median = entry["median_first_reaching_best"]
         setting = ", ".join(f"{k}={v}" for k, v in entry["grid_best_settings"].items())
-        distinct = [run["distinct_points_within_half"] for run in entry["optuna"]]
         lines.append(f"| {instance} | {entry['grid_size']} | {entry['grid_best']:.4f} | {setting} | "
                      f"{entry['seeds_reaching_best_within_half']}/{len(entry['optuna'])} (≤ {entry['half_budget']}) | "
                      f"{'never' if median == float('inf') else f'{median:g}'} | {within:.4f} | "
-                     f"{min(distinct)}–{max(distinct)} of {entry['half_budget']} | {firsts} |")
+                     f"{per_seed('first_reaching_best')} | {per_seed('proposals_to_first_reaching_best')} |")
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
 
@@ -628,16 +629,23 @@ def render_neural_timing(doc: Path, name: str) -> str:
     report = load(name)
     lines = [f"One torch thread, {report['cores']} cores shared with other jobs (load average before → after "
              "each fit in the last column); each fit is the `train` stage at the kind's defaults, without early "
-             "stopping, for the epochs shown; the full fit is projected from them.", "",
+             "stopping, for the epochs shown; the full fit is projected from them at the kind's default (maximum) "
+             "epochs, from wall seconds and, since a loaded machine inflates wall time, from CPU seconds "
+             "(setup CPU + CPU seconds per epoch × default epochs).", "",
              "| data | kind | interactions (users × items) | epochs run | setup (s) | s per epoch | fit (s) | "
-             "fit CPU (s) | projected fit at default epochs (s) | peak RSS (MiB) | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fit CPU (s) | projected fit at default epochs (s) | projected from CPU (s) | peak RSS (MiB) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def from_cpu(r: dict[str, Any]) -> str:
+        return "—" if r.get("projected_default_fit_cpu_seconds") is None else \
+            f"{r['projected_default_fit_cpu_seconds']:.0f}"
+
     for r in report["rows"]:
         lines.append(f"| {r['experiment']} | {r['kind']} | {thousands(r['interactions'])} ({thousands(r['users'])} × "
                      f"{thousands(r['items'])}) | {r['epochs']} | {r['setup_seconds']:.0f} | "
                      f"{r['seconds_per_epoch']:.0f} | {r['fit_seconds']:.0f} | "
                      f"{'—' if r.get('cpu_seconds') is None else format(r['cpu_seconds'], '.0f')} | "
-                     f"{r['projected_default_fit_seconds']:.0f} ({r['default_epochs']} epochs) | "
+                     f"{r['projected_default_fit_seconds']:.0f} ({r['default_epochs']} epochs) | {from_cpu(r)} | "
                      f"{r['peak_rss_mib']:.0f} | {r['load_average'][0]:.1f} → {r['load_average'][1]:.1f} |")
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
@@ -837,9 +845,14 @@ FIGURES: dict[str, Figure] = {
     "spark-plan": Figure(render_spark_plan, ("spark_stages.json", "spark_topn.json")),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),
+    "neural-lastfm2k_time-old-defaults": Figure(
+        lambda doc: render_neural(doc, "neural-lastfm2k_time-old-defaults.json"),
+        ("neural-lastfm2k_time-old-defaults.json",)),
     "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),
                                           ("neural-ranker-lastfm2k_time.json",)),
     "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
+    "neural-timing-old-defaults": Figure(lambda doc: render_neural_timing(doc, "neural-timing-old-defaults.json"),
+                                         ("neural-timing-old-defaults.json",)),
     "optuna-vs-grid": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k.json"),
                              ("optuna_vs_grid-lastfm2k.json",)),
     "ann": Figure(render_ann, ("ann.json",)),

@@ -242,8 +242,12 @@ def fit_once(experiment: Path, workdir: Path, kind: str, epochs: int, out: Path)
     seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
     setup = seconds - model.fit_seconds_  # tensors, network, optimizer: once per fit
     default_epochs = KINDS[kind]().epochs
+    setup_cpu = cpu_seconds - model.fit_cpu_seconds_
     out.write_text(json.dumps({"kind": kind, "epochs": epochs, "fit_seconds": seconds, "setup_seconds": setup,
-                               "cpu_seconds": cpu_seconds,
+                               "cpu_seconds": cpu_seconds, "setup_cpu_seconds": setup_cpu,
+                               "cpu_seconds_per_epoch": model.fit_cpu_seconds_ / epochs,
+                               "projected_default_fit_cpu_seconds": setup_cpu + model.fit_cpu_seconds_ / epochs
+                               * default_epochs,
                                "seconds_per_epoch": model.fit_seconds_ / epochs, "default_epochs": default_epochs,
                                "projected_default_fit_seconds": setup + model.fit_seconds_ / epochs * default_epochs,
                                "interactions": int(view.user_items.nnz), "users": int(view.user_items.shape[0]),

@@ -21,6 +21,15 @@ target score after every epoch (it stops early on it, keeping its best epoch): a
 median of earlier trials at the same epoch is pruned (``tuning.pruning``). Pruned trials are in
 ``trials.csv`` (``state``) without scores and are never chosen.
 
+The sampler is set for small budgets: its random start-up trials are ``max(2, trials // 5)`` (TPE's
+default 10 would spend a 15-point grid's half budget on random draws), it models the settings jointly
+(``multivariate``), and a list of numbers in increasing or decreasing order is searched by its
+position (an integer, so TPE sees that neighbouring values score alike; grids are log-spaced, so a
+position is the natural scale). TPE proposes points again on a discrete space: a repeated
+combination is answered from its scored trial without refitting, is logged (a nested run, state
+``repeat``) and is not counted in ``tuning.trials``, which counts fits; the search also ends once
+every point of a discrete space is scored (and after ``10 × trials`` proposals at most).
+
 Each trial is a nested MLflow run under the tune run (its settings as params, its target scores,
 per-epoch scores as steps). The choice is also written as an experiment-file fragment
 (``chosen.yaml``) to paste into an experiment and skip the search next time.
@@ -97,6 +106,11 @@ def trial_run(name: str, number: int, settings: dict[str, Any]) -> Iterator[Call
         yield lambda metrics: mlflow.log_metrics({metric_key(key): value for key, value in metrics.items()})
 
 
+_ROW_KEYS = frozenset({"instance", "trial", "settings", "segment", "n_users", "best_epoch", "state", "seconds",
+                       "chosen"})
+"""The columns of a ``trials.csv`` row that are not target scores."""
+
+
 class Trials:
     """The trials of one instance as rows of ``trials.csv``, each logged as a nested MLflow run."""
 
@@ -106,6 +120,33 @@ class Trials:
         self.segment = config.tuning.segment_of(name)
         self.n_users = evaluator.segments[self.segment].n_users
         self.rows: list[dict[str, Any]] = []
+        self.scored: dict[str, float] = {}
+        """Target score of each completed setting (``json.dumps(settings, sort_keys=True)``)."""
+
+    @property
+    def fits(self) -> int:
+        """Trials that fitted a model (complete or pruned; not repeats)."""
+        return sum(row["state"] != "repeat" for row in self.rows)
+
+    def repeat(self, settings: dict[str, Any]) -> float | None:
+        """The score of ``settings`` when a trial already completed with them, recorded as a
+        ``repeat`` row and nested run (no refit); None when they were not scored yet."""
+        import mlflow
+
+        key = json.dumps(settings, sort_keys=True)
+        if key not in self.scored:
+            return None
+        number = len(self.rows) + 1
+        first = next(row for row in self.rows if row["settings"] == key and row["state"] == "complete")
+        with trial_run(self.name, number, settings) as log_metrics:
+            if mlflow.active_run() is not None:
+                mlflow.set_tag("encore.tune.state", "repeat")
+                mlflow.set_tag("encore.tune.repeat_of", str(first["trial"]))
+            scores = {key_: value for key_, value in first.items() if key_ not in _ROW_KEYS}
+            log_metrics({f"target_{key_}": value for key_, value in scores.items() if value is not None})
+        self.rows.append(first | {"trial": number, "state": "repeat", "seconds": 0.0, "chosen": False})
+        log.info("tune %s %s: a repeat of trial %d, not refitted", self.name, settings, first["trial"])
+        return self.scored[key]
 
     def run(self, settings: dict[str, Any], on_epoch: EpochReport | None = None) -> float:
         """Score ``settings``; a pruned trial (``on_epoch`` raised) is recorded and re-raised."""
@@ -144,6 +185,7 @@ class Trials:
             raise pruned
         log.info("tune %s %s: %s %.4f on %d %s target users", self.name, settings, self.metric, scores[self.metric],
                  self.n_users, self.segment)
+        self.scored[row["settings"]] = scores[self.metric]
         return scores[self.metric]
 
     def choose(self) -> dict[str, Any]:
@@ -174,11 +216,16 @@ def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tuning.pruning
               else optuna.pruners.NopPruner())
-    study = optuna.create_study(direction="maximize", pruner=pruner,
-                                sampler=optuna.samplers.TPESampler(seed=config.experiment.seed))
+    sampler = optuna.samplers.TPESampler(seed=config.experiment.seed, n_startup_trials=max(2, tuning.trials // 5),
+                                         multivariate=True)
+    study = optuna.create_study(direction="maximize", pruner=pruner, sampler=sampler)
+    points = (int(np.prod([len(values) for values in space.values()]))
+              if all(isinstance(values, list) for values in space.values()) else None)
 
     def suggest(trial: Any, setting: str, values: list[Any] | SearchRange) -> Any:
         if isinstance(values, list):
+            if ordered_numbers(values):
+                return values[trial.suggest_int(f"{setting}#position", 0, len(values) - 1)]
             return trial.suggest_categorical(setting, values)
         if values.integer:
             return trial.suggest_int(setting, int(values.low), int(values.high), log=values.log)
@@ -186,6 +233,9 @@ def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -
 
     def objective(trial: Any) -> float:
         settings = {setting: suggest(trial, setting, values) for setting, values in space.items()}
+        repeated = trials.repeat(settings)
+        if repeated is not None:
+            return repeated
 
         def on_epoch(epoch: int, value: float) -> None:
             trial.report(value, epoch)
@@ -194,7 +244,20 @@ def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -
 
         return trials.run(settings, on_epoch)
 
-    study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds)
+    def stop(study: Any, trial: Any) -> None:
+        if trials.fits >= tuning.trials or (points is not None and len(trials.scored) >= points):
+            study.stop()
+
+    # n_trials caps the proposals (repeats included); ``stop`` ends the search at the fit budget.
+    study.optimize(objective, n_trials=10 * tuning.trials, timeout=tuning.timeout_seconds, callbacks=[stop])
+
+
+def ordered_numbers(values: list[Any]) -> bool:
+    """Whether a list of choices is numbers in strictly increasing or decreasing order (searched by position)."""
+    if len(values) < 3 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return False
+    steps = np.diff(np.asarray(values, dtype=float))
+    return bool((steps > 0).all() or (steps < 0).all())
 
 
 def markdown(trials: pd.DataFrame, metric: str) -> str:
@@ -202,7 +265,8 @@ def markdown(trials: pd.DataFrame, metric: str) -> str:
     for row in trials.itertuples(index=False):
         score = getattr(row, metric.replace("@", "_at_"))
         lines.append(f"| {row.instance} | `{row.settings}` | {row.segment} | {row.n_users} | "
-                     f"{'pruned' if row.state == 'pruned' else f'{score:.4f}'} | {'**yes**' if row.chosen else ''} |")
+                     f"{'pruned' if row.state == 'pruned' else f'{score:.4f}'}"
+                     f"{' (repeat)' if row.state == 'repeat' else ''} | {'**yes**' if row.chosen else ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -249,6 +313,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     return Result(
         metrics={f"{row.instance}.target_{column}": float(getattr(row, column)) for row in best_rows.itertuples()}
         | {"trials": float(len(table)), "pruned": float((table["state"] == "pruned").sum()),
+           "repeats": float((table["state"] == "repeat").sum()),
            "seconds": float(table["seconds"].sum())},
         params={f"{name}.{setting}": value for name, settings in chosen.items() for setting, value in settings.items()}
         | {"metric": metric, "search": tuning.search},

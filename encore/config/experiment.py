@@ -421,7 +421,8 @@ class TuningConfig(Strict):
     max_trials: PositiveInt = 64
     """Most combinations one instance's grid may have (a guard against a mistyped grid)."""
     trials: PositiveInt = 20
-    """``search: optuna``: trials per instance."""
+    """``search: optuna``: trials (fits) per instance; a combination proposed again is answered from
+    its scored trial and not counted."""
     timeout_seconds: PositiveFloat | None = None
     """``search: optuna``: no new trial of an instance starts after this many seconds (None: no limit)."""
     pruning: bool = True

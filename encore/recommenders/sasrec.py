@@ -5,6 +5,8 @@ items are ordered by their last-play time (the ``timestamps`` side data; a datas
 cannot run this kind) and the last ``max_len`` + 1 of them make the training sequence: at every
 position the network reads the items so far (a causal mask) and is trained to score the next
 item above ``n_negatives`` items drawn uniformly (a sampled softmax, one shared draw per batch).
+A batch holds users of similar history length, without the columns that are padding in all of
+its rows (:func:`length_batches`, :func:`trimmed`): the cost of an epoch follows the real items.
 
 After training, the hidden state at each user's last item is that user's embedding
 (``user_factors_``) and the input item embeddings are ``item_factors_``: ``score(u, i)`` is their
@@ -43,8 +45,8 @@ class SASRecConfig(GeneratorConfig):
     n_negatives: PositiveInt = 128
     learning_rate: PositiveFloat = 0.002
     weight_decay: NonNegativeFloat = 0.0
-    epochs: PositiveInt = 30
-    patience: PositiveInt = 3
+    epochs: PositiveInt = 15
+    patience: PositiveInt = 2
     train_batch_size: PositiveInt = 128
     num_threads: NonNegativeInt = 0
 
@@ -62,6 +64,22 @@ def sequences(timestamps: csr_matrix, length: int) -> np.ndarray:
         ordered = items[np.lexsort((items, times[lo:hi]))][-length:]
         out[user, length - len(ordered):] = ordered + 1
     return out
+
+
+def trimmed(batch: np.ndarray) -> np.ndarray:
+    """``batch`` ``(B, L)`` (left-padded with 0) without its leading columns that are padding in
+    every row (at least one column kept): attention over padding costs time and changes nothing."""
+    filled = (batch > 0).any(axis=0)
+    first = int(np.argmax(filled)) if filled.any() else batch.shape[1] - 1
+    return batch[:, first:]
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices in batches of ``batch_size`` of rows of similar ``lengths`` (sorted by length,
+    ties in random order), the batches in random order: trimmed batches then carry little padding."""
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _network(torch: Any, n_items: int, factors: int, n_blocks: int, n_heads: int, max_len: int,
@@ -85,10 +103,13 @@ def _network(torch: Any, n_items: int, factors: int, n_blocks: int, n_heads: int
                 self.items.weight[0].zero_()
 
         def forward(self, seq: Any) -> Any:
-            """``(B, L)`` item ids + 1 (0 = padding) -> ``(B, L, factors)`` states."""
+            """``(B, L)`` item ids + 1 (0 = padding), ``L <= max_len``, the last column the latest item
+            -> ``(B, L, factors)`` states. A batch may come with its all-padding leading columns cut
+            (:func:`trimmed`): positions count back from the latest item, so the states of the real
+            items do not change."""
             length = seq.shape[1]
             real = seq > 0
-            x = self.items(seq) * math.sqrt(factors) + self.positions(torch.arange(length))
+            x = self.items(seq) * math.sqrt(factors) + self.positions(torch.arange(max_len - length, max_len))
             x = self.dropout(x) * real.unsqueeze(-1)
             # Position i attends to positions <= i that hold an item, and always to itself (a row
             # with nothing to attend to would be NaN; left padding makes such rows).
@@ -136,7 +157,7 @@ class SASRecRecommender(EmbeddingRecommender):
 
     def __init__(self, factors: int = 64, n_blocks: int = 2, n_heads: int = 2, max_len: int = 50,
                  dropout: float = 0.2, n_negatives: int = 128, learning_rate: float = 0.002,
-                 weight_decay: float = 0.0, epochs: int = 30, patience: int = 3, train_batch_size: int = 128,
+                 weight_decay: float = 0.0, epochs: int = 15, patience: int = 2, train_batch_size: int = 128,
                  num_threads: int = 0, random_state: int | None = 42):
         self.factors = factors
         self.n_blocks = n_blocks
@@ -167,7 +188,9 @@ class SASRecRecommender(EmbeddingRecommender):
         # One more item than max_len: inputs are [:-1], next-item targets [1:].
         train = sequences(timestamps, self.max_len + 1)
         train = train[(train > 0).sum(axis=1) >= 2]
-        latest = torch.from_numpy(sequences(timestamps, self.max_len))
+        train_lengths = (train > 0).sum(axis=1)
+        latest = sequences(timestamps, self.max_len)
+        by_length = np.argsort((latest > 0).sum(axis=1), kind="stable")  # export in trimmed chunks
         rng = np.random.default_rng(self.random_state)
         with torch_session(torch, self.random_state, self.num_threads):
             net = _network(torch, self.n_items_, self.factors, self.n_blocks, self.n_heads, self.max_len,
@@ -177,9 +200,10 @@ class SASRecRecommender(EmbeddingRecommender):
             def run_epoch() -> float:
                 net.train()
                 total, steps = 0.0, 0
-                order = rng.permutation(len(train))
-                for start in range(0, len(order), self.train_batch_size):
-                    batch = torch.from_numpy(train[order[start:start + self.train_batch_size]])
+                # Users of similar length per batch, padding columns cut: most histories are much
+                # shorter than max_len, and attention over padding was most of an epoch's time.
+                for rows in length_batches(train_lengths, self.train_batch_size, rng):
+                    batch = torch.from_numpy(trimmed(train[rows]))
                     inputs, targets = batch[:, :-1], batch[:, 1:]
                     states = net(inputs)
                     real = targets > 0
@@ -198,7 +222,8 @@ class SASRecRecommender(EmbeddingRecommender):
                 users = np.zeros((self.n_users_, self.factors), dtype=np.float32)
                 with torch.no_grad():
                     for start in range(0, self.n_users_, 1024):
-                        users[start:start + 1024] = net(latest[start:start + 1024])[:, -1].numpy()
+                        rows = by_length[start:start + 1024]
+                        users[rows] = net(torch.from_numpy(trimmed(latest[rows])))[:, -1].numpy()
                     items = net.items.weight[1:].numpy().astype(np.float32, copy=True)
                 return users, items
 

@@ -38,9 +38,9 @@ class TwoTowerConfig(GeneratorConfig):
     use_tags: bool = True
     learning_rate: PositiveFloat = 0.005
     weight_decay: NonNegativeFloat = 0.0
-    epochs: PositiveInt = 20
-    patience: PositiveInt = 3
-    train_batch_size: PositiveInt = 512
+    epochs: PositiveInt = 9
+    patience: PositiveInt = 2
+    train_batch_size: PositiveInt = 2048
     num_threads: NonNegativeInt = 0
 
 
@@ -91,7 +91,9 @@ class TwoTowerRecommender(EmbeddingRecommender):
         At most ``epochs`` passes over the (user, item) pairs; with an ``epoch_scorer`` (the
         pipeline's ranker-target score), stop after ``patience`` epochs without improvement.
     train_batch_size:
-        Pairs per step; the batch's other items are each pair's negatives.
+        Pairs per step; the batch's other items are each pair's negatives. 2048 (was 512): every
+        step updates the whole id tables with Adam, which was half an epoch's time at 512 on 1M
+        interactions (``docs/neural.md``, "Training time").
     num_threads:
         torch intra-op threads during fit; 0 keeps ``torch.set_num_threads``' setting.
     random_state:
@@ -103,8 +105,8 @@ class TwoTowerRecommender(EmbeddingRecommender):
     side_data = ("item_features",)
 
     def __init__(self, factors: int = 64, temperature: float = 0.1, id_dropout: float = 0.5, use_tags: bool = True,
-                 learning_rate: float = 0.005, weight_decay: float = 0.0, epochs: int = 20, patience: int = 3,
-                 train_batch_size: int = 512, num_threads: int = 0, random_state: int | None = 42):
+                 learning_rate: float = 0.005, weight_decay: float = 0.0, epochs: int = 9, patience: int = 2,
+                 train_batch_size: int = 2048, num_threads: int = 0, random_state: int | None = 42):
         self.factors = factors
         self.temperature = temperature
         self.id_dropout = id_dropout
