@@ -86,7 +86,8 @@ def test_served_lists_match_the_component_with_the_exposure_cap_and_ranked_new_i
     user_raw = np.array(["u0", "u1", "u2"])
     rows, cols = np.nonzero(skipped)
     tables = {"config": {"settings": dataclasses.asdict(settings), "blocked": [],
-                         "capped": {"user_id": user_raw[rows].tolist(), "item_id": RAW[batch.items[rows, cols]].tolist()}},
+                         "capped": {"user_id": user_raw[rows].tolist(),
+                                    "item_id": RAW[batch.items[rows, cols]].tolist()}},
               "items": {"item_id": RAW, "age_days": side.age_days, "embeddings": np.zeros((0, 0)),
                         "attribute": np.zeros(0, dtype=np.int64), "popularity": side.popularity},
               "content": pd.DataFrame({"user_id": ["u0", "u0", "u1"], "item_id": RAW[[4, 5, 5]],
