@@ -661,7 +661,8 @@ def render_rerank(doc: Path, name: str) -> str:
         "",
         f"![the trade-off on each fold's ranker-target part]({image})",
         "",
-        f"| fold | chosen λ / boost / pop. penalty / content weight / m | target {primary}: ranker → rerank | "
+        f"| fold | chosen λ / boost / pop. penalty / content weight / m / exposure cap / content rank | "
+        f"target {primary}: ranker → rerank | "
         f"test {primary}: ranker → rerank "
         "(change, 95% CI) | coverage@10 | diversity@10 | new-item exposure@10 | cold-item ndcg@10: rerank / "
         "best generator |",
@@ -676,7 +677,8 @@ def render_rerank(doc: Path, name: str) -> str:
                      if cold else "no cold-item pairs")
         lines.append(
             f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s.get('popularity_penalty', 0):g} / "
-            f"{s.get('content_weight', 0):g} / {s['exposure_m']} | "
+            f"{s.get('content_weight', 0):g} / {s['exposure_m']} / {s.get('exposure_cap', 1.0):g} / "
+            f"{s.get('content_max_rank', 0)} | "
             f"{chosen['target_ranker'][primary]:.4f} → {chosen['target'][primary]:.4f} | "
             f"{ranker[primary]:.4f} → {rerank[primary]:.4f} ({pct(vs['rel_uplift'])}, {pct(vs['rel_ci_low'])} … "
             f"{pct(vs['rel_ci_high'])}) | {ranker['catalog_coverage@10']:.3f} → {rerank['catalog_coverage@10']:.3f} | "

@@ -85,3 +85,23 @@ def test_new_items_are_placed_at_the_content_generators_rank() -> None:
     # content_max_rank 0: both new items below the ranker's candidates.
     off = with_ranked_content(one, np.array([[7, 8]]), np.array([[0.9, 0.5]]), np.array([[2, 5]]), Settings(top_k=6))
     np.testing.assert_array_equal(rerank(off, SIDE, steps, 6)[0][0], [0, 1, 2, 3, 7, 8])
+
+
+def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -> None:
+    import pytest
+
+    from encore.config.experiment import REPO_ROOT, ConfigError, load_config
+    from encore.config.machine import MachineSettings
+
+    no_env = MachineSettings(_env_file=None, mlflow_tracking_uri=None, encore_data_dir=None, encore_output_dir=None)
+    experiment = REPO_ROOT / "experiments/lastfm2k.yaml"
+    config = load_config(experiment, ["components.rerank.exposure_caps=[1.0,0.05]",
+                                      "components.rerank.content_max_ranks=[0,10]"], settings=no_env)
+    grid = config.components.rerank.grid(50)
+    assert {(s.exposure_cap, s.content_max_rank) for s in grid} >= {(1.0, 0), (0.05, 0), (1.0, 10), (0.05, 10)}
+    # At their defaults the new keys stay out of the resolved config (fingerprints unchanged).
+    dumped = load_config(experiment, settings=no_env).components.rerank.model_dump(mode="json")
+    assert "exposure_caps" not in dumped and "content_max_ranks" not in dumped
+    with pytest.raises(ConfigError) as info:
+        load_config(experiment, ["components.rerank.exposure_caps=[0.0]"], settings=no_env)
+    assert "components.rerank.exposure_caps" in str(info.value)
