@@ -68,8 +68,13 @@ def cap_skips(lists: Lists, share: float, k: int) -> np.ndarray:
             hole = item < 0
             pointer[pending[hole]] += 1  # a removed candidate: nothing to place, try the next column
             users, item = pending[~hole], item[~hole]
-            relevance = lists.relevance[users, pointer[users]]
-            order = np.lexsort((users, -relevance, item))  # by item, the highest relevance first
+            # Priority: what the user loses if refused (its relevance over its next candidate's):
+            # per-user scaled relevance ties at 1 for every user's best item, the loss does not.
+            here = lists.relevance[users, pointer[users]]
+            after = np.where(pointer[users] + 1 < width,
+                             lists.relevance[users, np.minimum(pointer[users] + 1, width - 1)], -np.inf)
+            loss = np.where(np.isfinite(after), here - after, np.inf)
+            order = np.lexsort((users, -loss, item))  # by item, the largest loss first
             users, item = users[order], item[order]
             first = np.r_[True, item[1:] != item[:-1]]
             within = np.arange(len(item)) - np.maximum.accumulate(np.where(first, np.arange(len(item)), 0))
@@ -137,21 +142,32 @@ def with_ranked_content(lists: Lists, items: np.ndarray, scores: np.ndarray, ran
     among all its items) placed at that rank: just above the ranker candidate there (its
     relevance + 1e-9; below the row's last candidate: that one's relevance - 1e-9), so the list
     shows it where the generator's own list does. Rows keep their ranker candidates' order."""
-    out = with_content_candidates(lists, items, scores, settings.content_weight)
     r = settings.content_max_rank
     width = lists.items.shape[1]
-    if r <= 0 or ranks is None or out.items.shape[1] == width:
-        return out
+    items = np.asarray(items, dtype=np.int64)
+    if r <= 0 or ranks is None or items.shape[1] == 0:
+        return with_content_candidates(lists, items, scores, settings.content_weight)
+    ranks = np.asarray(ranks, dtype=np.int64)
+    # A new item the generators' merged pool already gave the ranker sits where the ranker put it
+    # (low: no listens); one the content generator ranks within r leaves that place for its rank.
+    moved = ((lists.items[:, :, None] == np.where((ranks >= 1) & (ranks <= r), items, -2)[:, None, :]).any(axis=2)
+             & (lists.items >= 0))
+    lists = Lists(users=lists.users, items=np.where(moved, -1, lists.items),
+                  relevance=np.where(moved, EXCLUDED, lists.relevance))
+    out = with_content_candidates(lists, items, scores, settings.content_weight)
     ranked = np.sort(np.where(lists.items >= 0, lists.relevance, -np.inf), axis=1)[:, ::-1]  # best first
     n_valid = (lists.items >= 0).sum(axis=1)
-    ranks = np.asarray(ranks, dtype=np.int64)
-    at = np.clip(ranks - 1, 0, None)
+    content = out.items[:, width:]
+    use = (content >= 0) & (ranks >= 1) & (ranks <= r) & (n_valid[:, None] > 0)
+    # The j-th placed new item of a row (rank order) goes above ranker candidate rank - 1 - j: the
+    # j placed before it already sit above, so it lands exactly at its rank. Equal relevances
+    # keep the column (rank) order in the stable sorts that follow.
+    before = np.cumsum(use, axis=1) - use
+    at = np.clip(ranks - 1 - before, 0, None)
     above = at < n_valid[:, None]
     base = np.take_along_axis(ranked, np.minimum(at, width - 1), axis=1)
     last = np.take_along_axis(ranked, np.maximum(n_valid - 1, 0)[:, None], axis=1)
     placed = np.where(above, base + 1e-9, last - 1e-9)
-    content = out.items[:, width:]
-    use = (content >= 0) & (ranks >= 1) & (ranks <= r) & (n_valid[:, None] > 0)
     relevance = out.relevance.copy()
     relevance[:, width:] = np.where(use, placed, relevance[:, width:])
     return replace(out, relevance=relevance)

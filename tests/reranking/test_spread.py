@@ -31,14 +31,15 @@ def lists():
 
 
 def test_the_cap_fills_place_by_place_in_relevance_order() -> None:
-    # Cap: ceil(0.5 * 4) = 2 lists' top 2 per item. Place 1: u0, u1, u2 want item 0 (relevance
-    # 1 each: the lower user index wins the tie) -> u0, u1 get it, u2 is refused and takes 2;
-    # u3 takes 1. Place 2: item 1 has room for one of u0 (2/3), u1 (0.6), u2 (1/3) -> u0; u1
-    # takes 2 (its second and last room), u2 takes 3; u3 wants 0 (full) -> takes 3.
+    # Cap: ceil(0.5 * 4) = 2 lists' top 2 per item; where an item is short of room, the users who
+    # lose most by a refusal (relevance minus their next candidate's) get it, ties to the lower index.
+    # Place 1: u0 (loss 1/3), u1 (0.4), u2 (1/3) want item 0 -> u1, u0 get it; u2 is refused and
+    # takes 2; u3 takes 1. Place 2: item 1 has room for one of u0 (1/3), u1 (0.4), u2 (1/3) -> u1;
+    # u3 wants 0 (full) and takes 3; then u0 takes 2 (its last room) and u2 takes 3.
     skipped = cap_skips(lists(), 0.5, 2)
-    np.testing.assert_array_equal(skipped, [[0, 0, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 0]])
+    np.testing.assert_array_equal(skipped, [[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 1, 0, 0]])
     capped = ExposureCap(0.5, 2)(lists(), SIDE)
-    np.testing.assert_array_equal(capped.items, [[0, 1, 2, 3], [0, 2, 3, -1], [2, 3, -1, -1], [1, 3, 2, -1]])
+    np.testing.assert_array_equal(capped.items, [[0, 2, 3, -1], [0, 1, 2, 3], [2, 3, -1, -1], [1, 3, 2, -1]])
     top2 = capped.items[:, :2]
     assert max(np.sum(top2 == item) for item in range(4)) <= 2
     # Without the cap, item 0 is in all 4 top-2 lists.
@@ -70,7 +71,7 @@ def test_the_chain_puts_the_cap_before_the_floor() -> None:
     assert isinstance(across[0], ExposureCap) and isinstance(across[1], ExposureFloor)
     assert not any(isinstance(step, ExposureCap) for step in per_user)
     items = rerank(lists(), SIDE, steps, 4)[0]
-    np.testing.assert_array_equal(items[1], [0, 2, 3, -1])
+    np.testing.assert_array_equal(items[0], [0, 2, 3, -1])
 
 
 def test_new_items_are_placed_at_the_content_generators_rank() -> None:
@@ -105,3 +106,14 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
     with pytest.raises(ConfigError) as info:
         load_config(experiment, ["components.rerank.exposure_caps=[0.0]"], settings=no_env)
     assert "components.rerank.exposure_caps" in str(info.value)
+
+
+def test_new_items_at_consecutive_ranks_and_in_the_rankers_list_land_at_their_ranks() -> None:
+    # u0's ranker list 0, 1, 2, 3 has new item 3 last (the merged pool gave it to the ranker);
+    # content ranks new items 3 and 7 at 1 and 2: they lead, in that order; the rest keeps its order.
+    one = lists_from_scores(np.array([0]), ITEMS[:1], SCORES[:1])
+    settings = Settings(top_k=6, content_max_rank=3)
+    placed = with_ranked_content(one, np.array([[3, 7]]), np.array([[0.9, 0.5]]), np.array([[1, 2]]), settings)
+    steps = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
+                       n_items=N_ITEMS)
+    np.testing.assert_array_equal(rerank(placed, SIDE, steps, 6)[0][0], [3, 7, 0, 1, 2, -1])
