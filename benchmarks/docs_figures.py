@@ -751,7 +751,8 @@ def _rerank_frontier(result: dict, primary: str) -> list[str]:
                                                      if cheapest else "no setting"))
         placed = fold.get("cold_placement") or {}
         place_text = (f"{placed['per_user_in_content_top']:.2f}, {100 * placed['share_in_ranker_list']:.0f}%, "
-                      f"{placed['mean_ranker_rank']:.1f} ({placed['mean_content_rank']:.1f})" if placed else "—")
+                      f"{placed['mean_ranker_rank']:.1f} ({placed['mean_content_rank']:.1f})"
+                      if placed and placed["per_user_in_content_top"] > 0 else "none")
         out.append(f"| {fold['fold']} | {ranker['catalog_coverage@10']:.3f} → {best['catalog_coverage@10']:.3f} "
                    f"({name(best)}) → {most['catalog_coverage@10']:.3f} ({name(most)}; {change(most)}) | "
                    f"{cold_text} | {place_text} |")
