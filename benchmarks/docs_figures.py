@@ -757,7 +757,8 @@ def render_rerank(doc: Path, name: str) -> str:
         "",
         f"![the trade-off on each fold's ranker-target part]({image})",
         "",
-        f"| fold | chosen λ / boost / pop. penalty / content weight / m | target {primary}: ranker → rerank | "
+        f"| fold | chosen λ / boost / pop. penalty / content weight / m / exposure cap / content rank | "
+        f"target {primary}: ranker → rerank | "
         f"test {primary}: ranker → rerank "
         "(change, 95% CI) | coverage@10 | diversity@10 | new-item exposure@10 | cold-item ndcg@10: rerank / "
         "best generator |",
@@ -772,12 +773,14 @@ def render_rerank(doc: Path, name: str) -> str:
                      if cold else "no cold-item pairs")
         lines.append(
             f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s.get('popularity_penalty', 0):g} / "
-            f"{s.get('content_weight', 0):g} / {s['exposure_m']} | "
+            f"{s.get('content_weight', 0):g} / {s['exposure_m']} / {s.get('exposure_cap', 1.0):g} / "
+            f"{s.get('content_max_rank', 0)} | "
             f"{chosen['target_ranker'][primary]:.4f} → {chosen['target'][primary]:.4f} | "
             f"{ranker[primary]:.4f} → {rerank[primary]:.4f} ({pct(vs['rel_uplift'])}, {pct(vs['rel_ci_low'])} … "
             f"{pct(vs['rel_ci_high'])}) | {ranker['catalog_coverage@10']:.3f} → {rerank['catalog_coverage@10']:.3f} | "
             f"{ranker['diversity@10']:.3f} → {rerank['diversity@10']:.3f} | "
             f"{ranker['new_item_exposure@10']:.3f} → {rerank['new_item_exposure@10']:.3f} | {cold_text} |")
+    lines += _rerank_frontier(result, primary)
     pooled = result["pooled_rerank_vs_ranker"].get("all")
     if pooled:
         n = len(result["folds"])
@@ -806,6 +809,50 @@ def render_rerank(doc: Path, name: str) -> str:
                          f"{'yes' if found['cold_items_met'] else 'no'} |")
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
+
+
+def _rerank_frontier(result: dict, primary: str) -> list[str]:
+    """Per fold, from its grid on the target part: the most coverage within 2% of the ranker's
+    ``primary`` and the most overall; the cheapest setting whose cold-item ``primary`` reaches the
+    content generator's; and where that generator's new items stood in the ranker's test lists."""
+    folds = [f for f in result["folds"] if any("exposure_cap" in row for row in f["grid"])]
+    if not folds:
+        return []
+    cold = f"cold_items.{primary}"
+    out = ["", "| fold (target part) | coverage@10: ranker → most within 2% (setting) → most of the grid "
+               f"({primary} change) | cold-item {primary}: content generator → cheapest setting reaching it "
+               f"({primary} change) | test: the content generator's new items in its top 10 per user, share "
+               "already in the ranker's list, mean rank there (generator's) |", "|---|---|---|---|"]
+    for fold in folds:
+        grid = fold["grid"]
+        ranker = grid[0]
+        settings = [row for row in grid if row["setting"] == "rerank"]
+        content = next((row for row in grid if row["setting"] == "content"), None)
+
+        def name(row: dict) -> str:
+            return (f"pen. {row['popularity_penalty']:g}, cap {row['exposure_cap']:g}, "
+                    f"rank {row['content_max_rank']:g}")
+
+        def change(row: dict, ranker: dict = ranker) -> str:
+            return pct(row[primary] / ranker[primary] - 1)
+
+        within = [row for row in settings if row[primary] >= 0.98 * ranker[primary]]
+        best = max(within, key=lambda row: row["catalog_coverage@10"])
+        most = max(settings, key=lambda row: row["catalog_coverage@10"])
+        cold_text = "—"
+        if content is not None and cold in content:
+            reach = [row for row in settings if row.get(cold, 0.0) >= content[cold]]
+            cheapest = max(reach, key=lambda row: row[primary]) if reach else None
+            cold_text = (f"{content[cold]:.4f} → " + (f"{cheapest[cold]:.4f} ({name(cheapest)}; {change(cheapest)})"
+                                                     if cheapest else "no setting"))
+        placed = fold.get("cold_placement") or {}
+        place_text = (f"{placed['per_user_in_content_top']:.2f}, {100 * placed['share_in_ranker_list']:.0f}%, "
+                      f"{placed['mean_ranker_rank']:.1f} ({placed['mean_content_rank']:.1f})"
+                      if placed and placed["per_user_in_content_top"] > 0 else "none")
+        out.append(f"| {fold['fold']} | {ranker['catalog_coverage@10']:.3f} → {best['catalog_coverage@10']:.3f} "
+                   f"({name(best)}) → {most['catalog_coverage@10']:.3f} ({name(most)}; {change(most)}) | "
+                   f"{cold_text} | {place_text} |")
+    return out
 
 
 def _objective(objective: str | list[str]) -> str:

@@ -27,6 +27,7 @@ from benchmarks.docs_figures import RESULTS, ROOT, machine, shown
 IMAGES = ROOT / "docs" / "img"
 AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
 GRID_KEYS = ("setting", "mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m",
+             "exposure_cap", "content_max_rank",
              "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
 
 
@@ -59,7 +60,10 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
         if not {"prepare", "ranker", "rerank", "evaluate"} <= set(children.index):  # a fold the run did not finish
             continue
         found.append({"fold": fold} | {name: Path(children.loc[name, "tags.encore.output_dir"])
-                                       for name in ("prepare", "ranker", "rerank", "evaluate")})
+                                       for name in ("prepare", "ranker", "rerank", "evaluate")}
+                     | {"generators": {name: Path(children.loc[name, "tags.encore.output_dir"])
+                                       for name in children.index if isinstance(name, str)
+                                       and name not in ("prepare", "ranker", "rerank", "evaluate")}})
     commit = str(mine[mine["run_id"] == pipeline]["tags.encore.git_commit"].iloc[0])
     return found, commit
 
@@ -94,6 +98,9 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
         grid = rerank.grid()
         folds.append({"fold": fold, "chosen": rerank.chosen(), "test": test,
                       "pool_coverage": pool_coverage(paths["prepare"], paths["ranker"]),
+                      "cold_placement": cold_placement(paths["prepare"], paths["ranker"],
+                                                       paths["generators"].get(config.components.rerank.content_from
+                                                                               or "")),
                       "vs_ranker": json.loads((rerank.path / rerank.SIGNIFICANCE).read_text())["vs_ranker"],
                       "grid": [{k: (float(v) if isinstance(v, float | int) and not isinstance(v, bool) else v)
                                 for k, v in row.items() if k in (*GRID_KEYS, *AT) and not pd.isna(v)}
@@ -139,6 +146,30 @@ def pool_coverage(prepare: Path, ranker: Path) -> float:
     return catalog_coverage(ranked["item"].to_numpy()[:, None], 1, train_items)
 
 
+def cold_placement(prepare: Path, ranker: Path, content: Path | None, k: int = 10) -> dict[str, float] | None:
+    """Where the content generator's new items stand on test (why the final lists hold fewer): per
+    test user, the items without training listeners in that generator's top ``k``, the share of them
+    already in the ranker's candidate list (the generators' merged pool gave them to it), and their
+    mean rank there (against the generator's)."""
+    if content is None:
+        return None
+    from encore.data.prepared import PreparedData
+    from encore.outputs import GeneratorOutput, RankerOutput
+
+    prepared = PreparedData(prepare)
+    users = prepared.eval_users("train")
+    cold = prepared.item_listeners("train") == 0
+    own = GeneratorOutput(content).candidates("train", max_rank=k, users=users)
+    own = own[np.isin(own["user"].to_numpy(), users) & cold[own["item"].to_numpy()]]
+    ranked = RankerOutput(ranker).recommendations()
+    joined = own.merge(ranked[["user", "item", "rank"]], on=["user", "item"], how="left", suffixes=("", "_ranker"))
+    had = joined["rank_ranker"].notna()
+    return {"per_user_in_content_top": len(own) / len(users), "share_in_ranker_list": float(had.mean()),
+            "mean_content_rank": float(joined["rank"].mean()),
+            "mean_ranker_rank": float(joined.loc[had, "rank_ranker"].mean()) if had.any() else float("nan"),
+            "k": k}
+
+
 def targets(folds: list[dict[str, Any]], pooled: dict[str, Any], primary: str) -> dict[str, Any]:
     """The issue's targets over the folds: catalogue coverage@10 (the folds' mean; a list-level
     metric has no per-user rows to pool) of the re-ranked lists against the ranker's, with the
@@ -177,7 +208,7 @@ def targets(folds: list[dict[str, Any]], pooled: dict[str, Any], primary: str) -
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """The trade-off of every fold on its ranker-target part: catalogue coverage@10 (the target's
-    metric) against NDCG@10, one colour per popularity penalty."""
+    metric) against NDCG@10, one colour per exposure cap (per popularity penalty without a cap grid)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -189,8 +220,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axes = figure.add_subplot(1, len(folds), n)
         grid = pd.DataFrame(fold["grid"])
         ranker, rows = grid.iloc[0], grid[grid["setting"] == "rerank"]
-        for penalty, part in rows.groupby("popularity_penalty"):
-            axes.plot(part[objective], part[primary], "o", alpha=0.75, label=f"pop. penalty {penalty:g}")
+        # Colour by the exposure cap where the grid has one, else by the popularity penalty.
+        by = ("exposure_cap", "exposure cap") if rows.get("exposure_cap", pd.Series([1.0])).nunique() > 1 \
+            else ("popularity_penalty", "pop. penalty")
+        for value, part in rows.groupby(by[0]):
+            axes.plot(part[objective], part[primary], "o", alpha=0.75, label=f"{by[1]} {value:g}")
         content = grid[grid["setting"] == "content"]
         if len(content):
             axes.plot(content[objective], content[primary], "g^", label="content generator")

@@ -41,15 +41,15 @@ from encore.ranking.model import TrainedRanker
 from encore.ranking.stage import rank_users, ranker_inputs
 from encore.recommenders import recommender_class
 from encore.reranking.rule import choose
+from encore.reranking.spread import cap_skips, full_chain, split_at_cap, with_ranked_content
 from encore.reranking.steps import (
     ItemSide,
+    Lists,
     Settings,
-    chain,
     lists_from_scores,
     popularity,
     rejection_keys,
     rerank,
-    with_content_candidates,
 )
 
 NAME = "rerank"
@@ -166,10 +166,13 @@ class StageLists:
     scores: np.ndarray
     content_items: np.ndarray
     content_scores: np.ndarray
+    content_ranks: np.ndarray
+    """The content generator's rank (from 1, among all its items) of each content candidate."""
 
     def rows(self, users: np.ndarray) -> StageLists:
         at = np.searchsorted(self.users, users)
-        return StageLists(users, self.items[at], self.scores[at], self.content_items[at], self.content_scores[at])
+        return StageLists(users, self.items[at], self.scores[at], self.content_items[at], self.content_scores[at],
+                          self.content_ranks[at])
 
 
 def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, stage: Stage,
@@ -180,26 +183,41 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
     items, scores = padded(ranked, users, config.components.ranker.top_k)
     content_items = np.full((len(users), 0), -1, dtype=np.int64)
     content_scores = np.zeros(content_items.shape)
+    content_ranks = np.zeros(content_items.shape, dtype=np.int64)
     if own.content_candidates and own.content_from is not None:
         proposed = GeneratorOutput(inputs[own.content_from]).candidates(stage, users=users)
         cold = prepared.item_listeners(stage) == 0
         proposed = proposed[cold[proposed["item"].to_numpy()]].sort_values(["user", "rank"], kind="stable")
+        original = proposed["rank"].to_numpy()
         proposed = proposed.assign(rank=proposed.groupby("user").cumcount() + 1)
         content_items, content_scores = padded(proposed, users, own.content_candidates)
-    return StageLists(users, items, scores, content_items, content_scores)
+        content_ranks = padded(proposed.assign(score=original.astype(np.float64)), users,
+                               own.content_candidates)[1].astype(np.int64)
+    return StageLists(users, items, scores, content_items, content_scores, content_ranks)
 
 
 def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
-             n_items: int) -> np.ndarray:
-    """The re-ranked ``(len(users), top_k)`` lists (-1 padded), batch by batch of users."""
-    steps = chain(settings, blocked=blocked, rejected=rejected, n_items=n_items)
-    out = np.full((len(lists.users), settings.top_k), -1, dtype=np.int64)
+             n_items: int, skipped: list[np.ndarray] | None = None) -> np.ndarray:
+    """The re-ranked ``(len(users), top_k)`` lists (-1 padded): the per-user steps batch by batch
+    of users, the exposure cap and what follows it over every user at once. With ``skipped`` (a
+    list), the ``user * n_items + item`` keys the cap refused are appended to it (the service's
+    input)."""
+    per_user, across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items))
+    batches = []
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
-        batch = with_content_candidates(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows]),
-                                        lists.content_items[rows], lists.content_scores[rows], settings.content_weight)
-        out[rows] = rerank(batch, side, steps, settings.top_k)[0]
-    return out
+        batch = with_ranked_content(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows]),
+                                    lists.content_items[rows], lists.content_scores[rows], lists.content_ranks[rows],
+                                    settings)
+        for step in per_user:
+            batch = step(batch, side)
+        batches.append(batch)
+    whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
+                  relevance=np.concatenate([b.relevance for b in batches]))
+    if skipped is not None:
+        cells = cap_skips(whole, settings.exposure_cap, settings.exposure_k)
+        skipped.append(np.sort(whole.users[np.nonzero(cells)[0]] * n_items + whole.items[cells]))
+    return rerank(whole, side, across, settings.top_k)[0]
 
 
 def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
@@ -219,7 +237,8 @@ def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Pr
     return ranked
 
 
-GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m")
+GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
+             "content_max_rank")
 """The grid's columns naming a setting (``tradeoff.csv``)."""
 COLD_ITEMS = "cold_items"
 
@@ -333,7 +352,9 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     users = np.unique(ranked["user"].to_numpy()).astype(np.int64)
     side = item_side(config, ctx.inputs, prepared, "train")
     lists = stage_lists(config, ctx.inputs, prepared, "train", ranked, users)
-    items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
+    capped: list[np.ndarray] = []
+    items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items,
+                     skipped=capped)
     valid = items >= 0
     write_parquet(pd.DataFrame({
         "user": np.repeat(users, items.shape[1])[valid.ravel()].astype(np.int32),
@@ -349,10 +370,13 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         "user": np.repeat(users, content.shape[1])[content.ravel()].astype(np.int32),
         "item": lists.content_items[content].astype(np.int32),
         "score": lists.content_scores[content],
-        "rank": np.tile(np.arange(1, content.shape[1] + 1, dtype=np.int32), len(users))[content.ravel()],
+        # The content generator's own rank (among all its items): the order, and where
+        # content_max_rank places the item.
+        "rank": lists.content_ranks[content].astype(np.int32),
     }), out.path / out.CONTENT)
     write_json(out.path / out.SERVING, {"settings": asdict(settings), "blocked": blocked.tolist(),
-                                        "rejected": rejected.tolist(), "n_items": prepared.n_items})
+                                        "rejected": rejected.tolist(), "capped": capped[0].tolist(),
+                                        "n_items": prepared.n_items})
 
     # Test, once, at the chosen setting: paired against the ranker's lists.
     evaluator = Evaluator(prepared, "train", tuple(config.evaluation.ks))

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Strict, UnitInterval
 from encore.reranking.steps import Settings
 
-OBJECTIVES = ("diversity", "catalog_coverage", "novelty", "new_item_exposure")
+OBJECTIVES = ("diversity", "catalog_coverage", "novelty", "new_item_exposure", "cold_items.ndcg")
 """What the rule maximises (at ``exposure_k``): the beyond-accuracy metrics of the evaluator."""
 
 
@@ -60,10 +60,19 @@ class RerankConfig(Strict):
                                                     exclude_if=lambda values: values == [0.0])
     """New items' relevance = weight * their content score scaled to [0, 1] (competing with the
     ranker's candidates); [0.0] = below every ranker candidate."""
+    exposure_caps: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [1.0], exclude_if=lambda values: values == [1.0])
+    """Grid of the global exposure cap: the share of the users' top ``exposure_k`` lists one item may
+    appear in, filled greedily position by position in relevance order; 1.0 = off."""
+    content_max_ranks: list[NonNegativeInt] = Field(default_factory=lambda: [0],
+                                                    exclude_if=lambda values: values == [0])
+    """Grid: new items the ``content_from`` generator ranks at most this high (among all its items)
+    are placed at that rank of the list; 0 = off (``content_weights`` decide)."""
     match_content_on_cold_items: bool = Field(default=False, exclude_if=lambda value: not value)
     """The rule also asks for the content generator's cold-item ndcg@10 on the target part."""
 
-    @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights")
+    @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
+                     "exposure_caps", "content_max_ranks")
     @classmethod
     def _not_empty(cls, values: list) -> list:
         if not values:
@@ -92,6 +101,8 @@ class RerankConfig(Strict):
                   "new_days": self.new_days}
         points = itertools.product(sorted(set(self.lambdas), reverse=True), sorted(set(self.freshness_boosts)),
                                    sorted(set(self.popularity_penalties)), sorted(set(self.content_weights)),
-                                   sorted(set(self.exposure_ms)))
+                                   sorted(set(self.exposure_ms)), sorted(set(self.exposure_caps), reverse=True),
+                                   sorted(set(self.content_max_ranks)))
         return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
-                         exposure_m=m, **shared) for lam, boost, penalty, weight, m in points]
+                         exposure_m=m, exposure_cap=cap, content_max_rank=rank, **shared)
+                for lam, boost, penalty, weight, m, cap, rank in points]

@@ -73,6 +73,12 @@ class Settings:
     new_days: float = 30.0
     popularity_penalty: float = 0.0
     content_weight: float = 0.0
+    exposure_cap: float = 1.0
+    """Share of the users' top ``exposure_k`` lists an item may appear in (1: no cap;
+    :class:`encore.reranking.spread.ExposureCap`)."""
+    content_max_rank: int = 0
+    """New items the content generator ranks at most this high are placed at that rank (0: off;
+    :func:`encore.reranking.spread.with_ranked_content`)."""
 
 
 @dataclass(frozen=True)

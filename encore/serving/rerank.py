@@ -19,15 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from encore.reranking.steps import (
-    ItemSide,
-    Settings,
-    chain,
-    lists_from_scores,
-    rejection_keys,
-    rerank,
-    with_content_candidates,
-)
+from encore.reranking.spread import full_chain, with_ranked_content
+from encore.reranking.steps import ItemSide, Settings, lists_from_scores, rejection_keys, rerank
 from encore.serving.pyfunc import RERANK_CONFIG, RERANK_CONTENT, RERANK_ITEMS, RERANK_REJECTIONS
 
 NEW_SOURCE = "new"
@@ -41,10 +34,13 @@ class ServedReranker:
     settings: Settings
     side: ItemSide
     blocked: np.ndarray
-    content: dict[int, tuple[np.ndarray, np.ndarray]]
-    """Per user row: content candidate items (served indexes) and scores, best first."""
+    content: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    """Per user row: content candidate items (served indexes), scores and the content generator's
+    ranks, best first."""
     rejected: dict[int, np.ndarray] = field(default_factory=dict)
     """Per user row: items rejected offline (the experiment's rejections file)."""
+    capped: dict[int, np.ndarray] = field(default_factory=dict)
+    """Per user row: items the component's exposure cap refused this user (removed at the cap's place)."""
 
     @classmethod
     def from_tables(cls, tables: dict[str, Any], codes: pd.Index, user_index: dict[str, int]) -> ServedReranker:
@@ -69,11 +65,13 @@ class ServedReranker:
             popularity = np.zeros(n)
             popularity[at[known]] = arrays["popularity"][known]
         blocked = codes.get_indexer(pd.Index([str(i) for i in config["blocked"]]))
+        capped = pd.DataFrame(config.get("capped", {"user_id": [], "item_id": []}))
         return cls(settings=Settings(**config["settings"]),
                    side=ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute, popularity=popularity),
                    blocked=blocked[blocked >= 0], content=_by_user(tables["content"], codes, user_index, True),
-                   rejected={row: items for row, (items, _) in
-                             _by_user(tables["rejections"], codes, user_index, False).items()})
+                   rejected={row: items for row, (items, _, _) in
+                             _by_user(tables["rejections"], codes, user_index, False).items()},
+                   capped={row: items for row, (items, _, _) in _by_user(capped, codes, user_index, False).items()})
 
     def apply(self, user_row: int | None, items: np.ndarray, scores: np.ndarray,
               rejected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,21 +79,24 @@ class ServedReranker:
         without ``rejected`` nor the bundle's blocked and offline-rejected items: the items (up to
         ``settings.top_k``) and whether each came from content only."""
         lists = lists_from_scores(np.zeros(1, dtype=np.int64), items[None, :], scores[None, :])
-        extra, extra_scores = self.content.get(user_row, (np.zeros(0, dtype=np.int64), np.zeros(0))) \
-            if user_row is not None else (np.zeros(0, dtype=np.int64), np.zeros(0))
-        lists = with_content_candidates(lists, extra[None, :], extra_scores[None, :], self.settings.content_weight)
+        none = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
+        extra, extra_scores, extra_ranks = self.content.get(user_row, none) if user_row is not None else none
+        lists = with_ranked_content(lists, extra[None, :], extra_scores[None, :], extra_ranks[None, :], self.settings)
         offline = self.rejected.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
         gone = np.union1d(np.asarray(rejected, dtype=np.int64), offline)
-        steps = chain(self.settings, blocked=self.blocked, rejected=rejection_keys(np.zeros(len(gone)), gone,
-                                                                                   len(self.side.age_days)),
-                      n_items=len(self.side.age_days))
+        n_items = len(self.side.age_days)
+        capped = self.capped.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
+        # The cap's refusals for this user, removed where the component's cap ran (a new listener: none).
+        steps = full_chain(self.settings, blocked=self.blocked,
+                           rejected=rejection_keys(np.zeros(len(gone)), gone, n_items), n_items=n_items,
+                           capped=rejection_keys(np.zeros(len(capped)), np.asarray(capped, dtype=np.int64), n_items))
         out = rerank(lists, self.side, steps, self.settings.top_k)[0][0]
         out = out[out >= 0]
         return out, ~np.isin(out, items)
 
 
 def _by_user(frame: pd.DataFrame, codes: pd.Index, user_index: dict[str, int],
-             ordered: bool) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+             ordered: bool) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     if frame is None or frame.empty:
         return {}
     rows = frame["user_id"].astype(str).map(user_index)
@@ -105,7 +106,8 @@ def _by_user(frame: pd.DataFrame, codes: pd.Index, user_index: dict[str, int],
                          "score": frame["score"].to_numpy()[keep] if "score" in frame else 0.0,
                          "rank": frame["rank"].to_numpy()[keep] if ordered else 0})
     data = data.sort_values(["row", "rank"], kind="stable")
-    return {int(row): (group["item"].to_numpy(np.int64), group["score"].to_numpy(np.float64))
+    return {int(row): (group["item"].to_numpy(np.int64), group["score"].to_numpy(np.float64),
+                       group["rank"].to_numpy(np.int64))
             for row, group in data.groupby("row", sort=False)}
 
 

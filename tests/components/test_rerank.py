@@ -70,6 +70,23 @@ def test_rejected_and_blocked_items_never_appear(run: EncoreConfig) -> None:
     assert final.groupby("user").size().min() >= 10 and set(final["user"]) == set(ranked["user"])
 
 
+def test_the_exposure_cap_holds_over_every_users_top_k(run: EncoreConfig) -> None:
+    out = RerankOutput(output_dir(run, "rerank"))
+    final = out.recommendations()
+    settings = out.serving()["settings"]
+    users = final["user"].nunique()
+    top = final[final["rank"] <= settings["exposure_k"]]
+    # The floor (after the cap) may lift new items over it; every other item is capped.
+    new = np.nan_to_num(out.item_side()["age_days"], nan=np.inf) < settings["new_days"]
+    top = top[~new[top["item"].to_numpy()]]
+    assert settings["exposure_cap"] == 0.1
+    assert top["item"].value_counts().max() <= int(np.ceil(0.1 * users))
+    # It bound: the ranker's own top-k exceeds it, and the refusals are recorded for the service.
+    ranked = RankerOutput(output_dir(run, "ranker")).recommendations()
+    assert ranked[ranked["rank"] <= settings["exposure_k"]]["item"].value_counts().max() > np.ceil(0.1 * users)
+    assert len(out.serving()["capped"]) > 0
+
+
 def test_the_choice_never_reads_test(run: EncoreConfig, tmp_path: Path) -> None:
     """Another test window (half of it dropped, the rest moved to other users) gives the same
     grid and the same choice."""
