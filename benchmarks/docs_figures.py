@@ -627,7 +627,7 @@ def render_neural_ranker(doc: Path, name: str) -> str:
 def render_neural_timing(doc: Path, name: str) -> str:
     """Training time and peak RSS per neural kind (``python -m benchmarks.neural --timing``)."""
     report = load(name)
-    lines = [f"One torch thread, {report['cores']} cores shared with other jobs (load average before → after "
+    lines = [f"One torch thread, {report['cores']} cores (the load average before → after "
              "each fit in the last column); each fit is the `train` stage at the kind's defaults, without early "
              "stopping, for the epochs shown; the full fit is projected from them at the kind's default (maximum) "
              "epochs, from wall seconds and, since a loaded machine inflates wall time, from CPU seconds "
@@ -879,6 +879,7 @@ FIGURES: dict[str, Figure] = {
     "pipeline-lastfm2k": Figure(render_pipeline, ("lastfm2k-pipeline.json",)),
     "scale": Figure(lambda doc: render_scale(doc, "scale.json"), ("scale.json",)),
     "scale-1m-i27": Figure(lambda doc: render_scale(doc, "scale-1m-i27.json"), ("scale-1m-i27.json",)),
+    "scale-1m-quiet": Figure(lambda doc: render_scale(doc, "scale-1m-e127f40.json"), ("scale-1m-e127f40.json",)),
     "scale-30m-projection": Figure(lambda doc: render_scale_projection(doc, "scale-30m-projection.json"),
                                    ("scale-30m-projection.json", "scale.json")),
     "scale-1m-final": Figure(lambda doc: render_scale(doc, "scale-1m-final.json"), ("scale-1m-final.json",)),
