@@ -105,6 +105,20 @@ def cluster_settings(base: SparkSettings) -> SparkSettings:
     return base.model_copy(update={"conf": conf, "driver_memory": "2g"})
 
 
+@contextlib.contextmanager
+def on_master(master: str, base: SparkSettings) -> Iterator[str]:
+    """A session on ``master`` ("local": ``local[*]``; a number: a loopback standalone cluster of
+    that many 1-core workers, stopped on exit); yields how the result files name the master."""
+    with contextlib.ExitStack() as stack:
+        if master == "local":
+            url, settings, where = "local[*]", base, "local[*]"
+        else:
+            cluster = stack.enter_context(StandaloneCluster(n_workers=int(master), cores=1, memory="1g"))
+            url, settings, where = cluster.master_url, cluster_settings(base), f"standalone, {master} x 1 core"
+        stack.enter_context(session_on(url, settings))
+        yield where
+
+
 def run_experiment(name: str, masters: list[str], workdir: Path) -> dict[str, Any]:
     config = load_config(REPO_ROOT / "experiments" / f"{name}.yaml")
     started = time.perf_counter()
@@ -125,19 +139,12 @@ def run_experiment(name: str, masters: list[str], workdir: Path) -> dict[str, An
     spark_params = {k: v for k, v in params.items() if k != "weighting"} | {
         "weighting": params["weighting"] if params["weighting"] in ("log1p", "none") else "log1p"}
     for master in masters:
-        with contextlib.ExitStack() as stack:
-            if master == "local":
-                url, settings = "local[*]", base
-            else:
-                cluster = stack.enter_context(StandaloneCluster(n_workers=int(master), cores=1, memory="1g"))
-                url, settings = cluster.master_url, cluster_settings(base)
-            stack.enter_context(session_on(url, settings))
+        with on_master(master, base) as where:
             model = ALSSparkRecommender(**spark_params)
             started = time.perf_counter()
             model.fit_stage(prepared.stage_view(stage))
             seconds = time.perf_counter() - started
         lists, _ = eval_lists(model, prepared, stage, 100)
-        where = url if master == "local" else f"standalone, {master} x 1 core"
         runs[master] = {"master": where, "fit_seconds": seconds, "load_after_fit": round(os.getloadavg()[0], 2),
                         "ndcg@10": evaluator.evaluate(lists[:, :10])["ndcg@10"],
                         "overlap@100_vs_implicit": overlap_at(lists, reference, 100)}
@@ -200,18 +207,11 @@ def run_top_n(name: str, masters: list[str], workdir: Path, n: int = 100, n_simi
     runs: dict[str, Any] = {}
     base = load_spark_settings()
     for master in masters:
-        with contextlib.ExitStack() as stack:
-            if master == "local":
-                url, settings = "local[*]", base
-            else:
-                cluster = stack.enter_context(StandaloneCluster(n_workers=int(master), cores=1, memory="1g"))
-                url, settings = cluster.master_url, cluster_settings(base)
-            stack.enter_context(session_on(url, settings))
+        with on_master(master, base) as where:
             (ids, _), top_time = _timed(lambda: _stitched(model.stage_recommend_batches(users, parts, n),
                                                           len(users), n))
             (similar, _), similar_time = _timed(lambda: _stitched(model.stage_similar_item_batches(n_similar),
                                                                   prepared.n_items, n_similar))
-        where = url if master == "local" else f"standalone, {master} x 1 core"
         runs[master] = {"master": where, f"top{n}": top_time, f"similar{n_similar}": similar_time,
                         "candidates": agreement(ids, driver_ids, driver_scores),
                         # items with a zero vector: -1 rows on the executors, implicit's arbitrary lists on the driver

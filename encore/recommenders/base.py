@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -123,6 +124,22 @@ def check_lists(model: Recommender, method: str, ids: object, scores: object, n_
                                f"ids must be -1 (no item) or 0 .. {model.n_items_ - 1}")
     _check_values(scores, where, "scores")
     return ids, scores
+
+
+def pairs_by_user_batch(users: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Group ``(n_pairs,)`` pair users by distinct user, ``batch_size`` distinct users at a time.
+
+    Yields ``(batch_users, pairs, rows)``: the batch's distinct users (sorted), the positions of
+    the pairs that belong to them, and each such pair's row in a ``(len(batch_users), ...)``
+    block scored for the batch — so a pair-scoring method scores each user once."""
+    uniq, inverse = np.unique(users, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    sorted_inverse = inverse[order]
+    for start in range(0, len(uniq), batch_size):
+        stop = min(start + batch_size, len(uniq))
+        lo, hi = np.searchsorted(sorted_inverse, [start, stop])
+        pairs = order[lo:hi]
+        yield uniq[start:stop], pairs, inverse[pairs] - start
 
 
 def _class_named(saved: str) -> type[Recommender]:
@@ -327,15 +344,8 @@ class Recommender(ABC):
             raise ValueError(f"users and items must have the same length, got {len(users)} and {len(items)}")
         user_items = check_user_items(user_items, self.n_items_)
         out = np.empty(len(users), dtype=np.float32)
-        uniq, inverse = np.unique(users, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        sorted_inverse = inverse[order]
-        for start in range(0, len(uniq), batch_size):
-            stop = min(start + batch_size, len(uniq))
-            lo, hi = np.searchsorted(sorted_inverse, [start, stop])
-            pairs = order[lo:hi]
-            block = self.score(uniq[start:stop], user_items)
-            out[pairs] = block[inverse[pairs] - start, items[pairs]]
+        for batch_users, pairs, rows in pairs_by_user_batch(users, batch_size):
+            out[pairs] = self.score(batch_users, user_items)[rows, items[pairs]]
         return out
 
     # -- persistence --------------------------------------------------------------------

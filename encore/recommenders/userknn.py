@@ -15,7 +15,7 @@ from sklearn.preprocessing import normalize
 from encore.arrays import lookup_pairs, pair_keys, positions_in_groups, row_sums
 from encore.config.types import PositiveFloat, PositiveInt
 
-from .base import Recommender, as_ids, check_user_items, topk, topk_sparse
+from .base import Recommender, as_ids, check_user_items, pairs_by_user_batch, topk, topk_sparse
 from .generator_config import GeneratorConfig
 from .weighting import InteractionWeighter, InteractionWeighting
 
@@ -207,15 +207,9 @@ class UserKNNRecommender(Recommender):
         if users.shape != items.shape:
             raise ValueError(f"users and items must have the same length, got {len(users)} and {len(items)}")
         out = np.zeros(len(users), dtype=np.float32)
-        uniq, inverse = np.unique(users, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        sorted_inverse = inverse[order]
-        for start in range(0, len(uniq), batch_size):
-            stop = min(start + batch_size, len(uniq))
-            lo, hi = np.searchsorted(sorted_inverse, [start, stop])
-            pairs = order[lo:hi]
-            block = self.score_sparse(uniq[start:stop], user_items).tocoo()
-            out[pairs] = lookup_pairs(pair_keys(inverse[pairs] - start, items[pairs], self.n_items_),
+        for batch_users, pairs, rows in pairs_by_user_batch(users, batch_size):
+            block = self.score_sparse(batch_users, user_items).tocoo()
+            out[pairs] = lookup_pairs(pair_keys(rows, items[pairs], self.n_items_),
                                       pair_keys(block.row, block.col, self.n_items_),
                                       block.data.astype(np.float32), fill=0.0)
         return out
