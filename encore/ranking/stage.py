@@ -154,7 +154,7 @@ def merge_candidates(candidates: Mapping[str, pd.DataFrame], users: np.ndarray) 
     pair_items = np.concatenate([f["item"].to_numpy() for f in frames]) if frames else np.zeros(0, np.int64)
     keep = np.isin(pair_users, users)
     width = int(pair_items.max(initial=-1)) + 1
-    keys = np.sort(pair_users[keep].astype(np.int64) * width + pair_items[keep])
+    keys = np.sort(pair_keys(pair_users[keep], pair_items[keep], width))
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys  # sorted unique: np.unique hashes first
     return pd.DataFrame({"user": (keys // max(width, 1)).astype(pair_users.dtype),
                          "item": (keys % max(width, 1)).astype(pair_items.dtype)})
