@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from benchmarks.docs_figures import git_commit
 from benchmarks.peak import measured_command, read_peak_bytes
 from encore.candidates import build_recommender, fit_recommender
 from encore.config.experiment import REPO_ROOT, MachineSettings, load_config
@@ -175,7 +176,8 @@ def main() -> int:
     parser.add_argument("--generators", help="comma-separated subset of generators to time (default: all)")
     parser.add_argument("--name", default="benchmark", help="results file name")
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    results: dict[str, Any] = {"commit": git_commit(),
+                               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                                           f"Python {platform.python_version()}", "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
