@@ -1,16 +1,23 @@
 """Top-N by inner product over item vectors, through a faiss index, heard items filtered exactly.
 
 Why faiss: measured against the alternatives on Encore's own factors (benchmarks/ann.py,
-benchmarks/results/ann.json); it ships exact (``IndexFlatIP``, the ground truth), graph
-(HNSW) and inverted-file (IVF) indexes in one maintained wheel.
+benchmarks/results/ann.json); it ships exact (``IndexFlatIP``, the ground truth), quantised
+(PQ fast scan with exact re-scoring), graph (HNSW) and inverted-file (IVF) indexes in one
+maintained wheel.
 
-The norm augmentation (``ann.norm_augmentation``): a graph or k-means index is built for
-distances, and the largest inner product is not the nearest neighbour (an item's norm counts).
-Appending ``sqrt(M^2 - |x|^2)`` to every item vector (``M`` = the largest norm) and 0 to every
-query makes ``|q - x|^2 = |q|^2 + M^2 - 2 q.x``: the nearest augmented item is the best inner
-product (Bachrach et al. 2014). Measured on ALS factors it loses: their norms spread widely, the
-extra coordinate dominates the distances of most items and the graph's neighbourhoods blur
-(recall@100 in benchmarks/results/ann.md), so the default searches faiss's inner-product HNSW.
+Why ``pq`` is the default: factor models give items norms that spread over orders of magnitude
+(ALS on the synthetic catalogue: median 0.05, largest 11). An inner-product HNSW graph links
+items by inner product, so items of small norm are rarely anyone's neighbour and hard to reach:
+the lists of users whose best items include them stay short of exact however wide the search
+(recall@100 stalls near 0.95 on ALS). The norm augmentation (append ``sqrt(M^2 - |x|^2)`` to
+every item, ``M`` the largest norm, and 0 to every query: ``|q - x|^2 = |q|^2 + M^2 - 2 q.x``,
+so the nearest augmented item is the best inner product, Bachrach et al. 2014) is exact
+(``flat`` with ``norm_augmentation`` returns the exact lists, tested) but puts almost every item
+near one pole of the sphere, where a graph's neighbourhoods blur: worse still. The quantised
+scan visits every item in a 4-bit copy (16 x smaller than float32, scored 32 codes per SIMD
+instruction) and re-scores the best ``refine_factor * k`` exactly: nothing is unreachable, and
+it is several times faster than exact scoring at 100k items (benchmarks/results/ann.md). It
+stays linear in the items; a catalogue of tens of millions wants ``ivf`` in front of it.
 
 Seen items: a user's heard items are removed *after* the search, so each query fetches
 ``N + n_heard`` items (rounded up to a power of two, so users share a few search calls) and the
@@ -18,8 +25,9 @@ heard ones are masked out; a user whose fetch would exceed ``max_fetch`` is scor
 Returned scores are the exact inner products of the returned items, ordered best first, ties
 by the lower item id (as :func:`.topn.topk`).
 
-Reproducible: the HNSW graph is built on one thread (parallel insertion depends on thread
-timing) with faiss's fixed level seed; IVF's k-means takes ``seed``; a search is deterministic.
+Reproducible: PQ's and IVF's k-means take ``seed``; the HNSW graph is built on one thread
+(parallel insertion depends on thread timing) with faiss's fixed level seed; a search is
+deterministic.
 """
 
 from __future__ import annotations
@@ -54,15 +62,25 @@ def _omp_threads(n: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _augment(vectors: np.ndarray, max_norm: float) -> np.ndarray:
-    """Item vectors with the extra coordinate ``sqrt(max_norm^2 - |x|^2)``."""
+def augment_items(vectors: np.ndarray, max_norm: float) -> np.ndarray:
+    """Item vectors with the extra coordinate ``sqrt(max_norm^2 - |x|^2)`` (``max_norm``: at
+    least the largest norm): every augmented item then has norm ``max_norm``, so its L2
+    distance to an :func:`augment_queries` query falls as its inner product with it rises."""
     sq = np.einsum("ij,ij->i", vectors, vectors)
     extra = np.sqrt(np.maximum(max_norm**2 - sq, 0.0)).astype(np.float32)
     return np.ascontiguousarray(np.hstack([vectors, extra[:, None]]), dtype=np.float32)
 
 
-def _with_zero(queries: np.ndarray) -> np.ndarray:
+def augment_queries(queries: np.ndarray) -> np.ndarray:
+    """Queries with a 0 appended: ``|[q, 0] - [x, e]|^2 = |q|^2 + max_norm^2 - 2 q.x``."""
     return np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]), dtype=np.float32)
+
+
+def _pad_columns(vectors: np.ndarray, pad: int) -> np.ndarray:
+    """``vectors`` with ``pad`` zero columns appended (float32, contiguous, as faiss wants)."""
+    if pad:
+        vectors = np.hstack([vectors, np.zeros((len(vectors), pad), np.float32)])
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 class InnerProductIndex:
@@ -89,22 +107,29 @@ class InnerProductIndex:
         self.n_items = n
         self._members = np.arange(n)
         self._augmented = False
-        if settings.index == "flat":
+        self._pad = 0
+        if settings.index == "flat" and not settings.norm_augmentation:
             self._index = faiss.IndexFlatIP(d)
             self._index.add(self.vectors)
             return
         # Zero vectors (ALS items nobody played: a sixth of a synthetic catalogue) score 0 for
-        # every query and only clutter a graph; they are left out, and a list that reaches
+        # every query and only clutter an index; they are left out, and a list that reaches
         # scores <= 0, where they would rank, is scored exactly (top_n).
         self._members = np.flatnonzero(np.any(self.vectors != 0, axis=1))
         members = self.vectors[self._members]
-        self._augmented = settings.norm_augmentation
+        self._augmented = settings.norm_augmentation and settings.index != "pq"
         if self._augmented:
             max_norm = float(np.sqrt(np.einsum("ij,ij->i", members, members).max())) if len(members) else 0.0
-            data, dim, metric = _augment(members, max_norm), d + 1, faiss.METRIC_L2
+            data, metric = augment_items(members, max_norm), faiss.METRIC_L2
         else:
-            data, dim, metric = np.ascontiguousarray(members), d, faiss.METRIC_INNER_PRODUCT
-        if settings.index == "hnsw":
+            data, metric = np.ascontiguousarray(members), faiss.METRIC_INNER_PRODUCT
+        dim = data.shape[1]
+        if settings.index == "flat":  # exact, through the augmented path (the transform's check)
+            index = faiss.IndexFlat(dim, metric)
+            index.add(data)
+        elif settings.index == "pq":
+            index = self._pq_index(faiss, data, settings, seed)
+        elif settings.index == "hnsw":
             index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, metric)
             index.hnsw.efConstruction = settings.ef_construction
             index.hnsw.efSearch = settings.ef_search
@@ -122,6 +147,26 @@ class InnerProductIndex:
             index.nprobe = min(settings.nprobe, nlist)
         self._index = index
 
+    def _pq_index(self, faiss: Any, data: np.ndarray, settings: AnnConfig, seed: int) -> Any:
+        """Exact re-scoring (``IndexRefineFlat``) over a 4-bit PQ fast-scan copy of ``data``.
+
+        The vectors are padded with zero columns to a whole, even number of codes (fast scan
+        packs two codes a byte); a zero column adds nothing to an inner product. Training is
+        k-means per sub-space on a seeded sample (``seed``), so a build is reproducible.
+        """
+        self._pad = (-data.shape[1]) % (2 * settings.pq_dims)
+        data = _pad_columns(data, self._pad)
+        codes = data.shape[1] // settings.pq_dims
+        base = faiss.IndexPQFastScan(data.shape[1], codes, 4, faiss.METRIC_INNER_PRODUCT)
+        base.pq.cp.seed = seed
+        index = faiss.IndexRefineFlat(base)
+        index.k_factor = float(settings.refine_factor)
+        if len(data):
+            with _omp_threads(self.num_threads):
+                index.train(data)
+                index.add(data)
+        return index
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The index's ``k`` best items per query: ids ``(n, k)`` int64 (``-1`` where it found
         fewer) and their exact inner products (float32, ``-inf`` for ``-1``), best first,
@@ -137,13 +182,29 @@ class InnerProductIndex:
                 self._index.hnsw.efSearch = max(self.settings.ef_search, k)
             elif self.settings.index == "ivf":
                 self._index.nprobe = min(self.settings.nprobe, self._index.nlist)
-            _, ids = self._index.search(_with_zero(queries) if self._augmented else queries, k)
+            elif self.settings.index == "pq":
+                self._index.k_factor = float(self.settings.refine_factor)
+            sent = augment_queries(queries) if self._augmented else _pad_columns(queries, self._pad)
+            found, ids = self._index.search(sent, k)
         valid = ids >= 0
         ids = np.where(valid, self._members[np.maximum(ids, 0)], -1)
-        scores = np.einsum("ij,ikj->ik", queries, self.vectors[np.where(valid, ids, 0)]).astype(np.float32)
+        if self._augmented:  # faiss gave L2 distances: score the items, and order by score
+            scores = np.einsum("ij,ikj->ik", queries, self.vectors[np.where(valid, ids, 0)]).astype(np.float32)
+            rows = np.arange(len(ids))
+        else:
+            # faiss's own inner products (exact float32 dot products: IndexRefineFlat re-scores
+            # the quantised candidates from the stored vectors), already best first; only rows
+            # holding a tie are re-ordered, so ties go to the lower id. Re-scoring every row
+            # in numpy cost more than the search itself (a (n, k, d) gather).
+            scores = found.astype(np.float32, copy=False)
+            rows = np.flatnonzero(np.any((scores[:, 1:] == scores[:, :-1]) & valid[:, 1:], axis=1))
         scores[~valid] = -np.inf
-        order = np.lexsort((np.where(valid, ids, np.iinfo(np.int64).max), -scores), axis=1)
-        return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+        if len(rows):
+            sub_ids, sub_scores = ids[rows], scores[rows]
+            order = np.lexsort((np.where(sub_ids >= 0, sub_ids, np.iinfo(np.int64).max), -sub_scores), axis=1)
+            ids[rows] = np.take_along_axis(sub_ids, order, axis=1)
+            scores[rows] = np.take_along_axis(sub_scores, order, axis=1)
+        return ids, scores
 
     def top_n(self, queries: np.ndarray, N: int, heard: csr_matrix | None = None
               ) -> tuple[np.ndarray, np.ndarray]:

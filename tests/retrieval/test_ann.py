@@ -90,14 +90,16 @@ def test_heard_items_are_filtered_exactly_past_max_fetch() -> None:
         assert (ids[0, :50] >= 2950).all() and (ids[0, 50:] == -1).all()
 
 
-def test_index_build_and_search_are_reproducible(catalogue) -> None:
+@pytest.mark.parametrize("settings", [AnnConfig(), AnnConfig(index="hnsw", hnsw_m=16, ef_construction=64)],
+                         ids=["pq", "hnsw"])
+def test_index_build_and_search_are_reproducible(catalogue, settings: AnnConfig) -> None:
     model, user_items = catalogue
     users = np.arange(500)
     runs = []
     for _ in range(2):  # a fresh model each time: no index cached
         clone = ALSRecommender(iterations=5, random_state=7)
         clone.model_, clone.n_users_, clone.n_items_ = model.model_, model.n_users_, model.n_items_
-        clone.set_retrieval("ann", AnnConfig(hnsw_m=16, ef_construction=64))  # the build procedure, cheaply
+        clone.set_retrieval("ann", settings)  # hnsw: the build procedure, cheaply
         runs.append(clone.recommend(users, user_items, 50)[0])
     np.testing.assert_array_equal(runs[0], runs[1])
 
