@@ -33,6 +33,7 @@ deterministic.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,7 +41,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from .config import AnnConfig
-from .topn import compact, is_seen, mask_seen, topk
+from .topn import available_cores, compact, is_seen, mask_seen, topk
 
 
 def _faiss() -> Any:
@@ -76,6 +77,10 @@ def augment_queries(queries: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]), dtype=np.float32)
 
 
+_SEARCH_CHUNK = 256
+"""Queries per faiss search call on a search thread."""
+
+
 def _pad_columns(vectors: np.ndarray, pad: int) -> np.ndarray:
     """``vectors`` with ``pad`` zero columns appended (float32, contiguous, as faiss wants)."""
     if pad:
@@ -93,16 +98,16 @@ class InnerProductIndex:
     settings:
         The index (:class:`~encore.retrieval.config.AnnConfig`).
     seed:
-        Seed of IVF's k-means (HNSW's levels use faiss's fixed seed).
+        Seed of PQ's and IVF's k-means (HNSW's levels use faiss's fixed seed).
     num_threads:
-        Search threads (0 = faiss's default, every core); results do not depend on it.
+        Search threads (0 = every core of this process); results do not depend on it.
     """
 
     def __init__(self, vectors: np.ndarray, settings: AnnConfig, *, seed: int = 0, num_threads: int = 0):
         faiss = _faiss()
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.settings = settings
-        self.num_threads = num_threads or faiss.omp_get_max_threads()
+        self.num_threads = num_threads or available_cores()
         n, d = self.vectors.shape
         self.n_items = n
         self._members = np.arange(n)
@@ -162,7 +167,9 @@ class InnerProductIndex:
         index = faiss.IndexRefineFlat(base)
         index.k_factor = float(settings.refine_factor)
         if len(data):
-            with _omp_threads(self.num_threads):
+            # One thread: the build takes about a second at 100k items, and faiss's OpenMP
+            # threads on a busy 2-core machine made it several times slower (they spin-wait).
+            with _omp_threads(1):
                 index.train(data)
                 index.add(data)
         return index
@@ -176,16 +183,15 @@ class InnerProductIndex:
         if len(queries) == 0 or k <= 0:
             return np.full((len(queries), max(k, 0)), -1, np.int64), np.full((len(queries), max(k, 0)), -np.inf,
                                                                            np.float32)
-        with _omp_threads(self.num_threads):
-            if self.settings.index == "hnsw":
+        if self.settings.index == "hnsw":
                 # efSearch bounds the candidate list; below k the graph cannot return k items.
-                self._index.hnsw.efSearch = max(self.settings.ef_search, k)
-            elif self.settings.index == "ivf":
-                self._index.nprobe = min(self.settings.nprobe, self._index.nlist)
-            elif self.settings.index == "pq":
-                self._index.k_factor = float(self.settings.refine_factor)
-            sent = augment_queries(queries) if self._augmented else _pad_columns(queries, self._pad)
-            found, ids = self._index.search(sent, k)
+            self._index.hnsw.efSearch = max(self.settings.ef_search, k)
+        elif self.settings.index == "ivf":
+            self._index.nprobe = min(self.settings.nprobe, self._index.nlist)
+        elif self.settings.index == "pq":
+            self._index.k_factor = float(self.settings.refine_factor)
+        sent = augment_queries(queries) if self._augmented else _pad_columns(queries, self._pad)
+        found, ids = self._search_chunks(sent, k)
         valid = ids >= 0
         ids = np.where(valid, self._members[np.maximum(ids, 0)], -1)
         if self._augmented:  # faiss gave L2 distances: score the items, and order by score
@@ -205,6 +211,25 @@ class InnerProductIndex:
             ids[rows] = np.take_along_axis(sub_ids, order, axis=1)
             scores[rows] = np.take_along_axis(sub_scores, order, axis=1)
         return ids, scores
+
+    def _search_chunks(self, sent: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's search over chunks of queries on ``num_threads`` Python threads, one OpenMP
+        thread each. faiss releases the GIL while it searches; its own OpenMP split was slower
+        on a busy machine (every thread waits at the barrier for the slowest, spinning), and
+        the chunks balance themselves. A chunk's results do not depend on the others."""
+        faiss = _faiss()
+
+        def one(lo: int) -> tuple[np.ndarray, np.ndarray]:
+            faiss.omp_set_num_threads(1)  # this thread's OpenMP setting (a new thread has the default)
+            return self._index.search(sent[lo:lo + _SEARCH_CHUNK], k)
+
+        starts = range(0, len(sent), _SEARCH_CHUNK)
+        if self.num_threads <= 1 or len(starts) == 1:
+            with _omp_threads(1):
+                return self._index.search(sent, k)
+        with ThreadPoolExecutor(min(self.num_threads, len(starts))) as pool:
+            parts = list(pool.map(one, starts))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def top_n(self, queries: np.ndarray, N: int, heard: csr_matrix | None = None
               ) -> tuple[np.ndarray, np.ndarray]:

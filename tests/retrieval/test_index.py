@@ -88,3 +88,13 @@ def test_recall_at_counts_the_exact_items_found() -> None:
     # row 2 has no exact item and is left out of the mean.
     assert recall_at(approximate, exact, 2) == pytest.approx(0.25)
     assert recall_at(approximate, exact, 4) == pytest.approx((2 / 4 + 2 / 2) / 2)
+
+
+def test_search_threads_do_not_change_the_lists() -> None:
+    """More queries than one search chunk, split over threads: the same lists as one thread."""
+    items, _, _ = _catalogue(n_items=2000, d=16, seed=6)
+    queries = np.random.default_rng(7).normal(size=(700, 16)).astype(np.float32)
+    one = InnerProductIndex(items, AnnConfig(), seed=1, num_threads=1).search(queries, 50)
+    two = InnerProductIndex(items, AnnConfig(), seed=1, num_threads=2).search(queries, 50)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
