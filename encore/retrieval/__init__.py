@@ -7,6 +7,6 @@ filtered exactly. See docs/retrieval.md.
 """
 
 from .config import AnnConfig, Retrieval
-from .index import InnerProductIndex, recall_at
+from .index import InnerProductIndex, recall_at, score_recall_at
 
-__all__ = ["AnnConfig", "InnerProductIndex", "Retrieval", "recall_at"]
+__all__ = ["AnnConfig", "InnerProductIndex", "Retrieval", "recall_at", "score_recall_at"]

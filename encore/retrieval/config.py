@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from encore.config.types import NonNegativeInt, PositiveInt, Strict
 
 Retrieval = Literal["exact", "ann"]
@@ -32,6 +34,9 @@ class AnnConfig(Strict):
     """``pq``: vector dimensions per 4-bit code (fewer: a finer copy, more to scan)."""
     refine_factor: PositiveInt = 4
     """``pq``: candidates re-scored exactly per item asked for."""
+    exact_share: float = Field(default=0.03, ge=0.0, le=1.0)
+    """``pq``: share of the items, those of largest norm, scored exactly on every search
+    instead of quantised (the quantiser's k-means would clip them: see encore/retrieval/index.py)."""
     hnsw_m: PositiveInt = 32
     """Links per node of the HNSW graph."""
     ef_construction: PositiveInt = 256
@@ -54,7 +59,8 @@ class AnnConfig(Strict):
         """The settings that matter for this index, one line (logged with the recall)."""
         space = " norm-augmented L2" if self.norm_augmentation else " inner product"
         if self.index == "pq":
-            return f"pq {self.pq_dims} dims/4-bit code, refine x{self.refine_factor} inner product"
+            return (f"pq {self.pq_dims} dims/4-bit code, refine x{self.refine_factor}, "
+                    f"{self.exact_share:.0%} largest exact, inner product")
         if self.index == "hnsw":
             return f"hnsw M={self.hnsw_m} efConstruction={self.ef_construction} efSearch={self.ef_search}{space}"
         if self.index == "ivf":

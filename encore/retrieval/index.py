@@ -77,6 +77,8 @@ def augment_queries(queries: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]), dtype=np.float32)
 
 
+_MIN_QUANTISED = 256
+"""Fewest quantised items for ``pq`` (k-means of 16 codes per sub-space); below, all are exact."""
 _SEARCH_CHUNK = 256
 """Queries per faiss search call on a search thread."""
 
@@ -113,6 +115,8 @@ class InnerProductIndex:
         self._members = np.arange(n)
         self._augmented = False
         self._pad = 0
+        self._head = np.empty(0, np.int64)  # pq: member positions scored exactly (largest norms)
+        self._tail = None  # pq: member position of each row of the quantised index
         if settings.index == "flat" and not settings.norm_augmentation:
             self._index = faiss.IndexFlatIP(d)
             self._index.add(self.vectors)
@@ -153,14 +157,25 @@ class InnerProductIndex:
         self._index = index
 
     def _pq_index(self, faiss: Any, data: np.ndarray, settings: AnnConfig, seed: int) -> Any:
-        """Exact re-scoring (``IndexRefineFlat``) over a 4-bit PQ fast-scan copy of ``data``.
+        """Exact re-scoring (``IndexRefineFlat``) over a 4-bit PQ fast-scan copy of ``data``,
+        except the ``exact_share`` of rows with the largest norms (``self._head``), which each
+        search scores exactly. Why: the codebooks are k-means of mostly small vectors, and the
+        few large ones (popular items, the very ones at the top of lists) were clipped to the
+        outermost codes: BPR's recall@10 fell to about 0.7 with every item quantised (dev run
+        on 100k items), and reached 1.0 with the 3% largest scored exactly.
 
         The vectors are padded with zero columns to a whole, even number of codes (fast scan
         packs two codes a byte); a zero column adds nothing to an inner product. Training is
         k-means per sub-space on a seeded sample (``seed``), so a build is reproducible.
         """
+        norms = np.einsum("ij,ij->i", data, data)
+        order = np.argsort(-norms, kind="stable")
+        n_head = int(np.ceil(settings.exact_share * len(data)))
+        if len(data) - n_head < _MIN_QUANTISED:  # too few to train 16 codes on: all exact
+            n_head = len(data)
+        self._head, self._tail = np.sort(order[:n_head]), np.sort(order[n_head:])
         self._pad = (-data.shape[1]) % (2 * settings.pq_dims)
-        data = _pad_columns(data, self._pad)
+        data = _pad_columns(data[self._tail], self._pad)
         codes = data.shape[1] // settings.pq_dims
         base = faiss.IndexPQFastScan(data.shape[1], codes, 4, faiss.METRIC_INNER_PRODUCT)
         base.pq.cp.seed = seed
@@ -191,7 +206,12 @@ class InnerProductIndex:
         elif self.settings.index == "pq":
             self._index.k_factor = float(self.settings.refine_factor)
         sent = augment_queries(queries) if self._augmented else _pad_columns(queries, self._pad)
-        found, ids = self._search_chunks(sent, k)
+        if self._index.ntotal:
+            found, ids = self._search_chunks(sent, min(k, self._index.ntotal))
+        else:  # pq with every item in the exact head
+            found, ids = np.empty((len(sent), 0), np.float32), np.empty((len(sent), 0), np.int64)
+        if self._tail is not None:
+            found, ids = self._with_head(queries, found, np.where(ids >= 0, self._tail[np.maximum(ids, 0)], -1), k)
         valid = ids >= 0
         ids = np.where(valid, self._members[np.maximum(ids, 0)], -1)
         if self._augmented:  # faiss gave L2 distances: score the items, and order by score
@@ -211,6 +231,18 @@ class InnerProductIndex:
             ids[rows] = np.take_along_axis(sub_ids, order, axis=1)
             scores[rows] = np.take_along_axis(sub_scores, order, axis=1)
         return ids, scores
+
+    def _with_head(self, queries: np.ndarray, found: np.ndarray, ids: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The quantised index's best (``found`` scores, ``ids`` member positions) merged with the
+        exactly scored head: the ``k`` best of both, best first."""
+        if len(self._head):
+            head_ids, head_scores = topk(queries @ self.vectors[self._members[self._head]].T, min(k, len(self._head)),
+                                         num_threads=self.num_threads)
+            found = np.hstack([np.where(ids >= 0, found, -np.inf), head_scores])
+            ids = np.hstack([ids, np.where(head_ids >= 0, self._head[np.maximum(head_ids, 0)], -1)])
+        order = np.argsort(-found, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(found, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
     def _search_chunks(self, sent: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss's search over chunks of queries on ``num_threads`` Python threads, one OpenMP
@@ -268,3 +300,20 @@ def recall_at(approximate: np.ndarray, exact: np.ndarray, k: int) -> float:
     sizes = (e >= 0).sum(axis=1)
     keep = sizes > 0
     return float(np.mean(hits[keep] / sizes[keep])) if keep.any() else 1.0
+
+
+def score_recall_at(approximate_scores: np.ndarray, exact_scores: np.ndarray, k: int, *, rtol: float = 1e-5) -> float:
+    """Recall@k that counts ties as hits: the share of the first ``k`` approximate items whose
+    exact score reaches the ``k``-th exact score (within ``rtol``), mean over rows with an
+    exact list. :func:`recall_at` counts item ids, so among items that tie at the cut (equal
+    vectors: item2item's items with the same tags) it counts the ones the exact path happened
+    to keep; this one, like ann-benchmarks' recall, does not. Scores must be exact (as the
+    index returns them), ``-inf`` for empty slots."""
+    a, e = approximate_scores[:, :k], exact_scores[:, :k]
+    sizes = np.isfinite(e).sum(axis=1)
+    keep = sizes > 0
+    if not keep.any():
+        return 1.0
+    cut = e[np.arange(len(e)), np.maximum(sizes - 1, 0)]
+    hits = (np.isfinite(a) & (a >= cut[:, None] - rtol * np.abs(cut[:, None]))).sum(axis=1)
+    return float(np.mean(np.minimum(hits[keep], sizes[keep]) / sizes[keep]))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from encore.retrieval import AnnConfig, InnerProductIndex, recall_at
+from encore.retrieval import AnnConfig, InnerProductIndex, recall_at, score_recall_at
 from encore.retrieval.index import augment_items, augment_queries
 from encore.retrieval.topn import mask_seen, topk
 
@@ -71,10 +71,10 @@ def test_pq_default_reaches_the_bar_on_spread_norms_and_is_reproducible() -> Non
 
 def test_ties_go_to_the_lower_item_id() -> None:
     rng = np.random.default_rng(5)
-    base = rng.normal(size=(50, 4)).astype(np.float32)
-    items = np.vstack([base, base])  # item i and i + 50 score the same for every query
+    base = rng.normal(size=(300, 4)).astype(np.float32)
+    items = np.vstack([base, base])  # item i and i + 300 score the same for every query
     queries = rng.normal(size=(10, 4)).astype(np.float32)
-    for settings in (AnnConfig(index="flat"), AnnConfig(refine_factor=100)):
+    for settings in (AnnConfig(index="flat"), AnnConfig(refine_factor=100, exact_share=0.0), AnnConfig()):
         ids, scores = InnerProductIndex(items, settings).search(queries, 20)
         assert (np.diff(scores, axis=1) <= 0).all()
         tied = scores[:, 1:] == scores[:, :-1]
@@ -98,3 +98,12 @@ def test_search_threads_do_not_change_the_lists() -> None:
     two = InnerProductIndex(items, AnnConfig(), seed=1, num_threads=2).search(queries, 50)
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_score_recall_counts_ties_at_the_cut_as_hits() -> None:
+    exact = np.array([[5.0, 4.0, 3.0, 3.0], [2.0, 1.0, -np.inf, -np.inf]], dtype=np.float32)
+    # row 0: a tied item (score 3) in place of the other one counts, a 2.5 does not;
+    # row 1: one of its 2 exact items found.
+    approximate = np.array([[5.0, 4.0, 3.0, 2.5], [2.0, 0.5, -np.inf, -np.inf]], dtype=np.float32)
+    assert score_recall_at(approximate, exact, 3) == pytest.approx((3 / 3 + 1 / 2) / 2)
+    assert score_recall_at(approximate, exact, 4) == pytest.approx((3 / 4 + 1 / 2) / 2)
