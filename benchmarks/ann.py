@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "ann"))
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"commit": git_commit(), "machine": machine(), "n": N, "seed": args.seed,
-                              "default": AnnConfig().describe(), "bpr_iterations": args.bpr_iterations}
+                              "default": AnnConfig().describe(), "bpr_iterations": args.bpr_iterations,
+                              "nice": os.nice(0)}  # a run beside another benchmark is niced: say so
 
     (ds, generate_seconds) = _timed(lambda: generate_synthetic(SyntheticConfig(
         n_users=args.users, n_items=args.items, n_interactions=args.interactions, n_tags=args.tags,

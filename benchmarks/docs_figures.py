@@ -657,12 +657,15 @@ def ann_lines(report: dict[str, Any]) -> list[str]:
     if "generators" not in report:  # a file of the first benchmark (ALS only, one table)
         return _ann_index_lines_v1(report)
     cat, m = report["catalogue"], report["machine"]
+    world = " (the 10M world)" if cat["interactions"] >= 9_000_000 else ""
+    niced = f", run at nice {report['nice']} beside another benchmark (times are not quiet-machine times)" \
+        if report.get("nice") else ""
     lines = [f"Synthetic catalogue of {cat['items']:,} items, {cat['users']:,} users, "
-             f"{thousands(cat['interactions'])} interactions (the 10M world); top-{report['n']} by inner product, "
+             f"{thousands(cat['interactions'])} interactions{world}; top-{report['n']} by inner product, "
              f"heard items filtered, for a seeded sample of {cat['sample_users']:,} users; ANN at the default "
              f"settings ({report['default']}); BPR fitted for {report['bpr_iterations']} epochs. "
              f"{m['cpus']} cores, load average {m['load_average_at_start'][0]:.1f} at start, "
-             f"{report['load_average_at_end'][0]:.1f} at end.", "",
+             f"{report['load_average_at_end'][0]:.1f} at end{niced}.", "",
              "| generator | dims | exact (s, sample) | ANN build (s) | ANN query (s, sample) | speed-up | recall@10 | "
              "recall@100 | recall@100, ties counted | exact, all users (s, extrapolated) | "
              "ANN, all users (s, extrapolated) | heard returned | same lists on rebuild |",
