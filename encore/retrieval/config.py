@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
-from encore.config.types import NonNegativeInt, PositiveInt, Strict
+from encore.config.types import NonNegativeInt, PositiveInt, Strict, UnitInterval
 
 Retrieval = Literal["exact", "ann"]
 """``exact``: score every item (the model's own top-N); ``ann``: search an index over item vectors."""
@@ -34,7 +32,7 @@ class AnnConfig(Strict):
     """``pq``: vector dimensions per 4-bit code (fewer: a finer copy, more to scan)."""
     refine_factor: PositiveInt = 4
     """``pq``: candidates re-scored exactly per item asked for."""
-    exact_share: float = Field(default=0.03, ge=0.0, le=1.0)
+    exact_share: UnitInterval = 0.03
     """``pq``: share of the items, those of largest norm, scored exactly on every search
     instead of quantised (the quantiser's k-means would clip them: see encore/retrieval/index.py)."""
     hnsw_m: PositiveInt = 32
