@@ -103,11 +103,12 @@ def measure_generator(name: str, model: FactorRecommender, user_items: sp.csr_ma
 
 
 def index_table(vectors: np.ndarray, queries: np.ndarray, heard: sp.csr_matrix, exact: tuple[np.ndarray, np.ndarray],
-                exact_seconds: float, seed: int) -> list[dict[str, Any]]:
-    """Every index of :data:`SETTINGS` on the same vectors and queries (``exact``: the lists, scores)."""
+                exact_seconds: float, seed: int, kinds: set[str]) -> list[dict[str, Any]]:
+    """The indexes of :data:`SETTINGS` of the ``kinds`` asked for on the same vectors and queries
+    (``exact``: the lists, scores)."""
     rows = []
     built: dict[str, tuple[InnerProductIndex, float]] = {}
-    for params in SETTINGS:
+    for params in (p for p in SETTINGS if p["index"] in kinds):
         settings = AnnConfig(**params)
         key = json.dumps({k: v for k, v in settings.model_dump().items() if k not in SEARCH_ONLY}, sort_keys=True)
         if key not in built:
@@ -126,13 +127,13 @@ def index_table(vectors: np.ndarray, queries: np.ndarray, heard: sp.csr_matrix, 
 
 
 def als_index_table(model: ALSRecommender, user_items: sp.csr_matrix, users: np.ndarray, n_queries: int,
-                    seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    seed: int, kinds: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """:func:`index_table` on the ALS factors for ``n_queries`` evenly spaced users of the sample."""
     queries = users[:: max(1, len(users) // n_queries)][:n_queries]
     exact, exact_seconds = _timed(lambda: model.exact_recommend(queries, user_items, N))
     table = {"generator": "als", "queries": len(queries), "exact_seconds": exact_seconds}
     return table, index_table(model.item_factors, model.user_factors[queries], user_items[queries], exact,
-                              exact_seconds, seed)
+                              exact_seconds, seed, kinds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bpr-iterations", type=int, default=20,
                         help="BPR epochs (its default 100 takes ~9 min at 10M: the factors' shape is what matters)")
     parser.add_argument("--generators", default="als,bpr,item2item")
+    parser.add_argument("--table-indexes", default="pq,hnsw,ivf",
+                        help="index kinds of the index table (hnsw builds single-threaded: minutes at 100k items)")
     parser.add_argument("--out", default=str(RESULTS / "ann"))
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"commit": git_commit(), "machine": machine(), "n": N, "seed": args.seed,
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         model, fit_seconds = _timed(fitters[name])
         report["generators"].append(measure_generator(name, model, user_items, users, fit_seconds))
         if name == "als":
-            report["table"], report["rows"] = als_index_table(model, user_items, users, args.table_queries, args.seed)
+            report["table"], report["rows"] = als_index_table(model, user_items, users, args.table_queries, args.seed,
+                                                              set(args.table_indexes.split(",")))
         del model  # one fitted generator in memory at a time
     report["load_average_at_end"] = list(os.getloadavg())
     out = args.out
