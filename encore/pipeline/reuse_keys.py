@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from encore.config.experiment import ConfigError, EncoreConfig, with_settings
 from encore.io import completion_problem
@@ -51,7 +52,7 @@ def fingerprint(config: EncoreConfig, name: str) -> str:
     sections = sections(config) if callable(sections) else sections
     parts = {
         "component": name,
-        "own": own.model_dump(mode="json") if own is not None else None,
+        "own": own_settings(own),
         "config": config.fingerprint(*sections) if sections else None,
         "seed": config.experiment.seed,
         # Every component's metrics follow the evaluation settings; where evaluate runs (its engine)
@@ -67,6 +68,16 @@ def fingerprint(config: EncoreConfig, name: str) -> str:
         # them is never reused for a config whose ranker or rerank reads them.
         parts["models"] = list(model_stages_read(config, name))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def own_settings(own: Any) -> dict | None:
+    """A component's own section as its reuse key holds it: a generator instance's computing
+    settings (:meth:`~encore.recommenders.generator_config.GeneratorConfig.computing_settings`),
+    any other section whole."""
+    if own is None:
+        return None
+    computing = getattr(own, "computing_settings", None)
+    return computing() if computing is not None else own.model_dump(mode="json")
 
 
 def input_files(config: EncoreConfig, name: str) -> dict[str, Path]:

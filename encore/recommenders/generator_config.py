@@ -54,6 +54,11 @@ class GeneratorConfig(Strict):
         """The hyper-parameters: every field a kind adds to the shared ones."""
         return self.model_dump(exclude=self.setting_fields())
 
+    def computing_settings(self) -> dict:
+        """The settings the instance's output depends on (its reuse key's share of its section):
+        all of them, less those a kind declares unused by the way it is set up."""
+        return self.model_dump(mode="json")
+
 
 class FactorGeneratorConfig(GeneratorConfig):
     """Settings of a kind whose scores are inner products of user and item vectors (ALS, BPR,
@@ -69,6 +74,14 @@ class FactorGeneratorConfig(GeneratorConfig):
     def setting_fields(cls) -> set[str]:
         """The shared fields and the retrieval settings."""
         return set(FactorGeneratorConfig.model_fields)
+
+    def computing_settings(self) -> dict:
+        """Without ``ann`` under ``retrieval: exact``: the index is never built, so a change of its
+        settings (or of their defaults) must not recompute an exact instance."""
+        dumped = super().computing_settings()
+        if self.retrieval == "exact":
+            dumped.pop("ann")
+        return dumped
 
 
 @dataclass(frozen=True)

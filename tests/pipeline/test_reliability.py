@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from encore import lineage
-from encore.config.experiment import EncoreConfig, load_config
+from encore.config.experiment import EncoreConfig, load_config, with_settings
 from encore.io import MARKER, path_lock, read_marker, remove_debris
 from encore.pipeline import execution, reuse_keys, runner
 from encore.pipeline.runner import fingerprint, output_dir, run_pipeline
@@ -143,6 +143,17 @@ def test_a_code_change_changes_the_fingerprint_of_what_it_computes_only(tiny_con
         lineage.module_closure.cache_clear()
     assert after["prepare"] == before["prepare"] and after["popular"] == before["popular"]
     assert after["als"] != before["als"] and after["ranker"] != before["ranker"]
+
+
+def test_index_settings_are_in_the_reuse_key_only_when_the_index_is_built(tiny_config: EncoreConfig) -> None:
+    def with_als(**settings) -> EncoreConfig:
+        return with_settings(tiny_config, {"als": settings})
+
+    exact = fingerprint(tiny_config, "als")
+    assert fingerprint(with_als(ann={"index": "flat"}), "als") == exact        # exact: no index is built
+    ann = fingerprint(with_als(retrieval="ann"), "als")
+    assert ann != exact
+    assert fingerprint(with_als(retrieval="ann", ann={"index": "flat"}), "als") != ann
 
 
 def test_a_package_upgrade_changes_every_fingerprint(tiny_config: EncoreConfig, monkeypatch) -> None:
