@@ -3,7 +3,8 @@ labels batch by batch, the training set, and ranked top-k lists (docs/ranker.md,
 
 :func:`training_set` builds the ranker's training rows from the base stage; :func:`rank_users`
 writes the top-k lists of a stage; :func:`held_out_policy` (with :func:`validated_policy`)
-chooses, per segment, the ranker's or the fallback's lists. Each works over batches of whole
+chooses, per segment, the ranker's or the fallback's lists on the users :func:`held_out_ranker`'s
+trial model never trained on (which rerank may also choose its setting on). Each works over batches of whole
 users (memory bounded by ``resources.memory_gib``); batching changes nothing
 (tests/test_ranker_batches.py).
 
@@ -309,17 +310,55 @@ def validated_policy(trained: TrainedRanker, config: EncoreConfig, inputs: Mappi
     return policy
 
 
-def held_out_policy(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, x: pd.DataFrame,
-                    y: np.ndarray, users: np.ndarray, workdir: Path) -> tuple[SegmentPolicy, int]:
-    """The segment policy chosen on a seeded ``policy_fraction`` of the ranker-target users, held
-    out of a trial ranker trained on the same rows minus theirs (the served ranker then trains on
-    every target user); and the number of held-out users."""
+HELD_OUT_MODEL = "heldout_model.cbm"
+"""The trial ranker (trained without the held-out users) in the ranker's output, written only when
+``components.rerank`` chooses its setting on the held-out users (:func:`writes_held_out`)."""
+HELD_OUT_USERS = "heldout_users.npy"
+"""The held-out users (sorted user indexes) beside :data:`HELD_OUT_MODEL`."""
+
+
+def writes_held_out(config: EncoreConfig) -> bool:
+    """Whether the ranker saves its trial model and held-out users: only when an enabled rerank
+    chooses on them (``components.rerank.choose_on: heldout``), so no other output changes."""
+    own = config.components.rerank
+    return own.enabled and own.choose_on == "heldout"
+
+
+def held_out_users(config: EncoreConfig, prepared: PreparedData) -> np.ndarray:
+    """The seeded ``policy_fraction`` of the ranker-target users (sorted) that the trial ranker never
+    trains on: the segment policy and rerank's ``choose_on: heldout`` are both chosen on them."""
     ranker = config.components.ranker
-    seed = ranker.random_seed(config.experiment.seed)
     targets = prepared.eval_users("base")
-    rng = np.random.default_rng(seed)
-    held_out = np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)), replace=False))
+    rng = np.random.default_rng(ranker.random_seed(config.experiment.seed))
+    return np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)), replace=False))
+
+
+@dataclass
+class HeldOut:
+    """A trial ranker trained on the ranker's training rows less the held-out users' rows."""
+
+    model: TrainedRanker
+    users: np.ndarray
+    """The held-out target users (sorted): none of their rows is in the model's training set."""
+    trained_cold_users: int
+    """Cold users among those the trial ranker trained on."""
+
+
+def held_out_ranker(config: EncoreConfig, prepared: PreparedData, x: pd.DataFrame, y: np.ndarray,
+                    users: np.ndarray) -> HeldOut:
+    """The trial ranker: the served ranker's training rows (``x``, ``y``, per-row ``users``) less
+    every row of :func:`held_out_users`, fitted with the served ranker's settings and seed."""
+    ranker = config.components.ranker
+    held_out = held_out_users(config, prepared)
     trial_rows = ~np.isin(users, held_out)
-    trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker, seed=seed)
+    trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker,
+                         seed=ranker.random_seed(config.experiment.seed))
     trial_cold = int(cold_users(prepared.user_items("base"), np.unique(users[trial_rows])).sum())
-    return validated_policy(trial, config, inputs, prepared, held_out, trial_cold, workdir), len(held_out)
+    return HeldOut(model=trial, users=held_out, trained_cold_users=trial_cold)
+
+
+def held_out_policy(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, held: HeldOut,
+                    workdir: Path) -> SegmentPolicy:
+    """The segment policy chosen on the held-out users by the trial ranker (:func:`held_out_ranker`;
+    the served ranker then trains on every target user)."""
+    return validated_policy(held.model, config, inputs, prepared, held.users, held.trained_cold_users, workdir)

@@ -1,5 +1,6 @@
 """The rerank component on a tiny time-split pipeline: its own output, MLflow run and evaluation
-row, exclusions honoured, and a choice made on the ranker-target part only."""
+row, exclusions honoured, and a choice made on the ranker-target part only — with ``choose_on:
+heldout``, on target users the scoring model never trained on."""
 
 from __future__ import annotations
 
@@ -12,16 +13,28 @@ import pandas as pd
 import pytest
 
 from encore.components import rerank
-from encore.config.experiment import EncoreConfig
+from encore.config.experiment import EncoreConfig, with_settings
 from encore.data.prepared import PreparedData
 from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput, RerankOutput
-from encore.pipeline.runner import dependencies, output_dir
+from encore.pipeline.reuse_keys import fingerprint
+from encore.pipeline.runner import dependencies, output_dir, pipeline_components, run_pipeline
+from encore.ranking import stage
 from encore.tracking.runs import experiment_name, tracking_uri
 
 
 @pytest.fixture
 def run(reranked_run: EncoreConfig) -> EncoreConfig:
     return reranked_run
+
+
+@pytest.fixture
+def heldout_run(reranked_run: EncoreConfig) -> EncoreConfig:
+    """The same pipeline choosing on the held-out target users (prepare and the generators are
+    reused by fingerprint; the ranker and rerank run again)."""
+    config = with_settings(reranked_run, {"rerank": {"choose_on": "heldout"}})
+    if not (output_dir(config, "rerank") / RerankOutput.CHOSEN).exists():
+        run_pipeline(config, list(pipeline_components(config)), note="rerank-heldout")
+    return config
 
 
 def test_rerank_has_its_output_run_and_evaluation_row(run: EncoreConfig) -> None:
@@ -87,9 +100,13 @@ def test_the_exposure_cap_holds_over_every_users_top_k(run: EncoreConfig) -> Non
     assert len(out.serving()["capped"]) > 0
 
 
-def test_the_choice_never_reads_test(run: EncoreConfig, tmp_path: Path) -> None:
+@pytest.mark.pipeline  # its runs come through getfixturevalue, which the marker detection cannot read
+@pytest.mark.parametrize("mode", ["target", "heldout"])
+def test_the_choice_never_reads_test(mode: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Another test window (half of it dropped, the rest moved to other users) gives the same
-    grid and the same choice."""
+    grid and the same choice, on every target user and on the held-out ones."""
+    run: EncoreConfig = request.getfixturevalue("run" if mode == "target" else "heldout_run")
+    assert run.components.rerank.choose_on == mode
     inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
     other = tmp_path / "prepare"
     shutil.copytree(inputs["prepare"], other)
@@ -101,13 +118,54 @@ def test_the_choice_never_reads_test(run: EncoreConfig, tmp_path: Path) -> None:
         prepared = PreparedData(prepare)
         here = inputs | {"prepare": prepare}
         blocked, rejected = rerank.exclusions(run, prepared)
-        lists = rerank.stage_lists(run, here, prepared, "base", rerank.target_ranked(run, here, prepared, tmp_path),
-                                   prepared.eval_users("base"))
+        users = rerank.choice_users(run, here, prepared)
+        lists = rerank.stage_lists(run, here, prepared, "base",
+                                   rerank.target_ranked(run, here, prepared, tmp_path, users), users)
         side = rerank.item_side(run, here, prepared, "base")
-        content = rerank.content_target_lists(run, here, prepared.eval_users("base"))
+        content = rerank.content_target_lists(run, here, users)
         return rerank.tradeoff(run, prepared, side, lists, blocked=blocked, rejected=rejected,
-                               content_lists=content)[0]
+                               content_lists=content, users=users)[0]
 
     assert not PreparedData(other).part("test").equals(PreparedData(inputs["prepare"]).part("test"))
     pd.testing.assert_frame_equal(choice(inputs["prepare"]), choice(other))
     pd.testing.assert_frame_equal(choice(other), RerankOutput(output_dir(run, "rerank")).grid(), check_dtype=False)
+
+
+def test_the_heldout_choice_is_made_on_users_the_scoring_model_never_trained_on(
+        run: EncoreConfig, heldout_run: EncoreConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    served, trial = RankerOutput(output_dir(run, "ranker")), RankerOutput(output_dir(heldout_run, "ranker"))
+    # Written only when rerank asks for it, and the ranker's key says so.
+    assert not (served.path / stage.HELD_OUT_MODEL).exists() and not (served.path / stage.HELD_OUT_USERS).exists()
+    assert (trial.path / stage.HELD_OUT_MODEL).exists() and served.path != trial.path
+    off = with_settings(run, {"rerank": {"enabled": False}})
+    assert fingerprint(run, "ranker") == fingerprint(off, "ranker")
+    asked_off = with_settings(heldout_run, {"rerank": {"enabled": False}})
+    assert fingerprint(asked_off, "ranker") == fingerprint(off, "ranker")
+    # The grid is scored on the held-out users only, and they are the policy's slice.
+    inputs = {name: output_dir(heldout_run, name) for name in rerank.DEPENDS_ON(heldout_run)}
+    prepared = PreparedData(inputs["prepare"])
+    held_out = np.load(trial.path / stage.HELD_OUT_USERS)
+    np.testing.assert_array_equal(held_out, stage.held_out_users(heldout_run, prepared))
+    assert 0 < len(held_out) < len(prepared.eval_users("base"))
+    chosen = RerankOutput(output_dir(heldout_run, "rerank")).chosen()
+    assert chosen["choose_on"] == "heldout" and chosen["choice_users"] == len(held_out)
+    # None of their rows reaches the trial model's training set, though the full set has theirs.
+    x, y, users, _ = stage.training_set(heldout_run, inputs, prepared)
+    assert np.isin(users, held_out).any()
+    fitted: list[np.ndarray] = []
+    real = stage.train_ranker
+
+    def recording(x: pd.DataFrame, y: np.ndarray, users: np.ndarray, *args: object, **kwargs: object) -> object:
+        fitted.append(np.unique(users))
+        return real(x, y, users, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "train_ranker", recording)
+    held = stage.held_out_ranker(heldout_run, prepared, x, y, users)
+    assert len(fitted) == 1 and not np.isin(fitted[0], held.users).any()
+    np.testing.assert_array_equal(held.users, held_out)
+    # The saved trial model is that model: it scores the held-out rows as the one refitted here.
+    saved = rerank.CatBoostClassifier()
+    saved.load_model(str(trial.path / stage.HELD_OUT_MODEL))
+    rows = x[np.isin(users, held_out)]
+    np.testing.assert_allclose(saved.predict_proba(rows[held.model.feature_names])[:, 1], held.model.score(rows),
+                               rtol=1e-6)
