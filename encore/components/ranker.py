@@ -20,8 +20,8 @@ Writes ``recommendations.parquet`` (user, item, score, rank for every user), ``m
 ``feature_importance.csv/.png`` and ``metrics.json`` (its test metrics under the keys every
 generator run has, training and candidate diagnostics; the comparisons are ``evaluate``'s, the
 serving bundle is ``register``'s); and, only when rerank chooses on held-out target users
-(``components.rerank.choose_on: heldout``), ``heldout_model.cbm`` + ``heldout_users.npy``: the
-trial ranker trained without those users' rows, and who they are.
+(``components.rerank.choose_on: heldout``), ``heldout_model*.cbm`` + ``heldout_users.npz``: the
+trial rankers each trained without one held-out slice's rows, and who is in which slice.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from encore.ranking.stage import (
     HELD_OUT_USERS,
     held_out_policy,
     held_out_ranker,
+    held_out_users,
     rank_users,
     ranker_inputs,
     training_set,
@@ -64,7 +65,10 @@ def DEPENDS_ON(config: EncoreConfig) -> list[str]:
 def CONFIG_SECTIONS(config: EncoreConfig) -> tuple[str, ...]:
     """Beyond its own section: whether rerank asks for the trial model and held-out users, which
     the output then holds (its key changes with its content; nothing changes otherwise)."""
-    return ("components.rerank.enabled", "components.rerank.choose_on") if writes_held_out(config) else ()
+    if not writes_held_out(config):
+        return ()
+    slices = ("components.rerank.heldout_slices",) if config.components.rerank.heldout_slices != 1 else ()
+    return ("components.rerank.enabled", "components.rerank.choose_on", *slices)
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
@@ -85,14 +89,21 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     if ranker.fallback is not None or writes_held_out(config):
         # One trial ranker without the held-out users: the policy's evidence and rerank's choice.
         started = time.perf_counter()
-        held = held_out_ranker(config, prepared, x, y, users)
+        slices = held_out_users(config, prepared, config.components.rerank.heldout_slices
+                                if writes_held_out(config) else 1)
+        held = held_out_ranker(config, prepared, x, y, users, slices[0])
         if ranker.fallback is not None:
             policy = held_out_policy(config, ctx.inputs, prepared, held, out.path)
             policy_info = policy.metrics() | {"policy_validation_users": float(len(held.users))}
         if writes_held_out(config):
-            held.model.model.save_model(str(out.path / HELD_OUT_MODEL))
-            np.save(out.path / HELD_OUT_USERS, held.users)
-            extra = [HELD_OUT_MODEL, HELD_OUT_USERS]
+            for n, users_out in enumerate(slices):
+                if n:  # the first slice's model is the policy's, fitted above
+                    held = held_out_ranker(config, prepared, x, y, users, users_out)
+                extra.append(HELD_OUT_MODEL.format(slice=f"_{n}" if n else ""))
+                held.model.model.save_model(str(out.path / extra[-1]))
+            np.savez(out.path / HELD_OUT_USERS, users=np.concatenate(slices),
+                     slice=np.repeat(np.arange(len(slices)), [len(s) for s in slices]))
+            extra.append(HELD_OUT_USERS)
         timings["policy_seconds"] = time.perf_counter() - started
         del held
 

@@ -221,32 +221,49 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     return rerank(whole, side, across, settings.top_k)[0]
 
 
+def held_out_slices(inputs: Mapping[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out target users (sorted) and the slice of each: whose trial model ranks them."""
+    saved = np.load(RankerOutput(inputs["ranker"]).path / HELD_OUT_USERS)
+    order = np.argsort(saved["users"], kind="stable")
+    return saved["users"][order], saved["slice"][order]
+
+
 def choice_users(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData) -> np.ndarray:
     """The users the grid is scored on (sorted): every ranker-target user, or with ``choose_on:
-    heldout`` the held-out slice the ranker's trial model never trained on (from its output)."""
+    heldout`` the held-out ones, whom the ranker's trial models never trained on (its output)."""
     if config.components.rerank.choose_on == "heldout":
-        return np.load(RankerOutput(inputs["ranker"]).path / HELD_OUT_USERS)
+        return held_out_slices(inputs)[0]
     return prepared.eval_users("base")
+
+
+def _saved_ranker(config: EncoreConfig, path: Path) -> TrainedRanker:
+    model = CatBoostRanker() if config.components.ranker.loss == "YetiRank" else CatBoostClassifier()
+    model.load_model(str(path))
+    return TrainedRanker(model=model, feature_names=list(model.feature_names_), iterations=model.tree_count_,
+                         validation_ndcg=None, n_rows=0, n_users=0, n_positives=0)
 
 
 def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
                   workdir: Path, users: np.ndarray) -> pd.DataFrame:
     """The ranker's lists for the ranker-target ``users``: a saved model scoring their base-stage
     candidates (features from base only), as for its segment policy. The model is the served
-    ranker's, or with ``choose_on: heldout`` the trial ranker trained without these users' rows
-    (the served one trained on their target labels, so its target-part lists flatter it)."""
+    ranker's, or with ``choose_on: heldout`` each slice's trial ranker, trained without that
+    slice's rows (the served one trained on their target labels, so its target-part lists flatter it)."""
     out = RankerOutput(inputs["ranker"])
-    heldout = config.components.rerank.choose_on == "heldout"
-    model = CatBoostRanker() if config.components.ranker.loss == "YetiRank" else CatBoostClassifier()
-    model.load_model(str(out.path / (HELD_OUT_MODEL if heldout else out.MODEL)))
-    trained = TrainedRanker(model=model, feature_names=list(model.feature_names_), iterations=model.tree_count_,
-                            validation_ndcg=None, n_rows=0, n_users=0, n_positives=0)
+    if config.components.rerank.choose_on == "heldout":
+        held, slice_of = held_out_slices(inputs)
+        parts = [(out.path / HELD_OUT_MODEL.format(slice=f"_{n}" if n else ""),
+                  users[np.isin(users, held[slice_of == n])]) for n in np.unique(slice_of)]
+    else:
+        parts = [(out.path / out.MODEL, users)]
     scratch = workdir / ".target_lists.parquet"
     with ParquetSink(scratch) as sink:
-        rank_users(trained, config, inputs, prepared, sink, stage="base", users=users)
+        for model, part in parts:
+            if len(part):
+                rank_users(_saved_ranker(config, model), config, inputs, prepared, sink, stage="base", users=part)
     ranked = pd.read_parquet(scratch)
     scratch.unlink()
-    return ranked
+    return ranked.sort_values(["user", "rank"], kind="stable", ignore_index=True)
 
 
 @dataclass

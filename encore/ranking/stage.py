@@ -310,27 +310,42 @@ def validated_policy(trained: TrainedRanker, config: EncoreConfig, inputs: Mappi
     return policy
 
 
-HELD_OUT_MODEL = "heldout_model.cbm"
-"""The trial ranker (trained without the held-out users) in the ranker's output, written only when
-``components.rerank`` chooses its setting on the held-out users (:func:`writes_held_out`)."""
-HELD_OUT_USERS = "heldout_users.npy"
-"""The held-out users (sorted user indexes) beside :data:`HELD_OUT_MODEL`."""
+HELD_OUT_MODEL = "heldout_model{slice}.cbm"
+"""A trial ranker (trained without one held-out slice of target users) in the ranker's output,
+``{slice}`` empty for the first slice (the segment policy's) and ``_<n>`` for the others; written
+only when ``components.rerank`` chooses its setting on held-out users (:func:`writes_held_out`)."""
+HELD_OUT_USERS = "heldout_users.npz"
+"""The held-out users beside the trial models: ``users`` (sorted) and ``slice`` (whose model scores each)."""
 
 
 def writes_held_out(config: EncoreConfig) -> bool:
-    """Whether the ranker saves its trial model and held-out users: only when an enabled rerank
+    """Whether the ranker saves its trial models and held-out users: only when an enabled rerank
     chooses on them (``components.rerank.choose_on: heldout``), so no other output changes."""
     own = config.components.rerank
     return own.enabled and own.choose_on == "heldout"
 
 
-def held_out_users(config: EncoreConfig, prepared: PreparedData) -> np.ndarray:
-    """The seeded ``policy_fraction`` of the ranker-target users (sorted) that the trial ranker never
-    trains on: the segment policy and rerank's ``choose_on: heldout`` are both chosen on them."""
+def held_out_users(config: EncoreConfig, prepared: PreparedData, slices: int = 1) -> list[np.ndarray]:
+    """``slices`` disjoint seeded slices (each sorted) of the ranker-target users, each a
+    ``policy_fraction`` of them, that a trial ranker is trained without. The first is the segment
+    policy's (the same draw whatever ``slices``); the others split the remaining users in order of
+    a seeded permutation, the last one also taking a remainder smaller than a slice (with
+    ``slices = ceil(1 / policy_fraction)`` every target user is held out once: cross-fitting)."""
     ranker = config.components.ranker
     targets = prepared.eval_users("base")
     rng = np.random.default_rng(ranker.random_seed(config.experiment.seed))
-    return np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)), replace=False))
+    size = max(1, int(len(targets) * ranker.policy_fraction))
+    first = np.sort(rng.choice(targets, size=size, replace=False))
+    if slices == 1:
+        return [first]
+    rest = rng.permutation(np.setdiff1d(targets, first))
+    chunks = [rest[n * size:(n + 1) * size] for n in range(slices - 1)]
+    if len(rest) - (slices - 1) * size < size:
+        chunks[-1] = rest[(slices - 2) * size:]
+    if any(len(chunk) == 0 for chunk in chunks):
+        raise ConfigError(f"components.rerank.heldout_slices: {slices} slices of {size} users "
+                          f"(components.ranker.policy_fraction) exceed the {len(targets)} target users")
+    return [first, *(np.sort(chunk) for chunk in chunks)]
 
 
 @dataclass
@@ -345,11 +360,12 @@ class HeldOut:
 
 
 def held_out_ranker(config: EncoreConfig, prepared: PreparedData, x: pd.DataFrame, y: np.ndarray,
-                    users: np.ndarray) -> HeldOut:
-    """The trial ranker: the served ranker's training rows (``x``, ``y``, per-row ``users``) less
-    every row of :func:`held_out_users`, fitted with the served ranker's settings and seed."""
+                    users: np.ndarray, held_out: np.ndarray | None = None) -> HeldOut:
+    """A trial ranker: the served ranker's training rows (``x``, ``y``, per-row ``users``) less
+    every row of the ``held_out`` users (default: the policy's slice of :func:`held_out_users`),
+    fitted with the served ranker's settings and seed."""
     ranker = config.components.ranker
-    held_out = held_out_users(config, prepared)
+    held_out = held_out_users(config, prepared)[0] if held_out is None else held_out
     trial_rows = ~np.isin(users, held_out)
     trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker,
                          seed=ranker.random_seed(config.experiment.seed))

@@ -76,6 +76,10 @@ class RerankConfig(Strict):
     ranker (which trained on their target labels); ``heldout``, the seeded ``components.ranker.
     policy_fraction`` of them, ranked by a trial ranker trained without their rows (the ranker
     writes it only then; the same slice and trial model as the ranker's segment policy)."""
+    heldout_slices: PositiveInt = Field(default=1, exclude_if=lambda value: value == 1)
+    """With ``choose_on: heldout``: how many disjoint ``policy_fraction`` slices of the target users
+    are held out, each ranked by a trial ranker trained without it (one more ranker fit each); 1 =
+    the segment policy's slice; ``ceil(1 / policy_fraction)`` = every target user (cross-fitting)."""
 
     @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
                      "exposure_caps", "content_max_ranks")

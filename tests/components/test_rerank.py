@@ -29,9 +29,10 @@ def run(reranked_run: EncoreConfig) -> EncoreConfig:
 
 @pytest.fixture
 def heldout_run(reranked_run: EncoreConfig) -> EncoreConfig:
-    """The same pipeline choosing on the held-out target users (prepare and the generators are
-    reused by fingerprint; the ranker and rerank run again)."""
-    config = with_settings(reranked_run, {"rerank": {"choose_on": "heldout"}})
+    """The same pipeline choosing on held-out target users, cross-fitted: every target user in one
+    of 5 slices (policy_fraction 0.2) ranked by a trial ranker trained without it (prepare and the
+    generators are reused by fingerprint; the ranker and rerank run again)."""
+    config = with_settings(reranked_run, {"rerank": {"choose_on": "heldout", "heldout_slices": 5}})
     if not (output_dir(config, "rerank") / RerankOutput.CHOSEN).exists():
         run_pipeline(config, list(pipeline_components(config)), note="rerank-heldout")
     return config
@@ -135,23 +136,25 @@ def test_the_heldout_choice_is_made_on_users_the_scoring_model_never_trained_on(
         run: EncoreConfig, heldout_run: EncoreConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     served, trial = RankerOutput(output_dir(run, "ranker")), RankerOutput(output_dir(heldout_run, "ranker"))
     # Written only when rerank asks for it, and the ranker's key says so.
-    assert not (served.path / stage.HELD_OUT_MODEL).exists() and not (served.path / stage.HELD_OUT_USERS).exists()
-    assert (trial.path / stage.HELD_OUT_MODEL).exists() and served.path != trial.path
+    assert not list(served.path.glob("heldout_*")) and served.path != trial.path
     off = with_settings(run, {"rerank": {"enabled": False}})
     assert fingerprint(run, "ranker") == fingerprint(off, "ranker")
     asked_off = with_settings(heldout_run, {"rerank": {"enabled": False}})
     assert fingerprint(asked_off, "ranker") == fingerprint(off, "ranker")
-    # The grid is scored on the held-out users only, and they are the policy's slice.
+    one_slice = with_settings(heldout_run, {"rerank": {"heldout_slices": 1}})
+    assert len({fingerprint(one_slice, "ranker"), fingerprint(heldout_run, "ranker"), fingerprint(run, "ranker")}) == 3
+    # The grid is scored on the held-out users: with 5 slices of 0.2, every target user once.
     inputs = {name: output_dir(heldout_run, name) for name in rerank.DEPENDS_ON(heldout_run)}
     prepared = PreparedData(inputs["prepare"])
-    held_out = np.load(trial.path / stage.HELD_OUT_USERS)
-    np.testing.assert_array_equal(held_out, stage.held_out_users(heldout_run, prepared))
-    assert 0 < len(held_out) < len(prepared.eval_users("base"))
+    held_out, slice_of = rerank.held_out_slices(inputs)
+    np.testing.assert_array_equal(held_out, prepared.eval_users("base"))
+    slices = stage.held_out_users(heldout_run, prepared, 5)
+    for n, users_out in enumerate(slices):
+        np.testing.assert_array_equal(held_out[slice_of == n], users_out)
     chosen = RerankOutput(output_dir(heldout_run, "rerank")).chosen()
     assert chosen["choose_on"] == "heldout" and chosen["choice_users"] == len(held_out)
-    # None of their rows reaches the trial model's training set, though the full set has theirs.
+    # No slice's rows reach its trial model's training set, though the full set has them.
     x, y, users, _ = stage.training_set(heldout_run, inputs, prepared)
-    assert np.isin(users, held_out).any()
     fitted: list[np.ndarray] = []
     real = stage.train_ranker
 
@@ -160,12 +163,34 @@ def test_the_heldout_choice_is_made_on_users_the_scoring_model_never_trained_on(
         return real(x, y, users, *args, **kwargs)
 
     monkeypatch.setattr(stage, "train_ranker", recording)
-    held = stage.held_out_ranker(heldout_run, prepared, x, y, users)
-    assert len(fitted) == 1 and not np.isin(fitted[0], held.users).any()
-    np.testing.assert_array_equal(held.users, held_out)
-    # The saved trial model is that model: it scores the held-out rows as the one refitted here.
-    saved = rerank.CatBoostClassifier()
-    saved.load_model(str(trial.path / stage.HELD_OUT_MODEL))
-    rows = x[np.isin(users, held_out)]
-    np.testing.assert_allclose(saved.predict_proba(rows[held.model.feature_names])[:, 1], held.model.score(rows),
-                               rtol=1e-6)
+    for n, users_out in enumerate(slices):
+        assert np.isin(users, users_out).any()
+        held = stage.held_out_ranker(heldout_run, prepared, x, y, users, users_out)
+        assert not np.isin(fitted[-1], users_out).any() and np.isin(users, fitted[-1]).any()
+        # The saved trial model is that model: it scores the slice's rows as the one refitted here.
+        saved = rerank.CatBoostClassifier()
+        saved.load_model(str(trial.path / stage.HELD_OUT_MODEL.format(slice=f"_{n}" if n else "")))
+        rows = x[np.isin(users, users_out)]
+        np.testing.assert_allclose(saved.predict_proba(rows[held.model.feature_names])[:, 1],
+                                   held.model.score(rows), rtol=1e-6)
+
+
+@pytest.mark.unit
+def test_held_out_slices_are_disjoint_and_the_first_is_the_policys(tiny_config: EncoreConfig) -> None:
+    class Targets:
+        def eval_users(self, stage_name: str) -> np.ndarray:
+            assert stage_name == "base"
+            return np.arange(3, 103, dtype=np.int64)
+
+    prepared = Targets()
+    one = stage.held_out_users(tiny_config, prepared)  # type: ignore[arg-type]
+    every = stage.held_out_users(tiny_config, prepared, 5)  # type: ignore[arg-type]
+    assert len(one) == 1 and len(one[0]) == 20
+    np.testing.assert_array_equal(every[0], one[0])
+    joined = np.concatenate(every)
+    assert len(np.unique(joined)) == len(joined)
+    np.testing.assert_array_equal(np.sort(joined), np.arange(3, 103))
+    three = stage.held_out_users(tiny_config, prepared, 3)  # type: ignore[arg-type]
+    assert [len(part) for part in three] == [20, 20, 20]
+    with pytest.raises(Exception, match="heldout_slices"):
+        stage.held_out_users(tiny_config, prepared, 6)  # type: ignore[arg-type]
