@@ -889,6 +889,10 @@ class Figure:
     sources: tuple[str, ...]
 
 
+RERANK_ESTIMATES = ("rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
+                    "rerank-synthetic_time.json")
+"""The re-ranking results whose choice-part estimate is set beside test (docs/reranking.md)."""
+
 FIGURES: dict[str, Figure] = {
     "headline": Figure(render_headline, ("lastfm2k.json", "lastfm2k-pipeline.json", "seed-lastfm2k_time.json")),
     "lastfm2k": Figure(render_lastfm2k, ("lastfm2k.json", "lastfm2k-pipeline.json")),
@@ -940,6 +944,7 @@ FIGURES: dict[str, Figure] = {
                                    ("rerank-lastfm2k_time.json",)),
     "rerank-lastfm2k_time-loss1": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-loss1.json"),
                                          ("rerank-lastfm2k_time-loss1.json",)),
+    "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
     "rerank-lastfm2k_time-heldout": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-heldout.json"),
                                            ("rerank-lastfm2k_time-heldout.json",)),
 }
