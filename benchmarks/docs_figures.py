@@ -890,7 +890,7 @@ class Figure:
 
 
 RERANK_ESTIMATES = ("rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
-                    "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json")
+                    "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json", "rerank-synthetic_time-xfit.json")
 """The re-ranking results whose choice-part estimate is set beside test (docs/reranking.md)."""
 
 FIGURES: dict[str, Figure] = {
@@ -949,6 +949,8 @@ FIGURES: dict[str, Figure] = {
                                            ("rerank-lastfm2k_time-heldout.json",)),
     "rerank-lastfm2k_time-xfit": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-xfit.json"),
                                         ("rerank-lastfm2k_time-xfit.json",)),
+    "rerank-synthetic_time-xfit": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time-xfit.json"),
+                                         ("rerank-synthetic_time-xfit.json",)),
 }
 
 

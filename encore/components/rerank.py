@@ -11,7 +11,10 @@ popularity_penalties x content_weights x exposure_ms) re-ranks the ranker's list
 **ranker-target users** (its model scoring their base-stage candidates, features from base;
 test is never read), and the rule (:mod:`encore.reranking.rule`) picks the highest ``objective``
 within ``max_loss`` of the unre-ranked lists' primary metric on the target part.
-Test is evaluated once, at that setting, with a paired comparison against the ranker.
+With ``choose_on: heldout`` the target users are those of the ranker's held-out slices, each
+ranked by the trial ranker trained without it (``heldout_slices``; docs/reranking.md, "Choosing
+on held-out target users"). Test is evaluated once, at that setting, with a paired comparison
+against the ranker.
 
 Writes ``recommendations.parquet`` (every user), ``tradeoff.csv/.png``, ``chosen.json``,
 ``significance.json``, ``metrics.json``, and ``item_side.npz`` + ``serving.json``: what the
