@@ -850,6 +850,30 @@ def render_rerank(doc: Path, name: str) -> str:
     return "\n".join(lines)
 
 
+def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:
+    """Per result: the change of the primary metric the rule saw on the part it chose on, beside
+    the change on test at that choice, per fold and pooled (does the choice part estimate test?)."""
+    lines = ["| result | chosen on | fold: change on the choice part → on test | test pooled (95% CI) |",
+             "|---|---|---|---|"]
+    for name in names:
+        result = load(name)
+        primary = result["primary_metric"]
+        folds = result["folds"]
+        mode = folds[0]["chosen"].get("choose_on", "target")
+        users = [f["chosen"].get("choice_users") for f in folds]
+        on = ("every ranker-target user (scored by the served ranker)" if mode == "target" else
+              f"held-out target users ({', '.join(str(u) for u in users)} per fold; scored by a ranker trained "
+              "without them)")
+        changes = "; ".join(
+            f"{f['fold']}: {pct(f['chosen']['target'][primary] / f['chosen']['target_ranker'][primary] - 1)} → "
+            f"{pct(f['vs_ranker']['rel_uplift'])}" for f in folds)
+        pooled = result["pooled_rerank_vs_ranker"]["all"]
+        lines.append(f"| [`{name}`]({os.path.relpath(RESULTS / name, doc.parent)}), max loss "
+                     f"{100 * result['rule']['max_loss']:g}% | {on} | {changes} | {pct(pooled['rel_uplift'])} "
+                     f"({pct(pooled['rel_ci_low'])} … {pct(pooled['rel_ci_high'])}) |")
+    return "\n".join([*lines, "", source_line(doc, *names)])
+
+
 def _rerank_frontier(result: dict, primary: str) -> list[str]:
     """Per fold, from its grid on the target part: the most coverage within 2% of the ranker's
     ``primary`` and the most overall; the cheapest setting whose cold-item ``primary`` reaches the
@@ -904,6 +928,10 @@ class Figure:
     sources: tuple[str, ...]
 
 
+RERANK_ESTIMATES = ("rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
+                    "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json", "rerank-synthetic_time-xfit.json")
+"""The re-ranking results whose choice-part estimate is set beside test (docs/reranking.md)."""
+
 FIGURES: dict[str, Figure] = {
     "headline": Figure(render_headline, ("lastfm2k.json", "lastfm2k-pipeline.json", "seed-lastfm2k_time.json")),
     "lastfm2k": Figure(render_lastfm2k, ("lastfm2k.json", "lastfm2k-pipeline.json")),
@@ -955,6 +983,13 @@ FIGURES: dict[str, Figure] = {
                                    ("rerank-lastfm2k_time.json",)),
     "rerank-lastfm2k_time-loss1": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-loss1.json"),
                                          ("rerank-lastfm2k_time-loss1.json",)),
+    "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
+    "rerank-lastfm2k_time-heldout": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-heldout.json"),
+                                           ("rerank-lastfm2k_time-heldout.json",)),
+    "rerank-lastfm2k_time-xfit": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-xfit.json"),
+                                        ("rerank-lastfm2k_time-xfit.json",)),
+    "rerank-synthetic_time-xfit": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time-xfit.json"),
+                                         ("rerank-synthetic_time-xfit.json",)),
 }
 
 

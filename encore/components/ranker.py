@@ -19,7 +19,9 @@ features, label or score, keep the top-k, append to Parquet), their size derived
 Writes ``recommendations.parquet`` (user, item, score, rank for every user), ``model.cbm``,
 ``feature_importance.csv/.png`` and ``metrics.json`` (its test metrics under the keys every
 generator run has, training and candidate diagnostics; the comparisons are ``evaluate``'s, the
-serving bundle is ``register``'s).
+serving bundle is ``register``'s); and, only when rerank chooses on held-out target users
+(``components.rerank.choose_on: heldout``), ``heldout_model*.cbm`` + ``heldout_users.npz``: the
+trial rankers each trained without one held-out slice's rows, and who is in which slice.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import logging
 import sys
 import time
 from dataclasses import replace
+
+import numpy as np
 
 from encore.config.experiment import ConfigError, EncoreConfig
 from encore.data.prepared import PreparedData
@@ -38,7 +42,17 @@ from encore.outputs import RankerOutput
 from encore.pipeline.component import Context, Result
 from encore.ranking.model import train_ranker
 from encore.ranking.segment_policy import FALLBACK, SEGMENTS, SegmentPolicy
-from encore.ranking.stage import held_out_policy, rank_users, ranker_inputs, training_set
+from encore.ranking.stage import (
+    HELD_OUT_MODEL,
+    HELD_OUT_USERS,
+    held_out_policy,
+    held_out_ranker,
+    held_out_users,
+    rank_users,
+    ranker_inputs,
+    training_set,
+    writes_held_out,
+)
 
 NAME = "ranker"
 log = logging.getLogger(__name__)
@@ -46,6 +60,15 @@ log = logging.getLogger(__name__)
 
 def DEPENDS_ON(config: EncoreConfig) -> list[str]:
     return ranker_inputs(config)
+
+
+def CONFIG_SECTIONS(config: EncoreConfig) -> tuple[str, ...]:
+    """Beyond its own section: whether rerank asks for the trial model and held-out users, which
+    the output then holds (its key changes with its content; nothing changes otherwise)."""
+    if not writes_held_out(config):
+        return ()
+    slices = ("components.rerank.heldout_slices",) if config.components.rerank.heldout_slices != 1 else ()
+    return ("components.rerank.enabled", "components.rerank.choose_on", *slices)
 
 
 def run(config: EncoreConfig, ctx: Context) -> Result:
@@ -62,11 +85,27 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     x, y, users, info = training_set(config, ctx.inputs, prepared)
     timings["features_train_seconds"] = time.perf_counter() - started
     policy, policy_info = SegmentPolicy(), {}
-    if ranker.fallback is not None:
+    extra: list[str] = []
+    if ranker.fallback is not None or writes_held_out(config):
+        # One trial ranker without the held-out users: the policy's evidence and rerank's choice.
         started = time.perf_counter()
-        policy, held_out = held_out_policy(config, ctx.inputs, prepared, x, y, users, out.path)
-        policy_info = policy.metrics() | {"policy_validation_users": float(held_out)}
+        slices = held_out_users(config, prepared, config.components.rerank.heldout_slices
+                                if writes_held_out(config) else 1)
+        held = held_out_ranker(config, prepared, x, y, users, slices[0])
+        if ranker.fallback is not None:
+            policy = held_out_policy(config, ctx.inputs, prepared, held, out.path)
+            policy_info = policy.metrics() | {"policy_validation_users": float(len(held.users))}
+        if writes_held_out(config):
+            for n, users_out in enumerate(slices):
+                if n:  # the first slice's model is the policy's, fitted above
+                    held = held_out_ranker(config, prepared, x, y, users, users_out)
+                extra.append(HELD_OUT_MODEL.format(slice=f"_{n}" if n else ""))
+                held.model.model.save_model(str(out.path / extra[-1]))
+            np.savez(out.path / HELD_OUT_USERS, users=np.concatenate(slices),
+                     slice=np.repeat(np.arange(len(slices)), [len(s) for s in slices]))
+            extra.append(HELD_OUT_USERS)
         timings["policy_seconds"] = time.perf_counter() - started
+        del held
 
     started = time.perf_counter()
     trained = train_ranker(x, y, users, ranker, seed=seed)
@@ -111,7 +150,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
              trained.iterations, trained.n_rows, trained.n_users, len(trained.feature_names),
              info["candidate_recall"])
     return Result(metrics=results, artifacts=[out.RECOMMENDATIONS, out.METRICS, out.POLICY, out.IMPORTANCE,
-                                              out.IMPORTANCE_PLOT, out.MODEL],
+                                              out.IMPORTANCE_PLOT, out.MODEL, *extra],
                   tags={f"encore.policy.{segment}": policy.choice[segment] for segment in SEGMENTS})
 
 

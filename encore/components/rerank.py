@@ -11,7 +11,10 @@ popularity_penalties x content_weights x exposure_ms) re-ranks the ranker's list
 **ranker-target users** (its model scoring their base-stage candidates, features from base;
 test is never read), and the rule (:mod:`encore.reranking.rule`) picks the highest ``objective``
 within ``max_loss`` of the unre-ranked lists' primary metric on the target part.
-Test is evaluated once, at that setting, with a paired comparison against the ranker.
+With ``choose_on: heldout`` the target users are those of the ranker's held-out slices, each
+ranked by the trial ranker trained without it (``heldout_slices``; docs/reranking.md, "Choosing
+on held-out target users"). Test is evaluated once, at that setting, with a paired comparison
+against the ranker.
 
 Writes ``recommendations.parquet`` (every user), ``tradeoff.csv/.png``, ``chosen.json``,
 ``significance.json``, ``metrics.json``, and ``item_side.npz`` + ``serving.json``: what the
@@ -24,6 +27,7 @@ import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +42,7 @@ from encore.io import ParquetSink, write_json, write_parquet
 from encore.outputs import GeneratorOutput, RankerOutput, RerankOutput
 from encore.pipeline.component import Context, Result
 from encore.ranking.model import TrainedRanker
-from encore.ranking.stage import rank_users, ranker_inputs
+from encore.ranking.stage import HELD_OUT_MODEL, HELD_OUT_USERS, rank_users, ranker_inputs
 from encore.recommenders import recommender_class
 from encore.reranking.rule import choose
 from encore.reranking.spread import cap_skips, full_chain, split_at_cap, with_ranked_content
@@ -220,21 +224,62 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     return rerank(whole, side, across, settings.top_k)[0]
 
 
-def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
-                  workdir: Path) -> pd.DataFrame:
-    """The ranker's lists for the ranker-target users: its saved model scoring their base-stage
-    candidates (features from base only), as for its segment policy."""
-    out = RankerOutput(inputs["ranker"])
+def held_out_slices(inputs: Mapping[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out target users (sorted) and the slice of each: whose trial model ranks them."""
+    saved = np.load(RankerOutput(inputs["ranker"]).path / HELD_OUT_USERS)
+    order = np.argsort(saved["users"], kind="stable")
+    return saved["users"][order], saved["slice"][order]
+
+
+def choice_users(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData) -> np.ndarray:
+    """The users the grid is scored on (sorted): every ranker-target user, or with ``choose_on:
+    heldout`` the held-out ones, whom the ranker's trial models never trained on (its output)."""
+    if config.components.rerank.choose_on == "heldout":
+        return held_out_slices(inputs)[0]
+    return prepared.eval_users("base")
+
+
+def _saved_ranker(config: EncoreConfig, path: Path) -> TrainedRanker:
     model = CatBoostRanker() if config.components.ranker.loss == "YetiRank" else CatBoostClassifier()
-    model.load_model(str(out.path / out.MODEL))
-    trained = TrainedRanker(model=model, feature_names=list(model.feature_names_), iterations=model.tree_count_,
-                            validation_ndcg=None, n_rows=0, n_users=0, n_positives=0)
+    model.load_model(str(path))
+    return TrainedRanker(model=model, feature_names=list(model.feature_names_), iterations=model.tree_count_,
+                         validation_ndcg=None, n_rows=0, n_users=0, n_positives=0)
+
+
+def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
+                  workdir: Path, users: np.ndarray) -> pd.DataFrame:
+    """The ranker's lists for the ranker-target ``users``: a saved model scoring their base-stage
+    candidates (features from base only), as for its segment policy. The model is the served
+    ranker's, or with ``choose_on: heldout`` each slice's trial ranker, trained without that
+    slice's rows (the served one trained on their target labels, so its target-part lists flatter it)."""
+    out = RankerOutput(inputs["ranker"])
+    if config.components.rerank.choose_on == "heldout":
+        held, slice_of = held_out_slices(inputs)
+        parts = [(out.path / HELD_OUT_MODEL.format(slice=f"_{n}" if n else ""),
+                  users[np.isin(users, held[slice_of == n])]) for n in np.unique(slice_of)]
+    else:
+        parts = [(out.path / out.MODEL, users)]
     scratch = workdir / ".target_lists.parquet"
     with ParquetSink(scratch) as sink:
-        rank_users(trained, config, inputs, prepared, sink, stage="base", users=prepared.eval_users("base"))
+        for model, part in parts:
+            if len(part):
+                rank_users(_saved_ranker(config, model), config, inputs, prepared, sink, stage="base", users=part)
     ranked = pd.read_parquet(scratch)
     scratch.unlink()
-    return ranked
+    return ranked.sort_values(["user", "rank"], kind="stable", ignore_index=True)
+
+
+@dataclass
+class ChoiceEvaluator(Evaluator):
+    """The target part's evaluator over the users the choice is made on (``only``; None = every
+    ranker-target user): item statistics stay the stage's, only the rows averaged change."""
+
+    only: np.ndarray | None = None
+
+    @cached_property
+    def users(self) -> np.ndarray:
+        every = self.prepared.eval_users(self.stage)
+        return every if self.only is None else np.intersect1d(every, self.only)
 
 
 GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
@@ -245,15 +290,18 @@ COLD_ITEMS = "cold_items"
 
 def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists: StageLists, *,
              blocked: np.ndarray, rejected: np.ndarray,
-             content_lists: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[pd.DataFrame, int]:
+             content_lists: tuple[np.ndarray, np.ndarray] | None = None,
+             users: np.ndarray | None = None) -> tuple[pd.DataFrame, int]:
     """Every grid setting's metrics on the ranker-target part (first row: the ranker's lists
     unre-ranked; with ``content_lists`` (sorted users, their lists), the content generator's own
     lists, a row ``content``), and the grid row the rule chooses. ``cold_items.<primary>`` is the
-    cold-item segment's primary metric (items without base listeners), when it has users."""
+    cold-item segment's primary metric (items without base listeners), when it has users. With
+    ``users``, only those target users are scored (the held-out slice)."""
     own = config.components.rerank
     primary = config.evaluation.primary_metric
     # Only the cut-offs the rule reads: every setting is evaluated, so every metric costs 1 + grid times.
-    evaluator = Evaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})))
+    evaluator = ChoiceEvaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})),
+                                only=users)
     lists = lists.rows(evaluator.users)
     objectives = own.objectives()
     cold = f"{COLD_ITEMS}.{primary}"
@@ -319,13 +367,14 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     out = RerankOutput(ctx.output)
     blocked, rejected = exclusions(config, prepared)
 
-    # The choice: the ranker-target part only.
-    target_users = prepared.eval_users("base")
-    base = stage_lists(config, ctx.inputs, prepared, "base", target_ranked(config, ctx.inputs, prepared, out.path),
-                       target_users)
+    # The choice: the ranker-target part only (with choose_on: heldout, its held-out slice).
+    target_users = choice_users(config, ctx.inputs, prepared)
+    base = stage_lists(config, ctx.inputs, prepared, "base",
+                       target_ranked(config, ctx.inputs, prepared, out.path, target_users), target_users)
     grid, chosen_row = tradeoff(config, prepared, item_side(config, ctx.inputs, prepared, "base"), base,
                                 blocked=blocked, rejected=rejected,
-                                content_lists=content_target_lists(config, ctx.inputs, target_users))
+                                content_lists=content_target_lists(config, ctx.inputs, target_users),
+                                users=target_users)
     grid.to_csv(out.path / out.GRID, index=False)
     settings = settings_of(config, grid.loc[chosen_row])
     objectives = own.objectives()
@@ -336,7 +385,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
               "match_content_on_cold_items": own.match_content_on_cold_items,
               "target": {key: float(grid.loc[chosen_row, key]) for key in shown},
               "target_ranker": {key: float(grid.loc[0, key]) for key in shown},
-              "within_loss": bool(grid.loc[chosen_row, "within_loss"])}
+              "within_loss": bool(grid.loc[chosen_row, "within_loss"]),
+              "choose_on": own.choose_on, "choice_users": len(target_users)}
     if (grid["setting"] == "content").any():
         chosen["target_content"] = {key: float(grid.loc[grid["setting"] == "content", key].iloc[0]) for key in shown}
         cold = f"{COLD_ITEMS}.{primary}"

@@ -3,7 +3,8 @@ labels batch by batch, the training set, and ranked top-k lists (docs/ranker.md,
 
 :func:`training_set` builds the ranker's training rows from the base stage; :func:`rank_users`
 writes the top-k lists of a stage; :func:`held_out_policy` (with :func:`validated_policy`)
-chooses, per segment, the ranker's or the fallback's lists. Each works over batches of whole
+chooses, per segment, the ranker's or the fallback's lists on the users :func:`held_out_ranker`'s
+trial model never trained on (which rerank may also choose its setting on). Each works over batches of whole
 users (memory bounded by ``resources.memory_gib``); batching changes nothing
 (tests/test_ranker_batches.py).
 
@@ -309,17 +310,71 @@ def validated_policy(trained: TrainedRanker, config: EncoreConfig, inputs: Mappi
     return policy
 
 
-def held_out_policy(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, x: pd.DataFrame,
-                    y: np.ndarray, users: np.ndarray, workdir: Path) -> tuple[SegmentPolicy, int]:
-    """The segment policy chosen on a seeded ``policy_fraction`` of the ranker-target users, held
-    out of a trial ranker trained on the same rows minus theirs (the served ranker then trains on
-    every target user); and the number of held-out users."""
+HELD_OUT_MODEL = "heldout_model{slice}.cbm"
+"""A trial ranker (trained without one held-out slice of target users) in the ranker's output,
+``{slice}`` empty for the first slice (the segment policy's) and ``_<n>`` for the others; written
+only when ``components.rerank`` chooses its setting on held-out users (:func:`writes_held_out`)."""
+HELD_OUT_USERS = "heldout_users.npz"
+"""The held-out users beside the trial models: ``users`` (sorted) and ``slice`` (whose model scores each)."""
+
+
+def writes_held_out(config: EncoreConfig) -> bool:
+    """Whether the ranker saves its trial models and held-out users: only when an enabled rerank
+    chooses on them (``components.rerank.choose_on: heldout``), so no other output changes."""
+    own = config.components.rerank
+    return own.enabled and own.choose_on == "heldout"
+
+
+def held_out_users(config: EncoreConfig, prepared: PreparedData, slices: int = 1) -> list[np.ndarray]:
+    """``slices`` disjoint seeded slices (each sorted) of the ranker-target users, each a
+    ``policy_fraction`` of them, that a trial ranker is trained without. The first is the segment
+    policy's (the same draw whatever ``slices``); the others split the remaining users in order of
+    a seeded permutation, the last one also taking a remainder smaller than a slice (with
+    ``slices = ceil(1 / policy_fraction)`` every target user is held out once: cross-fitting)."""
     ranker = config.components.ranker
-    seed = ranker.random_seed(config.experiment.seed)
     targets = prepared.eval_users("base")
-    rng = np.random.default_rng(seed)
-    held_out = np.sort(rng.choice(targets, size=max(1, int(len(targets) * ranker.policy_fraction)), replace=False))
+    rng = np.random.default_rng(ranker.random_seed(config.experiment.seed))
+    size = max(1, int(len(targets) * ranker.policy_fraction))
+    first = np.sort(rng.choice(targets, size=size, replace=False))
+    if slices == 1:
+        return [first]
+    rest = rng.permutation(np.setdiff1d(targets, first))
+    chunks = [rest[n * size:(n + 1) * size] for n in range(slices - 1)]
+    if len(rest) - (slices - 1) * size < size:
+        chunks[-1] = rest[(slices - 2) * size:]
+    if any(len(chunk) == 0 for chunk in chunks):
+        raise ConfigError(f"components.rerank.heldout_slices: {slices} slices of {size} users "
+                          f"(components.ranker.policy_fraction) exceed the {len(targets)} target users")
+    return [first, *(np.sort(chunk) for chunk in chunks)]
+
+
+@dataclass
+class HeldOut:
+    """A trial ranker trained on the ranker's training rows less the held-out users' rows."""
+
+    model: TrainedRanker
+    users: np.ndarray
+    """The held-out target users (sorted): none of their rows is in the model's training set."""
+    trained_cold_users: int
+    """Cold users among those the trial ranker trained on."""
+
+
+def held_out_ranker(config: EncoreConfig, prepared: PreparedData, x: pd.DataFrame, y: np.ndarray,
+                    users: np.ndarray, held_out: np.ndarray | None = None) -> HeldOut:
+    """A trial ranker: the served ranker's training rows (``x``, ``y``, per-row ``users``) less
+    every row of the ``held_out`` users (default: the policy's slice of :func:`held_out_users`),
+    fitted with the served ranker's settings and seed."""
+    ranker = config.components.ranker
+    held_out = held_out_users(config, prepared)[0] if held_out is None else held_out
     trial_rows = ~np.isin(users, held_out)
-    trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker, seed=seed)
+    trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker,
+                         seed=ranker.random_seed(config.experiment.seed))
     trial_cold = int(cold_users(prepared.user_items("base"), np.unique(users[trial_rows])).sum())
-    return validated_policy(trial, config, inputs, prepared, held_out, trial_cold, workdir), len(held_out)
+    return HeldOut(model=trial, users=held_out, trained_cold_users=trial_cold)
+
+
+def held_out_policy(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, held: HeldOut,
+                    workdir: Path) -> SegmentPolicy:
+    """The segment policy chosen on the held-out users by the trial ranker (:func:`held_out_ranker`;
+    the served ranker then trains on every target user)."""
+    return validated_policy(held.model, config, inputs, prepared, held.users, held.trained_cold_users, workdir)

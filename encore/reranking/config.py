@@ -9,14 +9,15 @@ one setting is chosen by the rule: the highest ``objective`` whose ``ndcg@10``
 (``evaluation.primary_metric``) is within ``max_loss`` of the unre-ranked list's (a list of
 objectives: the highest sum of each one min-max scaled over the grid); with
 ``match_content_on_cold_items``, among those, only settings whose cold-item ndcg@10 is at least
-the ``content_from`` generator's on the same target part (when any is).
+the ``content_from`` generator's on the same target part (when any is). With ``choose_on:
+heldout`` the target part is the held-out slice of target users the scoring model never trained on.
 """
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -70,6 +71,15 @@ class RerankConfig(Strict):
     are placed at that rank of the list; 0 = off (``content_weights`` decide)."""
     match_content_on_cold_items: bool = Field(default=False, exclude_if=lambda value: not value)
     """The rule also asks for the content generator's cold-item ndcg@10 on the target part."""
+    choose_on: Literal["target", "heldout"] = Field(default="target", exclude_if=lambda value: value == "target")
+    """Whose lists the grid is scored on: ``target``, every ranker-target user, ranked by the served
+    ranker (which trained on their target labels); ``heldout``, the seeded ``components.ranker.
+    policy_fraction`` of them, ranked by a trial ranker trained without their rows (the ranker
+    writes it only then; the same slice and trial model as the ranker's segment policy)."""
+    heldout_slices: PositiveInt = Field(default=1, exclude_if=lambda value: value == 1)
+    """With ``choose_on: heldout``: how many disjoint ``policy_fraction`` slices of the target users
+    are held out, each ranked by a trial ranker trained without it (one more ranker fit each); 1 =
+    the segment policy's slice; ``ceil(1 / policy_fraction)`` = every target user (cross-fitting)."""
 
     @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
                      "exposure_caps", "content_max_ranks")

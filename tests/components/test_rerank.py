@@ -1,5 +1,6 @@
 """The rerank component on a tiny time-split pipeline: its own output, MLflow run and evaluation
-row, exclusions honoured, and a choice made on the ranker-target part only."""
+row, exclusions honoured, and a choice made on the ranker-target part only — with ``choose_on:
+heldout``, on target users the scoring model never trained on."""
 
 from __future__ import annotations
 
@@ -12,16 +13,29 @@ import pandas as pd
 import pytest
 
 from encore.components import rerank
-from encore.config.experiment import EncoreConfig
+from encore.config.experiment import EncoreConfig, with_settings
 from encore.data.prepared import PreparedData
 from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput, RerankOutput
-from encore.pipeline.runner import dependencies, output_dir
+from encore.pipeline.reuse_keys import fingerprint
+from encore.pipeline.runner import dependencies, output_dir, pipeline_components, run_pipeline
+from encore.ranking import stage
 from encore.tracking.runs import experiment_name, tracking_uri
 
 
 @pytest.fixture
 def run(reranked_run: EncoreConfig) -> EncoreConfig:
     return reranked_run
+
+
+@pytest.fixture
+def heldout_run(reranked_run: EncoreConfig) -> EncoreConfig:
+    """The same pipeline choosing on held-out target users, cross-fitted: every target user in one
+    of 5 slices (policy_fraction 0.2) ranked by a trial ranker trained without it (prepare and the
+    generators are reused by fingerprint; the ranker and rerank run again)."""
+    config = with_settings(reranked_run, {"rerank": {"choose_on": "heldout", "heldout_slices": 5}})
+    if not (output_dir(config, "rerank") / RerankOutput.CHOSEN).exists():
+        run_pipeline(config, list(pipeline_components(config)), note="rerank-heldout")
+    return config
 
 
 def test_rerank_has_its_output_run_and_evaluation_row(run: EncoreConfig) -> None:
@@ -87,9 +101,13 @@ def test_the_exposure_cap_holds_over_every_users_top_k(run: EncoreConfig) -> Non
     assert len(out.serving()["capped"]) > 0
 
 
-def test_the_choice_never_reads_test(run: EncoreConfig, tmp_path: Path) -> None:
+@pytest.mark.pipeline  # its runs come through getfixturevalue, which the marker detection cannot read
+@pytest.mark.parametrize("mode", ["target", "heldout"])
+def test_the_choice_never_reads_test(mode: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Another test window (half of it dropped, the rest moved to other users) gives the same
-    grid and the same choice."""
+    grid and the same choice, on every target user and on the held-out ones."""
+    run: EncoreConfig = request.getfixturevalue("run" if mode == "target" else "heldout_run")
+    assert run.components.rerank.choose_on == mode
     inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
     other = tmp_path / "prepare"
     shutil.copytree(inputs["prepare"], other)
@@ -101,13 +119,78 @@ def test_the_choice_never_reads_test(run: EncoreConfig, tmp_path: Path) -> None:
         prepared = PreparedData(prepare)
         here = inputs | {"prepare": prepare}
         blocked, rejected = rerank.exclusions(run, prepared)
-        lists = rerank.stage_lists(run, here, prepared, "base", rerank.target_ranked(run, here, prepared, tmp_path),
-                                   prepared.eval_users("base"))
+        users = rerank.choice_users(run, here, prepared)
+        lists = rerank.stage_lists(run, here, prepared, "base",
+                                   rerank.target_ranked(run, here, prepared, tmp_path, users), users)
         side = rerank.item_side(run, here, prepared, "base")
-        content = rerank.content_target_lists(run, here, prepared.eval_users("base"))
+        content = rerank.content_target_lists(run, here, users)
         return rerank.tradeoff(run, prepared, side, lists, blocked=blocked, rejected=rejected,
-                               content_lists=content)[0]
+                               content_lists=content, users=users)[0]
 
     assert not PreparedData(other).part("test").equals(PreparedData(inputs["prepare"]).part("test"))
     pd.testing.assert_frame_equal(choice(inputs["prepare"]), choice(other))
     pd.testing.assert_frame_equal(choice(other), RerankOutput(output_dir(run, "rerank")).grid(), check_dtype=False)
+
+
+def test_the_heldout_choice_is_made_on_users_the_scoring_model_never_trained_on(
+        run: EncoreConfig, heldout_run: EncoreConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    served, trial = RankerOutput(output_dir(run, "ranker")), RankerOutput(output_dir(heldout_run, "ranker"))
+    # Written only when rerank asks for it, and the ranker's key says so.
+    assert not list(served.path.glob("heldout_*")) and served.path != trial.path
+    off = with_settings(run, {"rerank": {"enabled": False}})
+    assert fingerprint(run, "ranker") == fingerprint(off, "ranker")
+    asked_off = with_settings(heldout_run, {"rerank": {"enabled": False}})
+    assert fingerprint(asked_off, "ranker") == fingerprint(off, "ranker")
+    one_slice = with_settings(heldout_run, {"rerank": {"heldout_slices": 1}})
+    assert len({fingerprint(one_slice, "ranker"), fingerprint(heldout_run, "ranker"), fingerprint(run, "ranker")}) == 3
+    # The grid is scored on the held-out users: with 5 slices of 0.2, every target user once.
+    inputs = {name: output_dir(heldout_run, name) for name in rerank.DEPENDS_ON(heldout_run)}
+    prepared = PreparedData(inputs["prepare"])
+    held_out, slice_of = rerank.held_out_slices(inputs)
+    np.testing.assert_array_equal(held_out, prepared.eval_users("base"))
+    slices = stage.held_out_users(heldout_run, prepared, 5)
+    for n, users_out in enumerate(slices):
+        np.testing.assert_array_equal(held_out[slice_of == n], users_out)
+    chosen = RerankOutput(output_dir(heldout_run, "rerank")).chosen()
+    assert chosen["choose_on"] == "heldout" and chosen["choice_users"] == len(held_out)
+    # No slice's rows reach its trial model's training set, though the full set has them.
+    x, y, users, _ = stage.training_set(heldout_run, inputs, prepared)
+    fitted: list[np.ndarray] = []
+    real = stage.train_ranker
+
+    def recording(x: pd.DataFrame, y: np.ndarray, users: np.ndarray, *args: object, **kwargs: object) -> object:
+        fitted.append(np.unique(users))
+        return real(x, y, users, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "train_ranker", recording)
+    for n, users_out in enumerate(slices):
+        assert np.isin(users, users_out).any()
+        held = stage.held_out_ranker(heldout_run, prepared, x, y, users, users_out)
+        assert not np.isin(fitted[-1], users_out).any() and np.isin(users, fitted[-1]).any()
+        # The saved trial model is that model: it scores the slice's rows as the one refitted here.
+        saved = rerank.CatBoostClassifier()
+        saved.load_model(str(trial.path / stage.HELD_OUT_MODEL.format(slice=f"_{n}" if n else "")))
+        rows = x[np.isin(users, users_out)]
+        np.testing.assert_allclose(saved.predict_proba(rows[held.model.feature_names])[:, 1],
+                                   held.model.score(rows), rtol=1e-6)
+
+
+@pytest.mark.unit
+def test_held_out_slices_are_disjoint_and_the_first_is_the_policys(tiny_config: EncoreConfig) -> None:
+    class Targets:
+        def eval_users(self, stage_name: str) -> np.ndarray:
+            assert stage_name == "base"
+            return np.arange(3, 103, dtype=np.int64)
+
+    prepared = Targets()
+    one = stage.held_out_users(tiny_config, prepared)  # type: ignore[arg-type]
+    every = stage.held_out_users(tiny_config, prepared, 5)  # type: ignore[arg-type]
+    assert len(one) == 1 and len(one[0]) == 20
+    np.testing.assert_array_equal(every[0], one[0])
+    joined = np.concatenate(every)
+    assert len(np.unique(joined)) == len(joined)
+    np.testing.assert_array_equal(np.sort(joined), np.arange(3, 103))
+    three = stage.held_out_users(tiny_config, prepared, 3)  # type: ignore[arg-type]
+    assert [len(part) for part in three] == [20, 20, 20]
+    with pytest.raises(Exception, match="heldout_slices"):
+        stage.held_out_users(tiny_config, prepared, 6)  # type: ignore[arg-type]
