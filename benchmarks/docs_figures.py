@@ -265,6 +265,13 @@ def scale_tables(report: dict[str, Any]) -> list[str]:
         f"load average at start {start[0]:.1f}, at end {end[0]:.1f}.",
         "",
     ]
+    reruns = [s for s in sizes if "rerun_commit" in report["results"][s]]
+    if reruns:
+        # A size re-run alone (benchmarks/scale.py --replace-in) on a commit that computes the same.
+        lines[-1:-1] = [" ".join(
+            f"The {s} run was repeated alone on `{report['results'][s]['rerun_commit'][:7]}` (the same code), "
+            f"load average {report['results'][s]['load_average_at_start'][0]:.1f} at its start and "
+            f"{report['results'][s]['load_average_at_end'][0]:.1f} at its end." for s in reruns)]
     pairs = list(report.get("growth", {}))
     # CPU seconds (every thread) beside the wall time, in files measured since they are logged.
     with_cpu = all("cpu_seconds" in fig for s in sizes for fig in report["results"][s]["components"].values())
