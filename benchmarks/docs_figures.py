@@ -269,7 +269,8 @@ def scale_tables(report: dict[str, Any]) -> list[str]:
     if reruns:
         # A size re-run alone (benchmarks/scale.py --replace-in) on a commit that computes the same.
         lines[-1:-1] = [" ".join(
-            f"The {s} run was repeated alone on `{report['results'][s]['rerun_commit'][:7]}` (the same code), "
+            f"The {s} run was repeated on its own (`--replace-in`) on `{report['results'][s]['rerun_commit'][:7]}` "
+            f"(the same computation), "
             f"load average {report['results'][s]['load_average_at_start'][0]:.1f} at its start and "
             f"{report['results'][s]['load_average_at_end'][0]:.1f} at its end." for s in reruns)]
     pairs = list(report.get("growth", {}))
@@ -348,14 +349,14 @@ def scale_target_lines(report: dict[str, Any]) -> list[str]:
         cpu = cpu_exponents(results, "1m", "10m")
         over = sorted(((c, e) for c, e in exps.items() if e > SCALE_EXPONENT_TARGET), key=lambda ce: -ce[1])
         measured = ("all within" if not over else "above: " + ", ".join(
-            f"{c} {e:.2f}" + (f" (CPU seconds {cpu[c]:.2f})" if c in cpu else "") for c, e in over))
+            f"{c} {e:.3f}" + (f" (CPU seconds {cpu[c]:.3f})" if c in cpu else "") for c, e in over))
         lines.append(f"| every component's time exponent {span} ≤ {SCALE_EXPONENT_TARGET} | {measured} | "
                      f"{met(not over)} |")
         cpu_over = sorted(((c, e) for c, e in cpu.items() if e > SCALE_EXPONENT_TARGET), key=lambda ce: -ce[1])
         if cpu:
             # Wall time on a shared machine moves with the load; CPU seconds (all threads) much less.
             lines.append("| the same on CPU seconds | " + ("all within" if not cpu_over else "above: " + ", ".join(
-                f"{c} {e:.2f}" for c, e in cpu_over)) + f" | {met(not cpu_over)} |")
+                f"{c} {e:.3f}" for c, e in cpu_over)) + f" | {met(not cpu_over)} |")
     if "10m" in results:
         r = results["10m"]
         vs = r["vs_best_generator"]

@@ -70,7 +70,7 @@ def test_scale_targets_name_the_misses_and_the_cpu_growth() -> None:
     assert "| 1m: whole pipeline ≤ 3 min | 110 s (1.8 min) | yes |" in table
     assert ("| 10m: whole pipeline ≤ 20 min | 2100 s (35.0 min); largest: ranker 2000 s (95%), als 100 s (5%) "
             "| **no** |") in table
-    assert "above: ranker 1.30 (CPU seconds 1.00) | **no** |" in table
+    assert "above: ranker 1.301 (CPU seconds 1.000) | **no** |" in table
     assert "| the same on CPU seconds | all within | yes |" in table
     assert "| 10m: ranker beats the best generator, paired CI above zero | 0.3300 vs ease 0.3000" in table
 
