@@ -23,6 +23,12 @@ RSS at 30M interactions extrapolated from the measured file's smallest and large
 (``t_30M = t_10M * 3 ** exponent``, the same for the peak with its own exponent), with the
 commit those measurements were taken on. A projection, not a measurement: it assumes each
 component keeps the growth it showed between the measured sizes.
+
+    python -m benchmarks.scale --sizes 3m --replace-in scale.json
+
+re-runs the given sizes and replaces them in an existing result file measured on the same commit
+(growth recomputed, the re-run sizes marked ``rerun``): for a size whose run was disturbed by
+other work on the machine, without re-running the others.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
     folder = workdir / size
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    load_at_start = os.getloadavg()
     env = os.environ | {"ENCORE_OUTPUT_DIR": str(folder / "outputs"),
                         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
     settings = MachineSettings(_env_file=None, encore_output_dir=folder / "outputs",
@@ -97,6 +104,7 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
         "total_seconds": wall,
         "overhead_seconds": wall - sum(c["seconds"] for c in components.values()),
         "peak_rss_bytes": read_peak_bytes(peak_file),
+        "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
         "best_generator": significance["best_generator"],
         "vs_best_generator": significance.get("vs_best_generator", {}),
@@ -222,6 +230,42 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+COMPUTING_PATHS = ("encore", "experiments", "config", "setup.py", "pyproject.toml", "requirements.txt")
+"""What a pipeline run's figures depend on: two commits equal on these compute the same."""
+
+
+def same_computation(measured: str, current: str) -> bool:
+    """Whether two commits (neither with uncommitted changes) hold the same ``COMPUTING_PATHS``."""
+    if measured.endswith("-dirty") or current.endswith("-dirty") or "unknown" in (measured, current):
+        return False
+    diff = subprocess.run(["git", "diff", "--quiet", measured, current, "--", *COMPUTING_PATHS],
+                          cwd=REPO_ROOT, capture_output=True)
+    return diff.returncode == 0
+
+
+def replace_sizes(name: str, sizes: list[str], workdir: Path) -> int:
+    """Re-run ``sizes`` and put them into the result file ``name`` in place of its own runs of
+    them; refused unless the file was measured on the current commit (a table mixes no commits)."""
+    path = RESULTS / name
+    if not path.exists():
+        raise SystemExit(f"error: --replace-in: {path} does not exist")
+    report = json.loads(path.read_text())
+    commit = git_commit()
+    if report.get("commit") != commit and not same_computation(report.get("commit", ""), commit):
+        raise SystemExit(f"error: --replace-in: {name} was measured on {report.get('commit')}, and this "
+                         f"tree ({commit}) computes differently ({', '.join(COMPUTING_PATHS)}); re-run every size")
+    unknown = [size for size in sizes if size not in report["results"]]
+    if unknown:
+        raise SystemExit(f"error: --replace-in: {name} has no size {', '.join(unknown)}")
+    for size in sizes:
+        report["results"][size] = bench_size(size, workdir) | {"rerun_commit": commit}
+    report["growth"] = growth(report["results"])
+    path.write_text(json.dumps(report, indent=2))
+    path.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1m,3m,10m", help="comma-separated: experiments/synthetic_<size>.yaml")
@@ -233,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the measured result file the projection reads (default scale.json)")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "outputs" / "benchmark-scale",
                         help="where each size's outputs and MLflow store go (default outputs/benchmark-scale)")
+    parser.add_argument("--replace-in", metavar="NAME",
+                        help="re-run --sizes and replace them in this result file (same commit required)")
     args = parser.parse_args(argv)
+    if args.replace_in:
+        return replace_sizes(args.replace_in, args.sizes.split(","), args.workdir)
     if args.project:
         source = RESULTS / args.project_from
         if not source.exists():

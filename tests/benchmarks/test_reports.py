@@ -55,3 +55,29 @@ def test_userknn_listeners_table_names_the_exact_index_and_the_items_cut() -> No
     assert table.startswith("Commit 0123456.")
     assert "| synthetic_1m | 30,000 × 20,000 (640,894) | 1,000 | 12 | 8.0 | 0.2453 |" in table
     assert "| synthetic_1m | 30,000 × 20,000 (640,894) | null (exact) | 0 | 11.0 | 0.2470 |" in table
+
+
+def test_scale_targets_name_the_misses_and_the_cpu_growth() -> None:
+    from benchmarks.docs_figures import scale_target_lines
+
+    small = _size(1_000_000, {"als": 10.0, "ranker": 100.0})
+    large = _size(10_000_000, {"als": 100.0, "ranker": 2000.0})   # ranker: 20x per 10x, exponent 1.30
+    for size, cpu in ((small, {"als": 20.0, "ranker": 100.0}), (large, {"als": 200.0, "ranker": 1000.0})):
+        for name, seconds in cpu.items():
+            size["components"][name]["cpu_seconds"] = seconds
+    results = {"1m": small, "10m": large}
+    table = "\n".join(scale_target_lines({"results": results, "growth": growth(results)}))
+    assert "| 1m: whole pipeline ≤ 3 min | 110 s (1.8 min) | yes |" in table
+    assert ("| 10m: whole pipeline ≤ 20 min | 2100 s (35.0 min); largest: ranker 2000 s (95%), als 100 s (5%) "
+            "| **no** |") in table
+    assert "above: ranker 1.301 (CPU seconds 1.000) | **no** |" in table
+    assert "| the same on CPU seconds | all within | yes |" in table
+    assert "| 10m: ranker beats the best generator, paired CI above zero | 0.3300 vs ease 0.3000" in table
+
+
+def test_a_size_is_replaced_only_by_a_commit_that_computes_the_same() -> None:
+    from benchmarks.scale import same_computation
+
+    assert not same_computation("abc-dirty", "abc")
+    assert not same_computation("unknown", "abc")
+    assert same_computation("HEAD", "HEAD")
