@@ -12,9 +12,10 @@ never test). Then ``tune``'s own :func:`~encore.components.tune.optuna_search` r
 ``tuning.trials`` = the grid's size over the same choices, once per sampler seed. A trial's
 score is the grid's score of the point it drew: the fits are seeded and every Optuna choice is a
 grid point, so refitting would give the same score (only the time would differ). ``tuning.trials``
-counts fits: a combination TPE proposes again is answered from its scored trial (``tune`` does the
-same, without refitting). Recorded per seed: the score of each fit, the best so far, the first fit
-that reaches the grid's best, and the proposals (fits + repeats) up to it.
+counts fits: on these spaces of lists a combination TPE proposes again is moved to the nearest
+unscored point (``tune``'s search without replacement), so no point is fitted twice. Recorded per
+seed: the score of each fit, the best so far, the first fit that reaches the grid's best, and the
+trials (fits + repeats, here the fits) up to it.
 Result: ``benchmarks/results/optuna_vs_grid-<experiment>.json``.
 """
 
@@ -112,8 +113,9 @@ def measure(source: Path, grids: Path, workdir: Path, seeds: int) -> dict[str, A
             "seeds_reaching_best_within_half": sum(f is not None and f <= len(grid) // 2 for f in firsts),
             "median_first_reaching_best": float(np.median([f if f is not None else np.inf for f in firsts]))}
     summary = json.loads((output_dir(config, "prepare") / "summary.json").read_text())
-    sampler = ("TPE, seeded; n_startup_trials = max(2, trials // 5); multivariate; ordered numeric lists "
-               "searched by position; repeats answered from the scored trial, not counted as trials")
+    sampler = ("TPE, seeded; start-up: max(2, trials // 5) scrambled-Sobol points (seeded); multivariate; "
+               "ordered numeric lists searched by position; without replacement (a scored proposal moves to the "
+               "nearest unscored point)")
     return {"experiment": config.experiment.name, "commit": commit, "sampler": sampler,
             "metric": metric, "segment": config.tuning.segment,
             "target_users": int(evaluator.segments[config.tuning.segment].n_users), "n_users": summary["n_users"],

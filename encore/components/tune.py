@@ -21,14 +21,19 @@ target score after every epoch (it stops early on it, keeping its best epoch): a
 median of earlier trials at the same epoch is pruned (``tuning.pruning``). Pruned trials are in
 ``trials.csv`` (``state``) without scores and are never chosen.
 
-The sampler is set for small budgets: its random start-up trials are ``max(2, trials // 5)`` (TPE's
-default 10 would spend a 15-point grid's half budget on random draws), it models the settings jointly
-(``multivariate``), and a list of numbers in increasing or decreasing order is searched by its
-position (an integer, so TPE sees that neighbouring values score alike; grids are log-spaced, so a
-position is the natural scale). TPE proposes points again on a discrete space: a repeated
-combination is answered from its scored trial without refitting, is logged (a nested run, state
-``repeat``) and is not counted in ``tuning.trials``, which counts fits; the search also ends once
-every point of a discrete space is scored (and after ``10 × trials`` proposals at most).
+The sampler is set for small budgets: its start-up trials are ``max(2, trials // 5)`` (TPE's
+default 10 would spend a 15-point grid's half budget before modelling) and are space-filling, not
+random: the first points of a scrambled Sobol sequence seeded with ``experiment.seed``, so each
+setting's axis is covered in equal strata (random draws often fall together). It models the
+settings jointly (``multivariate``), and a list of numbers in increasing or decreasing order is
+searched by its position (an integer, so TPE sees that neighbouring values score alike; grids are
+log-spaced, so a position is the natural scale). On a space of lists only, the search is without
+replacement: TPE proposes scored points again, and such a proposal is not scored (a duplicate score
+would weigh twice in TPE's model and draw it back to the same point) but moved to the nearest
+unscored point (positions scaled to [0, 1]; equals drawn, seeded); the search ends once every
+point is scored. A space with a range can still repeat an integer value: that repeat is answered
+from its scored trial without refitting, logged (a nested run, state ``repeat``) and not counted
+in ``tuning.trials``, which counts fits (and the search ends after ``10 × trials`` proposals at most).
 
 Each trial is a nested MLflow run under the tune run (its settings as params, its target scores,
 per-epoch scores as steps). The choice is also written as an experiment-file fragment
@@ -205,22 +210,30 @@ def grid_search(trials: Trials, space: dict[str, Any]) -> None:
 
 
 def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -> None:
-    """TPE (seeded) over ``space`` for up to ``tuning.trials`` trials within ``tuning.timeout_seconds``;
-    with ``tuning.pruning``, a median pruner on the per-epoch target scores."""
+    """TPE (seeded) over ``space`` for up to ``tuning.trials`` fits within ``tuning.timeout_seconds``,
+    started from space-filling points; on a space of lists only, without replacement (a scored
+    proposal moves to the nearest unscored point). With ``tuning.pruning``, a median pruner on the
+    per-epoch target scores."""
     try:
         import optuna
     except ImportError:
         raise ConfigError(f"tuning.search: optuna needs Optuna, which is not installed: pip install {OPTUNA_PIN}"
                           ) from None
-    tuning = config.tuning
+    from optuna.trial import TrialState
+
+    tuning, seed = config.tuning, config.experiment.seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tuning.pruning
               else optuna.pruners.NopPruner())
-    sampler = optuna.samplers.TPESampler(seed=config.experiment.seed, n_startup_trials=max(2, tuning.trials // 5),
-                                         multivariate=True)
+    startup = max(2, tuning.trials // 5)
+    # The start-up trials are enqueued space-filling points, so TPE's own random start-up never runs.
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
     study = optuna.create_study(direction="maximize", pruner=pruner, sampler=sampler)
-    points = (int(np.prod([len(values) for values in space.values()]))
-              if all(isinstance(values, list) for values in space.values()) else None)
+    for params in space_filling(space, startup, seed):
+        study.enqueue_trial(params)
+    finite = all(isinstance(values, list) for values in space.values())
+    points = int(np.prod([len(values) for values in space.values()])) if finite else None
+    ties = np.random.default_rng(seed)
 
     def suggest(trial: Any, setting: str, values: list[Any] | SearchRange) -> Any:
         if isinstance(values, list):
@@ -231,25 +244,93 @@ def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -
             return trial.suggest_int(setting, int(values.low), int(values.high), log=values.log)
         return trial.suggest_float(setting, float(values.low), float(values.high), log=values.log)
 
-    def objective(trial: Any) -> float:
-        settings = {setting: suggest(trial, setting, values) for setting, values in space.items()}
-        repeated = trials.repeat(settings)
-        if repeated is not None:
-            return repeated
-
-        def on_epoch(epoch: int, value: float) -> None:
+    def on_epoch(trial: Any) -> EpochReport:
+        def report(epoch: int, value: float) -> None:
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
+        return report
 
-        return trials.run(settings, on_epoch)
+    started = time.monotonic()
+    proposals = 0
+    # At most 10 × trials proposals (repeats included); no trial starts after the time budget.
+    while (trials.fits < tuning.trials and (points is None or len(trials.scored) < points)
+           and proposals < 10 * tuning.trials
+           and (tuning.timeout_seconds is None or time.monotonic() - started < tuning.timeout_seconds)):
+        proposals += 1
+        trial = study.ask()
+        settings = {setting: suggest(trial, setting, values) for setting, values in space.items()}
+        if finite and json.dumps(settings, sort_keys=True) in trials.scored:
+            # Not an observation: TPE would count a duplicate score twice and keep proposing the point.
+            study.tell(trial, state=TrialState.FAIL)
+            nearest = nearest_unscored(space, settings, trials.scored, ties)
+            log.info("tune %s %s: scored already, trying the nearest unscored point %s", trials.name, settings,
+                     nearest)
+            study.enqueue_trial(optuna_params(space, nearest))
+            continue
+        repeated = trials.repeat(settings)
+        if repeated is not None:
+            study.tell(trial, repeated)
+            continue
+        try:
+            value = trials.run(settings, on_epoch(trial))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        study.tell(trial, value)
 
-    def stop(study: Any, trial: Any) -> None:
-        if trials.fits >= tuning.trials or (points is not None and len(trials.scored) >= points):
-            study.stop()
 
-    # n_trials caps the proposals (repeats included); ``stop`` ends the search at the fit budget.
-    study.optimize(objective, n_trials=10 * tuning.trials, timeout=tuning.timeout_seconds, callbacks=[stop])
+def space_filling(space: dict[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` start-up points spread over ``space`` (Optuna params): the first ``n`` points of a
+    scrambled Sobol sequence (seeded) mapped to each setting's positions or range. Random start-up
+    draws can fall together (two of a 1-D grid's 8 points in the same half half the time); Sobol's
+    first ``2^m`` points cover each setting's axis in ``2^m`` equal strata, so the model starts from
+    the whole space."""
+    from scipy.stats import qmc
+
+    units = qmc.Sobol(len(space), scramble=True, rng=seed).random_base2(int(np.ceil(np.log2(max(n, 1)))))[:n]
+    starts = []
+    for row in units:
+        settings = {}
+        for u, (setting, values) in zip(row, space.items(), strict=True):
+            if isinstance(values, list):
+                settings[setting] = values[min(int(u * len(values)), len(values) - 1)]
+            elif values.integer:
+                low, high = (np.log(values.low - 0.5), np.log(values.high + 0.5)) if values.log else \
+                    (values.low - 0.5, values.high + 0.5)
+                value = low + u * (high - low)
+                settings[setting] = int(np.clip(round(np.exp(value) if values.log else value), values.low,
+                                                values.high))
+            elif values.log:
+                settings[setting] = float(np.exp(np.log(values.low) + u * (np.log(values.high) - np.log(values.low))))
+            else:
+                settings[setting] = float(values.low + u * (values.high - values.low))
+        starts.append(optuna_params(space, settings))
+    return starts
+
+
+def optuna_params(space: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as the Optuna parameters ``optuna_search`` suggests (an ordered list by position)."""
+    return {f"{setting}#position" if isinstance(values, list) and ordered_numbers(values) else setting:
+            values.index(settings[setting]) if isinstance(values, list) and ordered_numbers(values)
+            else settings[setting] for setting, values in space.items()}
+
+
+def nearest_unscored(space: dict[str, list[Any]], settings: dict[str, Any], scored: dict[str, float],
+                     rng: np.random.Generator) -> dict[str, Any]:
+    """The unscored point of a space of lists nearest to ``settings``: an ordered list's positions
+    scaled to [0, 1], another list's choices 0 apart when equal and 1 when not; equals drawn by ``rng``.
+    TPE's proposal is where its model expects the best score; the nearest point not yet scored is
+    the closest new information to it (searching without replacement)."""
+    def distance(point: dict[str, Any]) -> float:
+        return float(sum(((values.index(point[s]) - values.index(settings[s])) / (len(values) - 1)) ** 2
+                         if ordered_numbers(values) else float(point[s] != settings[s])
+                         for s, values in space.items()))
+
+    unscored = [point for point in grid_combinations(space) if json.dumps(point, sort_keys=True) not in scored]
+    distances = np.array([distance(point) for point in unscored])
+    nearest = np.flatnonzero(distances == distances.min())
+    return unscored[int(rng.choice(nearest))]
 
 
 def ordered_numbers(values: list[Any]) -> bool:
