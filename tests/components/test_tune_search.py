@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from encore.components.tune import nearest_unscored, optuna_params, optuna_search, space_filling
+from encore.components.tune import expected_improvement, nearest_untried, optuna_params, optuna_search, space_filling
 from encore.config.experiment import SearchRange, grid_combinations
 
 L2 = [10.0, 20.0, 50.0, 150.0, 500.0, 1500.0, 3000.0, 10000.0]
@@ -25,6 +25,10 @@ class ScoredBy:
         self.name, self.score = "x", score
         self.rows: list[dict[str, Any]] = []
         self.scored: dict[str, float] = {}
+
+    @property
+    def tried(self) -> set[str]:
+        return {row["settings"] for row in self.rows}
 
     @property
     def fits(self) -> int:
@@ -47,8 +51,10 @@ class ScoredBy:
         return [json.loads(row["settings"]) for row in self.rows if row["state"] == "complete"]
 
 
-def search(space: dict[str, Any], score: Callable[[dict[str, Any]], float], trials: int, seed: int) -> ScoredBy:
-    config = SimpleNamespace(tuning=SimpleNamespace(trials=trials, pruning=False, timeout_seconds=None),
+def search(space: dict[str, Any], score: Callable[[dict[str, Any]], float], trials: int, seed: int,
+           sampler: str = "auto") -> ScoredBy:
+    config = SimpleNamespace(tuning=SimpleNamespace(trials=trials, pruning=False, timeout_seconds=None,
+                                                    sampler=sampler),
                              experiment=SimpleNamespace(seed=seed))
     scored = ScoredBy(score)
     optuna_search(scored, space, config)  # type: ignore[arg-type]
@@ -82,39 +88,64 @@ def test_optuna_params_name_ordered_lists_by_position() -> None:
         {"l2#position": 6, "loss": "cosine", "flag": False}
 
 
-def test_the_nearest_unscored_point_is_a_neighbour_and_ties_are_drawn() -> None:
+def test_the_nearest_untried_point_is_a_neighbour_and_ties_are_drawn() -> None:
     space = {"l2": L2}
-    scored = {json.dumps({"l2": value}): 0.0 for value in (500.0, 1500.0)}
-    sides = {nearest_unscored(space, {"l2": 1500.0}, scored, np.random.default_rng(seed))["l2"] for seed in range(20)}
-    assert sides == {3000.0}  # 500 is scored: the one unscored neighbour
-    del scored[json.dumps({"l2": 500.0})]
-    sides = {nearest_unscored(space, {"l2": 1500.0}, scored, np.random.default_rng(seed))["l2"] for seed in range(20)}
+    tried = {json.dumps({"l2": value}) for value in (500.0, 1500.0)}
+    sides = {nearest_untried(space, {"l2": 1500.0}, tried, np.random.default_rng(seed))["l2"] for seed in range(20)}
+    assert sides == {3000.0}  # 500 is tried: the one untried neighbour
+    tried.remove(json.dumps({"l2": 500.0}))
+    sides = {nearest_untried(space, {"l2": 1500.0}, tried, np.random.default_rng(seed))["l2"] for seed in range(20)}
     assert sides == {500.0, 3000.0}  # equally near: drawn
     # A categorical setting differs by 1 whatever the choice: a step along the ordered axis is nearer.
     mixed = {"loss": ["softmax", "cosine", "bpr"], "l2": L2}
-    done = {json.dumps({"l2": 1500.0, "loss": "softmax"}, sort_keys=True): 0.0}
-    assert nearest_unscored(mixed, {"loss": "softmax", "l2": 1500.0}, done, np.random.default_rng(0))["loss"] == \
+    done = {json.dumps({"l2": 1500.0, "loss": "softmax"}, sort_keys=True)}
+    assert nearest_untried(mixed, {"loss": "softmax", "l2": 1500.0}, done, np.random.default_rng(0))["loss"] == \
         "softmax"
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_a_space_of_lists_is_searched_without_replacement(seed: int) -> None:
+def test_expected_improvement_proposes_beside_the_best_score_never_a_tried_point() -> None:
+    """Scores rising to position 5 of 8 (positions 1, 3, 5 and 7 scored, 6 tried and pruned): the
+    proposal is an untried neighbour of the best, not an end of the axis nor the pruned point."""
+    space = {"l2": L2}
+    scored = {json.dumps({"l2": L2[i]}): score for i, score in ((1, 0.10), (3, 0.14), (5, 0.18), (7, 0.15))}
+    tried = set(scored) | {json.dumps({"l2": L2[6]})}
+    proposals = {expected_improvement(space, scored, tried, np.random.default_rng(seed))["l2"] for seed in range(5)}
+    assert proposals == {L2[4]}
+
+
+def test_expected_improvement_in_two_settings_stays_where_the_score_is_high() -> None:
+    """Two settings, the score driven by ``b`` alone (best at its top), ``a`` irrelevant: the proposal
+    stays at ``b``'s top and moves along ``a`` to a point not tried."""
+    space = {"a": [1, 2, 3, 4, 5], "b": [1, 2, 3, 4, 5]}
+    scored = {json.dumps({"a": a, "b": b}, sort_keys=True): float(b) for a, b in
+              ((1, 1), (3, 1), (5, 1), (1, 3), (3, 3), (5, 3), (1, 5), (3, 5))}
+    proposal = expected_improvement(space, scored, set(scored), np.random.default_rng(0))
+    assert proposal["b"] == 5 and proposal["a"] in {2, 4, 5}
+
+
+@pytest.mark.parametrize(("seed", "sampler"), [(0, "auto"), (1, "auto"), (0, "tpe"), (1, "tpe")])
+def test_a_space_of_lists_is_searched_without_replacement(seed: int, sampler: str) -> None:
     """No point is fitted twice and no proposal is answered as a repeat; with a budget above the
     grid's size the search ends once every point is scored."""
     space = {"factors": [32, 64, 128], "regularization": [0.01, 0.1, 1.0, 5.0, 20.0], "loss": ["a", "b"]}
     scored = search(space, lambda s: -abs(np.log10(s["regularization"])) - s["factors"] / 100 +
-                    (s["loss"] == "a"), trials=40, seed=seed)
+                    (s["loss"] == "a"), trials=40, seed=seed, sampler=sampler)
     fitted = scored.fitted()
     assert len(fitted) == len(grid_combinations(space)) == 30
     assert len({json.dumps(point, sort_keys=True) for point in fitted}) == 30
     assert all(row["state"] == "complete" for row in scored.rows)
 
 
-def test_the_fit_budget_is_respected_and_the_search_is_seeded() -> None:
+@pytest.mark.parametrize("sampler", ["auto", "tpe"])
+def test_the_fit_budget_is_respected_and_the_search_is_seeded(sampler: str) -> None:
     space = {"l2": L2, "factors": [32, 64, 128]}
-    first = search(space, lambda s: -abs(np.log10(s["l2"]) - 2.5) - s["factors"] / 1000, trials=7, seed=3)
-    again = search(space, lambda s: -abs(np.log10(s["l2"]) - 2.5) - s["factors"] / 1000, trials=7, seed=3)
-    assert len(first.rows) == 7 and first.fitted() == again.fitted()
+
+    def score(s: dict[str, Any]) -> float:
+        return -abs(np.log10(s["l2"]) - 2.5) - s["factors"] / 1000
+
+    first = search(space, score, trials=7, seed=3, sampler=sampler)
+    assert len(first.rows) == 7 and first.fitted() == search(space, score, trials=7, seed=3, sampler=sampler).fitted()
+    assert first.fitted() != search(space, score, trials=7, seed=4, sampler=sampler).fitted()
 
 
 def test_a_range_that_repeats_is_answered_from_the_scored_trial() -> None:
