@@ -15,25 +15,27 @@ With ``split.folds`` the component runs in every fold on that fold's own target 
 fold's settings are chosen on data before its test window.
 
 With ``tuning.search: optuna`` the ``grid`` is a search space instead (a list: choices; ``{low,
-high, log}``: a range) and Optuna's TPE sampler, seeded with ``experiment.seed``, runs up to
+high, log}``: a range) and an Optuna study, seeded with ``experiment.seed``, runs up to
 ``tuning.trials`` trials per instance within ``tuning.timeout_seconds``. A neural kind reports its
 target score after every epoch (it stops early on it, keeping its best epoch): a trial below the
 median of earlier trials at the same epoch is pruned (``tuning.pruning``). Pruned trials are in
 ``trials.csv`` (``state``) without scores and are never chosen.
 
-The sampler is set for small budgets: its start-up trials are ``max(2, trials // 5)`` (TPE's
-default 10 would spend a 15-point grid's half budget before modelling) and are space-filling, not
+The search is set for small budgets. Its start-up trials are ``max(2, trials // 5)`` (TPE's
+default 10 would spend a 15-point grid's half budget before modelling) and space-filling, not
 random: the first points of a scrambled Sobol sequence seeded with ``experiment.seed``, so each
-setting's axis is covered in equal strata (random draws often fall together). It models the
-settings jointly (``multivariate``), and a list of numbers in increasing or decreasing order is
-searched by its position (an integer, so TPE sees that neighbouring values score alike; grids are
-log-spaced, so a position is the natural scale). On a space of lists only, the search is without
-replacement: TPE proposes scored points again, and such a proposal is not scored (a duplicate score
-would weigh twice in TPE's model and draw it back to the same point) but moved to the nearest
-unscored point (positions scaled to [0, 1]; equals drawn, seeded); the search ends once every
-point is scored. A space with a range can still repeat an integer value: that repeat is answered
-from its scored trial without refitting, logged (a nested run, state ``repeat``) and not counted
-in ``tuning.trials``, which counts fits (and the search ends after ``10 × trials`` proposals at most).
+setting's axis is covered in equal strata (random draws often fall together). A space of lists
+(at most ``LISTED_POINTS`` points) is then searched without replacement over its points: with
+``tuning.sampler: auto`` (the default) the next trial is the untried point of highest expected
+improvement under a Gaussian process fitted to the scores (:func:`expected_improvement`: TPE's
+density ratio, on a few points, favours the ends of an axis over the best point's neighbours);
+with ``tpe``, TPE proposes, and a proposal already tried is not scored again (a duplicate score
+would weigh twice in TPE's model) but moved to the nearest untried point. The search ends once
+every point is tried. A space with a range is searched by TPE (``multivariate``; a list of numbers
+in increasing or decreasing order by its position, an integer, so TPE sees that neighbouring
+values score alike); an integer value it proposes again is answered from its scored trial without
+refitting, logged (a nested run, state ``repeat``) and not counted in ``tuning.trials``, which
+counts fits (and the search ends after ``10 × trials`` proposals at most).
 
 Each trial is a nested MLflow run under the tune run (its settings as params, its target scores,
 per-epoch scores as steps). The choice is also written as an experiment-file fragment

@@ -407,9 +407,9 @@ class TuningConfig(Strict):
     runs with each instance's best combination (the first of equals, in grid order).
 
     With ``search: optuna`` the same ``grid`` is a search space: a list is a set of choices, a
-    ``{low, high, log}`` mapping a range; Optuna's TPE sampler (seeded with ``experiment.seed``)
-    runs up to ``trials`` trials per instance within ``timeout_seconds``, pruning hopeless trials
-    on their per-epoch target scores (``pruning``).
+    ``{low, high, log}`` mapping a range; an Optuna study (seeded with ``experiment.seed``) runs up
+    to ``trials`` trials per instance within ``timeout_seconds`` (proposed as ``sampler`` says),
+    pruning hopeless trials on their per-epoch target scores (``pruning``).
     """
 
     search: Literal["grid", "optuna"] = "grid"
