@@ -56,8 +56,8 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 INSTANCES = ("als", "ease")
 SAMPLERS = {
     "auto": "space-filling start-up: max(2, trials // 5) scrambled-Sobol points (seeded); then the expected "
-            "improvement of a Gaussian process (Matérn 5/2, length scales by marginal likelihood) over the "
-            "untried points; no point fitted twice",
+            "improvement of a Gaussian process (scikit-learn: constant × Matérn 5/2 + white noise, "
+            "hyperparameters by marginal likelihood) over the untried points; no point fitted twice",
     "tpe": "space-filling start-up: max(2, trials // 5) scrambled-Sobol points (seeded); then TPE (seeded, "
            "multivariate, ordered numeric lists by position), a proposal already tried moved to the nearest "
            "untried point; no point fitted twice",

@@ -44,7 +44,6 @@ per-epoch scores as steps). The choice is also written as an experiment-file fra
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import sys
@@ -351,11 +350,16 @@ def nearest_untried(space: dict[str, list[Any]], settings: dict[str, Any], tried
     return untried[int(rng.choice(nearest))]
 
 
-LENGTH_SCALES = (0.1, 0.2, 0.4, 0.8, 1.6)
-"""Candidate length scales of the Gaussian process, on axes scaled to [0, 1]: from one grid step
-of a 10-value list to flat across the whole axis."""
-NOISES = (1e-4, 1e-2, 1e-1)
-"""Candidate noise variances, in units of the standardised scores' variance."""
+LENGTH_SCALE_BOUNDS = (0.1, 20.0)
+"""Bounds of the Gaussian process's length scales on axes scaled to [0, 1]: from one step of a
+10-value list to flat across the whole axis (shorter, and a few scores fit as unrelated bumps)."""
+NOISE_BOUNDS = (1e-6, 1e-1)
+"""Bounds of the noise variance, in units of the normalised scores' variance: the fits are seeded,
+so a score is nearly noise-free, and a noise fitted above a tenth would flatten the expected
+improvement into draws."""
+GP_RESTARTS = 1
+"""Marginal-likelihood restarts from a random start (seeded), besides the one from the initial
+hyperparameters: with a handful of scores the likelihood can have more than one optimum."""
 
 
 def coordinates(space: dict[str, list[Any]], point: dict[str, Any]) -> list[np.ndarray]:
@@ -372,12 +376,6 @@ def coordinates(space: dict[str, list[Any]], point: dict[str, Any]) -> list[np.n
     return blocks
 
 
-def matern52(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Matérn 5/2 correlation of scaled distances (twice differentiable, the usual default for tuning)."""
-    d = np.sqrt(5.0) * np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    return (1.0 + d + d * d / 3.0) * np.exp(-d)
-
-
 def expected_improvement(space: dict[str, list[Any]], scored: dict[str, float], tried: set[str],
                          rng: np.random.Generator) -> dict[str, Any]:
     """The untried point of a space of lists with the highest expected improvement over the best
@@ -386,44 +384,38 @@ def expected_improvement(space: dict[str, list[Any]], scored: dict[str, float], 
     Why not TPE here: on a few points of a small grid TPE's density ratio favours points far from
     the bad ones (the ends of an axis) over the neighbours of the good one, and it proposes scored
     points again; a Gaussian process models the score itself, and its expected improvement can be
-    computed exactly for every untried point, so nothing is sampled or repeated. The process: scores
-    standardised, a Matérn 5/2 kernel of unit variance, a length scale per setting (one shared when
-    more than three settings vary) and a noise variance chosen by marginal likelihood among
-    ``LENGTH_SCALES`` and ``NOISES``. Numpy and SciPy only (Optuna's GPSampler needs torch)."""
+    computed exactly for every untried point, so nothing is sampled or repeated. The process is
+    scikit-learn's (a core dependency; Optuna's GPSampler needs torch, an optional extra): scores
+    normalised, a constant × Matérn 5/2 kernel with a length scale per coordinate (an ordered
+    setting's scaled position, a categorical setting's one-hot columns) plus white noise, its
+    hyperparameters by marginal likelihood within ``LENGTH_SCALE_BOUNDS`` and ``NOISE_BOUNDS``
+    (``GP_RESTARTS`` restarts, seeded from ``rng``, so a seed gives the same proposals)."""
+    import warnings
+
     from scipy.stats import norm
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
     grid = grid_combinations(space)
     keys = [json.dumps(point, sort_keys=True) for point in grid]
-    blocks = [coordinates(space, point) for point in grid]
+    x = np.array([np.concatenate(coordinates(space, point)) for point in grid])
     seen = [i for i, key in enumerate(keys) if key in scored]
     untried = [i for i, key in enumerate(keys) if key not in tried]
     y = np.array([scored[keys[i]] for i in seen])
-    y = (y - y.mean()) / (y.std() if y.std() > 0 else 1.0)
-    widths = [len(block) for block in blocks[0]]
-    x = np.array([np.concatenate(point) for point in blocks])
-    per_setting = len(widths) <= 3
-    best: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None
-    for scales in itertools.product(LENGTH_SCALES, repeat=len(widths) if per_setting else 1):
-        scale = np.repeat(scales if per_setting else scales * len(widths), widths)
-        correlation = matern52(x[seen] / scale, x[seen] / scale)
-        for noise in NOISES:
-            try:
-                lower = np.linalg.cholesky(correlation + noise * np.eye(len(seen)))
-            except np.linalg.LinAlgError:  # not positive definite at this scale: not a candidate
-                continue
-            alpha = np.linalg.solve(lower.T, np.linalg.solve(lower, y))
-            likelihood = float(-0.5 * y @ alpha - np.log(np.diag(lower)).sum())
-            if best is None or likelihood > best[0]:
-                best = (likelihood, scale, lower, alpha)
-    assert best is not None
-    _, scale, lower, alpha = best
-    cross = matern52(x[untried] / scale, x[seen] / scale)
-    mean = cross @ alpha
-    v = np.linalg.solve(lower, cross.T)
-    sd = np.sqrt(np.maximum(1.0 - (v * v).sum(axis=0), 1e-12))
+    kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+              * Matern(length_scale=np.full(x.shape[1], 0.4), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5)
+              + WhiteKernel(1e-3, NOISE_BOUNDS))
+    process = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=GP_RESTARTS,
+                                       random_state=int(rng.integers(2**31)))
+    with warnings.catch_warnings():  # a hyperparameter at its bound (flat or noise-free) is a fit, not a fault
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        process.fit(x[seen], y)
+    mean, sd = process.predict(x[untried], return_std=True)
+    sd = np.maximum(sd, 1e-12 * max(float(y.std()), 1e-12))
     z = (mean - y.max()) / sd
     improvement = (mean - y.max()) * norm.cdf(z) + sd * norm.pdf(z)
-    top = np.flatnonzero(improvement >= improvement.max() - 1e-12)
+    top = np.flatnonzero(np.isclose(improvement, improvement.max(), rtol=1e-9, atol=0.0))
     return grid[untried[int(rng.choice(top))]]
 
 
