@@ -671,6 +671,24 @@ def render_optuna_vs_grid(doc: Path, name: str) -> str:
     return "\n".join(lines)
 
 
+def render_optuna_synthetic(doc: Path, name: str) -> str:
+    """Both ``tuning.sampler`` values on synthetic small grids (``benchmarks.optuna_vs_grid --synthetic``)."""
+    report = load(name)
+    samplers = list(report["samplers"])
+    lines = [f"Synthetic surfaces: {report['surfaces_per_shape']} per grid shape, each searched with sampler seeds "
+             f"0–{report['seeds'] - 1} and a budget of as many fits as the grid has points; a run counts when a fit "
+             "within half the grid's points is the grid's best.", "",
+             "| grid | points | " + " | ".join(f"`{s}`: runs reaching the best within half" for s in samplers) + " |",
+             "|---|---|" + "---|" * len(samplers)]
+    for entry in report["shapes"]:
+        lines.append(f"| {entry['shape']} | {entry['grid_size']} (≤ {entry['half_budget']}) | " + " | ".join(
+            f"{entry[s]['within_half']}/{entry[s]['runs']}" for s in samplers) + " |")
+    lines.append("| **all** | | " + " | ".join(
+        f"**{report['total'][s]['within_half']}/{report['total'][s]['runs']}**" for s in samplers) + " |")
+    lines += ["", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 def render_neural_ranker(doc: Path, name: str) -> str:
     """The ranker with and without the neural kinds, pooled over folds (``benchmarks.neural --pooled``)."""
     report = load(name)
@@ -1046,6 +1064,10 @@ FIGURES: dict[str, Figure] = {
                                          ("neural-timing-old-defaults.json",)),
     "optuna-vs-grid": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k.json"),
                              ("optuna_vs_grid-lastfm2k.json",)),
+    "optuna-vs-grid-tpe": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k-tpe.json"),
+                                 ("optuna_vs_grid-lastfm2k-tpe.json",)),
+    "optuna-synthetic": Figure(lambda doc: render_optuna_synthetic(doc, "optuna_vs_grid-synthetic.json"),
+                               ("optuna_vs_grid-synthetic.json",)),
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),

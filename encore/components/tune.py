@@ -15,20 +15,27 @@ With ``split.folds`` the component runs in every fold on that fold's own target 
 fold's settings are chosen on data before its test window.
 
 With ``tuning.search: optuna`` the ``grid`` is a search space instead (a list: choices; ``{low,
-high, log}``: a range) and Optuna's TPE sampler, seeded with ``experiment.seed``, runs up to
+high, log}``: a range) and an Optuna study, seeded with ``experiment.seed``, runs up to
 ``tuning.trials`` trials per instance within ``tuning.timeout_seconds``. A neural kind reports its
 target score after every epoch (it stops early on it, keeping its best epoch): a trial below the
 median of earlier trials at the same epoch is pruned (``tuning.pruning``). Pruned trials are in
 ``trials.csv`` (``state``) without scores and are never chosen.
 
-The sampler is set for small budgets: its random start-up trials are ``max(2, trials // 5)`` (TPE's
-default 10 would spend a 15-point grid's half budget on random draws), it models the settings jointly
-(``multivariate``), and a list of numbers in increasing or decreasing order is searched by its
-position (an integer, so TPE sees that neighbouring values score alike; grids are log-spaced, so a
-position is the natural scale). TPE proposes points again on a discrete space: a repeated
-combination is answered from its scored trial without refitting, is logged (a nested run, state
-``repeat``) and is not counted in ``tuning.trials``, which counts fits; the search also ends once
-every point of a discrete space is scored (and after ``10 × trials`` proposals at most).
+The search is set for small budgets. Its start-up trials are ``max(2, trials // 5)`` (TPE's
+default 10 would spend a 15-point grid's half budget before modelling) and space-filling, not
+random: the first points of a scrambled Sobol sequence seeded with ``experiment.seed``, so each
+setting's axis is covered in equal strata (random draws often fall together). A space of lists
+(at most ``LISTED_POINTS`` points) is then searched without replacement over its points: with
+``tuning.sampler: auto`` (the default) the next trial is the untried point of highest expected
+improvement under a Gaussian process fitted to the scores (:func:`expected_improvement`: TPE's
+density ratio, on a few points, favours the ends of an axis over the best point's neighbours);
+with ``tpe``, TPE proposes, and a proposal already tried is not scored again (a duplicate score
+would weigh twice in TPE's model) but moved to the nearest untried point. The search ends once
+every point is tried. A space with a range is searched by TPE (``multivariate``; a list of numbers
+in increasing or decreasing order by its position, an integer, so TPE sees that neighbouring
+values score alike); an integer value it proposes again is answered from its scored trial without
+refitting, logged (a nested run, state ``repeat``) and not counted in ``tuning.trials``, which
+counts fits (and the search ends after ``10 × trials`` proposals at most).
 
 Each trial is a nested MLflow run under the tune run (its settings as params, its target scores,
 per-epoch scores as steps). The choice is also written as an experiment-file fragment
@@ -124,6 +131,11 @@ class Trials:
         """Target score of each completed setting (``json.dumps(settings, sort_keys=True)``)."""
 
     @property
+    def tried(self) -> set[str]:
+        """Settings (``json.dumps(settings, sort_keys=True)``) of every trial, scored or pruned."""
+        return {row["settings"] for row in self.rows}
+
+    @property
     def fits(self) -> int:
         """Trials that fitted a model (complete or pruned; not repeats)."""
         return sum(row["state"] != "repeat" for row in self.rows)
@@ -204,23 +216,38 @@ def grid_search(trials: Trials, space: dict[str, Any]) -> None:
         trials.run(settings)
 
 
+LISTED_POINTS = 10_000
+"""Most points a space of lists may have to be searched over its points (without replacement, and
+by expected improvement with ``tuning.sampler: auto``); a larger one is searched as TPE proposes."""
+
+
 def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -> None:
-    """TPE (seeded) over ``space`` for up to ``tuning.trials`` trials within ``tuning.timeout_seconds``;
-    with ``tuning.pruning``, a median pruner on the per-epoch target scores."""
+    """Up to ``tuning.trials`` fits over ``space`` within ``tuning.timeout_seconds``, seeded,
+    started from space-filling points. A space of lists (at most ``LISTED_POINTS`` points) is
+    searched without replacement, and with ``tuning.sampler: auto`` by a Gaussian process's expected
+    improvement over its untried points; otherwise by TPE. With ``tuning.pruning``, a median pruner
+    on the per-epoch target scores."""
     try:
         import optuna
     except ImportError:
         raise ConfigError(f"tuning.search: optuna needs Optuna, which is not installed: pip install {OPTUNA_PIN}"
                           ) from None
-    tuning = config.tuning
+    from optuna.trial import TrialState
+
+    tuning, seed = config.tuning, config.experiment.seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if tuning.pruning
               else optuna.pruners.NopPruner())
-    sampler = optuna.samplers.TPESampler(seed=config.experiment.seed, n_startup_trials=max(2, tuning.trials // 5),
-                                         multivariate=True)
+    startup = max(2, tuning.trials // 5)
+    # The start-up trials are enqueued space-filling points, so TPE's own random start-up never runs.
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
     study = optuna.create_study(direction="maximize", pruner=pruner, sampler=sampler)
+    for params in space_filling(space, startup, seed):
+        study.enqueue_trial(params)
     points = (int(np.prod([len(values) for values in space.values()]))
               if all(isinstance(values, list) for values in space.values()) else None)
+    listed = points is not None and points <= LISTED_POINTS
+    ties = np.random.default_rng(seed)
 
     def suggest(trial: Any, setting: str, values: list[Any] | SearchRange) -> Any:
         if isinstance(values, list):
@@ -231,25 +258,165 @@ def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -
             return trial.suggest_int(setting, int(values.low), int(values.high), log=values.log)
         return trial.suggest_float(setting, float(values.low), float(values.high), log=values.log)
 
-    def objective(trial: Any) -> float:
-        settings = {setting: suggest(trial, setting, values) for setting, values in space.items()}
-        repeated = trials.repeat(settings)
-        if repeated is not None:
-            return repeated
-
-        def on_epoch(epoch: int, value: float) -> None:
+    def on_epoch(trial: Any) -> EpochReport:
+        def report(epoch: int, value: float) -> None:
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
+        return report
 
-        return trials.run(settings, on_epoch)
+    started = time.monotonic()
+    proposals = 0
+    # At most 10 × trials proposals (repeats included); no trial starts after the time budget.
+    while (trials.fits < tuning.trials and (points is None or len(trials.tried) < points)
+           and proposals < 10 * tuning.trials
+           and (tuning.timeout_seconds is None or time.monotonic() - started < tuning.timeout_seconds)):
+        proposals += 1
+        if (listed and tuning.sampler == "auto" and len(trials.scored) >= 2
+                and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
+            study.enqueue_trial(optuna_params(space, expected_improvement(space, trials.scored, trials.tried, ties)))
+        trial = study.ask()
+        settings = {setting: suggest(trial, setting, values) for setting, values in space.items()}
+        if listed and json.dumps(settings, sort_keys=True) in trials.tried:
+            # Not an observation: TPE would count a duplicate score twice and keep proposing the point.
+            study.tell(trial, state=TrialState.FAIL)
+            nearest = nearest_untried(space, settings, trials.tried, ties)
+            log.info("tune %s %s: tried already, trying the nearest untried point %s", trials.name, settings,
+                     nearest)
+            study.enqueue_trial(optuna_params(space, nearest))
+            continue
+        repeated = trials.repeat(settings)
+        if repeated is not None:
+            study.tell(trial, repeated)
+            continue
+        try:
+            value = trials.run(settings, on_epoch(trial))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        study.tell(trial, value)
 
-    def stop(study: Any, trial: Any) -> None:
-        if trials.fits >= tuning.trials or (points is not None and len(trials.scored) >= points):
-            study.stop()
 
-    # n_trials caps the proposals (repeats included); ``stop`` ends the search at the fit budget.
-    study.optimize(objective, n_trials=10 * tuning.trials, timeout=tuning.timeout_seconds, callbacks=[stop])
+def space_filling(space: dict[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` start-up points spread over ``space`` (Optuna params): the first ``n`` points of a
+    scrambled Sobol sequence (seeded) mapped to each setting's positions or range. Random start-up
+    draws can fall together (two of a 1-D grid's 8 points in the same half half the time); Sobol's
+    first ``2^m`` points cover each setting's axis in ``2^m`` equal strata, so the model starts from
+    the whole space."""
+    from scipy.stats import qmc
+
+    units = qmc.Sobol(len(space), scramble=True, rng=seed).random_base2(int(np.ceil(np.log2(max(n, 1)))))[:n]
+    starts = []
+    for row in units:
+        settings = {}
+        for u, (setting, values) in zip(row, space.items(), strict=True):
+            if isinstance(values, list):
+                settings[setting] = values[min(int(u * len(values)), len(values) - 1)]
+            elif values.integer:
+                low, high = (np.log(values.low - 0.5), np.log(values.high + 0.5)) if values.log else \
+                    (values.low - 0.5, values.high + 0.5)
+                value = low + u * (high - low)
+                settings[setting] = int(np.clip(round(np.exp(value) if values.log else value), values.low,
+                                                values.high))
+            elif values.log:
+                settings[setting] = float(np.exp(np.log(values.low) + u * (np.log(values.high) - np.log(values.low))))
+            else:
+                settings[setting] = float(values.low + u * (values.high - values.low))
+        starts.append(optuna_params(space, settings))
+    return starts
+
+
+def optuna_params(space: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as the Optuna parameters ``optuna_search`` suggests (an ordered list by position)."""
+    return {f"{setting}#position" if isinstance(values, list) and ordered_numbers(values) else setting:
+            values.index(settings[setting]) if isinstance(values, list) and ordered_numbers(values)
+            else settings[setting] for setting, values in space.items()}
+
+
+def nearest_untried(space: dict[str, list[Any]], settings: dict[str, Any], tried: set[str],
+                    rng: np.random.Generator) -> dict[str, Any]:
+    """The untried point of a space of lists nearest to ``settings``: an ordered list's positions
+    scaled to [0, 1], another list's choices 0 apart when equal and 1 when not; equals drawn by ``rng``.
+    TPE's proposal is where its model expects the best score; the nearest point not yet tried is
+    the closest new information to it (searching without replacement)."""
+    def distance(point: dict[str, Any]) -> float:
+        return float(sum(((values.index(point[s]) - values.index(settings[s])) / (len(values) - 1)) ** 2
+                         if ordered_numbers(values) else float(point[s] != settings[s])
+                         for s, values in space.items()))
+
+    untried = [point for point in grid_combinations(space) if json.dumps(point, sort_keys=True) not in tried]
+    distances = np.array([distance(point) for point in untried])
+    nearest = np.flatnonzero(distances == distances.min())
+    return untried[int(rng.choice(nearest))]
+
+
+LENGTH_SCALE_BOUNDS = (0.1, 20.0)
+"""Bounds of the Gaussian process's length scales on axes scaled to [0, 1]: from one step of a
+10-value list to flat across the whole axis (shorter, and a few scores fit as unrelated bumps)."""
+NOISE_BOUNDS = (1e-6, 1e-1)
+"""Bounds of the noise variance, in units of the normalised scores' variance: the fits are seeded,
+so a score is nearly noise-free, and a noise fitted above a tenth would flatten the expected
+improvement into draws."""
+GP_RESTARTS = 1
+"""Marginal-likelihood restarts from a random start (seeded), besides the one from the initial
+hyperparameters: with a handful of scores the likelihood can have more than one optimum."""
+
+
+def coordinates(space: dict[str, list[Any]], point: dict[str, Any]) -> list[np.ndarray]:
+    """``point`` as one block of coordinates per setting with two or more values: an ordered list's
+    position scaled to [0, 1]; another list's choices one-hot over √2, so two choices are 1 apart."""
+    blocks = []
+    for setting, values in space.items():
+        if len(values) < 2:
+            continue
+        if ordered_numbers(values):
+            blocks.append(np.array([values.index(point[setting]) / (len(values) - 1)]))
+        else:
+            blocks.append(np.array([float(point[setting] == value) for value in values]) / np.sqrt(2))
+    return blocks
+
+
+def expected_improvement(space: dict[str, list[Any]], scored: dict[str, float], tried: set[str],
+                         rng: np.random.Generator) -> dict[str, Any]:
+    """The untried point of a space of lists with the highest expected improvement over the best
+    score, under a Gaussian process fitted to the scored points (equals drawn by ``rng``).
+
+    Why not TPE here: on a few points of a small grid TPE's density ratio favours points far from
+    the bad ones (the ends of an axis) over the neighbours of the good one, and it proposes scored
+    points again; a Gaussian process models the score itself, and its expected improvement can be
+    computed exactly for every untried point, so nothing is sampled or repeated. The process is
+    scikit-learn's (a core dependency; Optuna's GPSampler needs torch, an optional extra): scores
+    normalised, a constant × Matérn 5/2 kernel with a length scale per coordinate (an ordered
+    setting's scaled position, a categorical setting's one-hot columns) plus white noise, its
+    hyperparameters by marginal likelihood within ``LENGTH_SCALE_BOUNDS`` and ``NOISE_BOUNDS``
+    (``GP_RESTARTS`` restarts, seeded from ``rng``, so a seed gives the same proposals)."""
+    import warnings
+
+    from scipy.stats import norm
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    grid = grid_combinations(space)
+    keys = [json.dumps(point, sort_keys=True) for point in grid]
+    x = np.array([np.concatenate(coordinates(space, point)) for point in grid])
+    seen = [i for i, key in enumerate(keys) if key in scored]
+    untried = [i for i, key in enumerate(keys) if key not in tried]
+    y = np.array([scored[keys[i]] for i in seen])
+    kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+              * Matern(length_scale=np.full(x.shape[1], 0.4), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5)
+              + WhiteKernel(1e-3, NOISE_BOUNDS))
+    process = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=GP_RESTARTS,
+                                       random_state=int(rng.integers(2**31)))
+    with warnings.catch_warnings():  # a hyperparameter at its bound (flat or noise-free) is a fit, not a fault
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        process.fit(x[seen], y)
+    mean, sd = process.predict(x[untried], return_std=True)
+    sd = np.maximum(sd, 1e-12 * max(float(y.std()), 1e-12))
+    z = (mean - y.max()) / sd
+    improvement = (mean - y.max()) * norm.cdf(z) + sd * norm.pdf(z)
+    top = np.flatnonzero(np.isclose(improvement, improvement.max(), rtol=1e-9, atol=0.0))
+    return grid[untried[int(rng.choice(top))]]
 
 
 def ordered_numbers(values: list[Any]) -> bool:

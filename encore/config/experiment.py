@@ -407,9 +407,9 @@ class TuningConfig(Strict):
     runs with each instance's best combination (the first of equals, in grid order).
 
     With ``search: optuna`` the same ``grid`` is a search space: a list is a set of choices, a
-    ``{low, high, log}`` mapping a range; Optuna's TPE sampler (seeded with ``experiment.seed``)
-    runs up to ``trials`` trials per instance within ``timeout_seconds``, pruning hopeless trials
-    on their per-epoch target scores (``pruning``).
+    ``{low, high, log}`` mapping a range; an Optuna study (seeded with ``experiment.seed``) runs up
+    to ``trials`` trials per instance within ``timeout_seconds`` (proposed as ``sampler`` says),
+    pruning hopeless trials on their per-epoch target scores (``pruning``).
     """
 
     search: Literal["grid", "optuna"] = "grid"
@@ -427,6 +427,11 @@ class TuningConfig(Strict):
     """``search: optuna``: no new trial of an instance starts after this many seconds (None: no limit)."""
     pruning: bool = True
     """``search: optuna``: stop a trial whose per-epoch target score is below the median of earlier trials."""
+    sampler: Literal["auto", "tpe"] = "auto"
+    """``search: optuna``: what proposes the trials after the space-filling start-up on a space of lists
+    (at most 10,000 points: ``tune.LISTED_POINTS``): ``auto``, a Gaussian process's expected improvement over the
+    points not yet tried; ``tpe``, Optuna's TPE (a proposal already tried moves to the nearest untried
+    point). A space with a range is always searched by TPE."""
 
     @model_serializer(mode="wrap")
     def _without_unused_search_keys(self, handler: Any) -> dict[str, Any]:
@@ -442,7 +447,7 @@ class TuningConfig(Strict):
         return self.segments.get(name, self.segment)
 
 
-_OPTUNA_KEYS = ("search", "trials", "timeout_seconds", "pruning")
+_OPTUNA_KEYS = ("search", "trials", "timeout_seconds", "pruning", "sampler")
 
 
 def check_ranking_metric(metric: str, ks: list[int]) -> None:
