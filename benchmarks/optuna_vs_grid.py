@@ -37,7 +37,6 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,7 +44,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from encore.components.tune import Trials, optuna_search, score_trial
+from encore.components.tune import ScoredTrials, Trials, optuna_search, score_trial
 from encore.config.experiment import REPO_ROOT, MachineSettings, TuningConfig, grid_combinations, load_config
 from encore.data.prepared import PreparedData
 from encore.evaluation.evaluator import Evaluator
@@ -148,36 +147,6 @@ def measure(source: Path, grids: Path, workdir: Path, seeds: int, sampler: str) 
             "load_average": [load_before, os.getloadavg()[0]], "instances": instances}
 
 
-class ScoredTrials:
-    """``tune.Trials``' bookkeeping (rows, ``scored``, ``tried``, ``fits``, ``repeat``) with a function for the fit."""
-
-    def __init__(self, score: Callable[[dict[str, Any]], float]):
-        self.name, self.score = "synthetic", score
-        self.rows: list[dict[str, Any]] = []
-        self.scored: dict[str, float] = {}
-
-    @property
-    def tried(self) -> set[str]:
-        return {row["settings"] for row in self.rows}
-
-    @property
-    def fits(self) -> int:
-        return sum(row["state"] != "repeat" for row in self.rows)
-
-    def repeat(self, settings: dict[str, Any]) -> float | None:
-        key = json.dumps(settings, sort_keys=True)
-        if key not in self.scored:
-            return None
-        self.rows.append({"settings": key, "state": "repeat", "score": self.scored[key]})
-        return self.scored[key]
-
-    def run(self, settings: dict[str, Any], on_epoch: Any = None) -> float:
-        key = json.dumps(settings, sort_keys=True)
-        self.scored[key] = self.score(settings)
-        self.rows.append({"settings": key, "state": "complete", "score": self.scored[key]})
-        return self.scored[key]
-
-
 SHAPES: tuple[tuple[tuple[int, ...], bool], ...] = (
     ((5,), False), ((6,), False), ((8,), False), ((10,), False), ((12,), False),
     ((3, 5), False), ((4, 4), False), ((2, 3, 3), False), ((3, 6), True))
@@ -219,7 +188,8 @@ def measure_synthetic(surfaces: int = 6, seeds: int = 5) -> dict[str, Any]:
             for space, scores in drawn:
                 best = max(scores.values())
                 for seed in range(seeds):
-                    trials = ScoredTrials(lambda point, scores=scores: scores[json.dumps(point, sort_keys=True)])
+                    trials = ScoredTrials(lambda point, scores=scores: scores[json.dumps(point, sort_keys=True)],
+                                          "synthetic")
                     config = SimpleNamespace(tuning=TuningConfig(search="optuna", trials=size, sampler=sampler),
                                              experiment=SimpleNamespace(seed=seed))
                     optuna_search(trials, space, config)  # type: ignore[arg-type]

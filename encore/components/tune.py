@@ -118,14 +118,13 @@ _ROW_KEYS = frozenset({"instance", "trial", "settings", "segment", "n_users", "b
 """The columns of a ``trials.csv`` row that are not target scores."""
 
 
-class Trials:
-    """The trials of one instance as rows of ``trials.csv``, each logged as a nested MLflow run."""
+class TrialBook:
+    """What a search reads of its trials: the rows so far and the score of each completed setting.
+    :class:`Trials` fits a model per trial; :class:`ScoredTrials` looks the score up."""
 
-    def __init__(self, config: EncoreConfig, prepared: PreparedData, evaluator: Evaluator, name: str,
-                 metric: str):
-        self.config, self.prepared, self.evaluator, self.name, self.metric = config, prepared, evaluator, name, metric
-        self.segment = config.tuning.segment_of(name)
-        self.n_users = evaluator.segments[self.segment].n_users
+    name: str
+
+    def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.scored: dict[str, float] = {}
         """Target score of each completed setting (``json.dumps(settings, sort_keys=True)``)."""
@@ -139,6 +138,43 @@ class Trials:
     def fits(self) -> int:
         """Trials that fitted a model (complete or pruned; not repeats)."""
         return sum(row["state"] != "repeat" for row in self.rows)
+
+
+class ScoredTrials(TrialBook):
+    """Trials whose score is a function of the settings: the same search without fits, to
+    simulate it on known score surfaces (``benchmarks/optuna_vs_grid.py --synthetic``, the tests)."""
+
+    def __init__(self, score: Callable[[dict[str, Any]], float], name: str = "scored"):
+        super().__init__()
+        self.name, self.score = name, score
+
+    def repeat(self, settings: dict[str, Any]) -> float | None:
+        key = json.dumps(settings, sort_keys=True)
+        if key not in self.scored:
+            return None
+        self.rows.append({"settings": key, "state": "repeat", "score": self.scored[key]})
+        return self.scored[key]
+
+    def run(self, settings: dict[str, Any], on_epoch: EpochReport | None = None) -> float:
+        key = json.dumps(settings, sort_keys=True)
+        self.scored[key] = self.score(settings)
+        self.rows.append({"settings": key, "state": "complete", "score": self.scored[key]})
+        return self.scored[key]
+
+    def fitted(self) -> list[dict[str, Any]]:
+        """The settings scored, in order."""
+        return [json.loads(row["settings"]) for row in self.rows if row["state"] == "complete"]
+
+
+class Trials(TrialBook):
+    """The trials of one instance as rows of ``trials.csv``, each logged as a nested MLflow run."""
+
+    def __init__(self, config: EncoreConfig, prepared: PreparedData, evaluator: Evaluator, name: str,
+                 metric: str):
+        super().__init__()
+        self.config, self.prepared, self.evaluator, self.name, self.metric = config, prepared, evaluator, name, metric
+        self.segment = config.tuning.segment_of(name)
+        self.n_users = evaluator.segments[self.segment].n_users
 
     def repeat(self, settings: dict[str, Any]) -> float | None:
         """The score of ``settings`` when a trial already completed with them, recorded as a
@@ -221,7 +257,7 @@ LISTED_POINTS = 10_000
 by expected improvement with ``tuning.sampler: auto``); a larger one is searched as TPE proposes."""
 
 
-def optuna_search(trials: Trials, space: dict[str, Any], config: EncoreConfig) -> None:
+def optuna_search(trials: Trials | ScoredTrials, space: dict[str, Any], config: EncoreConfig) -> None:
     """Up to ``tuning.trials`` fits over ``space`` within ``tuning.timeout_seconds``, seeded,
     started from space-filling points. A space of lists (at most ``LISTED_POINTS`` points) is
     searched without replacement, and with ``tuning.sampler: auto`` by a Gaussian process's expected

@@ -12,51 +12,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from encore.components.tune import expected_improvement, nearest_untried, optuna_params, optuna_search, space_filling
+from encore.components.tune import (
+    ScoredTrials,
+    expected_improvement,
+    nearest_untried,
+    optuna_params,
+    optuna_search,
+    space_filling,
+)
 from encore.config.experiment import SearchRange, grid_combinations
 
 L2 = [10.0, 20.0, 50.0, 150.0, 500.0, 1500.0, 3000.0, 10000.0]
 
 
-class ScoredBy:
-    """``tune.Trials``' bookkeeping (rows, ``scored``, ``fits``, ``repeat``) with a function for the fit."""
-
-    def __init__(self, score: Callable[[dict[str, Any]], float]):
-        self.name, self.score = "x", score
-        self.rows: list[dict[str, Any]] = []
-        self.scored: dict[str, float] = {}
-
-    @property
-    def tried(self) -> set[str]:
-        return {row["settings"] for row in self.rows}
-
-    @property
-    def fits(self) -> int:
-        return sum(row["state"] != "repeat" for row in self.rows)
-
-    def repeat(self, settings: dict[str, Any]) -> float | None:
-        key = json.dumps(settings, sort_keys=True)
-        if key not in self.scored:
-            return None
-        self.rows.append({"settings": key, "state": "repeat"})
-        return self.scored[key]
-
-    def run(self, settings: dict[str, Any], on_epoch: Any = None) -> float:
-        key = json.dumps(settings, sort_keys=True)
-        self.scored[key] = self.score(settings)
-        self.rows.append({"settings": key, "state": "complete", "score": self.scored[key]})
-        return self.scored[key]
-
-    def fitted(self) -> list[dict[str, Any]]:
-        return [json.loads(row["settings"]) for row in self.rows if row["state"] == "complete"]
-
-
 def search(space: dict[str, Any], score: Callable[[dict[str, Any]], float], trials: int, seed: int,
-           sampler: str = "auto") -> ScoredBy:
+           sampler: str = "auto") -> ScoredTrials:
     config = SimpleNamespace(tuning=SimpleNamespace(trials=trials, pruning=False, timeout_seconds=None,
                                                     sampler=sampler),
                              experiment=SimpleNamespace(seed=seed))
-    scored = ScoredBy(score)
+    scored = ScoredTrials(score)
     optuna_search(scored, space, config)  # type: ignore[arg-type]
     return scored
 
