@@ -1041,6 +1041,8 @@ FIGURES: dict[str, Figure] = {
     "scale-1m-i27": Figure(lambda doc: render_scale(doc, "scale-1m-i27.json"), ("scale-1m-i27.json",)),
     "scale-1m-quiet": Figure(lambda doc: render_scale(doc, "scale-1m-e127f40.json"), ("scale-1m-e127f40.json",)),
     "scale-1m-quiet-final": Figure(lambda doc: render_scale(doc, "scale-1m-4af1542.json"), ("scale-1m-4af1542.json",)),
+    "scale-1m-quiet-312db1f": Figure(lambda doc: render_scale(doc, "scale-1m-312db1f.json"),
+                                     ("scale-1m-312db1f.json",)),
     "scale-30m-projection": Figure(lambda doc: render_scale_projection(doc, "scale-30m-projection.json"),
                                    ("scale-30m-projection.json", "scale.json")),
     "scale-1m-final": Figure(lambda doc: render_scale(doc, "scale-1m-final.json"), ("scale-1m-final.json",)),
