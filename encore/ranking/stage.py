@@ -360,12 +360,11 @@ class HeldOut:
 
 
 def held_out_ranker(config: EncoreConfig, prepared: PreparedData, x: pd.DataFrame, y: np.ndarray,
-                    users: np.ndarray, held_out: np.ndarray | None = None) -> HeldOut:
+                    users: np.ndarray, held_out: np.ndarray) -> HeldOut:
     """A trial ranker: the served ranker's training rows (``x``, ``y``, per-row ``users``) less
-    every row of the ``held_out`` users (default: the policy's slice of :func:`held_out_users`),
-    fitted with the served ranker's settings and seed."""
+    every row of the ``held_out`` users (a slice of :func:`held_out_users`), fitted with the
+    served ranker's settings and seed."""
     ranker = config.components.ranker
-    held_out = held_out_users(config, prepared)[0] if held_out is None else held_out
     trial_rows = ~np.isin(users, held_out)
     trial = train_ranker(x[trial_rows], y[trial_rows], users[trial_rows], ranker,
                          seed=ranker.random_seed(config.experiment.seed))
