@@ -619,24 +619,31 @@ def render_spark_plan(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def torch_threads(n: int) -> str:
+    return "one torch thread" if n == 1 else f"{n} torch threads"
+
+
 def neural_table(report: dict[str, Any]) -> list[str]:
     """The neural kinds against tuned EASE on one split (``python -m benchmarks.neural``)."""
     lines = [
         f"{report['experiment']}: {thousands(report['test_users'])} test users "
-        f"({thousands(report['warm_test_users'])} warm); one torch thread; load average "
+        f"({thousands(report['warm_test_users'])} warm); {torch_threads(report.get('torch_threads', 1))}; load average "
         f"{report['load_average'][0]:.1f} before, {report['load_average'][1]:.1f} after.",
         "",
         "| instance | NDCG@10 | vs EASE (95% CI) | NDCG@10 warm | vs EASE warm (95% CI) | best epoch | "
-        "fit (s) | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "fit (s) | component (s) | component CPU (s) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def figure(value: float | None, digits: int = 0) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
     for r in report["rows"]:
         ci = "—" if "diff_ci" not in r else f"{r['diff_ci'][0]:+.4f} … {r['diff_ci'][1]:+.4f}"
         ci_warm = "—" if "diff_ci_warm" not in r else f"{r['diff_ci_warm'][0]:+.4f} … {r['diff_ci_warm'][1]:+.4f}"
-        epoch = "—" if r["best_epoch"] is None else f"{r['best_epoch']:.0f}"
-        peak = "—" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
         lines.append(f"| {r['instance']} | {r['ndcg@10']:.4f} | {ci} | {r['ndcg@10_warm']:.4f} | {ci_warm} | "
-                     f"{epoch} | {r['fit_seconds']:.1f} | {peak} |")
+                     f"{figure(r['best_epoch'])} | {r['fit_seconds']:.1f} | {figure(r.get('component_seconds'))} | "
+                     f"{figure(r.get('component_cpu_seconds'))} | {figure(r['peak_rss_mib'])} |")
     return lines
 
 

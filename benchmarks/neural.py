@@ -5,11 +5,12 @@
 
 Runs the experiment's last split (``split.folds`` dropped: one fold, the experiment's own cut
 points) with ``prepare``, ``tune`` (EASE's grid only, on the experiment's tuning segment), ``ease``
-and a ``sasrec`` and a ``twotower`` instance at their defaults (one torch thread) (each stops early on the
-ranker-target part, then refits on base + target for its best epoch count). Each instance's train
-lists are scored on test, over all test users and over warm ones, with the paired bootstrap CI of
-the difference against EASE; training seconds (base + train fits) and the component's peak RSS
-come from the run (wall time: the 1-minute load average before and after is recorded).
+and a ``sasrec`` and a ``twotower`` instance at their defaults (one torch thread, or ``--torch-threads``;
+each stops early on the ranker-target part, then refits on base + target for its best epoch
+count). Each instance's train lists are scored on test, over all test users and over warm ones,
+with the paired bootstrap CI of the difference against EASE; training seconds (base + train fits),
+the whole component's wall and CPU seconds and its peak RSS come from the run (wall time: the
+1-minute load average before and after is recorded).
 Results go to ``benchmarks/results/<name>.json`` and ``.md``.
 
 ``--pooled`` instead runs the experiment's whole pipeline over all its folds twice in one work
@@ -55,7 +56,7 @@ INSTANCES = ("ease", "sasrec", "twotower")
 METRIC = "ndcg@10"
 
 
-def experiment_file(source: Path, workdir: Path) -> Path:
+def experiment_file(source: Path, workdir: Path, threads: int = 1) -> Path:
     """The experiment with one fold, EASE's grid only, and the two neural instances added."""
     experiment = yaml.safe_load(source.read_text())
     experiment["split"].pop("folds", None)
@@ -64,30 +65,37 @@ def experiment_file(source: Path, workdir: Path) -> Path:
     tuning["grid"] = {"ease": tuning.get("grid", {}).get("ease", {"l2": [50.0, 500.0, 3000.0]})}
     tuning["segments"] = {}
     experiment["tuning"] = tuning
-    # One torch thread: on shared cores two threads wait for each other (docs/neural.md).
-    experiment.setdefault("components", {}).update({"sasrec": {"kind": "sasrec", "num_threads": 1},
-                                                     "twotower": {"kind": "twotower", "num_threads": 1}})
+    # One torch thread by default: on shared cores two threads wait for each other (docs/neural.md).
+    experiment.setdefault("components", {}).update({"sasrec": {"kind": "sasrec", "num_threads": threads},
+                                                     "twotower": {"kind": "twotower", "num_threads": threads}})
     path = workdir / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
     return path
 
 
-def peak_mib(config: Any, name: str) -> float | None:
+def component_metrics(config: Any, name: str) -> dict[str, float | None]:
+    """The component run's peak RSS (MiB) and its wall and CPU seconds (fit, lists and export:
+    the whole component), from the MLflow store; ``None`` where not recorded (a reused run)."""
     import mlflow
 
     mlflow.set_tracking_uri(config.tracking.tracking_uri)
     runs = mlflow.search_runs(experiment_names=[config.experiment.name], output_format="list",
                               filter_string=f"attributes.run_name = '{name}'")
-    values = [r.data.metrics.get("peak_rss_mib") for r in runs if "peak_rss_mib" in r.data.metrics]
-    return max(values) if values else None
+
+    def largest(key: str) -> float | None:
+        values = [r.data.metrics[key] for r in runs if key in r.data.metrics]
+        return max(values) if values else None
+
+    return {"peak_rss_mib": largest("peak_rss_mib"), "component_seconds": largest("time_run_seconds"),
+            "component_cpu_seconds": largest("cpu_run_seconds")}
 
 
-def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
+def measure(experiment: Path, workdir: Path, threads: int = 1) -> dict[str, Any]:
     commit = git_commit()  # the code measured, before anything is edited during the run
     load_before = os.getloadavg()[0]
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                                encore_output_dir=workdir / "outputs")  # data: ENCORE_DATA_DIR, as for a run
-    config = load_config(experiment_file(experiment, workdir), settings=settings)
+    config = load_config(experiment_file(experiment, workdir, threads), settings=settings)
     run_pipeline(config, ["prepare", "tune", *INSTANCES])
     config = tuned(config)
     prepared = PreparedData(output_dir(config, "prepare"))
@@ -105,7 +113,8 @@ def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
                      "ndcg@10": float(per_user[name]["all"].mean()),
                      "ndcg@10_warm": float(per_user[name]["warm"].mean()),
                      "fit_seconds": metrics["fit_base_seconds"] + metrics["fit_train_seconds"],
-                     "best_epoch": metrics.get("best_epoch"), "peak_rss_mib": peak_mib(config, name)})
+                     "fit_base_seconds": metrics["fit_base_seconds"],
+                     "best_epoch": metrics.get("best_epoch")} | component_metrics(config, name))
     for row in rows:
         for segment, suffix in (("all", ""), ("warm", "_warm")):
             if row["instance"] == "ease":
@@ -117,7 +126,8 @@ def measure(experiment: Path, workdir: Path) -> dict[str, Any]:
     return {"experiment": config.experiment.name, "commit": commit, "n_users": summary["n_users"],
             "n_items": summary["n_items"], "base_rows": summary.get("base_rows"),
             "test_users": len(evaluator.users), "warm_test_users": int(evaluator.segments["warm"].n_users),
-            "load_average": [load_before, os.getloadavg()[0]], "rows": rows}
+            "load_average": [load_before, os.getloadavg()[0]], "torch_threads": threads, "cores": os.cpu_count(),
+            "rows": rows}
 
 
 NEURAL = {"sasrec": {"kind": "sasrec", "num_threads": 1}, "twotower": {"kind": "twotower", "num_threads": 1}}
@@ -299,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing", nargs="*", type=Path, default=None,
                         help="training time and peak RSS per kind on these experiments (module doc)")
     parser.add_argument("--epochs", type=int, default=2, help="--timing: epochs per measured fit")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="the neural instances' num_threads (default 1; not --pooled or --timing)")
     parser.add_argument("--fit-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -320,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report["segments"], indent=1))
         return 0
-    report = measure(args.experiment, workdir)
+    report = measure(args.experiment, workdir, args.torch_threads)
     name = args.name or f"neural-{report['experiment']}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
