@@ -704,7 +704,8 @@ def render_neural_ranker(doc: Path, name: str) -> str:
              f"their (fold, user) rows); neural kinds: {report['neural_settings']}. Paired cluster bootstrap over "
              "users, 95% CI; a difference is the second model minus the first.", "",
              "| users | (fold, user) rows | ranker without | ranker with | difference (95% CI) | "
-             "sasrec vs EASE (95% CI) | twotower vs EASE (95% CI) |", "|---|---|---|---|---|---|---|"]
+             "sasrec vs EASE (95% CI) | twotower vs EASE (95% CI) | best generator | sasrec vs best (95% CI) | "
+             "twotower vs best (95% CI) |", "|---|---|---|---|---|---|---|---|---|---|"]
 
     def ci(entry: dict[str, Any]) -> str:
         return f"{entry['mean_b']:.4f} vs {entry['mean_a']:.4f}: {entry['diff']:+.4f} ({entry['ci_low']:+.4f} … " \
@@ -715,7 +716,9 @@ def render_neural_ranker(doc: Path, name: str) -> str:
         lines.append(f"| {segment} | {thousands(entry['n_rows'])} ({thousands(entry['n_users'])} users) | "
                      f"{ranker['mean_a']:.4f} | {ranker['mean_b']:.4f} | {ranker['diff']:+.4f} "
                      f"({ranker['ci_low']:+.4f} … {ranker['ci_high']:+.4f}) | {ci(entry['sasrec_vs_ease'])} | "
-                     f"{ci(entry['twotower_vs_ease'])} |")
+                     f"{ci(entry['twotower_vs_ease'])} | {entry.get('best_generator', '—')} | "
+                     f"{ci(entry['sasrec_vs_best']) if 'sasrec_vs_best' in entry else '—'} | "
+                     f"{ci(entry['twotower_vs_best']) if 'twotower_vs_best' in entry else '—'} |")
     fits = report["fits"]
     lines += ["", "Best epoch and fit seconds (base + train) per fold: " + "; ".join(
         f"{f['instance']} fold {f['fold']}: epoch {f['best_epoch']:.0f}, {f['fit_seconds']:.0f} s" for f in fits) + ".",
