@@ -1066,6 +1066,8 @@ FIGURES: dict[str, Figure] = {
     "spark-plan": Figure(render_spark_plan, ("spark_stages.json", "spark_topn.json")),
     "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
                                    ("neural-lastfm2k_time.json",)),
+    "neural-synthetic_1m": Figure(lambda doc: render_neural(doc, "neural-synthetic_1m.json"),
+                                  ("neural-synthetic_1m.json",)),
     "neural-lastfm2k_time-old-defaults": Figure(
         lambda doc: render_neural(doc, "neural-lastfm2k_time-old-defaults.json"),
         ("neural-lastfm2k_time-old-defaults.json",)),

@@ -19,7 +19,8 @@ high, log}``: a range) and an Optuna study, seeded with ``experiment.seed``, run
 ``tuning.trials`` trials per instance within ``tuning.timeout_seconds``. A neural kind reports its
 target score after every epoch (it stops early on it, keeping its best epoch): a trial below the
 median of earlier trials at the same epoch is pruned (``tuning.pruning``). Pruned trials are in
-``trials.csv`` (``state``) without scores and are never chosen.
+``trials.csv`` (``state``) without scores and are never chosen. ``tuning.searches`` sets the search
+per instance (``{sasrec: optuna}``: the other instances by grid).
 
 The search is set for small budgets. Its start-up trials are ``max(2, trials // 5)`` (TPE's
 default 10 would spend a 15-point grid's half budget before modelling) and space-filling, not
@@ -476,7 +477,8 @@ def markdown(trials: pd.DataFrame, metric: str) -> str:
 def fragment(chosen: dict[str, dict[str, Any]], config: EncoreConfig, metric: str) -> str:
     """The choice as an experiment-file fragment: paste it into an experiment (and drop ``tuning``)
     to run with these settings without searching again."""
-    header = (f"# Chosen by tune ({config.tuning.search}) on the ranker-target part by {metric}, "
+    searches = ", ".join(dict.fromkeys(config.tuning.search_of(name) for name in chosen)) or config.tuning.search
+    header = (f"# Chosen by tune ({searches}) on the ranker-target part by {metric}, "
               f"experiment '{config.experiment.name}'\n")
     return header + yaml.safe_dump({"components": chosen}, sort_keys=False, default_flow_style=False)
 
@@ -499,7 +501,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         if trials.n_users == 0:
             raise ConfigError(f"tuning.segments.{name}: the ranker-target part has no {trials.segment} users to "
                               "tune on")
-        if tuning.search == "optuna":
+        if tuning.search_of(name) == "optuna":
             optuna_search(trials, space, config)
         else:
             grid_search(trials, space)
@@ -519,7 +521,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
            "repeats": float((table["state"] == "repeat").sum()),
            "seconds": float(table["seconds"].sum())},
         params={f"{name}.{setting}": value for name, settings in chosen.items() for setting, value in settings.items()}
-        | {"metric": metric, "search": tuning.search},
+        | {"metric": metric, "search": tuning.search}
+        | {f"{name}.search": search for name, search in tuning.searches.items()},
         artifacts=[out.TRIALS, out.CHOSEN, out.FRAGMENT, out.TABLE_MD],
     )
 

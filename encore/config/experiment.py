@@ -374,6 +374,7 @@ class TrackingConfig(Strict):
 
 
 TuningSegment = PooledSegment
+TuningSearch = Literal["grid", "optuna"]
 """The target users a tuning choice is scored on (per-user segments: the cold-item one is per pair)."""
 
 
@@ -412,7 +413,10 @@ class TuningConfig(Strict):
     pruning hopeless trials on their per-epoch target scores (``pruning``).
     """
 
-    search: Literal["grid", "optuna"] = "grid"
+    search: TuningSearch = "grid"
+    searches: dict[str, TuningSearch] = Field(default_factory=dict)
+    """Per instance, a search other than ``search`` (e.g. ``{sasrec: optuna}``: the classical kinds by
+    grid, a neural kind's larger space by Optuna)."""
     grid: dict[str, dict[str, list[Any] | SearchRange]] = Field(default_factory=dict)
     metric: str | None = None
     """METRIC@K with K in ``evaluation.ks``; None = ``evaluation.primary_metric``."""
@@ -441,10 +445,15 @@ class TuningConfig(Strict):
         for key in _OPTUNA_KEYS:
             if getattr(self, key) == TuningConfig.model_fields[key].default:
                 dumped.pop(key, None)
+        if not self.searches:
+            dumped.pop("searches", None)
         return dumped
 
     def segment_of(self, name: str) -> TuningSegment:
         return self.segments.get(name, self.segment)
+
+    def search_of(self, name: str) -> TuningSearch:
+        return self.searches.get(name, self.search)
 
 
 _OPTUNA_KEYS = ("search", "trials", "timeout_seconds", "pruning", "sampler")
@@ -494,9 +503,10 @@ class EncoreConfig(Strict):
             except ValueError as exc:
                 raise ValueError(f"tuning.metric: {exc}") from None
         instances = self.components.generators
-        for name in tuning.segments:
-            if name not in tuning.grid:
-                raise ValueError(f"tuning.segments.{name}: '{name}' is not in tuning.grid")
+        for key, names in (("segments", tuning.segments), ("searches", tuning.searches)):
+            for name in names:
+                if name not in tuning.grid:
+                    raise ValueError(f"tuning.{key}.{name}: '{name}' is not in tuning.grid")
         for name, grid in tuning.grid.items():
             where = f"tuning.grid.{name}"
             if name not in instances:
@@ -510,9 +520,9 @@ class EncoreConfig(Strict):
                     raise ValueError(f"{where}.{setting}: not a hyper-parameter of kind '{section.kind}'; "
                                      f"tunable: {', '.join(params) or 'none'}")
                 if isinstance(values, SearchRange):
-                    if tuning.search != "optuna":
-                        raise ValueError(f"{where}.{setting}: a range {{low, high}} needs tuning.search: optuna; "
-                                         "a grid lists values")
+                    if tuning.search_of(name) != "optuna":
+                        raise ValueError(f"{where}.{setting}: a range {{low, high}} needs tuning.search: optuna "
+                                         f"(or tuning.searches.{name}: optuna); a grid lists values")
                     values = [values.low, values.high]
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{where}.{setting}: give a non-empty list of values")
@@ -522,7 +532,7 @@ class EncoreConfig(Strict):
                     except ValidationError as exc:
                         raise ValueError(f"{where}.{setting}: {value!r} is rejected: "
                                          f"{exc.errors()[0]['msg']}") from None
-            trials = len(grid_combinations(grid)) if tuning.search == "grid" else 0
+            trials = len(grid_combinations(grid)) if tuning.search_of(name) == "grid" else 0
             if trials > tuning.max_trials:
                 raise ValueError(f"{where}: {trials} combinations exceed tuning.max_trials ({tuning.max_trials})")
         if tuning.grid and not any(instances[name].enabled for name in tuning.grid):

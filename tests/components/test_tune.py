@@ -255,6 +255,10 @@ def test_optuna_never_reads_test_and_respects_the_time_budget(optuna_run, time_s
     ({"search": "optuna", "grid": {"ease": {"l2": {"low": -1.0, "high": 10.0}}}}, r"tuning.grid.ease.l2: -1.0 is "
                                                                                    r"rejected"),
     ({"search": "random", "grid": GRID}, r"tuning.search"),
+    ({"grid": GRID, "searches": {"ease": "optuna", "als": "optuna"}}, r"tuning.searches.als: 'als' is not in "
+                                                                     r"tuning.grid"),
+    ({"grid": {"ease": {"l2": {"low": 1.0, "high": 10.0}}}, "searches": {"ease": "grid"}, "search": "optuna"},
+     r"tuning.grid.ease.l2: a range \{low, high\} needs tuning.search: optuna \(or tuning.searches.ease: optuna\)"),
 ])
 def test_a_bad_search_space_names_the_key(tmp_path: Path, tuning: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -271,3 +275,19 @@ def test_optuna_fits_each_point_of_a_list_space_once(optuna_run, time_split_dir:
     trials = TuneOutput(output_dir(discrete, TUNE)).trials()
     assert sorted(json.loads(s)["l2"] for s in trials["settings"]) == [100.0, 1000.0]
     assert (trials["state"] == "complete").all() and trials["chosen"].sum() == 1
+
+
+def test_searches_sets_the_search_per_instance(optuna_run, time_split_dir: Path) -> None:
+    """``searches: {sasrec: optuna}``: EASE's list is searched as a grid — every point, in grid order,
+    beyond the trial budget — and sasrec's range by Optuna within it. Without ``searches`` the
+    tuning section dumps as before it existed (existing outputs keep their reuse keys)."""
+    mixed = make_config(time_split_dir, OPTUNA | {"tuning": {
+        "grid": {"ease": {"l2": [5.0, 300.0, 20000.0]}, "sasrec": OPTUNA_SPACE["sasrec"]},
+        "searches": {"sasrec": "optuna"}, "trials": 2}})
+    run_pipeline(mixed, ["prepare", TUNE])  # prepare reused from optuna_run
+    trials = TuneOutput(output_dir(mixed, TUNE)).trials()
+    ease, sasrec = trials[trials["instance"] == "ease"], trials[trials["instance"] == "sasrec"]
+    assert [json.loads(s)["l2"] for s in ease["settings"]] == [5.0, 300.0, 20000.0]
+    assert len(sasrec) == 2
+    assert mixed.tuning.search_of("ease") == "grid" and mixed.tuning.search_of("sasrec") == "optuna"
+    assert "searches" not in optuna_run.tuning.model_dump() and "searches" in mixed.tuning.model_dump()
