@@ -22,6 +22,12 @@ the ranker with the neural kinds against the ranker without them, and each neura
 tuned EASE, over all and warm test users (``benchmarks/results/<name>.json``, default
 ``neural-ranker-<experiment>``).
 
+``--pooled --tune-neural N`` searches the two neural instances' settings per fold instead, with
+Optuna on the fold's ranker-target part (``N`` trials each over :data:`NEURAL_SPACE`, pruned on
+their per-epoch scores; ``tuning.searches``), while the experiment's own grids stay grids, so the
+other generators get the same settings as in the run without them (default name
+``neural-ranker-<experiment>-tuned``).
+
 ``--timing`` measures training cost: for each experiment given (default the 1M-interaction
 synthetic one and lastfm2k_time), ``prepare`` runs once, then each kind is fitted on the ``train``
 stage (base + target: the largest fit the pipeline makes) at its defaults with one torch thread
@@ -134,12 +140,36 @@ NEURAL = {"sasrec": {"kind": "sasrec", "num_threads": 1}, "twotower": {"kind": "
 SEGMENTS = ("all", "warm")
 
 
-def pooled_experiment_files(source: Path, workdir: Path) -> tuple[Path, Path]:
-    """The experiment as shipped, and the same with the two neural instances added."""
+# ``--tune-neural N``: the neural instances' spaces, searched by Optuna (N trials each, per fold, on
+# the fold's ranker-target part) while the experiment's own grids stay grids (tuning.searches).
+# Epoch caps above the defaults: early stopping on the target part ends a fit, pruning a poor trial.
+NEURAL_SPACE = {
+    "sasrec": {"factors": [32, 64, 128], "n_blocks": [1, 2], "max_len": [20, 50, 100],
+               "dropout": {"low": 0.0, "high": 0.5}, "n_negatives": [64, 128, 256],
+               "learning_rate": {"low": 0.0003, "high": 0.01, "log": True},
+               "weight_decay": [0.0, 0.00001, 0.0001, 0.001]},
+    "twotower": {"factors": [32, 64, 128], "temperature": {"low": 0.02, "high": 0.5, "log": True},
+                 "id_dropout": {"low": 0.0, "high": 0.8}, "use_tags": [True, False],
+                 "learning_rate": {"low": 0.0005, "high": 0.02, "log": True},
+                 "weight_decay": [0.0, 0.000001, 0.00001, 0.0001]},
+}
+TUNED_EPOCHS = {"sasrec": 30, "twotower": 20}
+
+
+def pooled_experiment_files(source: Path, workdir: Path, tune_trials: int | None = None) -> tuple[Path, Path]:
+    """The experiment as shipped, and the same with the two neural instances added (at their
+    defaults, or with ``tune_trials``: searched by Optuna over :data:`NEURAL_SPACE`)."""
     experiment = yaml.safe_load(source.read_text())
     without = workdir / "without.yaml"
     without.write_text(yaml.safe_dump(experiment, sort_keys=False))
     experiment.setdefault("components", {}).update(NEURAL)
+    if tune_trials:
+        for name, epochs in TUNED_EPOCHS.items():
+            experiment["components"][name] = experiment["components"][name] | {"epochs": epochs}
+        tuning = experiment.setdefault("tuning", {})
+        tuning["grid"] = tuning.get("grid", {}) | NEURAL_SPACE
+        tuning["searches"] = tuning.get("searches", {}) | {name: "optuna" for name in NEURAL_SPACE}
+        tuning["trials"] = tune_trials
     with_neural = workdir / "with.yaml"
     with_neural.write_text(yaml.safe_dump(experiment, sort_keys=False))
     return without, with_neural
@@ -199,7 +229,18 @@ def pooled_segments(joined: Any, generators: list[str], seed: int) -> dict[str, 
     return segments
 
 
-def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False) -> dict[str, Any]:
+def neural_settings(config: Any) -> str:
+    """How the neural instances of the run with them were set, for the report's first line."""
+    tuned_names = [name for name in NEURAL if config.tuning.search_of(name) == "optuna" and name in config.tuning.grid]
+    if not tuned_names:
+        return "defaults, num_threads=1 (not tuned)"
+    caps = ", ".join(f"{name} {config.components.generator(name).epochs}" for name in tuned_names)
+    return (f"tuned per fold by Optuna on the target part ({config.tuning.trials} trials each, "
+            f"`benchmarks.neural.NEURAL_SPACE`; epoch caps {caps}), num_threads=1")
+
+
+def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False,
+                   tune_trials: int | None = None) -> dict[str, Any]:
     """Both pipelines over every fold; the pooled comparisons (module doc). ``report_only``: run
     nothing, compare over the folds both runs have completed so far."""
     import time
@@ -209,7 +250,7 @@ def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False) -
     commit = os.environ.get("ENCORE_MEASURED_COMMIT") or git_commit()
     settings = MachineSettings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                                encore_output_dir=workdir / "outputs")
-    without_file, with_file = (pooled_experiment_files(experiment, workdir) if not report_only
+    without_file, with_file = (pooled_experiment_files(experiment, workdir, tune_trials) if not report_only
                                else (workdir / "without.yaml", workdir / "with.yaml"))
     runs: dict[str, Any] = {}
     for label, path in (("without", without_file), ("with", with_file)):
@@ -241,7 +282,7 @@ def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False) -
                          "fit_seconds": metrics["fit_base_seconds"] + metrics["fit_train_seconds"]})
     return {"experiment": runs["with"]["config"].experiment.name, "commit": commit, "folds": len(folds),
             "folds_compared": folds, "folds_in_experiment": runs["with"]["config"].split.folds, "metric": METRIC,
-            "neural_settings": "defaults, num_threads=1 (not tuned)", "segments": segments, "fits": fits,
+            "neural_settings": neural_settings(runs["with"]["config"]), "segments": segments, "fits": fits,
             "runs": {label: {"seconds": run["seconds"], "load_average": run["load_average"]}
                      for label, run in runs.items()}}
 
@@ -319,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="results file name (default: neural-<experiment name>)")
     parser.add_argument("--pooled", action="store_true",
                         help="the ranker with and without the neural kinds over all folds (module doc)")
+    parser.add_argument("--tune-neural", type=int, default=None, metavar="TRIALS",
+                        help="--pooled: search the neural instances' settings with Optuna, TRIALS per instance "
+                             "and fold (NEURAL_SPACE)")
     parser.add_argument("--report-only", action="store_true",
                         help="--pooled: run nothing, compare the folds both runs completed in --workdir")
     parser.add_argument("--timing", nargs="*", type=Path, default=None,
@@ -341,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{args.name or 'neural-timing'}.json").write_text(json.dumps(report, indent=2) + "\n")
         return 0
     if args.pooled:
-        report = measure_pooled(args.experiment, workdir, report_only=args.report_only)
-        name = args.name or f"neural-ranker-{report['experiment']}"
+        report = measure_pooled(args.experiment, workdir, report_only=args.report_only,
+                                tune_trials=args.tune_neural)
+        name = args.name or f"neural-ranker-{report['experiment']}{'-tuned' if args.tune_neural else ''}"
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report["segments"], indent=1))
