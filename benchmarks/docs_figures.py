@@ -1073,6 +1073,8 @@ FIGURES: dict[str, Figure] = {
         ("neural-lastfm2k_time-old-defaults.json",)),
     "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),
                                           ("neural-ranker-lastfm2k_time.json",)),
+    "neural-ranker-synthetic_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-synthetic_time.json"),
+                                           ("neural-ranker-synthetic_time.json",)),
     "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
     "neural-timing-old-defaults": Figure(lambda doc: render_neural_timing(doc, "neural-timing-old-defaults.json"),
                                          ("neural-timing-old-defaults.json",)),
