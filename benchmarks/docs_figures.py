@@ -1075,6 +1075,12 @@ FIGURES: dict[str, Figure] = {
                                           ("neural-ranker-lastfm2k_time.json",)),
     "neural-ranker-synthetic_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-synthetic_time.json"),
                                            ("neural-ranker-synthetic_time.json",)),
+    "neural-ranker-lastfm2k_time-tuned": Figure(
+        lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time-tuned.json"),
+        ("neural-ranker-lastfm2k_time-tuned.json",)),
+    "neural-ranker-synthetic_time-tuned": Figure(
+        lambda doc: render_neural_ranker(doc, "neural-ranker-synthetic_time-tuned.json"),
+        ("neural-ranker-synthetic_time-tuned.json",)),
     "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
     "neural-timing-old-defaults": Figure(lambda doc: render_neural_timing(doc, "neural-timing-old-defaults.json"),
                                          ("neural-timing-old-defaults.json",)),
