@@ -374,8 +374,9 @@ class TrackingConfig(Strict):
 
 
 TuningSegment = PooledSegment
-TuningSearch = Literal["grid", "optuna"]
 """The target users a tuning choice is scored on (per-user segments: the cold-item one is per pair)."""
+TuningSearch = Literal["grid", "optuna"]
+"""How an instance's ``tuning.grid`` entry is searched: every combination, or an Optuna study."""
 
 
 class SearchRange(Strict):
