@@ -721,8 +721,14 @@ def render_neural_ranker(doc: Path, name: str) -> str:
                      f"{ci(entry['twotower_vs_best']) if 'twotower_vs_best' in entry else '—'} |")
     fits = report["fits"]
     lines += ["", "Best epoch and fit seconds (base + train) per fold: " + "; ".join(
-        f"{f['instance']} fold {f['fold']}: epoch {f['best_epoch']:.0f}, {f['fit_seconds']:.0f} s" for f in fits) + ".",
-        "", source_line(doc, name)]
+        f"{f['instance']} fold {f['fold']}: epoch {f['best_epoch']:.0f}, {f['fit_seconds']:.0f} s" for f in fits) + "."]
+    searched = [f for f in fits if "trials_complete" in f]
+    if searched:
+        lines += ["", "Search per fold (trials complete, with their best epochs in trial order; trials pruned): "
+                  + "; ".join(f"{f['instance']} fold {f['fold']}: {f['trials_complete']} "
+                              f"({', '.join(str(e) for e in f['complete_best_epochs'])}), {f['trials_pruned']} pruned"
+                              for f in searched) + "."]
+    lines += ["", source_line(doc, name)]
     return "\n".join(lines)
 
 

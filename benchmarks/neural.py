@@ -54,7 +54,7 @@ from encore.data.prepared import PreparedData
 from encore.evaluation.evaluator import Evaluator, lists_from_frame
 from encore.evaluation.significance import paired_comparison
 from encore.lineage import git_commit
-from encore.outputs import GeneratorOutput
+from encore.outputs import GeneratorOutput, TuneOutput
 from encore.pipeline.runner import output_dir, run_pipeline, tuned
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -229,6 +229,16 @@ def pooled_segments(joined: Any, generators: list[str], seed: int) -> dict[str, 
     return segments
 
 
+def search_summary(trials: Any) -> dict[str, Any]:
+    """An instance's tuning trials of one fold (rows of ``trials.csv``): how many completed and were
+    pruned, and the best epoch of each complete trial in trial order; empty when it was not tuned."""
+    if trials.empty:
+        return {}
+    complete = trials[trials["state"] == "complete"]
+    return {"trials_complete": len(complete), "trials_pruned": int((trials["state"] == "pruned").sum()),
+            "complete_best_epochs": [int(epoch) for epoch in complete["best_epoch"]]}
+
+
 def neural_settings(config: Any) -> str:
     """How the neural instances of the run with them were set, for the report's first line."""
     tuned_names = [name for name in NEURAL if config.tuning.search_of(name) == "optuna" and name in config.tuning.grid]
@@ -276,10 +286,12 @@ def measure_pooled(experiment: Path, workdir: Path, report_only: bool = False,
         if fold not in folds:
             continue
         config = tuned(raw)
+        trials = TuneOutput(output_dir(raw, "tune")).trials()
         for name in NEURAL:
             metrics = GeneratorOutput(output_dir(config, name)).metrics()
             fits.append({"fold": fold, "instance": name, "best_epoch": metrics.get("best_epoch"),
-                         "fit_seconds": metrics["fit_base_seconds"] + metrics["fit_train_seconds"]})
+                         "fit_seconds": metrics["fit_base_seconds"] + metrics["fit_train_seconds"]}
+                        | search_summary(trials[trials["instance"] == name]))
     return {"experiment": runs["with"]["config"].experiment.name, "commit": commit, "folds": len(folds),
             "folds_compared": folds, "folds_in_experiment": runs["with"]["config"].split.folds, "metric": METRIC,
             "neural_settings": neural_settings(runs["with"]["config"]), "segments": segments, "fits": fits,

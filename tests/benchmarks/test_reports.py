@@ -105,3 +105,14 @@ def test_neural_kinds_are_held_to_the_strongest_generator_of_each_segment() -> N
     assert segments["warm"]["sasrec_vs_best"]["diff"] == pytest.approx(-0.1)
     assert segments["all"]["ranker_with_vs_without"]["ci_low"] > 0
     assert set(segments["warm"]["per_fold"]) == {"1", "2"}
+
+
+def test_a_search_summary_counts_complete_and_pruned_trials() -> None:
+    import pandas as pd
+
+    from benchmarks.neural import search_summary
+
+    trials = pd.DataFrame({"state": ["complete", "pruned", "complete", "pruned", "pruned"],
+                           "best_epoch": [3.0, 1.0, 7.0, 1.0, 2.0]})
+    assert search_summary(trials) == {"trials_complete": 2, "trials_pruned": 3, "complete_best_epochs": [3, 7]}
+    assert search_summary(trials.iloc[:0]) == {}
