@@ -256,12 +256,18 @@ def render_pipeline(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def cpu_model(machine: dict[str, Any]) -> str:
+    """`` (AMD EPYC)``, or nothing for files recorded before the model was."""
+    return f" ({machine['cpu_model']})" if machine.get("cpu_model") else ""
+
+
 def scale_tables(report: dict[str, Any]) -> list[str]:
     sizes = list(report["results"])
     machine = report["machine"]
     start, end = machine["load_average_at_start"], report["load_average_at_end"]
     lines = [
-        f"Machine: {machine['cpus']} cores, {machine['memory_gib']} GiB, Python {machine['python']}; "
+        f"Machine: {machine['cpus']} cores{cpu_model(machine)}, {machine['memory_gib']} GiB, "
+        f"Python {machine['python']}; "
         f"load average at start {start[0]:.1f}, at end {end[0]:.1f}.",
         "",
     ]
@@ -874,9 +880,8 @@ def render_ease_pruning(doc: Path) -> str:
     return "\n".join([*lines, "", source_line(doc, name)])
 
 
-def render_bpr_epochs(doc: Path) -> str:
+def render_bpr_epochs(doc: Path, name: str) -> str:
     """BPR's epochs: fit seconds per stage, test NDCG@10 and its paired difference from the default."""
-    name = "bpr-epochs-synthetic_1m.json"
     report = load(name)
     reference = report["reference"]
     lines = [f"`{report['experiment']}`, instance `{report['instance']}`, {report['num_threads']} thread(s) "
@@ -1099,7 +1104,8 @@ FIGURES: dict[str, Figure] = {
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
-    "bpr-epochs": Figure(render_bpr_epochs, ("bpr-epochs-synthetic_1m.json",)),
+    "bpr-epochs": Figure(lambda doc: render_bpr_epochs(doc, "bpr-epochs-synthetic_1m.json"),
+                         ("bpr-epochs-synthetic_1m.json",)),
 
 
     "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.docs_figures import cpu_model
 from benchmarks.peak import measured_command, read_peak_bytes
 from encore.config.experiment import REPO_ROOT, EncoreConfig, MachineSettings, load_config
 from encore.data.prepared import PreparedData
@@ -129,8 +130,10 @@ def growth(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
 def machine() -> dict[str, Any]:
     memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal")), "0")
+    cpu = next((line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "memory_gib": round(int(memory) / 2**20, 1), "load_average_at_start": os.getloadavg()}
+            "cpu_model": cpu, "memory_gib": round(int(memory) / 2**20, 1), "load_average_at_start": os.getloadavg()}
 
 
 def cpu_cell(figures: dict[str, float]) -> str:
@@ -201,7 +204,8 @@ def projection_markdown(report: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     results, exponents = report["results"], report["growth"]
     sizes = list(results)
-    lines = [f"Machine: {report['machine']['cpus']} cores, {report['machine']['memory_gib']} GiB, "
+    lines = [f"Machine: {report['machine']['cpus']} cores{cpu_model(report['machine'])}, "
+             f"{report['machine']['memory_gib']} GiB, "
              f"Python {report['machine']['python']}; load average at start "
              f"{report['machine']['load_average_at_start'][0]:.1f}, at end {report['load_average_at_end'][0]:.1f}.",
              "", "| component | " + " | ".join(f"{s}: s (CPU s) / GiB" for s in sizes) + " | "
