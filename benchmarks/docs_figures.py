@@ -1106,6 +1106,8 @@ FIGURES: dict[str, Figure] = {
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
     "bpr-epochs": Figure(lambda doc: render_bpr_epochs(doc, "bpr-epochs-synthetic_1m.json"),
                          ("bpr-epochs-synthetic_1m.json",)),
+    "bpr-epochs-3m": Figure(lambda doc: render_bpr_epochs(doc, "bpr-epochs-synthetic_3m.json"),
+                            ("bpr-epochs-synthetic_3m.json",)),
 
 
     "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),

@@ -60,6 +60,8 @@ from encore.pipeline.runner import output_dir, run_pipeline, tuned
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 INSTANCES = ("ease", "sasrec", "twotower")
 METRIC = "ndcg@10"
+# One torch thread by default: on shared cores two threads wait for each other (docs/neural.md).
+NEURAL = {"sasrec": {"kind": "sasrec", "num_threads": 1}, "twotower": {"kind": "twotower", "num_threads": 1}}
 
 
 def experiment_file(source: Path, workdir: Path, threads: int = 1) -> Path:
@@ -71,9 +73,8 @@ def experiment_file(source: Path, workdir: Path, threads: int = 1) -> Path:
     tuning["grid"] = {"ease": tuning.get("grid", {}).get("ease", {"l2": [50.0, 500.0, 3000.0]})}
     tuning["segments"] = {}
     experiment["tuning"] = tuning
-    # One torch thread by default: on shared cores two threads wait for each other (docs/neural.md).
-    experiment.setdefault("components", {}).update({"sasrec": {"kind": "sasrec", "num_threads": threads},
-                                                     "twotower": {"kind": "twotower", "num_threads": threads}})
+    experiment.setdefault("components", {}).update({name: section | {"num_threads": threads}
+                                                     for name, section in NEURAL.items()})
     path = workdir / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
     return path
@@ -136,7 +137,6 @@ def measure(experiment: Path, workdir: Path, threads: int = 1) -> dict[str, Any]
             "rows": rows}
 
 
-NEURAL = {"sasrec": {"kind": "sasrec", "num_threads": 1}, "twotower": {"kind": "twotower", "num_threads": 1}}
 SEGMENTS = ("all", "warm")
 
 
