@@ -1041,6 +1041,11 @@ class Figure:
     sources: tuple[str, ...]
 
 
+def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
+    """A figure rendered from one result file: ``render(doc, name)``, stale when ``name`` changes."""
+    return Figure(lambda doc: render(doc, name), (name,))
+
+
 RERANK_ESTIMATES = ("rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
                     "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json", "rerank-synthetic_time-xfit.json")
 """The re-ranking results whose choice-part estimate is set beside test (docs/reranking.md)."""
@@ -1048,25 +1053,20 @@ RERANK_ESTIMATES = ("rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.jso
 FIGURES: dict[str, Figure] = {
     "headline": Figure(render_headline, ("lastfm2k.json", "lastfm2k-pipeline.json", "seed-lastfm2k_time.json")),
     "lastfm2k": Figure(render_lastfm2k, ("lastfm2k.json", "lastfm2k-pipeline.json")),
-    "seeds-lastfm2k_time": Figure(
-        lambda doc: render_seed_sweep(doc, "seed-lastfm2k_time.json"), ("seed-lastfm2k_time.json",)
-    ),
-    "seeds-synthetic_time": Figure(
-        lambda doc: render_seed_sweep(doc, "seed-synthetic_time.json"), ("seed-synthetic_time.json",)
-    ),
+    "seeds-lastfm2k_time": of_file(render_seed_sweep, "seed-lastfm2k_time.json"),
+    "seeds-synthetic_time": of_file(render_seed_sweep, "seed-synthetic_time.json"),
     "train-max-rows": Figure(render_train_max_rows, ("train_max_rows-lastfm2k.json",)),
     "generators": Figure(render_generators, ("benchmark.json", "itemknn.json")),
     "pipeline-lastfm2k": Figure(render_pipeline, ("lastfm2k-pipeline.json",)),
-    "scale": Figure(lambda doc: render_scale(doc, "scale.json"), ("scale.json",)),
-    "scale-targets": Figure(lambda doc: render_scale_targets(doc, "scale.json"), ("scale.json",)),
-    "scale-1m-i27": Figure(lambda doc: render_scale(doc, "scale-1m-i27.json"), ("scale-1m-i27.json",)),
-    "scale-1m-quiet": Figure(lambda doc: render_scale(doc, "scale-1m-e127f40.json"), ("scale-1m-e127f40.json",)),
-    "scale-1m-quiet-final": Figure(lambda doc: render_scale(doc, "scale-1m-4af1542.json"), ("scale-1m-4af1542.json",)),
-    "scale-1m-quiet-312db1f": Figure(lambda doc: render_scale(doc, "scale-1m-312db1f.json"),
-                                     ("scale-1m-312db1f.json",)),
+    "scale": of_file(render_scale, "scale.json"),
+    "scale-targets": of_file(render_scale_targets, "scale.json"),
+    "scale-1m-i27": of_file(render_scale, "scale-1m-i27.json"),
+    "scale-1m-quiet": of_file(render_scale, "scale-1m-e127f40.json"),
+    "scale-1m-quiet-final": of_file(render_scale, "scale-1m-4af1542.json"),
+    "scale-1m-quiet-312db1f": of_file(render_scale, "scale-1m-312db1f.json"),
     "scale-30m-projection": Figure(lambda doc: render_scale_projection(doc, "scale-30m-projection.json"),
                                    ("scale-30m-projection.json", "scale.json")),
-    "scale-1m-final": Figure(lambda doc: render_scale(doc, "scale-1m-final.json"), ("scale-1m-final.json",)),
+    "scale-1m-final": of_file(render_scale, "scale-1m-final.json"),
     "userknn-listeners": Figure(render_userknn_listeners, ("userknn_listeners.json",)),
     "prepare-engines": Figure(render_prepare_engines, ("prepare_engines.json",)),
     "foldin": Figure(render_foldin, ("foldin.json",)),
@@ -1075,54 +1075,30 @@ FIGURES: dict[str, Figure] = {
     "spark-stages": Figure(render_spark_stages, ("spark_stages.json",)),
     "spark-topn": Figure(render_spark_topn, ("spark_topn.json",)),
     "spark-plan": Figure(render_spark_plan, ("spark_stages.json", "spark_topn.json")),
-    "neural-lastfm2k_time": Figure(lambda doc: render_neural(doc, "neural-lastfm2k_time.json"),
-                                   ("neural-lastfm2k_time.json",)),
-    "neural-synthetic_1m": Figure(lambda doc: render_neural(doc, "neural-synthetic_1m.json"),
-                                  ("neural-synthetic_1m.json",)),
-    "neural-lastfm2k_time-old-defaults": Figure(
-        lambda doc: render_neural(doc, "neural-lastfm2k_time-old-defaults.json"),
-        ("neural-lastfm2k_time-old-defaults.json",)),
-    "neural-ranker-lastfm2k_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time.json"),
-                                          ("neural-ranker-lastfm2k_time.json",)),
-    "neural-ranker-synthetic_time": Figure(lambda doc: render_neural_ranker(doc, "neural-ranker-synthetic_time.json"),
-                                           ("neural-ranker-synthetic_time.json",)),
-    "neural-ranker-lastfm2k_time-tuned": Figure(
-        lambda doc: render_neural_ranker(doc, "neural-ranker-lastfm2k_time-tuned.json"),
-        ("neural-ranker-lastfm2k_time-tuned.json",)),
-    "neural-ranker-synthetic_time-tuned": Figure(
-        lambda doc: render_neural_ranker(doc, "neural-ranker-synthetic_time-tuned.json"),
-        ("neural-ranker-synthetic_time-tuned.json",)),
-    "neural-timing": Figure(lambda doc: render_neural_timing(doc, "neural-timing.json"), ("neural-timing.json",)),
-    "neural-timing-old-defaults": Figure(lambda doc: render_neural_timing(doc, "neural-timing-old-defaults.json"),
-                                         ("neural-timing-old-defaults.json",)),
-    "optuna-vs-grid": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k.json"),
-                             ("optuna_vs_grid-lastfm2k.json",)),
-    "optuna-vs-grid-tpe": Figure(lambda doc: render_optuna_vs_grid(doc, "optuna_vs_grid-lastfm2k-tpe.json"),
-                                 ("optuna_vs_grid-lastfm2k-tpe.json",)),
-    "optuna-synthetic": Figure(lambda doc: render_optuna_synthetic(doc, "optuna_vs_grid-synthetic.json"),
-                               ("optuna_vs_grid-synthetic.json",)),
+    "neural-lastfm2k_time": of_file(render_neural, "neural-lastfm2k_time.json"),
+    "neural-synthetic_1m": of_file(render_neural, "neural-synthetic_1m.json"),
+    "neural-lastfm2k_time-old-defaults": of_file(render_neural, "neural-lastfm2k_time-old-defaults.json"),
+    "neural-ranker-lastfm2k_time": of_file(render_neural_ranker, "neural-ranker-lastfm2k_time.json"),
+    "neural-ranker-synthetic_time": of_file(render_neural_ranker, "neural-ranker-synthetic_time.json"),
+    "neural-ranker-lastfm2k_time-tuned": of_file(render_neural_ranker, "neural-ranker-lastfm2k_time-tuned.json"),
+    "neural-ranker-synthetic_time-tuned": of_file(render_neural_ranker, "neural-ranker-synthetic_time-tuned.json"),
+    "neural-timing": of_file(render_neural_timing, "neural-timing.json"),
+    "neural-timing-old-defaults": of_file(render_neural_timing, "neural-timing-old-defaults.json"),
+    "optuna-vs-grid": of_file(render_optuna_vs_grid, "optuna_vs_grid-lastfm2k.json"),
+    "optuna-vs-grid-tpe": of_file(render_optuna_vs_grid, "optuna_vs_grid-lastfm2k-tpe.json"),
+    "optuna-synthetic": of_file(render_optuna_synthetic, "optuna_vs_grid-synthetic.json"),
     "ann": Figure(render_ann, ("ann.json",)),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
-    "bpr-epochs": Figure(lambda doc: render_bpr_epochs(doc, "bpr-epochs-synthetic_1m.json"),
-                         ("bpr-epochs-synthetic_1m.json",)),
-    "bpr-epochs-3m": Figure(lambda doc: render_bpr_epochs(doc, "bpr-epochs-synthetic_3m.json"),
-                            ("bpr-epochs-synthetic_3m.json",)),
-
-
-    "rerank-synthetic_time": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time.json"),
-                                    ("rerank-synthetic_time.json",)),
-    "rerank-lastfm2k_time": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time.json"),
-                                   ("rerank-lastfm2k_time.json",)),
-    "rerank-lastfm2k_time-loss1": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-loss1.json"),
-                                         ("rerank-lastfm2k_time-loss1.json",)),
+    "bpr-epochs": of_file(render_bpr_epochs, "bpr-epochs-synthetic_1m.json"),
+    "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
+    "rerank-synthetic_time": of_file(render_rerank, "rerank-synthetic_time.json"),
+    "rerank-lastfm2k_time": of_file(render_rerank, "rerank-lastfm2k_time.json"),
+    "rerank-lastfm2k_time-loss1": of_file(render_rerank, "rerank-lastfm2k_time-loss1.json"),
     "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
-    "rerank-lastfm2k_time-heldout": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-heldout.json"),
-                                           ("rerank-lastfm2k_time-heldout.json",)),
-    "rerank-lastfm2k_time-xfit": Figure(lambda doc: render_rerank(doc, "rerank-lastfm2k_time-xfit.json"),
-                                        ("rerank-lastfm2k_time-xfit.json",)),
-    "rerank-synthetic_time-xfit": Figure(lambda doc: render_rerank(doc, "rerank-synthetic_time-xfit.json"),
-                                         ("rerank-synthetic_time-xfit.json",)),
+    "rerank-lastfm2k_time-heldout": of_file(render_rerank, "rerank-lastfm2k_time-heldout.json"),
+    "rerank-lastfm2k_time-xfit": of_file(render_rerank, "rerank-lastfm2k_time-xfit.json"),
+    "rerank-synthetic_time-xfit": of_file(render_rerank, "rerank-synthetic_time-xfit.json"),
 }
 
 
