@@ -19,7 +19,6 @@ from scipy.sparse import csc_matrix, csr_matrix, issparse
 
 from encore.arrays import row_sums
 from encore.retrieval.topn import (  # re-exported: the top-N selection lives with retrieval
-    available_cores,
     compact,
     drop_self,
     is_seen,
@@ -31,7 +30,7 @@ from encore.retrieval.topn import (  # re-exported: the top-N selection lives wi
 )
 
 __all__ = [
-    "PathOrFile", "as_ids", "available_cores", "check_user_items", "compact", "drop_self", "factor_pair_scores",
+    "PathOrFile", "as_ids", "check_user_items", "compact", "drop_self", "factor_pair_scores",
     "history_pair_scores", "is_seen", "mask_seen", "mask_seen_sparse", "npz_bytes", "seen_flat_indices",
     "single_threaded_blas", "topk", "topk_sparse",
 ]

@@ -41,8 +41,10 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from encore.threads import available_cores
+
 from .config import AnnConfig
-from .topn import available_cores, compact, is_seen, mask_seen, topk
+from .topn import compact, is_seen, mask_seen, topk
 
 
 def _faiss() -> Any:

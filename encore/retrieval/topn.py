@@ -7,13 +7,13 @@ with ``-1``, scores float32 padded with ``-inf``).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.sparse import csr_matrix
 
 from encore.arrays import pair_keys, positions_in_groups
+from encore.threads import available_cores
 
 # ---------------------------------------------------------------------------------------
 # top-N and masking
@@ -72,11 +72,6 @@ def topk(scores: np.ndarray, N: int, *, num_threads: int = 0) -> tuple[np.ndarra
 
 _TOPK_CELLS_PER_THREAD = 1 << 20
 """Scores per thread below which a thread hand-off costs more than it saves."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _topk_into(scores: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:

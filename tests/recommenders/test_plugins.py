@@ -282,8 +282,11 @@ def test_userknn_bounded_index_keeps_each_items_strongest_listeners() -> None:
     np.testing.assert_allclose(model.score(np.arange(40), user_items), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_userknn_neighbour_search_in_chunks_changes_nothing() -> None:
-    """Chunk sizes and the dense or padded selection give the same neighbours."""
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_userknn_neighbour_search_in_chunks_changes_nothing(cores: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk sizes, the dense or padded selection and the threads the chunks run on give the
+    same neighbours."""
+    monkeypatch.setattr("encore.threads.available_cores", lambda: cores)
     rng = np.random.default_rng(4)
     user_items = sp.random(200, 80, density=0.1, random_state=5, format="csr",
                            data_rvs=lambda n: rng.integers(1, 20, n).astype(np.float32))
