@@ -44,6 +44,7 @@ from encore.ranking.model import (
 from encore.ranking.segment_policy import SEGMENTS, SegmentPolicy, choose_policy, cold_users
 from encore.recommenders import recommender_class
 from encore.resources import rows_per_batch
+from encore.threads import available_cores, map_in_order
 
 log = logging.getLogger(__name__)
 
@@ -258,27 +259,39 @@ def rank_users(trained: TrainedRanker, config: EncoreConfig, inputs: Mapping[str
     evaluated = np.zeros(prepared.n_users, dtype=bool)
     evaluated[prepared.eval_users(stage)] = True
     users = np.arange(prepared.n_users, dtype=np.int64) if users is None else users
-    found, fallback_users = 0, 0
     raw_ids, names = prepared.items["raw_id"].astype(str).to_numpy(), prepared.items["name"].astype(str).to_numpy()
-    batches = list(user_batches(users, rows, rows_per_batch(config.resources, BYTES_PER_CANDIDATE_ROW)))
+
+    def ranked(batch_users: np.ndarray) -> tuple[pd.DataFrame, int, int]:
+        """One batch's final lists, its candidates' hits on the eval part, and its fallback users."""
+        batch = labelled_batch(ranking, prepared, batch_users, ranker.candidates_per_generator)
+        pair_users = batch.pairs["user"].to_numpy()
+        found = int(batch.y[evaluated[pair_users]].sum())
+        recs = top_k(pair_users, batch.pairs["item"].to_numpy(), trained.score(batch.features), ranker.top_k)
+        served = batch_users[:0]
+        if fallback is not None:
+            listed = GeneratorOutput(inputs[fallback]).candidates(stage, max_rank=ranker.top_k, users=batch_users)
+            served = batch_users[policy.uses_fallback(cold_users(history, batch_users))]
+            recs = pd.concat([recs[~np.isin(recs["user"].to_numpy(), served)],
+                              listed[np.isin(listed["user"].to_numpy(), served)]], ignore_index=True)
+            recs = complete_from_list(recs, listed, prepared.n_items, ranker.top_k)
+        seen = history[batch_users].tocoo()
+        seen_keys = pair_keys(batch_users[seen.row], seen.col, prepared.n_items)
+        recs = complete_with_popular(recs, batch_users, popular, seen_keys, prepared.n_items, ranker.top_k)
+        return with_item_names(recs, raw_ids, names), found, len(served)
+
+    # Batches on every core (numpy, scipy and CatBoost release the GIL), each of 1/threads of
+    # the budget's rows so that the batches in flight hold what one batch did; their lists are
+    # written in batch order, so the file does not depend on the thread count.
+    threads = available_cores()
+    batches = list(user_batches(users, rows, max(1, rows_per_batch(config.resources, BYTES_PER_CANDIDATE_ROW)
+                                                 // threads)))
+    found, fallback_users = 0, 0
     with Progress(f"ranker ranking ({stage})", len(users)) as shown:
-        for batch_users in batches:
-            batch = labelled_batch(ranking, prepared, batch_users, ranker.candidates_per_generator)
-            pair_users = batch.pairs["user"].to_numpy()
-            found += int(batch.y[evaluated[pair_users]].sum())
-            recs = top_k(pair_users, batch.pairs["item"].to_numpy(), trained.score(batch.features), ranker.top_k)
-            if fallback is not None:
-                listed = GeneratorOutput(inputs[fallback]).candidates(stage, max_rank=ranker.top_k,
-                                                                           users=batch_users)
-                served = batch_users[policy.uses_fallback(cold_users(history, batch_users))]
-                fallback_users += len(served)
-                recs = pd.concat([recs[~np.isin(recs["user"].to_numpy(), served)],
-                                  listed[np.isin(listed["user"].to_numpy(), served)]], ignore_index=True)
-                recs = complete_from_list(recs, listed, prepared.n_items, ranker.top_k)
-            seen = history[batch_users].tocoo()
-            seen_keys = pair_keys(batch_users[seen.row], seen.col, prepared.n_items)
-            sink.write(with_item_names(complete_with_popular(recs, batch_users, popular, seen_keys, prepared.n_items,
-                                                             ranker.top_k), raw_ids, names))
+        for batch_users, (recs, batch_found, batch_fallback) in zip(
+                batches, map_in_order(ranked, batches, threads), strict=True):
+            sink.write(recs)
+            found += batch_found
+            fallback_users += batch_fallback
             shown.advance(len(batch_users))
     n_relevant = len(prepared.part(EVAL_PART[stage]))
     return {"candidate_recall": found / max(n_relevant, 1), "rank_batches": float(len(batches)),

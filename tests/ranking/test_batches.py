@@ -85,6 +85,19 @@ def test_batched_ranking_stage_equals_one_batch(upstream: EncoreConfig, tmp_path
     pd.testing.assert_frame_equal(batched_recs, whole_recs)
 
 
+@pytest.mark.parametrize("cores", [1, 3])
+def test_ranking_lists_do_not_depend_on_the_threads_batches_run_on(
+        upstream: EncoreConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    few = {"resources.memory_gib": 1e-5}
+    default, default_recs = _ranker(upstream, tmp_path / "default", few)
+    monkeypatch.setattr(ranking_stage, "available_cores", lambda: cores)
+    other, other_recs = _ranker(upstream, tmp_path / "other", few)
+    assert other["rank_batches"] > 10
+    for key in ("candidate_recall", "fallback_users"):
+        assert other[key] == default[key], key
+    pd.testing.assert_frame_equal(other_recs, default_recs)
+
+
 def test_row_budget_samples_users_and_is_logged(upstream: EncoreConfig, tmp_path: Path) -> None:
     metrics, recs = _ranker(upstream, tmp_path / "budget", {"components.ranker.train_max_rows": 3000})
     assert metrics["train_sampled_users"] < metrics["train_target_users"]
