@@ -24,6 +24,12 @@ RSS at 30M interactions extrapolated from the measured file's smallest and large
 commit those measurements were taken on. A projection, not a measurement: it assumes each
 component keeps the growth it showed between the measured sizes.
 
+    python -m benchmarks.scale --add-phases scale.json [--workdir DIR]
+
+adds each component's phases (``fit_base``, ``recommend_train``, ...: the ``*_seconds`` metrics
+of its run) to a file measured before they were recorded, from the stores its runs left in the
+workdir; refused unless those runs were made on the file's commit.
+
     python -m benchmarks.scale --sizes 3m --replace-in scale.json
 
 re-runs the given sizes and replaces them in an existing result file measured on the same commit
@@ -58,18 +64,58 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 GIB = 2**30
 
 
-def component_figures(config: EncoreConfig) -> dict[str, dict[str, float]]:
-    """Each component run's ``seconds`` and ``peak_rss_bytes``, in pipeline order, from the store."""
+RUN_SECONDS = ("time_run_seconds", "cpu_run_seconds")
+"""The runner's own figures of a component run; its other ``*_seconds`` metrics are its phases."""
+
+
+def component_runs(config: EncoreConfig) -> dict[str, Any]:
+    """Each component's MLflow run of the pipeline in the store, by component name."""
     import mlflow
 
     mlflow.set_tracking_uri(config.tracking.tracking_uri)
     runs = mlflow.search_runs(experiment_names=[config.tracking.experiment_name or config.experiment.name],
                               output_format="list")
-    by_name = {r.info.run_name: r.data.metrics for r in runs if "mlflow.parentRunId" in r.data.tags}
+    return {r.info.run_name: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+
+
+def phases(metrics: dict[str, float]) -> dict[str, float]:
+    """A component's named phases (``fit_base``, ``recommend_train``, ...: ``encore.progress.Timings``)."""
+    return {key.removesuffix("_seconds"): value for key, value in sorted(metrics.items())
+            if key.endswith("_seconds") and key not in RUN_SECONDS}
+
+
+def component_figures(config: EncoreConfig) -> dict[str, dict[str, Any]]:
+    """Each component run's ``seconds``, ``peak_rss_bytes``, CPU seconds and phases, in pipeline
+    order, from the store."""
+    by_name = {name: run.data.metrics for name, run in component_runs(config).items()}
     return {name: {"seconds": by_name[name]["time_run_seconds"],
                    "peak_rss_bytes": by_name[name]["peak_rss_mib"] * 2**20}
             | ({"cpu_seconds": by_name[name]["cpu_run_seconds"]} if "cpu_run_seconds" in by_name[name] else {})
+            | {"phases": phases(by_name[name])}
             for name in pipeline_components(config) if name in by_name}
+
+
+def add_phases(name: str, workdir: Path) -> int:
+    """Add each component's phases to the result file ``name`` from the stores its runs left in
+    ``workdir`` (for files measured before phases were recorded); refused unless every run there
+    was made on the file's commit, so the phases are those of the measured runs."""
+    path = RESULTS / name
+    report = json.loads(path.read_text())
+    for size, result in report["results"].items():
+        folder = workdir / size
+        settings = MachineSettings(_env_file=None, encore_output_dir=folder / "outputs",
+                                   mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+        config = load_config(REPO_ROOT / result["experiment"], settings=settings)
+        runs = component_runs(config)
+        commits = {run.data.tags.get("encore.git_commit") for run in runs.values()}
+        if commits != {report["commit"]}:
+            raise SystemExit(f"error: --add-phases: the {size} runs in {folder} were made on "
+                             f"{sorted(map(str, commits))}, not on {name}'s commit {report['commit']}")
+        for component, figures in result["components"].items():
+            figures["phases"] = phases(runs[component].data.metrics)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"{name}: phases added for {', '.join(report['results'])}")
+    return 0
 
 
 def bench_size(size: str, workdir: Path) -> dict[str, Any]:
@@ -283,7 +329,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="where each size's outputs and MLflow store go (default outputs/benchmark-scale)")
     parser.add_argument("--replace-in", metavar="NAME",
                         help="re-run --sizes and replace them in this result file (same commit required)")
+    parser.add_argument("--add-phases", metavar="NAME",
+                        help="add each component's phases to this result file from the runs it measured "
+                             "(still in --workdir, made on its commit)")
     args = parser.parse_args(argv)
+    if args.add_phases:
+        return add_phases(args.add_phases, args.workdir)
     if args.replace_in:
         return replace_sizes(args.replace_in, args.sizes.split(","), args.workdir)
     if args.project:

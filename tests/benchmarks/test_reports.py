@@ -116,3 +116,30 @@ def test_a_search_summary_counts_complete_and_pruned_trials() -> None:
                            "best_epoch": [3.0, 1.0, 7.0, 1.0, 2.0]})
     assert search_summary(trials) == {"trials_complete": 2, "trials_pruned": 3, "complete_best_epochs": [3, 7]}
     assert search_summary(trials.iloc[:0]) == {}
+
+
+def test_a_components_phases_are_its_seconds_metrics_but_the_runners_own() -> None:
+    from benchmarks.scale import phases
+
+    metrics = {"time_run_seconds": 30.0, "cpu_run_seconds": 50.0, "fit_base_seconds": 4.0,
+               "recommend_train_seconds": 6.0, "ndcg@10": 0.3, "peak_rss_mib": 100.0}
+    assert phases(metrics) == {"fit_base": 4.0, "recommend_train": 6.0}
+
+
+def test_the_phase_table_splits_a_component_into_fit_candidates_and_the_rest(tmp_path, monkeypatch) -> None:
+    from benchmarks import docs_figures
+
+    small = _size(1_000_000, {"bpr": 10.0})
+    large = _size(10_000_000, {"bpr": 200.0})
+    small["components"]["bpr"]["phases"] = {"fit_base": 2.0, "fit_train": 2.0, "recommend_base": 1.0,
+                                            "recommend_train": 1.0}
+    large["components"]["bpr"]["phases"] = {"fit_base": 40.0, "fit_train": 40.0, "recommend_base": 50.0,
+                                            "recommend_train": 50.0}
+    report = {"commit": "0" * 40, "results": {"1m": small, "10m": large}}
+    monkeypatch.setattr(docs_figures, "load", lambda name: report)
+    table = docs_figures.render_scale_phases(tmp_path / "doc.md", "scale.json")
+    assert "users × items grows with exponent 2.00" in table  # n/10 x n/20: 100x per 10x
+    assert "| bpr | fit | 4.0 | 80.0 | 1.30 |" in table
+    assert "| bpr | candidates | 2.0 | 100.0 | 1.70 |" in table
+    assert "| bpr | rest | 4.0 | 20.0 | 0.70 |" in table
+    assert "| bpr | **whole** | 10.0 | 200.0 | 1.30 |" in table
