@@ -261,16 +261,17 @@ def cpu_model(machine: dict[str, Any]) -> str:
     return f" ({machine['cpu_model']})" if machine.get("cpu_model") else ""
 
 
-def scale_tables(report: dict[str, Any]) -> list[str]:
-    sizes = list(report["results"])
+def machine_line(report: dict[str, Any]) -> str:
+    """A scale file's machine and the load average around its runs."""
     machine = report["machine"]
     start, end = machine["load_average_at_start"], report["load_average_at_end"]
-    lines = [
-        f"Machine: {machine['cpus']} cores{cpu_model(machine)}, {machine['memory_gib']} GiB, "
-        f"Python {machine['python']}; "
-        f"load average at start {start[0]:.1f}, at end {end[0]:.1f}.",
-        "",
-    ]
+    return (f"Machine: {machine['cpus']} cores{cpu_model(machine)}, {machine['memory_gib']} GiB, "
+            f"Python {machine['python']}; load average at start {start[0]:.1f}, at end {end[0]:.1f}.")
+
+
+def scale_tables(report: dict[str, Any]) -> list[str]:
+    sizes = list(report["results"])
+    lines = [machine_line(report), ""]
     reruns = [s for s in sizes if "rerun_commit" in report["results"][s]]
     if reruns:
         # A size re-run alone (benchmarks/scale.py --replace-in) on a commit that computes the same.
@@ -380,6 +381,45 @@ def cpu_exponents(results: dict[str, Any], small: str, large: str) -> dict[str, 
     return {c: math.log(b["components"][c]["cpu_seconds"] / fig["cpu_seconds"]) / ratio
             for c, fig in a["components"].items()
             if fig.get("cpu_seconds") and b["components"].get(c, {}).get("cpu_seconds")}
+
+
+PHASE_GROUPS = {"fit": ("fit_base", "fit_train", "fit"), "candidates": ("recommend_base", "recommend_train"),
+                "training rows": ("features_train",), "ranking": ("rank",)}
+"""A component's phases (``benchmarks.scale.phases``) summed into what the scale prose discusses."""
+
+
+def render_scale_phases(doc: Path, name: str) -> str:
+    """Where each component's time grows between the smallest and largest size: its fit, its
+    exact top-N candidates (users x items), the ranker's ranking loop, and the rest (evaluation
+    of its lists, saving, reading inputs), with each part's exponent."""
+    report = load(name)
+    results = report["results"]
+    sizes = list(results)
+    small, large = sizes[0], sizes[-1]
+    a, b = results[small], results[large]
+    ratio = math.log(b["n_interactions"] / a["n_interactions"])
+    pairs = math.log(b["n_users"] * b["n_items"] / (a["n_users"] * a["n_items"])) / ratio
+    lines = [f"From {small} to {large}, users × items grows with exponent {pairs:.2f} of the interactions "
+             f"({thousands(a['n_users'])} × {thousands(a['n_items'])} → {thousands(b['n_users'])} × "
+             f"{thousands(b['n_items'])}): the cost of an exact top-N over every item for every user.", "",
+             f"| component | part | {small} s | {large} s | exponent |", "|---|---|---|---|---|"]
+
+    def exponent(x: float, y: float) -> str:
+        return f"{math.log(y / x) / ratio:.2f}" if x > 0 and y > 0 else "—"
+
+    for component, fig in b["components"].items():
+        if not fig.get("phases"):
+            continue
+        before = a["components"][component]
+        parts = {part: (sum(before["phases"].get(p, 0.0) for p in names), sum(fig["phases"].get(p, 0.0) for p in names))
+                 for part, names in PHASE_GROUPS.items()}
+        parts = {part: v for part, v in parts.items() if v[1] > 0}
+        parts["rest"] = (before["seconds"] - sum(v[0] for v in parts.values()),
+                         fig["seconds"] - sum(v[1] for v in parts.values()))
+        parts["**whole**"] = (before["seconds"], fig["seconds"])
+        for part, (x, y) in parts.items():
+            lines.append(f"| {component} | {part} | {x:.1f} | {y:.1f} | {exponent(x, y)} |")
+    return "\n".join([*lines, "", source_line(doc, name)])
 
 
 def render_scale_targets(doc: Path, name: str) -> str:
@@ -1060,6 +1100,7 @@ FIGURES: dict[str, Figure] = {
     "pipeline-lastfm2k": Figure(render_pipeline, ("lastfm2k-pipeline.json",)),
     "scale": of_file(render_scale, "scale.json"),
     "scale-targets": of_file(render_scale_targets, "scale.json"),
+    "scale-phases": of_file(render_scale_phases, "scale.json"),
     "scale-1m-i27": of_file(render_scale, "scale-1m-i27.json"),
     "scale-1m-quiet": of_file(render_scale, "scale-1m-e127f40.json"),
     "scale-1m-quiet-final": of_file(render_scale, "scale-1m-4af1542.json"),
