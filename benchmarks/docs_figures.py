@@ -451,6 +451,56 @@ def render_scale_projection(doc: Path, name: str) -> str:
     return "\n".join([*lines, "", source_line(doc, report["projected_from"], name)])
 
 
+SCALE_30M_LIMIT_SECONDS = 90 * 60
+"""#27: the 30M run is made if it finishes within 90 minutes (else only projected)."""
+
+
+def render_scale_30m(doc: Path) -> str:
+    """The measured 30M run (``--sizes 30m --name scale-30m``) beside the 10M run of the scale
+    table (same commit required: one computation) and the projection from that table: per
+    component time, peak and the 10M -> 30M exponent, the projection's error, and the ranker."""
+    big, table, projected = load("scale-30m.json"), load("scale.json"), load("scale-30m-projection.json")
+    if big["commit"] != table["commit"] or projected["measured_commit"] != table["commit"]:
+        raise SystemExit("error: scale-30m.json, scale.json and scale-30m-projection.json's measurements "
+                         f"are of different commits ({big['commit'][:7]}, {table['commit'][:7]}, "
+                         f"{projected['measured_commit'][:7]}): re-run them on one")
+    r30, r10, proj = big["results"]["30m"], table["results"]["10m"], projected["projection"]
+    ratio = math.log(r30["n_interactions"] / r10["n_interactions"])
+    lines = [
+        f"{thousands(r30['n_interactions'])} interactions ({thousands(r30['n_users'])} users × "
+        f"{thousands(r30['n_items'])} items), on the commit of the scale table. {machine_line(big)}",
+        "",
+        "| component | 10m: s (CPU s) / GiB | 30m: s (CPU s) / GiB | exponent 10m->30m | projected 30m s "
+        "| measured / projected |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(fig: dict[str, float]) -> str:
+        return f"{fig['seconds']:.0f} ({fig['cpu_seconds']:.0f}) / {fig['peak_rss_bytes'] / 2**30:.2f}"
+
+    for c, fig in r30["components"].items():
+        small, guess = r10["components"][c], proj["components"][c]["seconds"]
+        lines.append(f"| {c} | {cell(small)} | {cell(fig)} | "
+                     f"{math.log(fig['seconds'] / small['seconds']) / ratio:.2f} | {guess:.0f} | "
+                     f"{fig['seconds'] / guess:.2f} |")
+    lines.append(f"| **pipeline** | **{r10['total_seconds']:.0f} / {r10['peak_rss_bytes'] / 2**30:.2f}** | "
+                 f"**{r30['total_seconds']:.0f} / {r30['peak_rss_bytes'] / 2**30:.2f}** "
+                 f"({r30['total_seconds'] / 60:.1f} min) | "
+                 f"{math.log(r30['total_seconds'] / r10['total_seconds']) / ratio:.2f} | "
+                 f"{proj['total_seconds']:.0f} | {r30['total_seconds'] / proj['total_seconds']:.2f} |")
+    if big.get("uncommitted_at_run"):
+        # The run's checkout differed from its commit only by files the note names (e.g. the
+        # scale table's own results, written just before it in the same checkout).
+        lines += ["", f"Uncommitted in the run's checkout: {', '.join(big['uncommitted_at_run']['paths'])} "
+                  f"({big['uncommitted_at_run']['why']})."]
+    vs = r30["vs_best_generator"]
+    met = "met" if r30["total_seconds"] <= SCALE_30M_LIMIT_SECONDS else "**not met**"
+    lines += ["", f"Within {SCALE_30M_LIMIT_SECONDS // 60} minutes: {met} ({r30['total_seconds'] / 60:.1f} min). "
+              f"Ranker NDCG@10 {vs['mean_b']:.4f} against the best generator, {r30['best_generator']} "
+              f"{vs['mean_a']:.4f}: {pct(vs['rel_uplift'])} ({pct(vs['rel_ci_low'])} … {pct(vs['rel_ci_high'])})."]
+    return "\n".join([*lines, "", source_line(doc, "scale-30m.json", "scale.json", "scale-30m-projection.json")])
+
+
 def render_userknn_listeners(doc: Path) -> str:
     name = "userknn_listeners.json"
     report = load(name)
@@ -1107,6 +1157,7 @@ FIGURES: dict[str, Figure] = {
     "scale-1m-quiet-312db1f": of_file(render_scale, "scale-1m-312db1f.json"),
     "scale-30m-projection": Figure(lambda doc: render_scale_projection(doc, "scale-30m-projection.json"),
                                    ("scale-30m-projection.json", "scale.json")),
+    "scale-30m": Figure(render_scale_30m, ("scale-30m.json", "scale.json", "scale-30m-projection.json")),
     "scale-1m-final": of_file(render_scale, "scale-1m-final.json"),
     "userknn-listeners": Figure(render_userknn_listeners, ("userknn_listeners.json",)),
     "prepare-engines": Figure(render_prepare_engines, ("prepare_engines.json",)),
