@@ -917,8 +917,8 @@ def _ann_index_lines_v1(report: dict[str, Any]) -> list[str]:
     return lines + [_ann_row(row) for row in report["rows"]]
 
 
-def render_ann(doc: Path) -> str:
-    return "\n".join([*ann_lines(load("ann.json")), "", source_line(doc, "ann.json")])
+def render_ann(doc: Path, name: str) -> str:
+    return "\n".join([*ann_lines(load(name)), "", source_line(doc, name)])
 
 
 def render_outputs(doc: Path) -> str:
@@ -1179,7 +1179,8 @@ FIGURES: dict[str, Figure] = {
     "optuna-vs-grid": of_file(render_optuna_vs_grid, "optuna_vs_grid-lastfm2k.json"),
     "optuna-vs-grid-tpe": of_file(render_optuna_vs_grid, "optuna_vs_grid-lastfm2k-tpe.json"),
     "optuna-synthetic": of_file(render_optuna_synthetic, "optuna_vs_grid-synthetic.json"),
-    "ann": Figure(render_ann, ("ann.json",)),
+    "ann": of_file(render_ann, "ann.json"),
+    "ann-bpr50": of_file(render_ann, "ann-bpr50.json"),
     "outputs-lastfm2k": Figure(render_outputs, ("outputs-lastfm2k.json",)),
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
     "bpr-epochs": of_file(render_bpr_epochs, "bpr-epochs-synthetic_1m.json"),
