@@ -95,6 +95,13 @@ def component_figures(config: EncoreConfig) -> dict[str, dict[str, Any]]:
             for name in pipeline_components(config) if name in by_name}
 
 
+def size_config(experiment: Path, folder: Path) -> EncoreConfig:
+    """The experiment as one size's run sees it: outputs in ``folder/outputs``, its own SQLite store."""
+    settings = MachineSettings(_env_file=None, encore_output_dir=folder / "outputs",
+                               mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    return load_config(experiment, settings=settings)
+
+
 def add_phases(name: str, workdir: Path) -> int:
     """Add each component's phases to the result file ``name`` from the stores its runs left in
     ``workdir`` (for files measured before phases were recorded); refused unless every run there
@@ -103,10 +110,7 @@ def add_phases(name: str, workdir: Path) -> int:
     report = json.loads(path.read_text())
     for size, result in report["results"].items():
         folder = workdir / size
-        settings = MachineSettings(_env_file=None, encore_output_dir=folder / "outputs",
-                                   mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
-        config = load_config(REPO_ROOT / result["experiment"], settings=settings)
-        runs = component_runs(config)
+        runs = component_runs(size_config(REPO_ROOT / result["experiment"], folder))
         commits = {run.data.tags.get("encore.git_commit") for run in runs.values()}
         if commits != {report["commit"]}:
             raise SystemExit(f"error: --add-phases: the {size} runs in {folder} were made on "
@@ -124,11 +128,9 @@ def bench_size(size: str, workdir: Path) -> dict[str, Any]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     load_at_start = os.getloadavg()
-    env = os.environ | {"ENCORE_OUTPUT_DIR": str(folder / "outputs"),
-                        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
-    settings = MachineSettings(_env_file=None, encore_output_dir=folder / "outputs",
-                               mlflow_tracking_uri=env["MLFLOW_TRACKING_URI"])
-    config = load_config(experiment, settings=settings)
+    config = size_config(experiment, folder)
+    env = os.environ | {"ENCORE_OUTPUT_DIR": str(config.output_dir),
+                        "MLFLOW_TRACKING_URI": str(config.tracking.tracking_uri)}
     peak_file = folder / ".peak-pipeline"
     started = time.perf_counter()
     with (folder / "pipeline.log").open("w") as log:
