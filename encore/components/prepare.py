@@ -42,8 +42,11 @@ def prepare(dataset: MusicDataset, split: Split, out: Path, *, data_sha256: dict
     write_parquet(pd.DataFrame({"user": range(dataset.n_users), "raw_id": dataset.user_ids.astype(str)}),
                   out / "users.parquet")
     names = dataset.item_names if dataset.item_names is not None else dataset.item_ids
-    write_parquet(pd.DataFrame({"item": range(dataset.n_items), "raw_id": dataset.item_ids.astype(str),
-                                "name": pd.Series(names).astype(str)}), out / "items.parquet")
+    items = pd.DataFrame({"item": range(dataset.n_items), "raw_id": dataset.item_ids.astype(str),
+                          "name": pd.Series(names).astype(str)})
+    if dataset.item_release is not None:
+        items["release"] = dataset.item_release
+    write_parquet(items, out / "items.parquet")
     if dataset.tag_names is not None:
         write_parquet(pd.DataFrame({"tag": range(dataset.n_tags), "name": dataset.tag_names.astype(str)}),
                       out / "tags.parquet")

@@ -45,6 +45,10 @@ class MusicDataset:
         Raw ids by contiguous index, shapes ``(n_users,)`` and ``(n_items,)``.
     item_names:
         Display names by item index, or None.
+    item_release:
+        Release times by item index (datetime64[ns], NaT where unknown, e.g. the back
+        catalogue), or None: catalogue metadata, known ahead for every item the catalogue
+        lists, upcoming releases included (a label's release schedule).
     item_tags:
         Item-level features that belong to the item alone (genres, albums, artists
         of a track): columns ``item`` (int32), ``tag`` (int32), ``weight`` (float32).
@@ -67,6 +71,7 @@ class MusicDataset:
     user_ids: np.ndarray
     item_ids: np.ndarray
     item_names: np.ndarray | None = None
+    item_release: np.ndarray | None = None
     item_tags: pd.DataFrame | None = None
     user_item_tags: pd.DataFrame | None = None
     tag_names: np.ndarray | None = None

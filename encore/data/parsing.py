@@ -694,6 +694,7 @@ def build_dataset(
     item_catalog: pd.Index | None = None,
     item_catalog_file: str | None = None,
     item_names: pd.Series | None = None,
+    item_release: pd.Series | None = None,
     tag_catalog: pd.Series | None = None,
     tag_catalog_file: str | None = None,
     item_tags: SideTable | None = None,
@@ -728,6 +729,8 @@ def build_dataset(
         dropped, counted in ``stats`` and logged.
     Names
         ``item_names`` (raw id -> name) for items that have one; others get their raw id.
+    Releases
+        ``item_release`` (raw id -> datetime) for items with a known release; others NaT.
     """
     stats_out: dict[str, int] = dict(stats or {})
     frame = interactions
@@ -843,12 +846,18 @@ def build_dataset(
         fallback = pd.isna(names_out) | (names_out == "")
         names_out[fallback] = items.astype(str).to_numpy(dtype=object)[fallback]
 
+    release_out: np.ndarray | None = None
+    if item_release is not None:
+        known = item_release[~item_release.index.duplicated()]
+        release_out = pd.to_datetime(known).reindex(items).to_numpy("datetime64[ns]")
+
     return MusicDataset(
         name=name,
         interactions=out,
         user_ids=users.to_numpy(),
         item_ids=items.to_numpy(),
         item_names=names_out,
+        item_release=release_out,
         item_tags=item_tags_out,
         user_item_tags=user_item_tags_out,
         tag_names=tag_names,

@@ -3,7 +3,7 @@
 Layout (all Parquet unless said otherwise)::
 
     users.parquet        user (int32), raw_id (str)
-    items.parquet        item (int32), raw_id (str), name (str)
+    items.parquet        item (int32), raw_id (str), name (str)[, release (datetime64, NaT unknown)]
     tags.parquet         tag (int32), name (str)                     [if the data has tags]
     base/target/test.parquet   user, item, weight[, timestamp]      the three split parts
     base.npz, train.npz  CSR (n_users, n_items) play weights of base and base+target
@@ -95,6 +95,14 @@ class PreparedData:
     @cached_property
     def items(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "items.parquet")
+
+    def item_release_seconds(self) -> np.ndarray | None:
+        """Every item's release time in unix seconds, shape (n_items,), NaN where unknown; None
+        when the dataset has no release dates (catalogue metadata, not listening data)."""
+        if "release" not in self.items.columns:
+            return None
+        release = self.items["release"].to_numpy("datetime64[ns]")
+        return np.where(np.isnat(release), np.nan, release.view(np.int64) / 1e9)
 
     def part(self, name: str) -> pd.DataFrame:
         """``base``, ``target``, ``test`` or ``train`` (= base + target) interactions."""

@@ -19,6 +19,8 @@ The generative story, calibrated so that the pipeline's generators rank as on La
   released artist at time ``t`` is kept with probability 0 before the release and
   ``TREND_FLOOR + (1 - TREND_FLOOR) 2^(-(t - release) / trend_half_life_days)`` after, so its
   listens crowd the months after release and recency-weighted popularity wins on a time split.
+  The release times are the dataset's ``item_release`` (catalogue metadata: NaT for the back
+  catalogue).
 * **Users** have a log-normal(0, 1) activity (the share of the listens they draw), an active
   window (10-100% of ``start..end`` at a random place; listen times uniform within it), a
   loyalty ~ Beta with mean ``loyalty`` (concentration 12), a primary genre (by genre
@@ -304,17 +306,21 @@ def item_structure(cfg: SyntheticConfig) -> pd.DataFrame:
     the generated dataset exactly (the world is drawn first from the generator's stream).
     """
     world = _World(cfg, np.random.default_rng(cfg.random_state))
-    t0, t1 = pd.Timestamp(cfg.start).value, pd.Timestamp(cfg.end).value
-    release = np.where(np.isinf(world.release), np.nan, t0 + world.release * (t1 - t0))
     return pd.DataFrame(
         {
             "genre": world.item_genre,
             "scene": world.item_scene,
             "popularity": world.popularity,
-            "release": pd.to_datetime(release),
+            "release": _release_times(world, cfg),
         },
         index=pd.RangeIndex(cfg.n_items, name="item"),
     )
+
+
+def _release_times(world: _World, cfg: SyntheticConfig) -> pd.DatetimeIndex:
+    """Every artist's release time (NaT for the back catalogue)."""
+    t0, t1 = pd.Timestamp(cfg.start).value, pd.Timestamp(cfg.end).value
+    return pd.to_datetime(np.where(np.isinf(world.release), np.nan, t0 + world.release * (t1 - t0)))
 
 
 def generate_synthetic(cfg: SyntheticConfig) -> MusicDataset:
@@ -389,6 +395,7 @@ def generate_synthetic(cfg: SyntheticConfig) -> MusicDataset:
         interactions_file="synthetic",
         item_catalog=pd.Index(item_index),
         item_names=pd.Series(_labels("artist_", n_items), index=item_index),
+        item_release=pd.Series(_release_times(world, cfg), index=item_index),
         tag_catalog=pd.Series(tag_names, index=np.arange(n_tags, dtype=np.int64)),
         item_tags=SideTable(item_tags, file="synthetic item_tags"),
         user_item_tags=SideTable(user_item_tags, file="synthetic user_item_tags"),

@@ -183,3 +183,15 @@ def test_item_structure_matches_dataset(small, truth) -> None:
     # Items of popular scenes are listened to more (the structure is the data's, not another draw's).
     listens = np.bincount(small.interactions.item, minlength=small.n_items)
     assert np.corrcoef(np.log(truth.popularity), np.log1p(listens))[0, 1] > 0.5
+
+
+def test_release_dates_are_exported_as_catalogue_metadata(small, truth) -> None:
+    """The hidden release of every artist is the dataset's ``item_release`` (NaT: back catalogue),
+    and nobody listens to an artist before its release."""
+    ids = small.item_ids.astype(np.int64)
+    np.testing.assert_array_equal(small.item_release, truth["release"].to_numpy("datetime64[ns]")[ids])
+    released = ~np.isnat(small.item_release)
+    assert 0 < released.mean() < 1
+    heard = small.interactions
+    release = small.item_release[heard["item"].to_numpy()]
+    assert ((heard["timestamp"].to_numpy() >= release) | np.isnat(release)).all()
