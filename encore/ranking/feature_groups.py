@@ -45,7 +45,8 @@ class StageData:
     (n_users, n_items) last-play unix seconds; ``models`` the stage's fitted generator and
     feature models by instance name, ``candidates`` each proposing instance's (user, item,
     rank) lists for the batch at hand; ``now`` the stage's latest timestamp (0 without
-    timestamps) and ``recent_days`` the window of recency features."""
+    timestamps) and ``recent_days`` the window of recency features; ``item_release``
+    (n_items,) release unix seconds, NaN where unknown (catalogue metadata, None without)."""
 
     user_items: sp.csr_matrix
     item_features: sp.csr_matrix
@@ -55,6 +56,7 @@ class StageData:
     timestamps: sp.csr_matrix | None = None
     now: float = 0.0
     recent_days: float = 30.0
+    item_release: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:

@@ -20,7 +20,9 @@ Built-in feature groups (switchable with ``components.ranker.features``; a user'
                ``recent_days`` of the stage).
 ``item``       ``item_listeners``, ``item_total_plays``, ``item_mean_log_plays``,
                ``item_n_tags``; with timestamps ``item_days_since_last``, ``item_age_days``,
-               ``item_recent_listeners`` and ``item_trend`` (recent / all-time listeners).
+               ``item_recent_listeners`` and ``item_trend`` (recent / all-time listeners);
+               with timestamps and release dates ``item_days_since_release`` (negative for a
+               release still to come, NaN unknown).
 ``user_item``  ``tag_cosine`` (user tag profile vs item tags, TF-IDF), ``colisten_top_max`` /
                ``colisten_top_mean`` (co-listening similarity of the item to the user's three
                most-played items, in a 64-d SVD embedding of listener vectors); with
@@ -250,6 +252,11 @@ class ItemFeatures(FeatureGroup):
                              ).astype(np.float64)
             self.columns["item_recent_listeners"] = recent
             self.columns["item_trend"] = recent / np.maximum(listeners, 1)
+            if data.item_release is not None:
+                # From the release schedule, not from listens: an item nobody has heard yet still
+                # has an age, and one released after the labelling window can never be a positive
+                # (without it a stage's new items mix both, and the ranker learns the mixture).
+                self.columns["item_days_since_release"] = (now - data.item_release) / SECONDS_PER_DAY
 
     def compute(self, users: np.ndarray, items: np.ndarray, data: StageData) -> dict[str, np.ndarray]:
         return {name: values[items] for name, values in self.columns.items()}

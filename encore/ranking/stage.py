@@ -115,7 +115,8 @@ class RankingStage:
         timestamps = prepared.timestamps(stage)
         data = StageData(user_items=prepared.user_items(stage), item_features=prepared.item_features(stage),
                          models=models, candidates={}, social=prepared.social(), timestamps=timestamps,
-                         now=latest_timestamp(timestamps), recent_days=ranker.recent_days)
+                         now=latest_timestamp(timestamps), recent_days=ranker.recent_days,
+                         item_release=prepared.item_release_seconds())
         return cls(stage=stage, data=data, tables=FeatureTables(data, list(ranker.features)),
                    outputs={name: outputs[name] for name in ranker_generators(config)},
                    relevant=prepared.relevant(stage), from_files=model_stage == stage)
