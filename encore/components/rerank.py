@@ -41,6 +41,7 @@ from encore.evaluation.evaluator import Evaluator, lists_from_frame
 from encore.io import ParquetSink, write_json, write_parquet
 from encore.outputs import GeneratorOutput, RankerOutput, RerankOutput
 from encore.pipeline.component import Context, Result
+from encore.ranking.feature_groups import SECONDS_PER_DAY, latest_timestamp
 from encore.ranking.model import TrainedRanker
 from encore.ranking.stage import HELD_OUT_MODEL, HELD_OUT_USERS, rank_users, ranker_inputs
 from encore.recommenders import recommender_class
@@ -60,7 +61,7 @@ NAME = "rerank"
 log = logging.getLogger(__name__)
 BATCH_USERS = 512
 """Users re-ranked at once: the MMR similarity block is (users, width, width)."""
-SECONDS_PER_DAY = 86_400
+
 
 
 def _side_instances(config: EncoreConfig) -> list[str]:
@@ -94,19 +95,52 @@ def item_vectors(model: object, where: str) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
+def stage_now(prepared: PreparedData, stage: Stage) -> float | None:
+    """The stage's last event in unix seconds (when its lists are made, as the ranker's "now"),
+    None without timestamps."""
+    return latest_timestamp(prepared.timestamps(stage)) if prepared.has_timestamps else None
+
+
+def unreleased(config: EncoreConfig, prepared: PreparedData, stage: Stage) -> np.ndarray:
+    """Items released more than ``release_horizon_days`` after the stage's last event: not in the
+    catalogue while the stage's lists are served (empty without the rule, release dates or timestamps)."""
+    horizon = config.components.rerank.release_horizon_days
+    release, now = prepared.item_release_seconds(), stage_now(prepared, stage)
+    if horizon is None or release is None or now is None:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.nan_to_num(release, nan=-np.inf) > now + horizon * SECONDS_PER_DAY)
+
+
+def new_items(config: EncoreConfig, prepared: PreparedData, stage: Stage) -> np.ndarray:
+    """Boolean (n_items,): what content may propose as new in ``stage``'s lists: items nobody listened
+    to in the stage, less those the release rule leaves out (:func:`unreleased`) and, where the
+    catalogue has a release date, those out for ``new_days`` or more (never heard, but not new)."""
+    new = prepared.item_listeners(stage) == 0
+    new[unreleased(config, prepared, stage)] = False
+    release, now = prepared.item_release_seconds(), stage_now(prepared, stage)
+    if release is not None and now is not None:
+        new &= ~(np.nan_to_num(now - release, nan=-np.inf) >= config.components.rerank.new_days * SECONDS_PER_DAY)
+    return new
+
+
 def item_side(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, stage: Stage) -> ItemSide:
-    """Ages (days between an item's first listen and the stage's last event; 0 never listened;
-    nan without timestamps), log-popularity (listeners), embeddings and top tags, from what
-    ``stage`` may see."""
+    """Ages (days between an item's release, where the data has it, else its first listen, and the
+    stage's last event; 0 for an item not yet released or never listened to; nan without
+    timestamps), log-popularity (listeners), embeddings and top tags, from what ``stage`` may see."""
     own = config.components.rerank
     listeners = prepared.item_listeners(stage)
     ages = np.full(prepared.n_items, np.nan)
-    if prepared.has_timestamps:
+    now = stage_now(prepared, stage)
+    if now is not None:
         frame = prepared.part("base" if stage == "base" else "train")
         seconds = frame["timestamp"].astype("int64").to_numpy() // 10**9
         first = pd.Series(seconds).groupby(frame["item"].to_numpy()).min()
-        ages[first.index.to_numpy()] = (seconds.max() - first.to_numpy()) / SECONDS_PER_DAY
+        ages[first.index.to_numpy()] = (now - first.to_numpy()) / SECONDS_PER_DAY
     ages[listeners == 0] = 0.0
+    release = prepared.item_release_seconds()
+    if now is not None and release is not None:  # the catalogue's release date beats the first listen
+        known = ~np.isnan(release)
+        ages[known] = np.maximum(now - release[known], 0.0) / SECONDS_PER_DAY
     embeddings = None
     if own.embeddings_from is not None:
         section = config.components.generator(own.embeddings_from)
@@ -190,7 +224,7 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
     content_ranks = np.zeros(content_items.shape, dtype=np.int64)
     if own.content_candidates and own.content_from is not None:
         proposed = GeneratorOutput(inputs[own.content_from]).candidates(stage, users=users)
-        cold = prepared.item_listeners(stage) == 0
+        cold = new_items(config, prepared, stage)
         proposed = proposed[cold[proposed["item"].to_numpy()]].sort_values(["user", "rank"], kind="stable")
         original = proposed["rank"].to_numpy()
         proposed = proposed.assign(rank=proposed.groupby("user").cumcount() + 1)
@@ -283,7 +317,7 @@ class ChoiceEvaluator(Evaluator):
 
 
 GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
-             "content_max_rank")
+             "content_max_rank", "content_min_rank")
 """The grid's columns naming a setting (``tradeoff.csv``)."""
 COLD_ITEMS = "cold_items"
 
@@ -372,7 +406,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     base = stage_lists(config, ctx.inputs, prepared, "base",
                        target_ranked(config, ctx.inputs, prepared, out.path, target_users), target_users)
     grid, chosen_row = tradeoff(config, prepared, item_side(config, ctx.inputs, prepared, "base"), base,
-                                blocked=blocked, rejected=rejected,
+                                blocked=np.union1d(blocked, unreleased(config, prepared, "base")), rejected=rejected,
                                 content_lists=content_target_lists(config, ctx.inputs, target_users),
                                 users=target_users)
     grid.to_csv(out.path / out.GRID, index=False)
@@ -403,8 +437,10 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     side = item_side(config, ctx.inputs, prepared, "train")
     lists = stage_lists(config, ctx.inputs, prepared, "train", ranked, users)
     capped: list[np.ndarray] = []
-    items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items,
-                     skipped=capped)
+    # Items released after the horizon are left out of these lists, not blocked in the bundle: the
+    # service's catalogue has an item from its release on.
+    items = reranked(lists, side, settings, blocked=np.union1d(blocked, unreleased(config, prepared, "train")),
+                     rejected=rejected, n_items=prepared.n_items, skipped=capped)
     valid = items >= 0
     write_parquet(pd.DataFrame({
         "user": np.repeat(users, items.shape[1])[valid.ravel()].astype(np.int32),

@@ -69,6 +69,14 @@ class RerankConfig(Strict):
                                                     exclude_if=lambda values: values == [0])
     """Grid: new items the ``content_from`` generator ranks at most this high (among all its items)
     are placed at that rank of the list; 0 = off (``content_weights`` decide)."""
+    content_min_ranks: list[PositiveInt] = Field(default_factory=lambda: [1], exclude_if=lambda values: values == [1])
+    """Grid, with ``content_max_ranks``: the first place a placed new item may take (the j-th placed
+    item of a list lands at ``max(its content rank, this + j)``): above it the ranker's best items
+    stay; 1 = at the content rank."""
+    release_horizon_days: NonNegativeFloat | None = Field(default=None, exclude_if=lambda value: value is None)
+    """With release dates in the data (catalogue metadata): an item is a candidate of a stage's lists
+    only if it is released at most this many days after the stage's last event — how long a list is
+    served before it is recomputed (offline, the window it is scored on). null: no release rule."""
     match_content_on_cold_items: bool = Field(default=False, exclude_if=lambda value: not value)
     """The rule also asks for the content generator's cold-item ndcg@10 on the target part."""
     choose_on: Literal["target", "heldout"] = Field(default="target", exclude_if=lambda value: value == "target")
@@ -82,7 +90,7 @@ class RerankConfig(Strict):
     the segment policy's slice; ``ceil(1 / policy_fraction)`` = every target user (cross-fitting)."""
 
     @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
-                     "exposure_caps", "content_max_ranks")
+                     "exposure_caps", "content_max_ranks", "content_min_ranks")
     @classmethod
     def _not_empty(cls, values: list) -> list:
         if not values:
@@ -112,7 +120,7 @@ class RerankConfig(Strict):
         points = itertools.product(sorted(set(self.lambdas), reverse=True), sorted(set(self.freshness_boosts)),
                                    sorted(set(self.popularity_penalties)), sorted(set(self.content_weights)),
                                    sorted(set(self.exposure_ms)), sorted(set(self.exposure_caps), reverse=True),
-                                   sorted(set(self.content_max_ranks)))
+                                   sorted(set(self.content_max_ranks)), sorted(set(self.content_min_ranks)))
         return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
-                         exposure_m=m, exposure_cap=cap, content_max_rank=rank, **shared)
-                for lam, boost, penalty, weight, m, cap, rank in points]
+                         exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first, **shared)
+                for lam, boost, penalty, weight, m, cap, rank, first in points]

@@ -141,7 +141,9 @@ def with_ranked_content(lists: Lists, items: np.ndarray, scores: np.ndarray, ran
     > 0, every new item the content generator ranks at ``rank <= r`` (``ranks`` (n, c), from 1,
     among all its items) placed at that rank: just above the ranker candidate there (its
     relevance + 1e-9; below the row's last candidate: that one's relevance - 1e-9), so the list
-    shows it where the generator's own list does. Rows keep their ranker candidates' order."""
+    shows it where the generator's own list does. With ``content_min_rank`` p > 1 the j-th placed
+    item of a row (from 0, in rank order) lands at ``max(rank, p + j)``: the ranker's first p - 1
+    stay on top. Rows keep their ranker candidates' order."""
     r = settings.content_max_rank
     width = lists.items.shape[1]
     items = np.asarray(items, dtype=np.int64)
@@ -159,11 +161,11 @@ def with_ranked_content(lists: Lists, items: np.ndarray, scores: np.ndarray, ran
     n_valid = (lists.items >= 0).sum(axis=1)
     content = out.items[:, width:]
     use = (content >= 0) & (ranks >= 1) & (ranks <= r) & (n_valid[:, None] > 0)
-    # The j-th placed new item of a row (rank order) goes above ranker candidate rank - 1 - j: the
-    # j placed before it already sit above, so it lands exactly at its rank. Equal relevances
-    # keep the column (rank) order in the stable sorts that follow.
+    # The j-th placed new item of a row (rank order) goes above ranker candidate max(rank, p + j)
+    # - 1 - j: the j placed before it already sit above, so it lands exactly there. Equal
+    # relevances keep the column (rank) order in the stable sorts that follow.
     before = np.cumsum(use, axis=1) - use
-    at = np.clip(ranks - 1 - before, 0, None)
+    at = np.clip(np.maximum(ranks - 1 - before, settings.content_min_rank - 1), 0, None)
     above = at < n_valid[:, None]
     base = np.take_along_axis(ranked, np.minimum(at, width - 1), axis=1)
     last = np.take_along_axis(ranked, np.maximum(n_valid - 1, 0)[:, None], axis=1)

@@ -79,6 +79,8 @@ class Settings:
     content_max_rank: int = 0
     """New items the content generator ranks at most this high are placed at that rank (0: off;
     :func:`encore.reranking.spread.with_ranked_content`)."""
+    content_min_rank: int = 1
+    """The first place a placed new item may take (1: its content rank)."""
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,19 @@ def test_new_items_at_consecutive_ranks_and_in_the_rankers_list_land_at_their_ra
     steps = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
                        n_items=N_ITEMS)
     np.testing.assert_array_equal(rerank(placed, SIDE, steps, 6)[0][0], [3, 7, 0, 1, 2, -1])
+
+
+def test_a_first_place_keeps_the_rankers_best_on_top_and_the_new_items_in_rank_order() -> None:
+    # Content ranks new items 7, 8, 9 at 1, 2 and 5. With content_min_rank 3 the first placed
+    # lands at max(1, 3) = 3, the second at max(2, 4) = 4, the third at max(5, 5) = 5; the
+    # ranker's 0 and 1 keep places 1 and 2.
+    one = lists_from_scores(np.array([0]), ITEMS[:1], SCORES[:1])
+    settings = Settings(top_k=7, content_max_rank=5, content_min_rank=3)
+    placed = with_ranked_content(one, np.array([[7, 8, 9]]), np.array([[0.9, 0.8, 0.5]]), np.array([[1, 2, 5]]),
+                                 settings)
+    steps = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
+                       n_items=N_ITEMS)
+    np.testing.assert_array_equal(rerank(placed, SIDE, steps, 7)[0][0], [0, 1, 7, 8, 9, 2, 3])
+    # A late rank is kept: item 9 alone (rank 5) with content_min_rank 3 stays at 5.
+    alone = with_ranked_content(one, np.array([[9]]), np.array([[0.5]]), np.array([[5]]), settings)
+    np.testing.assert_array_equal(rerank(alone, SIDE, steps, 7)[0][0], [0, 1, 2, 3, 9, -1, -1])
