@@ -1016,7 +1016,7 @@ def render_rerank(doc: Path, name: str) -> str:
         lines.append(
             f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s.get('popularity_penalty', 0):g} / "
             f"{s.get('content_weight', 0):g} / {s['exposure_m']} / {s.get('exposure_cap', 1.0):g} / "
-            f"{s.get('content_max_rank', 0)} | "
+            f"{_content_rank(s)} | "
             f"{chosen['target_ranker'][primary]:.4f} → {chosen['target'][primary]:.4f} | "
             f"{ranker[primary]:.4f} → {rerank[primary]:.4f} ({pct(vs['rel_uplift'])}, {pct(vs['rel_ci_low'])} … "
             f"{pct(vs['rel_ci_high'])}) | {ranker['catalog_coverage@10']:.3f} → {rerank['catalog_coverage@10']:.3f} | "
@@ -1096,8 +1096,8 @@ def _rerank_frontier(result: dict, primary: str) -> list[str]:
         content = next((row for row in grid if row["setting"] == "content"), None)
 
         def name(row: dict) -> str:
-            return (f"pen. {row['popularity_penalty']:g}, cap {row['exposure_cap']:g}, "
-                    f"rank {row['content_max_rank']:g}")
+            floor = f", m {row['exposure_m']:g}" if row.get("exposure_m", 0) else ""
+            return f"pen. {row['popularity_penalty']:g}, cap {row['exposure_cap']:g}, rank {_content_rank(row)}{floor}"
 
         def change(row: dict, ranker: dict = ranker) -> str:
             return pct(row[primary] / ranker[primary] - 1)
@@ -1119,6 +1119,12 @@ def _rerank_frontier(result: dict, primary: str) -> list[str]:
                    f"({name(best)}) → {most['catalog_coverage@10']:.3f} ({name(most)}; {change(most)}) | "
                    f"{cold_text} | {place_text} |")
     return out
+
+
+def _content_rank(setting: dict) -> str:
+    """New items at the content generator's rank: ``r``, or ``r from p`` with a first place p > 1."""
+    first = int(setting.get("content_min_rank", 1))
+    return f"{setting.get('content_max_rank', 0):g}" + (f" from {first}" if first > 1 else "")
 
 
 def _objective(objective: str | list[str]) -> str:
