@@ -175,7 +175,8 @@ class RerankOutput:
     METRICS = "metrics.json"
     SIGNIFICANCE = "significance.json"
     ITEM_SIDE = "item_side.npz"
-    """Item ages (days at the train stage's last event), embeddings and attributes, for serving."""
+    """Item ages (days at the train stage's last event), embeddings, attributes and release dates
+    (unix seconds; empty without them), for serving."""
     SERVING = "serving.json"
     """The chosen setting and the blocked and rejected items (item indexes), for serving."""
     CONTENT = "content_candidates.parquet"

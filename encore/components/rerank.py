@@ -448,7 +448,9 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         "score": np.tile(-np.arange(items.shape[1], dtype=np.float32), len(users))[valid.ravel()],
         "rank": np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int32), len(users))[valid.ravel()],
     }), out.path / out.RECOMMENDATIONS)
+    release = prepared.item_release_seconds()
     np.savez(out.path / out.ITEM_SIDE, age_days=side.age_days, popularity=side.popularity,
+             release=release if release is not None else np.zeros(0),
              embeddings=side.embeddings if side.embeddings is not None else np.zeros((0, 0)),
              attribute=side.attribute if side.attribute is not None else np.zeros(0, dtype=np.int64))
     content = lists.content_items >= 0

@@ -1,17 +1,19 @@
 """The re-ranking inside the served model: the rerank component's steps, configured from the bundle.
 
 ``register`` copies what the ``rerank`` component chose into the bundle (``rerank.json``: the
-setting, blocked items, the offline rejections; ``rerank_items.npz``: item ages, popularity, vectors
-and attributes by raw item id; ``rerank_content.parquet``: each user's content candidates). A
+setting, blocked items, the offline rejections; ``rerank_items.npz``: item ages, popularity, vectors,
+attributes and release dates by raw item id; ``rerank_content.parquet``: each user's content candidates). A
 served list is the blended candidate pool re-ranked by :func:`encore.reranking.steps.rerank`
 -- the function the component ran -- with the user's rejections (the offline file's and those
-posted to ``/events``) excluded. For a known user without new listens the pool is the ranker's
-list, so the served list is the component's (tests/serving/test_rerank_serving.py).
+posted to ``/events``) and items not released yet excluded. For a known user without new listens
+the pool is the ranker's list, so the served list is the component's
+(tests/serving/test_rerank_serving.py).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,9 @@ class ServedReranker:
     """Per user row: items rejected offline (the experiment's rejections file)."""
     capped: dict[int, np.ndarray] = field(default_factory=dict)
     """Per user row: items the component's exposure cap refused this user (removed at the cap's place)."""
+    release: np.ndarray | None = None
+    """Release unix seconds by served index (NaN unknown), or None: an item is served from its
+    release on (the catalogue's rule at request time; offline lists used the stage's horizon)."""
 
     @classmethod
     def from_tables(cls, tables: dict[str, Any], codes: pd.Index, user_index: dict[str, int]) -> ServedReranker:
@@ -64,6 +69,10 @@ class ServedReranker:
             # An item the bundle does not know (none: the served codes are the experiment's) is unpenalised.
             popularity = np.zeros(n)
             popularity[at[known]] = arrays["popularity"][known]
+        release = None
+        if "release" in arrays and arrays["release"].size:
+            release = np.full(n, np.nan)
+            release[at[known]] = arrays["release"][known]
         blocked = codes.get_indexer(pd.Index([str(i) for i in config["blocked"]]))
         capped = pd.DataFrame(config.get("capped", {"user_id": [], "item_id": []}))
         return cls(settings=Settings(**config["settings"]),
@@ -71,13 +80,21 @@ class ServedReranker:
                    blocked=blocked[blocked >= 0], content=_by_user(tables["content"], codes, user_index, True),
                    rejected={row: items for row, (items, _, _) in
                              _by_user(tables["rejections"], codes, user_index, False).items()},
-                   capped={row: items for row, (items, _, _) in _by_user(capped, codes, user_index, False).items()})
+                   capped={row: items for row, (items, _, _) in _by_user(capped, codes, user_index, False).items()},
+                   release=release)
+
+    def not_out_yet(self, now: float) -> np.ndarray:
+        """Served indexes of the items released after ``now`` (unix seconds)."""
+        if self.release is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.nan_to_num(self.release, nan=-np.inf) > now)
 
     def apply(self, user_row: int | None, items: np.ndarray, scores: np.ndarray,
-              rejected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+              rejected: np.ndarray, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The pool ``items``/``scores`` re-ranked for one user (``user_row`` None: unknown user),
-        without ``rejected`` nor the bundle's blocked and offline-rejected items: the items (up to
-        ``settings.top_k``) and whether each came from content only."""
+        without ``rejected``, the bundle's blocked and offline-rejected items, nor items released
+        after ``now`` (unix seconds; default: the clock): the items (up to ``settings.top_k``) and
+        whether each came from content only."""
         lists = lists_from_scores(np.zeros(1, dtype=np.int64), items[None, :], scores[None, :])
         none = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
         extra, extra_scores, extra_ranks = self.content.get(user_row, none) if user_row is not None else none
@@ -87,7 +104,8 @@ class ServedReranker:
         n_items = len(self.side.age_days)
         capped = self.capped.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
         # The cap's refusals for this user, removed where the component's cap ran (a new listener: none).
-        steps = full_chain(self.settings, blocked=self.blocked,
+        blocked = np.union1d(self.blocked, self.not_out_yet(time.time() if now is None else now))
+        steps = full_chain(self.settings, blocked=blocked,
                            rejected=rejection_keys(np.zeros(len(gone)), gone, n_items), n_items=n_items,
                            capped=rejection_keys(np.zeros(len(capped)), np.asarray(capped, dtype=np.int64), n_items))
         out = rerank(lists, self.side, steps, self.settings.top_k)[0][0]

@@ -105,3 +105,24 @@ def test_served_lists_match_the_component_with_the_exposure_cap_and_ranked_new_i
     uncapped = ServedReranker.from_tables(tables, codes, {"u0": 0, "u1": 1, "u2": 2})
     assert any(codes[uncapped.apply(int(u), codes.get_indexer(RAW[ranked[u]]), scores[u], none)[0]].tolist()
                != RAW[offline[u][offline[u] >= 0]].tolist() for u in users)
+
+
+def test_the_service_serves_an_item_from_its_release_on() -> None:
+    # Item a2 is released at t = 1000: a request before it does not get it, one after it does;
+    # items without a release date (NaN) are always out.
+    settings = Settings(top_k=4)
+    codes = pd.Index(RAW)
+    tables = {"config": {"settings": dataclasses.asdict(settings), "blocked": []},
+              "items": {"item_id": RAW, "age_days": np.zeros(N), "embeddings": np.zeros((0, 0)),
+                        "attribute": np.zeros(0, dtype=np.int64),
+                        "release": np.where(np.arange(N) == 2, 1000.0, np.nan)},
+              "content": pd.DataFrame(columns=["user_id", "item_id", "score", "rank"]),
+              "rejections": pd.DataFrame(columns=["user_id", "item_id"])}
+    served = ServedReranker.from_tables(tables, codes, {"u": 0})
+    pool, scores = np.array([2, 0, 1]), np.array([3.0, 2.0, 1.0])
+    assert served.apply(0, pool, scores, np.zeros(0, dtype=np.int64), now=999.0)[0].tolist() == [0, 1]
+    assert served.apply(0, pool, scores, np.zeros(0, dtype=np.int64), now=1000.0)[0].tolist() == [2, 0, 1]
+    # A bundle without release dates (older, or data without them) serves everything.
+    del tables["items"]["release"]
+    assert ServedReranker.from_tables(tables, codes, {"u": 0}).apply(
+        0, pool, scores, np.zeros(0, dtype=np.int64), now=0.0)[0].tolist() == [2, 0, 1]
