@@ -337,7 +337,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
     evaluator = ChoiceEvaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})),
                                 only=users)
     lists = lists.rows(evaluator.users)
-    objectives = own.objectives()
+    objectives = own.objectives(primary)
     cold = f"{COLD_ITEMS}.{primary}"
     has_cold = evaluator.segments[COLD_ITEMS].n_users > 0
 
@@ -411,9 +411,10 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                                 users=target_users)
     grid.to_csv(out.path / out.GRID, index=False)
     settings = settings_of(config, grid.loc[chosen_row])
-    objectives = own.objectives()
+    objectives = own.objectives(primary)
     objective = objectives[0] if len(objectives) == 1 else objectives
-    shown = [primary, *objectives, *([f"{COLD_ITEMS}.{primary}"] if f"{COLD_ITEMS}.{primary}" in grid else [])]
+    shown = list(dict.fromkeys([primary, *objectives,
+                                *([f"{COLD_ITEMS}.{primary}"] if f"{COLD_ITEMS}.{primary}" in grid else [])]))
     _plot(grid, primary, objectives[0], own.max_loss, out.path / out.PLOT)
     chosen = {"settings": asdict(settings), "objective": objective, "max_loss": own.max_loss,
               "match_content_on_cold_items": own.match_content_on_cold_items,
@@ -500,6 +501,8 @@ def _plot(grid: pd.DataFrame, primary: str, objective: str, max_loss: float, pat
     figure = Figure(figsize=(6.5, 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
+    if objective == primary:  # accuracy: what it is bought with is the cold-item metric, where there is one
+        objective = next((column for column in (f"{COLD_ITEMS}.{primary}",) if column in grid), objective)
     settings = grid[grid["setting"] == "rerank"]
     for penalty, rows in settings.groupby("popularity_penalty"):
         axes.plot(rows[objective], rows[primary], "o", label=f"popularity penalty {penalty:g}", alpha=0.8)

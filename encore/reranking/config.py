@@ -24,8 +24,10 @@ from pydantic import Field, field_validator
 from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Strict, UnitInterval
 from encore.reranking.steps import Settings
 
-OBJECTIVES = ("diversity", "catalog_coverage", "novelty", "new_item_exposure", "cold_items.ndcg")
-"""What the rule maximises (at ``exposure_k``): the beyond-accuracy metrics of the evaluator."""
+OBJECTIVES = ("diversity", "catalog_coverage", "novelty", "new_item_exposure", "cold_items.ndcg", "accuracy")
+"""What the rule maximises (at ``exposure_k``): the beyond-accuracy metrics of the evaluator, or
+``accuracy``, the primary metric itself (with ``match_content_on_cold_items``: the most accurate
+setting that matches the content generator on cold items)."""
 
 
 class RerankConfig(Strict):
@@ -107,10 +109,11 @@ class RerankConfig(Strict):
             raise ValueError("give at least one objective")
         return names
 
-    def objectives(self) -> list[str]:
-        """The objective metric names at ``exposure_k`` (e.g. ``catalog_coverage@10``)."""
+    def objectives(self, primary: str) -> list[str]:
+        """The objective metric names at ``exposure_k`` (e.g. ``catalog_coverage@10``); ``accuracy``
+        is ``primary`` (``evaluation.primary_metric``)."""
         names = [self.objective] if isinstance(self.objective, str) else self.objective
-        return [f"{name}@{self.exposure_k}" for name in names]
+        return [primary if name == "accuracy" else f"{name}@{self.exposure_k}" for name in names]
 
     def grid(self, top_k: int) -> list[Settings]:
         """Every setting of the trade-off grid, the neutral one first when it is in the grid."""

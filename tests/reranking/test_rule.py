@@ -48,3 +48,17 @@ def test_nothing_within_the_loss_takes_the_most_accurate_setting() -> None:
     choice = choose(GRID.assign(**{"ndcg@10": [0.3, 0.2, 0.25, 0.1, 0.1, 0.3]}), primary="ndcg@10",
                     objectives=["catalog_coverage@10"], max_loss=0.02)
     assert choice.chosen == 2 and not len(choice.within)
+
+
+def test_accuracy_as_the_objective_takes_the_most_accurate_setting_that_matches_content_on_cold_items() -> None:
+    from encore.reranking.config import RerankConfig
+
+    objectives = RerankConfig(objective="accuracy").objectives("ndcg@10")
+    assert objectives == ["ndcg@10"]
+    # Within 20% (>= 0.24) settings 3 (0.08) and 4 (0.10) reach the content row's 0.07 on cold
+    # items; the most accurate of them is 3 (0.293), not the one with the most cold-item NDCG.
+    choice = choose(GRID, primary="ndcg@10", objectives=objectives, max_loss=0.2,
+                    cold_column="cold_items.ndcg@10", cold_reference=0.07)
+    assert choice.chosen == 3 and list(choice.within) == [3, 4]
+    # Without the bound it is the most accurate setting of all (1).
+    assert choose(GRID, primary="ndcg@10", objectives=objectives, max_loss=0.2).chosen == 1
