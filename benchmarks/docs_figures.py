@@ -1144,7 +1144,7 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
 
 RERANK_ESTIMATES = ("rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
                     "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json", "rerank-synthetic_time-loss1.json",
-                    "rerank-synthetic_time-xfit.json")
+                    "rerank-synthetic_time-cold.json", "rerank-synthetic_time-xfit.json")
 """The re-ranking results whose choice-part estimate is set beside test (docs/reranking.md)."""
 
 FIGURES: dict[str, Figure] = {
@@ -1194,6 +1194,7 @@ FIGURES: dict[str, Figure] = {
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
     "rerank-synthetic_time": of_file(render_rerank, "rerank-synthetic_time.json"),
     "rerank-synthetic_time-loss1": of_file(render_rerank, "rerank-synthetic_time-loss1.json"),
+    "rerank-synthetic_time-cold": of_file(render_rerank, "rerank-synthetic_time-cold.json"),
     "rerank-lastfm2k_time": of_file(render_rerank, "rerank-lastfm2k_time.json"),
     "rerank-lastfm2k_time-loss1": of_file(render_rerank, "rerank-lastfm2k_time-loss1.json"),
     "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
