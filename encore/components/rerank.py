@@ -63,7 +63,6 @@ BATCH_USERS = 512
 """Users re-ranked at once: the MMR similarity block is (users, width, width)."""
 
 
-
 def _side_instances(config: EncoreConfig) -> list[str]:
     own = config.components.rerank
     names = [own.embeddings_from, own.content_from if own.content_candidates else None]
@@ -501,8 +500,8 @@ def _plot(grid: pd.DataFrame, primary: str, objective: str, max_loss: float, pat
     figure = Figure(figsize=(6.5, 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    if objective == primary:  # accuracy: what it is bought with is the cold-item metric, where there is one
-        objective = next((column for column in (f"{COLD_ITEMS}.{primary}",) if column in grid), objective)
+    if objective == primary and f"{COLD_ITEMS}.{primary}" in grid:  # accuracy: plot what it is bought with
+        objective = f"{COLD_ITEMS}.{primary}"
     settings = grid[grid["setting"] == "rerank"]
     for penalty, rows in settings.groupby("popularity_penalty"):
         axes.plot(rows[objective], rows[primary], "o", label=f"popularity penalty {penalty:g}", alpha=0.8)
