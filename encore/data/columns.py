@@ -38,3 +38,16 @@ class FeatureColumnMapping(Strict):
         if len(set(used)) != len(used):
             raise ValueError(f"columns must be distinct, got {used}")
         return self
+
+
+class ReleaseColumnMapping(Strict):
+    """Which columns of a tabular item-releases file hold what."""
+
+    item: str = "item"
+    release: str = "release"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ReleaseColumnMapping:
+        if self.item == self.release:
+            raise ValueError(f"columns must be distinct, got {[self.item, self.release]}")
+        return self

@@ -30,7 +30,7 @@ from pydantic import (
 from encore.config.types import Fraction, PositiveFloat, PositiveInt, UnitInterval
 from encore.config.types import Strict as _Strict
 from encore.config.validation import IMPORTED, KIND_TAG, kind_tag, rejected_settings
-from encore.data.columns import ColumnMapping, FeatureColumnMapping
+from encore.data.columns import ColumnMapping, FeatureColumnMapping, ReleaseColumnMapping
 from encore.plugins import import_subclass, is_import_path
 
 if TYPE_CHECKING:
@@ -161,16 +161,25 @@ class TabularConfig(DataSource):
     item_features_columns: FeatureColumnMapping = FeatureColumnMapping()
     sep: str = Field(default=",", min_length=1, max_length=1)
     engine: Engine = "pandas"
+    # New keys: left out of the resolved config at their defaults (fingerprints do not change).
+    item_releases: Path | None = Field(default=None, exclude_if=lambda value: value is None)
+    """Optional file of item release dates (catalogue metadata): its items join the catalogue,
+    listened to or not (upcoming releases included)."""
+    item_releases_columns: ReleaseColumnMapping = Field(
+        default_factory=ReleaseColumnMapping, exclude_if=lambda value: value == ReleaseColumnMapping())
 
     def load(self, *, data_dir: Path, spark: SparkSession | None = None) -> MusicDataset:
         from encore.data.tabular import load_tabular
 
         return load_tabular(self.interactions, self.columns, item_features=self.item_features,
-                            item_features_columns=self.item_features_columns, sep=self.sep, spark=spark)
+                            item_features_columns=self.item_features_columns, sep=self.sep, spark=spark,
+                            item_releases=self.item_releases, item_releases_columns=self.item_releases_columns)
 
     def files(self, *, data_dir: Path) -> dict[str, Path]:
         files = {"interactions": Path(self.interactions)}
-        return files | ({"item_features": Path(self.item_features)} if self.item_features is not None else {})
+        if self.item_features is not None:
+            files["item_features"] = Path(self.item_features)
+        return files | ({"item_releases": Path(self.item_releases)} if self.item_releases is not None else {})
 
 
 class SyntheticConfig(DataSource):

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from encore.data import DataError, load_dataset
+from encore.data.columns import ReleaseColumnMapping
 from encore.data.dataset_config import ColumnMapping, FeatureColumnMapping, Lastfm2kConfig, TabularConfig
 from encore.data.lastfm1k import load_lastfm1k
 from encore.data.lastfm2k import DatasetNotFound, load_lastfm2k, resolve_lastfm2k_dir
@@ -618,3 +619,35 @@ def test_tabular_bad_timestamp_and_encoding(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         load_tabular(tmp_path / "plays.tsv", ColumnMapping(), sep="\t")
     assert "plays.tsv, column 'item', row 2: byte 0xe9 at byte offset" in message(exc)
+
+
+def test_tabular_release_dates_join_the_catalogue(tmp_path: Path) -> None:
+    # s8 is released but nobody has played it yet: an upcoming release, in the catalogue with its
+    # date and its genre; s9 is played but has no date (NaT). Dates are read as timestamps are.
+    (tmp_path / "plays.csv").write_text("user,item\nu1,s10\nu2,s9\n")
+    (tmp_path / "releases.csv").write_text("song,out\ns10,2020-01-01\ns8,2021-01-01T00:00:00Z\n")
+    (tmp_path / "features.csv").write_text("item,feature\ns8,rock\ns10,pop\n")
+    ds = load_dataset(TabularConfig(interactions=tmp_path / "plays.csv", item_features=tmp_path / "features.csv",
+                                    item_releases=tmp_path / "releases.csv",
+                                    item_releases_columns=ReleaseColumnMapping(item="song", release="out")),
+                      data_dir=tmp_path)
+    assert ds.item_ids.tolist() == ["s10", "s8", "s9"]
+    np.testing.assert_array_equal(ds.item_release, np.array(["2020-01-01", "2021-01-01", "NaT"],
+                                                            dtype="datetime64[ns]"))
+    assert ds.item_tags["item"].tolist() == [0, 1]  # s8's genre is kept: it is in the catalogue
+    assert ds.stats["items_without_metadata"] == 1  # s9: played, no release date
+
+
+@pytest.mark.parametrize(("releases", "expected"), [
+    ("item,release\n2,2020-01-01\n3,01/02/2020\n",
+     "releases.csv, column 'release', row 2: '01/02/2020' is not a timestamp"),
+    ("item,release\n2,2020-01-01\n2,2020-02-01\n", "releases.csv, column 'item', row 2: duplicate id 2"),
+    ("item,release\n2,\n", "releases.csv, column 'release', row 1: empty timestamp"),
+    ("item,date\n2,2020-01-01\n", "releases.csv, column 'release': missing"),
+])
+def test_tabular_bad_release_dates(tmp_path: Path, releases: str, expected: str) -> None:
+    (tmp_path / "plays.csv").write_text("user,item\n1,2\n")
+    (tmp_path / "releases.csv").write_text(releases)
+    with pytest.raises(DataError) as exc:
+        load_tabular(tmp_path / "plays.csv", ColumnMapping(), item_releases=tmp_path / "releases.csv")
+    assert expected in message(exc)
