@@ -41,7 +41,7 @@ from encore.evaluation.evaluator import Evaluator, lists_from_frame
 from encore.io import ParquetSink, write_json, write_parquet
 from encore.outputs import GeneratorOutput, RankerOutput, RerankOutput
 from encore.pipeline.component import Context, Result
-from encore.ranking.feature_groups import SECONDS_PER_DAY, latest_timestamp
+from encore.ranking.feature_groups import SECONDS_PER_DAY
 from encore.ranking.model import TrainedRanker
 from encore.ranking.stage import HELD_OUT_MODEL, HELD_OUT_USERS, rank_users, ranker_inputs
 from encore.recommenders import recommender_class
@@ -94,17 +94,11 @@ def item_vectors(model: object, where: str) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
-def stage_now(prepared: PreparedData, stage: Stage) -> float | None:
-    """The stage's last event in unix seconds (when its lists are made, as the ranker's "now"),
-    None without timestamps."""
-    return latest_timestamp(prepared.timestamps(stage)) if prepared.has_timestamps else None
-
-
 def unreleased(config: EncoreConfig, prepared: PreparedData, stage: Stage) -> np.ndarray:
     """Items released more than ``release_horizon_days`` after the stage's last event: not in the
     catalogue while the stage's lists are served (empty without the rule, release dates or timestamps)."""
     horizon = config.components.rerank.release_horizon_days
-    release, now = prepared.item_release_seconds(), stage_now(prepared, stage)
+    release, now = prepared.item_release_seconds(), prepared.last_event_seconds(stage)
     if horizon is None or release is None or now is None:
         return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(np.nan_to_num(release, nan=-np.inf) > now + horizon * SECONDS_PER_DAY)
@@ -116,7 +110,7 @@ def new_items(config: EncoreConfig, prepared: PreparedData, stage: Stage) -> np.
     catalogue has a release date, those out for ``new_days`` or more (never heard, but not new)."""
     new = prepared.item_listeners(stage) == 0
     new[unreleased(config, prepared, stage)] = False
-    release, now = prepared.item_release_seconds(), stage_now(prepared, stage)
+    release, now = prepared.item_release_seconds(), prepared.last_event_seconds(stage)
     if release is not None and now is not None:
         new &= ~(np.nan_to_num(now - release, nan=-np.inf) >= config.components.rerank.new_days * SECONDS_PER_DAY)
     return new
@@ -129,7 +123,7 @@ def item_side(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prepar
     own = config.components.rerank
     listeners = prepared.item_listeners(stage)
     ages = np.full(prepared.n_items, np.nan)
-    now = stage_now(prepared, stage)
+    now = prepared.last_event_seconds(stage)
     if now is not None:
         frame = prepared.part("base" if stage == "base" else "train")
         seconds = frame["timestamp"].astype("int64").to_numpy() // 10**9

@@ -136,6 +136,14 @@ class PreparedData:
         seconds = frame["timestamp"].astype("int64").to_numpy() // 10**9
         return to_csr(frame.assign(seconds=seconds.astype(np.float64)), (self.n_users, self.n_items), "seconds")
 
+    def last_event_seconds(self, stage: Stage) -> float | None:
+        """Unix seconds of the last event ``stage`` sees (the values of :meth:`timestamps`, without
+        building the matrix), or None without timestamps."""
+        if not self.has_timestamps:
+            return None
+        frame = self.part("base" if stage == "base" else "train")
+        return float(frame["timestamp"].astype("int64").max() // 10**9)
+
     def item_features(self, stage: Stage) -> sp.csr_matrix:
         """Item x tag counts a ``stage`` fit may use, shape (n_items, n_tags).
 

@@ -15,6 +15,7 @@ from encore.config.experiment import EncoreConfig, with_settings
 from encore.data.parsing import build_dataset
 from encore.data.prepared import PreparedData
 from encore.evaluation.splits import Split
+from encore.ranking.feature_groups import latest_timestamp
 
 START = pd.Timestamp("2020-01-01")
 
@@ -49,6 +50,9 @@ def test_prepare_keeps_release_dates_and_reads_them_as_seconds(prepared: Prepare
     seconds = prepared.item_release_seconds()
     assert seconds is not None and np.isnan(seconds[0])
     np.testing.assert_allclose((seconds[1:] - START.value / 1e9) / 86_400, [2, 18, 42, 200])
+    # A stage's last event, read without building its timestamp matrix, is the ranker's "now".
+    for stage in ("base", "train"):
+        assert prepared.last_event_seconds(stage) == latest_timestamp(prepared.timestamps(stage))
 
 
 def test_ages_come_from_the_release_date_where_the_catalogue_has_one(prepared: PreparedData,
