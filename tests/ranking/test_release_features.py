@@ -14,15 +14,15 @@ DAY = SECONDS_PER_DAY
 
 
 def _stage(release: np.ndarray | None) -> StageData:
-    # Item 0 heard on days 10 and 20, item 1 on day 15, item 2 by nobody; the stage ends on day 20.
+    # Item 0 heard on days 110 and 120, item 1 on day 115, item 2 by nobody; the stage ends on day 120.
     plays = sp.csr_matrix(np.array([[1, 0, 0], [2, 1, 0]], dtype=np.float32))
-    timestamps = sp.csr_matrix(np.array([[10 * DAY, 0, 0], [20 * DAY, 15 * DAY, 0]]))
+    timestamps = sp.csr_matrix(np.array([[110 * DAY, 0, 0], [120 * DAY, 115 * DAY, 0]]))
     return StageData(user_items=plays, item_features=sp.csr_matrix((3, 1), dtype=np.float32), models={},
-                     candidates={}, timestamps=timestamps, now=20 * DAY, item_release=release)
+                     candidates={}, timestamps=timestamps, now=120 * DAY, item_release=release)
 
 
 def test_days_since_release_for_heard_unknown_and_upcoming_items() -> None:
-    data = _stage(np.array([5 * DAY, np.nan, 30 * DAY]))
+    data = _stage(np.array([105 * DAY, np.nan, 130 * DAY]))
     columns = ItemFeatures(data).compute(np.zeros(3, dtype=np.int64), np.arange(3), data)
     np.testing.assert_allclose(columns["item_days_since_release"], [15.0, np.nan, -10.0])
     # The listens' age knows nothing of the unheard item: the release date is what tells them apart.
