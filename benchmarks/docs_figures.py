@@ -999,7 +999,7 @@ def render_rerank(doc: Path, name: str) -> str:
         "",
         f"![the trade-off on each fold's ranker-target part]({image})",
         "",
-        f"| fold | chosen λ / boost / pop. penalty / content weight / m / exposure cap / content rank | "
+        f"| fold | chosen λ / boost / pop. penalty / content weight / m / exposure cap / content rank / fill | "
         f"target {primary}: ranker → rerank | "
         f"test {primary}: ranker → rerank "
         "(change, 95% CI) | coverage@10 | diversity@10 | new-item exposure@10 | cold-item ndcg@10: rerank / "
@@ -1016,7 +1016,7 @@ def render_rerank(doc: Path, name: str) -> str:
         lines.append(
             f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s.get('popularity_penalty', 0):g} / "
             f"{s.get('content_weight', 0):g} / {s['exposure_m']} / {s.get('exposure_cap', 1.0):g} / "
-            f"{_content_rank(s)} | "
+            f"{_content_rank(s)} / {s.get('coverage_slots', 0)} | "
             f"{chosen['target_ranker'][primary]:.4f} → {chosen['target'][primary]:.4f} | "
             f"{ranker[primary]:.4f} → {rerank[primary]:.4f} ({pct(vs['rel_uplift'])}, {pct(vs['rel_ci_low'])} … "
             f"{pct(vs['rel_ci_high'])}) | {ranker['catalog_coverage@10']:.3f} → {rerank['catalog_coverage@10']:.3f} | "
@@ -1097,7 +1097,9 @@ def _rerank_frontier(result: dict, primary: str) -> list[str]:
 
         def name(row: dict) -> str:
             floor = f", m {row['exposure_m']:g}" if row.get("exposure_m", 0) else ""
-            return f"pen. {row['popularity_penalty']:g}, cap {row['exposure_cap']:g}, rank {_content_rank(row)}{floor}"
+            fill = f", fill {row['coverage_slots']:g}" if row.get("coverage_slots", 0) else ""
+            return (f"pen. {row['popularity_penalty']:g}, cap {row['exposure_cap']:g}, rank {_content_rank(row)}"
+                    f"{floor}{fill}")
 
         def change(row: dict, ranker: dict = ranker) -> str:
             return pct(row[primary] / ranker[primary] - 1)

@@ -27,7 +27,7 @@ from benchmarks.docs_figures import RESULTS, ROOT, machine, shown
 IMAGES = ROOT / "docs" / "img"
 AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
 GRID_KEYS = ("setting", "mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m",
-             "exposure_cap", "content_max_rank", "content_min_rank",
+             "exposure_cap", "content_max_rank", "content_min_rank", "coverage_slots",
              "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
 
 
@@ -208,7 +208,8 @@ def targets(folds: list[dict[str, Any]], pooled: dict[str, Any], primary: str) -
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """The trade-off of every fold on its ranker-target part: catalogue coverage@10 (the target's
-    metric) against NDCG@10, one colour per exposure cap (per popularity penalty without a cap grid)."""
+    metric) against NDCG@10, one colour per coverage fill (per exposure cap without a fill grid, per
+    popularity penalty without either)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -220,9 +221,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axes = figure.add_subplot(1, len(folds), n)
         grid = pd.DataFrame(fold["grid"])
         ranker, rows = grid.iloc[0], grid[grid["setting"] == "rerank"]
-        # Colour by the exposure cap where the grid has one, else by the popularity penalty.
-        by = ("exposure_cap", "exposure cap") if rows.get("exposure_cap", pd.Series([1.0])).nunique() > 1 \
-            else ("popularity_penalty", "pop. penalty")
+        # Colour by the first of these the grid varies.
+        by = next(((key, label) for key, label in (("coverage_slots", "fill"), ("exposure_cap", "exposure cap"))
+                   if rows.get(key, pd.Series([0])).nunique() > 1), ("popularity_penalty", "pop. penalty"))
         for value, part in rows.groupby(by[0]):
             axes.plot(part[objective], part[primary], "o", alpha=0.75, label=f"{by[1]} {value:g}")
         content = grid[grid["setting"] == "content"]

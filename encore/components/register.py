@@ -128,13 +128,18 @@ def _bundle_rerank(rerank: RerankOutput, prepared: PreparedData, out: RegisterOu
     item_raw, user_raw = prepared.items["raw_id"].to_numpy(), prepared.users["raw_id"].to_numpy()
     serving = rerank.serving()
     keys = np.asarray(serving["rejected"], dtype=np.int64)
-    capped = np.asarray(serving.get("capped", []), dtype=np.int64)
     content = rerank.content_candidates()
+
+    def pairs(name: str) -> dict[str, list]:
+        found = np.asarray(serving.get(name, []), dtype=np.int64)
+        return {"user_id": user_raw[found // prepared.n_items].tolist(),
+                "item_id": item_raw[found % prepared.n_items].tolist()}
+
     write_rerank_bundle(
         out.bundle, config={"settings": serving["settings"], "blocked": item_raw[serving["blocked"]].tolist(),
-                            # the exposure cap's refusals per user (removed where the cap ran)
-                            "capped": {"user_id": user_raw[capped // prepared.n_items].tolist(),
-                                       "item_id": item_raw[capped % prepared.n_items].tolist()}},
+                            # per user, the exposure cap's refusals and the coverage fill's promotions
+                            # (applied where the steps across users ran)
+                            "capped": pairs("capped"), "promoted": pairs("promoted")},
         items={"item_id": item_raw, **rerank.item_side()},
         content=pd.DataFrame({"user_id": user_raw[content["user"]], "item_id": item_raw[content["item"]],
                               "score": content["score"].to_numpy(), "rank": content["rank"].to_numpy()}),

@@ -6,11 +6,11 @@ nobody has listened to, below the ranker's candidates or on their scale by ``con
 a freshness boost by item age, a penalty on item popularity, MMR diversity over
 ``embeddings_from``'s item vectors with an optional cap per top tag, and a new-item exposure floor.
 
-The trade-off is chosen honestly: every setting of the grid (lambdas x freshness_boosts x
-popularity_penalties x content_weights x exposure_ms) re-ranks the ranker's lists of the
-**ranker-target users** (its model scoring their base-stage candidates, features from base;
-test is never read), and the rule (:mod:`encore.reranking.rule`) picks the highest ``objective``
-within ``max_loss`` of the unre-ranked lists' primary metric on the target part.
+The trade-off is chosen honestly: every setting of the grid (``RerankConfig.grid``) re-ranks
+the ranker's base-stage lists (its model scoring base-stage candidates, features from base; test
+is never read) of every user -- the population the steps across users spread over, as on test --
+and is scored on the **ranker-target users**; the rule (:mod:`encore.reranking.rule`) picks the
+highest ``objective`` within ``max_loss`` of the unre-ranked lists' primary metric there.
 With ``choose_on: heldout`` the target users are those of the ranker's held-out slices, each
 ranked by the trial ranker trained without it (``heldout_slices``; docs/reranking.md, "Choosing
 on held-out target users"). Test is evaluated once, at that setting, with a paired comparison
@@ -46,7 +46,7 @@ from encore.ranking.model import TrainedRanker
 from encore.ranking.stage import HELD_OUT_MODEL, HELD_OUT_USERS, rank_users, ranker_inputs
 from encore.recommenders import recommender_class
 from encore.reranking.rule import choose
-from encore.reranking.spread import cap_skips, full_chain, split_at_cap, with_ranked_content
+from encore.reranking.spread import full_chain, served_keys, split_at_cap, with_ranked_content
 from encore.reranking.steps import (
     ItemSide,
     Lists,
@@ -228,11 +228,11 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
 
 
 def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
-             n_items: int, skipped: list[np.ndarray] | None = None) -> np.ndarray:
+             n_items: int, served: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The re-ranked ``(len(users), top_k)`` lists (-1 padded): the per-user steps batch by batch
-    of users, the exposure cap and what follows it over every user at once. With ``skipped`` (a
-    list), the ``user * n_items + item`` keys the cap refused are appended to it (the service's
-    input)."""
+    of users, the exposure cap and what follows it over every user at once. With ``served`` (a
+    dict), the ``user * n_items + item`` keys the cap refused (``capped``) and the coverage fill
+    promoted (``promoted``) are put in it (the service's input)."""
     per_user, across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items))
     batches = []
     for start in range(0, len(lists.users), BATCH_USERS):
@@ -245,9 +245,8 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
         batches.append(batch)
     whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
                   relevance=np.concatenate([b.relevance for b in batches]))
-    if skipped is not None:
-        cells = cap_skips(whole, settings.exposure_cap, settings.exposure_k)
-        skipped.append(np.sort(whole.users[np.nonzero(cells)[0]] * n_items + whole.items[cells]))
+    if served is not None:
+        served["capped"], served["promoted"] = served_keys(whole, side, settings, n_items)
     return rerank(whole, side, across, settings.top_k)[0]
 
 
@@ -274,18 +273,21 @@ def _saved_ranker(config: EncoreConfig, path: Path) -> TrainedRanker:
 
 
 def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
-                  workdir: Path, users: np.ndarray) -> pd.DataFrame:
-    """The ranker's lists for the ranker-target ``users``: a saved model scoring their base-stage
+                  workdir: Path) -> pd.DataFrame:
+    """The ranker's base-stage lists of **every** user (the population the steps across users
+    spread over, as the train-stage lists on test): a saved model scoring their base-stage
     candidates (features from base only), as for its segment policy. The model is the served
-    ranker's, or with ``choose_on: heldout`` each slice's trial ranker, trained without that
-    slice's rows (the served one trained on their target labels, so its target-part lists flatter it)."""
+    ranker's, or with ``choose_on: heldout`` each held-out slice's trial ranker for that slice's
+    users (trained without its rows; the served one trained on their target labels, so its
+    target-part lists flatter it) and the served one for everybody else."""
     out = RankerOutput(inputs["ranker"])
+    users = np.arange(prepared.n_users, dtype=np.int64)
+    parts = [(out.path / out.MODEL, users)]
     if config.components.rerank.choose_on == "heldout":
         held, slice_of = held_out_slices(inputs)
-        parts = [(out.path / HELD_OUT_MODEL.format(slice=f"_{n}" if n else ""),
-                  users[np.isin(users, held[slice_of == n])]) for n in np.unique(slice_of)]
-    else:
-        parts = [(out.path / out.MODEL, users)]
+        parts = [(out.path / out.MODEL, users[~np.isin(users, held)])]
+        parts += [(out.path / HELD_OUT_MODEL.format(slice=f"_{n}" if n else ""), held[slice_of == n])
+                  for n in np.unique(slice_of)]
     scratch = workdir / ".target_lists.parquet"
     with ParquetSink(scratch) as sink:
         for model, part in parts:
@@ -310,7 +312,7 @@ class ChoiceEvaluator(Evaluator):
 
 
 GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
-             "content_max_rank", "content_min_rank")
+             "content_max_rank", "content_min_rank", "coverage_slots")
 """The grid's columns naming a setting (``tradeoff.csv``)."""
 COLD_ITEMS = "cold_items"
 
@@ -321,7 +323,9 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
              users: np.ndarray | None = None) -> tuple[pd.DataFrame, int]:
     """Every grid setting's metrics on the ranker-target part (first row: the ranker's lists
     unre-ranked; with ``content_lists`` (sorted users, their lists), the content generator's own
-    lists, a row ``content``), and the grid row the rule chooses. ``cold_items.<primary>`` is the
+    lists, a row ``content``), and the grid row the rule chooses. ``lists`` are every user's: the
+    steps across users (the exposure cap, the coverage fill) spread over the population the lists
+    are made for, as on test, and the target users are scored. ``cold_items.<primary>`` is the
     cold-item segment's primary metric (items without base listeners), when it has users. With
     ``users``, only those target users are scored (the held-out slice)."""
     own = config.components.rerank
@@ -329,7 +333,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
     # Only the cut-offs the rule reads: every setting is evaluated, so every metric costs 1 + grid times.
     evaluator = ChoiceEvaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})),
                                 only=users)
-    lists = lists.rows(evaluator.users)
+    scored = np.searchsorted(lists.users, evaluator.users)  # every user is re-ranked, the target users scored
     objectives = own.objectives(primary)
     cold = f"{COLD_ITEMS}.{primary}"
     has_cold = evaluator.segments[COLD_ITEMS].n_users > 0
@@ -340,7 +344,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
             found[cold] = evaluator.evaluate(items, COLD_ITEMS)[primary]
         return found
 
-    rows = [{"setting": "ranker"} | scores(lists.items)]
+    rows = [{"setting": "ranker"} | scores(lists.items[scored])]
     for objective in objectives:
         if objective not in rows[0]:
             raise ConfigError(f"components.rerank.objective: {objective} cannot be measured on this dataset "
@@ -348,7 +352,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
     grid = own.grid(config.components.ranker.top_k)
     for n, settings in enumerate(grid, start=1):
         items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
-        rows.append({"setting": "rerank"} | {key: getattr(settings, key) for key in GRID_KEYS} | scores(items))
+        rows.append({"setting": "rerank"} | {key: getattr(settings, key) for key in GRID_KEYS} | scores(items[scored]))
         log.info("rerank grid %d/%d: %s: %s %.4f, %s", n, len(grid),
                  ", ".join(f"{key} {getattr(settings, key):g}" for key in GRID_KEYS), primary, rows[-1][primary],
                  ", ".join(f"{o} {rows[-1][o]:.4f}" for o in objectives))
@@ -380,6 +384,20 @@ def content_target_lists(config: EncoreConfig, inputs: Mapping[str, Path],
                          config.components.ranker.top_k)[0]
 
 
+def target_tradeoff(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
+                    workdir: Path) -> tuple[pd.DataFrame, int, np.ndarray]:
+    """The grid on the ranker-target part (:func:`tradeoff` of every user's base-stage lists),
+    the row the rule chooses and the users it was scored on (:func:`choice_users`)."""
+    blocked, rejected = exclusions(config, prepared)
+    users = choice_users(config, inputs, prepared)
+    lists = stage_lists(config, inputs, prepared, "base", target_ranked(config, inputs, prepared, workdir),
+                        np.arange(prepared.n_users, dtype=np.int64))
+    grid, chosen = tradeoff(config, prepared, item_side(config, inputs, prepared, "base"), lists,
+                            blocked=np.union1d(blocked, unreleased(config, prepared, "base")), rejected=rejected,
+                            content_lists=content_target_lists(config, inputs, users), users=users)
+    return grid, chosen, users
+
+
 def settings_of(config: EncoreConfig, row: pd.Series) -> Settings:
     own = config.components.rerank
     return next(s for s in own.grid(config.components.ranker.top_k)
@@ -395,13 +413,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     blocked, rejected = exclusions(config, prepared)
 
     # The choice: the ranker-target part only (with choose_on: heldout, its held-out slice).
-    target_users = choice_users(config, ctx.inputs, prepared)
-    base = stage_lists(config, ctx.inputs, prepared, "base",
-                       target_ranked(config, ctx.inputs, prepared, out.path, target_users), target_users)
-    grid, chosen_row = tradeoff(config, prepared, item_side(config, ctx.inputs, prepared, "base"), base,
-                                blocked=np.union1d(blocked, unreleased(config, prepared, "base")), rejected=rejected,
-                                content_lists=content_target_lists(config, ctx.inputs, target_users),
-                                users=target_users)
+    grid, chosen_row, target_users = target_tradeoff(config, ctx.inputs, prepared, out.path)
     grid.to_csv(out.path / out.GRID, index=False)
     settings = settings_of(config, grid.loc[chosen_row])
     objectives = own.objectives(primary)
@@ -430,11 +442,11 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     users = np.unique(ranked["user"].to_numpy()).astype(np.int64)
     side = item_side(config, ctx.inputs, prepared, "train")
     lists = stage_lists(config, ctx.inputs, prepared, "train", ranked, users)
-    capped: list[np.ndarray] = []
+    served: dict[str, np.ndarray] = {}
     # Items released after the horizon are left out of these lists, not blocked in the bundle: the
     # service's catalogue has an item from its release on.
     items = reranked(lists, side, settings, blocked=np.union1d(blocked, unreleased(config, prepared, "train")),
-                     rejected=rejected, n_items=prepared.n_items, skipped=capped)
+                     rejected=rejected, n_items=prepared.n_items, served=served)
     valid = items >= 0
     write_parquet(pd.DataFrame({
         "user": np.repeat(users, items.shape[1])[valid.ravel()].astype(np.int32),
@@ -457,7 +469,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         "rank": lists.content_ranks[content].astype(np.int32),
     }), out.path / out.CONTENT)
     write_json(out.path / out.SERVING, {"settings": asdict(settings), "blocked": blocked.tolist(),
-                                        "rejected": rejected.tolist(), "capped": capped[0].tolist(),
+                                        "rejected": rejected.tolist(), "capped": served["capped"].tolist(),
+                                        "promoted": served["promoted"].tolist(),
                                         "n_items": prepared.n_items})
 
     # Test, once, at the chosen setting: paired against the ranker's lists.

@@ -168,7 +168,8 @@ def labelled_batch(stage: RankingStage, prepared: PreparedData, users: np.ndarra
     candidates = stage.candidates(users, per_generator)
     data = replace(stage.data, candidates=candidates)
     pairs = merge_candidates(candidates, users)
-    features = build_features(pairs, data, stage.tables)
+    # A batch of users without candidates (no history in the stage) has no features to build.
+    features = build_features(pairs, data, stage.tables) if len(pairs) else pd.DataFrame(index=pairs.index)
     relevant = stage.relevant[users].tocoo()
     keys = pair_keys(pairs["user"].to_numpy(), pairs["item"].to_numpy(), prepared.n_items)
     y = np.isin(keys, pair_keys(users[relevant.row], relevant.col, prepared.n_items))
@@ -267,7 +268,8 @@ def rank_users(trained: TrainedRanker, config: EncoreConfig, inputs: Mapping[str
         batch = labelled_batch(ranking, prepared, batch_users, ranker.candidates_per_generator)
         pair_users = batch.pairs["user"].to_numpy()
         found = int(batch.y[evaluated[pair_users]].sum())
-        recs = top_k(pair_users, batch.pairs["item"].to_numpy(), trained.score(batch.features), ranker.top_k)
+        scores = trained.score(batch.features) if len(pair_users) else np.zeros(0, dtype=np.float32)
+        recs = top_k(pair_users, batch.pairs["item"].to_numpy(), scores, ranker.top_k)
         served = batch_users[:0]
         if fallback is not None:
             listed = GeneratorOutput(inputs[fallback]).candidates(stage, max_rank=ranker.top_k, users=batch_users)

@@ -1,15 +1,20 @@
 """Steps that spread the lists over the catalogue and place new items, across users.
 
-:class:`ExposureCap` is the one step that looks at every user at once: a global cap on how many
-users' top ``k`` lists an item may appear in (a share of the users), filled position by
-position: in round ``r`` every user takes the best remaining candidate of its (already ordered)
-list whose item still has room; where more users want an item than it has room for, the users
-who give it the highest relevance get it (ties: the lower user index) and the others move on to
-their next candidate. Each row keeps its order, less the items it was refused (``skipped``), so
-a list is its ranked candidates in order with its skipped items removed -- which is how the
-service reproduces it for one user (:class:`RemoveKeys` with the component's skipped pairs).
-The cap binds only over a deep enough list: a user whose first ``k`` candidates are all full
-takes from below them, so the component re-ranks the ranker's whole ``top_k`` (50) list.
+Two steps look at every user at once; the service reproduces each for one user from the
+component's record of what it did:
+
+- :class:`ExposureCap`: a global cap on how many users' top ``k`` lists an item may appear in
+  (a share of the users), filled position by position: in round ``r`` every user takes the best
+  remaining candidate of its (already ordered) list whose item still has room; where more users
+  want an item than it has room for, those who lose most by a refusal get it (ties: the lower
+  user index) and the others move on to their next candidate. Each row keeps its order, less the
+  items it was refused, so a list is its ranked candidates in order with its refused items
+  removed (:class:`RemoveKeys`). The cap binds only over a deep enough list: a user whose first
+  ``k`` candidates are all full takes from below them, so the component re-ranks the ranker's
+  whole ``top_k`` (50) list.
+- :class:`CoverageFill`: the last places of the top ``k`` given to items in nobody's top ``k``,
+  one list per item, where that costs least (:func:`fill_cells`); a list is its ordered
+  candidates with the promoted ones moved up (:class:`PromoteKeys`).
 
 :func:`with_ranked_content` places new items (content-only candidates) at the rank the content
 generator gives them among all its items, as that generator's own list would show them.
@@ -33,6 +38,7 @@ from encore.reranking.steps import (
     Settings,
     Step,
     chain,
+    promote,
     with_content_candidates,
 )
 
@@ -44,6 +50,13 @@ def _compact(lists: Lists, gone: np.ndarray) -> Lists:
     order = np.argsort(items < 0, axis=1, kind="stable")
     return Lists(users=lists.users, items=np.take_along_axis(items, order, 1),
                  relevance=np.take_along_axis(relevance, order, 1))
+
+
+def _rank_within(keys: np.ndarray) -> np.ndarray:
+    """Each element's place (from 0) within its run of equal ``keys`` (sorted)."""
+    index = np.arange(len(keys))
+    first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, dtype=bool)
+    return index - np.maximum.accumulate(np.where(first, index, 0))
 
 
 def cap_skips(lists: Lists, share: float, k: int) -> np.ndarray:
@@ -76,9 +89,7 @@ def cap_skips(lists: Lists, share: float, k: int) -> np.ndarray:
             loss = np.where(np.isfinite(after), here - after, np.inf)
             order = np.lexsort((users, -loss, item))  # by item, the largest loss first
             users, item = users[order], item[order]
-            first = np.r_[True, item[1:] != item[:-1]]
-            within = np.arange(len(item)) - np.maximum.accumulate(np.where(first, np.arange(len(item)), 0))
-            accept = within < cap - counts[item]
+            accept = _rank_within(item) < cap - counts[item]
             np.add.at(counts, item[accept], 1)
             pointer[users[accept]] += 1  # placed: this row is done for this place
             refused = users[~accept]
@@ -117,22 +128,160 @@ class RemoveKeys:
         return _compact(lists, gone)
 
 
+def movable_places(lists: Lists, side: ItemSide, k: int, slots: int, new_days: float | None) -> np.ndarray:
+    """``(n, k)``: the top ``k`` places the coverage fill may give away: the last ``slots`` valid
+    ones, less the new items' (younger than ``new_days``) when the exposure floor is on
+    (``new_days`` not None): the fill runs after the floor and never undoes it."""
+    k = min(k, lists.items.shape[1])
+    places = (lists.items[:, :k] >= 0) & (np.arange(k) >= k - slots)
+    return places if new_days is None else places & ~side.is_new(lists.items[:, :k], new_days)
+
+
+def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = None) -> np.ndarray:
+    """The ``(n, width)`` cells below ``k`` the coverage fill promotes (see :class:`CoverageFill`).
+
+    Over every row at once, up to ``slots`` rounds, each over the rows' next ``movable`` place
+    (``(n, k)``; None: every valid one) from the bottom of the top ``k``: a row may give its item
+    at that place away when the item stays in someone's top ``k`` (at most ``count - 1`` of an
+    item's holders, those who rate it lowest); such a row takes its best-placed candidate below
+    ``k`` that is in nobody's top ``k`` and not given yet. Where several rows want the same item,
+    it goes to the one that loses least (its relevance at the place minus the item's; ties to the
+    lower row) and the others try their next candidate. A row that may not give its item away,
+    or has no candidate left, stops. One numpy pass per round and candidate depth; no loop over
+    users.
+    """
+    n, width = lists.items.shape
+    cells = np.zeros((n, width), dtype=bool)
+    k = min(k, width)
+    if slots <= 0 or n == 0 or width <= k:
+        return cells
+    items, relevance = lists.items, lists.relevance
+    top = items[:, :k]
+    movable = top >= 0 if movable is None else movable
+    counts = np.bincount(top[top >= 0], minlength=int(items.max(initial=-1)) + 1)
+    taken = counts > 0  # in someone's top k, or given by the fill
+    # Each row's movable places, bottom first (-1: none left).
+    places = np.sort(np.where(movable, np.arange(k), -1), axis=1)[:, ::-1]
+    pointer = np.full(n, k, dtype=np.int64)  # the next candidate below k each row considers
+    active = np.ones(n, dtype=bool)
+    for round_ in range(min(slots, k)):
+        place = places[:, round_]
+        holders = np.flatnonzero(active & (place >= 0))
+        active[place < 0] = False
+        slot = items[holders, place[holders]]
+        order = np.lexsort((holders, relevance[holders, place[holders]], slot))
+        holders, slot = holders[order], slot[order]
+        may = _rank_within(slot) < counts[slot] - 1
+        active[holders[~may]] = False
+        pending = holders[may]
+        while pending.size:
+            item = items[pending, pointer[pending]]
+            free = (item >= 0) & ~taken[np.maximum(item, 0)]
+            users, item = pending[free], item[free]
+            loss = relevance[users, place[users]] - relevance[users, pointer[users]]
+            order = np.lexsort((users, loss, item))  # by item, the cheapest row first
+            users, item = users[order], item[order]
+            winners = users[_rank_within(item) == 0]
+            cells[winners, pointer[winners]] = True
+            taken[items[winners, pointer[winners]]] = True
+            np.subtract.at(counts, items[winners, place[winners]], 1)
+            pointer[pending] += 1
+            rest = pending[~np.isin(pending, winners)]
+            active[rest[pointer[rest] >= width]] = False
+            pending = rest[pointer[rest] < width]
+    return cells
+
+
+def promote_cells(lists: Lists, cells: np.ndarray, k: int, movable: np.ndarray) -> Lists:
+    """The valid ``cells`` below ``k`` moved, in their order, into each row's lowest ``movable``
+    places of the top ``k`` (no more than it has), the items there going right after the top ``k``."""
+    k = min(k, lists.items.shape[1])
+    below = cells[:, k:] & (lists.items[:, k:] >= 0)
+    count = np.minimum(below.sum(axis=1), movable.sum(axis=1))[:, None]
+    below &= np.cumsum(below, axis=1) <= count
+    gives_way = movable & (np.cumsum(movable[:, ::-1], axis=1)[:, ::-1] <= count)
+    return promote(lists, gives_way, below, k)
+
+
+@dataclass(frozen=True)
+class CoverageFill:
+    """Up to ``slots`` of the last places of every top ``k`` given to items in nobody's top ``k``,
+    over a batch of **all** users (:func:`fill_cells`); off at 0. Catalogue coverage counts an
+    item once, so one list showing it is enough: the fill buys coverage where it costs least
+    (the bottom places, the row that loses least), where a popularity penalty or a cap moves
+    every list. With ``new_days`` (the exposure floor on), new items keep their places
+    (:func:`movable_places`)."""
+
+    slots: int
+    k: int
+    new_days: float | None = None
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists:
+        if self.slots <= 0:
+            return lists
+        movable = movable_places(lists, side, self.k, self.slots, self.new_days)
+        return promote_cells(lists, fill_cells(lists, self.slots, self.k, movable), self.k, movable)
+
+
+@dataclass(frozen=True)
+class PromoteKeys:
+    """Each row's ``user * n_items + item`` ``keys`` (sorted) found below ``k`` moved into the
+    lowest movable places of its top ``k`` (:func:`movable_places`): the service's form of :class:`CoverageFill` (the
+    cells the component's fill promoted)."""
+
+    keys: np.ndarray
+    n_items: int
+    k: int
+    slots: int
+    new_days: float | None = None
+
+    def __call__(self, lists: Lists, side: ItemSide) -> Lists:
+        if not len(self.keys):
+            return lists
+        cells = np.isin(lists.users[:, None] * self.n_items + lists.items, self.keys) & (lists.items >= 0)
+        return promote_cells(lists, cells, self.k, movable_places(lists, side, self.k, self.slots, self.new_days))
+
+
+def _floor_days(settings: Settings) -> float | None:
+    """The age below which the fill leaves an item in place: the floor's ``new_days`` when it is on."""
+    return settings.new_days if settings.exposure_m > 0 else None
+
+
 def full_chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray, n_items: int,
-               capped: np.ndarray | None = None) -> list[Step]:
-    """:func:`~encore.reranking.steps.chain` with the exposure cap after the ordering steps and
-    before the floor: the global cap (:class:`ExposureCap`, over the batch given: every user) or,
-    with ``capped`` keys, their removal (:class:`RemoveKeys`: the service, one user)."""
+               capped: np.ndarray | None = None, promoted: np.ndarray | None = None) -> list[Step]:
+    """:func:`~encore.reranking.steps.chain` with the steps across users after the ordering steps:
+    the global exposure cap before the floor and the coverage fill after it (:class:`ExposureCap`,
+    :class:`CoverageFill`, over the batch given: every user) or, with ``capped`` and ``promoted``
+    keys, their per-user forms (:class:`RemoveKeys`, :class:`PromoteKeys`: the service, one user)."""
     steps = chain(settings, blocked=blocked, rejected=rejected, n_items=n_items)
-    floor = next(i for i, step in enumerate(steps) if isinstance(step, ExposureFloor))
-    cap: Step = (ExposureCap(settings.exposure_cap, settings.exposure_k) if capped is None
-                 else RemoveKeys(np.asarray(capped, dtype=np.int64), n_items))
-    return [*steps[:floor], cap, *steps[floor:]]
+    at = next(i for i, step in enumerate(steps) if isinstance(step, ExposureFloor))
+    floor, days, k = steps[at], _floor_days(settings), settings.exposure_k
+    if capped is None:
+        across = [ExposureCap(settings.exposure_cap, k), floor, CoverageFill(settings.coverage_slots, k, days)]
+    else:
+        keys = np.asarray(promoted if promoted is not None else [], dtype=np.int64)
+        across = [RemoveKeys(np.asarray(capped, dtype=np.int64), n_items), floor,
+                  PromoteKeys(keys, n_items, k, settings.coverage_slots, days)]
+    return [*steps[:at], *across, *steps[at + 1:]]
 
 
 def split_at_cap(steps: Sequence[Step]) -> tuple[list[Step], list[Step]]:
     """The steps before the cap (per user: run batch by batch) and from it on (across users)."""
     at = next((i for i, step in enumerate(steps) if isinstance(step, ExposureCap | RemoveKeys)), len(steps))
     return list(steps[:at]), list(steps[at:])
+
+
+def served_keys(lists: Lists, side: ItemSide, settings: Settings, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the steps across users did to the batch ``lists`` (every user, before the cap), as the
+    service's sorted ``user * n_items + item`` keys: the cells the cap refused and those the fill
+    promoted (:class:`RemoveKeys` and :class:`PromoteKeys` reproduce them per user)."""
+    k = settings.exposure_k
+    refused = cap_skips(lists, settings.exposure_cap, k)
+    floored = ExposureFloor(settings.exposure_m, k, settings.new_days)(_compact(lists, refused), side)
+    promoted = fill_cells(floored, settings.coverage_slots, k,
+                          movable_places(floored, side, k, settings.coverage_slots, _floor_days(settings)))
+    return (np.sort(lists.users[np.nonzero(refused)[0]] * n_items + lists.items[refused]),
+            np.sort(floored.users[np.nonzero(promoted)[0]] * n_items + floored.items[promoted]))
 
 
 def with_ranked_content(lists: Lists, items: np.ndarray, scores: np.ndarray, ranks: np.ndarray | None,

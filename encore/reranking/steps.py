@@ -81,6 +81,9 @@ class Settings:
     :func:`encore.reranking.spread.with_ranked_content`)."""
     content_min_rank: int = 1
     """The first place a placed new item may take (1: its content rank)."""
+    coverage_slots: int = 0
+    """Places at the bottom of the top ``exposure_k`` the coverage fill may give to items in nobody's
+    top ``exposure_k`` (0: off; :class:`encore.reranking.spread.CoverageFill`)."""
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ class ExposureFloor:
     new_days: float
 
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
-        n, width = lists.items.shape
+        width = lists.items.shape[1]
         k = min(self.k, width)
         if self.m <= 0 or k == 0:
             return lists
@@ -274,19 +277,26 @@ class ExposureFloor:
         older = ~new[:, :k]
         from_bottom = np.cumsum(older[:, ::-1], axis=1)[:, ::-1]
         gives_way = older & (from_bottom <= need[:, None])
-        promoted = new[:, k:] & (below <= need[:, None])
-        # Stable: sort keys put each promoted item at the place of the gives-way item with the same
-        # rank (top to bottom), and the displaced items right after the top k, in their order.
-        position = np.arange(width, dtype=np.float64)[None, :].repeat(n, axis=0)
-        gives_rank = np.cumsum(gives_way, axis=1)  # 1.. top to bottom
-        slots = np.where(gives_way, position[:, :k], np.inf)
-        slot_of = np.sort(slots, axis=1)  # the gives-way places, top to bottom
-        promoted_rank = np.where(promoted, below, 0)
-        key = position.copy()
-        key[:, :k] = np.where(gives_way, k - 0.5 + gives_rank * 1e-6, key[:, :k])
-        target = np.take_along_axis(slot_of, np.maximum(promoted_rank - 1, 0), axis=1)
-        key[:, k:] = np.where(promoted, target, key[:, k:])
-        return lists.take(np.argsort(key, axis=1, kind="stable"))
+        return promote(lists, gives_way, new[:, k:] & (below <= need[:, None]), k)
+
+
+def promote(lists: Lists, gives_way: np.ndarray, promoted: np.ndarray, k: int) -> Lists:
+    """Move the ``promoted`` cells below ``k`` (``(n, width - k)``, as many per row as
+    ``gives_way`` has) into the places of the ``gives_way`` cells of the top ``k`` (``(n, k)``),
+    top to bottom in their order; the displaced items go right after the top ``k``, in their
+    order; everything else keeps its place."""
+    n, width = lists.items.shape
+    # Stable: sort keys put each promoted item at the place of the gives-way item with the same
+    # rank (top to bottom), and the displaced items right after the top k, in their order.
+    position = np.arange(width, dtype=np.float64)[None, :].repeat(n, axis=0)
+    gives_rank = np.cumsum(gives_way, axis=1)  # 1.. top to bottom
+    slot_of = np.sort(np.where(gives_way, position[:, :k], np.inf), axis=1)  # the gives-way places, top to bottom
+    promoted_rank = np.where(promoted, np.cumsum(promoted, axis=1), 0)
+    key = position.copy()
+    key[:, :k] = np.where(gives_way, k - 0.5 + gives_rank * 1e-6, key[:, :k])
+    target = np.take_along_axis(slot_of, np.minimum(np.maximum(promoted_rank - 1, 0), k - 1), axis=1)
+    key[:, k:] = np.where(promoted, target, key[:, k:])
+    return lists.take(np.argsort(key, axis=1, kind="stable"))
 
 
 def chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray, n_items: int) -> list[Step]:

@@ -43,6 +43,8 @@ class ServedReranker:
     """Per user row: items rejected offline (the experiment's rejections file)."""
     capped: dict[int, np.ndarray] = field(default_factory=dict)
     """Per user row: items the component's exposure cap refused this user (removed at the cap's place)."""
+    promoted: dict[int, np.ndarray] = field(default_factory=dict)
+    """Per user row: items the component's coverage fill moved into this user's top places."""
     release: np.ndarray | None = None
     """Release unix seconds by served index (NaN unknown), or None: an item is served from its
     release on (the catalogue's rule at request time; offline lists used the stage's horizon)."""
@@ -74,13 +76,15 @@ class ServedReranker:
             release = np.full(n, np.nan)
             release[at[known]] = arrays["release"][known]
         blocked = codes.get_indexer(pd.Index([str(i) for i in config["blocked"]]))
-        capped = pd.DataFrame(config.get("capped", {"user_id": [], "item_id": []}))
+        pairs = {name: pd.DataFrame(config.get(name, {"user_id": [], "item_id": []}))
+                 for name in ("capped", "promoted")}
         return cls(settings=Settings(**config["settings"]),
                    side=ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute, popularity=popularity),
                    blocked=blocked[blocked >= 0], content=_by_user(tables["content"], codes, user_index, True),
                    rejected={row: items for row, (items, _, _) in
                              _by_user(tables["rejections"], codes, user_index, False).items()},
-                   capped={row: items for row, (items, _, _) in _by_user(capped, codes, user_index, False).items()},
+                   **{name: {row: items for row, (items, _, _) in _by_user(frame, codes, user_index, False).items()}
+                      for name, frame in pairs.items()},
                    release=release)
 
     def not_out_yet(self, now: float) -> np.ndarray:
@@ -102,12 +106,17 @@ class ServedReranker:
         offline = self.rejected.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
         gone = np.union1d(np.asarray(rejected, dtype=np.int64), offline)
         n_items = len(self.side.age_days)
-        capped = self.capped.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
-        # The cap's refusals for this user, removed where the component's cap ran (a new listener: none).
+
+        def keys(per_user: dict[int, np.ndarray]) -> np.ndarray:
+            found = per_user.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
+            return rejection_keys(np.zeros(len(found)), np.asarray(found, dtype=np.int64), n_items)
+
+        # The cap's refusals and the fill's promotions for this user, applied where the component's
+        # steps across users ran (a new listener: none).
         blocked = np.union1d(self.blocked, self.not_out_yet(time.time() if now is None else now))
         steps = full_chain(self.settings, blocked=blocked,
                            rejected=rejection_keys(np.zeros(len(gone)), gone, n_items), n_items=n_items,
-                           capped=rejection_keys(np.zeros(len(capped)), np.asarray(capped, dtype=np.int64), n_items))
+                           capped=keys(self.capped), promoted=keys(self.promoted))
         out = rerank(lists, self.side, steps, self.settings.top_k)[0][0]
         out = out[out >= 0]
         return out, ~np.isin(out, items)

@@ -84,7 +84,7 @@ def test_rejected_and_blocked_items_never_appear(run: EncoreConfig) -> None:
     assert final.groupby("user").size().min() >= 10 and set(final["user"]) == set(ranked["user"])
 
 
-def test_the_exposure_cap_holds_over_every_users_top_k(run: EncoreConfig) -> None:
+def test_the_exposure_cap_and_the_fill_hold_over_every_users_top_k(run: EncoreConfig) -> None:
     out = RerankOutput(output_dir(run, "rerank"))
     final = out.recommendations()
     settings = out.serving()["settings"]
@@ -99,6 +99,25 @@ def test_the_exposure_cap_holds_over_every_users_top_k(run: EncoreConfig) -> Non
     ranked = RankerOutput(output_dir(run, "ranker")).recommendations()
     assert ranked[ranked["rank"] <= settings["exposure_k"]]["item"].value_counts().max() > np.ceil(0.1 * users)
     assert len(out.serving()["capped"]) > 0
+    # The fill gave places to items in nobody's top k: each promoted item is in one list's top k.
+    promoted = np.asarray(out.serving()["promoted"], dtype=np.int64)
+    assert settings["coverage_slots"] == 2 and len(promoted) > 0
+    prepared = PreparedData(output_dir(run, "prepare"))
+    counts = final[final["rank"] <= settings["exposure_k"]]["item"].value_counts()
+    lifted = final[np.isin(final["user"].to_numpy() * prepared.n_items + final["item"].to_numpy(), promoted)]
+    assert (lifted["rank"] <= settings["exposure_k"]).mean() > 0.5  # the floor, after it, may push some down
+    assert not np.isin(promoted % prepared.n_items, ranked[ranked["rank"] <= settings["exposure_k"]]["item"]).all()
+    assert counts.reindex(np.unique(promoted % prepared.n_items)).fillna(0).max() <= int(np.ceil(0.1 * users))
+
+
+def test_the_grid_re_ranks_every_user_and_scores_the_target_users(run: EncoreConfig, tmp_path: Path) -> None:
+    # The steps across users spread over every user's lists, as on test; the target users are scored.
+    inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
+    prepared = PreparedData(inputs["prepare"])
+    ranked = rerank.target_ranked(run, inputs, prepared, tmp_path)
+    np.testing.assert_array_equal(np.unique(ranked["user"]), np.arange(prepared.n_users))
+    assert len(prepared.eval_users("base")) < prepared.n_users
+    assert RerankOutput(output_dir(run, "rerank")).chosen()["choice_users"] == len(prepared.eval_users("base"))
 
 
 @pytest.mark.pipeline  # its runs come through getfixturevalue, which the marker detection cannot read
@@ -116,16 +135,7 @@ def test_the_choice_never_reads_test(mode: str, request: pytest.FixtureRequest, 
     test.to_parquet(other / "test.parquet")
 
     def choice(prepare: Path) -> pd.DataFrame:
-        prepared = PreparedData(prepare)
-        here = inputs | {"prepare": prepare}
-        blocked, rejected = rerank.exclusions(run, prepared)
-        users = rerank.choice_users(run, here, prepared)
-        lists = rerank.stage_lists(run, here, prepared, "base",
-                                   rerank.target_ranked(run, here, prepared, tmp_path, users), users)
-        side = rerank.item_side(run, here, prepared, "base")
-        content = rerank.content_target_lists(run, here, users)
-        return rerank.tradeoff(run, prepared, side, lists, blocked=blocked, rejected=rejected,
-                               content_lists=content, users=users)[0]
+        return rerank.target_tradeoff(run, inputs | {"prepare": prepare}, PreparedData(prepare), tmp_path)[0]
 
     assert not PreparedData(other).part("test").equals(PreparedData(inputs["prepare"]).part("test"))
     pd.testing.assert_frame_equal(choice(inputs["prepare"]), choice(other))

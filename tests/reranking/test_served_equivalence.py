@@ -56,15 +56,16 @@ def test_served_reranker_matches_the_component_steps() -> None:
     assert rerank(batch, side, steps, settings.top_k)[0][0].tolist() != offline.tolist()
 
 
-def test_served_lists_match_the_component_with_the_exposure_cap_and_ranked_new_items() -> None:
-    # Three users: the component caps over all of them at once; the service re-ranks one user
-    # at a time with the cap's refusals from the bundle, and places new items by the content
-    # generator's rank as the component does.
-    from encore.reranking.spread import cap_skips, full_chain, split_at_cap, with_ranked_content
+def test_served_lists_match_the_component_with_the_steps_across_users_and_ranked_new_items() -> None:
+    # Three users: the component caps and fills over all of them at once; the service re-ranks one
+    # user at a time with the cap's refusals and the fill's promotions from the bundle, and places
+    # new items by the content generator's rank as the component does.
+    from encore.reranking.spread import full_chain, served_keys, split_at_cap, with_ranked_content
 
     side = ItemSide(age_days=np.array([400.0, 300.0, 200.0, 90.0, 0.0, 0.0, 50.0, 100.0]),
                     popularity=np.array([1.0, 0.9, 0.7, 0.5, 0.0, 0.0, 0.3, 0.1]))
-    settings = Settings(top_k=5, popularity_penalty=0.3, exposure_cap=0.4, exposure_k=3, content_max_rank=2)
+    settings = Settings(top_k=5, popularity_penalty=0.3, exposure_cap=0.4, exposure_k=3, content_max_rank=2,
+                        coverage_slots=1)
     users = np.array([0, 1, 2])
     ranked = np.array([[0, 1, 2, 3, 6], [0, 2, 1, 7, 3], [1, 0, 3, 2, 7]])
     scores = np.array([[5.0, 4, 3, 2, 1], [9.0, 8, 4, 3, 2], [3.0, 2.5, 2, 1, 0.5]])
@@ -78,16 +79,19 @@ def test_served_lists_match_the_component_with_the_exposure_cap_and_ranked_new_i
     per_user, across = split_at_cap(steps)
     for step in per_user:
         batch = step(batch, side)
-    skipped = cap_skips(batch, settings.exposure_cap, settings.exposure_k)
-    assert skipped.any()  # the cap binds here (ceil(0.4 * 3) = 2 lists per item)
+    capped, promoted = served_keys(batch, side, settings, N)
+    # Both bind here: ceil(0.4 * 3) = 2 lists per item's top 3, and the fill has items to give.
+    assert len(capped) and len(promoted)
     offline = rerank(batch, side, across, settings.top_k)[0]
 
     codes = pd.Index(RAW[::-1])
     user_raw = np.array(["u0", "u1", "u2"])
-    rows, cols = np.nonzero(skipped)
+
+    def pairs(keys: np.ndarray) -> dict[str, list]:
+        return {"user_id": user_raw[keys // N].tolist(), "item_id": RAW[keys % N].tolist()}
+
     tables = {"config": {"settings": dataclasses.asdict(settings), "blocked": [],
-                         "capped": {"user_id": user_raw[rows].tolist(),
-                                    "item_id": RAW[batch.items[rows, cols]].tolist()}},
+                         "capped": pairs(capped), "promoted": pairs(promoted)},
               "items": {"item_id": RAW, "age_days": side.age_days, "embeddings": np.zeros((0, 0)),
                         "attribute": np.zeros(0, dtype=np.int64), "popularity": side.popularity},
               "content": pd.DataFrame({"user_id": ["u0", "u0", "u1"], "item_id": RAW[[4, 5, 5]],
@@ -100,11 +104,14 @@ def test_served_lists_match_the_component_with_the_exposure_cap_and_ranked_new_i
         assert codes[items].tolist() == RAW[expected].tolist()
     # A new item placed by its rank: u1's item 5 (the generator's rank 1) leads u1's list.
     assert offline[1][0] == 5
-    # Without the cap's refusals the service would serve other lists: the bundle's pairs matter.
-    tables["config"] = {"settings": dataclasses.asdict(settings), "blocked": []}
-    uncapped = ServedReranker.from_tables(tables, codes, {"u0": 0, "u1": 1, "u2": 2})
-    assert any(codes[uncapped.apply(int(u), codes.get_indexer(RAW[ranked[u]]), scores[u], none)[0]].tolist()
-               != RAW[offline[u][offline[u] >= 0]].tolist() for u in users)
+    # Without either record the service would serve other lists: the bundle's pairs matter.
+    for dropped in ("capped", "promoted"):
+        tables["config"] = {"settings": dataclasses.asdict(settings), "blocked": [],
+                            **{name: pairs(keys) for name, keys in (("capped", capped), ("promoted", promoted))
+                               if name != dropped}}
+        without = ServedReranker.from_tables(tables, codes, {"u0": 0, "u1": 1, "u2": 2})
+        assert any(codes[without.apply(int(u), codes.get_indexer(RAW[ranked[u]]), scores[u], none)[0]].tolist()
+                   != RAW[offline[u][offline[u] >= 0]].tolist() for u in users), dropped
 
 
 def test_the_service_serves_an_item_from_its_release_on() -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from encore.reranking.spread import (
+    CoverageFill,
     ExposureCap,
+    PromoteKeys,
     RemoveKeys,
     cap_skips,
+    fill_cells,
     full_chain,
+    served_keys,
     split_at_cap,
     with_ranked_content,
 )
@@ -63,15 +67,80 @@ def test_removing_the_refused_keys_per_user_gives_the_capped_lists() -> None:
         np.testing.assert_array_equal(RemoveKeys(keys, N_ITEMS)(one, SIDE).items[0], capped.items[user])
 
 
-def test_the_chain_puts_the_cap_before_the_floor() -> None:
+def test_the_chain_puts_the_cap_before_the_floor_and_the_fill_after_it() -> None:
     settings = Settings(top_k=4, exposure_cap=0.5, exposure_k=2, exposure_m=1)
     steps = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
                        n_items=N_ITEMS)
     per_user, across = split_at_cap(steps)
-    assert isinstance(across[0], ExposureCap) and isinstance(across[1], ExposureFloor)
+    assert [type(step) for step in across] == [ExposureCap, ExposureFloor, CoverageFill]
     assert not any(isinstance(step, ExposureCap) for step in per_user)
     items = rerank(lists(), SIDE, steps, 4)[0]
     np.testing.assert_array_equal(items[0], [0, 2, 3, -1])
+
+
+FILL_SCORES = np.array([[4, 3, 2, 1], [4, 3, 2.8, 1], [4, 2.5, 1, 0.5]])
+
+
+def fill_lists():
+    # Three users with the same four candidates, relevance (scaled per user) in brackets:
+    #   u0: 0 (1), 1 (2/3), 5 (1/3), 6 (0)
+    #   u1: 0 (1), 1 (2/3), 5 (0.6), 6 (0)
+    #   u2: 0 (1), 1 (4/7), 5 (1/7), 6 (0)
+    return lists_from_scores(np.arange(3), np.array([[0, 1, 5, 6]] * 3), FILL_SCORES)
+
+
+def test_the_fill_gives_uncovered_items_to_the_lists_that_lose_least() -> None:
+    # Top 2 of every list: 0, 1; items 5 and 6 are in nobody's. One slot (place 2): item 1 must
+    # stay in one top 2, so 2 of its 3 holders may give it away, those who rate it lowest: u2
+    # (4/7), u0 (2/3; ties u1 at the lower index). Both want 5: u0 loses 2/3 - 1/3 = 1/3, u2
+    # 4/7 - 1/7 = 3/7 -> u0 gets 5; u2 takes its next uncovered candidate, 6. u1 keeps its list.
+    batch = fill_lists()
+    cells = fill_cells(batch, 1, 2)
+    np.testing.assert_array_equal(cells, [[0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+    filled = CoverageFill(1, 2)(batch, SIDE)
+    np.testing.assert_array_equal(filled.items, [[0, 5, 1, 6], [0, 1, 5, 6], [0, 6, 1, 5]])
+    assert set(filled.items[:, :2].ravel()) == {0, 1, 5, 6}  # coverage@2: 2 -> 4 items
+    # Off at 0 slots; one user alone has nobody to leave its items to.
+    np.testing.assert_array_equal(CoverageFill(0, 2)(batch, SIDE).items, batch.items)
+    one = lists_from_scores(np.array([0]), batch.items[:1], np.array([[4, 3, 2, 1.0]]))
+    assert not fill_cells(one, 1, 2).any()
+
+
+def test_the_fill_works_up_from_the_bottom_place_by_place() -> None:
+    # Two users, top 3 both 0, 1, 2. Two slots. Place 3: each of 2's two holders rates it 1/2
+    # (tie: u0 first); one may give it away: u0, which takes 5. Place 2: u0's item 1 is also held
+    # by u1, so u0 gives it for 6; u1 stopped at place 3 (2 had to stay). u0: 0, 5, 6, then 1, 2.
+    batch = lists_from_scores(np.arange(2), np.array([[0, 1, 2, 5, 6], [0, 1, 2, 7, 8]]),
+                              np.array([[5, 4, 3, 2, 1], [5, 4, 3, 2, 1.0]]))
+    np.testing.assert_array_equal(CoverageFill(2, 3)(batch, SIDE).items, [[0, 5, 6, 1, 2], [0, 1, 2, 7, 8]])
+    # One slot: only place 3.
+    np.testing.assert_array_equal(CoverageFill(1, 3)(batch, SIDE).items, [[0, 1, 5, 2, 6], [0, 1, 2, 7, 8]])
+
+
+def test_the_fill_leaves_the_floors_new_items_in_place() -> None:
+    # u0..u2 as above, item 1 new (age 0). With the floor on (m 1), item 1 keeps place 2 in every
+    # list: nothing else is in the last slot, so the fill does nothing; without the floor it fills.
+    side = ItemSide(age_days=np.where(np.arange(N_ITEMS) == 1, 0.0, 400.0))
+    settings = Settings(top_k=4, exposure_k=2, coverage_slots=1, exposure_m=1)
+    steps = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
+                       n_items=N_ITEMS)
+    np.testing.assert_array_equal(rerank(fill_lists(), side, steps, 4)[0], fill_lists().items)
+    assert len(served_keys(fill_lists(), side, settings, N_ITEMS)[1]) == 0
+    off = full_chain(Settings(top_k=4, exposure_k=2, coverage_slots=1), blocked=np.zeros(0, dtype=np.int64),
+                     rejected=np.zeros(0, dtype=np.int64), n_items=N_ITEMS)
+    np.testing.assert_array_equal(rerank(fill_lists(), side, off, 4)[0], [[0, 5, 1, 6], [0, 1, 5, 6], [0, 6, 1, 5]])
+
+
+def test_promoting_the_fills_keys_per_user_gives_the_filled_lists() -> None:
+    # The service's form: one user at a time, the component's promotions moved up.
+    batch = fill_lists()
+    settings = Settings(top_k=4, exposure_k=2, coverage_slots=1)
+    capped, promoted = served_keys(batch, SIDE, settings, N_ITEMS)
+    assert len(capped) == 0 and len(promoted) == 2
+    filled = CoverageFill(1, 2)(batch, SIDE)
+    for user in range(3):
+        one = lists_from_scores(np.array([user]), batch.items[user:user + 1], FILL_SCORES[user:user + 1])
+        np.testing.assert_array_equal(PromoteKeys(promoted, N_ITEMS, 2, 1)(one, SIDE).items[0], filled.items[user])
 
 
 def test_new_items_are_placed_at_the_content_generators_rank() -> None:
