@@ -1016,7 +1016,7 @@ def render_rerank(doc: Path, name: str) -> str:
         lines.append(
             f"| {fold['fold']} | {s['mmr_lambda']:g} / {s['freshness_boost']:g} / {s.get('popularity_penalty', 0):g} / "
             f"{s.get('content_weight', 0):g} / {s['exposure_m']} / {s.get('exposure_cap', 1.0):g} / "
-            f"{_content_rank(s)} / {s.get('coverage_slots', 0)} | "
+            f"{_content_rank(s)} / {_fill(s)} | "
             f"{chosen['target_ranker'][primary]:.4f} → {chosen['target'][primary]:.4f} | "
             f"{ranker[primary]:.4f} → {rerank[primary]:.4f} ({pct(vs['rel_uplift'])}, {pct(vs['rel_ci_low'])} … "
             f"{pct(vs['rel_ci_high'])}) | {ranker['catalog_coverage@10']:.3f} → {rerank['catalog_coverage@10']:.3f} | "
@@ -1097,7 +1097,7 @@ def _rerank_frontier(result: dict, primary: str) -> list[str]:
 
         def name(row: dict) -> str:
             floor = f", m {row['exposure_m']:g}" if row.get("exposure_m", 0) else ""
-            fill = f", fill {row['coverage_slots']:g}" if row.get("coverage_slots", 0) else ""
+            fill = f", fill {_fill(row)}" if row.get("coverage_slots", 0) else ""
             return (f"pen. {row['popularity_penalty']:g}, cap {row['exposure_cap']:g}, rank {_content_rank(row)}"
                     f"{floor}{fill}")
 
@@ -1127,6 +1127,12 @@ def _content_rank(setting: dict) -> str:
     """New items at the content generator's rank: ``r``, or ``r from p`` with a first place p > 1."""
     first = int(setting.get("content_min_rank", 1))
     return f"{setting.get('content_max_rank', 0):g}" + (f" from {first}" if first > 1 else "")
+
+
+def _fill(setting: dict) -> str:
+    """The coverage fill: ``s`` places, or ``s (active d)`` for the users active in the last d days."""
+    days = setting.get("coverage_active_days")
+    return f"{setting.get('coverage_slots', 0):g}" + (f" (active {days:g} d)" if days is not None else "")
 
 
 def _objective(objective: str | list[str]) -> str:

@@ -79,7 +79,7 @@ RERANK_EXPERIMENT = TINY_SYNTHETIC | {
                    # refusals (0.1 binds on the tiny data), the fill's promotions and the new items
                    # placed by rank.
                    "exposure_caps": [0.1], "content_max_ranks": [3], "content_min_ranks": [2],
-                   "coverage_slots": [2],
+                   "coverage_slots": [2], "coverage_active_days": [60.0],
                    "objective": ["catalog_coverage", "diversity"], "match_content_on_cold_items": True}},
 }
 

@@ -199,11 +199,18 @@ class StageLists:
     content_scores: np.ndarray
     content_ranks: np.ndarray
     """The content generator's rank (from 1, among all its items) of each content candidate."""
+    idle_days: np.ndarray
+    """Days between each user's last event in the stage and the stage's last event (nan: none, or
+    no timestamps): who the coverage fill counts as active."""
 
     def rows(self, users: np.ndarray) -> StageLists:
         at = np.searchsorted(self.users, users)
         return StageLists(users, self.items[at], self.scores[at], self.content_items[at], self.content_scores[at],
-                          self.content_ranks[at])
+                          self.content_ranks[at], self.idle_days[at])
+
+    def active_users(self, days: float | None) -> np.ndarray | None:
+        """The users whose last event is at most ``days`` old (None: no limit)."""
+        return None if days is None else self.users[self.idle_days <= days]
 
 
 def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, stage: Stage,
@@ -224,7 +231,20 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
         content_items, content_scores = padded(proposed, users, own.content_candidates)
         content_ranks = padded(proposed.assign(score=original.astype(np.float64)), users,
                                own.content_candidates)[1].astype(np.int64)
-    return StageLists(users, items, scores, content_items, content_scores, content_ranks)
+    return StageLists(users, items, scores, content_items, content_scores, content_ranks,
+                      idle_days(prepared, stage)[users])
+
+
+def idle_days(prepared: PreparedData, stage: Stage) -> np.ndarray:
+    """``(n_users,)``: days between each user's last event in ``stage`` and the stage's last event
+    (nan: no event in the stage, or no timestamps)."""
+    idle = np.full(prepared.n_users, np.nan)
+    now = prepared.last_event_seconds(stage)
+    if now is not None:
+        frame = prepared.part("base" if stage == "base" else "train")
+        last = pd.Series(frame["timestamp"].astype("int64").to_numpy() // 10**9).groupby(frame["user"].to_numpy()).max()
+        idle[last.index.to_numpy()] = (now - last.to_numpy()) / SECONDS_PER_DAY
+    return idle
 
 
 def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
@@ -233,7 +253,9 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     of users, the exposure cap and what follows it over every user at once. With ``served`` (a
     dict), the ``user * n_items + item`` keys the cap refused (``capped``) and the coverage fill
     promoted (``promoted``) are put in it (the service's input)."""
-    per_user, across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items))
+    active = lists.active_users(settings.coverage_active_days)
+    per_user, across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items,
+                                               active_users=active))
     batches = []
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
@@ -246,7 +268,7 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
                   relevance=np.concatenate([b.relevance for b in batches]))
     if served is not None:
-        served["capped"], served["promoted"] = served_keys(whole, side, settings, n_items)
+        served["capped"], served["promoted"] = served_keys(whole, side, settings, n_items, active)
     return rerank(whole, side, across, settings.top_k)[0]
 
 
@@ -312,7 +334,7 @@ class ChoiceEvaluator(Evaluator):
 
 
 GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
-             "content_max_rank", "content_min_rank", "coverage_slots")
+             "content_max_rank", "content_min_rank", "coverage_slots", "coverage_active_days")
 """The grid's columns naming a setting (``tradeoff.csv``)."""
 COLD_ITEMS = "cold_items"
 
@@ -354,7 +376,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
         items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
         rows.append({"setting": "rerank"} | {key: getattr(settings, key) for key in GRID_KEYS} | scores(items[scored]))
         log.info("rerank grid %d/%d: %s: %s %.4f, %s", n, len(grid),
-                 ", ".join(f"{key} {getattr(settings, key):g}" for key in GRID_KEYS), primary, rows[-1][primary],
+                 _named(settings), primary, rows[-1][primary],
                  ", ".join(f"{o} {rows[-1][o]:.4f}" for o in objectives))
     if content_lists is not None:
         content_users, content_items = content_lists
@@ -398,10 +420,20 @@ def target_tradeoff(config: EncoreConfig, inputs: Mapping[str, Path], prepared: 
     return grid, chosen, users
 
 
+def _same(value: float | None, cell: object) -> bool:
+    """A setting's value against its ``tradeoff.csv`` cell (None is written as an empty cell)."""
+    return pd.isna(cell) if value is None else value == cell
+
+
+def _named(settings: Settings) -> str:
+    return ", ".join(f"{key} {'none' if getattr(settings, key) is None else format(getattr(settings, key), 'g')}"
+                     for key in GRID_KEYS)
+
+
 def settings_of(config: EncoreConfig, row: pd.Series) -> Settings:
     own = config.components.rerank
     return next(s for s in own.grid(config.components.ranker.top_k)
-                if all(getattr(s, key) == row[key] for key in GRID_KEYS))
+                if all(_same(getattr(s, key), row[key]) for key in GRID_KEYS))
 
 
 # ------------------------------------------------------------------------------ the component
@@ -433,7 +465,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
         if cold in shown:  # whether the cold-item ask held (when none met it within the loss, it was dropped)
             chosen["cold_items_matched"] = chosen["target"][cold] >= chosen["target_content"][cold]
     write_json(out.path / out.CHOSEN, chosen)
-    log.info("rerank: chose %s on %d target users: %s", ", ".join(f"{k} {getattr(settings, k):g}" for k in GRID_KEYS),
+    log.info("rerank: chose %s on %d target users: %s", _named(settings),
              len(target_users), ", ".join(f"{k} {chosen['target'][k]:.4f} (ranker {chosen['target_ranker'][k]:.4f})"
                                          for k in shown))
 
@@ -487,7 +519,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                                              "test": results, "n_test_users": len(evaluator.users)})
     found = {f"test.{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
     found |= {f"target.{key}": value for key, value in chosen["target"].items()}
-    found |= {f"chosen.{key}": float(getattr(settings, key)) for key in GRID_KEYS}
+    found |= {f"chosen.{key}": float(getattr(settings, key)) for key in GRID_KEYS if getattr(settings, key) is not None}
     found |= {"vs_ranker.rel_uplift": comparison.rel_uplift,
               "vs_ranker.rel_ci_low": comparison.rel_ci_low, "vs_ranker.rel_ci_high": comparison.rel_ci_high}
     write_json(out.path / out.METRICS, found)

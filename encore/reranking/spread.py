@@ -137,11 +137,13 @@ def movable_places(lists: Lists, side: ItemSide, k: int, slots: int, new_days: f
     return places if new_days is None else places & ~side.is_new(lists.items[:, :k], new_days)
 
 
-def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = None) -> np.ndarray:
+def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = None,
+               active: np.ndarray | None = None) -> np.ndarray:
     """The ``(n, width)`` cells below ``k`` the coverage fill promotes (see :class:`CoverageFill`).
 
     Over every row at once, up to ``slots`` rounds, each over the rows' next ``movable`` place
-    (``(n, k)``; None: every valid one) from the bottom of the top ``k``: a row may give its item
+    (``(n, k)``; None: every valid one) from the bottom of the top ``k``, of the ``active`` rows
+    (``(n,)``; None: every row; only their top ``k`` count as covering an item): a row may give its item
     at that place away when the item stays in someone's top ``k`` (at most ``count - 1`` of an
     item's holders, those who rate it lowest); such a row takes its best-placed candidate below
     ``k`` that is in nobody's top ``k`` and not given yet. Where several rows want the same item,
@@ -156,14 +158,15 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     if slots <= 0 or n == 0 or width <= k:
         return cells
     items, relevance = lists.items, lists.relevance
-    top = items[:, :k]
-    movable = top >= 0 if movable is None else movable
+    active = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    top = items[active, :k]
+    movable = (items[:, :k] >= 0 if movable is None else movable) & active[:, None]
     counts = np.bincount(top[top >= 0], minlength=int(items.max(initial=-1)) + 1)
     taken = counts > 0  # in someone's top k, or given by the fill
     # Each row's movable places, bottom first (-1: none left).
     places = np.sort(np.where(movable, np.arange(k), -1), axis=1)[:, ::-1]
     pointer = np.full(n, k, dtype=np.int64)  # the next candidate below k each row considers
-    active = np.ones(n, dtype=bool)
+    active = active.copy()  # rows still filling
     for round_ in range(min(slots, k)):
         place = places[:, round_]
         holders = np.flatnonzero(active & (place >= 0))
@@ -210,17 +213,20 @@ class CoverageFill:
     item once, so one list showing it is enough: the fill buys coverage where it costs least
     (the bottom places, the row that loses least), where a popularity penalty or a cap moves
     every list. With ``new_days`` (the exposure floor on), new items keep their places
-    (:func:`movable_places`)."""
+    (:func:`movable_places`); with ``active_users``, only their lists count and are filled."""
 
     slots: int
     k: int
     new_days: float | None = None
+    active_users: np.ndarray | None = None
+    """The users whose lists count and are filled (sorted); None: every user's."""
 
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
         if self.slots <= 0:
             return lists
         movable = movable_places(lists, side, self.k, self.slots, self.new_days)
-        return promote_cells(lists, fill_cells(lists, self.slots, self.k, movable), self.k, movable)
+        active = None if self.active_users is None else np.isin(lists.users, self.active_users)
+        return promote_cells(lists, fill_cells(lists, self.slots, self.k, movable, active), self.k, movable)
 
 
 @dataclass(frozen=True)
@@ -248,16 +254,19 @@ def _floor_days(settings: Settings) -> float | None:
 
 
 def full_chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray, n_items: int,
-               capped: np.ndarray | None = None, promoted: np.ndarray | None = None) -> list[Step]:
+               capped: np.ndarray | None = None, promoted: np.ndarray | None = None,
+               active_users: np.ndarray | None = None) -> list[Step]:
     """:func:`~encore.reranking.steps.chain` with the steps across users after the ordering steps:
     the global exposure cap before the floor and the coverage fill after it (:class:`ExposureCap`,
     :class:`CoverageFill`, over the batch given: every user) or, with ``capped`` and ``promoted``
-    keys, their per-user forms (:class:`RemoveKeys`, :class:`PromoteKeys`: the service, one user)."""
+    keys, their per-user forms (:class:`RemoveKeys`, :class:`PromoteKeys`: the service, one user).
+    ``active_users``: the fill's (:attr:`Settings.coverage_active_days`; None: every user)."""
     steps = chain(settings, blocked=blocked, rejected=rejected, n_items=n_items)
     at = next(i for i, step in enumerate(steps) if isinstance(step, ExposureFloor))
     floor, days, k = steps[at], _floor_days(settings), settings.exposure_k
     if capped is None:
-        across = [ExposureCap(settings.exposure_cap, k), floor, CoverageFill(settings.coverage_slots, k, days)]
+        across = [ExposureCap(settings.exposure_cap, k), floor,
+                  CoverageFill(settings.coverage_slots, k, days, active_users)]
     else:
         keys = np.asarray(promoted if promoted is not None else [], dtype=np.int64)
         across = [RemoveKeys(np.asarray(capped, dtype=np.int64), n_items), floor,
@@ -271,7 +280,8 @@ def split_at_cap(steps: Sequence[Step]) -> tuple[list[Step], list[Step]]:
     return list(steps[:at]), list(steps[at:])
 
 
-def served_keys(lists: Lists, side: ItemSide, settings: Settings, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+def served_keys(lists: Lists, side: ItemSide, settings: Settings, n_items: int,
+                active_users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """What the steps across users did to the batch ``lists`` (every user, before the cap), as the
     service's sorted ``user * n_items + item`` keys: the cells the cap refused and those the fill
     promoted (:class:`RemoveKeys` and :class:`PromoteKeys` reproduce them per user)."""
@@ -279,7 +289,8 @@ def served_keys(lists: Lists, side: ItemSide, settings: Settings, n_items: int) 
     refused = cap_skips(lists, settings.exposure_cap, k)
     floored = ExposureFloor(settings.exposure_m, k, settings.new_days)(_compact(lists, refused), side)
     promoted = fill_cells(floored, settings.coverage_slots, k,
-                          movable_places(floored, side, k, settings.coverage_slots, _floor_days(settings)))
+                          movable_places(floored, side, k, settings.coverage_slots, _floor_days(settings)),
+                          None if active_users is None else np.isin(floored.users, active_users))
     return (np.sort(lists.users[np.nonzero(refused)[0]] * n_items + lists.items[refused]),
             np.sort(floored.users[np.nonzero(promoted)[0]] * n_items + floored.items[promoted]))
 

@@ -108,6 +108,10 @@ def test_the_exposure_cap_and_the_fill_hold_over_every_users_top_k(run: EncoreCo
     assert (lifted["rank"] <= settings["exposure_k"]).mean() > 0.5  # the floor, after it, may push some down
     assert not np.isin(promoted % prepared.n_items, ranked[ranked["rank"] <= settings["exposure_k"]]["item"]).all()
     assert counts.reindex(np.unique(promoted % prepared.n_items)).fillna(0).max() <= int(np.ceil(0.1 * users))
+    # Only the lists of users active in the last 60 days of the stage were filled.
+    assert settings["coverage_active_days"] == 60.0
+    idle = rerank.idle_days(prepared, "train")[promoted // prepared.n_items]
+    assert (idle <= 60.0).all() and (rerank.idle_days(prepared, "train") > 60.0).any()
 
 
 def test_the_grid_re_ranks_every_user_and_scores_the_target_users(run: EncoreConfig, tmp_path: Path) -> None:

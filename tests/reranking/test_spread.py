@@ -106,6 +106,17 @@ def test_the_fill_gives_uncovered_items_to_the_lists_that_lose_least() -> None:
     assert not fill_cells(one, 1, 2).any()
 
 
+def test_the_fill_counts_and_fills_only_the_active_users_lists() -> None:
+    # u1 idle: its top 2 covers nothing and gets nothing. Item 1 is in 2 active top 2s, so one of
+    # u0 (2/3) and u2 (4/7) may give it away: u2, which rates it lower; it takes 5.
+    batch = fill_lists()
+    filled = CoverageFill(1, 2, active_users=np.array([0, 2]))(batch, SIDE)
+    np.testing.assert_array_equal(filled.items, [[0, 1, 5, 6], [0, 1, 5, 6], [0, 5, 1, 6]])
+    settings = Settings(top_k=4, exposure_k=2, coverage_slots=1, coverage_active_days=30.0)
+    promoted = served_keys(batch, SIDE, settings, N_ITEMS, np.array([0, 2]))[1]
+    np.testing.assert_array_equal(promoted, [2 * N_ITEMS + 5])
+
+
 def test_the_fill_works_up_from_the_bottom_place_by_place() -> None:
     # Two users, top 3 both 0, 1, 2. Two slots. Place 3: each of 2's two holders rates it 1/2
     # (tie: u0 first); one may give it away: u0, which takes 5. Place 2: u0's item 1 is also held
