@@ -1056,8 +1056,9 @@ def render_rerank(doc: Path, name: str) -> str:
 def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:
     """Per result: the change of the primary metric the rule saw on the part it chose on, beside
     the change on test at that choice, per fold and pooled (does the choice part estimate test?)."""
-    lines = ["| result | chosen on | fold: change on the choice part → on test | test pooled (95% CI) |",
-             "|---|---|---|---|"]
+    lines = ["| result | chosen on | fold: change on the choice part → on test | test pooled (95% CI) | "
+             "coverage@10 of the ranker's, per fold: on the choice part → on test |",
+             "|---|---|---|---|---|"]
     for name in names:
         result = load(name)
         primary = result["primary_metric"]
@@ -1073,8 +1074,19 @@ def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:
         pooled = result["pooled_rerank_vs_ranker"]["all"]
         lines.append(f"| [`{name}`]({os.path.relpath(RESULTS / name, doc.parent)}), max loss "
                      f"{100 * result['rule']['max_loss']:g}% | {on} | {changes} | {pct(pooled['rel_uplift'])} "
-                     f"({pct(pooled['rel_ci_low'])} … {pct(pooled['rel_ci_high'])}) |")
+                     f"({pct(pooled['rel_ci_low'])} … {pct(pooled['rel_ci_high'])}) | "
+                     f"{'; '.join(_coverage_ratios(f) for f in folds)} |")
     return "\n".join([*lines, "", source_line(doc, *names)])
+
+
+def _coverage_ratios(fold: dict) -> str:
+    """``n.nn× → n.nn×``: the chosen setting's catalogue coverage@10 over the ranker's on the part
+    the choice was made on (its grid) and on test."""
+    coverage = "catalog_coverage@10"
+    ranker, chosen = fold["grid"][0], next(row for row in fold["grid"] if row.get("chosen"))
+    test = fold["test"]["all"]
+    return (f"{chosen[coverage] / ranker[coverage]:.2f}× → "
+            f"{test['rerank'][coverage] / test['ranker'][coverage]:.2f}×")
 
 
 def _rerank_frontier(result: dict, primary: str) -> list[str]:
@@ -1130,9 +1142,11 @@ def _content_rank(setting: dict) -> str:
 
 
 def _fill(setting: dict) -> str:
-    """The coverage fill: ``s`` places, or ``s (active d)`` for the users active in the last d days."""
-    days = setting.get("coverage_active_days")
-    return f"{setting.get('coverage_slots', 0):g}" + (f" (active {days:g} d)" if days is not None else "")
+    """The coverage fill: ``s`` places, ``s ×r`` with r copies of an item, ``(active d)`` for the
+    users active in the last d days."""
+    days, copies = setting.get("coverage_active_days"), setting.get("coverage_copies", 1)
+    return (f"{setting.get('coverage_slots', 0):g}" + (f" ×{copies:g}" if copies != 1 else "")
+            + (f" (active {days:g} d)" if days is not None else ""))
 
 
 def _objective(objective: str | list[str]) -> str:
@@ -1150,7 +1164,10 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
     return Figure(lambda doc: render(doc, name), (name,))
 
 
-RERANK_ESTIMATES = ("rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
+RERANK_ESTIMATES = ("rerank-synthetic_time-fill.json", "rerank-synthetic_time-fill-cold.json",
+                    "rerank-synthetic_time-fill-both.json", "rerank-lastfm2k_time-fill.json",
+                    "rerank-lastfm2k_time-fill-xfit.json",
+                    "rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
                     "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json", "rerank-synthetic_time-loss1.json",
                     "rerank-synthetic_time-cold.json", "rerank-synthetic_time-xfit.json")
 """The re-ranking results whose choice-part estimate is set beside test (docs/reranking.md)."""
@@ -1200,6 +1217,9 @@ FIGURES: dict[str, Figure] = {
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
     "bpr-epochs": of_file(render_bpr_epochs, "bpr-epochs-synthetic_1m.json"),
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
+    **{name: of_file(render_rerank, f"{name}.json")
+       for name in ("rerank-synthetic_time-fill", "rerank-synthetic_time-fill-cold", "rerank-synthetic_time-fill-both",
+                    "rerank-lastfm2k_time-fill", "rerank-lastfm2k_time-fill-xfit")},
     "rerank-synthetic_time": of_file(render_rerank, "rerank-synthetic_time.json"),
     "rerank-synthetic_time-loss1": of_file(render_rerank, "rerank-synthetic_time-loss1.json"),
     "rerank-synthetic_time-cold": of_file(render_rerank, "rerank-synthetic_time-cold.json"),

@@ -27,7 +27,8 @@ from benchmarks.docs_figures import RESULTS, ROOT, machine, shown
 IMAGES = ROOT / "docs" / "img"
 AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
 GRID_KEYS = ("setting", "mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m",
-             "exposure_cap", "content_max_rank", "content_min_rank", "coverage_slots", "coverage_active_days",
+             "exposure_cap", "content_max_rank", "content_min_rank", "coverage_slots", "coverage_copies",
+             "coverage_active_days",
              "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
 
 

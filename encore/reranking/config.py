@@ -78,6 +78,9 @@ class RerankConfig(Strict):
     coverage_slots: list[NonNegativeInt] = Field(default_factory=lambda: [0], exclude_if=lambda values: values == [0])
     """Grid of the coverage fill: how many of the last places of every top ``exposure_k`` may go to
     items in nobody's top ``exposure_k`` (each such item to the one list that loses least); 0 = off."""
+    coverage_copies: list[PositiveInt] = Field(default_factory=lambda: [1], exclude_if=lambda values: values == [1])
+    """Grid, with ``coverage_slots``: in how many top ``exposure_k`` lists the fill puts each item it
+    gives places to (an item shown in one list is seen only if that list's user comes back)."""
     coverage_active_days: list[NonNegativeFloat | None] = Field(default_factory=lambda: [None],
                                                                 exclude_if=lambda values: values == [None])
     """Grid, with ``coverage_slots``: the fill counts and fills only the lists of users whose last
@@ -101,7 +104,7 @@ class RerankConfig(Strict):
 
     @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
                      "exposure_caps", "content_max_ranks", "content_min_ranks", "coverage_slots",
-                     "coverage_active_days")
+                     "coverage_copies", "coverage_active_days")
     @classmethod
     def _not_empty(cls, values: list) -> list:
         if not values:
@@ -133,9 +136,9 @@ class RerankConfig(Strict):
                                    sorted(set(self.popularity_penalties)), sorted(set(self.content_weights)),
                                    sorted(set(self.exposure_ms)), sorted(set(self.exposure_caps), reverse=True),
                                    sorted(set(self.content_max_ranks)), sorted(set(self.content_min_ranks)),
-                                   sorted(set(self.coverage_slots)),
+                                   sorted(set(self.coverage_slots)), sorted(set(self.coverage_copies)),
                                    sorted(set(self.coverage_active_days), key=lambda days: (days is not None, days)))
         return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
                          exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
-                         coverage_slots=slots, coverage_active_days=active, **shared)
-                for lam, boost, penalty, weight, m, cap, rank, first, slots, active in points]
+                         coverage_slots=slots, coverage_copies=copies, coverage_active_days=active, **shared)
+                for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active in points]

@@ -138,17 +138,17 @@ def movable_places(lists: Lists, side: ItemSide, k: int, slots: int, new_days: f
 
 
 def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = None,
-               active: np.ndarray | None = None) -> np.ndarray:
+               active: np.ndarray | None = None, copies: int = 1) -> np.ndarray:
     """The ``(n, width)`` cells below ``k`` the coverage fill promotes (see :class:`CoverageFill`).
 
     Over every row at once, up to ``slots`` rounds, each over the rows' next ``movable`` place
     (``(n, k)``; None: every valid one) from the bottom of the top ``k``, of the ``active`` rows
     (``(n,)``; None: every row; only their top ``k`` count as covering an item): a row may give its item
-    at that place away when the item stays in someone's top ``k`` (at most ``count - 1`` of an
-    item's holders, those who rate it lowest); such a row takes its best-placed candidate below
-    ``k`` that is in nobody's top ``k`` and not given yet. Where several rows want the same item,
-    it goes to the one that loses least (its relevance at the place minus the item's; ties to the
-    lower row) and the others try their next candidate. A row that may not give its item away,
+    at that place away when the item stays in ``copies`` top ``k`` lists (at most ``count -
+    copies`` of an item's holders, those who rate it lowest); such a row takes its best-placed
+    candidate below ``k`` that is in fewer than ``copies`` top ``k`` lists. Where more rows want an
+    item than it lacks lists, it goes to those that lose least (their relevance at the place minus
+    the item's; ties to the lower row) and the others try their next candidate. A row that may not give its item away,
     or has no candidate left, stops. One numpy pass per round and candidate depth; no loop over
     users.
     """
@@ -162,7 +162,6 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     top = items[active, :k]
     movable = (items[:, :k] >= 0 if movable is None else movable) & active[:, None]
     counts = np.bincount(top[top >= 0], minlength=int(items.max(initial=-1)) + 1)
-    taken = counts > 0  # in someone's top k, or given by the fill
     # Each row's movable places, bottom first (-1: none left).
     places = np.sort(np.where(movable, np.arange(k), -1), axis=1)[:, ::-1]
     pointer = np.full(n, k, dtype=np.int64)  # the next candidate below k each row considers
@@ -174,19 +173,20 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
         slot = items[holders, place[holders]]
         order = np.lexsort((holders, relevance[holders, place[holders]], slot))
         holders, slot = holders[order], slot[order]
-        may = _rank_within(slot) < counts[slot] - 1
+        may = _rank_within(slot) < counts[slot] - copies
         active[holders[~may]] = False
         pending = holders[may]
         while pending.size:
             item = items[pending, pointer[pending]]
-            free = (item >= 0) & ~taken[np.maximum(item, 0)]
+            free = (item >= 0) & (counts[np.maximum(item, 0)] < copies)
             users, item = pending[free], item[free]
             loss = relevance[users, place[users]] - relevance[users, pointer[users]]
             order = np.lexsort((users, loss, item))  # by item, the cheapest row first
             users, item = users[order], item[order]
-            winners = users[_rank_within(item) == 0]
+            win = _rank_within(item) < copies - counts[item]
+            winners = users[win]
             cells[winners, pointer[winners]] = True
-            taken[items[winners, pointer[winners]]] = True
+            np.add.at(counts, item[win], 1)
             np.subtract.at(counts, items[winners, place[winners]], 1)
             pointer[pending] += 1
             rest = pending[~np.isin(pending, winners)]
@@ -220,13 +220,16 @@ class CoverageFill:
     new_days: float | None = None
     active_users: np.ndarray | None = None
     """The users whose lists count and are filled (sorted); None: every user's."""
+    copies: int = 1
+    """In how many top ``k`` lists the fill puts an item (where the lists allow it)."""
 
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
         if self.slots <= 0:
             return lists
         movable = movable_places(lists, side, self.k, self.slots, self.new_days)
         active = None if self.active_users is None else np.isin(lists.users, self.active_users)
-        return promote_cells(lists, fill_cells(lists, self.slots, self.k, movable, active), self.k, movable)
+        return promote_cells(lists, fill_cells(lists, self.slots, self.k, movable, active, self.copies), self.k,
+                             movable)
 
 
 @dataclass(frozen=True)
@@ -266,7 +269,7 @@ def full_chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
     floor, days, k = steps[at], _floor_days(settings), settings.exposure_k
     if capped is None:
         across = [ExposureCap(settings.exposure_cap, k), floor,
-                  CoverageFill(settings.coverage_slots, k, days, active_users)]
+                  CoverageFill(settings.coverage_slots, k, days, active_users, settings.coverage_copies)]
     else:
         keys = np.asarray(promoted if promoted is not None else [], dtype=np.int64)
         across = [RemoveKeys(np.asarray(capped, dtype=np.int64), n_items), floor,
@@ -290,7 +293,8 @@ def served_keys(lists: Lists, side: ItemSide, settings: Settings, n_items: int,
     floored = ExposureFloor(settings.exposure_m, k, settings.new_days)(_compact(lists, refused), side)
     promoted = fill_cells(floored, settings.coverage_slots, k,
                           movable_places(floored, side, k, settings.coverage_slots, _floor_days(settings)),
-                          None if active_users is None else np.isin(floored.users, active_users))
+                          None if active_users is None else np.isin(floored.users, active_users),
+                          settings.coverage_copies)
     return (np.sort(lists.users[np.nonzero(refused)[0]] * n_items + lists.items[refused]),
             np.sort(floored.users[np.nonzero(promoted)[0]] * n_items + floored.items[promoted]))
 

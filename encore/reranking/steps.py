@@ -84,6 +84,9 @@ class Settings:
     coverage_slots: int = 0
     """Places at the bottom of the top ``exposure_k`` the coverage fill may give to items in nobody's
     top ``exposure_k`` (0: off; :class:`encore.reranking.spread.CoverageFill`)."""
+    coverage_copies: int = 1
+    """In how many top ``exposure_k`` lists the coverage fill puts an item (where the lists allow it):
+    more than one where not every list is seen."""
     coverage_active_days: float | None = None
     """The coverage fill counts and fills only the lists of users whose last event is at most this
     many days old (those likely to see their lists); None: every user's."""

@@ -106,6 +106,21 @@ def test_the_fill_gives_uncovered_items_to_the_lists_that_lose_least() -> None:
     assert not fill_cells(one, 1, 2).any()
 
 
+def test_with_two_copies_the_fill_puts_an_item_in_two_lists() -> None:
+    # Five lists 0, 1, 5, 6; item 1's relevance (u0..u4): 2/3, 2/3, 4/7, 5/6, 1/3. Item 1 must stay
+    # in 2 top 2s: 3 of its 5 holders may give it away, those who rate it lowest: u4, u2, u0. All
+    # want 5, which lacks 2 lists: the two that lose least get it, u4 (1/3 - 1/6) and u0 (2/3 - 1/3);
+    # u2 (4/7 - 1/7) takes 6.
+    scores = np.array([[4, 3, 2, 1], [4, 3, 2.8, 1], [4, 2.5, 1, 0.5], [4, 3.5, 3, 1], [4, 2, 1.5, 1.0]])
+    batch = lists_from_scores(np.arange(5), np.array([[0, 1, 5, 6]] * 5), scores)
+    filled = CoverageFill(1, 2, copies=2)(batch, SIDE)
+    np.testing.assert_array_equal(filled.items, [[0, 5, 1, 6], [0, 1, 5, 6], [0, 6, 1, 5], [0, 1, 5, 6], [0, 5, 1, 6]])
+    # One copy: 4 holders may give item 1 away (u1 too); 5 goes to the cheapest, u1 (2/3 - 0.6),
+    # and 6 to the cheapest of the rest, u4 (1/3 - 0).
+    one = CoverageFill(1, 2)(batch, SIDE).items
+    assert (one[:, :2] == 5).sum() == 1 and (one[:, :2] == 6).sum() == 1 and one[1, 1] == 5 and one[4, 1] == 6
+
+
 def test_the_fill_counts_and_fills_only_the_active_users_lists() -> None:
     # u1 idle: its top 2 covers nothing and gets nothing. Item 1 is in 2 active top 2s, so one of
     # u0 (2/3) and u2 (4/7) may give it away: u2, which rates it lower; it takes 5.
