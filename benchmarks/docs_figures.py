@@ -1167,6 +1167,7 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
 RERANK_ESTIMATES = ("rerank-synthetic_time-fill.json", "rerank-synthetic_time-fill-copies.json",
                     "rerank-synthetic_time-fill-cold.json", "rerank-synthetic_time-fill-both.json",
                     "rerank-lastfm2k_time-fill.json", "rerank-lastfm2k_time-fill-xfit.json",
+                    "rerank-lastfm2k_time-fill-copies-xfit.json",
                     "rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
                     "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json", "rerank-synthetic_time-loss1.json",
                     "rerank-synthetic_time-cold.json", "rerank-synthetic_time-xfit.json")
@@ -1220,7 +1221,8 @@ FIGURES: dict[str, Figure] = {
     **{name: of_file(render_rerank, f"{name}.json")
        for name in ("rerank-synthetic_time-fill", "rerank-synthetic_time-fill-copies",
                     "rerank-synthetic_time-fill-cold", "rerank-synthetic_time-fill-both",
-                    "rerank-lastfm2k_time-fill", "rerank-lastfm2k_time-fill-xfit")},
+                    "rerank-lastfm2k_time-fill", "rerank-lastfm2k_time-fill-xfit",
+                    "rerank-lastfm2k_time-fill-copies-xfit")},
     "rerank-synthetic_time": of_file(render_rerank, "rerank-synthetic_time.json"),
     "rerank-synthetic_time-loss1": of_file(render_rerank, "rerank-synthetic_time-loss1.json"),
     "rerank-synthetic_time-cold": of_file(render_rerank, "rerank-synthetic_time-cold.json"),
