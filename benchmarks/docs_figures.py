@@ -1137,8 +1137,8 @@ def _rerank_frontier(result: dict, primary: str) -> list[str]:
 
 def _content_rank(setting: dict) -> str:
     """New items at the content generator's rank: ``r``, or ``r from p`` with a first place p > 1."""
-    first = int(setting.get("content_min_rank", 1))
-    return f"{setting.get('content_max_rank', 0):g}" + (f" from {first}" if first > 1 else "")
+    first, rank = int(setting.get("content_min_rank", 1)), setting.get("content_max_rank", 0)
+    return f"{rank:g}" + (f" from {first}" if first > 1 and rank else "")
 
 
 def _fill(setting: dict) -> str:
