@@ -12,9 +12,9 @@ component's record of what it did:
   removed (:class:`RemoveKeys`). The cap binds only over a deep enough list: a user whose first
   ``k`` candidates are all full takes from below them, so the component re-ranks the ranker's
   whole ``top_k`` (50) list.
-- :class:`CoverageFill`: the last places of the top ``k`` given to items in nobody's top ``k``,
-  one list per item, where that costs least (:func:`fill_cells`); a list is its ordered
-  candidates with the promoted ones moved up (:class:`PromoteKeys`).
+- :class:`CoverageFill`: the last places of the top ``k`` given to items in nobody's top ``k``
+  (one list per item, or ``copies``), where that costs least (:func:`fill_cells`); a list is its
+  ordered candidates with the promoted ones moved up (:class:`PromoteKeys`).
 
 :func:`with_ranked_content` places new items (content-only candidates) at the rank the content
 generator gives them among all its items, as that generator's own list would show them.
@@ -143,14 +143,14 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
 
     Over every row at once, up to ``slots`` rounds, each over the rows' next ``movable`` place
     (``(n, k)``; None: every valid one) from the bottom of the top ``k``, of the ``active`` rows
-    (``(n,)``; None: every row; only their top ``k`` count as covering an item): a row may give its item
-    at that place away when the item stays in ``copies`` top ``k`` lists (at most ``count -
-    copies`` of an item's holders, those who rate it lowest); such a row takes its best-placed
-    candidate below ``k`` that is in fewer than ``copies`` top ``k`` lists. Where more rows want an
-    item than it lacks lists, it goes to those that lose least (their relevance at the place minus
-    the item's; ties to the lower row) and the others try their next candidate. A row that may not give its item away,
-    or has no candidate left, stops. One numpy pass per round and candidate depth; no loop over
-    users.
+    (``(n,)``; None: every row; only their top ``k`` count as covering an item): a row may give
+    its item at that place away when the item stays in ``copies`` top ``k`` lists (at most
+    ``count - copies`` of an item's holders, those who rate it lowest); such a row takes its
+    best-placed candidate below ``k`` that is in fewer than ``copies`` top ``k`` lists. Where more
+    rows want an item than it lacks lists, it goes to those that lose least (their relevance at
+    the place minus the item's; ties to the lower row) and the others try their next candidate.
+    A row that may not give its item away, or has no candidate left, stops. One numpy pass per
+    round and candidate depth; no loop over users.
     """
     n, width = lists.items.shape
     cells = np.zeros((n, width), dtype=bool)
@@ -235,8 +235,8 @@ class CoverageFill:
 @dataclass(frozen=True)
 class PromoteKeys:
     """Each row's ``user * n_items + item`` ``keys`` (sorted) found below ``k`` moved into the
-    lowest movable places of its top ``k`` (:func:`movable_places`): the service's form of :class:`CoverageFill` (the
-    cells the component's fill promoted)."""
+    lowest movable places of its top ``k`` (:func:`movable_places`): the service's form of
+    :class:`CoverageFill` (the cells the component's fill promoted)."""
 
     keys: np.ndarray
     n_items: int
