@@ -268,7 +268,11 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
                   relevance=np.concatenate([b.relevance for b in batches]))
     if served is not None:
+        # What the steps across users did, then the lists from it in the service's form: the same
+        # lists (tests/reranking/test_served_equivalence.py), the cap and the fill computed once.
         served["capped"], served["promoted"] = served_keys(whole, side, settings, n_items, active)
+        across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items,
+                                         capped=served["capped"], promoted=served["promoted"]))[1]
     return rerank(whole, side, across, settings.top_k)[0]
 
 
