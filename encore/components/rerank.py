@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from catboost import CatBoostClassifier, CatBoostRanker
 
 from encore.config.experiment import ConfigError, EncoreConfig
-from encore.data.prepared import PreparedData, Stage
+from encore.data.prepared import EVAL_PART, PreparedData, Stage, to_csr
 from encore.evaluation import metrics
 from encore.evaluation.evaluator import Evaluator, lists_from_frame
 from encore.io import ParquetSink, write_json, write_parquet
@@ -327,14 +328,32 @@ def target_ranked(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Pr
 @dataclass
 class ChoiceEvaluator(Evaluator):
     """The target part's evaluator over the users the choice is made on (``only``; None = every
-    ranker-target user): item statistics stay the stage's, only the rows averaged change."""
+    ranker-target user) and, with ``window_days``, over the target events within that many days of
+    the stage's last event only: item statistics stay the stage's, only the rows averaged and the
+    relevant pairs change."""
 
     only: np.ndarray | None = None
+    window_days: float | None = None
+
+    @cached_property
+    def _window(self) -> sp.csr_matrix:
+        """The relevant (n_users, n_items) pairs of the (windowed) target part."""
+        every = self.prepared.relevant(self.stage)
+        if self.window_days is None:
+            return every
+        part = self.prepared.part(EVAL_PART[self.stage])
+        seconds = part["timestamp"].astype("int64").to_numpy() // 10**9
+        end = self.prepared.last_event_seconds(self.stage) + self.window_days * SECONDS_PER_DAY
+        return to_csr(part[seconds < end], every.shape, value=None)
 
     @cached_property
     def users(self) -> np.ndarray:
-        every = self.prepared.eval_users(self.stage)
+        every = np.flatnonzero(np.diff(self._window.indptr) > 0).astype(np.int64)
         return every if self.only is None else np.intersect1d(every, self.only)
+
+    @cached_property
+    def relevant(self) -> sp.csr_matrix:
+        return self._window[self.users]
 
 
 GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
@@ -347,19 +366,26 @@ COLD_ITEMS = "cold_items"
 def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists: StageLists, *,
              blocked: np.ndarray, rejected: np.ndarray,
              content_lists: tuple[np.ndarray, np.ndarray] | None = None,
-             users: np.ndarray | None = None) -> tuple[pd.DataFrame, int]:
+             users: np.ndarray | None = None) -> tuple[pd.DataFrame, int, np.ndarray]:
     """Every grid setting's metrics on the ranker-target part (first row: the ranker's lists
     unre-ranked; with ``content_lists`` (sorted users, their lists), the content generator's own
     lists, a row ``content``), and the grid row the rule chooses. ``lists`` are every user's: the
     steps across users (the exposure cap, the coverage fill) spread over the population the lists
     are made for, as on test, and the target users are scored. ``cold_items.<primary>`` is the
     cold-item segment's primary metric (items without base listeners), when it has users. With
-    ``users``, only those target users are scored (the held-out slice)."""
+    ``users``, only those target users are scored (the held-out slice); with ``choice_window_days``,
+    only the target events within that window. Also returns the users scored."""
     own = config.components.rerank
     primary = config.evaluation.primary_metric
     # Only the cut-offs the rule reads: every setting is evaluated, so every metric costs 1 + grid times.
     evaluator = ChoiceEvaluator(prepared, "base", tuple(sorted({int(primary.partition("@")[2]), own.exposure_k})),
-                                only=users)
+                                only=users, window_days=own.choice_window_days)
+    if own.choice_window_days is not None and not prepared.has_timestamps:
+        raise ConfigError("components.rerank.choice_window_days: the dataset has no timestamps to window the "
+                          "target part by; set it to null")
+    if not len(evaluator.users):
+        raise ConfigError(f"components.rerank.choice_window_days: no target events within {own.choice_window_days:g} "
+                          "days of the base stage's last event to choose on; widen it")
     scored = np.searchsorted(lists.users, evaluator.users)  # every user is re-ranked, the target users scored
     objectives = own.objectives(primary)
     cold = f"{COLD_ITEMS}.{primary}"
@@ -395,8 +421,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
     table["rule_score"] = choice.score
     table["within_loss"] = table.index.isin(choice.within)
     table["chosen"] = table.index == choice.chosen
-    chosen = choice.chosen
-    return table, chosen
+    return table, choice.chosen, evaluator.users
 
 
 def content_target_lists(config: EncoreConfig, inputs: Mapping[str, Path],
@@ -414,15 +439,15 @@ def content_target_lists(config: EncoreConfig, inputs: Mapping[str, Path],
 def target_tradeoff(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
                     workdir: Path) -> tuple[pd.DataFrame, int, np.ndarray]:
     """The grid on the ranker-target part (:func:`tradeoff` of every user's base-stage lists),
-    the row the rule chooses and the users it was scored on (:func:`choice_users`)."""
+    the row the rule chooses and the users it was scored on (:func:`choice_users`, with target
+    events in ``choice_window_days``)."""
     blocked, rejected = exclusions(config, prepared)
     users = choice_users(config, inputs, prepared)
     lists = stage_lists(config, inputs, prepared, "base", target_ranked(config, inputs, prepared, workdir),
                         np.arange(prepared.n_users, dtype=np.int64))
-    grid, chosen = tradeoff(config, prepared, item_side(config, inputs, prepared, "base"), lists,
-                            blocked=np.union1d(blocked, unreleased(config, prepared, "base")), rejected=rejected,
-                            content_lists=content_target_lists(config, inputs, users), users=users)
-    return grid, chosen, users
+    return tradeoff(config, prepared, item_side(config, inputs, prepared, "base"), lists,
+                    blocked=np.union1d(blocked, unreleased(config, prepared, "base")), rejected=rejected,
+                    content_lists=content_target_lists(config, inputs, users), users=users)
 
 
 def _same(value: float | None, cell: object) -> bool:

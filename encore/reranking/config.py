@@ -90,6 +90,12 @@ class RerankConfig(Strict):
     """With release dates in the data (catalogue metadata): an item is a candidate of a stage's lists
     only if it is released at most this many days after the stage's last event — how long a list is
     served before it is recomputed (offline, the window it is scored on). null: no release rule."""
+    choice_window_days: PositiveFloat | None = Field(default=None, exclude_if=lambda value: value is None)
+    """Score the grid only on the target events within this many days of the base stage's last
+    event: a list is judged by the users who come back while it is served, so with a target window
+    longer than the test window, the whole target part scores more of the users a list is made for
+    than test does, and the rule overrates a fill that gives an item to one list. Set it to the
+    test window's length (needs timestamps); null: the whole target window."""
     match_content_on_cold_items: bool = Field(default=False, exclude_if=lambda value: not value)
     """The rule also asks for the content generator's cold-item ndcg@10 on the target part."""
     choose_on: Literal["target", "heldout"] = Field(default="target", exclude_if=lambda value: value == "target")
