@@ -124,6 +124,32 @@ def test_the_grid_re_ranks_every_user_and_scores_the_target_users(run: EncoreCon
     assert RerankOutput(output_dir(run, "rerank")).chosen()["choice_users"] == len(prepared.eval_users("base"))
 
 
+def test_the_choice_window_scores_only_the_target_events_within_its_days(run: EncoreConfig, tmp_path: Path) -> None:
+    inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
+    prepared = PreparedData(inputs["prepare"])
+    target = prepared.part("target")
+    seconds = target["timestamp"].astype("int64").to_numpy() // 10**9
+    start = prepared.last_event_seconds("base")
+    days = float(np.median(seconds - start)) / 86400  # about half the target events
+    within = target[seconds < start + days * 86400]
+    evaluator = rerank.ChoiceEvaluator(prepared, "base", (10,), window_days=days)
+    np.testing.assert_array_equal(evaluator.users, np.unique(within["user"]))
+    assert 0 < len(evaluator.users) < len(prepared.eval_users("base"))
+    assert evaluator.relevant.nnz == len(within.drop_duplicates(["user", "item"]))
+    rows = np.searchsorted(evaluator.users, within["user"].to_numpy())
+    assert evaluator.relevant[rows, within["item"].to_numpy()].all()
+    # The grid is scored on those users only; with the whole window, on every target user.
+    windowed = with_settings(run, {"rerank": {"choice_window_days": days}})
+    grid, _, users = rerank.target_tradeoff(windowed, inputs, prepared, tmp_path)
+    np.testing.assert_array_equal(users, evaluator.users)
+    whole, _, every = rerank.target_tradeoff(run, inputs, prepared, tmp_path)
+    np.testing.assert_array_equal(every, prepared.eval_users("base"))
+    assert grid.loc[0, "ndcg@10"] != whole.loc[0, "ndcg@10"]
+    # The window leaves the fingerprints of the components before rerank as they are.
+    assert fingerprint(windowed, "ranker") == fingerprint(run, "ranker")
+    assert fingerprint(windowed, "rerank") != fingerprint(run, "rerank")
+
+
 @pytest.mark.pipeline  # its runs come through getfixturevalue, which the marker detection cannot read
 @pytest.mark.parametrize("mode", ["target", "heldout"])
 def test_the_choice_never_reads_test(mode: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
