@@ -223,13 +223,17 @@ class CoverageFill:
     copies: int = 1
     """In how many top ``k`` lists the fill puts an item (where the lists allow it)."""
 
+    def cells(self, lists: Lists, side: ItemSide) -> np.ndarray:
+        """The ``(n, width)`` cells the fill promotes (:func:`fill_cells`)."""
+        movable = movable_places(lists, side, self.k, self.slots, self.new_days)
+        active = None if self.active_users is None else np.isin(lists.users, self.active_users)
+        return fill_cells(lists, self.slots, self.k, movable, active, self.copies)
+
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
         if self.slots <= 0:
             return lists
-        movable = movable_places(lists, side, self.k, self.slots, self.new_days)
-        active = None if self.active_users is None else np.isin(lists.users, self.active_users)
-        return promote_cells(lists, fill_cells(lists, self.slots, self.k, movable, active, self.copies), self.k,
-                             movable)
+        return promote_cells(lists, self.cells(lists, side), self.k,
+                             movable_places(lists, side, self.k, self.slots, self.new_days))
 
 
 @dataclass(frozen=True)
@@ -288,13 +292,13 @@ def served_keys(lists: Lists, side: ItemSide, settings: Settings, n_items: int,
     """What the steps across users did to the batch ``lists`` (every user, before the cap), as the
     service's sorted ``user * n_items + item`` keys: the cells the cap refused and those the fill
     promoted (:class:`RemoveKeys` and :class:`PromoteKeys` reproduce them per user)."""
-    k = settings.exposure_k
-    refused = cap_skips(lists, settings.exposure_cap, k)
-    floored = ExposureFloor(settings.exposure_m, k, settings.new_days)(_compact(lists, refused), side)
-    promoted = fill_cells(floored, settings.coverage_slots, k,
-                          movable_places(floored, side, k, settings.coverage_slots, _floor_days(settings)),
-                          None if active_users is None else np.isin(floored.users, active_users),
-                          settings.coverage_copies)
+    none = np.zeros(0, dtype=np.int64)
+    cap, floor, fill = split_at_cap(full_chain(settings, blocked=none, rejected=none, n_items=n_items,
+                                               active_users=active_users))[1][:3]
+    assert isinstance(cap, ExposureCap) and isinstance(fill, CoverageFill)  # full_chain's order: cap, floor, fill
+    refused = cap_skips(lists, cap.share, cap.k)
+    floored = floor(_compact(lists, refused), side)
+    promoted = fill.cells(floored, side)
     return (np.sort(lists.users[np.nonzero(refused)[0]] * n_items + lists.items[refused]),
             np.sort(floored.users[np.nonzero(promoted)[0]] * n_items + floored.items[promoted]))
 
