@@ -436,12 +436,12 @@ def content_target_lists(config: EncoreConfig, inputs: Mapping[str, Path],
                          config.components.ranker.top_k)[0]
 
 
-def target_tradeoff(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
-                    workdir: Path) -> tuple[pd.DataFrame, int, np.ndarray]:
+def target_tradeoff(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, workdir: Path,
+                    excluded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[pd.DataFrame, int, np.ndarray]:
     """The grid on the ranker-target part (:func:`tradeoff` of every user's base-stage lists),
     the row the rule chooses and the users it was scored on (:func:`choice_users`, with target
-    events in ``choice_window_days``)."""
-    blocked, rejected = exclusions(config, prepared)
+    events in ``choice_window_days``). ``excluded``: :func:`exclusions`, when the caller has read them."""
+    blocked, rejected = exclusions(config, prepared) if excluded is None else excluded
     users = choice_users(config, inputs, prepared)
     lists = stage_lists(config, inputs, prepared, "base", target_ranked(config, inputs, prepared, workdir),
                         np.arange(prepared.n_users, dtype=np.int64))
@@ -475,7 +475,7 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
     blocked, rejected = exclusions(config, prepared)
 
     # The choice: the ranker-target part only (with choose_on: heldout, its held-out slice).
-    grid, chosen_row, target_users = target_tradeoff(config, ctx.inputs, prepared, out.path)
+    grid, chosen_row, target_users = target_tradeoff(config, ctx.inputs, prepared, out.path, (blocked, rejected))
     grid.to_csv(out.path / out.GRID, index=False)
     settings = settings_of(config, grid.loc[chosen_row])
     objectives = own.objectives(primary)
@@ -488,7 +488,8 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
               "target": {key: float(grid.loc[chosen_row, key]) for key in shown},
               "target_ranker": {key: float(grid.loc[0, key]) for key in shown},
               "within_loss": bool(grid.loc[chosen_row, "within_loss"]),
-              "choose_on": own.choose_on, "choice_users": len(target_users)}
+              "choose_on": own.choose_on, "choice_users": len(target_users),
+              "choice_window_days": own.choice_window_days}
     if (grid["setting"] == "content").any():
         chosen["target_content"] = {key: float(grid.loc[grid["setting"] == "content", key].iloc[0]) for key in shown}
         cold = f"{COLD_ITEMS}.{primary}"
