@@ -6,7 +6,7 @@ nobody has listened to, below the ranker's candidates or on their scale by ``con
 a freshness boost by item age, a penalty on item popularity, MMR diversity over
 ``embeddings_from``'s item vectors with an optional cap per top tag, and a new-item exposure floor.
 
-The trade-off is chosen honestly: every setting of the grid (``RerankConfig.grid``) re-ranks
+The trade-off is chosen honestly: every setting of the grid (:func:`~encore.reranking.steps.settings_grid`) re-ranks
 the ranker's base-stage lists (its model scoring base-stage candidates, features from base; test
 is never read) of every user -- the population the steps across users spread over, as on test --
 and is scored on the **ranker-target users**; the rule (:mod:`encore.reranking.rule`) picks the
@@ -56,6 +56,7 @@ from encore.reranking.steps import (
     popularity,
     rejection_keys,
     rerank,
+    settings_grid,
 )
 
 NAME = "rerank"
@@ -402,7 +403,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
         if objective not in rows[0]:
             raise ConfigError(f"components.rerank.objective: {objective} cannot be measured on this dataset "
                               "(diversity needs item tags)")
-    grid = own.grid(config.components.ranker.top_k)
+    grid = settings_grid(own, config.components.ranker.top_k)
     for n, settings in enumerate(grid, start=1):
         items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
         rows.append({"setting": "rerank"} | {key: getattr(settings, key) for key in GRID_KEYS} | scores(items[scored]))
@@ -462,7 +463,7 @@ def _named(settings: Settings) -> str:
 
 def settings_of(config: EncoreConfig, row: pd.Series) -> Settings:
     own = config.components.rerank
-    return next(s for s in own.grid(config.components.ranker.top_k)
+    return next(s for s in settings_grid(own, config.components.ranker.top_k)
                 if all(_same(getattr(s, key), row[key]) for key in GRID_KEYS))
 
 

@@ -4,10 +4,11 @@ Every step is off at its neutral value: ``lambdas: [1.0]`` (no MMR), ``freshness
 [0.0]``, ``popularity_penalties: [0.0]``, ``exposure_ms: [0]``, ``cap_per_attribute: null``,
 ``content_candidates: 0`` (no new items from content; ``content_weights: [0.0]`` keeps them
 below the ranker's candidates), an empty ``block_list`` and no ``rejections_file``. The grid
-(lambdas x boosts x penalties x content weights x ms) is evaluated on the ranker-target part and
-one setting is chosen by the rule: the highest ``objective`` whose ``ndcg@10``
-(``evaluation.primary_metric``) is within ``max_loss`` of the unre-ranked list's (a list of
-objectives: the highest sum of each one min-max scaled over the grid); with
+(:func:`encore.reranking.steps.settings_grid`: lambdas x boosts x penalties x content weights x
+ms x ...) is evaluated on the ranker-target part and one setting is chosen by the rule: the
+highest ``objective`` whose ``ndcg@10`` (``evaluation.primary_metric``) is within ``max_loss``
+of the unre-ranked list's (a list of objectives: the highest sum of each one min-max scaled over
+the grid); with
 ``match_content_on_cold_items``, among those, only settings whose cold-item ndcg@10 is at least
 the ``content_from`` generator's on the same target part (when any is). With ``choose_on:
 heldout`` the target part is the held-out slice of target users the scoring model never trained on.
@@ -15,14 +16,12 @@ heldout`` the target part is the held-out slice of target users the scoring mode
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Strict, UnitInterval
-from encore.reranking.steps import Settings
 
 OBJECTIVES = ("diversity", "catalog_coverage", "novelty", "new_item_exposure", "cold_items.ndcg", "accuracy")
 """What the rule maximises (at ``exposure_k``): the beyond-accuracy metrics of the evaluator, or
@@ -132,19 +131,3 @@ class RerankConfig(Strict):
         is ``primary`` (``evaluation.primary_metric``)."""
         names = [self.objective] if isinstance(self.objective, str) else self.objective
         return [primary if name == "accuracy" else f"{name}@{self.exposure_k}" for name in names]
-
-    def grid(self, top_k: int) -> list[Settings]:
-        """Every setting of the trade-off grid, the neutral one first when it is in the grid."""
-        shared = {"top_k": top_k, "freshness_half_life_days": self.freshness_half_life_days,
-                  "cap_per_attribute": self.cap_per_attribute, "exposure_k": self.exposure_k,
-                  "new_days": self.new_days}
-        points = itertools.product(sorted(set(self.lambdas), reverse=True), sorted(set(self.freshness_boosts)),
-                                   sorted(set(self.popularity_penalties)), sorted(set(self.content_weights)),
-                                   sorted(set(self.exposure_ms)), sorted(set(self.exposure_caps), reverse=True),
-                                   sorted(set(self.content_max_ranks)), sorted(set(self.content_min_ranks)),
-                                   sorted(set(self.coverage_slots)), sorted(set(self.coverage_copies)),
-                                   sorted(set(self.coverage_active_days), key=lambda days: (days is not None, days)))
-        return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
-                         exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
-                         coverage_slots=slots, coverage_copies=copies, coverage_active_days=active, **shared)
-                for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active in points]

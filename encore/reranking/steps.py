@@ -28,11 +28,15 @@ Only numpy here: the serving process imports this module.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:  # the config model imports nothing of this module: editing it re-runs rerank alone
+    from encore.reranking.config import RerankConfig
 
 EXCLUDED = -np.inf
 """Relevance of a removed candidate (its item is set to -1)."""
@@ -90,6 +94,23 @@ class Settings:
     coverage_active_days: float | None = None
     """The coverage fill counts and fills only the lists of users whose last event is at most this
     many days old (those likely to see their lists); None: every user's."""
+
+
+def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
+    """Every setting of ``components.rerank``'s trade-off grid, the neutral one first when it is in
+    the grid (here, not on the config model: every component's reuse key holds the config's code)."""
+    shared = {"top_k": top_k, "freshness_half_life_days": own.freshness_half_life_days,
+              "cap_per_attribute": own.cap_per_attribute, "exposure_k": own.exposure_k, "new_days": own.new_days}
+    points = itertools.product(sorted(set(own.lambdas), reverse=True), sorted(set(own.freshness_boosts)),
+                               sorted(set(own.popularity_penalties)), sorted(set(own.content_weights)),
+                               sorted(set(own.exposure_ms)), sorted(set(own.exposure_caps), reverse=True),
+                               sorted(set(own.content_max_ranks)), sorted(set(own.content_min_ranks)),
+                               sorted(set(own.coverage_slots)), sorted(set(own.coverage_copies)),
+                               sorted(set(own.coverage_active_days), key=lambda days: (days is not None, days)))
+    return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
+                     exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
+                     coverage_slots=slots, coverage_copies=copies, coverage_active_days=active, **shared)
+            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active in points]
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,16 @@ def test_no_components_key_covers_tracking_server_serving_or_cli_code(tiny_confi
         assert not wrong, f"{module}'s reuse key covers {sorted(wrong)}"
 
 
+def test_only_rerank_and_register_keys_cover_the_re_ranking_steps(tiny_config: EncoreConfig,
+                                                                   fresh_digests: None) -> None:
+    """The config model holds ``components.rerank``'s settings, not its steps: editing a step
+    re-runs rerank (and register, which writes them into the serving bundle), not the generators."""
+    for name in run_order(tiny_config):
+        module = component_module(tiny_config, name).__name__
+        covers = "encore.reranking.steps" in lineage.module_closure(module)
+        assert covers == (module in {"encore.components.rerank", "encore.components.register"}), module
+
+
 def test_importing_a_component_loads_no_cli_or_execution_code() -> None:
     """The CLI is imported only when a component runs as a program (one interpreter for all:
     what the union of the imports loads, none of them loads)."""

@@ -16,7 +16,7 @@ from encore.reranking.spread import (
     split_at_cap,
     with_ranked_content,
 )
-from encore.reranking.steps import ExposureFloor, ItemSide, Settings, lists_from_scores, rerank
+from encore.reranking.steps import ExposureFloor, ItemSide, Settings, lists_from_scores, rerank, settings_grid
 
 N_ITEMS = 10
 SIDE = ItemSide(age_days=np.full(N_ITEMS, 400.0))
@@ -193,7 +193,7 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
     experiment = REPO_ROOT / "experiments/lastfm2k.yaml"
     config = load_config(experiment, ["components.rerank.exposure_caps=[1.0,0.05]",
                                       "components.rerank.content_max_ranks=[0,10]"], settings=no_env)
-    grid = config.components.rerank.grid(50)
+    grid = settings_grid(config.components.rerank, 50)
     assert {(s.exposure_cap, s.content_max_rank) for s in grid} >= {(1.0, 0), (0.05, 0), (1.0, 10), (0.05, 10)}
     # At their defaults the new keys stay out of the resolved config (fingerprints unchanged).
     dumped = load_config(experiment, settings=no_env).components.rerank.model_dump(mode="json")
