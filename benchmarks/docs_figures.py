@@ -1065,9 +1065,12 @@ def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:
         folds = result["folds"]
         mode = folds[0]["chosen"].get("choose_on", "target")
         users = [f["chosen"].get("choice_users") for f in folds]
-        on = ("every ranker-target user (scored by the served ranker)" if mode == "target" else
-              f"held-out target users ({', '.join(str(u) for u in users)} per fold; scored by a ranker trained "
-              "without them)")
+        window = folds[0]["chosen"].get("choice_window_days")
+        counts = f"{', '.join(str(u) for u in users)} per fold"
+        within = "" if window is None else f" with events in the first {window:g} days"
+        on = ("every ranker-target user (scored by the served ranker)" if mode == "target" and window is None else
+              f"ranker-target users{within} ({counts}; scored by the served ranker)" if mode == "target" else
+              f"held-out target users{within} ({counts}; scored by a ranker trained without them)")
         changes = "; ".join(
             f"{f['fold']}: {pct(f['chosen']['target'][primary] / f['chosen']['target_ranker'][primary] - 1)} → "
             f"{pct(f['vs_ranker']['rel_uplift'])}" for f in folds)
