@@ -28,7 +28,7 @@ IMAGES = ROOT / "docs" / "img"
 AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
 GRID_KEYS = ("setting", "mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m",
              "exposure_cap", "content_max_rank", "content_min_rank", "coverage_slots", "coverage_copies",
-             "coverage_active_days",
+             "coverage_active_days", "coverage_active_first",
              "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
 
 

@@ -85,6 +85,11 @@ class RerankConfig(Strict):
     """Grid, with ``coverage_slots``: the fill counts and fills only the lists of users whose last
     event in the stage is at most this many days old -- an item in an idle user's list is seen by
     nobody; null = every user's."""
+    coverage_active_first: list[bool] = Field(default_factory=lambda: [False],
+                                              exclude_if=lambda values: values == [False])
+    """Grid, with ``coverage_active_days``: true fills the active users' lists first and then every
+    other list with the items still in nobody's top ``exposure_k`` (an item goes to a list likely to
+    be seen where one can take it, and to some list otherwise); false: only the active users' lists."""
     release_horizon_days: NonNegativeFloat | None = Field(default=None, exclude_if=lambda value: value is None)
     """With release dates in the data (catalogue metadata): an item is a candidate of a stage's lists
     only if it is released at most this many days after the stage's last event — how long a list is
@@ -109,7 +114,7 @@ class RerankConfig(Strict):
 
     @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
                      "exposure_caps", "content_max_ranks", "content_min_ranks", "coverage_slots",
-                     "coverage_copies", "coverage_active_days")
+                     "coverage_copies", "coverage_active_days", "coverage_active_first")
     @classmethod
     def _not_empty(cls, values: list) -> list:
         if not values:

@@ -138,12 +138,13 @@ def movable_places(lists: Lists, side: ItemSide, k: int, slots: int, new_days: f
 
 
 def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = None,
-               active: np.ndarray | None = None, copies: int = 1) -> np.ndarray:
+               active: np.ndarray | None = None, copies: int = 1, counted: np.ndarray | None = None) -> np.ndarray:
     """The ``(n, width)`` cells below ``k`` the coverage fill promotes (see :class:`CoverageFill`).
 
     Over every row at once, up to ``slots`` rounds, each over the rows' next ``movable`` place
     (``(n, k)``; None: every valid one) from the bottom of the top ``k``, of the ``active`` rows
-    (``(n,)``; None: every row; only their top ``k`` count as covering an item): a row may give
+    (``(n,)``; None: every row; only their top ``k`` count as covering an item, or those of the
+    ``counted`` rows where given): a row may give
     its item at that place away when the item stays in ``copies`` top ``k`` lists (at most
     ``count - copies`` of an item's holders, those who rate it lowest); such a row takes its
     best-placed candidate below ``k`` that is in fewer than ``copies`` top ``k`` lists. Where more
@@ -159,7 +160,7 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
         return cells
     items, relevance = lists.items, lists.relevance
     active = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
-    top = items[active, :k]
+    top = items[active if counted is None else np.asarray(counted, dtype=bool), :k]
     movable = (items[:, :k] >= 0 if movable is None else movable) & active[:, None]
     counts = np.bincount(top[top >= 0], minlength=int(items.max(initial=-1)) + 1)
     # Each row's movable places, bottom first (-1: none left).
@@ -222,12 +223,24 @@ class CoverageFill:
     """The users whose lists count and are filled (sorted); None: every user's."""
     copies: int = 1
     """In how many top ``k`` lists the fill puts an item (where the lists allow it)."""
+    active_first: bool = False
+    """The ``active_users``' lists are filled first, then every other list with the items still in
+    nobody's top ``k`` (every list counts then): the active users only go first."""
 
     def cells(self, lists: Lists, side: ItemSide) -> np.ndarray:
-        """The ``(n, width)`` cells the fill promotes (:func:`fill_cells`)."""
+        """The ``(n, width)`` cells the fill promotes (:func:`fill_cells`): one pass, or with
+        ``active_first`` two over disjoint rows, the second over the lists the first left."""
         movable = movable_places(lists, side, self.k, self.slots, self.new_days)
         active = None if self.active_users is None else np.isin(lists.users, self.active_users)
-        return fill_cells(lists, self.slots, self.k, movable, active, self.copies)
+        cells = fill_cells(lists, self.slots, self.k, movable, active, self.copies)
+        if not self.active_first or active is None:
+            return cells
+        # The other rows, counting every list's top k as it stands after the first pass; each row
+        # is filled in one pass only, so the two passes' cells are those of the original rows.
+        first = promote_cells(lists, cells, self.k, movable)
+        rest = fill_cells(first, self.slots, self.k, movable_places(first, side, self.k, self.slots, self.new_days),
+                          ~active, self.copies, counted=np.ones(len(active), dtype=bool))
+        return cells | rest
 
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
         if self.slots <= 0:
@@ -273,7 +286,8 @@ def full_chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
     floor, days, k = steps[at], _floor_days(settings), settings.exposure_k
     if capped is None:
         across = [ExposureCap(settings.exposure_cap, k), floor,
-                  CoverageFill(settings.coverage_slots, k, days, active_users, settings.coverage_copies)]
+                  CoverageFill(settings.coverage_slots, k, days, active_users, settings.coverage_copies,
+                               settings.coverage_active_first)]
     else:
         keys = np.asarray(promoted if promoted is not None else [], dtype=np.int64)
         across = [RemoveKeys(np.asarray(capped, dtype=np.int64), n_items), floor,

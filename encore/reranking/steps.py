@@ -94,6 +94,9 @@ class Settings:
     coverage_active_days: float | None = None
     """The coverage fill counts and fills only the lists of users whose last event is at most this
     many days old (those likely to see their lists); None: every user's."""
+    coverage_active_first: bool = False
+    """With ``coverage_active_days``: those users' lists are filled first (only theirs count), then
+    every other list with the items still in nobody's top ``exposure_k``: a priority, not a filter."""
 
 
 def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
@@ -106,11 +109,15 @@ def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
                                sorted(set(own.exposure_ms)), sorted(set(own.exposure_caps), reverse=True),
                                sorted(set(own.content_max_ranks)), sorted(set(own.content_min_ranks)),
                                sorted(set(own.coverage_slots)), sorted(set(own.coverage_copies)),
-                               sorted(set(own.coverage_active_days), key=lambda days: (days is not None, days)))
+                               sorted(set(own.coverage_active_days), key=lambda days: (days is not None, days)),
+                               sorted(set(own.coverage_active_first)))
     return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
                      exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
-                     coverage_slots=slots, coverage_copies=copies, coverage_active_days=active, **shared)
-            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active in points]
+                     coverage_slots=slots, coverage_copies=copies, coverage_active_days=active,
+                     coverage_active_first=active_first, **shared)
+            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first in points
+            # Without an activity limit there is nobody to fill first: the setting is the plain fill's.
+            if not (active_first and active is None)]
 
 
 @dataclass(frozen=True)

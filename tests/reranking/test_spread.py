@@ -132,6 +132,24 @@ def test_the_fill_counts_and_fills_only_the_active_users_lists() -> None:
     np.testing.assert_array_equal(promoted, [2 * N_ITEMS + 5])
 
 
+def test_active_first_fills_the_active_users_lists_first_then_the_others() -> None:
+    # First pass as above: u2 takes 5. Then idle u1, with every top 2 counting (0: 3 lists, 1: 2,
+    # 5: 1, 6: none): item 1 is in two lists, so u1 may give it away, and takes its best-placed
+    # candidate in nobody's top 2: 6 (5 is u2's now). Coverage@2: all four items, not three.
+    batch = fill_lists()
+    filled = CoverageFill(1, 2, active_users=np.array([0, 2]), active_first=True)(batch, SIDE)
+    np.testing.assert_array_equal(filled.items, [[0, 1, 5, 6], [0, 6, 1, 5], [0, 5, 1, 6]])
+    settings = Settings(top_k=4, exposure_k=2, coverage_slots=1, coverage_active_days=30.0,
+                        coverage_active_first=True)
+    promoted = served_keys(batch, SIDE, settings, N_ITEMS, np.array([0, 2]))[1]
+    np.testing.assert_array_equal(promoted, [1 * N_ITEMS + 6, 2 * N_ITEMS + 5])
+    replayed = PromoteKeys(promoted, N_ITEMS, 2, 1)(batch, SIDE)
+    np.testing.assert_array_equal(replayed.items, filled.items)
+    # Without an activity limit there is nobody to go first: the plain fill.
+    np.testing.assert_array_equal(CoverageFill(1, 2, active_first=True)(batch, SIDE).items,
+                                  CoverageFill(1, 2)(batch, SIDE).items)
+
+
 def test_the_fill_works_up_from_the_bottom_place_by_place() -> None:
     # Two users, top 3 both 0, 1, 2. Two slots. Place 3: each of 2's two holders rates it 1/2
     # (tie: u0 first); one may give it away: u0, which takes 5. Place 2: u0's item 1 is also held
@@ -198,6 +216,12 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
     # At their defaults the new keys stay out of the resolved config (fingerprints unchanged).
     dumped = load_config(experiment, settings=no_env).components.rerank.model_dump(mode="json")
     assert "exposure_caps" not in dumped and "content_max_ranks" not in dumped
+    assert "coverage_active_first" not in dumped and "choice_window_days" not in dumped
+    # Filling the active users first needs an activity limit: no such setting without one.
+    fill = load_config(experiment, ["components.rerank.coverage_active_days=[null,30]",
+                                    "components.rerank.coverage_active_first=[false,true]"], settings=no_env)
+    assert {(s.coverage_active_days, s.coverage_active_first) for s in settings_grid(fill.components.rerank, 50)} \
+        == {(None, False), (30.0, False), (30.0, True)}
     with pytest.raises(ConfigError) as info:
         load_config(experiment, ["components.rerank.exposure_caps=[0.0]"], settings=no_env)
     assert "components.rerank.exposure_caps" in str(info.value)
