@@ -1049,8 +1049,28 @@ def render_rerank(doc: Path, name: str) -> str:
             lines.append(f"| cold-item {primary} ≥ the best generator's, {primary} loss ≤ 2% | {cold['rerank']:.4f} "
                          f"(ranker {cold['ranker']:.4f}) vs {cold['best']:.4f} ({cold['best_generator']}) | "
                          f"{'yes' if found['cold_items_met'] else 'no'} |")
+    lines += _test_grid_reach(result, primary)
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
+
+
+def _test_grid_reach(result: dict, primary: str) -> list[str]:
+    """The report's diagnosis (``test_grid``: every setting on test, after the run; no choice reads
+    it): per fold, the most coverage@10 within 2% of the ranker's test ``primary``, as a ratio."""
+    folds = [f for f in result["folds"] if f.get("test_grid")]
+    if not folds:
+        return []
+    coverage, parts = "catalog_coverage@10", []
+    for fold in folds:
+        ranker, settings = fold["test_grid"][0], [row for row in fold["test_grid"] if row["setting"] == "rerank"]
+        within = [row for row in settings if row[primary] >= 0.98 * ranker[primary]]
+        best = max(within, key=lambda row: row[coverage]) if within else None
+        parts.append(f"{fold['fold']}: " + (f"{best[coverage] / ranker[coverage]:.2f}× (pen. "
+                                            f"{best.get('popularity_penalty', 0):g}, fill {_fill(best)}; "
+                                            f"{pct(best[primary] / ranker[primary] - 1)})" if best else "none"))
+    return ["", f"Diagnosis, not a choice (every grid setting evaluated on test after the run by the report; "
+                f"the component never reads test): the most coverage@10 of any setting within 2% of the "
+                f"ranker's test {primary}, over the ranker's, per fold: " + "; ".join(parts) + "."]
 
 
 def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:

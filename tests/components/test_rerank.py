@@ -4,6 +4,7 @@ heldout``, on target users the scoring model never trained on."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -148,6 +149,26 @@ def test_the_choice_window_scores_only_the_target_events_within_its_days(run: En
     # The window leaves the fingerprints of the components before rerank as they are.
     assert fingerprint(windowed, "ranker") == fingerprint(run, "ranker")
     assert fingerprint(windowed, "rerank") != fingerprint(run, "rerank")
+
+
+def test_the_reports_grid_on_test_reproduces_the_components_test_figures(run: EncoreConfig) -> None:
+    # benchmarks.rerank_report's diagnosis re-ranks the final lists at every setting; at the
+    # chosen one it must give the component's own test figures, and the ranker's at the first row.
+    from benchmarks.rerank_report import grid_on_test
+    from encore.reranking.steps import settings_grid
+
+    upstream = rerank.DEPENDS_ON(run)
+    paths = {"prepare": output_dir(run, "prepare"), "ranker": output_dir(run, "ranker"),
+             "generators": {name: output_dir(run, name) for name in upstream if name in run.components.generators}}
+    grid = grid_on_test(run, paths)
+    assert len(grid) == 1 + len(settings_grid(run.components.rerank, run.components.ranker.top_k))
+    out = RerankOutput(output_dir(run, "rerank"))
+    chosen, test = out.chosen()["settings"], json.loads((out.path / out.SIGNIFICANCE).read_text())["test"]
+    row = next(row for row in grid[1:] if all(row.get(key) == chosen[key] for key in rerank.GRID_KEYS
+                                              if chosen[key] is not None))
+    for metric in ("ndcg@10", "catalog_coverage@10"):
+        assert row[metric] == pytest.approx(test["rerank"][metric])
+        assert grid[0][metric] == pytest.approx(test["ranker"][metric])
 
 
 @pytest.mark.pipeline  # its runs come through getfixturevalue, which the marker detection cannot read
