@@ -32,10 +32,11 @@ GRID_KEYS = ("setting", "mmr_lambda", "freshness_boost", "popularity_penalty", "
              "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
 
 
-def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str, Any]], str]:
+def fold_outputs(tracking_uri: str, experiment_name: str,
+                 pipeline_run: str | None = None) -> tuple[list[dict[str, Any]], str]:
     """The rerank and evaluate output folders of every finished fold of the newest pipeline run
-    that has a rerank run (oldest fold first, from the runs' ``encore.output_dir`` tags), and
-    the commit that run measured (its ``encore.git_commit`` tag)."""
+    that has a rerank run, or of ``pipeline_run`` (a top-level run id; oldest fold first, from the
+    runs' ``encore.output_dir`` tags), and the commit that run measured (its ``encore.git_commit`` tag)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -50,7 +51,9 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
             run_id = parent_of[run_id]
         return run_id
 
-    pipeline = top(reranks["run_id"].iloc[0])
+    pipeline = top(reranks["run_id"].iloc[0]) if pipeline_run is None else pipeline_run
+    if pipeline not in {top(run_id) for run_id in reranks["run_id"]}:
+        raise SystemExit(f"error: --pipeline-run {pipeline}: no rerank run under it in {experiment_name}")
     mine = runs[[top(r) == pipeline for r in runs["run_id"]]]
     folds = mine[mine["tags.encore.fold"].notna()] if "tags.encore.fold" in mine else mine.iloc[:0]
     groups = ([(int(str(row["tags.encore.fold"]).split("/")[0]), row["run_id"]) for _, row in folds.iterrows()]
@@ -70,7 +73,7 @@ def fold_outputs(tracking_uri: str, experiment_name: str) -> tuple[list[dict[str
 
 
 def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str | None = None,
-           suffix: str = "") -> Path:
+           suffix: str = "", pipeline_run: str | None = None) -> Path:
     from encore.config.experiment import load_config
     from encore.evaluation import fold_pooling, metrics
     from encore.evaluation.segments import POOLED_SEGMENTS
@@ -79,7 +82,7 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
 
     config = load_config(experiment, ["components.rerank.enabled=true", *overrides])
     primary = config.evaluation.primary_metric
-    outputs, commit = fold_outputs(tracking_uri(config), experiment_name(config))
+    outputs, commit = fold_outputs(tracking_uri(config), experiment_name(config), pipeline_run)
     folds: list[dict[str, Any]] = []
     per_user = {}
     for paths in outputs:
@@ -289,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="how the run differs from the experiment file (shown in the docs)")
     parser.add_argument("--shown-as", help="the experiment as the docs name it (a derived file outside the repo)")
     parser.add_argument("--suffix", default="", help="appended to the result's name (a variant of the same experiment)")
+    parser.add_argument("--pipeline-run",
+                        help="the top-level MLflow run id to report (default: the newest with a rerank run)")
     args = parser.parse_args(argv)
-    path = record(args.experiment, args.overrides, args.note, args.shown_as, args.suffix)
+    path = record(args.experiment, args.overrides, args.note, args.shown_as, args.suffix, args.pipeline_run)
     print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
     return 0
 
