@@ -1032,6 +1032,7 @@ def render_rerank(doc: Path, name: str) -> str:
                       f"{pct(pooled['rel_uplift'])}, paired cluster-bootstrap 95% CI {pct(pooled['rel_ci_low'])} … "
                       f"{pct(pooled['rel_ci_high'])}. Rule: the highest {_objective(result['rule']['objective'])} "
                       f"within {100 * result['rule']['max_loss']:g}% of the ranker's {primary} on the target part"
+                      + _window(result)
                       + (", and at least the content generator's cold-item "
                          f"{primary} there when a setting is" if result["rule"].get("match_content_on_cold_items")
                          else "") + "."]
@@ -1052,6 +1053,21 @@ def render_rerank(doc: Path, name: str) -> str:
     lines += _test_grid_reach(result, primary)
     lines += ["", source_line(doc, name)]
     return "\n".join(lines)
+
+
+def _choice_window(result: dict) -> float | None:
+    """The run's ``choice_window_days``: from its ``chosen.json`` or, for runs whose component did
+    not record it yet, from the overrides the report was given."""
+    days = result["folds"][0]["chosen"].get("choice_window_days")
+    key = "components.rerank.choice_window_days="
+    given = [o.partition("=")[2] for o in result.get("overrides", []) if o.startswith(key)]
+    return days if days is not None or not given or given[-1] == "null" else float(given[-1])
+
+
+def _window(result: dict) -> str:
+    """`` (its first d days)`` when the grid was scored on a choice window (``choice_window_days``)."""
+    days = _choice_window(result)
+    return "" if days is None else f" (its events in the first {days:g} days)"
 
 
 def _test_grid_reach(result: dict, primary: str) -> list[str]:
@@ -1085,7 +1101,7 @@ def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:
         folds = result["folds"]
         mode = folds[0]["chosen"].get("choose_on", "target")
         users = [f["chosen"].get("choice_users") for f in folds]
-        window = folds[0]["chosen"].get("choice_window_days")
+        window = _choice_window(result)
         counts = f"{', '.join(str(u) for u in users)} per fold"
         within = "" if window is None else f" with events in the first {window:g} days"
         on = ("every ranker-target user (scored by the served ranker)" if mode == "target" and window is None else
@@ -1188,7 +1204,10 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
     return Figure(lambda doc: render(doc, name), (name,))
 
 
-RERANK_ESTIMATES = ("rerank-synthetic_time-fill.json", "rerank-synthetic_time-fill-copies.json",
+RERANK_ESTIMATES = ("rerank-synthetic_time-fill-first.json", "rerank-synthetic_time-fill-window.json",
+                    "rerank-synthetic_time-fill-cold-window.json",
+                    "rerank-lastfm2k_time-fill-first-xfit.json", "rerank-lastfm2k_time-fill-window-xfit.json",
+                    "rerank-synthetic_time-fill.json", "rerank-synthetic_time-fill-copies.json",
                     "rerank-synthetic_time-fill-cold.json", "rerank-synthetic_time-fill-both.json",
                     "rerank-lastfm2k_time-fill.json", "rerank-lastfm2k_time-fill-xfit.json",
                     "rerank-lastfm2k_time-fill-copies-xfit.json",
@@ -1243,7 +1262,10 @@ FIGURES: dict[str, Figure] = {
     "bpr-epochs": of_file(render_bpr_epochs, "bpr-epochs-synthetic_1m.json"),
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
     **{name: of_file(render_rerank, f"{name}.json")
-       for name in ("rerank-synthetic_time-fill", "rerank-synthetic_time-fill-copies",
+       for name in ("rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
+                    "rerank-synthetic_time-fill-cold-window",
+                    "rerank-lastfm2k_time-fill-first-xfit", "rerank-lastfm2k_time-fill-window-xfit",
+                    "rerank-synthetic_time-fill", "rerank-synthetic_time-fill-copies",
                     "rerank-synthetic_time-fill-cold", "rerank-synthetic_time-fill-both",
                     "rerank-lastfm2k_time-fill", "rerank-lastfm2k_time-fill-xfit",
                     "rerank-lastfm2k_time-fill-copies-xfit")},
