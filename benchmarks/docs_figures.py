@@ -1204,7 +1204,9 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
     return Figure(lambda doc: render(doc, name), (name,))
 
 
-RERANK_ESTIMATES = ("rerank-synthetic_time-fill-first.json", "rerank-synthetic_time-fill-window.json",
+RERANK_ESTIMATES = ("rerank-synthetic_time-fill-first-top100-xfit.json", "rerank-synthetic_time-fill-first-top100.json",
+                    "rerank-lastfm2k_time-fill-first-top100-xfit.json",
+                    "rerank-synthetic_time-fill-first.json", "rerank-synthetic_time-fill-window.json",
                     "rerank-synthetic_time-fill-cold-window.json",
                     "rerank-lastfm2k_time-fill-first-xfit.json", "rerank-lastfm2k_time-fill-window-xfit.json",
                     "rerank-synthetic_time-fill.json", "rerank-synthetic_time-fill-copies.json",
@@ -1262,7 +1264,9 @@ FIGURES: dict[str, Figure] = {
     "bpr-epochs": of_file(render_bpr_epochs, "bpr-epochs-synthetic_1m.json"),
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
     **{name: of_file(render_rerank, f"{name}.json")
-       for name in ("rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
+       for name in ("rerank-synthetic_time-fill-first-top100-xfit", "rerank-synthetic_time-fill-first-top100",
+                    "rerank-lastfm2k_time-fill-first-top100-xfit",
+                    "rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
                     "rerank-synthetic_time-fill-cold-window",
                     "rerank-lastfm2k_time-fill-first-xfit", "rerank-lastfm2k_time-fill-window-xfit",
                     "rerank-synthetic_time-fill", "rerank-synthetic_time-fill-copies",
