@@ -384,7 +384,7 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
     if own.choice_window_days is not None and not prepared.has_timestamps:
         raise ConfigError("components.rerank.choice_window_days: the dataset has no timestamps to window the "
                           "target part by; set it to null")
-    if not len(evaluator.users):
+    if own.choice_window_days is not None and not len(evaluator.users):
         raise ConfigError(f"components.rerank.choice_window_days: no target events within {own.choice_window_days:g} "
                           "days of the base stage's last event to choose on; widen it")
     scored = np.searchsorted(lists.users, evaluator.users)  # every user is re-ranked, the target users scored

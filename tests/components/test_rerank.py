@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from encore.components import rerank
-from encore.config.experiment import EncoreConfig, with_settings
+from encore.config.experiment import ConfigError, EncoreConfig, with_settings
 from encore.data.prepared import PreparedData
 from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput, RerankOutput
 from encore.pipeline.reuse_keys import fingerprint
@@ -146,6 +146,9 @@ def test_the_choice_window_scores_only_the_target_events_within_its_days(run: En
     whole, _, every = rerank.target_tradeoff(run, inputs, prepared, tmp_path)
     np.testing.assert_array_equal(every, prepared.eval_users("base"))
     assert grid.loc[0, "ndcg@10"] != whole.loc[0, "ndcg@10"]
+    # A window with no target event in it names the key.
+    with pytest.raises(ConfigError, match=r"components\.rerank\.choice_window_days"):
+        rerank.target_tradeoff(with_settings(run, {"rerank": {"choice_window_days": 1e-9}}), inputs, prepared, tmp_path)
     # The window leaves the fingerprints of the components before rerank as they are.
     assert fingerprint(windowed, "ranker") == fingerprint(run, "ranker")
     assert fingerprint(windowed, "rerank") != fingerprint(run, "rerank")
