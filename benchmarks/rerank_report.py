@@ -142,19 +142,14 @@ def grid_on_test(config: Any, paths: dict[str, Any]) -> list[dict[str, Any]]:
     from encore.components import rerank as component
     from encore.data.prepared import PreparedData
     from encore.evaluation.evaluator import Evaluator
-    from encore.outputs import RankerOutput
     from encore.reranking.steps import settings_grid
 
     prepared = PreparedData(paths["prepare"])
     inputs = {"prepare": paths["prepare"], "ranker": paths["ranker"], **paths["generators"]}
-    ranked = RankerOutput(paths["ranker"]).recommendations()
-    users = np.unique(ranked["user"].to_numpy()).astype(np.int64)
-    side = component.item_side(config, inputs, prepared, "train")
-    lists = component.stage_lists(config, inputs, prepared, "train", ranked, users)
     blocked, rejected = component.exclusions(config, prepared)
-    blocked = np.union1d(blocked, component.unreleased(config, prepared, "train"))
+    lists, side, blocked = component.final_stage(config, inputs, prepared, blocked)
     evaluator = Evaluator(prepared, "train", (10,))
-    rows = np.searchsorted(users, evaluator.users)
+    rows = np.searchsorted(lists.users, evaluator.users)
     shown = ("ndcg@10", "catalog_coverage@10")
 
     def scores(items: np.ndarray) -> dict[str, float]:

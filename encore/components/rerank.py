@@ -237,6 +237,19 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
                       idle_days(prepared, stage)[users])
 
 
+def final_stage(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
+                blocked: np.ndarray) -> tuple[StageLists, ItemSide, np.ndarray]:
+    """What the final lists are made from: the ranker's train-stage lists of every user it ranked,
+    the item side they are re-ranked with, and the items kept out of them: ``blocked`` and those
+    released after the horizon (left out of these lists, not blocked in the bundle: the service's
+    catalogue has an item from its release on)."""
+    ranked = RankerOutput(inputs["ranker"]).recommendations()
+    users = np.unique(ranked["user"].to_numpy()).astype(np.int64)
+    lists = stage_lists(config, inputs, prepared, "train", ranked, users)
+    side = item_side(config, inputs, prepared, "train")
+    return lists, side, np.union1d(blocked, unreleased(config, prepared, "train"))
+
+
 def idle_days(prepared: PreparedData, stage: Stage) -> np.ndarray:
     """``(n_users,)``: days between each user's last event in ``stage`` and the stage's last event
     (nan: no event in the stage, or no timestamps)."""
@@ -502,15 +515,11 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                                          for k in shown))
 
     # The final lists of every user, from the ranker's train-stage lists.
-    ranked = RankerOutput(ctx.inputs["ranker"]).recommendations()
-    users = np.unique(ranked["user"].to_numpy()).astype(np.int64)
-    side = item_side(config, ctx.inputs, prepared, "train")
-    lists = stage_lists(config, ctx.inputs, prepared, "train", ranked, users)
+    lists, side, final_blocked = final_stage(config, ctx.inputs, prepared, blocked)
+    users = lists.users
     served: dict[str, np.ndarray] = {}
-    # Items released after the horizon are left out of these lists, not blocked in the bundle: the
-    # service's catalogue has an item from its release on.
-    items = reranked(lists, side, settings, blocked=np.union1d(blocked, unreleased(config, prepared, "train")),
-                     rejected=rejected, n_items=prepared.n_items, served=served)
+    items = reranked(lists, side, settings, blocked=final_blocked, rejected=rejected, n_items=prepared.n_items,
+                     served=served)
     valid = items >= 0
     write_parquet(pd.DataFrame({
         "user": np.repeat(users, items.shape[1])[valid.ravel()].astype(np.int32),

@@ -230,7 +230,13 @@ class CoverageFill:
     def cells(self, lists: Lists, side: ItemSide) -> np.ndarray:
         """The ``(n, width)`` cells the fill promotes (:func:`fill_cells`): one pass, or with
         ``active_first`` two over disjoint rows, the second over the lists the first left."""
-        movable = movable_places(lists, side, self.k, self.slots, self.new_days)
+        return self._cells(lists, side, self.movable(lists, side))
+
+    def movable(self, lists: Lists, side: ItemSide) -> np.ndarray:
+        """The places the fill may give away (:func:`movable_places`)."""
+        return movable_places(lists, side, self.k, self.slots, self.new_days)
+
+    def _cells(self, lists: Lists, side: ItemSide, movable: np.ndarray) -> np.ndarray:
         active = None if self.active_users is None else np.isin(lists.users, self.active_users)
         cells = fill_cells(lists, self.slots, self.k, movable, active, self.copies)
         if not self.active_first or active is None:
@@ -238,15 +244,15 @@ class CoverageFill:
         # The other rows, counting every list's top k as it stands after the first pass; each row
         # is filled in one pass only, so the two passes' cells are those of the original rows.
         first = promote_cells(lists, cells, self.k, movable)
-        rest = fill_cells(first, self.slots, self.k, movable_places(first, side, self.k, self.slots, self.new_days),
-                          ~active, self.copies, counted=np.ones(len(active), dtype=bool))
+        rest = fill_cells(first, self.slots, self.k, self.movable(first, side), ~active, self.copies,
+                          counted=np.ones(len(active), dtype=bool))
         return cells | rest
 
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
         if self.slots <= 0:
             return lists
-        return promote_cells(lists, self.cells(lists, side), self.k,
-                             movable_places(lists, side, self.k, self.slots, self.new_days))
+        movable = self.movable(lists, side)
+        return promote_cells(lists, self._cells(lists, side, movable), self.k, movable)
 
 
 @dataclass(frozen=True)
