@@ -1204,19 +1204,21 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
     return Figure(lambda doc: render(doc, name), (name,))
 
 
-RERANK_ESTIMATES = ("rerank-synthetic_time-fill-first-top100-xfit.json", "rerank-synthetic_time-fill-first-top100.json",
-                    "rerank-lastfm2k_time-fill-first-top100-xfit.json",
-                    "rerank-synthetic_time-fill-first.json", "rerank-synthetic_time-fill-window.json",
-                    "rerank-synthetic_time-fill-cold-window.json",
-                    "rerank-lastfm2k_time-fill-first-xfit.json", "rerank-lastfm2k_time-fill-window-xfit.json",
-                    "rerank-synthetic_time-fill.json", "rerank-synthetic_time-fill-copies.json",
-                    "rerank-synthetic_time-fill-cold.json", "rerank-synthetic_time-fill-both.json",
-                    "rerank-lastfm2k_time-fill.json", "rerank-lastfm2k_time-fill-xfit.json",
-                    "rerank-lastfm2k_time-fill-copies-xfit.json",
-                    "rerank-lastfm2k_time.json", "rerank-lastfm2k_time-loss1.json", "rerank-lastfm2k_time-heldout.json",
-                    "rerank-lastfm2k_time-xfit.json", "rerank-synthetic_time.json", "rerank-synthetic_time-loss1.json",
-                    "rerank-synthetic_time-cold.json", "rerank-synthetic_time-xfit.json")
-"""The re-ranking results whose choice-part estimate is set beside test (docs/reranking.md)."""
+RERANK_RESULTS = ("rerank-synthetic_time-fill-first-top100-xfit", "rerank-synthetic_time-fill-first-top100",
+                  "rerank-lastfm2k_time-fill-first-top100-xfit",
+                  "rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
+                  "rerank-synthetic_time-fill-cold-window",
+                  "rerank-lastfm2k_time-fill-first-xfit", "rerank-lastfm2k_time-fill-window-xfit",
+                  "rerank-synthetic_time-fill", "rerank-synthetic_time-fill-copies",
+                  "rerank-synthetic_time-fill-cold", "rerank-synthetic_time-fill-both",
+                  "rerank-lastfm2k_time-fill", "rerank-lastfm2k_time-fill-xfit",
+                  "rerank-lastfm2k_time-fill-copies-xfit",
+                  "rerank-lastfm2k_time", "rerank-lastfm2k_time-loss1", "rerank-lastfm2k_time-heldout",
+                  "rerank-lastfm2k_time-xfit", "rerank-synthetic_time", "rerank-synthetic_time-loss1",
+                  "rerank-synthetic_time-cold", "rerank-synthetic_time-xfit")
+"""The re-ranking results (docs/reranking.md), newest first: each one a block of its own name, and
+every one a row of the estimate table (its choice-part estimate beside test)."""
+RERANK_ESTIMATES = tuple(f"{name}.json" for name in RERANK_RESULTS)
 
 FIGURES: dict[str, Figure] = {
     "headline": Figure(render_headline, ("lastfm2k.json", "lastfm2k-pipeline.json", "seed-lastfm2k_time.json")),
@@ -1263,25 +1265,8 @@ FIGURES: dict[str, Figure] = {
     "ease-pruning": Figure(render_ease_pruning, ("ease-pruning-lastfm2k.json",)),
     "bpr-epochs": of_file(render_bpr_epochs, "bpr-epochs-synthetic_1m.json"),
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
-    **{name: of_file(render_rerank, f"{name}.json")
-       for name in ("rerank-synthetic_time-fill-first-top100-xfit", "rerank-synthetic_time-fill-first-top100",
-                    "rerank-lastfm2k_time-fill-first-top100-xfit",
-                    "rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
-                    "rerank-synthetic_time-fill-cold-window",
-                    "rerank-lastfm2k_time-fill-first-xfit", "rerank-lastfm2k_time-fill-window-xfit",
-                    "rerank-synthetic_time-fill", "rerank-synthetic_time-fill-copies",
-                    "rerank-synthetic_time-fill-cold", "rerank-synthetic_time-fill-both",
-                    "rerank-lastfm2k_time-fill", "rerank-lastfm2k_time-fill-xfit",
-                    "rerank-lastfm2k_time-fill-copies-xfit")},
-    "rerank-synthetic_time": of_file(render_rerank, "rerank-synthetic_time.json"),
-    "rerank-synthetic_time-loss1": of_file(render_rerank, "rerank-synthetic_time-loss1.json"),
-    "rerank-synthetic_time-cold": of_file(render_rerank, "rerank-synthetic_time-cold.json"),
-    "rerank-lastfm2k_time": of_file(render_rerank, "rerank-lastfm2k_time.json"),
-    "rerank-lastfm2k_time-loss1": of_file(render_rerank, "rerank-lastfm2k_time-loss1.json"),
+    **{name: of_file(render_rerank, f"{name}.json") for name in RERANK_RESULTS},
     "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
-    "rerank-lastfm2k_time-heldout": of_file(render_rerank, "rerank-lastfm2k_time-heldout.json"),
-    "rerank-lastfm2k_time-xfit": of_file(render_rerank, "rerank-lastfm2k_time-xfit.json"),
-    "rerank-synthetic_time-xfit": of_file(render_rerank, "rerank-synthetic_time-xfit.json"),
 }
 
 
