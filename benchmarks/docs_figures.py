@@ -1086,7 +1086,23 @@ def _test_grid_reach(result: dict, primary: str) -> list[str]:
                                             f"{pct(best[primary] / ranker[primary] - 1)})" if best else "none"))
     return ["", f"Diagnosis, not a choice (every grid setting evaluated on test after the run by the report; "
                 f"the component never reads test): the most coverage@10 of any setting within 2% of the "
-                f"ranker's test {primary}, over the ranker's, per fold: " + "; ".join(parts) + "."]
+                f"ranker's test {primary}, over the ranker's, per fold: " + "; ".join(parts) + "."
+            + _loss_in_hits(folds, primary)]
+
+
+def _loss_in_hits(folds: list[dict], primary: str) -> str:
+    """How coarse 2% of the ranker's test ``primary`` (ndcg@k) is on each fold: the fewest hits at
+    place k whose loss costs that much. A hit there is worth at most ``1 / log2(k + 1)`` of one
+    user's ndcg@k (a user with one relevant item), so 2% of the fold's summed ndcg@k takes at least
+    ``0.02 * mean * users * log2(k + 1)`` of them."""
+    name, _, k = primary.partition("@")
+    if name != "ndcg" or not all("vs_ranker" in fold for fold in folds):
+        return ""
+    pairs = [(f["fold"], f["vs_ranker"]) for f in folds]
+    per_fold = [f"{fold}: {0.02 * vs['mean_a'] * vs['n_users'] * math.log2(int(k) + 1):.1f} over {vs['n_users']} users"
+                for fold, vs in pairs]
+    return (f" How coarse the 2% bound is on test: it is the loss of at least this many hits at place {k} (each "
+            f"worth at most 1/log2({int(k) + 1}) of one user's {primary}), per fold: " + "; ".join(per_fold) + ".")
 
 
 def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:

@@ -143,3 +143,15 @@ def test_the_phase_table_splits_a_component_into_fit_candidates_and_the_rest(tmp
     assert "| bpr | candidates | 2.0 | 100.0 | 1.70 |" in table
     assert "| bpr | rest | 4.0 | 20.0 | 0.70 |" in table
     assert "| bpr | **whole** | 10.0 | 200.0 | 1.30 |" in table
+
+
+def test_the_loss_bound_in_hits_is_two_percent_of_the_folds_summed_ndcg_over_a_last_place_hit() -> None:
+    from benchmarks.docs_figures import _loss_in_hits
+
+    # 2% of 0.1 * 500 users = 1.0 summed ndcg@10; a hit at place 10 is worth 1/log2(11) of it.
+    folds = [{"fold": 1, "vs_ranker": {"mean_a": 0.1, "n_users": 500}},
+             {"fold": 2, "vs_ranker": {"mean_a": 0.3, "n_users": 1000}}]
+    line = _loss_in_hits(folds, "ndcg@10")
+    assert "1: 3.5 over 500 users; 2: 20.8 over 1000 users." in line
+    assert "1/log2(11)" in line
+    assert _loss_in_hits(folds, "recall@10") == ""  # only ndcg's weights are known
