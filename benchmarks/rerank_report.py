@@ -227,7 +227,8 @@ def targets(folds: list[dict[str, Any]], pooled: dict[str, Any], primary: str) -
     found["coverage@10"]["pool_bound"] = sum(f["pool_coverage"] for f in folds) / len(folds)
     found["coverage_met"] = bool(found["coverage@10"]["ratio"] >= 2 and loss and loss["rel_uplift"] >= -0.02)
     if all("cold_items" in f["test"] for f in folds):
-        generators = set.intersection(*(set(f["test"]["cold_items"]["generators"]) for f in folds))
+        # Sorted: ties (a hit or two on cold items) go to the same generator in every run.
+        generators = sorted(set.intersection(*(set(f["test"]["cold_items"]["generators"]) for f in folds)))
         cold: dict[str, float] = {}
         weights = [f["test"]["cold_items"]["n_users"] for f in folds]
         for g in generators:

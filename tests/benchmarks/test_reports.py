@@ -155,3 +155,20 @@ def test_the_loss_bound_in_hits_is_two_percent_of_the_folds_summed_ndcg_over_a_l
     assert "1: 3.5 over 500 users; 2: 20.8 over 1000 users." in line
     assert "1/log2(11)" in line
     assert _loss_in_hits(folds, "recall@10") == ""  # only ndcg's weights are known
+
+
+def test_the_best_generator_on_cold_items_is_the_same_in_every_run_when_generators_tie() -> None:
+    from benchmarks.rerank_report import targets
+
+    def fold(order: list[str]) -> dict:
+        scores = {"rerank": {"catalog_coverage@10": 0.2, "ndcg@10": 0.0}, "ranker": {"catalog_coverage@10": 0.1,
+                                                                                   "ndcg@10": 0.0}}
+        return {"pool_coverage": 0.5, "test": {"all": scores, "cold_items": scores | {
+            "n_users": 10, "generators": {name: 0.01 for name in order} | {"popular": 0.0}}}}
+
+    pooled = {"all": {"rel_uplift": -0.01, "rel_ci_low": -0.02, "rel_ci_high": 0.0}}
+    # Three generators tie on cold items; whatever order the folds list them in, the first by name wins.
+    for order in (["als32", "als", "als128"], ["als128", "als32", "als"]):
+        found = targets([fold(order), fold(order[::-1])], pooled, "ndcg@10")
+        assert found["cold_items.ndcg@10"]["best_generator"] == "als"
+        assert found["coverage@10"]["ratio"] == 2.0 and found["coverage_met"]
