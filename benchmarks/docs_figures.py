@@ -1221,7 +1221,7 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
 
 
 RERANK_RESULTS = ("rerank-synthetic_time-fill-first-top100-xfit", "rerank-synthetic_time-fill-first-top100",
-                  "rerank-lastfm2k_time-fill-first-top100-xfit",
+                  "rerank-lastfm2k_time-fill-first-top100-xfit", "rerank-lastfm2k_time-fill-first-top200-xfit",
                   "rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
                   "rerank-synthetic_time-fill-cold-window",
                   "rerank-lastfm2k_time-fill-first-xfit", "rerank-lastfm2k_time-fill-window-xfit",
