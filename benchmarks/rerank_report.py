@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.docs_figures import RESULTS, ROOT, TARGET_COVERAGE_RATIO, TARGET_MAX_LOSS, machine, shown
+from encore.components.rerank import GRID_KEYS as SETTING_KEYS
 
 IMAGES = ROOT / "docs" / "img"
 AT = ("ndcg@10", "catalog_coverage@10", "diversity@10", "novelty@10", "new_item_exposure@10")
-GRID_KEYS = ("setting", "mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m",
-             "exposure_cap", "content_max_rank", "content_min_rank", "coverage_slots", "coverage_copies",
-             "coverage_active_days", "coverage_active_first",
-             "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
+KEPT = ("setting", *SETTING_KEYS, "within_loss", "chosen", "rule_score", "cold_items.ndcg@10")
+"""The ``tradeoff.csv`` columns a result file keeps (with the metrics ``AT``)."""
 
 
 def fold_outputs(tracking_uri: str, experiment_name: str,
@@ -108,7 +107,7 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
                       "vs_ranker": json.loads((rerank.path / rerank.SIGNIFICANCE).read_text())["vs_ranker"],
                       "test_grid": grid_on_test(config, paths),
                       "grid": [{k: (float(v) if isinstance(v, float | int) and not isinstance(v, bool) else v)
-                                for k, v in row.items() if k in (*GRID_KEYS, *AT) and not pd.isna(v)}
+                                for k, v in row.items() if k in (*KEPT, *AT) and not pd.isna(v)}
                                for row in grid.to_dict("records")]})
         per_user[fold] = evaluate.per_user()
     pool = fold_pooling.pool_per_user(per_user)

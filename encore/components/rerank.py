@@ -44,6 +44,7 @@ from encore.outputs import GeneratorOutput, RankerOutput, RerankOutput
 from encore.pipeline.component import Context, Result
 from encore.ranking.feature_groups import SECONDS_PER_DAY
 from encore.ranking.model import TrainedRanker
+from encore.ranking.segment_policy import SegmentPolicy, cold_users
 from encore.ranking.stage import HELD_OUT_MODEL, HELD_OUT_USERS, rank_users, ranker_inputs
 from encore.recommenders import recommender_class
 from encore.reranking.rule import choose
@@ -204,11 +205,14 @@ class StageLists:
     idle_days: np.ndarray
     """Days between each user's last event in the stage and the stage's last event (nan: none, or
     no timestamps): who the coverage fill counts as active."""
+    chance: np.ndarray
+    """The ranker's hit probability of each of ``items`` (Logloss scores; nan where the ranker did
+    not score the cell: a fallback user's list, a completion, or any cell with ``YetiRank``)."""
 
     def rows(self, users: np.ndarray) -> StageLists:
         at = np.searchsorted(self.users, users)
         return StageLists(users, self.items[at], self.scores[at], self.content_items[at], self.content_scores[at],
-                          self.content_ranks[at], self.idle_days[at])
+                          self.content_ranks[at], self.idle_days[at], self.chance[at])
 
     def active_users(self, days: float | None) -> np.ndarray | None:
         """The users whose last event is at most ``days`` old (None: no limit)."""
@@ -216,11 +220,16 @@ class StageLists:
 
 
 def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, stage: Stage,
-                ranked: pd.DataFrame, users: np.ndarray) -> StageLists:
+                ranked: pd.DataFrame, users: np.ndarray, fallback: np.ndarray | None = None) -> StageLists:
     """The ranker's lists ``ranked`` for ``users`` and, with ``content_candidates`` > 0, the
-    ``content_from`` instance's best candidates among items nobody listened to in ``stage``."""
+    ``content_from`` instance's best candidates among items nobody listened to in ``stage``.
+    ``fallback`` (per user; None: nobody): whose list is the fallback generator's, not the ranker's."""
     own = config.components.rerank
     items, scores = padded(ranked, users, config.components.ranker.top_k)
+    scored = config.components.ranker.loss == "Logloss"
+    if fallback is not None:
+        scored &= ~np.asarray(fallback, dtype=bool)[:, None]
+    chance = np.where(scored & (items >= 0), scores, np.nan)
     content_items = np.full((len(users), 0), -1, dtype=np.int64)
     content_scores = np.zeros(content_items.shape)
     content_ranks = np.zeros(content_items.shape, dtype=np.int64)
@@ -234,7 +243,7 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
         content_ranks = padded(proposed.assign(score=original.astype(np.float64)), users,
                                own.content_candidates)[1].astype(np.int64)
     return StageLists(users, items, scores, content_items, content_scores, content_ranks,
-                      idle_days(prepared, stage)[users])
+                      idle_days(prepared, stage)[users], chance)
 
 
 def final_stage(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
@@ -243,9 +252,14 @@ def final_stage(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
     the item side they are re-ranked with, and the items kept out of them: ``blocked`` and those
     released after the horizon (left out of these lists, not blocked in the bundle: the service's
     catalogue has an item from its release on)."""
-    ranked = RankerOutput(inputs["ranker"]).recommendations()
+    out = RankerOutput(inputs["ranker"])
+    ranked = out.recommendations()
     users = np.unique(ranked["user"].to_numpy()).astype(np.int64)
-    lists = stage_lists(config, inputs, prepared, "train", ranked, users)
+    fallback = None
+    if config.components.ranker.fallback is not None:  # as the ranker chose per segment (rank_users)
+        policy = SegmentPolicy(choice=out.policy()["choice"])
+        fallback = policy.uses_fallback(cold_users(prepared.user_items("train"), users))
+    lists = stage_lists(config, inputs, prepared, "train", ranked, users, fallback)
     side = item_side(config, inputs, prepared, "train")
     return lists, side, np.union1d(blocked, unreleased(config, prepared, "train"))
 
@@ -274,14 +288,16 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     batches = []
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
-        batch = with_ranked_content(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows]),
+        batch = with_ranked_content(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows],
+                                                      lists.chance[rows]),
                                     lists.content_items[rows], lists.content_scores[rows], lists.content_ranks[rows],
                                     settings)
         for step in per_user:
             batch = step(batch, side)
         batches.append(batch)
     whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
-                  relevance=np.concatenate([b.relevance for b in batches]))
+                  relevance=np.concatenate([b.relevance for b in batches]),
+                  chance=np.concatenate([b.chance for b in batches]))
     if served is not None:
         # What the steps across users did, then the lists from it in the service's form: the same
         # lists (tests/reranking/test_served_equivalence.py), the cap and the fill computed once.
@@ -372,7 +388,7 @@ class ChoiceEvaluator(Evaluator):
 
 GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
              "content_max_rank", "content_min_rank", "coverage_slots", "coverage_copies",
-             "coverage_active_days", "coverage_active_first")
+             "coverage_active_days", "coverage_active_first", "coverage_cost")
 """The grid's columns naming a setting (``tradeoff.csv``)."""
 COLD_ITEMS = "cold_items"
 
@@ -469,9 +485,12 @@ def _same(value: float | None, cell: object) -> bool:
     return pd.isna(cell) if value is None else value == cell
 
 
+def _shown(value: object) -> str:
+    return "none" if value is None else value if isinstance(value, str) else format(value, "g")
+
+
 def _named(settings: Settings) -> str:
-    return ", ".join(f"{key} {'none' if getattr(settings, key) is None else format(getattr(settings, key), 'g')}"
-                     for key in GRID_KEYS)
+    return ", ".join(f"{key} {_shown(getattr(settings, key))}" for key in GRID_KEYS)
 
 
 def settings_of(config: EncoreConfig, row: pd.Series) -> Settings:
@@ -560,7 +579,9 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
                                              "test": results, "n_test_users": len(evaluator.users)})
     found = {f"test.{name}.{key}": value for name, scores in results.items() for key, value in scores.items()}
     found |= {f"target.{key}": value for key, value in chosen["target"].items()}
-    found |= {f"chosen.{key}": float(getattr(settings, key)) for key in GRID_KEYS if getattr(settings, key) is not None}
+    # The numeric ones as metrics (the run's params hold every one, ``coverage_cost`` included).
+    found |= {f"chosen.{key}": float(value) for key in GRID_KEYS
+              if isinstance(value := getattr(settings, key), int | float)}
     found |= {"vs_ranker.rel_uplift": comparison.rel_uplift,
               "vs_ranker.rel_ci_low": comparison.rel_ci_low, "vs_ranker.rel_ci_high": comparison.rel_ci_high}
     write_json(out.path / out.METRICS, found)

@@ -312,6 +312,13 @@ class ComponentsConfig(Strict):
                              "served to users nobody knows, so it must be a popular-kind instance")
         return self
 
+    @model_validator(mode="after")
+    def _chance_needs_probabilities(self) -> ComponentsConfig:
+        if "chance" in self.rerank.coverage_costs and self.ranker.loss != "Logloss":
+            raise ValueError(f"rerank.coverage_costs: 'chance' needs the ranker's hit probabilities "
+                             f"(ranker.loss: Logloss), but ranker.loss is {self.ranker.loss}")
+        return self
+
     @property
     def generators(self) -> dict[str, GeneratorConfig]:
         """Every generator instance by name, in config order (enabled or not)."""

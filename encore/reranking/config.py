@@ -90,6 +90,12 @@ class RerankConfig(Strict):
     """Grid, with ``coverage_active_days``: true fills the active users' lists first and then every
     other list with the items still in nobody's top ``exposure_k`` (an item goes to a list likely to
     be seen where one can take it, and to some list otherwise); false: only the active users' lists."""
+    coverage_costs: list[Literal["relevance", "chance"]] = Field(default_factory=lambda: ["relevance"],
+                                                                exclude_if=lambda values: values == ["relevance"])
+    """Grid, with ``coverage_slots``: what the fill weighs a given-away place by -- ``relevance``,
+    the ranker's score scaled per user to [0, 1] (every list's best item at 1, so lists are compared
+    by shape, not by what they expect), or ``chance``, the ranker's hit probability (needs
+    ``components.ranker.loss: Logloss``): the place goes where the ranker expects fewest hits lost."""
     release_horizon_days: NonNegativeFloat | None = Field(default=None, exclude_if=lambda value: value is None)
     """With release dates in the data (catalogue metadata): an item is a candidate of a stage's lists
     only if it is released at most this many days after the stage's last event — how long a list is
@@ -114,7 +120,7 @@ class RerankConfig(Strict):
 
     @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
                      "exposure_caps", "content_max_ranks", "content_min_ranks", "coverage_slots",
-                     "coverage_copies", "coverage_active_days", "coverage_active_first")
+                     "coverage_copies", "coverage_active_days", "coverage_active_first", "coverage_costs")
     @classmethod
     def _not_empty(cls, values: list) -> list:
         if not values:

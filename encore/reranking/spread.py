@@ -47,9 +47,7 @@ def _compact(lists: Lists, gone: np.ndarray) -> Lists:
     """``lists`` with the ``gone`` (n, width) cells removed, every row's order kept (holes last)."""
     items = np.where(gone, -1, lists.items)
     relevance = np.where(gone, EXCLUDED, lists.relevance)
-    order = np.argsort(items < 0, axis=1, kind="stable")
-    return Lists(users=lists.users, items=np.take_along_axis(items, order, 1),
-                 relevance=np.take_along_axis(relevance, order, 1))
+    return lists.with_cells(items, relevance, lists.chance).take(np.argsort(items < 0, axis=1, kind="stable"))
 
 
 def _rank_within(keys: np.ndarray) -> np.ndarray:
@@ -138,7 +136,8 @@ def movable_places(lists: Lists, side: ItemSide, k: int, slots: int, new_days: f
 
 
 def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = None,
-               active: np.ndarray | None = None, copies: int = 1, counted: np.ndarray | None = None) -> np.ndarray:
+               active: np.ndarray | None = None, copies: int = 1, counted: np.ndarray | None = None,
+               cost: np.ndarray | None = None) -> np.ndarray:
     """The ``(n, width)`` cells below ``k`` the coverage fill promotes (see :class:`CoverageFill`).
 
     Over every row at once, up to ``slots`` rounds, each over the rows' next ``movable`` place
@@ -150,18 +149,23 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     best-placed candidate below ``k`` that is in fewer than ``copies`` top ``k`` lists. Where more
     rows want an item than it lacks lists, it goes to those that lose least (their relevance at
     the place minus the item's; ties to the lower row) and the others try their next candidate.
-    A row that may not give its item away, or has no candidate left, stops. One numpy pass per
-    round and candidate depth; no loop over users.
+    A row that may not give its item away, or has no candidate left, stops. ``cost`` (n, width)
+    replaces the relevance in both comparisons (the item's holders, the rows' losses): the
+    ranker's hit probabilities (:attr:`Lists.chance`); an item the ranker did not score (nan: a
+    fallback list's, a completion, a content candidate) counts as probability 0 -- the places the
+    fill may give away stay those of :func:`movable_places`, which the service knows. One numpy
+    pass per round and candidate depth; no loop over users.
     """
     n, width = lists.items.shape
     cells = np.zeros((n, width), dtype=bool)
     k = min(k, width)
     if slots <= 0 or n == 0 or width <= k:
         return cells
-    items, relevance = lists.items, lists.relevance
+    items = lists.items
     active = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
     top = items[active if counted is None else np.asarray(counted, dtype=bool), :k]
     movable = (items[:, :k] >= 0 if movable is None else movable) & active[:, None]
+    relevance = lists.relevance if cost is None else np.nan_to_num(cost, nan=0.0)
     counts = np.bincount(top[top >= 0], minlength=int(items.max(initial=-1)) + 1)
     # Each row's movable places, bottom first (-1: none left).
     places = np.sort(np.where(movable, np.arange(k), -1), axis=1)[:, ::-1]
@@ -226,6 +230,10 @@ class CoverageFill:
     active_first: bool = False
     """The ``active_users``' lists are filled first, then every other list with the items still in
     nobody's top ``k`` (every list counts then): the active users only go first."""
+    by_chance: bool = False
+    """Weigh a given-away place by the ranker's hit probability (:attr:`Lists.chance`, which the
+    batch must carry) instead of the per-user scaled relevance: one scale for every user, so the
+    fill gives places away where the ranker expects fewest hits lost."""
 
     def cells(self, lists: Lists, side: ItemSide) -> np.ndarray:
         """The ``(n, width)`` cells the fill promotes (:func:`fill_cells`): one pass, or with
@@ -236,16 +244,23 @@ class CoverageFill:
         """The places the fill may give away (:func:`movable_places`)."""
         return movable_places(lists, side, self.k, self.slots, self.new_days)
 
+    def _cost(self, lists: Lists) -> np.ndarray | None:
+        if not self.by_chance:
+            return None
+        if lists.chance is None:
+            raise ValueError("the coverage fill weighs places by chance, but the lists carry no ranker probabilities")
+        return lists.chance
+
     def _cells(self, lists: Lists, side: ItemSide, movable: np.ndarray) -> np.ndarray:
         active = None if self.active_users is None else np.isin(lists.users, self.active_users)
-        cells = fill_cells(lists, self.slots, self.k, movable, active, self.copies)
+        cells = fill_cells(lists, self.slots, self.k, movable, active, self.copies, cost=self._cost(lists))
         if not self.active_first or active is None:
             return cells
         # The other rows, counting every list's top k as it stands after the first pass; each row
         # is filled in one pass only, so the two passes' cells are those of the original rows.
         first = promote_cells(lists, cells, self.k, movable)
         rest = fill_cells(first, self.slots, self.k, self.movable(first, side), ~active, self.copies,
-                          counted=np.ones(len(active), dtype=bool))
+                          counted=np.ones(len(active), dtype=bool), cost=self._cost(first))
         return cells | rest
 
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
@@ -293,7 +308,7 @@ def full_chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
     if capped is None:
         across = [ExposureCap(settings.exposure_cap, k), floor,
                   CoverageFill(settings.coverage_slots, k, days, active_users, settings.coverage_copies,
-                               settings.coverage_active_first)]
+                               settings.coverage_active_first, settings.coverage_cost == "chance")]
     else:
         keys = np.asarray(promoted if promoted is not None else [], dtype=np.int64)
         across = [RemoveKeys(np.asarray(capped, dtype=np.int64), n_items), floor,
@@ -342,8 +357,8 @@ def with_ranked_content(lists: Lists, items: np.ndarray, scores: np.ndarray, ran
     # (low: no listens); one the content generator ranks within r leaves that place for its rank.
     moved = ((lists.items[:, :, None] == np.where((ranks >= 1) & (ranks <= r), items, -2)[:, None, :]).any(axis=2)
              & (lists.items >= 0))
-    lists = Lists(users=lists.users, items=np.where(moved, -1, lists.items),
-                  relevance=np.where(moved, EXCLUDED, lists.relevance))
+    lists = lists.with_cells(np.where(moved, -1, lists.items), np.where(moved, EXCLUDED, lists.relevance),
+                             lists.chance)
     out = with_content_candidates(lists, items, scores, settings.content_weight)
     ranked = np.sort(np.where(lists.items >= 0, lists.relevance, -np.inf), axis=1)[:, ::-1]  # best first
     n_valid = (lists.items >= 0).sum(axis=1)

@@ -97,6 +97,9 @@ class Settings:
     coverage_active_first: bool = False
     """With ``coverage_active_days``: those users' lists are filled first (only theirs count), then
     every other list with the items still in nobody's top ``exposure_k``: a priority, not a filter."""
+    coverage_cost: str = "relevance"
+    """What the coverage fill weighs a given-away place by: ``relevance`` (scaled per user) or
+    ``chance``, the ranker's probability of a hit (:attr:`Lists.chance`), one scale for every user."""
 
 
 def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
@@ -110,28 +113,40 @@ def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
                                sorted(set(own.content_max_ranks)), sorted(set(own.content_min_ranks)),
                                sorted(set(own.coverage_slots)), sorted(set(own.coverage_copies)),
                                sorted(set(own.coverage_active_days), key=lambda days: (days is not None, days)),
-                               sorted(set(own.coverage_active_first)))
+                               sorted(set(own.coverage_active_first)), sorted(set(own.coverage_costs), reverse=True))
     return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
                      exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
                      coverage_slots=slots, coverage_copies=copies, coverage_active_days=active,
-                     coverage_active_first=active_first, **shared)
-            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first in points
-            # Without an activity limit there is nobody to fill first: the setting is the plain fill's.
-            if not (active_first and active is None)]
+                     coverage_active_first=active_first, coverage_cost=cost, **shared)
+            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first, cost in points
+            # Without an activity limit there is nobody to fill first, and without a fill nothing is
+            # weighed: those settings are the plain fill's and the unfilled lists'.
+            if not (active_first and active is None) and not (cost != "relevance" and slots == 0)]
 
 
 @dataclass(frozen=True)
 class Lists:
-    """A batch: ``users`` (n,), ``items`` (n, width) with -1 padding, ``relevance`` (n, width)."""
+    """A batch: ``users`` (n,), ``items`` (n, width) with -1 padding, ``relevance`` (n, width) and,
+    optionally, ``chance`` (n, width): the ranker's probability that the cell's item is a hit
+    (Logloss), nan where the ranker did not score it (a fallback list, a completion, a content
+    candidate). The steps reorder it with the items and never change it: what the ranker believes
+    of an item does not depend on where a step puts it."""
 
     users: np.ndarray
     items: np.ndarray
     relevance: np.ndarray
+    chance: np.ndarray | None = None
 
     def take(self, order: np.ndarray) -> Lists:
         """Rows reordered column-wise by ``order`` (n, width') of column indices."""
         return replace(self, items=np.take_along_axis(self.items, order, 1),
-                       relevance=np.take_along_axis(self.relevance, order, 1))
+                       relevance=np.take_along_axis(self.relevance, order, 1),
+                       chance=None if self.chance is None else np.take_along_axis(self.chance, order, 1))
+
+    def with_cells(self, items: np.ndarray, relevance: np.ndarray, chance: np.ndarray | None) -> Lists:
+        """The same users with new cells (``chance`` kept only where this batch has one)."""
+        return Lists(users=self.users, items=items, relevance=relevance,
+                     chance=None if self.chance is None else chance)
 
 
 class Step(Protocol):
@@ -150,11 +165,14 @@ def scaled(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(valid, out, EXCLUDED)
 
 
-def lists_from_scores(users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> Lists:
-    """The ranker's lists as a batch: relevance = the scores scaled per user (:func:`scaled`)."""
+def lists_from_scores(users: np.ndarray, items: np.ndarray, scores: np.ndarray,
+                      chance: np.ndarray | None = None) -> Lists:
+    """The ranker's lists as a batch: relevance = the scores scaled per user (:func:`scaled`);
+    ``chance`` (n, width; nan: unknown) as :attr:`Lists.chance`."""
     items = np.asarray(items, dtype=np.int64)
     return Lists(users=np.asarray(users, dtype=np.int64), items=items,
-                 relevance=scaled(items, np.asarray(scores, dtype=np.float64)))
+                 relevance=scaled(items, np.asarray(scores, dtype=np.float64)),
+                 chance=None if chance is None else np.where(items >= 0, np.asarray(chance, dtype=np.float64), np.nan))
 
 
 def popularity(listeners: np.ndarray) -> np.ndarray:
@@ -178,8 +196,9 @@ def with_content_candidates(lists: Lists, items: np.ndarray, scores: np.ndarray,
     items = np.where(twice, -1, items)
     content = scaled(items, np.asarray(scores, dtype=np.float64))
     relevance = np.where(items >= 0, weight * content if weight > 0 else content * 0.5 - 1.0, EXCLUDED)
-    return Lists(users=lists.users, items=np.concatenate([lists.items, items], axis=1),
-                 relevance=np.concatenate([lists.relevance, relevance], axis=1))
+    unknown = None if lists.chance is None else np.concatenate([lists.chance, np.full(items.shape, np.nan)], axis=1)
+    return lists.with_cells(np.concatenate([lists.items, items], axis=1),
+                            np.concatenate([lists.relevance, relevance], axis=1), unknown)
 
 
 @dataclass(frozen=True)
