@@ -115,6 +115,23 @@ def test_the_exposure_cap_and_the_fill_hold_over_every_users_top_k(run: EncoreCo
     assert (idle <= 60.0).all() and (rerank.idle_days(prepared, "train") > 60.0).any()
 
 
+def test_the_final_lists_carry_the_rankers_probabilities_where_the_ranker_scored(run: EncoreConfig) -> None:
+    # Logloss scores are probabilities on one scale for every user: the fill may weigh places by
+    # them. A fallback user's list (another generator's scores) and completions have none.
+    inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
+    prepared = PreparedData(inputs["prepare"])
+    lists = rerank.final_stage(run, inputs, prepared, np.zeros(0, dtype=np.int64))[0]
+    choice = RankerOutput(inputs["ranker"]).policy()["choice"]
+    cold = np.diff(prepared.user_items("train").indptr)[lists.users] == 0
+    fallback = cold if choice["cold"] == "fallback" else np.zeros(len(cold), dtype=bool)
+    assert fallback.any() and (~fallback).any()
+    assert np.isnan(lists.chance[fallback]).all()
+    scored = (lists.items >= 0) & ~fallback[:, None] & ~np.isnan(lists.scores)
+    np.testing.assert_array_equal(lists.chance[scored], lists.scores[scored])
+    assert ((lists.chance[scored] > 0) & (lists.chance[scored] < 1)).all()
+    assert np.isnan(lists.chance[~scored]).all()
+
+
 def test_the_grid_re_ranks_every_user_and_scores_the_target_users(run: EncoreConfig, tmp_path: Path) -> None:
     # The steps across users spread over every user's lists, as on test; the target users are scored.
     inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}

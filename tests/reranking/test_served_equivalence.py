@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from encore.reranking.steps import ItemSide, Settings, chain, lists_from_scores, rerank, with_content_candidates
 from encore.serving.rerank import ServedReranker
@@ -56,16 +57,18 @@ def test_served_reranker_matches_the_component_steps() -> None:
     assert rerank(batch, side, steps, settings.top_k)[0][0].tolist() != offline.tolist()
 
 
-def test_served_lists_match_the_component_with_the_steps_across_users_and_ranked_new_items() -> None:
+@pytest.mark.parametrize("cost", ["relevance", "chance"])
+def test_served_lists_match_the_component_with_the_steps_across_users_and_ranked_new_items(cost: str) -> None:
     # Three users: the component caps and fills over all of them at once; the service re-ranks one
     # user at a time with the cap's refusals and the fill's promotions from the bundle, and places
-    # new items by the content generator's rank as the component does.
+    # new items by the content generator's rank as the component does. The fill weighs places by
+    # either cost; the service needs neither (it promotes the recorded pairs).
     from encore.reranking.spread import full_chain, served_keys, split_at_cap, with_ranked_content
 
     side = ItemSide(age_days=np.array([400.0, 300.0, 200.0, 90.0, 0.0, 0.0, 50.0, 100.0]),
                     popularity=np.array([1.0, 0.9, 0.7, 0.5, 0.0, 0.0, 0.3, 0.1]))
     settings = Settings(top_k=5, popularity_penalty=0.3, exposure_cap=0.4, exposure_k=3, content_max_rank=2,
-                        coverage_slots=1)
+                        coverage_slots=1, coverage_cost=cost)
     users = np.array([0, 1, 2])
     ranked = np.array([[0, 1, 2, 3, 6], [0, 2, 1, 7, 3], [1, 0, 3, 2, 7]])
     scores = np.array([[5.0, 4, 3, 2, 1], [9.0, 8, 4, 3, 2], [3.0, 2.5, 2, 1, 0.5]])
@@ -73,8 +76,9 @@ def test_served_lists_match_the_component_with_the_steps_across_users_and_ranked
         np.array([[0.8, 0.3], [0.5, 0.0], [0.0, 0.0]]), np.array([[2, 7], [1, 0], [0, 0]])
     none = np.zeros(0, dtype=np.int64)
 
-    batch = with_ranked_content(lists_from_scores(users, ranked, scores), content, content_scores, content_ranks,
-                                settings)
+    chance = scores / 10 if cost == "chance" else None  # probabilities, on one scale for all three
+    batch = with_ranked_content(lists_from_scores(users, ranked, scores, chance), content, content_scores,
+                                content_ranks, settings)
     steps = full_chain(settings, blocked=none, rejected=none, n_items=N)
     per_user, across = split_at_cap(steps)
     for step in per_user:

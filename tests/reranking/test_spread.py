@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from encore.reranking.spread import (
     CoverageFill,
@@ -16,7 +17,7 @@ from encore.reranking.spread import (
     split_at_cap,
     with_ranked_content,
 )
-from encore.reranking.steps import ExposureFloor, ItemSide, Settings, lists_from_scores, rerank, settings_grid
+from encore.reranking.steps import ExposureFloor, ItemSide, Lists, Settings, lists_from_scores, rerank, settings_grid
 
 N_ITEMS = 10
 SIDE = ItemSide(age_days=np.full(N_ITEMS, 400.0))
@@ -104,6 +105,43 @@ def test_the_fill_gives_uncovered_items_to_the_lists_that_lose_least() -> None:
     np.testing.assert_array_equal(CoverageFill(0, 2)(batch, SIDE).items, batch.items)
     one = lists_from_scores(np.array([0]), batch.items[:1], np.array([[4, 3, 2, 1.0]]))
     assert not fill_cells(one, 1, 2).any()
+
+
+def test_by_chance_the_fill_takes_the_place_where_the_ranker_expects_fewest_hits_lost() -> None:
+    # Both lists hold items 0, 1 in their top 2; item 1 may leave one of them for item 2, in nobody's.
+    # Scaled per user, u0 loses less (0.5 - 0.4 against 0.9 - 0); by the ranker's probabilities u1
+    # does (0.04 - 0.03 against 0.5 - 0.01): a confident list's last place is worth more than a
+    # doubtful list's, which per-user scaling hides (every list's best item is at 1).
+    items = np.array([[0, 1, 2], [0, 1, 2]])
+    chance = np.array([[0.9, 0.5, 0.01], [0.05, 0.04, 0.03]])
+    batch = Lists(np.array([0, 1]), items, np.array([[1.0, 0.5, 0.4], [1.0, 0.9, 0.0]]), chance)
+    np.testing.assert_array_equal(fill_cells(batch, 1, 2), [[0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=chance), [[0, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(CoverageFill(1, 2, by_chance=True)(batch, SIDE).items, [[0, 1, 2], [0, 2, 1]])
+    # An item the ranker did not score (nan: a fallback list's, a completion) counts as probability
+    # 0: u0's item 1 unscored, u0 gives its place away at a loss of 0 - 0.01 (u1: 0.01).
+    unscored = chance.copy()
+    unscored[0, 1] = np.nan
+    np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=unscored), [[0, 0, 1], [0, 0, 0]])
+    # The fill reads the probabilities the batch carries; without them it says so.
+    with pytest.raises(ValueError, match="no ranker probabilities"):
+        CoverageFill(1, 2, by_chance=True)(Lists(batch.users, items, batch.relevance), SIDE)
+
+
+def test_the_steps_carry_the_rankers_probabilities_with_their_items() -> None:
+    # The cap removes item 1 from u1's top 2 and the fill moves items up: each probability stays
+    # with its item, whatever a step does to the order.
+    chance = SCORES / 10
+    batch = lists_from_scores(np.arange(4), ITEMS, SCORES, chance)
+    before = {(u, i): c for u, row in enumerate(ITEMS) for i, c in zip(row, chance[u], strict=True)}
+    settings = Settings(top_k=4, exposure_cap=0.5, exposure_k=2, coverage_slots=1, coverage_cost="chance")
+    steps = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
+                       n_items=N_ITEMS)
+    for step in steps:
+        batch = step(batch, SIDE)
+    assert batch.chance is not None
+    for u, row in enumerate(batch.items):
+        assert all(batch.chance[u, j] == before[(u, i)] for j, i in enumerate(row) if i >= 0)
 
 
 def test_with_two_copies_the_fill_puts_an_item_in_two_lists() -> None:
@@ -202,8 +240,6 @@ def test_new_items_are_placed_at_the_content_generators_rank() -> None:
 
 
 def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -> None:
-    import pytest
-
     from encore.config.experiment import REPO_ROOT, ConfigError, load_config
     from encore.config.machine import MachineSettings
 
@@ -225,6 +261,18 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
     with pytest.raises(ConfigError) as info:
         load_config(experiment, ["components.rerank.exposure_caps=[0.0]"], settings=no_env)
     assert "components.rerank.exposure_caps" in str(info.value)
+    # Weighing the fill's places by chance is a grid choice beside relevance, only where there is a fill.
+    costs = load_config(experiment, ["components.rerank.coverage_slots=[0,3]",
+                                     "components.rerank.coverage_costs=[relevance,chance]"], settings=no_env)
+    assert {(s.coverage_slots, s.coverage_cost) for s in settings_grid(costs.components.rerank, 50)} \
+        == {(0, "relevance"), (3, "relevance"), (3, "chance")}
+    assert settings_grid(costs.components.rerank, 50)[0].coverage_cost == "relevance"  # the neutral one first
+    assert "coverage_costs" not in dumped
+    # Chance needs the ranker's probabilities: a ranking loss has none.
+    with pytest.raises(ConfigError) as info:
+        load_config(experiment, ["components.rerank.coverage_costs=[chance]", "components.ranker.loss=YetiRank"],
+                    settings=no_env)
+    assert "rerank.coverage_costs" in str(info.value) and "Logloss" in str(info.value)
 
 
 def test_new_items_at_consecutive_ranks_and_in_the_rankers_list_land_at_their_ranks() -> None:
