@@ -76,10 +76,10 @@ RERANK_EXPERIMENT = TINY_SYNTHETIC | {
         "rerank": {"enabled": True, "lambdas": [1.0, 0.3], "freshness_boosts": [0.0, 0.5],
                    "exposure_ms": [0, 2], "popularity_penalties": [0.0, 0.5], "content_weights": [0.0, 0.5],
                    # One value each (the grid stays 2^5): the served lists must reproduce the cap's
-                   # refusals (0.1 binds on the tiny data), the fill's promotions and the new items
-                   # placed by rank.
+                   # refusals (0.1 binds on the tiny data), the fill's promotions (weighed by the
+                   # ranker's probabilities) and the new items placed by rank.
                    "exposure_caps": [0.1], "content_max_ranks": [3], "content_min_ranks": [2],
-                   "coverage_slots": [2], "coverage_active_days": [60.0],
+                   "coverage_slots": [2], "coverage_active_days": [60.0], "coverage_costs": ["chance"],
                    "objective": ["catalog_coverage", "diversity"], "match_content_on_cold_items": True}},
 }
 

@@ -102,7 +102,7 @@ def test_the_exposure_cap_and_the_fill_hold_over_every_users_top_k(run: EncoreCo
     assert len(out.serving()["capped"]) > 0
     # The fill gave places to items in nobody's top k: each promoted item is in one list's top k.
     promoted = np.asarray(out.serving()["promoted"], dtype=np.int64)
-    assert settings["coverage_slots"] == 2 and len(promoted) > 0
+    assert settings["coverage_slots"] == 2 and settings["coverage_cost"] == "chance" and len(promoted) > 0
     prepared = PreparedData(output_dir(run, "prepare"))
     counts = final[final["rank"] <= settings["exposure_k"]]["item"].value_counts()
     lifted = final[np.isin(final["user"].to_numpy() * prepared.n_items + final["item"].to_numpy(), promoted)]
