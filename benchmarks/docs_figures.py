@@ -1209,12 +1209,14 @@ def _content_rank(setting: dict) -> str:
 def _fill(setting: dict) -> str:
     """The coverage fill: ``s`` places, ``s ×r`` with r copies of an item, ``(active d)`` for the
     users active in the last d days, ``(active d first)`` when their lists are filled first, and
-    ``by chance`` when places are weighed by the ranker's hit probability."""
+    ``by chance`` when places are weighed by the ranker's hit probability, ``≤ c`` with a cost limit."""
     days, copies = setting.get("coverage_active_days"), setting.get("coverage_copies", 1)
     first = " first" if setting.get("coverage_active_first") else ""
     by_chance = " by chance" if setting.get("coverage_cost") == "chance" else ""
+    most = setting.get("coverage_max_cost")
     return (f"{setting.get('coverage_slots', 0):g}" + (f" ×{copies:g}" if copies != 1 else "")
-            + (f" (active {days:g} d{first})" if days is not None else "") + by_chance)
+            + (f" (active {days:g} d{first})" if days is not None else "") + by_chance
+            + (f" ≤ {most:g}" if most is not None else ""))
 
 
 def _objective(objective: str | list[str]) -> str:
@@ -1235,6 +1237,7 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
 RERANK_RESULTS = ("rerank-synthetic_time-fill-first-top100-xfit-draw6",
                   "rerank-synthetic_time-fill-first-top100-xfit", "rerank-synthetic_time-fill-first-top100",
                   "rerank-lastfm2k_time-fill-first-top100-xfit", "rerank-lastfm2k_time-fill-first-top200-xfit",
+                  "rerank-lastfm2k_time-fill-first-top100-xfit-chance",
                   "rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
                   "rerank-synthetic_time-fill-cold-window",
                   "rerank-lastfm2k_time-fill-first-xfit", "rerank-lastfm2k_time-fill-window-xfit",

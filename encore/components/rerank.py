@@ -388,7 +388,7 @@ class ChoiceEvaluator(Evaluator):
 
 GRID_KEYS = ("mmr_lambda", "freshness_boost", "popularity_penalty", "content_weight", "exposure_m", "exposure_cap",
              "content_max_rank", "content_min_rank", "coverage_slots", "coverage_copies",
-             "coverage_active_days", "coverage_active_first", "coverage_cost")
+             "coverage_active_days", "coverage_active_first", "coverage_cost", "coverage_max_cost")
 """The grid's columns naming a setting (``tradeoff.csv``)."""
 COLD_ITEMS = "cold_items"
 

@@ -96,6 +96,12 @@ class RerankConfig(Strict):
     the ranker's score scaled per user to [0, 1] (every list's best item at 1, so lists are compared
     by shape, not by what they expect), or ``chance``, the ranker's hit probability (needs
     ``components.ranker.loss: Logloss``): the place goes where the ranker expects fewest hits lost."""
+    coverage_max_costs: list[PositiveFloat | None] = Field(default_factory=lambda: [None],
+                                                           exclude_if=lambda values: values == [None])
+    """Grid, with ``coverage_slots``: the most one given-away place may cost, in ``coverage_costs``'
+    units (with ``chance``: the expected hits lost); a list passes over a dearer candidate, so the
+    fill spends places where they are cheap rather than the same number in every list; null = no
+    limit."""
     release_horizon_days: NonNegativeFloat | None = Field(default=None, exclude_if=lambda value: value is None)
     """With release dates in the data (catalogue metadata): an item is a candidate of a stage's lists
     only if it is released at most this many days after the stage's last event — how long a list is
@@ -120,7 +126,8 @@ class RerankConfig(Strict):
 
     @field_validator("lambdas", "freshness_boosts", "exposure_ms", "popularity_penalties", "content_weights",
                      "exposure_caps", "content_max_ranks", "content_min_ranks", "coverage_slots",
-                     "coverage_copies", "coverage_active_days", "coverage_active_first", "coverage_costs")
+                     "coverage_copies", "coverage_active_days", "coverage_active_first", "coverage_costs",
+                     "coverage_max_costs")
     @classmethod
     def _not_empty(cls, values: list) -> list:
         if not values:

@@ -137,7 +137,7 @@ def movable_places(lists: Lists, side: ItemSide, k: int, slots: int, new_days: f
 
 def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = None,
                active: np.ndarray | None = None, copies: int = 1, counted: np.ndarray | None = None,
-               cost: np.ndarray | None = None) -> np.ndarray:
+               cost: np.ndarray | None = None, max_cost: float | None = None) -> np.ndarray:
     """The ``(n, width)`` cells below ``k`` the coverage fill promotes (see :class:`CoverageFill`).
 
     Over every row at once, up to ``slots`` rounds, each over the rows' next ``movable`` place
@@ -153,8 +153,11 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     replaces the relevance in both comparisons (the item's holders, the rows' losses): the
     ranker's hit probabilities (:attr:`Lists.chance`); an item the ranker did not score (nan: a
     fallback list's, a completion, a content candidate) counts as probability 0 -- the places the
-    fill may give away stay those of :func:`movable_places`, which the service knows. One numpy
-    pass per round and candidate depth; no loop over users.
+    fill may give away stay those of :func:`movable_places`, which the service knows. With
+    ``max_cost`` a row takes only a candidate that costs at most that much (the item at the place
+    minus the candidate, in relevance or ``cost``) and passes over the others: the fill spends
+    places only where they are cheap, in any list. One numpy pass per round and candidate depth;
+    no loop over users.
     """
     n, width = lists.items.shape
     cells = np.zeros((n, width), dtype=bool)
@@ -184,6 +187,8 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
         while pending.size:
             item = items[pending, pointer[pending]]
             free = (item >= 0) & (counts[np.maximum(item, 0)] < copies)
+            if max_cost is not None:
+                free &= relevance[pending, place[pending]] - relevance[pending, pointer[pending]] <= max_cost
             users, item = pending[free], item[free]
             loss = relevance[users, place[users]] - relevance[users, pointer[users]]
             order = np.lexsort((users, loss, item))  # by item, the cheapest row first
@@ -234,6 +239,8 @@ class CoverageFill:
     """Weigh a given-away place by the ranker's hit probability (:attr:`Lists.chance`, which the
     batch must carry) instead of the per-user scaled relevance: one scale for every user, so the
     fill gives places away where the ranker expects fewest hits lost."""
+    max_cost: float | None = None
+    """The most one given-away place may cost (:func:`fill_cells`); None: no limit."""
 
     def cells(self, lists: Lists, side: ItemSide) -> np.ndarray:
         """The ``(n, width)`` cells the fill promotes (:func:`fill_cells`): one pass, or with
@@ -253,14 +260,15 @@ class CoverageFill:
 
     def _cells(self, lists: Lists, side: ItemSide, movable: np.ndarray) -> np.ndarray:
         active = None if self.active_users is None else np.isin(lists.users, self.active_users)
-        cells = fill_cells(lists, self.slots, self.k, movable, active, self.copies, cost=self._cost(lists))
+        cells = fill_cells(lists, self.slots, self.k, movable, active, self.copies, cost=self._cost(lists),
+                           max_cost=self.max_cost)
         if not self.active_first or active is None:
             return cells
         # The other rows, counting every list's top k as it stands after the first pass; each row
         # is filled in one pass only, so the two passes' cells are those of the original rows.
         first = promote_cells(lists, cells, self.k, movable)
         rest = fill_cells(first, self.slots, self.k, self.movable(first, side), ~active, self.copies,
-                          counted=np.ones(len(active), dtype=bool), cost=self._cost(first))
+                          counted=np.ones(len(active), dtype=bool), cost=self._cost(first), max_cost=self.max_cost)
         return cells | rest
 
     def __call__(self, lists: Lists, side: ItemSide) -> Lists:
@@ -308,7 +316,8 @@ def full_chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
     if capped is None:
         across = [ExposureCap(settings.exposure_cap, k), floor,
                   CoverageFill(settings.coverage_slots, k, days, active_users, settings.coverage_copies,
-                               settings.coverage_active_first, settings.coverage_cost == "chance")]
+                               settings.coverage_active_first, settings.coverage_cost == "chance",
+                               settings.coverage_max_cost)]
     else:
         keys = np.asarray(promoted if promoted is not None else [], dtype=np.int64)
         across = [RemoveKeys(np.asarray(capped, dtype=np.int64), n_items), floor,

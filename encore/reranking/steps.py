@@ -100,6 +100,9 @@ class Settings:
     coverage_cost: str = "relevance"
     """What the coverage fill weighs a given-away place by: ``relevance`` (scaled per user) or
     ``chance``, the ranker's probability of a hit (:attr:`Lists.chance`), one scale for every user."""
+    coverage_max_cost: float | None = None
+    """The most one place the fill gives away may cost, in ``coverage_cost``'s units (the item at
+    the place minus the one promoted into it); None: no limit (``coverage_slots`` alone bounds it)."""
 
 
 def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
@@ -113,15 +116,17 @@ def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
                                sorted(set(own.content_max_ranks)), sorted(set(own.content_min_ranks)),
                                sorted(set(own.coverage_slots)), sorted(set(own.coverage_copies)),
                                sorted(set(own.coverage_active_days), key=lambda days: (days is not None, days)),
-                               sorted(set(own.coverage_active_first)), sorted(set(own.coverage_costs), reverse=True))
+                               sorted(set(own.coverage_active_first)), sorted(set(own.coverage_costs), reverse=True),
+                               sorted(set(own.coverage_max_costs), key=lambda cost: (cost is not None, cost)))
     return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
                      exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
                      coverage_slots=slots, coverage_copies=copies, coverage_active_days=active,
-                     coverage_active_first=active_first, coverage_cost=cost, **shared)
-            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first, cost in points
+                     coverage_active_first=active_first, coverage_cost=cost, coverage_max_cost=most, **shared)
+            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first, cost, most
+            in points
             # Without an activity limit there is nobody to fill first, and without a fill nothing is
             # weighed: those settings are the plain fill's and the unfilled lists'.
-            if not (active_first and active is None) and not (cost != "relevance" and slots == 0)]
+            if not (active_first and active is None) and not (slots == 0 and (cost != "relevance" or most is not None))]
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,9 @@ def test_served_reranker_matches_the_component_steps() -> None:
     assert rerank(batch, side, steps, settings.top_k)[0][0].tolist() != offline.tolist()
 
 
-@pytest.mark.parametrize("cost", ["relevance", "chance"])
-def test_served_lists_match_the_component_with_the_steps_across_users_and_ranked_new_items(cost: str) -> None:
+@pytest.mark.parametrize(("cost", "max_cost"), [("relevance", None), ("chance", None), ("chance", 0.15)])
+def test_served_lists_match_the_component_with_the_steps_across_users_and_ranked_new_items(
+        cost: str, max_cost: float | None) -> None:
     # Three users: the component caps and fills over all of them at once; the service re-ranks one
     # user at a time with the cap's refusals and the fill's promotions from the bundle, and places
     # new items by the content generator's rank as the component does. The fill weighs places by
@@ -68,7 +69,7 @@ def test_served_lists_match_the_component_with_the_steps_across_users_and_ranked
     side = ItemSide(age_days=np.array([400.0, 300.0, 200.0, 90.0, 0.0, 0.0, 50.0, 100.0]),
                     popularity=np.array([1.0, 0.9, 0.7, 0.5, 0.0, 0.0, 0.3, 0.1]))
     settings = Settings(top_k=5, popularity_penalty=0.3, exposure_cap=0.4, exposure_k=3, content_max_rank=2,
-                        coverage_slots=1, coverage_cost=cost)
+                        coverage_slots=1, coverage_cost=cost, coverage_max_cost=max_cost)
     users = np.array([0, 1, 2])
     ranked = np.array([[0, 1, 2, 3, 6], [0, 2, 1, 7, 3], [1, 0, 3, 2, 7]])
     scores = np.array([[5.0, 4, 3, 2, 1], [9.0, 8, 4, 3, 2], [3.0, 2.5, 2, 1, 0.5]])

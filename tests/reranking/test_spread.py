@@ -128,6 +128,25 @@ def test_by_chance_the_fill_takes_the_place_where_the_ranker_expects_fewest_hits
         CoverageFill(1, 2, by_chance=True)(Lists(batch.users, items, batch.relevance), SIDE)
 
 
+def test_a_cost_limit_spends_the_fill_only_where_a_place_is_cheap() -> None:
+    # Item 1 is in all three top 2s: two holders may give it away, those the ranker gives it the
+    # lowest probability (u1 0.04, u2 0.1); u0 keeps it. u1's place costs 0.04 - 0.03 = 0.01 (item
+    # 5), u2's 0.1 - 0.02 = 0.08 (item 6). Without a limit both fill; at 0.05 only u1 does.
+    items = np.array([[0, 1, 5, 6], [0, 1, 5, 6], [0, 1, 6, 5]])
+    chance = np.array([[0.9, 0.5, 0.1, 0.05], [0.05, 0.04, 0.03, 0.02], [0.2, 0.1, 0.02, 0.01]])
+    batch = Lists(np.arange(3), items, chance, chance)
+    np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=chance), [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]])
+    np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=chance, max_cost=0.05),
+                                  [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    limited = CoverageFill(1, 2, by_chance=True, max_cost=0.05)(batch, SIDE).items
+    np.testing.assert_array_equal(limited, [[0, 1, 5, 6], [0, 5, 1, 6], [0, 1, 6, 5]])
+    # The chain builds the limit from the setting.
+    settings = Settings(top_k=4, exposure_k=2, coverage_slots=1, coverage_cost="chance", coverage_max_cost=0.05)
+    fill = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
+                      n_items=N_ITEMS)[-1]
+    assert isinstance(fill, CoverageFill) and fill.max_cost == 0.05 and fill.by_chance
+
+
 def test_the_steps_carry_the_rankers_probabilities_with_their_items() -> None:
     # The cap removes item 1 from u1's top 2 and the fill moves items up: each probability stays
     # with its item, whatever a step does to the order.
@@ -267,7 +286,11 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
     assert {(s.coverage_slots, s.coverage_cost) for s in settings_grid(costs.components.rerank, 50)} \
         == {(0, "relevance"), (3, "relevance"), (3, "chance")}
     assert settings_grid(costs.components.rerank, 50)[0].coverage_cost == "relevance"  # the neutral one first
-    assert "coverage_costs" not in dumped
+    assert "coverage_costs" not in dumped and "coverage_max_costs" not in dumped
+    limits = load_config(experiment, ["components.rerank.coverage_slots=[0,3]",
+                                      "components.rerank.coverage_max_costs=[null,0.01]"], settings=no_env)
+    assert {(s.coverage_slots, s.coverage_max_cost) for s in settings_grid(limits.components.rerank, 50)} \
+        == {(0, None), (3, None), (3, 0.01)}
     # Chance needs the ranker's probabilities: a ranking loss has none.
     with pytest.raises(ConfigError) as info:
         load_config(experiment, ["components.rerank.coverage_costs=[chance]", "components.ranker.loss=YetiRank"],
