@@ -1234,11 +1234,13 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
     return Figure(lambda doc: render(doc, name), (name,))
 
 
-RERANK_RESULTS = ("rerank-synthetic_time-fill-first-top100-xfit-draw6", "rerank-synthetic_time-fill-first-top100-xfit-limit",
+RERANK_RESULTS = ("rerank-synthetic_time-fill-first-top100-xfit-draw6",
+                  "rerank-synthetic_time-fill-first-top100-xfit-limit",
                   "rerank-synthetic_time-fill-first-top100-xfit-limit-draw7",
                   "rerank-synthetic_time-fill-first-top100-xfit", "rerank-synthetic_time-fill-first-top100",
                   "rerank-lastfm2k_time-fill-first-top100-xfit", "rerank-lastfm2k_time-fill-first-top200-xfit",
-                  "rerank-lastfm2k_time-fill-first-top100-xfit-chance", "rerank-lastfm2k_time-fill-first-top100-xfit-limit",
+                  "rerank-lastfm2k_time-fill-first-top100-xfit-chance",
+                  "rerank-lastfm2k_time-fill-first-top100-xfit-limit",
                   "rerank-synthetic_time-fill-first", "rerank-synthetic_time-fill-window",
                   "rerank-synthetic_time-fill-cold-window",
                   "rerank-lastfm2k_time-fill-first-xfit", "rerank-lastfm2k_time-fill-window-xfit",
