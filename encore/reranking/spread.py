@@ -186,11 +186,11 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
         pending = holders[may]
         while pending.size:
             item = items[pending, pointer[pending]]
+            loss = relevance[pending, place[pending]] - relevance[pending, pointer[pending]]
             free = (item >= 0) & (counts[np.maximum(item, 0)] < copies)
             if max_cost is not None:
-                free &= relevance[pending, place[pending]] - relevance[pending, pointer[pending]] <= max_cost
-            users, item = pending[free], item[free]
-            loss = relevance[users, place[users]] - relevance[users, pointer[users]]
+                free &= loss <= max_cost
+            users, item, loss = pending[free], item[free], loss[free]
             order = np.lexsort((users, loss, item))  # by item, the cheapest row first
             users, item = users[order], item[order]
             win = _rank_within(item) < copies - counts[item]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Settings:
     coverage_active_first: bool = False
     """With ``coverage_active_days``: those users' lists are filled first (only theirs count), then
     every other list with the items still in nobody's top ``exposure_k``: a priority, not a filter."""
-    coverage_cost: str = "relevance"
+    coverage_cost: Literal["relevance", "chance"] = "relevance"
     """What the coverage fill weighs a given-away place by: ``relevance`` (scaled per user) or
     ``chance``, the ranker's probability of a hit (:attr:`Lists.chance`), one scale for every user."""
     coverage_max_cost: float | None = None
