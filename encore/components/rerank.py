@@ -205,14 +205,20 @@ class StageLists:
     idle_days: np.ndarray
     """Days between each user's last event in the stage and the stage's last event (nan: none, or
     no timestamps): who the coverage fill counts as active."""
-    chance: np.ndarray
-    """The ranker's hit probability of each of ``items`` (Logloss scores; nan where the ranker did
-    not score the cell: a fallback user's list, a completion, or any cell with ``YetiRank``)."""
+    probabilities: np.ndarray
+    """Per user: are its ``scores`` the ranker's hit probabilities (Logloss, and not a fallback
+    user's list)? :meth:`chance` derives them only when a setting asks for them."""
 
     def rows(self, users: np.ndarray) -> StageLists:
         at = np.searchsorted(self.users, users)
         return StageLists(users, self.items[at], self.scores[at], self.content_items[at], self.content_scores[at],
-                          self.content_ranks[at], self.idle_days[at], self.chance[at])
+                          self.content_ranks[at], self.idle_days[at], self.probabilities[at])
+
+    def chance(self, rows: slice) -> np.ndarray:
+        """The ranker's hit probability of each of the ``rows``' items (nan where the ranker did not
+        score the cell: a fallback user's list, a completion)."""
+        items, scores = self.items[rows], self.scores[rows]
+        return np.where(self.probabilities[rows, None] & (items >= 0), scores, np.nan)
 
     def active_users(self, days: float | None) -> np.ndarray | None:
         """The users whose last event is at most ``days`` old (None: no limit)."""
@@ -226,10 +232,9 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
     ``fallback`` (per user; None: nobody): whose list is the fallback generator's, not the ranker's."""
     own = config.components.rerank
     items, scores = padded(ranked, users, config.components.ranker.top_k)
-    scored = config.components.ranker.loss == "Logloss"
+    probabilities = np.full(len(users), config.components.ranker.loss == "Logloss")
     if fallback is not None:
-        scored &= ~np.asarray(fallback, dtype=bool)[:, None]
-    chance = np.where(scored & (items >= 0), scores, np.nan)
+        probabilities &= ~np.asarray(fallback, dtype=bool)
     content_items = np.full((len(users), 0), -1, dtype=np.int64)
     content_scores = np.zeros(content_items.shape)
     content_ranks = np.zeros(content_items.shape, dtype=np.int64)
@@ -243,7 +248,7 @@ def stage_lists(config: EncoreConfig, inputs: Mapping[str, Path], prepared: Prep
         content_ranks = padded(proposed.assign(score=original.astype(np.float64)), users,
                                own.content_candidates)[1].astype(np.int64)
     return StageLists(users, items, scores, content_items, content_scores, content_ranks,
-                      idle_days(prepared, stage)[users], chance)
+                      idle_days(prepared, stage)[users], probabilities)
 
 
 def final_stage(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData,
@@ -288,8 +293,9 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     batches = []
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
-        batch = with_ranked_content(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows],
-                                                      lists.chance[rows]),
+        # The probabilities only where the fill weighs by them: an (n, top_k) array less otherwise.
+        chance = lists.chance(rows) if settings.coverage_cost == "chance" else None
+        batch = with_ranked_content(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows], chance),
                                     lists.content_items[rows], lists.content_scores[rows], lists.content_ranks[rows],
                                     settings)
         for step in per_user:
@@ -297,7 +303,7 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
         batches.append(batch)
     whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
                   relevance=np.concatenate([b.relevance for b in batches]),
-                  chance=np.concatenate([b.chance for b in batches]))
+                  chance=np.concatenate([b.chance for b in batches]) if settings.coverage_cost == "chance" else None)
     if served is not None:
         # What the steps across users did, then the lists from it in the service's form: the same
         # lists (tests/reranking/test_served_equivalence.py), the cap and the fill computed once.

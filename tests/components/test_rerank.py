@@ -125,11 +125,12 @@ def test_the_final_lists_carry_the_rankers_probabilities_where_the_ranker_scored
     cold = np.diff(prepared.user_items("train").indptr)[lists.users] == 0
     fallback = cold if choice["cold"] == "fallback" else np.zeros(len(cold), dtype=bool)
     assert fallback.any() and (~fallback).any()
-    assert np.isnan(lists.chance[fallback]).all()
+    chance = lists.chance(slice(None))
+    assert np.isnan(chance[fallback]).all()
     scored = (lists.items >= 0) & ~fallback[:, None] & ~np.isnan(lists.scores)
-    np.testing.assert_array_equal(lists.chance[scored], lists.scores[scored])
-    assert ((lists.chance[scored] > 0) & (lists.chance[scored] < 1)).all()
-    assert np.isnan(lists.chance[~scored]).all()
+    np.testing.assert_array_equal(chance[scored], lists.scores[scored])
+    assert ((chance[scored] > 0) & (chance[scored] < 1)).all()
+    assert np.isnan(chance[~scored]).all()
 
 
 def test_the_grid_re_ranks_every_user_and_scores_the_target_users(run: EncoreConfig, tmp_path: Path) -> None:
