@@ -291,10 +291,11 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     per_user, across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items,
                                                active_users=active))
     batches = []
+    weighs_by_chance = settings.coverage_cost != "relevance"
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
         # The probabilities only where the fill weighs by them: an (n, top_k) array less otherwise.
-        chance = lists.chance(rows) if settings.coverage_cost == "chance" else None
+        chance = lists.chance(rows) if weighs_by_chance else None
         batch = with_ranked_content(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows], chance),
                                     lists.content_items[rows], lists.content_scores[rows], lists.content_ranks[rows],
                                     settings)
@@ -303,7 +304,7 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
         batches.append(batch)
     whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
                   relevance=np.concatenate([b.relevance for b in batches]),
-                  chance=np.concatenate([b.chance for b in batches]) if settings.coverage_cost == "chance" else None)
+                  chance=np.concatenate([b.chance for b in batches]) if weighs_by_chance else None)
     if served is not None:
         # What the steps across users did, then the lists from it in the service's form: the same
         # lists (tests/reranking/test_served_equivalence.py), the cap and the fill computed once.

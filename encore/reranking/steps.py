@@ -31,12 +31,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:  # the config model imports nothing of this module: editing it re-runs rerank alone
-    from encore.reranking.config import RerankConfig
+    from encore.reranking.config import CoverageCost, RerankConfig
 
 EXCLUDED = -np.inf
 """Relevance of a removed candidate (its item is set to -1)."""
@@ -97,9 +97,10 @@ class Settings:
     coverage_active_first: bool = False
     """With ``coverage_active_days``: those users' lists are filled first (only theirs count), then
     every other list with the items still in nobody's top ``exposure_k``: a priority, not a filter."""
-    coverage_cost: Literal["relevance", "chance"] = "relevance"
-    """What the coverage fill weighs a given-away place by: ``relevance`` (scaled per user) or
-    ``chance``, the ranker's probability of a hit (:attr:`Lists.chance`), one scale for every user."""
+    coverage_cost: CoverageCost = "relevance"
+    """What the coverage fill weighs a given-away place by: ``relevance`` (scaled per user),
+    ``chance``, the ranker's probability of a hit (:attr:`Lists.chance`), one scale for every user,
+    or ``ndcg``, that probability over the list's expected ideal DCG (:func:`expected_ndcg_share`)."""
     coverage_max_cost: float | None = None
     """The most one place the fill gives away may cost, in ``coverage_cost``'s units (the item at
     the place minus the one promoted into it); None: no limit (``coverage_slots`` alone bounds it)."""

@@ -117,7 +117,7 @@ def test_by_chance_the_fill_takes_the_place_where_the_ranker_expects_fewest_hits
     batch = Lists(np.array([0, 1]), items, np.array([[1.0, 0.5, 0.4], [1.0, 0.9, 0.0]]), chance)
     np.testing.assert_array_equal(fill_cells(batch, 1, 2), [[0, 0, 1], [0, 0, 0]])
     np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=chance), [[0, 0, 0], [0, 0, 1]])
-    np.testing.assert_array_equal(CoverageFill(1, 2, by_chance=True)(batch, SIDE).items, [[0, 1, 2], [0, 2, 1]])
+    np.testing.assert_array_equal(CoverageFill(1, 2, cost="chance")(batch, SIDE).items, [[0, 1, 2], [0, 2, 1]])
     # An item the ranker did not score (nan: a fallback list's, a completion) counts as probability
     # 0: u0's item 1 unscored, u0 gives its place away at a loss of 0 - 0.01 (u1: 0.01).
     unscored = chance.copy()
@@ -125,7 +125,7 @@ def test_by_chance_the_fill_takes_the_place_where_the_ranker_expects_fewest_hits
     np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=unscored), [[0, 0, 1], [0, 0, 0]])
     # The fill reads the probabilities the batch carries; without them it says so.
     with pytest.raises(ValueError, match="no ranker probabilities"):
-        CoverageFill(1, 2, by_chance=True)(Lists(batch.users, items, batch.relevance), SIDE)
+        CoverageFill(1, 2, cost="chance")(Lists(batch.users, items, batch.relevance), SIDE)
 
 
 def test_a_cost_limit_spends_the_fill_only_where_a_place_is_cheap() -> None:
@@ -138,13 +138,13 @@ def test_a_cost_limit_spends_the_fill_only_where_a_place_is_cheap() -> None:
     np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=chance), [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]])
     np.testing.assert_array_equal(fill_cells(batch, 1, 2, cost=chance, max_cost=0.05),
                                   [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
-    limited = CoverageFill(1, 2, by_chance=True, max_cost=0.05)(batch, SIDE).items
+    limited = CoverageFill(1, 2, cost="chance", max_cost=0.05)(batch, SIDE).items
     np.testing.assert_array_equal(limited, [[0, 1, 5, 6], [0, 5, 1, 6], [0, 1, 6, 5]])
     # The chain builds the limit from the setting.
     settings = Settings(top_k=4, exposure_k=2, coverage_slots=1, coverage_cost="chance", coverage_max_cost=0.05)
     fill = full_chain(settings, blocked=np.zeros(0, dtype=np.int64), rejected=np.zeros(0, dtype=np.int64),
                       n_items=N_ITEMS)[-1]
-    assert isinstance(fill, CoverageFill) and fill.max_cost == 0.05 and fill.by_chance
+    assert isinstance(fill, CoverageFill) and fill.max_cost == 0.05 and fill.cost == "chance"
 
 
 def test_the_steps_carry_the_rankers_probabilities_with_their_items() -> None:
