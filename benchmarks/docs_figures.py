@@ -1209,12 +1209,10 @@ def _content_rank(setting: dict) -> str:
 def _fill(setting: dict) -> str:
     """The coverage fill: ``s`` places, ``s ×r`` with r copies of an item, ``(active d)`` for the
     users active in the last d days, ``(active d first)`` when their lists are filled first, and
-    ``by chance`` when places are weighed by the ranker's hit probability (``by ndcg``: over the
-    list's expected ideal DCG), ``≤ c`` with a cost limit."""
+    ``by chance`` when places are weighed by the ranker's hit probability, ``≤ c`` with a cost limit."""
     days, copies = setting.get("coverage_active_days"), setting.get("coverage_copies", 1)
     first = " first" if setting.get("coverage_active_first") else ""
-    cost = setting.get("coverage_cost", "relevance")
-    by_chance = f" by {cost}" if cost != "relevance" else ""
+    by_chance = " by chance" if setting.get("coverage_cost") == "chance" else ""
     most = setting.get("coverage_max_cost")
     return (f"{setting.get('coverage_slots', 0):g}" + (f" ×{copies:g}" if copies != 1 else "")
             + (f" (active {days:g} d{first})" if days is not None else "") + by_chance

@@ -291,7 +291,7 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
     per_user, across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items,
                                                active_users=active))
     batches = []
-    weighs_by_chance = settings.coverage_cost != "relevance"
+    weighs_by_chance = settings.coverage_cost == "chance"
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
         # The probabilities only where the fill weighs by them: an (n, top_k) array less otherwise.

@@ -314,9 +314,8 @@ class ComponentsConfig(Strict):
 
     @model_validator(mode="after")
     def _chance_needs_probabilities(self) -> ComponentsConfig:
-        by_chance = [cost for cost in self.rerank.coverage_costs if cost != "relevance"]
-        if by_chance and self.ranker.loss != "Logloss":
-            raise ValueError(f"rerank.coverage_costs: '{by_chance[0]}' needs the ranker's hit probabilities "
+        if "chance" in self.rerank.coverage_costs and self.ranker.loss != "Logloss":
+            raise ValueError(f"rerank.coverage_costs: 'chance' needs the ranker's hit probabilities "
                              f"(ranker.loss: Logloss), but ranker.loss is {self.ranker.loss}")
         return self
 

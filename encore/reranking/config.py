@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from encore.config.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Strict, UnitInterval
 
-CoverageCost = Literal["relevance", "chance", "ndcg"]
+CoverageCost = Literal["relevance", "chance"]
 """What the coverage fill weighs a given-away place by (``components.rerank.coverage_costs``)."""
 
 OBJECTIVES = ("diversity", "catalog_coverage", "novelty", "new_item_exposure", "cold_items.ndcg", "accuracy")
@@ -97,17 +97,14 @@ class RerankConfig(Strict):
                                                exclude_if=lambda values: values == ["relevance"])
     """Grid, with ``coverage_slots``: what the fill weighs a given-away place by -- ``relevance``,
     the ranker's score scaled per user to [0, 1] (every list's best item at 1, so lists are compared
-    by shape, not by what they expect); ``chance``, the ranker's hit probability: the place goes
-    where the ranker expects fewest hits lost; or ``ndcg``, that probability over the list's ideal
-    DCG@``exposure_k`` expected from its probabilities: the place goes where the ranker expects the
-    least ndcg lost, a hit weighing less in a list expected to hold many. ``chance`` and ``ndcg``
-    need ``components.ranker.loss: Logloss``."""
+    by shape, not by what they expect), or ``chance``, the ranker's hit probability (needs
+    ``components.ranker.loss: Logloss``): the place goes where the ranker expects fewest hits lost."""
     coverage_max_costs: list[PositiveFloat | None] = Field(default_factory=lambda: [None],
                                                            exclude_if=lambda values: values == [None])
     """Grid, with ``coverage_slots``: the most one given-away place may cost, in ``coverage_costs``'
-    units (with ``chance``: the expected hits lost; with ``ndcg``: the expected ndcg lost); a list
-    passes over a dearer candidate, so the fill spends places where they are cheap rather than the
-    same number in every list; null = no limit."""
+    units (with ``chance``: the expected hits lost); a list passes over a dearer candidate, so the
+    fill spends places where they are cheap rather than the same number in every list; null = no
+    limit."""
     release_horizon_days: NonNegativeFloat | None = Field(default=None, exclude_if=lambda value: value is None)
     """With release dates in the data (catalogue metadata): an item is a candidate of a stage's lists
     only if it is released at most this many days after the stage's last event — how long a list is

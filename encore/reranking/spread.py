@@ -155,10 +155,9 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     the place minus the item's; ties to the lower row) and the others try their next candidate.
     A row that may not give its item away, or has no candidate left, stops. ``cost`` (n, width)
     replaces the relevance in both comparisons (the item's holders, the rows' losses): the
-    ranker's hit probabilities (:attr:`Lists.chance`) or their :func:`expected_ndcg_share`; an item
-    the ranker did not score (nan: a fallback list's, a completion, a content candidate) counts as
-    probability 0 -- the places the fill may give away stay those of :func:`movable_places`,
-    which the service knows. With
+    ranker's hit probabilities (:attr:`Lists.chance`); an item the ranker did not score (nan: a
+    fallback list's, a completion, a content candidate) counts as probability 0 -- the places the
+    fill may give away stay those of :func:`movable_places`, which the service knows. With
     ``max_cost`` a row takes only a candidate that costs at most that much (the item at the place
     minus the candidate, in relevance or ``cost``) and passes over the others: the fill spends
     places only where they are cheap, in any list. One numpy pass per round and candidate depth;
@@ -221,30 +220,6 @@ def promote_cells(lists: Lists, cells: np.ndarray, k: int, movable: np.ndarray) 
     return promote(lists, gives_way, below, k)
 
 
-def expected_ndcg_share(chance: np.ndarray, k: int) -> np.ndarray:
-    """``chance`` (n, width; the ranker's hit probabilities, nan: unknown, counted as 0) over each
-    row's ideal DCG@``k`` expected from them: the ndcg@``k`` a hit at the top place is worth to
-    that user, were the user evaluated.
-
-    With ``m`` the row's expected hits (its probabilities' sum), the ideal DCG is that of ``m``
-    hits (interpolated between whole hits; at most ``k``) when ``m >= 1``. A user evaluated has at
-    least one hit, so below 1 the probabilities are read as given that hit -- each over ``m`` --
-    and the ideal DCG is 1: a row whose every probability is low loses as much ndcg per place as
-    a confident one, where ``chance`` alone would make it the cheapest. A row with no probability
-    at all is 0 everywhere.
-    """
-    chance = np.nan_to_num(np.asarray(chance, dtype=np.float64), nan=0.0)
-    expected = chance.sum(axis=1)
-    gains = 1.0 / np.log2(np.arange(k) + 2.0)
-    ideal = np.concatenate([[0.0], np.cumsum(gains)])
-    hits = np.minimum(expected, k)
-    whole = np.minimum(np.floor(hits).astype(np.int64), k)
-    partial = hits - whole
-    ideal_dcg = ideal[whole] + partial * gains[np.minimum(whole, k - 1)]
-    norm = np.where(expected < 1.0, expected, ideal_dcg)
-    return np.divide(chance, norm[:, None], out=np.zeros_like(chance), where=norm[:, None] > 0)
-
-
 @dataclass(frozen=True)
 class CoverageFill:
     """Up to ``slots`` of the last places of every top ``k`` given to items in nobody's top ``k``,
@@ -265,11 +240,9 @@ class CoverageFill:
     """The ``active_users``' lists are filled first, then every other list with the items still in
     nobody's top ``k`` (every list counts then): the active users only go first."""
     cost: CoverageCost = "relevance"
-    """What a given-away place is weighed by: the per-user scaled ``relevance``; ``chance``, the
-    ranker's hit probability (:attr:`Lists.chance`, which the batch must carry), one scale for every
-    user, so the fill gives places away where the ranker expects fewest hits lost; or ``ndcg``, that
-    probability over the list's expected ideal DCG (:func:`expected_ndcg_share`), so it gives them
-    where the ranker expects the least ndcg lost."""
+    """What a given-away place is weighed by: the per-user scaled ``relevance``, or ``chance``, the
+    ranker's hit probability (:attr:`Lists.chance`, which the batch must carry): one scale for every
+    user, so the fill gives places away where the ranker expects fewest hits lost."""
     max_cost: float | None = None
     """The most one given-away place may cost (:func:`fill_cells`); None: no limit."""
 
@@ -286,9 +259,8 @@ class CoverageFill:
         if self.cost == "relevance":
             return None
         if lists.chance is None:
-            raise ValueError(f"the coverage fill weighs places by {self.cost}, but the lists carry no ranker "
-                             "probabilities")
-        return lists.chance if self.cost == "chance" else expected_ndcg_share(lists.chance, self.k)
+            raise ValueError("the coverage fill weighs places by chance, but the lists carry no ranker probabilities")
+        return lists.chance
 
     def _cells(self, lists: Lists, side: ItemSide, movable: np.ndarray) -> np.ndarray:
         active = None if self.active_users is None else np.isin(lists.users, self.active_users)

@@ -98,9 +98,8 @@ class Settings:
     """With ``coverage_active_days``: those users' lists are filled first (only theirs count), then
     every other list with the items still in nobody's top ``exposure_k``: a priority, not a filter."""
     coverage_cost: CoverageCost = "relevance"
-    """What the coverage fill weighs a given-away place by: ``relevance`` (scaled per user),
-    ``chance``, the ranker's probability of a hit (:attr:`Lists.chance`), one scale for every user,
-    or ``ndcg``, that probability over the list's expected ideal DCG (:func:`expected_ndcg_share`)."""
+    """What the coverage fill weighs a given-away place by: ``relevance`` (scaled per user) or
+    ``chance``, the ranker's probability of a hit (:attr:`Lists.chance`), one scale for every user."""
     coverage_max_cost: float | None = None
     """The most one place the fill gives away may cost, in ``coverage_cost``'s units (the item at
     the place minus the one promoted into it); None: no limit (``coverage_slots`` alone bounds it)."""

@@ -11,7 +11,6 @@ from encore.reranking.spread import (
     PromoteKeys,
     RemoveKeys,
     cap_skips,
-    expected_ndcg_share,
     fill_cells,
     full_chain,
     served_keys,
@@ -127,36 +126,6 @@ def test_by_chance_the_fill_takes_the_place_where_the_ranker_expects_fewest_hits
     # The fill reads the probabilities the batch carries; without them it says so.
     with pytest.raises(ValueError, match="no ranker probabilities"):
         CoverageFill(1, 2, cost="chance")(Lists(batch.users, items, batch.relevance), SIDE)
-
-
-def test_expected_ndcg_share_against_a_hand_computation() -> None:
-    chance = np.array([[0.2, 0.1, 0.1],  # 0.4 expected hits: read as given one hit, each over 0.4
-                       [0.5, 0.25, 0.25],  # 1 hit: ideal DCG 1
-                       [0.9, 0.9, 0.7],  # 2.5 hits: ideal DCG 1 + 1/log2(3) + 0.5/log2(4)
-                       [np.nan, np.nan, np.nan]])  # no probability: 0
-    ideal = 1 + 1 / np.log2(3) + 0.5 / 2
-    np.testing.assert_allclose(expected_ndcg_share(chance, 10),
-                               [[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], np.array([0.9, 0.9, 0.7]) / ideal, [0, 0, 0]])
-    # At most k hits count: with k = 2 the third row's ideal DCG is that of 2 hits.
-    np.testing.assert_allclose(expected_ndcg_share(chance, 2)[2], np.array([0.9, 0.9, 0.7]) / (1 + 1 / np.log2(3)))
-
-
-def test_by_ndcg_a_doubtful_lists_place_is_worth_as_much_as_a_confident_ones() -> None:
-    # Item 1 is in both top 2s; one holder may give it away for item 2. By probability u1 loses
-    # least (0.04 - 0.01 against 0.6 - 0.55). But u1 expects 0.1 hits in all: were it evaluated,
-    # it has a hit, so its 0.04 is 0.4 of it and its place costs (0.04 - 0.01) / 0.1 = 0.3 of its
-    # ndcg; u0 expects 2.05 hits (ideal DCG of 2 at k = 2), its place costs 0.05 / 1.63 = 0.03.
-    items = np.array([[0, 1, 2], [0, 1, 2]])
-    chance = np.array([[0.9, 0.6, 0.55], [0.05, 0.04, 0.01]])
-    batch = Lists(np.array([0, 1]), items, chance, chance)
-    np.testing.assert_array_equal(CoverageFill(1, 2, cost="chance")(batch, SIDE).items, [[0, 1, 2], [0, 2, 1]])
-    np.testing.assert_array_equal(CoverageFill(1, 2, cost="ndcg")(batch, SIDE).items, [[0, 2, 1], [0, 1, 2]])
-    # A limit is in the same units: 0.1 of ndcg lets u0's place go, 0.02 none.
-    np.testing.assert_array_equal(CoverageFill(1, 2, cost="ndcg", max_cost=0.1)(batch, SIDE).items,
-                                  [[0, 2, 1], [0, 1, 2]])
-    np.testing.assert_array_equal(CoverageFill(1, 2, cost="ndcg", max_cost=0.02)(batch, SIDE).items, items)
-    with pytest.raises(ValueError, match="by ndcg, but the lists carry no ranker probabilities"):
-        CoverageFill(1, 2, cost="ndcg")(Lists(batch.users, items, batch.relevance), SIDE)
 
 
 def test_a_cost_limit_spends_the_fill_only_where_a_place_is_cheap() -> None:
@@ -322,12 +291,11 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
                                       "components.rerank.coverage_max_costs=[null,0.01]"], settings=no_env)
     assert {(s.coverage_slots, s.coverage_max_cost) for s in settings_grid(limits.components.rerank, 50)} \
         == {(0, None), (3, None), (3, 0.01)}
-    # Chance and ndcg need the ranker's probabilities: a ranking loss has none.
-    for cost in ("chance", "ndcg"):
-        with pytest.raises(ConfigError) as info:
-            load_config(experiment, [f"components.rerank.coverage_costs=[relevance,{cost}]",
-                                     "components.ranker.loss=YetiRank"], settings=no_env)
-        assert "rerank.coverage_costs" in str(info.value) and f"'{cost}'" in str(info.value)
+    # Chance needs the ranker's probabilities: a ranking loss has none.
+    with pytest.raises(ConfigError) as info:
+        load_config(experiment, ["components.rerank.coverage_costs=[relevance,chance]",
+                                 "components.ranker.loss=YetiRank"], settings=no_env)
+    assert "rerank.coverage_costs" in str(info.value) and "Logloss" in str(info.value)
 
 
 def test_new_items_at_consecutive_ranks_and_in_the_rankers_list_land_at_their_ranks() -> None:
