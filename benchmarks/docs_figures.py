@@ -1144,6 +1144,60 @@ def render_rerank_estimates(doc: Path, names: tuple[str, ...]) -> str:
     return "\n".join([*lines, "", source_line(doc, *names)])
 
 
+def render_rerank_targets(doc: Path, runs: tuple[tuple[str, str, str], ...]) -> str:
+    """One row per headline run (``(result, page, what it measures)``; ``page``: the docs page
+    holding its block): the issue's two accuracy-bounded targets, pooled over the folds."""
+    lines = ["| run | rule for | coverage@10: ranker → rerank | ndcg@10 change (95% CI) | coverage ×2 within 2%? "
+             "| cold-item ndcg@10: rerank / best generator | cold items matched within 2%? |",
+             "|---|---|---|---|---|---|---|"]
+    for name, page, what in runs:
+        result = load(f"{name}.json")
+        primary = result["primary_metric"]
+        found = result["targets"]
+        coverage, change, cold = found["coverage@10"], found[f"{primary}_change"], found[f"cold_items.{primary}"]
+        link = os.path.relpath(ROOT / "docs" / page, doc.parent) if (ROOT / "docs" / page) != doc else ""
+        # Each run answers the target its rule is for; the other column's figures are shown, not judged.
+        for_coverage = "catalog_coverage" in str(result["rule"]["objective"])
+        for_cold = bool(result["rule"].get("match_content_on_cold_items"))
+        lines.append(
+            f"| `{name.removeprefix('rerank-')}` ([block]({link}#{_block_anchor(name)})) | {what} | "
+            f"{coverage['ranker']:.3f} → {coverage['rerank']:.3f} ({coverage['ratio']:.2f}×) | "
+            f"{pct(change['rel_uplift'])} ({pct(change['rel_ci_low'])} … {pct(change['rel_ci_high'])}) | "
+            f"{_met(found['coverage_met'], for_coverage)} | {cold['rerank']:.4f} / {cold['best']:.4f} "
+            f"({cold['best_generator']}) | {_met(found['cold_items_met'], for_cold)} |")
+    return "\n".join([*lines, "", source_line(doc, *(f"{name}.json" for name, _, _ in runs))])
+
+
+def render_rerank_command(doc: Path, name: str) -> str:
+    """The commands that re-make a re-ranking result: its experiment without the tuning grid (as
+    every re-ranking run was made), the overrides the report recorded, the report, the docs."""
+    result = load(f"{name}.json")
+    experiment = Path(result["experiment"])
+    scratch = f"/tmp/{experiment.name}"
+    suffix = name.removeprefix(f"rerank-{experiment.stem}")
+    sets = " \\\n  ".join(f"--set '{override}'" for override in result["overrides"])
+    return "\n".join([
+        "```bash",
+        f"sed '/^tuning:/,$d' {experiment} > {scratch}",
+        f"SETS=({sets})",
+        f'scripts/pipeline/run.sh -e {scratch} "${{SETS[@]}}"',
+        f'python -m benchmarks.rerank_report --experiment {scratch} --shown-as {experiment} "${{SETS[@]}}" \\',
+        f'  --suffix={suffix} --note "how the run differs from the experiment file"',
+        "python -m benchmarks.docs_figures",
+        "```",
+        "",
+        source_line(doc, f"{name}.json")])
+
+
+def _met(met: bool, judged: bool) -> str:
+    return ("**yes**" if met else "no") if judged else "— (not its rule)"
+
+
+def _block_anchor(name: str) -> str:
+    """The anchor of the heading a headline run's block sits under: its name in code, ``rerank-`` off."""
+    return name.removeprefix("rerank-").lower()
+
+
 def _coverage_ratios(fold: dict) -> str:
     """``n.nn× → n.nn×``: the chosen setting's catalogue coverage@10 over the ranker's on the part
     the choice was made on (its grid) and on test."""
@@ -1251,9 +1305,18 @@ RERANK_RESULTS = ("rerank-synthetic_time-fill-first-top100-xfit-draw6",
                   "rerank-lastfm2k_time", "rerank-lastfm2k_time-loss1", "rerank-lastfm2k_time-heldout",
                   "rerank-lastfm2k_time-xfit", "rerank-synthetic_time", "rerank-synthetic_time-loss1",
                   "rerank-synthetic_time-cold", "rerank-synthetic_time-xfit")
-"""The re-ranking results (docs/reranking.md), newest first: each one a block of its own name, and
-every one a row of the estimate table (its choice-part estimate beside test)."""
+"""The re-ranking results (docs/reranking.md, docs/reranking-runs.md), newest first: each one a
+block of its own name, and every one a row of the estimate table (its choice-part estimate beside test)."""
 RERANK_ESTIMATES = tuple(f"{name}.json" for name in RERANK_RESULTS)
+RERANK_HEADLINE = (
+    ("rerank-synthetic_time-fill-first-top100-xfit-limit", "reranking.md", "coverage; the experiment's draw"),
+    ("rerank-synthetic_time-fill-first-top100-xfit-draw6", "reranking-runs.md", "coverage; clean check, fresh draw 6"),
+    ("rerank-synthetic_time-fill-first-top100-xfit-limit-draw7", "reranking-runs.md",
+     "coverage; clean check, fresh draw 7"),
+    ("rerank-synthetic_time-fill-cold", "reranking.md", "new releases"),
+    ("rerank-lastfm2k_time-fill-first-top100-xfit-limit", "reranking.md", "coverage"),
+)
+"""The runs the re-ranking page's summary table shows: (result, the page holding its block, what its rule is for)."""
 
 FIGURES: dict[str, Figure] = {
     "headline": Figure(render_headline, ("lastfm2k.json", "lastfm2k-pipeline.json", "seed-lastfm2k_time.json")),
@@ -1302,6 +1365,10 @@ FIGURES: dict[str, Figure] = {
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
     **{name: of_file(render_rerank, f"{name}.json") for name in RERANK_RESULTS},
     "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
+    "rerank-command-lastfm2k_time": Figure(lambda doc: render_rerank_command(doc, RERANK_HEADLINE[-1][0]),
+                                           (f"{RERANK_HEADLINE[-1][0]}.json",)),
+    "rerank-targets": Figure(lambda doc: render_rerank_targets(doc, RERANK_HEADLINE),
+                             tuple(f"{name}.json" for name, _, _ in RERANK_HEADLINE)),
 }
 
 

@@ -1,5 +1,5 @@
 """Record a finished run's re-ranking results: every fold's trade-off grid and choice, the test
-figures of the ranker and the re-ranked lists, pooled over folds (docs/reranking.md).
+figures of the ranker and the re-ranked lists, pooled over folds (docs/reranking.md, docs/reranking-runs.md).
 
     python -m benchmarks.rerank_report --experiment experiments/synthetic_time.yaml
     # after: scripts/pipeline/run.sh -e experiments/synthetic_time.yaml --set components.rerank.enabled=true

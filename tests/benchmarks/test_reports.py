@@ -172,3 +172,41 @@ def test_the_best_generator_on_cold_items_is_the_same_in_every_run_when_generato
         found = targets([fold(order), fold(order[::-1])], pooled, "ndcg@10")
         assert found["cold_items.ndcg@10"]["best_generator"] == "als"
         assert found["coverage@10"]["ratio"] == 2.0 and found["coverage_met"]
+
+
+def _rerank_result(objective: str, cold_rule: bool, coverage_met: bool, cold_met: bool) -> dict:
+    return {"commit": "0" * 40, "primary_metric": "ndcg@10", "experiment": "experiments/x_time.yaml",
+            "overrides": ["components.rerank.enabled=true", "components.rerank.coverage_slots=[0,5]"],
+            "rule": {"objective": objective, "max_loss": 0.02, "match_content_on_cold_items": cold_rule},
+            "targets": {"coverage@10": {"ranker": 0.1, "rerank": 0.21, "ratio": 2.1, "pool_bound": 0.5},
+                        "ndcg@10_change": {"rel_uplift": -0.018, "rel_ci_low": -0.03, "rel_ci_high": -0.006},
+                        "coverage_met": coverage_met, "cold_items_met": cold_met,
+                        "cold_items.ndcg@10": {"rerank": 0.09, "ranker": 0.0, "best": 0.08, "best_generator": "i2i"}}}
+
+
+def test_the_rerank_summary_judges_each_run_only_on_the_target_its_rule_is_for(tmp_path, monkeypatch) -> None:
+    from benchmarks import docs_figures
+
+    results = {"rerank-x_time-cov.json": _rerank_result("catalog_coverage@10", False, True, True),
+               "rerank-x_time-cold.json": _rerank_result("ndcg@10", True, False, True)}
+    monkeypatch.setattr(docs_figures, "load", results.__getitem__)
+    monkeypatch.setattr(docs_figures, "measured_on", lambda name: "0" * 40)
+    table = docs_figures.render_rerank_targets(tmp_path / "doc.md", (("rerank-x_time-cov", "here.md", "coverage"),
+                                                                     ("rerank-x_time-cold", "here.md", "new")))
+    cov, cold = (line for line in table.splitlines() if line.startswith("| `x_time"))
+    # The coverage run met coverage; its cold-item figures are shown but not judged (and vice versa).
+    assert "(2.10×) | -1.8% (-3.0% … -0.6%) | **yes** | 0.0900 / 0.0800 (i2i) | — (not its rule) |" in cov
+    assert "| — (not its rule) | 0.0900 / 0.0800 (i2i) | **yes** |" in cold
+    assert "[block](" in cov and "here.md#x_time-cov)" in cov
+
+
+def test_the_rerank_command_re_makes_the_run_from_its_recorded_overrides(tmp_path, monkeypatch) -> None:
+    from benchmarks import docs_figures
+
+    monkeypatch.setattr(docs_figures, "load", lambda name: _rerank_result("catalog_coverage@10", False, True, True))
+    monkeypatch.setattr(docs_figures, "measured_on", lambda name: "0" * 40)
+    text = docs_figures.render_rerank_command(tmp_path / "doc.md", "rerank-x_time-fill")
+    assert "sed '/^tuning:/,$d' experiments/x_time.yaml > /tmp/x_time.yaml" in text
+    assert "SETS=(--set 'components.rerank.enabled=true' \\\n  --set 'components.rerank.coverage_slots=[0,5]')" in text
+    assert 'scripts/pipeline/run.sh -e /tmp/x_time.yaml "${SETS[@]}"' in text
+    assert "--shown-as experiments/x_time.yaml" in text and "--suffix=-fill " in text
