@@ -1365,6 +1365,8 @@ FIGURES: dict[str, Figure] = {
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
     **{name: of_file(render_rerank, f"{name}.json") for name in RERANK_RESULTS},
     "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
+    "rerank-command-synthetic_time": Figure(lambda doc: render_rerank_command(doc, RERANK_HEADLINE[0][0]),
+                                            (f"{RERANK_HEADLINE[0][0]}.json",)),
     "rerank-command-lastfm2k_time": Figure(lambda doc: render_rerank_command(doc, RERANK_HEADLINE[-1][0]),
                                            (f"{RERANK_HEADLINE[-1][0]}.json",)),
     "rerank-targets": Figure(lambda doc: render_rerank_targets(doc, RERANK_HEADLINE),
