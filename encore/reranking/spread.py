@@ -203,8 +203,9 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
             np.add.at(counts, item[win], 1)
             np.subtract.at(counts, items[winners, place[winners]], 1)
             pointer[pending] += 1
+            # A row with no candidate left stops, a winner that took its last one too.
+            active[pending[pointer[pending] >= width]] = False
             rest = pending[~np.isin(pending, winners)]
-            active[rest[pointer[rest] >= width]] = False
             pending = rest[pointer[rest] < width]
     return cells
 

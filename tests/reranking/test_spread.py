@@ -17,7 +17,16 @@ from encore.reranking.spread import (
     split_at_cap,
     with_ranked_content,
 )
-from encore.reranking.steps import ExposureFloor, ItemSide, Lists, Settings, lists_from_scores, rerank, settings_grid
+from encore.reranking.steps import (
+    EXCLUDED,
+    ExposureFloor,
+    ItemSide,
+    Lists,
+    Settings,
+    lists_from_scores,
+    rerank,
+    settings_grid,
+)
 
 N_ITEMS = 10
 SIDE = ItemSide(age_days=np.full(N_ITEMS, 400.0))
@@ -126,6 +135,15 @@ def test_by_chance_the_fill_takes_the_place_where_the_ranker_expects_fewest_hits
     # The fill reads the probabilities the batch carries; without them it says so.
     with pytest.raises(ValueError, match="no ranker probabilities"):
         CoverageFill(1, 2, cost="chance")(Lists(batch.users, items, batch.relevance), SIDE)
+
+
+def test_a_row_that_took_its_last_candidate_stops_filling() -> None:
+    # u0 gives item 1 away (u1 keeps it) for item 2, its last candidate; in the next round it
+    # could give item 0 away too, but has nothing left to take: it stops (it once read past its row).
+    items = np.array([[0, 1, 2], [0, 1, -1]])
+    batch = Lists(np.array([0, 1]), items, np.array([[1.0, 0.5, 0.4], [1.0, 0.9, EXCLUDED]]))
+    np.testing.assert_array_equal(fill_cells(batch, 2, 2), [[0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(CoverageFill(2, 2)(batch, SIDE).items, [[0, 2, 1], [0, 1, -1]])
 
 
 def test_a_cost_limit_spends_the_fill_only_where_a_place_is_cheap() -> None:
