@@ -155,13 +155,13 @@ def grid_on_test(config: Any, paths: dict[str, Any]) -> list[dict[str, Any]]:
         found = evaluator.evaluate(items[rows])
         return {key: float(found[key]) for key in shown}
 
-    grid = [{"setting": "ranker"} | scores(lists.items)]
-    for settings in settings_grid(config.components.rerank, config.components.ranker.top_k):
-        items = component.reranked(lists, side, settings, blocked=blocked, rejected=rejected,
-                                   n_items=prepared.n_items)
-        named = {key: getattr(settings, key) for key in component.GRID_KEYS if getattr(settings, key) is not None}
-        grid.append({"setting": "rerank"} | named | scores(items))
-    return grid
+    settings = settings_grid(config.components.rerank, config.components.ranker.top_k)
+    found = {}
+    for n, items in component.grid_reranked(lists, side, settings, blocked=blocked, rejected=rejected,
+                                            n_items=prepared.n_items):
+        named = {key: getattr(settings[n], key) for key in component.GRID_KEYS if getattr(settings[n], key) is not None}
+        found[n] = {"setting": "rerank"} | named | scores(items)
+    return [{"setting": "ranker"} | scores(lists.items), *(found[n] for n in range(len(settings)))]
 
 
 def pool_coverage(prepare: Path, ranker: Path) -> float:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -281,17 +281,25 @@ def idle_days(prepared: PreparedData, stage: Stage) -> np.ndarray:
     return idle
 
 
-def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
-             n_items: int, served: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """The re-ranked ``(len(users), top_k)`` lists (-1 padded): the per-user steps batch by batch
-    of users, the exposure cap and what follows it over every user at once. With ``served`` (a
-    dict), the ``user * n_items + item`` keys the cap refused (``capped``) and the coverage fill
-    promoted (``promoted``) are put in it (the service's input)."""
-    active = lists.active_users(settings.coverage_active_days)
-    per_user, across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items,
-                                               active_users=active))
-    batches = []
+PER_USER_FIELDS = ("top_k", "mmr_lambda", "freshness_boost", "freshness_half_life_days", "cap_per_attribute",
+                   "popularity_penalty", "content_weight", "content_max_rank", "content_min_rank")
+"""The :class:`Settings` fields the steps before the exposure cap read (the new items' placement,
+freshness, the popularity penalty, MMR): settings equal on these share :func:`before_cap`'s
+lists (``tests/components/test_rerank.py`` changes every other field and gets the same lists)."""
+
+
+def before_cap_key(settings: Settings) -> tuple:
+    """What :func:`before_cap` computes from: the per-user fields, and whether the probabilities are carried."""
+    return (*(getattr(settings, name) for name in PER_USER_FIELDS), settings.coverage_cost == "chance")
+
+
+def before_cap(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray,
+               rejected: np.ndarray, n_items: int) -> Lists:
+    """Every user's lists after the steps per user (batch by batch of users), with the ranker's
+    probabilities where the fill weighs by them: what the exposure cap and the steps after it start from."""
+    per_user = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items))[0]
     weighs_by_chance = settings.coverage_cost == "chance"
+    batches = []
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
         # The probabilities only where the fill weighs by them: an (n, top_k) array less otherwise.
@@ -302,9 +310,23 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
         for step in per_user:
             batch = step(batch, side)
         batches.append(batch)
-    whole = Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
-                  relevance=np.concatenate([b.relevance for b in batches]),
-                  chance=np.concatenate([b.chance for b in batches]) if weighs_by_chance else None)
+    return Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
+                 relevance=np.concatenate([b.relevance for b in batches]),
+                 chance=np.concatenate([b.chance for b in batches]) if weighs_by_chance else None)
+
+
+def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,
+             n_items: int, served: dict[str, np.ndarray] | None = None, start: Lists | None = None) -> np.ndarray:
+    """The re-ranked ``(len(users), top_k)`` lists (-1 padded): the per-user steps batch by batch
+    of users (:func:`before_cap`; or ``start``, their result for a setting with the same
+    :func:`before_cap_key`), the exposure cap and what follows it over every user at once. With
+    ``served`` (a dict), the ``user * n_items + item`` keys the cap refused (``capped``) and the
+    coverage fill promoted (``promoted``) are put in it (the service's input)."""
+    active = lists.active_users(settings.coverage_active_days)
+    across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items,
+                                     active_users=active))[1]
+    whole = start if start is not None else before_cap(lists, side, settings, blocked=blocked, rejected=rejected,
+                                                      n_items=n_items)
     if served is not None:
         # What the steps across users did, then the lists from it in the service's form: the same
         # lists (tests/reranking/test_served_equivalence.py), the cap and the fill computed once.
@@ -312,6 +334,22 @@ def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: 
         across = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items,
                                          capped=served["capped"], promoted=served["promoted"]))[1]
     return rerank(whole, side, across, settings.top_k)[0]
+
+
+def grid_reranked(lists: StageLists, side: ItemSide, grid: Sequence[Settings], *, blocked: np.ndarray,
+                  rejected: np.ndarray, n_items: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index in grid, its re-ranked lists)`` for every setting of ``grid``, as :func:`reranked`
+    gives them. The settings that share their per-user steps (:func:`before_cap_key`; a grid
+    mostly varies the steps across users) re-rank from one computation of those, group by group,
+    so one group's lists are held at a time: the groups' order, not the grid's."""
+    groups: dict[tuple, list[int]] = {}
+    for n, settings in enumerate(grid):
+        groups.setdefault(before_cap_key(settings), []).append(n)
+    for members in groups.values():
+        start = before_cap(lists, side, grid[members[0]], blocked=blocked, rejected=rejected, n_items=n_items)
+        for n in members:
+            yield n, reranked(lists, side, grid[n], blocked=blocked, rejected=rejected, n_items=n_items, start=start)
+        del start
 
 
 def held_out_slices(inputs: Mapping[str, Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -440,12 +478,14 @@ def tradeoff(config: EncoreConfig, prepared: PreparedData, side: ItemSide, lists
             raise ConfigError(f"components.rerank.objective: {objective} cannot be measured on this dataset "
                               "(diversity needs item tags)")
     grid = settings_grid(own, config.components.ranker.top_k)
-    for n, settings in enumerate(grid, start=1):
-        items = reranked(lists, side, settings, blocked=blocked, rejected=rejected, n_items=prepared.n_items)
-        rows.append({"setting": "rerank"} | {key: getattr(settings, key) for key in GRID_KEYS} | scores(items[scored]))
-        log.info("rerank grid %d/%d: %s: %s %.4f, %s", n, len(grid),
-                 _named(settings), primary, rows[-1][primary],
-                 ", ".join(f"{o} {rows[-1][o]:.4f}" for o in objectives))
+    found: dict[int, dict] = {}
+    for n, items in grid_reranked(lists, side, grid, blocked=blocked, rejected=rejected, n_items=prepared.n_items):
+        settings = grid[n]
+        row = found[n] = {"setting": "rerank"} | {key: getattr(settings, key) for key in GRID_KEYS}
+        row |= scores(items[scored])
+        log.info("rerank grid %d/%d: %s: %s %.4f, %s", len(found), len(grid), _named(settings), primary,
+                 row[primary], ", ".join(f"{o} {row[o]:.4f}" for o in objectives))
+    rows += [found[n] for n in range(len(grid))]
     if content_lists is not None:
         content_users, content_items = content_lists
         rows.append({"setting": "content"} | scores(content_items[np.searchsorted(content_users, evaluator.users)]))

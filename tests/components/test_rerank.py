@@ -4,6 +4,7 @@ heldout``, on target users the scoring model never trained on."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from encore.outputs import EvaluateOutput, RankerOutput, RegisterOutput, RerankO
 from encore.pipeline.reuse_keys import fingerprint
 from encore.pipeline.runner import dependencies, output_dir, pipeline_components, run_pipeline
 from encore.ranking import stage
+from encore.reranking.steps import Lists, Settings, settings_grid
 from encore.tracking.runs import experiment_name, tracking_uri
 
 
@@ -131,6 +133,51 @@ def test_the_final_lists_carry_the_rankers_probabilities_where_the_ranker_scored
     np.testing.assert_array_equal(chance[scored], lists.scores[scored])
     assert ((chance[scored] > 0) & (chance[scored] < 1)).all()
     assert np.isnan(chance[~scored]).all()
+
+
+def test_the_grid_re_ranks_each_setting_as_alone_from_the_per_user_steps_it_shares(run: EncoreConfig) -> None:
+    # The grid computes the per-user steps once per group of settings that share them: every
+    # setting still gets the lists it gets alone, and the tiny grid has such groups.
+    inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
+    prepared = PreparedData(inputs["prepare"])
+    blocked, rejected = rerank.exclusions(run, prepared)
+    lists, side, blocked = rerank.final_stage(run, inputs, prepared, blocked)
+    grid = settings_grid(run.components.rerank, run.components.ranker.top_k)
+    assert len({rerank.before_cap_key(settings) for settings in grid}) < len(grid)
+    seen = []
+    for n, items in rerank.grid_reranked(lists, side, grid, blocked=blocked, rejected=rejected,
+                                         n_items=prepared.n_items):
+        alone = rerank.reranked(lists, side, grid[n], blocked=blocked, rejected=rejected, n_items=prepared.n_items)
+        np.testing.assert_array_equal(items, alone)
+        seen.append(n)
+    assert sorted(seen) == list(range(len(grid)))
+
+
+def test_the_per_user_key_holds_every_field_the_steps_before_the_cap_read(run: EncoreConfig) -> None:
+    # Every Settings field is either one the per-user steps read, or changing it leaves their
+    # lists as they are: a new field must be placed on one side, or this fails.
+    inputs = {name: output_dir(run, name) for name in rerank.DEPENDS_ON(run)}
+    prepared = PreparedData(inputs["prepare"])
+    lists, side, blocked = rerank.final_stage(run, inputs, prepared, np.zeros(0, dtype=np.int64))
+    across = {"exposure_m": 2, "exposure_k": 5, "new_days": 3.0, "exposure_cap": 0.3, "coverage_slots": 4,
+              "coverage_copies": 2, "coverage_active_days": 7.0, "coverage_active_first": True,
+              "coverage_max_cost": 0.01}
+    assert {f.name for f in dataclasses.fields(Settings)} == {*rerank.PER_USER_FIELDS, *across, "coverage_cost"}
+    base = Settings(top_k=run.components.ranker.top_k, popularity_penalty=0.25, freshness_boost=0.2,
+                    content_max_rank=5, coverage_cost="chance")
+    nothing = np.zeros(0, dtype=np.int64)
+
+    def before(settings: Settings) -> Lists:
+        return rerank.before_cap(lists, side, settings, blocked=blocked, rejected=nothing, n_items=prepared.n_items)
+
+    reference = before(base)
+    for name, value in across.items():
+        changed = before(dataclasses.replace(base, **{name: value}))
+        np.testing.assert_array_equal(changed.items, reference.items, err_msg=name)
+        np.testing.assert_array_equal(changed.relevance, reference.relevance, err_msg=name)
+        np.testing.assert_array_equal(changed.chance, reference.chance, err_msg=name)
+    # The probabilities are carried only where the fill weighs by them: part of the key.
+    assert before(dataclasses.replace(base, coverage_cost="relevance")).chance is None
 
 
 def test_the_grid_re_ranks_every_user_and_scores_the_target_users(run: EncoreConfig, tmp_path: Path) -> None:
