@@ -118,15 +118,19 @@ def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
                                sorted(set(own.coverage_active_days), key=lambda days: (days is not None, days)),
                                sorted(set(own.coverage_active_first)), sorted(set(own.coverage_costs), reverse=True),
                                sorted(set(own.coverage_max_costs), key=lambda cost: (cost is not None, cost)))
-    return [Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
-                     exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
-                     coverage_slots=slots, coverage_copies=copies, coverage_active_days=active,
-                     coverage_active_first=active_first, coverage_cost=cost, coverage_max_cost=most, **shared)
-            for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first, cost, most
-            in points
-            # Without an activity limit there is nobody to fill first, and without a fill nothing is
-            # weighed: those settings are the plain fill's and the unfilled lists'.
-            if not (active_first and active is None) and not (slots == 0 and (cost != "relevance" or most is not None))]
+    grid: dict[Settings, None] = {}  # in order, each setting once
+    for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first, cost, most in points:
+        if active_first and active is None:
+            continue  # without an activity limit there is nobody to fill first: the plain fill's setting
+        if slots == 0:
+            # Without a fill its own settings change nothing: one unfilled setting stands for them
+            # all, whatever copies, activity limits, costs and limits the grid lists.
+            copies, active, active_first, cost, most = 1, None, False, "relevance", None
+        grid[Settings(mmr_lambda=lam, freshness_boost=boost, popularity_penalty=penalty, content_weight=weight,
+                      exposure_m=m, exposure_cap=cap, content_max_rank=rank, content_min_rank=first,
+                      coverage_slots=slots, coverage_copies=copies, coverage_active_days=active,
+                      coverage_active_first=active_first, coverage_cost=cost, coverage_max_cost=most, **shared)] = None
+    return list(grid)
 
 
 @dataclass(frozen=True)

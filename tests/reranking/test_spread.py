@@ -291,10 +291,31 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
     assert "exposure_caps" not in dumped and "content_max_ranks" not in dumped
     assert "coverage_active_first" not in dumped and "choice_window_days" not in dumped
     # Filling the active users first needs an activity limit: no such setting without one.
-    fill = load_config(experiment, ["components.rerank.coverage_active_days=[null,30]",
+    fill = load_config(experiment, ["components.rerank.coverage_slots=[3]",
+                                    "components.rerank.coverage_active_days=[null,30]",
                                     "components.rerank.coverage_active_first=[false,true]"], settings=no_env)
     assert {(s.coverage_active_days, s.coverage_active_first) for s in settings_grid(fill.components.rerank, 50)} \
         == {(None, False), (30.0, False), (30.0, True)}
+    # Without a fill, the fill's own settings change nothing: each unfilled setting is in the grid
+    # once, with the fill's neutral values, whatever the grid lists -- also when it lists no
+    # neutral cost (the popularity penalty alone stays a choice).
+    only_chance = load_config(experiment, ["components.rerank.lambdas=[1.0]",
+                                           "components.rerank.freshness_boosts=[0.0]",
+                                           "components.rerank.exposure_ms=[0]",
+                                           "components.rerank.popularity_penalties=[0.0,0.25]",
+                                           "components.rerank.coverage_slots=[0,3]",
+                                           "components.rerank.coverage_active_days=[null,30]",
+                                           "components.rerank.coverage_costs=[chance]",
+                                           "components.rerank.coverage_max_costs=[null,0.05]"], settings=no_env)
+    grid = settings_grid(only_chance.components.rerank, 50)
+    unfilled = [s for s in grid if s.coverage_slots == 0]
+    assert [s.popularity_penalty for s in unfilled] == [0.0, 0.25]
+    assert {(s.coverage_active_days, s.coverage_cost, s.coverage_max_cost) for s in unfilled} \
+        == {(None, "relevance", None)}
+    assert grid[0] == Settings(top_k=50, exposure_k=grid[0].exposure_k, new_days=grid[0].new_days,
+                               freshness_half_life_days=grid[0].freshness_half_life_days,
+                               cap_per_attribute=grid[0].cap_per_attribute)  # the neutral one first
+    assert len(grid) == len(set(grid)) == 2 + 2 * 2 * 1 * 2  # unfilled; penalty x active x cost x limit
     with pytest.raises(ConfigError) as info:
         load_config(experiment, ["components.rerank.exposure_caps=[0.0]"], settings=no_env)
     assert "components.rerank.exposure_caps" in str(info.value)
