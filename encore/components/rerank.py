@@ -289,16 +289,17 @@ lists (``tests/components/test_rerank.py`` changes every other field and gets th
 
 
 def before_cap_key(settings: Settings) -> tuple:
-    """What :func:`before_cap` computes from: the per-user fields, and whether the probabilities are carried."""
-    return (*(getattr(settings, name) for name in PER_USER_FIELDS), settings.coverage_cost == "chance")
+    """What :func:`before_cap`'s lists are computed from: the per-user fields."""
+    return tuple(getattr(settings, name) for name in PER_USER_FIELDS)
 
 
 def before_cap(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray,
-               rejected: np.ndarray, n_items: int) -> Lists:
-    """Every user's lists after the steps per user (batch by batch of users), with the ranker's
-    probabilities where the fill weighs by them: what the exposure cap and the steps after it start from."""
+               rejected: np.ndarray, n_items: int, with_chance: bool | None = None) -> Lists:
+    """Every user's lists after the steps per user (batch by batch of users): what the exposure
+    cap and the steps after it start from. They carry the ranker's probabilities ``with_chance``
+    (None: where ``settings``' fill weighs by them; only the fill reads them)."""
     per_user = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items))[0]
-    weighs_by_chance = settings.coverage_cost == "chance"
+    weighs_by_chance = settings.coverage_cost == "chance" if with_chance is None else with_chance
     batches = []
     for start in range(0, len(lists.users), BATCH_USERS):
         rows = slice(start, start + BATCH_USERS)
@@ -346,7 +347,8 @@ def grid_reranked(lists: StageLists, side: ItemSide, grid: Sequence[Settings], *
     for n, settings in enumerate(grid):
         groups.setdefault(before_cap_key(settings), []).append(n)
     for members in groups.values():
-        start = before_cap(lists, side, grid[members[0]], blocked=blocked, rejected=rejected, n_items=n_items)
+        start = before_cap(lists, side, grid[members[0]], blocked=blocked, rejected=rejected, n_items=n_items,
+                           with_chance=any(grid[n].coverage_cost == "chance" for n in members))
         for n in members:
             yield n, reranked(lists, side, grid[n], blocked=blocked, rejected=rejected, n_items=n_items, start=start)
         del start

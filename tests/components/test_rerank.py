@@ -143,6 +143,8 @@ def test_the_grid_re_ranks_each_setting_as_alone_from_the_per_user_steps_it_shar
     blocked, rejected = rerank.exclusions(run, prepared)
     lists, side, blocked = rerank.final_stage(run, inputs, prepared, blocked)
     grid = settings_grid(run.components.rerank, run.components.ranker.top_k)
+    # Groups that mix costs too: a setting weighing by relevance re-ranks from lists carrying probabilities.
+    grid += [dataclasses.replace(settings, coverage_cost="relevance") for settings in grid[:3]]
     assert len({rerank.before_cap_key(settings) for settings in grid}) < len(grid)
     seen = []
     for n, items in rerank.grid_reranked(lists, side, grid, blocked=blocked, rejected=rejected,
@@ -176,8 +178,11 @@ def test_the_per_user_key_holds_every_field_the_steps_before_the_cap_read(run: E
         np.testing.assert_array_equal(changed.items, reference.items, err_msg=name)
         np.testing.assert_array_equal(changed.relevance, reference.relevance, err_msg=name)
         np.testing.assert_array_equal(changed.chance, reference.chance, err_msg=name)
-    # The probabilities are carried only where the fill weighs by them: part of the key.
+    # The probabilities are carried where the fill weighs by them, or where asked (a group that holds such a setting).
     assert before(dataclasses.replace(base, coverage_cost="relevance")).chance is None
+    asked = rerank.before_cap(lists, side, dataclasses.replace(base, coverage_cost="relevance"), blocked=blocked,
+                              rejected=nothing, n_items=prepared.n_items, with_chance=True)
+    np.testing.assert_array_equal(asked.chance, reference.chance)
 
 
 def test_the_grid_re_ranks_every_user_and_scores_the_target_users(run: EncoreConfig, tmp_path: Path) -> None:
