@@ -520,6 +520,32 @@ def render_userknn_listeners(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def render_rerank_scale(doc: Path, name: str) -> str:
+    """Per number of users: each setting's seconds (its per-user steps + the steps across users),
+    what the recorded grid takes (its groups' per-user steps once each, every setting's steps
+    across users, each costed as the dearest measured), and the peak memory."""
+    report = load(name)
+    settings, grid = list(report["settings"]), report["grid"]
+    lines = [machine_line(report), "",
+             "| users | " + " | ".join(f"{label}: per user + across (s)" for label in settings)
+             + f" | the grid of `{grid['from'].removesuffix('.json')}` (min) | peak RSS (GiB) |",
+             "|---|" + "---|" * (len(settings) + 2)]
+    for size in report["sizes"]:
+        per_user, across = size["per_user_seconds"], size["across_seconds"]
+        whole = grid["groups"] * max(per_user.values()) + grid["settings"] * max(across.values())
+        lines.append(f"| {thousands(size['n_users'])} | "
+                     + " | ".join(f"{per_user[label]:.2f} + {across[label]:.2f}" for label in settings)
+                     + f" | {whole / 60:.1f} | {size['peak_rss_mib'] / 1024:.1f} |")
+    first = report["sizes"][0]
+    lines += ["", f"Lists of {first['top_k']} candidates and 20 content candidates per user over a catalogue of "
+                  f"{thousands(first['n_items'])} items; each size in its own process. The grid column is that "
+                  f"run's grid on one stage: {grid['settings']} settings in {grid['groups']} groups sharing their "
+                  "per-user steps, each group's per-user steps and each setting's steps across users costed as the "
+                  "dearest measured here; a run pays it on the base stage of every fold.",
+              "", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 def render_prepare_engines(doc: Path) -> str:
     name = "prepare_engines.json"
     report = load(name)
@@ -1369,6 +1395,7 @@ FIGURES: dict[str, Figure] = {
                                             (f"{RERANK_HEADLINE[0][0]}.json",)),
     "rerank-command-lastfm2k_time": Figure(lambda doc: render_rerank_command(doc, RERANK_HEADLINE[-1][0]),
                                            (f"{RERANK_HEADLINE[-1][0]}.json",)),
+    "rerank-scale": of_file(render_rerank_scale, "rerank_scale.json"),
     "rerank-targets": Figure(lambda doc: render_rerank_targets(doc, RERANK_HEADLINE),
                              tuple(f"{name}.json" for name, _, _ in RERANK_HEADLINE)),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from benchmarks.scale import growth, markdown, project
@@ -210,3 +211,45 @@ def test_the_rerank_command_re_makes_the_run_from_its_recorded_overrides(tmp_pat
     assert "SETS=(--set 'components.rerank.enabled=true' \\\n  --set 'components.rerank.coverage_slots=[0,5]')" in text
     assert 'scripts/pipeline/run.sh -e /tmp/x_time.yaml "${SETS[@]}"' in text
     assert "--shown-as experiments/x_time.yaml" in text and "--suffix=-fill " in text
+
+
+def test_the_rerank_scale_lists_look_like_music_and_every_setting_runs() -> None:
+    from benchmarks.rerank_scale import CONTENT, SETTINGS, measure, synthetic_lists
+
+    lists, side = synthetic_lists(2000, 5000, 50)
+    valid = lists.items >= 0
+    assert valid.mean() > 0.95
+    for row, ok in zip(lists.items, valid, strict=True):  # a list holds an item once
+        assert len(np.unique(row[ok])) == ok.sum()
+    counts = np.bincount(lists.items[valid], minlength=5000)
+    assert counts[:50].sum() > 5 * counts[2500:2550].sum()  # a heavy head, a long tail (Zipf)
+    assert (np.diff(lists.scores, axis=1)[valid[:, 1:]] <= 0).all()  # each list ordered by the ranker's score
+    heard = int((side.age_days >= 30.0).sum())
+    assert (lists.content_items >= heard).all() and lists.content_items.shape[1] == CONTENT  # new releases only
+    assert all(len(np.unique(row)) == CONTENT for row in lists.content_items)
+    # The grid a recorded run chose from: the lastfm2k_time coverage run's four penalties share
+    # their per-user steps across its fills (4 unfilled settings, 4 x 3 x 5 x 4 filled).
+    from benchmarks.rerank_scale import RESULTS, grid_size
+
+    assert grid_size(RESULTS / "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json") == {
+        "from": "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json", "settings": 244, "groups": 4}
+    found = measure(300, 5000, 50)
+    assert set(found["per_user_seconds"]) == set(found["across_seconds"]) == set(SETTINGS) and found["n_users"] == 300
+
+
+def test_the_rerank_scale_table_costs_the_grid_by_its_groups_and_settings(tmp_path, monkeypatch) -> None:
+    from benchmarks import docs_figures
+
+    scale = {"commit": "0" * 40, "machine": {"cpus": 2, "memory_gib": 24, "python": "3.11", "cpu_model": "x",
+                                             "load_average_at_start": [0.1, 0, 0]},
+             "load_average_at_end": [0.2, 0, 0], "settings": {"unchanged": {}, "fill": {}},
+             "grid": {"from": "rerank-x.json", "settings": 40, "groups": 2},
+             "sizes": [{"n_users": 1000, "n_items": 50, "top_k": 100, "peak_rss_mib": 2048.0,
+                        "per_user_seconds": {"unchanged": 0.5, "fill": 6.0},
+                        "across_seconds": {"unchanged": 0.1, "fill": 3.0}}]}
+    monkeypatch.setattr(docs_figures, "load", lambda name: scale)
+    monkeypatch.setattr(docs_figures, "measured_on", lambda name: "0" * 40)
+    table = docs_figures.render_rerank_scale(tmp_path / "doc.md", "scale.json")
+    assert "| users | unchanged: per user + across (s) | fill: per user + across (s) | the grid of `rerank-x` (min) |" \
+        in table
+    assert "| 1,000 | 0.50 + 0.10 | 6.00 + 3.00 | 2.2 | 2.0 |" in table  # (2 x 6 s + 40 x 3 s) / 60
