@@ -1197,10 +1197,10 @@ def render_rerank_targets(doc: Path, runs: tuple[tuple[str, str, str], ...]) -> 
 def render_rerank_command(doc: Path, name: str) -> str:
     """The commands that re-make a re-ranking result: its experiment without the tuning grid (as
     every re-ranking run was made), the overrides the report recorded, the report, the docs."""
-    result = load(f"{name}.json")
+    result = load(name)
     experiment = Path(result["experiment"])
     scratch = f"/tmp/{experiment.name}"
-    suffix = name.removeprefix(f"rerank-{experiment.stem}")
+    suffix = name.removesuffix(".json").removeprefix(f"rerank-{experiment.stem}")
     sets = " \\\n  ".join(f"--set '{override}'" for override in result["overrides"])
     return "\n".join([
         "```bash",
@@ -1212,7 +1212,7 @@ def render_rerank_command(doc: Path, name: str) -> str:
         "python -m benchmarks.docs_figures",
         "```",
         "",
-        source_line(doc, f"{name}.json")])
+        source_line(doc, name)])
 
 
 def _met(met: bool, judged: bool) -> str:
@@ -1391,10 +1391,10 @@ FIGURES: dict[str, Figure] = {
     "bpr-epochs-3m": of_file(render_bpr_epochs, "bpr-epochs-synthetic_3m.json"),
     **{name: of_file(render_rerank, f"{name}.json") for name in RERANK_RESULTS},
     "rerank-estimates": Figure(lambda doc: render_rerank_estimates(doc, RERANK_ESTIMATES), RERANK_ESTIMATES),
-    "rerank-command-synthetic_time": Figure(lambda doc: render_rerank_command(doc, RERANK_HEADLINE[0][0]),
-                                            (f"{RERANK_HEADLINE[0][0]}.json",)),
-    "rerank-command-lastfm2k_time": Figure(lambda doc: render_rerank_command(doc, RERANK_HEADLINE[-1][0]),
-                                           (f"{RERANK_HEADLINE[-1][0]}.json",)),
+    "rerank-command-synthetic_time": of_file(render_rerank_command,
+                                             "rerank-synthetic_time-fill-first-top100-xfit-limit.json"),
+    "rerank-command-lastfm2k_time": of_file(render_rerank_command,
+                                            "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json"),
     "rerank-scale": of_file(render_rerank_scale, "rerank_scale.json"),
     "rerank-targets": Figure(lambda doc: render_rerank_targets(doc, RERANK_HEADLINE),
                              tuple(f"{name}.json" for name, _, _ in RERANK_HEADLINE)),

@@ -206,7 +206,7 @@ def test_the_rerank_command_re_makes_the_run_from_its_recorded_overrides(tmp_pat
 
     monkeypatch.setattr(docs_figures, "load", lambda name: _rerank_result("catalog_coverage@10", False, True, True))
     monkeypatch.setattr(docs_figures, "measured_on", lambda name: "0" * 40)
-    text = docs_figures.render_rerank_command(tmp_path / "doc.md", "rerank-x_time-fill")
+    text = docs_figures.render_rerank_command(tmp_path / "doc.md", "rerank-x_time-fill.json")
     assert "sed '/^tuning:/,$d' experiments/x_time.yaml > /tmp/x_time.yaml" in text
     assert "SETS=(--set 'components.rerank.enabled=true' \\\n  --set 'components.rerank.coverage_slots=[0,5]')" in text
     assert 'scripts/pipeline/run.sh -e /tmp/x_time.yaml "${SETS[@]}"' in text
