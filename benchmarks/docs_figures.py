@@ -546,6 +546,33 @@ def render_rerank_scale(doc: Path, name: str) -> str:
     return "\n".join(lines)
 
 
+def render_rerank_loss_estimates(doc: Path, name: str) -> str:
+    """Each loss estimate of a recorded run against test (``benchmarks.rerank_loss_estimates``):
+    per fold its correlation over the grid and its mean, and the rule's pick with it on test."""
+    report = load(name)
+    names = list(report["picks"])
+    folds = [row["fold"] for row in report["picks"][names[0]]["folds"]]
+    lines = [f"The run of [`{report['result']}`]({os.path.relpath(RESULTS / report['result'], doc.parent)}), "
+             f"{len(folds)} folds of its grid; the expected loss scaled by "
+             + ", ".join(f"{factor:.2f}" for factor in report["scale_factors"]) + " (per fold).", "",
+             "| loss estimate | correlation with test's loss over the grid, per fold | mean loss over the grid, "
+             "per fold (test's) | the rule's pick with it, per fold: coverage ratio, loss on test | pooled |",
+             "|---|---|---|---|---|"]
+    tests = report["mean_loss"]["test"]
+    for estimate in names:
+        pick = report["picks"][estimate]
+        lines.append(
+            f"| {estimate} | " + ", ".join(f"{c:.2f}" for c in report["correlation_with_test"][estimate])
+            + " | " + ", ".join(f"{pct(m)} ({pct(t)})" for m, t in zip(report["mean_loss"][estimate], tests,
+                                                                      strict=True))
+            + " | " + "; ".join(f"{row['fold']}: {row['test_coverage_ratio']:.2f}×, {pct(row['test_change'])}"
+                                for row in pick["folds"])
+            + f" | {pick['coverage_ratio']:.2f}× at {pct(pick['change'])} |")
+    lines += ["", f"The run measured on commit `{report['run_commit'][:7]}`; the estimates computed by the "
+                  "benchmark, on the commit below.", "", source_line(doc, name)]
+    return "\n".join(lines)
+
+
 def render_prepare_engines(doc: Path) -> str:
     name = "prepare_engines.json"
     report = load(name)
@@ -1396,6 +1423,8 @@ FIGURES: dict[str, Figure] = {
     "rerank-command-lastfm2k_time": of_file(render_rerank_command,
                                             "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json"),
     "rerank-scale": of_file(render_rerank_scale, "rerank_scale.json"),
+    "rerank-loss-estimates-lastfm2k_time": of_file(render_rerank_loss_estimates,
+                                                   "rerank-loss-estimates-lastfm2k_time.json"),
     "rerank-targets": Figure(lambda doc: render_rerank_targets(doc, RERANK_HEADLINE),
                              tuple(f"{name}.json" for name, _, _ in RERANK_HEADLINE)),
 }

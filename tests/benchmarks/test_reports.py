@@ -253,3 +253,23 @@ def test_the_rerank_scale_table_costs_the_grid_by_its_groups_and_settings(tmp_pa
     assert "| users | unchanged: per user + across (s) | fill: per user + across (s) | the grid of `rerank-x` (min) |" \
         in table
     assert "| 1,000 | 0.50 + 0.10 | 6.00 + 3.00 | 2.2 | 2.0 |" in table  # (2 x 6 s + 40 x 3 s) / 60
+
+
+def test_loss_estimate_picks_the_most_coverage_within_the_bound_and_pools_it_as_the_report() -> None:
+    from benchmarks.rerank_loss_estimates import picks
+
+    def fold(number: int, users: int, choice: list[float], test: list[tuple[float, float]]) -> dict:
+        return {"fold": number, "test": {"all": {"n_users": users}},
+                "grid": [{"catalog_coverage@10": 0.1}, *({"catalog_coverage@10": c} for c in choice)],
+                "test_grid": [{"ndcg@10": n, "catalog_coverage@10": c} for n, c in test]}
+
+    folds = [fold(1, 100, [0.2, 0.3, 0.4], [(0.10, 0.1), (0.099, 0.2), (0.098, 0.3), (0.09, 0.4)]),
+             fold(2, 300, [0.2, 0.3, 0.4], [(0.20, 0.2), (0.199, 0.3), (0.19, 0.5), (0.15, 0.6)])]
+    estimates = {"one": [np.array([-0.01, -0.015, -0.05]), np.array([-0.03, -0.04, -0.05])]}
+    found = picks(folds, estimates, 0.02)["one"]
+    # Fold 1: settings 0 and 1 are within 2%, 1 has more coverage; fold 2: none is, the least loss (0).
+    assert [row["setting"] for row in found["folds"]] == [1, 0]
+    assert found["folds"][0]["test_coverage_ratio"] == pytest.approx(3.0)
+    assert found["folds"][1]["test_change"] == pytest.approx(0.199 / 0.20 - 1)
+    assert found["coverage_ratio"] == pytest.approx(((0.3 + 0.3) / 2) / ((0.1 + 0.2) / 2))
+    assert found["change"] == pytest.approx((100 * 0.098 + 300 * 0.199) / (100 * 0.10 + 300 * 0.20) - 1)
