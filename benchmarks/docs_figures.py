@@ -520,30 +520,54 @@ def render_userknn_listeners(doc: Path) -> str:
     return "\n".join(lines)
 
 
+def rerank_grid_minutes(report: dict[str, Any], size: dict[str, Any], grid: dict[str, Any]) -> float:
+    """What a grid takes at one size, on one stage: each group's per-user steps once (with MMR
+    costed as the measured MMR setting, the others as the dearest other) and each setting's steps
+    across users (with the fill costed as the dearest fill setting, the others as the dearest other)."""
+    settings, per_user, across = report["settings"], size["per_user_seconds"], size["across_seconds"]
+    mmr = [label for label, fields in settings.items() if fields.get("mmr_lambda", 1.0) < 1.0]
+    fill = [label for label, fields in settings.items() if fields.get("coverage_slots", 0) > 0]
+    plain_user = max(per_user[label] for label in settings if label not in mmr)
+    plain_across = max(across[label] for label in settings if label not in fill)
+    seconds = (grid["mmr_groups"] * max(per_user[label] for label in mmr)
+               + (grid["groups"] - grid["mmr_groups"]) * plain_user
+               + grid["fill_settings"] * max(across[label] for label in fill)
+               + (grid["settings"] - grid["fill_settings"]) * plain_across)
+    return seconds / 60
+
+
 def render_rerank_scale(doc: Path, name: str) -> str:
     """Per number of users: each setting's seconds (its per-user steps + the steps across users),
-    what the recorded grid takes (its groups' per-user steps once each, every setting's steps
-    across users, each costed as the dearest measured), and the peak memory."""
+    what each costed grid takes (:func:`rerank_grid_minutes`), and the peak memory."""
     report = load(name)
-    settings, grid = list(report["settings"]), report["grid"]
+    settings, grids = list(report["settings"]), report["grids"]
     lines = [machine_line(report), "",
              "| users | " + " | ".join(f"{label}: per user + across (s)" for label in settings)
-             + f" | the grid of `{grid['from'].removesuffix('.json')}` (min) | peak RSS (GiB) |",
-             "|---|" + "---|" * (len(settings) + 2)]
+             + "".join(f" | {grid_label(grid)} (min)" for grid in grids) + " | peak RSS (GiB) |",
+             "|---|" + "---|" * (len(settings) + len(grids) + 1)]
     for size in report["sizes"]:
         per_user, across = size["per_user_seconds"], size["across_seconds"]
-        whole = grid["groups"] * max(per_user.values()) + grid["settings"] * max(across.values())
         lines.append(f"| {thousands(size['n_users'])} | "
                      + " | ".join(f"{per_user[label]:.2f} + {across[label]:.2f}" for label in settings)
-                     + f" | {whole / 60:.1f} | {size['peak_rss_mib'] / 1024:.1f} |")
+                     + "".join(f" | {rerank_grid_minutes(report, size, grid):.1f}" for grid in grids)
+                     + f" | {size['peak_rss_mib'] / 1024:.1f} |")
     first = report["sizes"][0]
     lines += ["", f"Lists of {first['top_k']} candidates and 20 content candidates per user over a catalogue of "
-                  f"{thousands(first['n_items'])} items; each size in its own process. The grid column is that "
-                  f"run's grid on one stage: {grid['settings']} settings in {grid['groups']} groups sharing their "
-                  "per-user steps, each group's per-user steps and each setting's steps across users costed as the "
-                  "dearest measured here; a run pays it on the base stage of every fold.",
+                  f"{thousands(first['n_items'])} items, MMR over {report['embedding_dims']}-dimensional item vectors; "
+                  "each size in its own process. A grid column is that grid on one stage: "
+                  + "; ".join(f"{grid_label(grid)}: {grid['settings']} settings in {grid['groups']} groups sharing "
+                              f"their per-user steps, {grid['mmr_groups']} of the groups with MMR and "
+                              f"{grid['fill_settings']} of the settings with the fill" for grid in grids)
+                  + ". Each group's per-user steps and each setting's steps across users are costed as the dearest "
+                  "measured setting of their kind (MMR or not; fill or not); a run pays it on the base stage of "
+                  "every fold.",
               "", source_line(doc, name)]
     return "\n".join(lines)
+
+
+def grid_label(grid: dict[str, Any]) -> str:
+    """A costed grid's name in a column head: the default grid, or a recorded run's, as code."""
+    return grid["name"] if grid["name"].startswith("the ") else f"`{grid['name']}`'s grid"
 
 
 def render_rerank_loss_estimates(doc: Path, name: str) -> str:

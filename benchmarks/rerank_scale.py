@@ -13,8 +13,10 @@ tail), probabilities falling with rank, 20 content candidates among the newest 2
 users' idle days exponential with a 30-day mean. Each size runs in a fresh process, so its peak
 resident memory (``VmHWM``) is its own. The settings are the coverage configuration's
 (docs/reranking.md, Results): no re-ranking, the popularity penalty alone, the fill alone, and
-the fill weighed by chance with a cost limit, for active users first. The report also costs the
-grid of a recorded re-ranking run (``--grid-from``; its settings and their groups). Results go to
+the fill weighed by chance with a cost limit, for active users first; and MMR over 256-dimensional
+item vectors, the default grid's step. The report also costs two grids: a recorded re-ranking
+run's (``--grid-from``) and the default one, each by its settings, the groups of them that share
+their per-user steps, and how many of each run the dear step (MMR, the fill). Results go to
 ``benchmarks/results/<name>.json``; ``python -m benchmarks.docs_figures`` renders them.
 """
 
@@ -43,15 +45,19 @@ from encore.reranking.steps import ItemSide, Settings, settings_grid
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 CONTENT = 20
 NEW_SHARE = 0.02
+EMBEDDING_DIMS = 256
+"""MMR's item vectors: item2item's tag SVD has 256 dimensions by default (``embeddings_from``)."""
 SETTINGS = {
     "unchanged": {},
+    "MMR λ 0.8": {"mmr_lambda": 0.8},
     "popularity penalty 0.25": {"popularity_penalty": 0.25},
     "fill 8": {"coverage_slots": 8},
     "fill 10 (active 30 d first) by chance ≤ 0.03, penalty 0.25": {
         "popularity_penalty": 0.25, "coverage_slots": 10, "coverage_active_days": 30.0,
         "coverage_active_first": True, "coverage_cost": "chance", "coverage_max_cost": 0.03},
 }
-"""The settings timed, by label: the coverage configuration's kinds of step (``Settings`` fields)."""
+"""The settings timed, by label: MMR (the default grid's step) and the coverage configuration's
+kinds of step (``Settings`` fields)."""
 
 
 def synthetic_lists(n_users: int, n_items: int, top_k: int, seed: int = 0) -> tuple[StageLists, ItemSide]:
@@ -81,7 +87,9 @@ def synthetic_lists(n_users: int, n_items: int, top_k: int, seed: int = 0) -> tu
                        content_ranks, rng.exponential(30.0, n_users), np.ones(n_users, dtype=bool))
     ages = np.concatenate([rng.uniform(30.0, 3000.0, heard), rng.uniform(0.0, 30.0, n_new)])
     listeners = np.concatenate([n_users * weights / weights[0], np.zeros(n_new)])
-    side = ItemSide(age_days=ages, popularity=np.log1p(listeners) / np.log1p(listeners.max()))
+    vectors = rng.standard_normal((n_items, EMBEDDING_DIMS))
+    side = ItemSide(age_days=ages, embeddings=vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+                    popularity=np.log1p(listeners) / np.log1p(listeners.max()))
     return lists, side
 
 
@@ -108,15 +116,26 @@ def measure(n_users: int, n_items: int, top_k: int) -> dict[str, Any]:
             "per_user_seconds": per_user, "across_seconds": across}
 
 
-def grid_size(result: Path) -> dict[str, Any]:
-    """The grid of a re-ranking result file's run (its experiment and overrides): how many settings,
-    and how many groups of them share their per-user steps (:func:`before_cap_key`)."""
-    recorded = json.loads(result.read_text())
-    config = load_config(REPO_ROOT / recorded["experiment"], recorded["overrides"],
+def grid_size(experiment: Path, overrides: list[str], name: str) -> dict[str, Any]:
+    """The rerank grid of ``experiment`` with ``overrides``: how many settings, how many groups of
+    them share their per-user steps (:func:`before_cap_key`), and of each how many run the dear
+    step: groups with MMR (λ < 1), settings with the coverage fill."""
+    config = load_config(experiment, ["components.rerank.enabled=true", *overrides],
                          settings=MachineSettings(_env_file=None, encore_data_dir=None, encore_output_dir=None,
                                                   mlflow_tracking_uri=None))
     grid = settings_grid(config.components.rerank, config.components.ranker.top_k)
-    return {"from": result.name, "settings": len(grid), "groups": len({before_cap_key(s) for s in grid})}
+    groups = {before_cap_key(s): s for s in grid}
+    return {"name": name, "settings": len(grid), "groups": len(groups),
+            "mmr_groups": sum(s.mmr_lambda < 1.0 for s in groups.values()),
+            "fill_settings": sum(s.coverage_slots > 0 for s in grid)}
+
+
+def grids(result: Path) -> list[dict[str, Any]]:
+    """The grids the report costs: the recorded run's (its experiment and overrides) and the
+    default one (``config/components.yaml``'s, which ``enabled: true`` alone searches)."""
+    recorded = json.loads(result.read_text())
+    return [grid_size(REPO_ROOT / recorded["experiment"], recorded["overrides"], result.name.removesuffix(".json")),
+            grid_size(REPO_ROOT / recorded["experiment"], [], "the default grid")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=100, help="the ranker's list length (components.ranker.top_k)")
     parser.add_argument("--grid-from", type=Path,
                         default=RESULTS / "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json",
-                        help="a re-ranking result file whose grid the report costs")
+                        help="a re-ranking result file whose grid the report costs (beside the default grid)")
     parser.add_argument("--name", default="rerank_scale", help="results file name")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, in this process: the child's mode
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -136,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = [int(size) for size in args.users.split(",")]
     report: dict[str, Any] = {"commit": git_commit(), "machine": machine(), "settings": SETTINGS,
-                              "grid": grid_size(args.grid_from), "sizes": []}
+                              "embedding_dims": EMBEDDING_DIMS,
+                              "grids": grids(args.grid_from), "sizes": []}
     with tempfile.TemporaryDirectory() as scratch:
         for size in sizes:
             out, peak = Path(scratch) / f"{size}.json", Path(scratch) / f"{size}.peak"

@@ -300,8 +300,9 @@ def before_cap(lists: StageLists, side: ItemSide, settings: Settings, *, blocked
     (None: where ``settings``' fill weighs by them; only the fill reads them)."""
     per_user = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items))[0]
     weighs_by_chance = settings.coverage_cost == "chance" if with_chance is None else with_chance
-    batches = []
-    for start in range(0, len(lists.users), BATCH_USERS):
+    n = len(lists.users)
+    whole: dict[str, np.ndarray] = {}
+    for start in range(0, max(n, 1), BATCH_USERS):  # one (empty) batch for no users: the arrays' shapes
         rows = slice(start, start + BATCH_USERS)
         # The probabilities only where the fill weighs by them: an (n, top_k) array less otherwise.
         chance = lists.chance(rows) if weighs_by_chance else None
@@ -310,10 +311,15 @@ def before_cap(lists: StageLists, side: ItemSide, settings: Settings, *, blocked
                                     settings)
         for step in per_user:
             batch = step(batch, side)
-        batches.append(batch)
-    return Lists(users=np.concatenate([b.users for b in batches]), items=np.concatenate([b.items for b in batches]),
-                 relevance=np.concatenate([b.relevance for b in batches]),
-                 chance=np.concatenate([b.chance for b in batches]) if weighs_by_chance else None)
+        cells = {"items": batch.items, "relevance": batch.relevance}
+        if weighs_by_chance:
+            cells["chance"] = batch.chance
+        for name, part in cells.items():  # written into whole arrays: no list of batches to join at twice the size
+            if name not in whole:
+                whole[name] = np.empty((n, *part.shape[1:]), dtype=part.dtype)
+            whole[name][rows] = part
+    return Lists(users=np.asarray(lists.users, dtype=np.int64), items=whole["items"], relevance=whole["relevance"],
+                 chance=whole.get("chance"))
 
 
 def reranked(lists: StageLists, side: ItemSide, settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray,

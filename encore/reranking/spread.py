@@ -172,7 +172,13 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     active = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
     top = items[active if counted is None else np.asarray(counted, dtype=bool), :k]
     movable = (items[:, :k] >= 0 if movable is None else movable) & active[:, None]
-    value = lists.relevance if cost is None else np.nan_to_num(cost, nan=0.0)  # what a place is worth
+    def value(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """What the cells are worth: their relevance, or their ``cost`` with nan (unscored) as 0,
+        gathered cell by cell rather than copied whole (an (n, width) array less at a time)."""
+        if cost is None:
+            return lists.relevance[rows, columns]
+        return np.nan_to_num(cost[rows, columns], nan=0.0)
+
     counts = np.bincount(top[top >= 0], minlength=int(items.max(initial=-1)) + 1)
     # Each row's movable places, bottom first (-1: none left).
     places = np.sort(np.where(movable, np.arange(k), -1), axis=1)[:, ::-1]
@@ -183,14 +189,14 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
         holders = np.flatnonzero(active & (place >= 0))
         active[place < 0] = False
         slot = items[holders, place[holders]]
-        order = np.lexsort((holders, value[holders, place[holders]], slot))
+        order = np.lexsort((holders, value(holders, place[holders]), slot))
         holders, slot = holders[order], slot[order]
         may = _rank_within(slot) < counts[slot] - copies
         active[holders[~may]] = False
         pending = holders[may]
         while pending.size:
             item = items[pending, pointer[pending]]
-            loss = value[pending, place[pending]] - value[pending, pointer[pending]]
+            loss = value(pending, place[pending]) - value(pending, pointer[pending])
             free = (item >= 0) & (counts[np.maximum(item, 0)] < copies)
             if max_cost is not None:
                 free &= loss <= max_cost

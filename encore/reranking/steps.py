@@ -300,7 +300,6 @@ class Diversify:
             if exhausted.any():
                 pick = np.where(exhausted, np.argmax(~_placed(order, step, width), axis=1), pick)
             order[:, step] = pick
-            taken = taken.copy()
             taken[rows, pick] = True
             if use_mmr:
                 closest = np.maximum(closest, np.where(valid[rows, pick][:, None], similarity[rows, pick], 0.0))
