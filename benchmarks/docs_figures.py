@@ -63,6 +63,16 @@ def load(name: str) -> dict[str, Any]:
         raise SystemExit(f"error: result file {path.relative_to(ROOT)} is missing") from None
 
 
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """``benchmarks/results/<name>.json`` (indented, one newline at the end), and a line on stderr
+    saying what to run next; returns the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{shown(path)} written; now run `python -m benchmarks.docs_figures` and commit both", file=sys.stderr)
+    return path
+
+
 def measured_on(name: str) -> str:
     """The commit a result file was measured on: its own ``commit`` key, else provenance.json."""
     own = load(name).get("commit")
@@ -1544,9 +1554,7 @@ def record(experiment: Path, k: int = 10) -> Path:
             for key in ("primary_metric", "best_generator", "vs_best_generator", "n_test_users")
         },
     }
-    path = RESULTS / f"{config.experiment.name}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    return write_result(config.experiment.name, result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1557,8 +1565,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="record: the experiment whose finished run is recorded")
     args = parser.parse_args(argv)
     if args.command == "record":
-        path = record(args.experiment)
-        print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
+        record(args.experiment)
         return 0
     docs = documents()
     if args.check:

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.rerank_report import RESULTS, fold_outputs
+from benchmarks.docs_figures import write_result
+from benchmarks.rerank_report import fold_outputs
 from encore.config.experiment import load_config
 from encore.lineage import git_commit
 
@@ -142,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
               "mean_loss": {name: [float(estimate.mean()) for estimate in per_fold]
                             for name, per_fold in {**losses, "test": tests}.items()},
               "picks": picks(folds, losses, recorded["rule"]["max_loss"])}
-    path = RESULTS / f"rerank-loss-estimates{args.suffix}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{path} written; now run `python -m benchmarks.docs_figures`", file=sys.stderr)
+    write_result(f"rerank-loss-estimates{args.suffix}", report)
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.docs_figures import RESULTS, ROOT, TARGET_COVERAGE_RATIO, TARGET_MAX_LOSS, machine, shown
+from benchmarks.docs_figures import ROOT, TARGET_COVERAGE_RATIO, TARGET_MAX_LOSS, machine, shown, write_result
 from encore.components.rerank import GRID_KEYS as SETTING_KEYS
 
 IMAGES = ROOT / "docs" / "img"
@@ -127,8 +127,7 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
                        "match_content_on_cold_items": folds[-1]["chosen"].get("match_content_on_cold_items", False)},
               "folds": folds, "pooled_rerank_vs_ranker": pooled, "targets": targets(folds, pooled, primary)}
     name = f"rerank-{config.experiment.name}{suffix}"
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result(name, result)
     plot(result, IMAGES / f"{name}.png")
     return path
 
@@ -290,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-run",
                         help="the top-level MLflow run id to report (default: the newest with a rerank run)")
     args = parser.parse_args(argv)
-    path = record(args.experiment, args.overrides, args.note, args.shown_as, args.suffix, args.pipeline_run)
-    print(f"{path.relative_to(ROOT)} written; now run `python -m benchmarks.docs_figures` and commit both")
+    record(args.experiment, args.overrides, args.note, args.shown_as, args.suffix, args.pipeline_run)
     return 0
 
 

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.docs_figures import RESULTS, write_result
 from benchmarks.peak import measured_command, read_peak_bytes
 from benchmarks.scale import machine
 from encore.components.rerank import StageLists, before_cap, before_cap_key, reranked
@@ -42,7 +42,6 @@ from encore.config.machine import MachineSettings
 from encore.lineage import git_commit
 from encore.reranking.steps import ItemSide, Settings, settings_grid
 
-RESULTS = REPO_ROOT / "benchmarks" / "results"
 CONTENT = 20
 NEW_SHARE = 0.02
 EMBEDDING_DIMS = 256
@@ -166,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(command, check=True, cwd=REPO_ROOT)
             report["sizes"].append(json.loads(out.read_text()) | {"peak_rss_mib": read_peak_bytes(peak) / 2**20})
     report["load_average_at_end"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{args.name}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{path.relative_to(REPO_ROOT)} written; now run `python -m benchmarks.docs_figures`", file=sys.stderr)
+    write_result(args.name, report)
     return 0
 
 

@@ -216,15 +216,32 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     return cells
 
 
+PROMOTE_ROWS = 16384
+"""Rows :func:`promote_cells` moves at a time: each row's move is its own, and the sort keys and
+orders it builds are several times the lists' size, so they are built for this many rows at once."""
+
+
 def promote_cells(lists: Lists, cells: np.ndarray, k: int, movable: np.ndarray) -> Lists:
     """The valid ``cells`` below ``k`` moved, in their order, into each row's lowest ``movable``
-    places of the top ``k`` (no more than it has), the items there going right after the top ``k``."""
-    k = min(k, lists.items.shape[1])
-    below = cells[:, k:] & (lists.items[:, k:] >= 0)
-    count = np.minimum(below.sum(axis=1), movable.sum(axis=1))[:, None]
-    below &= np.cumsum(below, axis=1) <= count
-    gives_way = movable & (np.cumsum(movable[:, ::-1], axis=1)[:, ::-1] <= count)
-    return promote(lists, gives_way, below, k)
+    places of the top ``k`` (no more than it has), the items there going right after the top ``k``.
+    Row by row in blocks of :data:`PROMOTE_ROWS`, into new whole arrays."""
+    n, width = lists.items.shape
+    k = min(k, width)
+    items, relevance = np.empty_like(lists.items), np.empty_like(lists.relevance)
+    chance = None if lists.chance is None else np.empty_like(lists.chance)
+    for start in range(0, n, PROMOTE_ROWS):
+        rows = slice(start, start + PROMOTE_ROWS)
+        part = Lists(users=lists.users[rows], items=lists.items[rows], relevance=lists.relevance[rows],
+                     chance=None if lists.chance is None else lists.chance[rows])
+        below = cells[rows, k:] & (part.items[:, k:] >= 0)
+        count = np.minimum(below.sum(axis=1), movable[rows].sum(axis=1))[:, None]
+        below &= np.cumsum(below, axis=1) <= count
+        gives_way = movable[rows] & (np.cumsum(movable[rows, ::-1], axis=1)[:, ::-1] <= count)
+        moved = promote(part, gives_way, below, k)
+        items[rows], relevance[rows] = moved.items, moved.relevance
+        if chance is not None:
+            chance[rows] = moved.chance
+    return Lists(users=lists.users, items=items, relevance=relevance, chance=chance)
 
 
 @dataclass(frozen=True)

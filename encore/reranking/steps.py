@@ -369,17 +369,23 @@ def chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray, n_it
             ExposureFloor(settings.exposure_m, settings.exposure_k, settings.new_days)]
 
 
+CUT_ROWS = 16384
+"""Rows :func:`rerank` cuts to ``top_k`` at a time."""
+
+
 def rerank(lists: Lists, side: ItemSide, steps: Sequence[Step], top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """Run ``steps`` over ``lists``; the first ``top_k`` items per row (-1 padded) and their
     final relevance."""
     for step in steps:
         lists = step(lists, side)
-    items = lists.items[:, :top_k]
-    relevance = np.where(items >= 0, lists.relevance[:, :top_k], np.nan)
-    if items.shape[1] < top_k:
-        pad = top_k - items.shape[1]
-        items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
-        relevance = np.pad(relevance, ((0, 0), (0, pad)), constant_values=np.nan)
-    # Removed items sort last in every step but the floor's, which only swaps valid ones: compact.
-    order = np.argsort(items < 0, axis=1, kind="stable")
-    return np.take_along_axis(items, order, 1), np.take_along_axis(relevance, order, 1)
+    n = lists.items.shape[0]
+    items, relevance = np.full((n, top_k), -1, dtype=lists.items.dtype), np.full((n, top_k), np.nan)
+    for start in range(0, n, CUT_ROWS):  # row by row in blocks: the sort's order is the lists' size again
+        rows = slice(start, start + CUT_ROWS)
+        kept = lists.items[rows, :top_k]
+        # Removed items sort last in every step but the floor's, which only swaps valid ones: compact.
+        order = np.argsort(kept < 0, axis=1, kind="stable")
+        items[rows, :kept.shape[1]] = np.take_along_axis(kept, order, 1)
+        relevance[rows, :kept.shape[1]] = np.take_along_axis(
+            np.where(kept >= 0, lists.relevance[rows, :top_k], np.nan), order, 1)
+    return items, relevance
