@@ -227,12 +227,15 @@ def test_the_rerank_scale_lists_look_like_music_and_every_setting_runs() -> None
     heard = int((side.age_days >= 30.0).sum())
     assert (lists.content_items >= heard).all() and lists.content_items.shape[1] == CONTENT  # new releases only
     assert all(len(np.unique(row)) == CONTENT for row in lists.content_items)
-    # The grid a recorded run chose from: the lastfm2k_time coverage run's four penalties share
-    # their per-user steps across its fills (4 unfilled settings, 4 x 3 x 5 x 4 filled).
-    from benchmarks.rerank_scale import RESULTS, grid_size
+    # The grids costed: the lastfm2k_time coverage run's four penalties share their per-user steps
+    # across its fills (4 unfilled settings, 4 x 3 x 5 x 4 filled); the default grid is 5 lambdas x
+    # 3 boosts x 3 floors, one group per lambda and boost, MMR in the 12 groups with lambda < 1.
+    from benchmarks.rerank_scale import RESULTS, grids
 
-    assert grid_size(RESULTS / "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json") == {
-        "from": "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json", "settings": 244, "groups": 4}
+    assert grids(RESULTS / "rerank-lastfm2k_time-fill-first-top100-xfit-limit.json") == [
+        {"name": "rerank-lastfm2k_time-fill-first-top100-xfit-limit", "settings": 244, "groups": 4,
+         "mmr_groups": 0, "fill_settings": 240},
+        {"name": "the default grid", "settings": 45, "groups": 15, "mmr_groups": 12, "fill_settings": 0}]
     found = measure(300, 5000, 50)
     assert set(found["per_user_seconds"]) == set(found["across_seconds"]) == set(SETTINGS) and found["n_users"] == 300
 
@@ -242,17 +245,22 @@ def test_the_rerank_scale_table_costs_the_grid_by_its_groups_and_settings(tmp_pa
 
     scale = {"commit": "0" * 40, "machine": {"cpus": 2, "memory_gib": 24, "python": "3.11", "cpu_model": "x",
                                              "load_average_at_start": [0.1, 0, 0]},
-             "load_average_at_end": [0.2, 0, 0], "settings": {"unchanged": {}, "fill": {}},
-             "grid": {"from": "rerank-x.json", "settings": 40, "groups": 2},
+             "load_average_at_end": [0.2, 0, 0], "embedding_dims": 8,
+             "settings": {"unchanged": {}, "mmr": {"mmr_lambda": 0.8}, "fill": {"coverage_slots": 5}},
+             "grids": [{"name": "rerank-x", "settings": 40, "groups": 2, "mmr_groups": 0, "fill_settings": 38},
+                       {"name": "the default grid", "settings": 9, "groups": 3, "mmr_groups": 2,
+                        "fill_settings": 0}],
              "sizes": [{"n_users": 1000, "n_items": 50, "top_k": 100, "peak_rss_mib": 2048.0,
-                        "per_user_seconds": {"unchanged": 0.5, "fill": 6.0},
-                        "across_seconds": {"unchanged": 0.1, "fill": 3.0}}]}
+                        "per_user_seconds": {"unchanged": 0.5, "mmr": 30.0, "fill": 0.6},
+                        "across_seconds": {"unchanged": 0.1, "mmr": 0.2, "fill": 3.0}}]}
     monkeypatch.setattr(docs_figures, "load", lambda name: scale)
     monkeypatch.setattr(docs_figures, "measured_on", lambda name: "0" * 40)
     table = docs_figures.render_rerank_scale(tmp_path / "doc.md", "scale.json")
-    assert "| users | unchanged: per user + across (s) | fill: per user + across (s) | the grid of `rerank-x` (min) |" \
-        in table
-    assert "| 1,000 | 0.50 + 0.10 | 6.00 + 3.00 | 2.2 | 2.0 |" in table  # (2 x 6 s + 40 x 3 s) / 60
+    assert ("| users | unchanged: per user + across (s) | mmr: per user + across (s) | fill: per user + across (s) "
+            "| `rerank-x`'s grid (min) | the default grid (min) | peak RSS (GiB) |") in table
+    # Each priced by its kind: rerank-x (2 x 0.6 s + 38 x 3 s + 2 x 0.2 s) / 60 = 1.93 min; the
+    # default grid (2 x 30 s + 1 x 0.6 s + 9 x 0.2 s) / 60 = 1.04 min.
+    assert "| 1,000 | 0.50 + 0.10 | 30.00 + 0.20 | 0.60 + 3.00 | 1.9 | 1.0 | 2.0 |" in table
 
 
 def test_loss_estimate_picks_the_most_coverage_within_the_bound_and_pools_it_as_the_report() -> None:
