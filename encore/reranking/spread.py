@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from encore.reranking.steps import (
+    BLOCK_ROWS,
     EXCLUDED,
     ExposureFloor,
     ItemSide,
@@ -216,21 +217,17 @@ def fill_cells(lists: Lists, slots: int, k: int, movable: np.ndarray | None = No
     return cells
 
 
-PROMOTE_ROWS = 16384
-"""Rows :func:`promote_cells` moves at a time: each row's move is its own, and the sort keys and
-orders it builds are several times the lists' size, so they are built for this many rows at once."""
-
-
-def promote_cells(lists: Lists, cells: np.ndarray, k: int, movable: np.ndarray) -> Lists:
+def promote_cells(lists: Lists, cells: np.ndarray, k: int, movable: np.ndarray,
+                  block_rows: int = BLOCK_ROWS) -> Lists:
     """The valid ``cells`` below ``k`` moved, in their order, into each row's lowest ``movable``
     places of the top ``k`` (no more than it has), the items there going right after the top ``k``.
-    Row by row in blocks of :data:`PROMOTE_ROWS`, into new whole arrays."""
+    ``block_rows`` rows at a time, into new whole arrays."""
     n, width = lists.items.shape
     k = min(k, width)
     items, relevance = np.empty_like(lists.items), np.empty_like(lists.relevance)
     chance = None if lists.chance is None else np.empty_like(lists.chance)
-    for start in range(0, n, PROMOTE_ROWS):
-        rows = slice(start, start + PROMOTE_ROWS)
+    for start in range(0, n, block_rows):
+        rows = slice(start, start + block_rows)
         part = Lists(users=lists.users[rows], items=lists.items[rows], relevance=lists.relevance[rows],
                      chance=None if lists.chance is None else lists.chance[rows])
         below = cells[rows, k:] & (part.items[:, k:] >= 0)

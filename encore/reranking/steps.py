@@ -369,19 +369,21 @@ def chain(settings: Settings, *, blocked: np.ndarray, rejected: np.ndarray, n_it
             ExposureFloor(settings.exposure_m, settings.exposure_k, settings.new_days)]
 
 
-CUT_ROWS = 16384
-"""Rows :func:`rerank` cuts to ``top_k`` at a time."""
+BLOCK_ROWS = 16384
+"""Rows a step across every user sorts at a time where each row's work is its own (the fill's
+promotion, the cut to ``top_k``): their sort keys and orders are several times the lists' size."""
 
 
-def rerank(lists: Lists, side: ItemSide, steps: Sequence[Step], top_k: int) -> tuple[np.ndarray, np.ndarray]:
+def rerank(lists: Lists, side: ItemSide, steps: Sequence[Step], top_k: int,
+           block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Run ``steps`` over ``lists``; the first ``top_k`` items per row (-1 padded) and their
-    final relevance."""
+    final relevance, cut ``block_rows`` rows at a time."""
     for step in steps:
         lists = step(lists, side)
     n = lists.items.shape[0]
     items, relevance = np.full((n, top_k), -1, dtype=lists.items.dtype), np.full((n, top_k), np.nan)
-    for start in range(0, n, CUT_ROWS):  # row by row in blocks: the sort's order is the lists' size again
-        rows = slice(start, start + CUT_ROWS)
+    for start in range(0, n, block_rows):
+        rows = slice(start, start + block_rows)
         kept = lists.items[rows, :top_k]
         # Removed items sort last in every step but the floor's, which only swaps valid ones: compact.
         order = np.argsort(kept < 0, axis=1, kind="stable")

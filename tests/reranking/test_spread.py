@@ -13,6 +13,7 @@ from encore.reranking.spread import (
     cap_skips,
     fill_cells,
     full_chain,
+    promote_cells,
     served_keys,
     split_at_cap,
     with_ranked_content,
@@ -262,25 +263,22 @@ def test_promoting_the_fills_keys_per_user_gives_the_filled_lists() -> None:
         np.testing.assert_array_equal(PromoteKeys(promoted, N_ITEMS, 2, 1)(one, SIDE).items[0], filled.items[user])
 
 
-def test_the_fill_and_the_cut_work_in_blocks_of_rows_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    # promote_cells moves PROMOTE_ROWS rows at a time and rerank cuts CUT_ROWS at a time (bounded
-    # memory): blocks of 2 rows, with a last short block, give what one block gives, chance and all.
-    from encore.reranking import spread, steps
-
+def test_the_fill_and_the_cut_work_in_blocks_of_rows_as_in_one() -> None:
+    # promote_cells and rerank work block_rows rows at a time (bounded memory): blocks of 2 and 3
+    # rows, with a last short block, give what one block gives, chance and all.
     rng = np.random.default_rng(3)
     items = np.argsort(rng.random((7, 12)), axis=1)[:, :8]
     scores = np.sort(rng.random((7, 8)), axis=1)[:, ::-1]
     batch = lists_from_scores(np.arange(7), items, scores, chance=scores / 2)
-    fill = CoverageFill(3, 4, cost="chance")
     side = ItemSide(age_days=np.full(12, 400.0))
-    whole, cut = fill(batch, side), rerank(batch, side, [fill], 6)
-    monkeypatch.setattr(spread, "PROMOTE_ROWS", 2)
-    monkeypatch.setattr(steps, "CUT_ROWS", 3)
-    blocks = fill(batch, side)
+    fill = CoverageFill(3, 4, cost="chance")
+    cells, movable = fill.cells(batch, side), fill.movable(batch, side)
+    whole = promote_cells(batch, cells, 4, movable)
+    blocks = promote_cells(batch, cells, 4, movable, block_rows=2)
     assert not np.array_equal(whole.items, batch.items)  # the fill moved something
     for name in ("items", "relevance", "chance"):
         np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name))
-    for one, other in zip(rerank(batch, side, [fill], 6), cut, strict=True):
+    for one, other in zip(rerank(batch, side, [fill], 6, block_rows=3), rerank(batch, side, [fill], 6), strict=True):
         np.testing.assert_array_equal(one, other)
     np.testing.assert_array_equal(rerank(batch, side, [fill], 10)[0][:, 8:], -1)  # longer than the lists: padded
 
