@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.docs_figures import write_result
-from benchmarks.rerank_report import fold_outputs
+from benchmarks.rerank_report import fold_inputs, fold_outputs
 from encore.config.experiment import load_config
 from encore.lineage import git_commit
 
@@ -50,16 +50,10 @@ def expected_losses(config: Any, paths: dict[str, Any]) -> list[float]:
     from encore.reranking.steps import settings_grid
 
     prepared = PreparedData(paths["prepare"])
-    inputs = {"prepare": paths["prepare"], "ranker": paths["ranker"], **paths["generators"]}
     blocked, rejected = component.exclusions(config, prepared)
     with tempfile.TemporaryDirectory() as scratch:
-        ranked = component.target_ranked(config, inputs, prepared, Path(scratch))
-    lists = component.stage_lists(config, inputs, prepared, "base", ranked,
-                                  np.arange(prepared.n_users, dtype=np.int64))
-    side = component.item_side(config, inputs, prepared, "base")
+        lists, side, blocked = component.target_stage(config, fold_inputs(paths), prepared, Path(scratch), blocked)
     chance = lists.chance(slice(None))
-    if chance is None:
-        raise SystemExit("error: the run's ranker gives no probabilities (components.ranker.loss: Logloss needed)")
     # Each (user, item) the ranker scored, sorted by key, with its probability.
     keys = lists.users[:, None] * prepared.n_items + lists.items
     scored = lists.items >= 0
@@ -76,24 +70,30 @@ def expected_losses(config: Any, paths: dict[str, Any]) -> list[float]:
     before = expected_dcg(lists.items)
     grid = settings_grid(config.components.rerank, config.components.ranker.top_k)
     found: dict[int, float] = {}
-    for n, items in component.grid_reranked(lists, side, grid,
-                                            blocked=np.union1d(blocked, component.unreleased(config, prepared, "base")),
-                                            rejected=rejected, n_items=prepared.n_items):
+    for n, items in component.grid_reranked(lists, side, grid, blocked=blocked, rejected=rejected,
+                                            n_items=prepared.n_items):
         found[n] = expected_dcg(items) / before - 1.0
     return [found[n] for n in range(len(grid))]
 
 
 def picks(folds: list[dict[str, Any]], losses: dict[str, list[np.ndarray]], max_loss: float) -> dict[str, Any]:
-    """Per estimate: the rule's pick in each fold (the most measured coverage among the settings
-    whose estimated loss is within ``max_loss``), its coverage ratio and loss on test, and the
-    folds pooled (coverage: the folds' mean, as the report's targets; loss: the user-weighted means)."""
+    """Per estimate: the rule's pick in each fold (:func:`encore.reranking.rule.choose` over the
+    grid with the estimate as its accuracy: the most measured coverage among the settings whose
+    estimated loss is within ``max_loss``; none: the least loss), its coverage ratio and loss on
+    test, and the folds pooled (coverage: the folds' mean, as the report's targets; loss: the
+    user-weighted means)."""
+    import pandas as pd
+
+    from encore.reranking.rule import choose
+
     found = {}
     for name, per_fold in losses.items():
         rows, covered, ranker_covered, gained, base = [], [], [], 0.0, 0.0
         for fold, estimate in zip(folds, per_fold, strict=True):
-            coverage = np.array([row["catalog_coverage@10"] for row in fold["grid"][1:]])
-            within = np.flatnonzero(estimate >= -max_loss)
-            pick = int(within[np.argmax(coverage[within])]) if len(within) else int(np.argmax(estimate))
+            table = pd.DataFrame({"setting": ["ranker", *["rerank"] * len(estimate)],
+                                  "accuracy": [1.0, *(1.0 + estimate)],
+                                  "catalog_coverage@10": [row["catalog_coverage@10"] for row in fold["grid"]]})
+            pick = choose(table, primary="accuracy", objectives=["catalog_coverage@10"], max_loss=max_loss).chosen - 1
             test, ranker = fold["test_grid"][pick + 1], fold["test_grid"][0]
             users = fold["test"]["all"]["n_users"]
             covered.append(test["catalog_coverage@10"])
@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     recorded = json.loads(args.result.read_text())
     config = load_config(args.experiment, ["components.rerank.enabled=true", *recorded["overrides"]])
+    if config.components.ranker.loss != "Logloss":
+        raise SystemExit("error: components.ranker.loss: the expected loss needs the ranker's probabilities (Logloss)")
     outputs, commit = fold_outputs(tracking_uri(config), experiment_name(config))
     if commit != recorded["commit"] or [p["fold"] for p in outputs] != [f["fold"] for f in recorded["folds"]]:
         raise SystemExit(f"error: {args.result}: the newest run with a rerank in MLflow (commit {commit}) is not "

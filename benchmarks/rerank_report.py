@@ -132,6 +132,11 @@ def record(experiment: Path, overrides: list[str], note: str = "", shown_as: str
     return path
 
 
+def fold_inputs(paths: dict[str, Any]) -> dict[str, Path]:
+    """A fold's component inputs, as the rerank component gets them, from :func:`fold_outputs`' paths."""
+    return {"prepare": paths["prepare"], "ranker": paths["ranker"], **paths["generators"]}
+
+
 def grid_on_test(config: Any, paths: dict[str, Any]) -> list[dict[str, Any]]:
     """A diagnosis, never a choice: every grid setting's ndcg@10 and catalogue coverage@10 on
     **test** (the final lists as the component makes them at that setting; first row the ranker's),
@@ -143,9 +148,8 @@ def grid_on_test(config: Any, paths: dict[str, Any]) -> list[dict[str, Any]]:
     from encore.reranking.steps import settings_grid
 
     prepared = PreparedData(paths["prepare"])
-    inputs = {"prepare": paths["prepare"], "ranker": paths["ranker"], **paths["generators"]}
     blocked, rejected = component.exclusions(config, prepared)
-    lists, side, blocked = component.final_stage(config, inputs, prepared, blocked)
+    lists, side, blocked = component.final_stage(config, fold_inputs(paths), prepared, blocked)
     evaluator = Evaluator(prepared, "train", (10,))
     rows = np.searchsorted(lists.users, evaluator.users)
     shown = ("ndcg@10", "catalog_coverage@10")

@@ -528,11 +528,19 @@ def target_tradeoff(config: EncoreConfig, inputs: Mapping[str, Path], prepared: 
     events in ``choice_window_days``). ``excluded``: :func:`exclusions`, when the caller has read them."""
     blocked, rejected = exclusions(config, prepared) if excluded is None else excluded
     users = choice_users(config, inputs, prepared)
+    lists, side, blocked = target_stage(config, inputs, prepared, workdir, blocked)
+    return tradeoff(config, prepared, side, lists, blocked=blocked, rejected=rejected,
+                    content_lists=content_target_lists(config, inputs, users), users=users)
+
+
+def target_stage(config: EncoreConfig, inputs: Mapping[str, Path], prepared: PreparedData, workdir: Path,
+                 blocked: np.ndarray) -> tuple[StageLists, ItemSide, np.ndarray]:
+    """What the grid re-ranks on the target part, as :func:`final_stage` for test: every user's
+    base-stage lists (:func:`target_ranked`), the item side they are re-ranked with, and the items
+    kept out of them: ``blocked`` and those released after the horizon."""
     lists = stage_lists(config, inputs, prepared, "base", target_ranked(config, inputs, prepared, workdir),
                         np.arange(prepared.n_users, dtype=np.int64))
-    return tradeoff(config, prepared, item_side(config, inputs, prepared, "base"), lists,
-                    blocked=np.union1d(blocked, unreleased(config, prepared, "base")), rejected=rejected,
-                    content_lists=content_target_lists(config, inputs, users), users=users)
+    return lists, item_side(config, inputs, prepared, "base"), np.union1d(blocked, unreleased(config, prepared, "base"))
 
 
 def _same(value: float | None, cell: object) -> bool:
