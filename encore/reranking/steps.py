@@ -165,12 +165,19 @@ class Step(Protocol):
 
 
 def scaled(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Scores min-max scaled per row to [0, 1] over the valid items (a constant row gives 1)."""
+    """Scores min-max scaled per row to [0, 1] over the valid items with a score (a constant row
+    gives 1). A valid item without one (nan: the ranker's completion from popular items, an item
+    the service's blend put in) takes the relevance of the nearest scored item above it, 1 where
+    none is: it keeps the place its list gave it, and the scored items keep their scale."""
     valid = items >= 0
-    low = np.where(valid, scores, np.inf).min(axis=1, keepdims=True)
-    high = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
-    span = np.where(high > low, high - low, 1.0)
-    out = np.where(high > low, (scores - low) / span, 1.0)
+    scored = valid & np.isfinite(scores)
+    low = np.where(scored, scores, np.inf).min(axis=1, keepdims=True)
+    high = np.where(scored, scores, -np.inf).max(axis=1, keepdims=True)
+    spread = high > low
+    out = np.where(spread, (np.where(scored, scores, 0.0) - np.where(spread, low, 0.0))
+                   / np.where(spread, high - low, 1.0), 1.0)
+    above = np.maximum.accumulate(np.where(scored, np.arange(items.shape[1]), -1), axis=1)
+    out = np.where(above >= 0, np.take_along_axis(out, np.maximum(above, 0), axis=1), 1.0)
     return np.where(valid, out, EXCLUDED)
 
 

@@ -38,6 +38,19 @@ def test_relevance_is_the_score_scaled_per_user() -> None:
     assert lists.relevance[0, 3] == -np.inf
 
 
+def test_an_unscored_item_takes_the_relevance_of_the_scored_one_above_it() -> None:
+    # The ranker's completions (nan) after its own items, and a row of a list nobody scored.
+    lists = lists_from_scores(np.array([0, 1]), np.array([[3, 1, 0, 4, 2, -1], [0, 1, 2, -1, -1, -1]]),
+                              np.array([[5.0, np.nan, 3.0, 1.0, np.nan, 0.0], [np.nan] * 6]))
+    np.testing.assert_allclose(lists.relevance[0, :5], [1.0, 1.0, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(lists.relevance[1, :3], [1.0, 1.0, 1.0])
+    assert (lists.relevance[:, 5] == -np.inf).all() and (lists.relevance[1, 3:] == -np.inf).all()
+    # Every step keeps an unscored item where its list put it, the penalty pushing popular ones down.
+    items, _ = rerank(lists, side(popularity=np.array([0.0, 0.0, 0.9, 0.0, 0.0, 0.0])),
+                      [PopularityPenalty(0.1), Diversify()], 5)
+    assert items.tolist() == [[3, 1, 0, 4, 2], [0, 1, 2, -1, -1]]
+
+
 def test_exclusion_removes_blocked_and_the_users_rejections_only() -> None:
     lists = lists_from_scores(np.array([0, 1]), np.array([[0, 1, 2], [0, 1, 2]]), np.array([[3.0, 2, 1]] * 2))
     out = Exclude(blocked=np.array([2]), rejected=rejection_keys([0], [0], N_ITEMS), n_items=N_ITEMS)(lists, side())
