@@ -45,6 +45,7 @@ from encore.config.validation import (
     IMPORTED,
     KIND_TAG,
     ConfigError,
+    error_message,
     format_validation_error,
     key_path,
     kind_tag,
@@ -539,7 +540,7 @@ class EncoreConfig(Strict):
                         type(section).model_validate(section.model_dump() | {setting: value})
                     except ValidationError as exc:
                         raise ValueError(f"{where}.{setting}: {value!r} is rejected: "
-                                         f"{exc.errors()[0]['msg']}") from None
+                                         f"{error_message(exc.errors()[0])}") from None
             trials = len(grid_combinations(grid)) if tuning.search_of(name) == "grid" else 0
             if trials > tuning.max_trials:
                 raise ValueError(f"{where}: {trials} combinations exceed tuning.max_trials ({tuning.max_trials})")

@@ -55,13 +55,20 @@ def format_validation_error(exc: ValidationError, source: str, what: str = "conf
         path = key_path(err["loc"])
         shown = repr(err["input"]) if "input" in err else ""
         # A whole section as the input says nothing the message does not: leave long ones out.
-        lines.append(f"  {path}: {err['msg']}" + (f" (got {shown})" if shown and len(shown) <= 300 else ""))
+        got = f" (got {shown})" if shown and len(shown) <= 300 else ""
+        # A check over the whole file has no location; its message names the keys itself.
+        lines.append(f"  {path}: {error_message(err)}{got}" if path else f"  {error_message(err)}{got}")
     return "\n".join(lines)
+
+
+def error_message(err: Any) -> str:
+    """Pydantic's message without the "Value error, " it puts before a validator's own words."""
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def rejected_settings(exc: ValidationError) -> str:
     """``key: message; key: message``: why a user's class rejected the settings given to it."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {error_message(e)}" for e in exc.errors())
 
 
 def kind_tag(value: Any, builtin: Container[str]) -> str | None:

@@ -9,7 +9,7 @@ is ``all`` (every relevant item) or ``cold_items`` (the relevant items nobody ha
 Spark then sums and counts them per (model, scope, warm), so the means of every segment
 (``all``, ``warm``, ``cold``, ``cold_items``) never need the users in one process; only the
 primary metric's per-user values come back to the driver (the paired tests and
-``per_user_metrics.parquet`` need them: one float per test user and model).
+``per_user.parquet`` need them: one float per test user and model).
 
 Broadcast: the users' warm flags (one byte per user), the items' cold flags (one byte per item),
 the cutoffs and the metric functions (pickled by reference).

@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encore.config.envfile import REPO_ROOT, env_file_values, resolve_env_file
-from encore.config.validation import ConfigError
+from encore.config.validation import ConfigError, error_message
 
 ENV_PREFIX = "ENCORE_SERVING_"
 
@@ -132,7 +132,7 @@ def load_serving_settings(env_file: str | Path | None = None, environ: Mapping[s
         # rejects unknown ENCORE_SERVING_* keys.
         return ServingSettings(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"]
-                             else str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        problems = "; ".join(f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {error_message(e)}" if e["loc"]
+                             else error_message(e) for e in exc.errors())
         path = resolve_env_file(env_file, environ)
         raise ConfigError(f"serving settings ({path if path.is_file() else 'environment'}): {problems}") from None

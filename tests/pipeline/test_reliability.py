@@ -352,7 +352,7 @@ def test_every_generator_disabled_is_rejected_before_any_work(tmp_path: Path, ti
 def test_an_empty_ranker_generator_list_is_rejected(tmp_path: Path, tiny_file: Path, capsys) -> None:
     code, err = cli(tmp_path, "-e", str(tiny_file), "--set", "components.ranker.generators=[]", capsys=capsys)
     assert code == 2
-    assert "components.ranker.generators: Value error, an empty list gives the ranker no candidates" in err
+    assert "components.ranker.generators: an empty list gives the ranker no candidates" in err
 
 
 def test_undecodable_bytes_get_an_honest_hint(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_one_instance_runs_alone_from_the_cli(tmp_path: Path, capsys: pytest.Cap
 
 def test_a_users_kind_with_rejected_params_names_the_key(tmp_path: Path, user_package: Path) -> None:
     bad = TINY_SYNTHETIC | {"components": {"mine": {"kind": USER_KIND, "power": "high"}}}
-    with pytest.raises(ConfigError, match=r"components\.mine: Value error, PlaysConfig of kind "
+    with pytest.raises(ConfigError, match=r"components\.mine: PlaysConfig of kind "
                                           r"'encore_user_models\.plays:PlaysRecommender' rejects the settings: "
                                           r"power: Input should be a valid number"):
         make_config(tmp_path, bad)
