@@ -92,9 +92,10 @@ def build_bundle(config: EncoreConfig, ctx: Context, prepared: PreparedData, out
     heard = prepared.user_items("train").tocoo()  # what the served lists must not repeat
     write_bundle(
         out.bundle,
+        # A completion's score stays nan (unscored): the served re-ranking keeps it in place, as rerank did.
         recommendations=pd.DataFrame({"user_id": prepared.users["raw_id"].to_numpy()[recs["user"]],
                                       "item_id": item_raw[recs["item"]], "rank": recs["rank"],
-                                      "score": recs["score"].fillna(0.0).astype(np.float64)}),
+                                      "score": recs["score"].astype(np.float64)}),
         popular=pd.DataFrame({"item_id": item_raw[order], "score": listeners[order].astype(np.float64)}),
         similar_items=pd.DataFrame({"item_id": item_raw[similar["item"]],
                                     "similar_item_id": item_raw[similar["similar_item"]],

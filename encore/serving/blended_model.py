@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from encore.serving.blend import Blended, Ranked, interleave, neighbour_scores
+from encore.serving.blend import Blended, Ranked, csr_indptr, interleave, neighbour_scores
 from encore.serving.foldin import EmbeddingFoldIn
 from encore.serving.pyfunc import EncoreServingModel
 from encore.serving.rerank import NEW_SOURCE, ServedReranker
@@ -34,9 +34,7 @@ class ModelLoadError(RuntimeError):
 def _csr(keys: np.ndarray, values: np.ndarray, scores: np.ndarray, n_keys: int
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR arrays from rows already sorted by (key, rank)."""
-    indptr = np.zeros(n_keys + 1, dtype=np.int64)
-    np.add.at(indptr, keys + 1, 1)
-    return np.cumsum(indptr), values.astype(np.int64), scores.astype(np.float64)
+    return csr_indptr(keys, n_keys), values.astype(np.int64), scores.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -178,15 +176,20 @@ class ServedModel:
                                         share, exclude=np.union1d(exclude, rejected)))
         pool = interleave(online, offline if offline is not None else self.popular, self.popular,
                           max(k, self.reranker.settings.top_k), share, exclude=exclude)
-        items, new = self.reranker.apply(self.user_index.get(user_id), pool.items, pool.scores, rejected)
+        # The steps weigh the ranker's scores only: an online, fold-in or popular item, or a
+        # completion, is unscored (nan) and keeps the place the blend gave it (mixing scales would
+        # reorder the blend). What the user heard is no content candidate either.
+        row, now = self.user_index.get(user_id), time.time()
+        ranker_scores = np.where(np.asarray(pool.sources) == "ranker", pool.scores, np.nan)
+        items, new = self.reranker.apply(row, pool.items, ranker_scores, np.union1d(rejected, exclude), now=now)
         items, new = items[:k], new[:k]
         score_of = dict(zip(pool.items.tolist(), pool.scores.tolist(), strict=True))
         source_of = dict(zip(pool.items.tolist(), pool.sources, strict=True))
         reranked = Blended(items, np.array([score_of.get(i, 0.0) for i in items.tolist()]),
                            [NEW_SOURCE if n else source_of[i] for i, n in zip(items.tolist(), new, strict=True)])
-        if len(items) < k:  # exclusions emptied the pool: popular items complete it
+        if len(items) < k:  # exclusions emptied the pool, or k > top_k: popular items complete it
             fill = interleave(Ranked.empty("none"), Ranked.empty("none"), self.popular, k - len(items), 0.0,
-                              exclude=np.concatenate([exclude, rejected, self.reranker.blocked, items]))
+                              exclude=np.concatenate([exclude, rejected, self.reranker.kept_out(row, now), items]))
             reranked = Blended(np.r_[items, fill.items], np.r_[reranked.scores, fill.scores],
                                [*reranked.sources, *fill.sources])
         return self._out(reranked)
@@ -204,7 +207,9 @@ class ServedModel:
     def _out(self, blended: Blended) -> Recommendation:
         names = self.item_names[blended.items] if self.item_names is not None else [""] * len(blended.items)
         return Recommendation(item_ids=[str(i) for i in self.item_ids[blended.items]],
-                              scores=[round(float(s), 6) for s in blended.scores], sources=blended.sources,
+                              # 0 for an item the ranker did not score (its completion from popular items)
+                              scores=[round(float(s), 6) if np.isfinite(s) else 0.0 for s in blended.scores],
+                              sources=blended.sources,
                               names=[str(n) for n in names])
 
     def info(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The ranker runs offline; what gets served is a *bundle*, a folder of Parquet fil
 
 ``recommendations.parquet``
     ``user_id`` (str, raw id), ``item_id`` (str, raw id), ``rank`` (int, 1 = best),
-    ``score`` (float): the ranker's top-k for every known user.
+    ``score`` (float; nan: a completion from popular items, which the ranker did not score): the
+    ranker's top-k for every known user.
 ``popular.parquet``
     ``item_id``, ``score``, most popular first: the fallback for unknown users and the
     filler for users with fewer than k offline items.
@@ -231,7 +232,7 @@ class EncoreServingModel(PythonModel):
         out = out.sort_values(["_order", "_part", "_pos"], kind="stable")
         out["rank"] = out.groupby(key, sort=False).cumcount() + 1
         out["name"] = out[out_item].map(self.names).fillna("")
-        out = out[columns].reset_index(drop=True)
+        out = out[columns].reset_index(drop=True).fillna({"score": 0.0})  # 0: what the ranker did not score
         return out.astype({c: _DTYPES[c] for c in columns})
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,44 @@ import pandas as pd
 
 from encore.reranking.spread import full_chain, with_ranked_content
 from encore.reranking.steps import ItemSide, Settings, lists_from_scores, rejection_keys, rerank
+from encore.serving.blend import csr_indptr
 from encore.serving.pyfunc import RERANK_CONFIG, RERANK_CONTENT, RERANK_ITEMS, RERANK_REJECTIONS
 
 NEW_SOURCE = "new"
 """The ``source`` of a served item that only content proposed (a new item)."""
+
+
+@dataclass(frozen=True)
+class ByUser:
+    """Per user row, a run of items with their scores and ranks, best first, in flat arrays (CSR):
+    row ``r``'s are ``[indptr[r], indptr[r + 1])``. One array per column, not one per user: a
+    bundle of millions of users loads in seconds."""
+
+    indptr: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    ranks: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame | None, codes: pd.Index, users: pd.Index) -> ByUser:
+        """``frame`` (``user_id``, ``item_id``, optional ``score`` and ``rank``; raw ids) over the
+        served item ``codes`` and user rows ``users``; pairs naming neither are left out."""
+        frame = pd.DataFrame(columns=["user_id", "item_id"]) if frame is None else frame
+        rows = users.get_indexer(pd.Index(frame["user_id"].astype(str)))
+        items = codes.get_indexer(pd.Index(frame["item_id"].astype(str)))
+        keep = (rows >= 0) & (items >= 0)
+        scores = frame["score"].to_numpy(np.float64)[keep] if "score" in frame else np.zeros(int(keep.sum()))
+        ranks = frame["rank"].to_numpy(np.int64)[keep] if "rank" in frame else np.zeros(int(keep.sum()), np.int64)
+        order = np.lexsort((ranks, rows[keep]))
+        return cls(indptr=csr_indptr(rows[keep][order], len(users)), items=items[keep][order].astype(np.int64),
+                   scores=scores[order], ranks=ranks[order])
+
+    def of(self, row: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row ``row``'s items, scores and ranks (empty for None: an unknown user)."""
+        if row is None:
+            return self.items[:0], self.scores[:0], self.ranks[:0]
+        start, end = self.indptr[row], self.indptr[row + 1]
+        return self.items[start:end], self.scores[start:end], self.ranks[start:end]
 
 
 @dataclass(frozen=True)
@@ -36,14 +70,14 @@ class ServedReranker:
     settings: Settings
     side: ItemSide
     blocked: np.ndarray
-    content: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    content: ByUser
     """Per user row: content candidate items (served indexes), scores and the content generator's
     ranks, best first."""
-    rejected: dict[int, np.ndarray] = field(default_factory=dict)
+    rejected: ByUser
     """Per user row: items rejected offline (the experiment's rejections file)."""
-    capped: dict[int, np.ndarray] = field(default_factory=dict)
+    capped: ByUser
     """Per user row: items the component's exposure cap refused this user (removed at the cap's place)."""
-    promoted: dict[int, np.ndarray] = field(default_factory=dict)
+    promoted: ByUser
     """Per user row: items the component's coverage fill moved into this user's top places."""
     release: np.ndarray | None = None
     """Release unix seconds by served index (NaN unknown), or None: an item is served from its
@@ -52,7 +86,7 @@ class ServedReranker:
     @classmethod
     def from_tables(cls, tables: dict[str, Any], codes: pd.Index, user_index: dict[str, int]) -> ServedReranker:
         """``tables`` as :meth:`encore.serving.pyfunc.EncoreServingModel.load_bundle` read them;
-        ``codes`` the served item ids in index order."""
+        ``codes`` the served item ids in index order; ``user_index`` the served user rows."""
         config, arrays = tables["config"], tables["items"]
         at = codes.get_indexer(pd.Index(arrays["item_id"].astype(str)))
         known = at >= 0
@@ -76,16 +110,22 @@ class ServedReranker:
             release = np.full(n, np.nan)
             release[at[known]] = arrays["release"][known]
         blocked = codes.get_indexer(pd.Index([str(i) for i in config["blocked"]]))
-        pairs = {name: pd.DataFrame(config.get(name, {"user_id": [], "item_id": []}))
-                 for name in ("capped", "promoted")}
+        names = np.empty(len(user_index), dtype=object)
+        names[np.fromiter(user_index.values(), dtype=np.int64, count=len(user_index))] = list(user_index)
+        users = pd.Index(names)
+        per_user = {name: ByUser.from_frame(pd.DataFrame(config[name]) if name in config else None, codes, users)
+                    for name in ("capped", "promoted")}
         return cls(settings=Settings(**config["settings"]),
                    side=ItemSide(age_days=ages, embeddings=embeddings, attribute=attribute, popularity=popularity),
-                   blocked=blocked[blocked >= 0], content=_by_user(tables["content"], codes, user_index, True),
-                   rejected={row: items for row, (items, _, _) in
-                             _by_user(tables["rejections"], codes, user_index, False).items()},
-                   **{name: {row: items for row, (items, _, _) in _by_user(frame, codes, user_index, False).items()}
-                      for name, frame in pairs.items()},
-                   release=release)
+                   blocked=blocked[blocked >= 0], content=ByUser.from_frame(tables["content"], codes, users),
+                   rejected=ByUser.from_frame(tables["rejections"], codes, users), **per_user, release=release)
+
+    def kept_out(self, user_row: int | None, now: float) -> np.ndarray:
+        """Served indexes ``user_row`` (None: an unknown user) is never served, whatever fills its
+        list: the bundle's blocked items, the user's offline rejections and the items the
+        component's exposure cap refused it, and the items released after ``now``."""
+        return np.unique(np.concatenate([self.blocked, self.not_out_yet(now), self.rejected.of(user_row)[0],
+                                         self.capped.of(user_row)[0]]))
 
     def not_out_yet(self, now: float) -> np.ndarray:
         """Served indexes of the items released after ``now`` (unix seconds)."""
@@ -96,20 +136,20 @@ class ServedReranker:
     def apply(self, user_row: int | None, items: np.ndarray, scores: np.ndarray,
               rejected: np.ndarray, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The pool ``items``/``scores`` re-ranked for one user (``user_row`` None: unknown user),
-        without ``rejected``, the bundle's blocked and offline-rejected items, nor items released
-        after ``now`` (unix seconds; default: the clock): the items (up to ``settings.top_k``) and
-        whether each came from content only."""
+        without ``rejected`` (with what the user has heard: a content candidate is not one), the
+        bundle's blocked and offline-rejected items, nor items released after ``now`` (unix
+        seconds; default: the clock): the items (up to ``settings.top_k``) and whether each came
+        from content only. A nan score is an item the ranker did not score (a completion, an item
+        the blend put in): it keeps its place in the pool's order (:func:`scaled`)."""
         lists = lists_from_scores(np.zeros(1, dtype=np.int64), items[None, :], scores[None, :])
-        none = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
-        extra, extra_scores, extra_ranks = self.content.get(user_row, none) if user_row is not None else none
+        extra, extra_scores, extra_ranks = self.content.of(user_row)
         lists = with_ranked_content(lists, extra[None, :], extra_scores[None, :], extra_ranks[None, :], self.settings)
-        offline = self.rejected.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
-        gone = np.union1d(np.asarray(rejected, dtype=np.int64), offline)
+        gone = np.union1d(np.asarray(rejected, dtype=np.int64), self.rejected.of(user_row)[0])
         n_items = len(self.side.age_days)
 
-        def keys(per_user: dict[int, np.ndarray]) -> np.ndarray:
-            found = per_user.get(user_row, np.zeros(0, dtype=np.int64)) if user_row is not None else []
-            return rejection_keys(np.zeros(len(found)), np.asarray(found, dtype=np.int64), n_items)
+        def keys(per_user: ByUser) -> np.ndarray:
+            found = per_user.of(user_row)[0]
+            return rejection_keys(np.zeros(len(found)), found, n_items)
 
         # The cap's refusals and the fill's promotions for this user, applied where the component's
         # steps across users ran (a new listener: none).
@@ -120,23 +160,6 @@ class ServedReranker:
         out = rerank(lists, self.side, steps, self.settings.top_k)[0][0]
         out = out[out >= 0]
         return out, ~np.isin(out, items)
-
-
-def _by_user(frame: pd.DataFrame, codes: pd.Index, user_index: dict[str, int],
-             ordered: bool) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    if frame is None or frame.empty:
-        return {}
-    rows = frame["user_id"].astype(str).map(user_index)
-    items = codes.get_indexer(pd.Index(frame["item_id"].astype(str)))
-    keep = rows.notna().to_numpy() & (items >= 0)
-    data = pd.DataFrame({"row": rows[keep].astype(np.int64).to_numpy(), "item": items[keep],
-                         "score": frame["score"].to_numpy()[keep] if "score" in frame else 0.0,
-                         "rank": frame["rank"].to_numpy()[keep] if ordered else 0})
-    data = data.sort_values(["row", "rank"], kind="stable")
-    return {int(row): (group["item"].to_numpy(np.int64), group["score"].to_numpy(np.float64),
-                       group["rank"].to_numpy(np.int64))
-            for row, group in data.groupby("row", sort=False)}
-
 
 
 def write_rerank_bundle(bundle_dir: Path, *, config: dict[str, Any], items: dict[str, np.ndarray],

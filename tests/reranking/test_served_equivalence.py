@@ -138,3 +138,76 @@ def test_the_service_serves_an_item_from_its_release_on() -> None:
     del tables["items"]["release"]
     assert ServedReranker.from_tables(tables, codes, {"u": 0}).apply(
         0, pool, scores, np.zeros(0, dtype=np.int64), now=0.0)[0].tolist() == [2, 0, 1]
+
+
+def served_model(settings: Settings, *, rejections: pd.DataFrame | None = None, capped: dict | None = None,
+                 release: np.ndarray | None = None, content: pd.DataFrame | None = None):
+    """A served model of N items a0..a7 and one known user u: the ranker's list a0 a1 a2 then a
+    completion a3 (nan), a7 similar to a6, popular a5 a4 a3 ..., over the re-ranking ``settings``."""
+    from encore.serving.blend import Ranked
+    from encore.serving.blended_model import ServedModel
+
+    codes = pd.Index(RAW)
+    items = {"item_id": RAW, "age_days": np.full(N, 400.0), "embeddings": np.zeros((0, 0)),
+             "attribute": np.zeros(0, dtype=np.int64), "popularity": np.linspace(1.0, 0.0, N)}
+    if release is not None:
+        items["release"] = release
+    recorded = {"capped": capped} if capped is not None else {}
+    tables = {"config": {"settings": dataclasses.asdict(settings), "blocked": [], **recorded},
+              "items": items,
+              "content": content if content is not None else pd.DataFrame(columns=["user_id", "item_id", "score",
+                                                                                     "rank"]),
+              "rejections": rejections if rejections is not None else pd.DataFrame(columns=["user_id", "item_id"])}
+    sim_indptr = np.zeros(N + 1, dtype=np.int64)
+    sim_indptr[7:] = 1  # a6's one neighbour: a7
+    return ServedModel(name="m", version="1", run_id=None, loaded_at="", load_seconds=0.0, item_ids=RAW,
+                       item_index={str(i): j for j, i in enumerate(RAW)}, user_index={"u": 0},
+                       rec_indptr=np.array([0, 4]), rec_items=np.array([0, 1, 2, 3]),
+                       rec_scores=np.array([2.0, 1.5, 1.0, np.nan]),
+                       sim_indptr=sim_indptr, sim_items=np.array([7]), sim_scores=np.array([0.05]),
+                       popular=Ranked(np.array([5, 4, 3, 2, 1, 0, 6, 7]), np.arange(800.0, 0.0, -100.0), "popular"),
+                       reranker=ServedReranker.from_tables(tables, codes, {"u": 0}))
+
+
+def ids(recommendation) -> list[str]:
+    return recommendation.item_ids
+
+
+def test_the_served_reranking_keeps_the_blend_order_and_the_completions_place() -> None:
+    # Every step off: the served list is the blend's, whatever scales its sources' scores are on
+    # (ranker scores, similarity sums, listener counts). Before, they were sorted on one scale: a7
+    # (similarity 0.05) went below the ranker's items.
+    model = served_model(Settings(top_k=4))
+    blend = dict(recent_listens=3, online_share=0.5, foldin_min_listens=3, exclude_heard=False)
+    assert ids(model.recommend("u", np.zeros(0, dtype=np.int64), 4, **blend)) == ["a0", "a1", "a2", "a3"]
+    assert ids(model.recommend("u", np.array([6]), 4, **blend)) == ["a7", "a0", "a1", "a2"]
+    # The popularity penalty moves the items as the component does, the completion (a3, unscored)
+    # at the relevance of the ranker's last item (a2), less popular, so above it: the component's list.
+    settings = Settings(top_k=4, popularity_penalty=0.5)
+    batch = lists_from_scores(np.array([0]), np.array([[0, 1, 2, 3]]), np.array([[2.0, 1.5, 1.0, np.nan]]))
+    side = ItemSide(age_days=np.full(N, 400.0), popularity=np.linspace(1.0, 0.0, N))
+    offline = rerank(batch, side, chain(settings, blocked=np.zeros(0, dtype=np.int64),
+                                        rejected=np.zeros(0, dtype=np.int64), n_items=N), 4)[0][0]
+    assert ids(served_model(settings).recommend("u", np.zeros(0, dtype=np.int64), 4, **blend)) == \
+        RAW[offline].tolist() == ["a0", "a1", "a3", "a2"]
+
+
+def test_what_fills_a_served_list_never_brings_back_what_was_kept_out() -> None:
+    # k above the re-ranked list's length: popular items complete it, never an offline rejection
+    # (a5), an item the component's cap refused the user (a4), nor one not released yet (a2).
+    blend = dict(recent_listens=3, online_share=0.5, foldin_min_listens=3, exclude_heard=False)
+    model = served_model(Settings(top_k=4), rejections=pd.DataFrame({"user_id": ["u"], "item_id": ["a5"]}),
+                         capped={"user_id": ["u"], "item_id": ["a4"]},
+                         release=np.where(np.arange(N) == 2, 4e9, np.nan))
+    served = ids(model.recommend("u", np.zeros(0, dtype=np.int64), 7, **blend))
+    assert served == ["a0", "a1", "a3", "a6", "a7"]  # the re-ranked four, then the one popular item left
+
+
+def test_a_new_item_the_user_has_played_is_not_served_again() -> None:
+    # a6 is u's content candidate placed by the floor; once u has played it, it is out of the list.
+    content = pd.DataFrame({"user_id": ["u"], "item_id": ["a6"], "score": [0.9], "rank": [1]})
+    settings = Settings(top_k=4, content_max_rank=1)
+    blend = dict(recent_listens=3, online_share=0.0, foldin_min_listens=3, exclude_heard=False)
+    model = served_model(settings, content=content)
+    assert "a6" in ids(model.recommend("u", np.zeros(0, dtype=np.int64), 4, **blend))
+    assert "a6" not in ids(model.recommend("u", np.array([6]), 4, **blend))
