@@ -119,9 +119,16 @@ def settings_grid(own: RerankConfig, top_k: int) -> list[Settings]:
                                sorted(set(own.coverage_active_first)), sorted(set(own.coverage_costs), reverse=True),
                                sorted(set(own.coverage_max_costs), key=lambda cost: (cost is not None, cost)))
     grid: dict[Settings, None] = {}  # in order, each setting once
+    no_content = own.content_from is None or own.content_candidates == 0
     for lam, boost, penalty, weight, m, cap, rank, first, slots, copies, active, active_first, cost, most in points:
         if active_first and active is None:
             continue  # without an activity limit there is nobody to fill first: the plain fill's setting
+        # Values a setting cannot act on take the neutral one, so the grid holds it once and no
+        # per-user pass runs twice for the same lists: MMR without vectors, new items' weight and
+        # rank without new items, the first place of a rank placement that is off.
+        lam = 1.0 if own.embeddings_from is None else lam
+        weight, rank = (0.0, 0) if no_content else (weight, rank)
+        first = 1 if rank == 0 else first
         if slots == 0:
             # Without a fill its own settings change nothing: one unfilled setting stands for them
             # all, whatever copies, activity limits, costs and limits the grid lists.

@@ -356,6 +356,18 @@ def test_the_grid_has_the_caps_and_content_ranks_and_bad_values_name_the_key() -
         load_config(experiment, ["components.rerank.coverage_costs=[relevance,chance]",
                                  "components.ranker.loss=YetiRank"], settings=no_env)
     assert "rerank.coverage_costs" in str(info.value) and "Logloss" in str(info.value)
+    # A value a setting cannot act on takes the neutral one: MMR without item vectors, the new
+    # items' weight and rank without new items, a first place without a rank placement.
+    idle = load_config(experiment, ["components.rerank.embeddings_from=null",
+                                    "components.rerank.content_max_ranks=[0,10]",
+                                    "components.rerank.content_min_ranks=[1,3]"], settings=no_env)
+    grid = settings_grid(idle.components.rerank, 50)
+    assert {s.mmr_lambda for s in grid} == {1.0}
+    assert {(s.content_max_rank, s.content_min_rank) for s in grid} == {(0, 1), (10, 1), (10, 3)}
+    no_new = load_config(experiment, ["components.rerank.content_candidates=0",
+                                      "components.rerank.content_weights=[0.0,0.5]",
+                                      "components.rerank.content_max_ranks=[0,10]"], settings=no_env)
+    assert {(s.content_weight, s.content_max_rank) for s in settings_grid(no_new.components.rerank, 50)} == {(0.0, 0)}
 
 
 def test_new_items_at_consecutive_ranks_and_in_the_rankers_list_land_at_their_ranks() -> None:
