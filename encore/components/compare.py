@@ -238,7 +238,7 @@ def _show(parser: argparse.ArgumentParser, args: argparse.Namespace, client: Mlf
         if args.diff:
             table = diff_runs(client, *args.diff, metrics=chosen)
             if table.empty:
-                what = "the chosen metrics" if chosen else "params and metrics"
+                what = "values of the chosen metrics" if chosen else "params and metrics"
                 print(f"runs {args.diff[0]} and {args.diff[1]} have identical {what}")
             else:
                 print(f"run_a = {args.diff[0]}\nrun_b = {args.diff[1]}  (difference = b - a, change = (b - a) / |a|)")

@@ -200,10 +200,12 @@ def run(config: EncoreConfig, ctx: Context) -> Result:
             log.info("[%s, %d users] every model's %s is %.4f: no uplift to report", seg, n_users, primary,
                      vs_best.mean_a)
             continue
-        log.info("[%s, %d users] ranker %s %.4f vs best generator %s %.4f: %+.1f%% (%.0f%% CI %+.1f%% .. %+.1f%%), "
-                 "p=%.2g", seg, n_users, primary, vs_best.mean_b, seg_best, vs_best.mean_a,
-                 100 * vs_best.rel_uplift, 100 * vs_best.confidence, 100 * vs_best.rel_ci_low,
-                 100 * vs_best.rel_ci_high, vs_best.p_value)
+        # A bootstrap whose resamples hit a zero mean has no relative interval: say so, not "nan".
+        ci = (f"{100 * vs_best.rel_ci_low:+.1f}% .. {100 * vs_best.rel_ci_high:+.1f}%"
+              if np.isfinite([vs_best.rel_ci_low, vs_best.rel_ci_high]).all() else "undefined")
+        log.info("[%s, %d users] ranker %s %.4f vs best generator %s %.4f: %+.1f%% (%.0f%% CI %s), p=%.2g", seg,
+                 n_users, primary, vs_best.mean_b, seg_best, vs_best.mean_a, 100 * vs_best.rel_uplift,
+                 100 * vs_best.confidence, ci, vs_best.p_value)
     if "ranker" in lists:
         # Today's top-level keys (all users) stay where register and the README read them.
         summary["comparisons"] = summary["segments"]["all"]["comparisons"]

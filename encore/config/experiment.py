@@ -665,14 +665,14 @@ def load_config(
         if overrides:
             try:
                 EncoreConfig.model_validate(raw)
-                locs = [key_path(err["loc"]) for err in exc.errors()]
+                locs = [key_path(err["loc"], overridden) for err in exc.errors()]
                 named = [text for text in overrides
                          if any(loc.startswith(key) or key.startswith(loc) for loc in locs
                                 for key in [text.partition("=")[0]])]
                 source = " ".join(f"--set {text}" for text in named or overrides)
             except ValidationError:
                 pass
-        raise ConfigError(format_validation_error(exc, source)) from exc
+        raise ConfigError(format_validation_error(exc, source, data=overridden)) from exc
     return _resolve_paths(config)
 
 

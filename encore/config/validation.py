@@ -43,22 +43,37 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """The config key of a pydantic error location, without validator and union-tag parts."""
-    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", KIND_TAG)))
+def key_path(loc: tuple[int | str, ...], data: Any = None) -> str:
+    """The config key of a pydantic error location, without validator and union-tag parts. With
+    the validated ``data``, a part that names no key of it (the tag of a union chosen by a value,
+    such as the split's ``per_user``: above the last part, or the last when it is the ``kind``) is
+    left out too."""
+    parts = [p for p in loc if not str(p).startswith(("function-", KIND_TAG))]
+    kept = []
+    for depth, part in enumerate(parts):
+        if isinstance(data, dict) and part not in data and (depth < len(parts) - 1 or data.get("kind") == part):
+            continue  # a union tag: the key below it is in this mapping, or it is the mapping's kind
+        kept.append(part)
+        data = data.get(part) if isinstance(data, dict) else None
+    return ".".join(str(p) for p in kept)
 
 
-def format_validation_error(exc: ValidationError, source: str, what: str = "configuration") -> str:
-    """One line per problem, each with its key path: ``invalid <what> (<source>):``."""
-    lines = [f"invalid {what} ({source}):"]
+def format_validation_error(exc: ValidationError, source: str, what: str = "configuration",
+                            data: Any = None) -> str:
+    """``invalid <what> (<source>): <key>: <problem>``: one line, or a line per problem below the
+    first when there are several; keys from :func:`key_path` (with ``data``, the validated input)."""
+    problems = []
     for err in exc.errors():
-        path = key_path(err["loc"])
-        shown = repr(err["input"]) if "input" in err else ""
-        # A whole section as the input says nothing the message does not: leave long ones out.
+        path = key_path(err["loc"], data)
+        # A check of a whole section names the values it rejects: the section as the input adds
+        # nothing (nor does a long value).
+        section_check = err["type"] == "value_error" and isinstance(err.get("input"), dict)
+        shown = repr(err["input"]) if "input" in err and not section_check else ""
         got = f" (got {shown})" if shown and len(shown) <= 300 else ""
         # A check over the whole file has no location; its message names the keys itself.
-        lines.append(f"  {path}: {error_message(err)}{got}" if path else f"  {error_message(err)}{got}")
-    return "\n".join(lines)
+        problems.append(f"{path}: {error_message(err)}{got}" if path else f"{error_message(err)}{got}")
+    head = f"invalid {what} ({source}):"
+    return f"{head} {problems[0]}" if len(problems) == 1 else "\n  ".join([head, *problems])
 
 
 def error_message(err: Any) -> str:

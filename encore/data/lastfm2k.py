@@ -97,7 +97,8 @@ class DatasetNotFound(DataError):
 
 def _candidate_dirs(data_dir: Path) -> list[Path]:
     env = os.environ.get(ENV_DATA_DIR)
-    return ([Path(env) / LASTFM2K_DIRNAME] if env else []) + [Path(data_dir) / LASTFM2K_DIRNAME]
+    candidates = ([Path(env) / LASTFM2K_DIRNAME] if env else []) + [Path(data_dir) / LASTFM2K_DIRNAME]
+    return list(dict.fromkeys(candidates))  # ENCORE_DATA_DIR usually is data_dir too: each folder once
 
 
 def find_lastfm2k_dir(cfg: Lastfm2kConfig, data_dir: Path) -> Path | None:

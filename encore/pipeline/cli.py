@@ -24,7 +24,7 @@ from encore.pipeline.catalogue import UNTUNED, generator_names, parse_components
 from encore.pipeline.clean import main as clean_main
 from encore.pipeline.component import ComponentFailed
 from encore.pipeline.execution import run_component, run_pipeline
-from encore.pipeline.folds import fold_configs
+from encore.pipeline.folds import fold_configs, n_folds
 from encore.pipeline.reuse_keys import tuned
 from encore.tracking.client import TrackingServerUnreachable
 from encore.tracking.runs import service_failure, tracking_uri
@@ -50,6 +50,15 @@ def base_parser(description: str, prog: str | None = None) -> argparse.ArgumentP
     return parser
 
 
+def tuned_overrides(config: EncoreConfig, overrides: Sequence[str] | None) -> list[str]:
+    """The ``--set`` keys (``components.<instance>.<setting>``) that ``tuning.grid`` searches: the
+    tuned value wins over them wherever tune runs."""
+    keys = [text.partition("=")[0].strip() for text in overrides or []]
+    return [key for key in keys
+            if (parts := key.split("."))[0] == "components" and len(parts) == 3
+            and parts[2] in config.tuning.grid.get(parts[1], {})]
+
+
 def cli_main(body: Callable[[argparse.Namespace, EncoreConfig], None], parser: argparse.ArgumentParser,
              argv: Sequence[str] | None = None) -> int:
     """Parse, load the config, run ``body``; known failures become one clear line and exit 2."""
@@ -58,6 +67,9 @@ def cli_main(body: Callable[[argparse.Namespace, EncoreConfig], None], parser: a
     config: EncoreConfig | None = None
     try:
         config = load_config(args.experiment, args.overrides)
+        for key in tuned_overrides(config, args.overrides):
+            log.warning("--set %s: the key is in tuning.grid, so tune chooses its value for this run; the value "
+                        "set stands only where the grid is not searched (drop the key from the grid to fix it)", key)
         body(args, config)
     except (ConfigError, DataError, TrackingServerUnreachable) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -66,7 +78,9 @@ def cli_main(body: Callable[[argparse.Namespace, EncoreConfig], None], parser: a
         component = exc.component if isinstance(exc, ComponentFailed) else None
         cause = exc.__cause__ if component and exc.__cause__ is not None else exc
         if isinstance(cause, ConfigError | DataError | TrackingServerUnreachable):
-            print(f"error: {exc}", file=sys.stderr)
+            # A cause that names the component already says it all: "component 'x' needs ...".
+            named = component is not None and str(cause).startswith(f"component '{component}'")
+            print(f"error: {cause if named else exc}", file=sys.stderr)
             return 2
         failure = service_failure(cause, tracking_uri(config)) if config is not None else None
         if failure is not None:
@@ -125,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = parse_components(config, args.components) if args.components else None
         results = run_pipeline(config, chosen, force=parse_components(config, args.force) if args.force else (),
                                note=args.note)
+        if n_folds(config) > 1 and results:
+            log.info("the last fold's figures (every fold pooled: the tables above):")
         for name, result in results.items():
             headline = {k: round(v, 4) for k, v in result.metrics.items() if k in {"ndcg@10", "recall@10"}}
             log.info("%-10s %s", name, headline or "")

@@ -73,7 +73,7 @@ def test_unknown_key_is_rejected_with_its_path(tmp_path: Path) -> None:
     [
         ("components.als.factors=-3", "components.als.factors"),
         ("components.bpr.learning_rate=abc", "components.bpr.learning_rate"),
-        ("split.test_fraction=1.5", "split.per_user.test_fraction"),
+        ("split.test_fraction=1.5", "split.test_fraction"),
         ("evaluation.primary_metric=ndcg@7", "evaluation"),
         ("dataset.kind=nonsense", "dataset"),
     ],

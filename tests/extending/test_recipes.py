@@ -152,7 +152,8 @@ def test_a_bad_plug_in_name_fails_at_load_naming_the_key(tmp_path: Path, user_pa
     with pytest.raises(ConfigError) as error:
         make_config(tmp_path, deep_merge(TINY_SYNTHETIC, patch))
     line = next(line for line in str(error.value).splitlines() if fragment in line)
-    assert line.strip().startswith(f"{where}:")
+    # One problem, one line: the source, then the key.
+    assert line.startswith("invalid configuration (") and f"): {where}: " in line
 
 
 def test_editing_a_plug_in_recomputes_what_it_keys(extended: EncoreConfig, user_package: Path) -> None:

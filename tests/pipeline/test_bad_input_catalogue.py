@@ -187,7 +187,7 @@ def truncate_after(row: int, keep_fields: int) -> Callable[[bytes], bytes]:
 
 
 # --------------------------------------------------------------------------- the catalogue
-INVALID = "invalid configuration ({tmp}/experiment.yaml):\n  "
+INVALID = "invalid configuration ({tmp}/experiment.yaml): "
 """How a validation error starts: the experiment file is the source named."""
 PREPARE = "component 'prepare' failed: "
 """How a data error starts: the component it stopped, then the loader's message."""
@@ -248,28 +248,26 @@ CASES: list[Case] = [
          "als, bpr, item2item, itemknn, ease, friends, userknn, twotower, sasrec, als_spark) "
          "or 'package.module:ClassName' (got 5)"),
     Case("test-fraction-above-one", with_(lastfm2k(), split={"kind": "per_user", "test_fraction": 1.5}),
-         INVALID + "split.per_user.test_fraction: Input should be less than 1 (got 1.5)"),
+         INVALID + "split.test_fraction: Input should be less than 1 (got 1.5)"),
     Case("time-split-reversed", with_(lastfm2k(), split={"kind": "time", "target_start": 0.8, "test_start": 0.5}),
-         INVALID + "split.time: target_start must come before test_start, or the target window is "
-         "empty (got {'kind': 'time', 'target_start': 0.8, 'test_start': 0.5})"),
+         INVALID + "split: target_start must come before test_start, or the target window is "
+         "empty"),
     Case("primary-metric-k-not-in-ks", with_(lastfm2k(), evaluation={"ks": [5, 10], "primary_metric": "ndcg@7"}),
-         INVALID + "evaluation: primary_metric 'ndcg@7' must be METRIC@K with K in ks [5, 10] "
-         "(got {'ks': [5, 10], 'primary_metric': 'ndcg@7', 'n_bootstrap': 2000, 'confidence': 0.95})"),
+         INVALID + "evaluation: primary_metric 'ndcg@7' must be METRIC@K with K in ks [5, 10]"),
     Case("empty-ks", with_(lastfm2k(), evaluation={"ks": []}),
          INVALID + "evaluation.ks: at least one k is needed (got [])"),
     Case("unknown-dataset-kind", with_(lastfm2k(), dataset={"kind": "spotify"}),
          INVALID + "dataset: kind: unknown source 'spotify'; built-in: lastfm2k, lastfm1k, lastfm360k, "
-         "yandex, tabular, synthetic; or your own source as 'package.module:ClassName' (got {'kind': 'spotify'})"),
+         "yandex, tabular, synthetic; or your own source as 'package.module:ClassName'"),
     Case("experiment-name-with-slash", with_(lastfm2k(), experiment={"name": "my run/1"}),
          INVALID + "experiment.name: String should match pattern '^[A-Za-z0-9_.-]+$' (got 'my run/1')"),
     Case("synthetic-more-pairs-than-possible",
          {"experiment": {"name": EXPERIMENT_NAME},
           "dataset": {"kind": "synthetic", "n_users": 10, "n_items": 10, "n_interactions": 500}},
          INVALID + "dataset: n_interactions=500 exceeds the 10 x 10 = 100 possible "
-         "(user, item) pairs (got {'kind': 'synthetic', 'n_users': 10, 'n_items': 10, 'n_interactions': 500})"),
+         "(user, item) pairs"),
     Case("tabular-columns-not-distinct", tabular(columns={"user": "user", "item": "user"}),
-         INVALID + "dataset.columns: columns must be distinct, got ['user', 'user'] "
-         "(got {'user': 'user', 'item': 'user'})"),
+         INVALID + "dataset.columns: columns must be distinct, got ['user', 'user']"),
     Case("old-feature-models-key",
          with_(lastfm2k(), components={"ranker": {"feature_models": {"als8": {"kind": "als"}}}}),
          INVALID + "components.ranker: components.ranker.feature_models was removed: a feature "
@@ -283,11 +281,11 @@ CASES: list[Case] = [
          "or 'package.module:ClassName' (got {'factors': 8})"),
     Case("instance-kind-not-importable", with_(lastfm2k(), components={"mine": {"kind": "nope.mod:X"}}),
          INVALID + "components.mine: kind 'nope.mod:X': cannot import module 'nope.mod' (No module "
-         "named 'nope') (got {'kind': 'nope.mod:X'})"),
+         "named 'nope')"),
     Case("instance-kind-not-a-recommender",
          with_(lastfm2k(), components={"mine": {"kind": "encore.io:write_json"}}),
          INVALID + "components.mine: kind 'encore.io:write_json': write_json is not a subclass "
-         "of encore.recommenders.base.Recommender (got {'kind': 'encore.io:write_json'})"),
+         "of encore.recommenders.base.Recommender"),
     Case("instance-named-like-a-component", with_(lastfm2k(), components={"evaluate": {"kind": "als"}}),
          INVALID + "components: components.evaluate: 'evaluate' is a pipeline component, not a "
          "generator instance; choose another name"),
@@ -304,7 +302,7 @@ CASES: list[Case] = [
          components="als,rankr,evaluat"),
     Case("unknown-force", lastfm2k(), f"unknown component(s) prepar; known: {KNOWN}", argv=("--force", "prepar")),
     Case("component-without-its-input", lastfm2k(),
-         "component 'als' failed: component 'als' needs the output of 'prepare' for this configuration "
+         "component 'als' needs the output of 'prepare' for this configuration "
          "({prepare}: no complete output); run it first, e.g. scripts/pipeline/run.sh "
          "--components prepare,als",
          lastfm2k={}, components="als"),
@@ -430,15 +428,15 @@ CASES: list[Case] = [
          files={"data/plays.csv": GOOD_PLAYS, "junk.db": b"\x89PNG\r\n" + bytes(200)},
          argv=("--set", "tracking.tracking_uri=sqlite:///{tmp}/junk.db")),
     Case("set-unknown-key-names-the-override", tabular(),
-         "invalid configuration (--set components.als.factorz=3):\n"
-         "  components.als.factorz: Extra inputs are not permitted (got 3)",
+         "invalid configuration (--set components.als.factorz=3): "
+         "components.als.factorz: Extra inputs are not permitted (got 3)",
          files={"data/plays.csv": GOOD_PLAYS}, argv=("--set", "components.als.factorz=3")),
     Case("every-generator-disabled", with_(tabular(), components={
         name: {"enabled": False} for name in KINDS}),  # every default instance that proposes
          "components.ranker.generators: no enabled generator to take candidates from",
          files={"data/plays.csv": GOOD_PLAYS}, components="prepare,ranker"),
     Case("ranker-generators-empty-list", with_(tabular(), components={"ranker": {"generators": []}}),
-         "invalid configuration ({tmp}/experiment.yaml):\n  components.ranker.generators: an empty "
+         "invalid configuration ({tmp}/experiment.yaml): components.ranker.generators: an empty "
          "list gives the ranker no candidates; leave the key out (null) to take every enabled generator, or name "
          "the generators to use (got [])",
          files={"data/plays.csv": GOOD_PLAYS}),

@@ -337,8 +337,15 @@ def test_a_bad_set_key_names_the_override(tmp_path: Path, tiny_file: Path, capsy
     code, err = cli(tmp_path, "-e", str(tiny_file), "-c", "prepare", "--set", "components.als.factorz=3",
                     "--set", "experiment.seed=5", capsys=capsys)
     assert code == 2
-    assert err.splitlines()[0] == "error: invalid configuration (--set components.als.factorz=3):"
-    assert "components.als.factorz: Extra inputs are not permitted" in err
+    # One line, naming the override and the key (and no other override).
+    assert err == "error: invalid configuration (--set components.als.factorz=3): components.als.factorz: " \
+        "Extra inputs are not permitted (got 3)"
+    # Two problems: a line each below the first.
+    code, err = cli(tmp_path, "-e", str(tiny_file), "-c", "prepare", "--set", "components.als.factorz=3",
+                    "--set", "split.test_fraction=1.5", capsys=capsys)
+    assert code == 2 and sorted(err.splitlines()[1:]) == [
+        "  components.als.factorz: Extra inputs are not permitted (got 3)",
+        "  split.test_fraction: Input should be less than 1 (got 1.5)"]
 
 
 def test_every_generator_disabled_is_rejected_before_any_work(tmp_path: Path, tiny_file: Path, capsys) -> None:
@@ -412,3 +419,11 @@ def test_outputs_are_marked_with_a_manifest(tiny_config: EncoreConfig) -> None:
     size, _, digest = marker["files"]["base.parquet"]
     path = output_dir(tiny_config, "prepare") / "base.parquet"
     assert (size, digest) == (path.stat().st_size, lineage.sha256_file(path))
+
+
+def test_the_set_keys_the_tuning_grid_searches_are_named(tiny_file: Path) -> None:
+    from encore.pipeline.cli import tuned_overrides
+
+    config = load_config(tiny_file, ["tuning.grid={als: {factors: [4, 8]}}"])
+    assert tuned_overrides(config, ["components.als.factors=16", "components.als.regularization=0.5",
+                                    "components.bpr.factors=16", "experiment.seed=3"]) == ["components.als.factors"]
