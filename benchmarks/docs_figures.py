@@ -1375,7 +1375,8 @@ def of_file(render: Callable[[Path, str], str], name: str) -> Figure:
     return Figure(lambda doc: render(doc, name), (name,))
 
 
-RERANK_RESULTS = ("rerank-synthetic_time-fill-first-top100-xfit-draw6",
+RERANK_RESULTS = ("rerank-lastfm2k_time-fill-first-top200-xfit-limit",
+                  "rerank-synthetic_time-fill-first-top100-xfit-draw6",
                   "rerank-synthetic_time-fill-first-top100-xfit-limit",
                   "rerank-synthetic_time-fill-first-top100-xfit-limit-draw7",
                   "rerank-synthetic_time-fill-first-top100-xfit", "rerank-synthetic_time-fill-first-top100",
