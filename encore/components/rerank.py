@@ -299,6 +299,7 @@ def before_cap(lists: StageLists, side: ItemSide, settings: Settings, *, blocked
     cap and the steps after it start from. They carry the ranker's probabilities ``with_chance``
     (None: where ``settings``' fill weighs by them; only the fill reads them)."""
     per_user = split_at_cap(full_chain(settings, blocked=blocked, rejected=rejected, n_items=n_items))[0]
+    exclude = per_user[0]  # the exclusions, before the new items are placed by rank
     weighs_by_chance = settings.coverage_cost == "chance" if with_chance is None else with_chance
     n = len(lists.users)
     whole: dict[str, np.ndarray] = {}
@@ -306,9 +307,9 @@ def before_cap(lists: StageLists, side: ItemSide, settings: Settings, *, blocked
         rows = slice(start, start + BATCH_USERS)
         # The probabilities only where the fill weighs by them: an (n, top_k) array less otherwise.
         chance = lists.chance(rows) if weighs_by_chance else None
-        batch = with_ranked_content(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows], chance),
-                                    lists.content_items[rows], lists.content_scores[rows], lists.content_ranks[rows],
-                                    settings)
+        ranked = exclude(lists_from_scores(lists.users[rows], lists.items[rows], lists.scores[rows], chance), side)
+        batch = with_ranked_content(ranked, lists.content_items[rows], lists.content_scores[rows],
+                                    lists.content_ranks[rows], settings)
         for step in per_user:
             batch = step(batch, side)
         cells = {"items": batch.items, "relevance": batch.relevance}

@@ -380,7 +380,9 @@ def with_ranked_content(lists: Lists, items: np.ndarray, scores: np.ndarray, ran
     relevance + 1e-9; below the row's last candidate: that one's relevance - 1e-9), so the list
     shows it where the generator's own list does. With ``content_min_rank`` p > 1 the j-th placed
     item of a row (from 0, in rank order) lands at ``max(rank, p + j)``: the ranker's first p - 1
-    stay on top. Rows keep their ranker candidates' order."""
+    stay on top. Rows keep their ranker candidates' order. Give it the ranker's lists after the
+    exclusions (the chain's first step): a blocked or rejected item then holds no place that a new
+    item's rank counts."""
     r = settings.content_max_rank
     width = lists.items.shape[1]
     items = np.asarray(items, dtype=np.int64)

@@ -141,9 +141,6 @@ class ServedReranker:
         seconds; default: the clock): the items (up to ``settings.top_k``) and whether each came
         from content only. A nan score is an item the ranker did not score (a completion, an item
         the blend put in): it keeps its place in the pool's order (:func:`scaled`)."""
-        lists = lists_from_scores(np.zeros(1, dtype=np.int64), items[None, :], scores[None, :])
-        extra, extra_scores, extra_ranks = self.content.of(user_row)
-        lists = with_ranked_content(lists, extra[None, :], extra_scores[None, :], extra_ranks[None, :], self.settings)
         gone = np.union1d(np.asarray(rejected, dtype=np.int64), self.rejected.of(user_row)[0])
         n_items = len(self.side.age_days)
 
@@ -157,6 +154,10 @@ class ServedReranker:
         steps = full_chain(self.settings, blocked=blocked,
                            rejected=rejection_keys(np.zeros(len(gone)), gone, n_items), n_items=n_items,
                            capped=keys(self.capped), promoted=keys(self.promoted))
+        # The exclusions (the chain's first step) first, then the new items by rank: as the component.
+        lists = steps[0](lists_from_scores(np.zeros(1, dtype=np.int64), items[None, :], scores[None, :]), self.side)
+        extra, extra_scores, extra_ranks = self.content.of(user_row)
+        lists = with_ranked_content(lists, extra[None, :], extra_scores[None, :], extra_ranks[None, :], self.settings)
         out = rerank(lists, self.side, steps, self.settings.top_k)[0][0]
         out = out[out >= 0]
         return out, ~np.isin(out, items)

@@ -211,3 +211,28 @@ def test_a_new_item_the_user_has_played_is_not_served_again() -> None:
     model = served_model(settings, content=content)
     assert "a6" in ids(model.recommend("u", np.zeros(0, dtype=np.int64), 4, **blend))
     assert "a6" not in ids(model.recommend("u", np.array([6]), 4, **blend))
+
+
+def test_a_new_items_rank_counts_only_the_items_kept() -> None:
+    # Ranker list a0 a1 a2 a3, a0 blocked; content ranks new item a6 second: it lands second among
+    # the items served (a1 a6 a2 a3), not second counting the blocked a0. Component and service agree.
+    from encore.components.rerank import StageLists, before_cap
+
+    settings = Settings(top_k=4, content_max_rank=5)
+    side = ItemSide(age_days=np.full(N, 400.0))
+    lists = StageLists(users=np.array([0]), items=np.array([[0, 1, 2, 3]]), scores=np.array([[4.0, 3, 2, 1]]),
+                       content_items=np.array([[6]]), content_scores=np.array([[0.9]]), content_ranks=np.array([[2]]),
+                       idle_days=np.zeros(1), probabilities=np.zeros(1, dtype=bool))
+    offline = before_cap(lists, side, settings, blocked=np.array([0]), rejected=np.zeros(0, dtype=np.int64),
+                         n_items=N)
+    order = np.argsort(-offline.relevance[0], kind="stable")
+    assert [int(i) for i in offline.items[0][order] if i >= 0] == [1, 6, 2, 3]
+    codes = pd.Index(RAW)
+    tables = {"config": {"settings": dataclasses.asdict(settings), "blocked": ["a0"]},
+              "items": {"item_id": RAW, "age_days": side.age_days, "embeddings": np.zeros((0, 0)),
+                        "attribute": np.zeros(0, dtype=np.int64)},
+              "content": pd.DataFrame({"user_id": ["u"], "item_id": ["a6"], "score": [0.9], "rank": [2]}),
+              "rejections": pd.DataFrame(columns=["user_id", "item_id"])}
+    served = ServedReranker.from_tables(tables, codes, {"u": 0})
+    items, _ = served.apply(0, np.array([0, 1, 2, 3]), np.array([4.0, 3, 2, 1]), np.zeros(0, dtype=np.int64))
+    assert codes[items].tolist() == ["a1", "a6", "a2", "a3"]
