@@ -36,12 +36,6 @@ class Ranked:
         return Ranked(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), source)
 
 
-def csr_indptr(keys: np.ndarray, n_keys: int) -> np.ndarray:
-    """Row pointers of entries sorted by ``keys`` (each in ``[0, n_keys)``): row ``r``'s entries
-    are ``[indptr[r], indptr[r + 1])``."""
-    return np.r_[0, np.cumsum(np.bincount(np.asarray(keys, dtype=np.int64), minlength=n_keys))].astype(np.int64)
-
-
 def csr_positions(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Flat positions of the entries of ``rows`` in a CSR layout, row after row (vectorised)."""
     starts, ends = indptr[rows], indptr[rows + 1]

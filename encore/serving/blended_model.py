@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from encore.serving.blend import Blended, Ranked, csr_indptr, interleave, neighbour_scores
+from encore.serving.blend import Blended, Ranked, interleave, neighbour_scores
 from encore.serving.foldin import EmbeddingFoldIn
 from encore.serving.pyfunc import EncoreServingModel
-from encore.serving.rerank import NEW_SOURCE, ServedReranker
+from encore.serving.rerank import NEW_SOURCE, ServedReranker, csr_indptr
 
 log = logging.getLogger("encore.serving")
 

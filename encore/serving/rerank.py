@@ -23,11 +23,17 @@ import pandas as pd
 
 from encore.reranking.spread import full_chain, with_ranked_content
 from encore.reranking.steps import ItemSide, Settings, lists_from_scores, rejection_keys, rerank
-from encore.serving.blend import csr_indptr
 from encore.serving.pyfunc import RERANK_CONFIG, RERANK_CONTENT, RERANK_ITEMS, RERANK_REJECTIONS
 
 NEW_SOURCE = "new"
 """The ``source`` of a served item that only content proposed (a new item)."""
+
+
+def csr_indptr(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Row pointers of entries sorted by ``keys`` (each in ``[0, n_keys)``): row ``r``'s entries
+    are ``[indptr[r], indptr[r + 1])``. Here, not in :mod:`encore.serving.blend`: ``register``
+    writes the bundle with this module, and its reuse key covers no more of serving than that."""
+    return np.r_[0, np.cumsum(np.bincount(np.asarray(keys, dtype=np.int64), minlength=n_keys))].astype(np.int64)
 
 
 @dataclass(frozen=True)
